@@ -1,0 +1,162 @@
+#include "util/json_io.h"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+#include "util/file_io.h"
+
+namespace seqit {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string clean_json_error(std::string_view what) {
+  // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error while ..."
+  std::string_view s = what;
+  if (s.starts_with("[json.exception.")) {
+    auto close = s.find("] ");
+    if (close != std::string_view::npos) s.remove_prefix(close + 2);
+  }
+  if (s.starts_with("parse error")) {
+    auto colon = s.find(": ");
+    if (colon != std::string_view::npos) s.remove_prefix(colon + 2);
+  }
+  return std::string(s);
+}
+
+namespace {
+// Position of byte `offset` (0-based) in a file, computed by streaming it (for errors only).
+TextPosition position_in_file(const fs::path& path, size_t offset) {
+  std::ifstream in(path, std::ios::binary);
+  TextPosition pos;
+  size_t i = 0;
+  char c;
+  while (i < offset && in.get(c)) {
+    if (c == '\n') {
+      ++pos.line;
+      pos.column = 1;
+    } else {
+      ++pos.column;
+    }
+    ++i;
+  }
+  return pos;
+}
+}  // namespace
+
+json parse_json(std::string_view text, const std::string& source) {
+  try {
+    return json::parse(text.begin(), text.end());
+  } catch (const json::parse_error& e) {
+    size_t off = e.byte > 0 ? e.byte - 1 : 0;
+    TextPosition p = position_of_offset(text, off);
+    throw Error("invalid JSON: " + clean_json_error(e.what())).in_file(source).at_line(p.line, p.column);
+  }
+}
+
+json read_json_file(const fs::path& path) { return parse_json(read_file(path), path.string()); }
+
+void for_each_json_array_element(const fs::path& path,
+                                 const std::function<void(json&&, int64_t)>& visit) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("cannot open: {}", std::strerror(errno))).in_file(path.string());
+  int64_t index = 0;
+  bool top_is_array = false;
+  json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
+    if (depth == 0 && event == json::parse_event_t::array_start) top_is_array = true;
+    if (depth == 0 && (event == json::parse_event_t::object_start ||
+                       event == json::parse_event_t::value)) {
+      return true;  // not an array: reported after parsing
+    }
+    // Elements of the top-level array end at depth 1: hand them over and drop them from the tree.
+    if (depth == 1 && top_is_array &&
+        (event == json::parse_event_t::object_end || event == json::parse_event_t::array_end ||
+         event == json::parse_event_t::value)) {
+      visit(std::move(parsed), index++);
+      return false;
+    }
+    return true;
+  };
+  try {
+    json rest = json::parse(in, cb);
+    if (!top_is_array) {
+      throw Error(fmt::format("expected a JSON array of records at the top level, found {}",
+                              rest.type_name()))
+          .in_file(path.string())
+          .at_line(1, 1);
+    }
+  } catch (const json::parse_error& e) {
+    TextPosition p = position_in_file(path, e.byte > 0 ? e.byte - 1 : 0);
+    throw Error("invalid JSON: " + clean_json_error(e.what()))
+        .in_file(path.string())
+        .at_line(p.line, p.column)
+        .at_record(index);
+  } catch (Error& e) {
+    // Errors raised by `visit` get the file and record index if they lack them.
+    e.add_context(ErrorContext{path.string(), 0, 0, index, ""});
+    throw;
+  }
+}
+
+JsonlReader::JsonlReader(const fs::path& path) : path_(path.string()) {
+  file_ = std::fopen(path.c_str(), "rb");
+  if (!file_) throw Error(fmt::format("cannot open: {}", std::strerror(errno))).in_file(path_);
+}
+
+JsonlReader::~JsonlReader() {
+  if (file_) std::fclose(file_);
+  std::free(buf_);
+}
+
+std::string_view JsonlReader::raw_line() const {
+  if (len_ <= 0) return {};
+  size_t n = static_cast<size_t>(len_);
+  if (n > 0 && buf_[n - 1] == '\n') --n;
+  if (n > 0 && buf_[n - 1] == '\r') --n;
+  return {buf_, n};
+}
+
+bool JsonlReader::next(json& out) {
+  for (;;) {
+    len_ = ::getline(&buf_, &cap_, file_);
+    if (len_ < 0) {
+      if (std::ferror(file_)) throw Error("read error").in_file(path_).at_line(line_ + 1);
+      return false;
+    }
+    ++line_;
+    std::string_view text = raw_line();
+    if (text.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    ++record_;
+    bool has_newline = buf_[len_ - 1] == '\n';
+    try {
+      out = json::parse(text.begin(), text.end());
+      return true;
+    } catch (const json::parse_error& e) {
+      std::string msg = "invalid JSON: " + clean_json_error(e.what());
+      if (!has_newline) msg += " (the last line is incomplete: the file looks truncated)";
+      throw Error(msg).in_file(path_).at_line(line_, e.byte > 0 ? static_cast<int64_t>(e.byte) : 0).at_record(record_);
+    }
+  }
+}
+
+std::string to_json_line(const json& value) {
+  try {
+    return value.dump(-1, ' ', false, json::error_handler_t::strict);
+  } catch (const json::type_error& e) {
+    throw Error("cannot write JSON: " + clean_json_error(e.what()));
+  }
+}
+
+std::string to_pretty_json(const json& value) {
+  try {
+    return value.dump(2, ' ', false, json::error_handler_t::strict) + "\n";
+  } catch (const json::type_error& e) {
+    throw Error("cannot write JSON: " + clean_json_error(e.what()));
+  }
+}
+
+}  // namespace seqit

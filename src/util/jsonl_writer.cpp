@@ -1,0 +1,110 @@
+#include "util/jsonl_writer.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+#include "util/file_io.h"
+#include "util/json_io.h"
+#include "util/log.h"
+
+namespace seqit {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+std::string id_text(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+}  // namespace
+
+std::string ResumableJsonlWriter::id_of(const json& record) const {
+  if (id_field_.empty() || !record.is_object()) return {};
+  auto it = record.find(id_field_);
+  return it == record.end() ? std::string() : id_text(*it);
+}
+
+bool ResumableJsonlWriter::has_id_value(const json& id) const { return ids_.count(id_text(id)) != 0; }
+
+ResumableJsonlWriter::ResumableJsonlWriter(fs::path path, std::string id_field, bool fresh)
+    : path_(std::move(path)), id_field_(std::move(id_field)) {
+  bool exists = fs::exists(path_);
+  if (exists && !fresh) {
+    // Keep the prefix that ends at the last newline; everything after it is a torn write.
+    std::string content = read_file(path_);
+    size_t keep = content.rfind('\n');
+    keep = keep == std::string::npos ? 0 : keep + 1;
+    dropped_bytes_ = static_cast<int64_t>(content.size() - keep);
+    int64_t line = 0;
+    size_t start = 0;
+    while (start < keep) {
+      size_t end = content.find('\n', start);
+      ++line;
+      std::string_view text(content.data() + start, end - start);
+      start = end + 1;
+      if (text.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      json rec;
+      try {
+        rec = json::parse(text.begin(), text.end());
+      } catch (const json::parse_error& e) {
+        throw Error("cannot resume: a complete line is not valid JSON (" + clean_json_error(e.what()) +
+                    "); fix or remove the file")
+            .in_file(path_.string())
+            .at_line(line);
+      }
+      ++resumed_records_;
+      std::string id = id_of(rec);
+      if (!id.empty()) ids_.insert(std::move(id));
+    }
+    records_ = resumed_records_;
+    if (dropped_bytes_ > 0) {
+      if (::truncate(path_.c_str(), static_cast<off_t>(keep)) != 0) {
+        throw Error(fmt::format("cannot drop the torn last line: {}", std::strerror(errno)))
+            .in_file(path_.string());
+      }
+      log::warn("{}: dropped an incomplete last line ({} bytes) left by an interrupted run",
+                path_.string(), dropped_bytes_);
+    }
+  }
+  int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (fresh ? O_TRUNC : 0);
+  fd_ = ::open(path_.c_str(), flags, 0644);
+  if (fd_ < 0) throw Error(fmt::format("cannot open for writing: {}", std::strerror(errno))).in_file(path_.string());
+  if (!exists) fsync_directory(path_.parent_path());
+}
+
+ResumableJsonlWriter::~ResumableJsonlWriter() {
+  if (fd_ >= 0) {
+    ::fsync(fd_);
+    ::close(fd_);
+  }
+}
+
+void ResumableJsonlWriter::append(const json& record) {
+  std::string line = to_json_line(record);
+  line.push_back('\n');
+  // One write() per line: with O_APPEND the line lands whole or (on a crash) as a torn tail that the
+  // next open drops.
+  std::string_view rest = line;
+  while (!rest.empty()) {
+    ssize_t n = ::write(fd_, rest.data(), rest.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(fmt::format("cannot append: {}", std::strerror(errno))).in_file(path_.string());
+    }
+    rest.remove_prefix(static_cast<size_t>(n));
+  }
+  ++records_;
+  std::string id = id_of(record);
+  if (!id.empty()) ids_.insert(std::move(id));
+}
+
+void ResumableJsonlWriter::sync() {
+  if (fd_ >= 0 && ::fsync(fd_) != 0) {
+    throw Error(fmt::format("cannot fsync: {}", std::strerror(errno))).in_file(path_.string());
+  }
+}
+
+}  // namespace seqit

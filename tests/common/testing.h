@@ -1,0 +1,44 @@
+// Test helpers: the one place that knows where ../shared/data is.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace seqit::testing {
+
+// The shared data folder: $SEQIT_SHARED_DATA if set, else <source>/../shared/data. Resolved once;
+// throws std::runtime_error with instructions when it does not exist.
+const std::filesystem::path& shared_data_dir();
+// A file or folder inside the shared data; throws (naming the path) when it is missing.
+std::filesystem::path shared_data(std::string_view relative);
+
+// The built `seqit` executable, and the source tree.
+std::filesystem::path seqit_binary();
+std::filesystem::path source_dir();
+std::filesystem::path build_dir();
+
+// Runs a shell command, returning its exit status; stdout (and stderr when merge_stderr) go to *output.
+int run_command(const std::string& command, std::string* output = nullptr, bool merge_stderr = true);
+// Quotes a string for the shell.
+std::string shell_quote(std::string_view s);
+
+// A fresh temporary folder, removed with everything in it when the object goes away.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(std::string_view name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Whole-file helpers for tests.
+std::string slurp(const std::filesystem::path& path);
+void spit(const std::filesystem::path& path, std::string_view content);
+
+}  // namespace seqit::testing

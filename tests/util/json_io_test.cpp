@@ -1,0 +1,117 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "testing.h"
+#include "util/error.h"
+#include "util/json_io.h"
+
+using nlohmann::json;
+using seqit::testing::TempDir;
+using seqit::testing::spit;
+
+TEST(JsonlReader, ReadsRecordsAndSkipsBlankLines) {
+  TempDir dir;
+  spit(dir / "a.jsonl", "{\"id\":1}\n\n{\"id\":2}\r\n{\"id\":3}");
+  seqit::JsonlReader r(dir / "a.jsonl");
+  json v;
+  std::vector<int> ids;
+  while (r.next(v)) ids.push_back(v["id"].get<int>());
+  EXPECT_EQ(ids, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(r.line(), 4);
+}
+
+TEST(JsonlReader, MalformedLineNamesFileLineAndColumnAndReaderContinues) {
+  TempDir dir;
+  spit(dir / "b.jsonl", "{\"id\":1}\n{\"id\": tru}\n{\"id\":3}\n");
+  seqit::JsonlReader r(dir / "b.jsonl");
+  json v;
+  ASSERT_TRUE(r.next(v));
+  try {
+    r.next(v);
+    FAIL() << "expected an error";
+  } catch (const seqit::Error& e) {
+    EXPECT_EQ(e.context().line, 2);
+    EXPECT_EQ(e.context().record, 1);
+    EXPECT_GT(e.context().column, 6);
+    EXPECT_NE(std::string(e.what()).find("b.jsonl:2:"), std::string::npos) << e.what();
+  }
+  ASSERT_TRUE(r.next(v));
+  EXPECT_EQ(v["id"], 3);
+  EXPECT_FALSE(r.next(v));
+}
+
+TEST(JsonlReader, TornLastLineIsReportedAsTruncated) {
+  TempDir dir;
+  spit(dir / "c.jsonl", "{\"id\":1}\n{\"id\":2, \"te");
+  seqit::JsonlReader r(dir / "c.jsonl");
+  json v;
+  ASSERT_TRUE(r.next(v));
+  try {
+    r.next(v);
+    FAIL();
+  } catch (const seqit::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+    EXPECT_EQ(e.context().line, 2);
+  }
+}
+
+TEST(JsonArray, StreamsElementsInOrder) {
+  TempDir dir;
+  spit(dir / "a.json", "[{\"a\": [1, 2]}, 5, \"x\", {\"b\": {\"c\": null}}]");
+  std::vector<json> seen;
+  seqit::for_each_json_array_element(dir / "a.json", [&](json&& v, int64_t i) {
+    EXPECT_EQ(i, static_cast<int64_t>(seen.size()));
+    seen.push_back(std::move(v));
+  });
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[0], json::parse("{\"a\": [1, 2]}"));
+  EXPECT_EQ(seen[1], 5);
+  EXPECT_EQ(seen[3]["b"]["c"], nullptr);
+}
+
+TEST(JsonArray, TruncatedDocumentGivesLineColumnAndRecord) {
+  TempDir dir;
+  spit(dir / "t.json", "[\n {\"a\": 1},\n {\"a\": 2},\n {\"a\": ");
+  int64_t count = 0;
+  try {
+    seqit::for_each_json_array_element(dir / "t.json", [&](json&&, int64_t) { ++count; });
+    FAIL();
+  } catch (const seqit::Error& e) {
+    EXPECT_EQ(count, 2);
+    EXPECT_EQ(e.context().line, 4);
+    EXPECT_EQ(e.context().record, 2);
+  }
+}
+
+TEST(JsonArray, NonArrayTopLevelIsAnError) {
+  TempDir dir;
+  spit(dir / "o.json", "{\"a\": 1}");
+  EXPECT_THROW(seqit::for_each_json_array_element(dir / "o.json", [](json&&, int64_t) {}), seqit::Error);
+}
+
+TEST(JsonArray, RealAlpacaFileHas5000Records) {
+  int64_t n = 0;
+  seqit::for_each_json_array_element(seqit::testing::shared_data("train/alpaca/alpaca_5000.json"),
+                                     [&](json&& v, int64_t) {
+                                       EXPECT_TRUE(v.contains("instruction"));
+                                       ++n;
+                                     });
+  EXPECT_EQ(n, 5000);
+}
+
+TEST(ParseJson, ErrorHasLineAndColumn) {
+  try {
+    seqit::parse_json("{\n  \"a\": 1,\n  \"b\" 2\n}", "doc.json");
+    FAIL();
+  } catch (const seqit::Error& e) {
+    EXPECT_EQ(e.context().file, "doc.json");
+    EXPECT_EQ(e.context().line, 3);
+    EXPECT_EQ(e.context().column, 7);
+  }
+}
+
+TEST(JsonWrite, KeepsUtf8AndRejectsInvalidUtf8) {
+  EXPECT_EQ(seqit::to_json_line(json{{"t", "héllo ✓"}}), "{\"t\":\"héllo ✓\"}");
+  EXPECT_THROW(seqit::to_json_line(json{{"t", std::string("\xff\xfe")}}), seqit::Error);
+}
