@@ -575,3 +575,30 @@ TEST(Convert, Llama3RopeScalingTravelsThroughGgufAsRopeFreqs) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], 1e-6 * a[i]);
   EXPECT_NE(a.front() / a.back(), std::pow(500000.0, 6.0 / 8)) << "scaling must change the frequencies";
 }
+
+TEST(ConvertCli, WritesBothFormatsAndReportsBadInputOnce) {
+  TempDir dir;
+  using seqit::testing::run_command;
+  using seqit::testing::seqit_binary;
+  using seqit::testing::shell_quote;
+  std::string seqit = shell_quote(seqit_binary().string());
+  std::string bin = shell_quote(shared_data("models/stories260K/stories260K.bin").string());
+  std::string out;
+  ASSERT_EQ(run_command(seqit + " convert --in " + bin + " --out " + shell_quote((dir / "hf").string()) + " --to hf", &out), 0) << out;
+  ASSERT_EQ(run_command(seqit + " convert --in " + shell_quote((dir / "hf").string()) + " --out " +
+                            shell_quote((dir / "m.gguf").string()) + " --to gguf --dtype f16",
+                        &out),
+            0)
+      << out;
+  auto gg = Checkpoint::open(dir / "m.gguf");
+  EXPECT_EQ(gg->preferred_type(), StorageType::f16);
+  EXPECT_EQ(gg->config().hidden_size, 64);
+  spit(dir / "junk.bin", std::string(64, 'x'));
+  int rc = run_command(seqit + " convert --in " + shell_quote((dir / "junk.bin").string()) + " --out " +
+                           shell_quote((dir / "o").string()) + " --to hf",
+                       &out);
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find("seqit: error: "), std::string::npos) << out;
+  EXPECT_NE(out.find("junk.bin"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir / "o" / "model.safetensors"));
+}
