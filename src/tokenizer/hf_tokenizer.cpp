@@ -138,6 +138,7 @@ class HfTokenizer : public Tokenizer {
   std::optional<TokenId> bos_id() const override { return bos_; }
   std::optional<TokenId> eos_id() const override { return eos_; }
   std::string describe() const override { return description_; }
+  void set_description(std::string d) { description_ = std::move(d); }
 
  private:
   void load_model(const json& model, const json& pre_tokenizer) {
@@ -394,6 +395,17 @@ fs::path config_path_for(const fs::path& path) {
 }
 
 }  // namespace
+
+std::unique_ptr<Tokenizer> make_hf_tokenizer(const json& doc, const json* config, const std::string& where,
+                                             const std::string& description) {
+  try {
+    auto tok = std::make_unique<HfTokenizer>(doc, config, where);
+    if (!description.empty()) tok->set_description(description);
+    return tok;
+  } catch (const json::exception& e) {
+    throw Error(std::string("malformed tokenizer description: ") + clean_json_error(e.what())).in_file(where);
+  }
+}
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const fs::path& path) {
   json doc = read_json_file(path);
