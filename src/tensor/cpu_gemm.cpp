@@ -6,6 +6,7 @@
 // uninitialized" under -O3; the diagnostic state that applies is the one in force where the header
 // is included, hence before it.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #include <omp.h>
 
@@ -268,6 +269,13 @@ void gemm_f32(int64_t batch, const MatrixRef& a, const MatrixRef& b, const Mutab
 
 namespace {
 
+// Converts n 16-bit (or f32) values at src into dst (serial: called per line inside parallel
+// loops).
+void load_f32_into(const void* src, DType dtype, float* dst, int64_t n) {
+  const float* p = load_f32(src, dtype, dst, n);
+  if (p != dst) std::memcpy(dst, p, static_cast<size_t>(n) * sizeof(float));
+}
+
 // Converts a (possibly transposed) 16-bit or f32 matrix to f32, keeping its orientation: the result
 // has strides (cols, 1) when the source is row-major, (1, rows) when it is transposed.
 MatrixRef to_f32(int64_t batch, const MatrixRef& m, int slot) {
@@ -278,16 +286,15 @@ MatrixRef to_f32(int64_t batch, const MatrixRef& m, int slot) {
   const int64_t line_stride = transposed ? m.col_stride : m.row_stride;
   float* dst = scratch_f32(slot, static_cast<size_t>(batch * lines * run));
   const size_t es = dtype_size(m.dtype);
-  for (int64_t bi = 0; bi < batch; ++bi) {
-    for (int64_t l = 0; l < lines; ++l) {
-      const auto* src =
-          static_cast<const std::byte*>(m.data) + (bi * m.batch_stride + l * line_stride) * es;
-      float* out = dst + (bi * lines + l) * run;
-      if (m.dtype == DType::bf16)
-        convert_bf16_to_f32(reinterpret_cast<const bf16*>(src), out, run);
-      else
-        convert_f16_to_f32(reinterpret_cast<const f16*>(src), out, run);
-    }
+  // Lines are short (a row of a weight matrix); spread them over the threads.
+  const int64_t total = batch * lines;
+  apply_threads();
+#pragma omp parallel for schedule(static) if (total * run >= kParallelThreshold)
+  for (int64_t idx = 0; idx < total; ++idx) {
+    const int64_t bi = idx / lines, l = idx % lines;
+    const auto* src =
+        static_cast<const std::byte*>(m.data) + (bi * m.batch_stride + l * line_stride) * es;
+    load_f32_into(src, m.dtype, dst + idx * run, run);
   }
   MatrixRef r = m;
   r.data = dst;
@@ -334,16 +341,15 @@ void gemm_any(int64_t batch, const MatrixRef& a, const MatrixRef& b, const Mutab
     float* buffer = scratch_f32(2, static_cast<size_t>(batch * c.rows * c.cols));
     c32 = MutableMatrixRef{buffer, DType::f32, c.rows, c.cols, c.cols, 1, c.rows * c.cols};
     if (accumulate) {
-      for (int64_t bi = 0; bi < batch; ++bi)
-        for (int64_t r = 0; r < c.rows; ++r) {
-          const auto* src = static_cast<const std::byte*>(c.data) +
-                            (bi * c.batch_stride + r * c.row_stride) * c_es;
-          float* out = buffer + (bi * c.rows + r) * c.cols;
-          if (c.dtype == DType::bf16)
-            convert_bf16_to_f32(reinterpret_cast<const bf16*>(src), out, c.cols);
-          else
-            convert_f16_to_f32(reinterpret_cast<const f16*>(src), out, c.cols);
-        }
+      const int64_t total = batch * c.rows;
+      apply_threads();
+#pragma omp parallel for schedule(static) if (total * c.cols >= kParallelThreshold)
+      for (int64_t idx = 0; idx < total; ++idx) {
+        const int64_t bi = idx / c.rows, r = idx % c.rows;
+        const auto* src =
+            static_cast<const std::byte*>(c.data) + (bi * c.batch_stride + r * c.row_stride) * c_es;
+        load_f32_into(src, c.dtype, buffer + idx * c.cols, c.cols);
+      }
     }
   }
   const MatrixRef a32 = to_f32(batch, a, 0);
@@ -375,16 +381,14 @@ void gemm_any(int64_t batch, const MatrixRef& a, const MatrixRef& b, const Mutab
     }
   }
   if (c.dtype != DType::f32) {
-    for (int64_t bi = 0; bi < batch; ++bi)
-      for (int64_t r = 0; r < c.rows; ++r) {
-        auto* dst =
-            static_cast<std::byte*>(c.data) + (bi * c.batch_stride + r * c.row_stride) * c_es;
-        const float* src = static_cast<const float*>(c32.data) + (bi * c.rows + r) * c.cols;
-        if (c.dtype == DType::bf16)
-          convert_f32_to_bf16(src, reinterpret_cast<bf16*>(dst), c.cols);
-        else
-          convert_f32_to_f16(src, reinterpret_cast<f16*>(dst), c.cols);
-      }
+    const int64_t total = batch * c.rows;
+    apply_threads();
+#pragma omp parallel for schedule(static) if (total * c.cols >= kParallelThreshold)
+    for (int64_t idx = 0; idx < total; ++idx) {
+      const int64_t bi = idx / c.rows, r = idx % c.rows;
+      auto* dst = static_cast<std::byte*>(c.data) + (bi * c.batch_stride + r * c.row_stride) * c_es;
+      store_f32(static_cast<const float*>(c32.data) + idx * c.cols, dst, c.dtype, c.cols);
+    }
   }
 }
 

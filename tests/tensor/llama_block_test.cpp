@@ -1,6 +1,7 @@
 // A whole Llama decoder block composed from the ops, llm.c style (forward then the backward written
 // out layer by layer), against the same block composed from the fp64 references: the output and
-// every gradient (input, all seven weight matrices, both norm weights) agree to 1e-5 relative in f32.
+// every gradient (input, all seven weight matrices, both norm weights) agree to 1e-5 relative in
+// f32.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -38,7 +39,8 @@ Weights random_weights(const Dims& s) {
   w.wo = reference::random_vec(static_cast<size_t>(s.c * s.hq * s.d), 6, init);
   w.wg = reference::random_vec(static_cast<size_t>(s.f * s.c), 7, init);
   w.wu = reference::random_vec(static_cast<size_t>(s.f * s.c), 8, init);
-  w.wd = reference::random_vec(static_cast<size_t>(s.c * s.f), 9, 1.0 / std::sqrt(static_cast<double>(s.f)));
+  w.wd = reference::random_vec(static_cast<size_t>(s.c * s.f), 9,
+                               1.0 / std::sqrt(static_cast<double>(s.f)));
   return w;
 }
 
@@ -69,10 +71,13 @@ RefActivations ref_forward(const Vec& x, const Weights& w, const Dims& s) {
   const RopeConfig cfg = rope_config(s);
   RefActivations r;
   r.h1 = reference::rmsnorm(x, w.norm1, n, s.c, s.eps);
-  r.q = reference::rope(reference::linear(r.h1, w.wq, nullptr, n, s.c, s.hq * s.d), pos, s.hq, s.d, cfg);
-  r.k = reference::rope(reference::linear(r.h1, w.wk, nullptr, n, s.c, s.hkv * s.d), pos, s.hkv, s.d, cfg);
+  r.q = reference::rope(reference::linear(r.h1, w.wq, nullptr, n, s.c, s.hq * s.d), pos, s.hq, s.d,
+                        cfg);
+  r.k = reference::rope(reference::linear(r.h1, w.wk, nullptr, n, s.c, s.hkv * s.d), pos, s.hkv,
+                        s.d, cfg);
   r.v = reference::linear(r.h1, w.wv, nullptr, n, s.c, s.hkv * s.d);
-  r.a = reference::attention(r.q, r.k, r.v, {s.b, s.t, s.hq, s.hkv, s.d}, nullptr, 1 / std::sqrt(double(s.d)));
+  r.a = reference::attention(r.q, r.k, r.v, {s.b, s.t, s.hq, s.hkv, s.d}, nullptr,
+                             1 / std::sqrt(double(s.d)));
   const Vec o = reference::linear(r.a, w.wo, nullptr, n, s.hq * s.d, s.c);
   r.x2 = x;
   for (size_t i = 0; i < o.size(); ++i) r.x2[i] += o[i];
@@ -105,8 +110,8 @@ Weights ref_backward(const Vec& dy, const Vec& x, const Weights& w, const Dims& 
   reference::rmsnorm_backward(dh2, r.x2, w.norm2, n, s.c, s.eps, dx2, g.norm2);
   add_to(dx2, dy);  // residual
   reference::linear_backward(dx2, r.a, w.wo, n, s.hq * s.d, s.c, da, g.wo, db);
-  reference::attention_backward(da, r.q, r.k, r.v, {s.b, s.t, s.hq, s.hkv, s.d}, nullptr, 1 / std::sqrt(double(s.d)),
-                                dq, dk, dv);
+  reference::attention_backward(da, r.q, r.k, r.v, {s.b, s.t, s.hq, s.hkv, s.d}, nullptr,
+                                1 / std::sqrt(double(s.d)), dq, dk, dv);
   dq = reference::rope(dq, pos, s.hq, s.d, cfg, true);
   dk = reference::rope(dk, pos, s.hkv, s.d, cfg, true);
   reference::linear_backward(dq, r.h1, w.wq, n, s.c, s.hq * s.d, dh1, g.wq, db);
@@ -119,7 +124,8 @@ Weights ref_backward(const Vec& dy, const Vec& x, const Weights& w, const Dims& 
   return g;
 }
 
-// ---- the block from the ops (what model/ will write) ---------------------------------------------
+// ---- the block from the ops (what model/ will write)
+// ---------------------------------------------
 
 struct BlockParams {
   Tensor norm1, wq, wk, wv, wo, norm2, wg, wu, wd;
@@ -135,16 +141,18 @@ TEST(LlamaBlock, ForwardAndAllGradientsMatchFp64Reference) {
   const RopeConfig cfg = rope_config(s);
   const Tensor pos = Tensor::from_ints(positions(s), {s.b, s.t});
 
-  BlockParams p{to_tensor(w.norm1, {s.c}), to_tensor(w.wq, {qd, s.c}), to_tensor(w.wk, {kvd, s.c}),
-                to_tensor(w.wv, {kvd, s.c}), to_tensor(w.wo, {s.c, qd}), to_tensor(w.norm2, {s.c}),
-                to_tensor(w.wg, {s.f, s.c}), to_tensor(w.wu, {s.f, s.c}), to_tensor(w.wd, {s.c, s.f})};
+  BlockParams p{
+      to_tensor(w.norm1, {s.c}),   to_tensor(w.wq, {qd, s.c}),  to_tensor(w.wk, {kvd, s.c}),
+      to_tensor(w.wv, {kvd, s.c}), to_tensor(w.wo, {s.c, qd}),  to_tensor(w.norm2, {s.c}),
+      to_tensor(w.wg, {s.f, s.c}), to_tensor(w.wu, {s.f, s.c}), to_tensor(w.wd, {s.c, s.f})};
   auto f32 = [](Shape shape) { return Tensor::zeros(shape, DType::f32); };
 
   // forward. x, y: [B, T, C]
   const Tensor x = to_tensor(xv, {s.b, s.t, s.c});
   Tensor h1 = f32({s.b, s.t, s.c}), rstd1 = f32({n});
   rmsnorm_forward(h1, rstd1, x, p.norm1, eps);
-  Tensor q = f32({s.b, s.t, s.hq, s.d}), k = f32({s.b, s.t, s.hkv, s.d}), v = f32({s.b, s.t, s.hkv, s.d});
+  Tensor q = f32({s.b, s.t, s.hq, s.d}), k = f32({s.b, s.t, s.hkv, s.d}),
+         v = f32({s.b, s.t, s.hkv, s.d});
   linear_forward(q.view({s.b, s.t, qd}), h1, p.wq);
   linear_forward(k.view({s.b, s.t, kvd}), h1, p.wk);
   linear_forward(v.view({s.b, s.t, kvd}), h1, p.wv);
@@ -167,8 +175,8 @@ TEST(LlamaBlock, ForwardAndAllGradientsMatchFp64Reference) {
 
   // backward (every gradient buffer starts at zero; ops accumulate).
   const Tensor dy = to_tensor(dyv, {s.b, s.t, s.c});
-  BlockParams g{f32({s.c}), f32({qd, s.c}), f32({kvd, s.c}), f32({kvd, s.c}), f32({s.c, qd}), f32({s.c}),
-                f32({s.f, s.c}), f32({s.f, s.c}), f32({s.c, s.f})};
+  BlockParams g{f32({s.c}), f32({qd, s.c}),  f32({kvd, s.c}), f32({kvd, s.c}), f32({s.c, qd}),
+                f32({s.c}), f32({s.f, s.c}), f32({s.f, s.c}), f32({s.c, s.f})};
   Tensor dsw = f32({s.b, s.t, s.f}), dgate = f32({s.b, s.t, s.f}), dup = f32({s.b, s.t, s.f});
   linear_backward(dsw, g.wd, Tensor(), dy, sw, p.wd);
   swiglu_backward(dgate, dup, dsw, gate, up);
@@ -209,7 +217,8 @@ TEST(LlamaBlock, ForwardAndAllGradientsMatchFp64Reference) {
   EXPECT_LT(rel_error(to_vec(g.wu), gr.wu), kTol) << "d w_up";
   EXPECT_LT(rel_error(to_vec(g.wd), gr.wd), kTol) << "d w_down";
 
-  // The composed fp64 backward is itself checked against central differences of the composed forward.
+  // The composed fp64 backward is itself checked against central differences of the composed
+  // forward.
   auto loss_x = [&](const Vec& xp) { return reference::dot(dyv, ref_forward(xp, w, s).y); };
   reference::expect_fd_matches(loss_x, xv, dx_ref, "block dx", 8);
   auto loss_wq = [&](const Vec& wp) {

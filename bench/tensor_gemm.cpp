@@ -1,0 +1,146 @@
+// bench_tensor_gemm: GEMM GFLOP/s on the Llama block shapes (hidden 1024, 16 heads, 4 kv heads of
+// 64, ffn 2816, T = 512) against this machine's FMA peak measured in the same run; decode GEMV GB/s
+// against the measured memory read bandwidth.
+//   bench_tensor_gemm [threads=2]
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "bench_util.h"
+#include "tensor/calibrate.h"
+#include "tensor/ops.h"
+#include "tensor/threading.h"
+
+using namespace seqit;
+using namespace seqit::tensor;
+
+namespace {
+
+Tensor random_tensor(const Shape& shape, DType dtype, float scale, uint32_t seed) {
+  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
+  uint32_t x = seed * 2654435761u + 1;
+  for (float& f : v) {
+    x = x * 1664525u + 1013904223u;
+    f = (static_cast<float>(x >> 8) / 16777216.0f - 0.5f) * scale;
+  }
+  return Tensor::from_floats(v, shape, dtype);
+}
+
+struct Shape3 {
+  const char* name;
+  int64_t tokens, in, out;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
+  set_num_threads(threads);
+  std::printf(
+      "# bench_tensor_gemm: %d threads; cpu: %s; oneDNN f32 matmul: %s; oneDNN native bf16: %s\n",
+      threads, cpu_features().c_str(), onednn_matmul_implementation().c_str(),
+      onednn_native_bf16() ? "yes" : "no");
+  std::printf("# OpenMP wait: %s; load average before: %s\n", openmp_wait_policy(),
+              bench::load_average().c_str());
+  const FmaPeak peak = measure_fma_peak(threads);
+  const FmaPeak peak1 = measure_fma_peak(1);
+  std::printf(
+      "# measured FMA peak (f32, %s): %.1f GFLOP/s on %d threads by wall time, %.1f by CPU time; "
+      "1 thread: %.1f wall, %.1f CPU\n",
+      peak.isa.c_str(), peak.gflops, threads, peak.gflops_cpu, peak1.gflops, peak1.gflops_cpu);
+  std::printf(
+      "# 'wall' = FLOPs / elapsed time; 'cpu' = FLOPs / (process CPU time / threads): the speed "
+      "with the "
+      "cores to ourselves,\n# compared with the CPU-time peak. With other processes running, wall "
+      "figures measure our share of the machine.\n\n");
+
+  const int64_t t = 512, c = 1024, kv = 256, f = 2816;
+  const std::vector<Shape3> shapes{
+      {"q / o proj", t, c, c}, {"k / v proj", t, c, kv}, {"gate / up", t, c, f}, {"down", t, f, c}};
+  std::printf(
+      "| shape [T x in -> out] | pass | f32 wall | f32 cpu | f32 %% of peak | bf16 wall | bf16 cpu "
+      "| "
+      "bf16 %% of f32 peak |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  double total_flops = 0, total_s[2] = {0, 0}, total_cpu[2] = {0, 0};
+  for (const Shape3& s : shapes) {
+    const double flops = 2.0 * static_cast<double>(s.tokens * s.in * s.out);
+    for (const char* pass : {"fwd y=x.Wt", "bwd dx=dy.W", "bwd dW+=dyt.x"}) {
+      double wall[2] = {0, 0}, cpu[2] = {0, 0};
+      for (int b = 0; b < 2; ++b) {
+        const DType dt = b == 0 ? DType::f32 : DType::bf16;
+        const Tensor x = random_tensor({s.tokens, s.in}, dt, 1.0f, 1);
+        const Tensor w = random_tensor({s.out, s.in}, dt, 0.05f, 2);
+        const Tensor dy = random_tensor({s.tokens, s.out}, dt, 1.0f, 3);
+        Tensor y = Tensor::empty({s.tokens, s.out}, dt);
+        Tensor dx = Tensor::zeros({s.tokens, s.in}, dt);
+        Tensor dw = Tensor::zeros({s.out, s.in}, DType::f32);
+        std::function<void()> fn;
+        if (pass[0] == 'f')
+          fn = [&] { linear_forward(y, x, w); };
+        else if (pass[5] == 'x')
+          fn = [&] { linear_backward(dx, Tensor(), Tensor(), dy, x, w); };
+        else
+          fn = [&] { linear_backward(Tensor(), dw, Tensor(), dy, x, w); };
+        const bench::Timing tm = bench::time_it(fn, threads, 0.4);
+        wall[b] = flops / tm.median / 1e9;
+        cpu[b] = flops / tm.cpu_median / 1e9;
+        total_s[b] += tm.median;
+        total_cpu[b] += tm.cpu_median;
+      }
+      total_flops += flops;
+      std::printf(
+          "| %s [%lld x %lld -> %lld] | %s | %.1f | %.1f | %.0f%% | %.1f | %.1f | %.0f%% |\n",
+          s.name, static_cast<long long>(s.tokens), static_cast<long long>(s.in),
+          static_cast<long long>(s.out), pass, wall[0], cpu[0], 100 * cpu[0] / peak.gflops_cpu,
+          wall[1], cpu[1], 100 * cpu[1] / peak.gflops_cpu);
+    }
+  }
+  const double f32_cpu = total_flops / total_cpu[0] / 1e9,
+               bf16_cpu = total_flops / total_cpu[1] / 1e9;
+  std::printf("| all 12 (time-weighted) | | %.1f | %.1f | %.0f%% | %.1f | %.1f | %.0f%% |\n\n",
+              total_flops / total_s[0] / 1e9, f32_cpu, 100 * f32_cpu / peak.gflops_cpu,
+              total_flops / total_s[1] / 1e9, bf16_cpu, 100 * bf16_cpu / peak.gflops_cpu);
+
+  // ---- decode GEMV: one token through every weight matrix of an 8-layer Llama 155.7M-shaped stack
+  // ----
+  const ReadBandwidth bw = measure_read_bandwidth(threads);
+  const ReadBandwidth bw1 = measure_read_bandwidth(1);
+  std::printf(
+      "# measured memory read bandwidth: %.1f GB/s wall (%.1f by CPU time) on %d threads; 1 "
+      "thread: %.1f wall "
+      "(%.1f CPU)\n",
+      bw.gbs, bw.gbs_cpu, threads, bw1.gbs, bw1.gbs_cpu);
+  std::printf(
+      "| decode GEMV (1 token, 8 layers x 7 matrices) | weight bytes | ms/token wall | GB/s wall | "
+      "%% of read bw (wall) | GB/s cpu | %% of read bw (cpu) |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
+  const std::vector<std::pair<int64_t, int64_t>> mats{{c, c}, {kv, c}, {kv, c}, {c, c},
+                                                      {f, c}, {f, c},  {c, f}};
+  for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+    std::vector<Tensor> weights;
+    double bytes = 0;
+    for (int layer = 0; layer < 8; ++layer)
+      for (const auto& [out, in] : mats) {
+        weights.push_back(
+            random_tensor({out, in}, dt, 0.05f, static_cast<uint32_t>(layer * 7 + out)));
+        bytes += static_cast<double>(weights.back().nbytes());
+      }
+    const Tensor x = random_tensor({1, f}, DType::f32, 1.0f, 9);
+    Tensor y = Tensor::empty({1, f}, DType::f32);
+    const bench::Timing tm = bench::time_it(
+        [&] {
+          for (const Tensor& w : weights) {
+            linear_forward(y.narrow(1, 0, w.size(0)), x.narrow(1, 0, w.size(1)), w);
+          }
+        },
+        threads, 1.0);
+    const double gbs = bytes / tm.median / 1e9, gbs_cpu = bytes / tm.cpu_median / 1e9;
+    std::printf("| %s weights | %.0f MB | %.2f | %.1f | %.0f%% | %.1f | %.0f%% |\n",
+                std::string(dtype_name(dt)).c_str(), bytes / 1e6, tm.median * 1e3, gbs,
+                100 * gbs / bw.gbs, gbs_cpu, 100 * gbs_cpu / bw.gbs_cpu);
+  }
+  std::printf("\n# load average after: %s\n", bench::load_average().c_str());
+  return 0;
+}
