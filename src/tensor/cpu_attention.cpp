@@ -156,7 +156,7 @@ void attend_rows(const float* qs, int64_t nq, int64_t dp, const int64_t* limit, 
   for (int64_t j0 = kbegin; j0 < kend; j0 += kBk) {
     const int64_t j1 = std::min(kend, j0 + kBk), nk = j1 - j0;
     load(j0, j1, kt, v);
-    tile_gemm(qs, dp, kt, kBk, s, kBk, nq, dp, kBk, false);
+    tile_gemm(qs, dp, 1, kt, kBk, s, kBk, nq, dp, kBk, false);
     for (int64_t i = 0; i < nq; ++i) {
       float* row = s + i * kBk;
       if (limit[i] < j0 || !mask_row(row, j0, nk, limit[i], kseg, qseg ? qseg[i] : 0)) {
@@ -171,7 +171,7 @@ void attend_rows(const float* qs, int64_t nq, int64_t dp, const int64_t* limit, 
       if (alpha != 1.0f) scale(o + i * dp, alpha, dp);
       m[i] = m_new;
     }
-    tile_gemm(s, kBk, v, dp, o, dp, nq, nk, dp, true);
+    tile_gemm(s, kBk, 1, v, dp, o, dp, nq, nk, dp, true);
   }
   for (int64_t i = 0; i < nq; ++i) {
     if (l[i] > 0) {
@@ -359,8 +359,6 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
     float* dq_acc = arena.take(nq_max * s.dp);
     float* p = arena.take(nq_max * kBk);
     float* dp_tile = arena.take(nq_max * kBk);
-    float* pt = arena.take(kBk * nq_max);
-    float* dst = arena.take(kBk * nq_max);
     float* kt = arena.take(s.dp * kBk);
     float* kr = arena.take(kBk * s.dp);
     float* vt = arena.take(s.dp * kBk);
@@ -400,8 +398,8 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
       for (int64_t j0 = kbegin; j0 < t1; j0 += kBk) {
         const int64_t j1 = std::min(t1, j0 + kBk), nk = j1 - j0;
         load_key_tiles(K, V, b, g, j0, j1, s.d, s.dp, KeyTiles{kt, kr, nullptr, vt}, row_buffer);
-        tile_gemm(qs, s.dp, kt, kBk, p, kBk, nq, s.dp, kBk, false);        // S
-        tile_gemm(go, s.dp, vt, kBk, dp_tile, kBk, nq, s.dp, kBk, false);  // dP = dO·Vᵀ
+        tile_gemm(qs, s.dp, 1, kt, kBk, p, kBk, nq, s.dp, kBk, false);        // S
+        tile_gemm(go, s.dp, 1, vt, kBk, dp_tile, kBk, nq, s.dp, kBk, false);  // dP = dO·Vᵀ
         for (int64_t i = 0; i < nq; ++i) {
           float* prow = p + i * kBk;
           float* dsrow = dp_tile + i * kBk;
@@ -413,15 +411,10 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
           exp_shift_sum(prow, row_lse[i], prow, kBk);  // P = exp(S - lse); masked -> 0
           for (int64_t j = 0; j < kBk; ++j) dsrow[j] = prow[j] * (dsrow[j] - delta[i]);
         }
-        tile_gemm(dp_tile, kBk, kr, s.dp, dq_acc, s.dp, nq, nk, s.dp, true);  // dQ += dS·K
-        for (int64_t i = 0; i < nq; ++i)
-          for (int64_t j = 0; j < nk; ++j) {
-            pt[j * nq + i] = p[i * kBk + j];
-            dst[j * nq + i] = dp_tile[i * kBk + j];
-          }
-        tile_gemm(pt, nq, go, s.dp, dv_acc + j0 * s.dp, s.dp, nk, nq, s.dp, true);  // dV += Pᵀ·dO
-        tile_gemm(dst, nq, qs, s.dp, dk_acc + j0 * s.dp, s.dp, nk, nq, s.dp,
-                  true);  // dK += dSᵀ·(scale·Q)
+        tile_gemm(dp_tile, kBk, 1, kr, s.dp, dq_acc, s.dp, nq, nk, s.dp, true);  // dQ += dS·K
+        // dV += Pᵀ·dO and dK += dSᵀ·(scale·Q): the tiles are read transposed through A's strides.
+        tile_gemm(p, 1, kBk, go, s.dp, dv_acc + j0 * s.dp, s.dp, nk, nq, s.dp, true);
+        tile_gemm(dp_tile, 1, kBk, qs, s.dp, dk_acc + j0 * s.dp, s.dp, nk, nq, s.dp, true);
       }
       if (dQ.base) {
         for (int64_t hr = 0; hr < s.group; ++hr)

@@ -356,27 +356,31 @@ void gemm_any(int64_t batch, const MatrixRef& a, const MatrixRef& b, const Mutab
   if (b.dtype == DType::f32 || batch != 1) {
     gemm_f32(batch, a32, to_f32(batch, b, 1), c32, bias, alpha, accumulate);
   } else {
-    // 16-bit b (a weight matrix): convert ~1M elements at a time — the contiguous lines of b's
-    // storage — so no full f32 copy of a large weight (an output embedding) ever exists.
-    const bool transposed = b.col_stride != 1 && b.row_stride == 1;  // W[N,K] seen as b = Wᵀ
-    const int64_t run = transposed ? b.rows : b.cols;
-    const int64_t total_lines = transposed ? b.cols : b.rows;
-    const int64_t lines_per_block =
-        std::max<int64_t>(64, ((int64_t{1} << 20) / std::max<int64_t>(run, 1)) / 64 * 64);
-    for (int64_t l0 = 0; l0 < total_lines; l0 += lines_per_block) {
-      const int64_t lines = std::min(lines_per_block, total_lines - l0);
-      if (transposed) {
-        // Output columns [l0, l0+lines): c[:, cols] = a · b[:, cols] (+ bias[cols]).
-        const MatrixRef block = to_f32(1, sub_matrix(b, 0, b.rows, l0, lines), 1);
+    // 16-bit b (a weight matrix): convert ~1M elements at a time so no full f32 copy of a large
+    // weight (an output embedding) ever exists. Blocks are output columns — each GEMM keeps the full
+    // reduction — unless the reduction is so long (> 4096) that a 1M-element column block would be
+    // too narrow; then blocks are reduction rows accumulated into c.
+    constexpr int64_t kBlockElements = int64_t{1} << 20;
+    const int64_t k = b.rows, n = b.cols;
+    if (k <= 4096) {
+      const int64_t cols_per_block = std::max<int64_t>(64, kBlockElements / std::max<int64_t>(k, 1) / 64 * 64);
+      for (int64_t c0 = 0; c0 < n; c0 += cols_per_block) {
+        const int64_t cols = std::min(cols_per_block, n - c0);
+        // c[:, cols] = a · b[:, cols] (+ bias[cols])
+        const MatrixRef block = to_f32(1, sub_matrix(b, 0, k, c0, cols), 1);
         MutableMatrixRef c_block = c32;
-        c_block.data = static_cast<float*>(c32.data) + l0 * c32.col_stride;
-        c_block.cols = lines;
-        gemm_f32(1, a32, block, c_block, bias ? bias + l0 : nullptr, alpha, accumulate);
-      } else {
-        // Reduction rows [l0, l0+lines): c (+)= a[:, rows] · b[rows, :]; bias once, first block.
-        const MatrixRef block = to_f32(1, sub_matrix(b, l0, lines, 0, b.cols), 1);
-        const MatrixRef a_block = sub_matrix(a32, 0, a32.rows, l0, lines);
-        gemm_f32(1, a_block, block, c32, l0 == 0 ? bias : nullptr, alpha, accumulate || l0 > 0);
+        c_block.data = static_cast<float*>(c32.data) + c0 * c32.col_stride;
+        c_block.cols = cols;
+        gemm_f32(1, a32, block, c_block, bias ? bias + c0 : nullptr, alpha, accumulate);
+      }
+    } else {
+      const int64_t rows_per_block = std::max<int64_t>(64, kBlockElements / std::max<int64_t>(n, 1) / 64 * 64);
+      for (int64_t r0 = 0; r0 < k; r0 += rows_per_block) {
+        const int64_t rows = std::min(rows_per_block, k - r0);
+        // c (+)= a[:, rows] · b[rows, :]; the bias once, with the first block.
+        const MatrixRef block = to_f32(1, sub_matrix(b, r0, rows, 0, n), 1);
+        const MatrixRef a_block = sub_matrix(a32, 0, a32.rows, r0, rows);
+        gemm_f32(1, a_block, block, c32, r0 == 0 ? bias : nullptr, alpha, accumulate || r0 > 0);
       }
     }
   }
@@ -538,7 +542,7 @@ using GemvBlockFn = void (*)(int64_t, const float*, int64_t, const void*, int64_
 // R (weight rows per step) keeps M·R accumulators within the 16 vector registers.
 template <int M>
 constexpr int rows_per_step() {
-  return M <= 2 ? 4 : (M <= 4 ? 2 : 1);
+  return M == 1 ? 8 : (M <= 2 ? 4 : (M <= 4 ? 2 : 1));
 }
 
 template <int M, typename WT>

@@ -14,8 +14,8 @@ inline int64_t round_up8(int64_t n) {
 #ifdef SEQIT_AVX2
 // R rows of C, NV vectors (8 floats) of columns starting at column j.
 template <int R, int NV>
-inline void tile_gemm_block(const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                            int64_t ldc, int64_t k, int64_t j, bool accumulate) {
+inline void tile_gemm_block(const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb,
+                            float* C, int64_t ldc, int64_t k, int64_t j, bool accumulate) {
   __m256 acc[R][NV];
 #pragma GCC unroll 2
   for (int r = 0; r < R; ++r)
@@ -28,7 +28,7 @@ inline void tile_gemm_block(const float* A, int64_t lda, const float* B, int64_t
     for (int v = 0; v < NV; ++v) b[v] = _mm256_loadu_ps(B + kk * ldb + j + 8 * v);
 #pragma GCC unroll 2
     for (int r = 0; r < R; ++r) {
-      const __m256 a = _mm256_broadcast_ss(A + r * lda + kk);
+      const __m256 a = _mm256_broadcast_ss(A + r * a_rs + kk * a_cs);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
     }
@@ -40,19 +40,19 @@ inline void tile_gemm_block(const float* A, int64_t lda, const float* B, int64_t
 }
 
 template <int R>
-inline void tile_gemm_rows(const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                           int64_t ldc, int64_t k, int64_t n, bool accumulate) {
+inline void tile_gemm_rows(const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb,
+                           float* C, int64_t ldc, int64_t k, int64_t n, bool accumulate) {
   int64_t j = 0;
-  for (; j + 32 <= n; j += 32) tile_gemm_block<R, 4>(A, lda, B, ldb, C, ldc, k, j, accumulate);
+  for (; j + 32 <= n; j += 32) tile_gemm_block<R, 4>(A, a_rs, a_cs, B, ldb, C, ldc, k, j, accumulate);
   switch ((n - j) / 8) {
     case 3:
-      tile_gemm_block<R, 3>(A, lda, B, ldb, C, ldc, k, j, accumulate);
+      tile_gemm_block<R, 3>(A, a_rs, a_cs, B, ldb, C, ldc, k, j, accumulate);
       break;
     case 2:
-      tile_gemm_block<R, 2>(A, lda, B, ldb, C, ldc, k, j, accumulate);
+      tile_gemm_block<R, 2>(A, a_rs, a_cs, B, ldb, C, ldc, k, j, accumulate);
       break;
     case 1:
-      tile_gemm_block<R, 1>(A, lda, B, ldb, C, ldc, k, j, accumulate);
+      tile_gemm_block<R, 1>(A, a_rs, a_cs, B, ldb, C, ldc, k, j, accumulate);
       break;
     default:
       break;
@@ -60,23 +60,26 @@ inline void tile_gemm_rows(const float* A, int64_t lda, const float* B, int64_t 
 }
 #endif
 
-// C[m][n] (= or +=) A[m][k] · B[k][n], all f32 row-major with the given row strides; n must be a
+// C[m][n] (= or +=) A[m][k] · B[k][n], f32; A's element (r, c) is at A[r·a_rs + c·a_cs] (a
+// transposed operand is just a_rs = 1), B and C row-major with row strides ldb, ldc; n must be a
 // multiple of 8 (callers pad their tiles with zeros). The building block of the attention kernels:
-// S = Q·Kᵀ (B = Kᵀ tile), O += P·V, dQ += dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO.
-inline void tile_gemm(const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
-                      int64_t ldc, int64_t m, int64_t k, int64_t n, bool accumulate) {
+// S = Q·Kᵀ (B = Kᵀ tile), O += P·V, dQ += dS·K, and with a transposed A, dK += dSᵀ·Q, dV += Pᵀ·dO.
+inline void tile_gemm(const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb,
+                      float* C, int64_t ldc, int64_t m, int64_t k, int64_t n, bool accumulate) {
 #ifdef SEQIT_AVX2
   int64_t i = 0;
-  for (; i + 2 <= m; i += 2)
-    tile_gemm_rows<2>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, n, accumulate);
-  if (i < m) tile_gemm_rows<1>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, k, n, accumulate);
+  for (; i + 2 <= m; i += 2) {
+    tile_gemm_rows<2>(A + i * a_rs, a_rs, a_cs, B, ldb, C + i * ldc, ldc, k, n, accumulate);
+  }
+  if (i < m)
+    tile_gemm_rows<1>(A + i * a_rs, a_rs, a_cs, B, ldb, C + i * ldc, ldc, k, n, accumulate);
 #else
   for (int64_t i = 0; i < m; ++i) {
     float* c = C + i * ldc;
     if (!accumulate)
       for (int64_t j = 0; j < n; ++j) c[j] = 0;
     for (int64_t kk = 0; kk < k; ++kk) {
-      const float a = A[i * lda + kk];
+      const float a = A[i * a_rs + kk * a_cs];
       const float* b = B + kk * ldb;
       for (int64_t j = 0; j < n; ++j) c[j] += a * b[j];
     }

@@ -831,6 +831,32 @@ void Tensor::copy_from(const Tensor& src) {
   }
 }
 
+namespace {
+// Fills n contiguous elements of size es with the pattern `one`: memset for all-zero-bytes
+// patterns (zeroing gradient buffers every step), typed stores otherwise.
+void fill_run(std::byte* d, const std::byte* one, size_t es, int64_t n) {
+  bool zero = true;
+  for (size_t b = 0; b < es; ++b) zero = zero && one[b] == std::byte{0};
+  if (zero) {
+    std::memset(d, 0, static_cast<size_t>(n) * es);
+    return;
+  }
+  if (es == 2) {
+    uint16_t v;
+    std::memcpy(&v, one, 2);
+    std::fill_n(reinterpret_cast<uint16_t*>(d), n, v);
+  } else if (es == 4) {
+    uint32_t v;
+    std::memcpy(&v, one, 4);
+    std::fill_n(reinterpret_cast<uint32_t*>(d), n, v);
+  } else {
+    uint64_t v;
+    std::memcpy(&v, one, 8);
+    std::fill_n(reinterpret_cast<uint64_t*>(d), n, v);
+  }
+}
+}  // namespace
+
 void Tensor::fill(double value) {
   check_access(dtype_, true);
   std::byte one[8];
@@ -838,16 +864,38 @@ void Tensor::fill(double value) {
   const size_t es = element_size();
   std::byte* d = storage_->data() + offset_;
   const int64_t n = numel();
+  if (n == 0) return;
   if (is_contiguous()) {
-    for (int64_t i = 0; i < n; ++i) std::memcpy(d + i * es, one, es);
+    // Large buffers: split over the OpenMP pool (memory bandwidth of both cores).
+    if (n >= detail::kParallelThreshold * 8) {
+      detail::apply_threads();
+#pragma omp parallel
+      {
+        const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int64_t b = n * t / nt, e = n * (t + 1) / nt;
+        fill_run(d + b * static_cast<int64_t>(es), one, es, e - b);
+      }
+      return;
+    }
+    fill_run(d, one, es, n);
     return;
   }
-  std::vector<int64_t> idx(dim(), 0);
-  for (int64_t i = 0; i < n; ++i) {
+  // Strided: runs along the last dim when it is unit-stride, element by element otherwise.
+  const int nd = dim();
+  const int64_t inner = shape_[nd - 1];
+  const bool unit = strides_[nd - 1] == 1;
+  std::vector<int64_t> idx(nd, 0);
+  for (int64_t o = 0; o < n / inner; ++o) {
     int64_t off = 0;
-    for (int k = 0; k < dim(); ++k) off += idx[k] * strides_[k];
-    std::memcpy(d + off * static_cast<int64_t>(es), one, es);
-    for (int k = dim() - 1; k >= 0; --k) {
+    for (int k = 0; k < nd - 1; ++k) off += idx[k] * strides_[k];
+    if (unit) {
+      fill_run(d + off * static_cast<int64_t>(es), one, es, inner);
+    } else {
+      for (int64_t i = 0; i < inner; ++i) {
+        std::memcpy(d + (off + i * strides_[nd - 1]) * static_cast<int64_t>(es), one, es);
+      }
+    }
+    for (int k = nd - 2; k >= 0; --k) {
       if (++idx[k] < shape_[k]) break;
       idx[k] = 0;
     }

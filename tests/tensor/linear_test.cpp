@@ -1,6 +1,8 @@
 // linear / matmul / GEMV / fused output-projection cross-entropy against fp64 references.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include "reference.h"
 #include "tensor/cpu_gemm.h"
 #include "tensor/ops.h"
@@ -207,6 +209,24 @@ TEST(Matmul, TransposedViewsBatchesAlphaAndAccumulate) {
   EXPECT_THROW(matmul(Tensor::zeros({2, 3}, DType::f32), Tensor::zeros({2, 4}, DType::f32),
                       Tensor::zeros({5, 3}, DType::f32)),
                Error);
+}
+
+TEST(Matmul, SixteenBitOperandsAreConvertedInBlocksAlongEitherDimension) {
+  // A reduction longer than 4096 converts b in blocks of rows (accumulated into c); a shorter one in
+  // blocks of output columns. Both must equal the unblocked product.
+  for (const auto& [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{3, 9000, 130},
+                                std::tuple<int64_t, int64_t, int64_t>{20, 700, 1600}}) {
+    const Vec a = reference::random_vec(static_cast<size_t>(m * k), 70);
+    const Vec b = reference::random_vec(static_cast<size_t>(k * n), 71);
+    Tensor c = Tensor::empty({m, n}, DType::f32);
+    matmul(c, to_tensor(a, {m, k}), to_tensor(b, {k, n}, DType::bf16));
+    const Vec br = rounded(b, DType::bf16);
+    Vec want(static_cast<size_t>(m * n), 0.0);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t x = 0; x < k; ++x)
+        for (int64_t j = 0; j < n; ++j) want[i * n + j] += a[i * k + x] * br[x * n + j];
+    EXPECT_LT(rel_error(to_vec(c), want), 1e-5) << "k=" << k;
+  }
 }
 
 TEST(LinearCrossEntropy, ChunkedEqualsFullLogitsPathWithGradients) {
