@@ -1,0 +1,208 @@
+// The Tensor type: shapes, strides, views, copies, dtype conversions, borrowed storage, threading.
+#include "tensor/tensor.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include "tensor/threading.h"
+
+namespace seqit::tensor {
+namespace {
+
+Tensor iota(const Shape& shape, DType dtype = DType::f32) {
+  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
+  return Tensor::from_floats(v, shape, dtype);
+}
+
+TEST(Tensor, EmptyIsAlignedContiguousAndSized) {
+  Tensor t = Tensor::empty({2, 3, 5}, DType::bf16);
+  EXPECT_TRUE(t.defined());
+  EXPECT_EQ(t.dim(), 3);
+  EXPECT_EQ(t.numel(), 30);
+  EXPECT_EQ(t.nbytes(), 60u);
+  EXPECT_EQ(t.strides(), (Shape{15, 5, 1}));
+  EXPECT_TRUE(t.is_contiguous());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw_data()) % 64, 0u);
+  EXPECT_EQ(t.size(-1), 5);
+  EXPECT_THROW(t.size(3), Error);
+  EXPECT_THROW(t.data<float>(), Error);  // wrong element type
+  EXPECT_FALSE(Tensor().defined());
+}
+
+TEST(Tensor, NarrowSelectTransposeAreViews) {
+  Tensor t = iota({3, 4});
+  Tensor row = t.select(0, 1);  // [4, 5, 6, 7]
+  EXPECT_EQ(row.shape(), (Shape{4}));
+  EXPECT_EQ(row.get({2}), 6);
+  Tensor cols = t.narrow(1, 1, 2);  // [[1,2],[5,6],[9,10]]
+  EXPECT_FALSE(cols.is_contiguous());
+  EXPECT_EQ(cols.get({2, 1}), 10);
+  Tensor tt = t.transpose(0, 1);
+  EXPECT_EQ(tt.shape(), (Shape{4, 3}));
+  EXPECT_EQ(tt.get({3, 2}), 11);
+  tt.set({0, 1}, 100);  // writes through to t[1][0]
+  EXPECT_EQ(t.get({1, 0}), 100);
+  EXPECT_TRUE(tt.shares_storage(t));
+  EXPECT_THROW(t.narrow(1, 3, 2), Error);
+  EXPECT_THROW(t.select(0, 3), Error);
+}
+
+TEST(Tensor, ViewAndReshape) {
+  Tensor t = iota({2, 3, 4});
+  Tensor v = t.view({6, -1});
+  EXPECT_EQ(v.shape(), (Shape{6, 4}));
+  EXPECT_TRUE(v.shares_storage(t));
+  EXPECT_EQ(v.get({5, 3}), 23);
+  // A narrowed last dim keeps leading dims mergeable: [2,3,2] -> [6,2] is a view.
+  Tensor n = t.narrow(2, 1, 2);
+  Tensor nv = n.view({6, 2});
+  EXPECT_EQ(nv.strides(), (Shape{4, 1}));
+  EXPECT_EQ(nv.get({4, 1}), 18);  // t[1][1][2]
+  // Transposed data cannot be flattened without a copy: view throws, reshape copies.
+  Tensor tr = t.transpose(1, 2);  // [2,4,3]
+  EXPECT_THROW(tr.view({2, 12}), Error);
+  Tensor r = tr.reshape({2, 12});
+  EXPECT_FALSE(r.shares_storage(t));
+  EXPECT_EQ(r.get({0, 1}), 4);  // tr[0][0][1] = t[0][1][0]
+  // Splitting a dim of a transposed tensor is a view.
+  Tensor split = tr.view({2, 2, 2, 3});
+  EXPECT_TRUE(split.shares_storage(t));
+  EXPECT_EQ(split.get({1, 1, 0, 2}), t.get({1, 2, 2}));
+  EXPECT_THROW(t.view({5, -1}), Error);
+  EXPECT_EQ(t.rows_view().shape(), (Shape{6, 4}));
+  EXPECT_EQ(t.unsqueeze(0).shape(), (Shape{1, 2, 3, 4}));
+  EXPECT_EQ(t.unsqueeze(-1).shape(), (Shape{2, 3, 4, 1}));
+  EXPECT_EQ(t.unsqueeze(1).squeeze(1).shape(), t.shape());
+}
+
+TEST(Tensor, PermuteAndContiguousCopy) {
+  Tensor t = iota({2, 3, 4});
+  Tensor p = t.permute({2, 0, 1});  // [4,2,3]
+  Tensor c = p.contiguous();
+  EXPECT_TRUE(c.is_contiguous());
+  for (int64_t a = 0; a < 4; ++a)
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t d = 0; d < 3; ++d) EXPECT_EQ(c.get({a, b, d}), t.get({b, d, a}));
+  EXPECT_THROW(t.permute({0, 0, 1}), Error);
+  Tensor same = t.contiguous();
+  EXPECT_TRUE(same.shares_storage(t));
+}
+
+TEST(Tensor, ScalarConversionsAreExact) {
+  // bf16: round to nearest even at the 16th bit.
+  EXPECT_EQ(f32_to_bf16(1.0f).bits, 0x3f80);
+  EXPECT_EQ(f32_to_bf16(std::bit_cast<float>(0x3f808000u)).bits, 0x3f80);  // tie -> even
+  EXPECT_EQ(f32_to_bf16(std::bit_cast<float>(0x3f818000u)).bits, 0x3f82);  // tie -> even (up)
+  EXPECT_EQ(f32_to_bf16(std::bit_cast<float>(0x3f808001u)).bits, 0x3f81);
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+  EXPECT_TRUE(std::isinf(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::infinity()))));
+  // f16: normals, subnormals, overflow, every half value round-trips.
+  EXPECT_EQ(f32_to_f16(1.0f).bits, 0x3c00);
+  EXPECT_EQ(f32_to_f16(65504.0f).bits, 0x7bff);
+  EXPECT_EQ(f32_to_f16(65520.0f).bits, 0x7c00);  // rounds to infinity
+  EXPECT_EQ(f32_to_f16(0x1p-24f).bits, 0x0001);
+  EXPECT_EQ(f32_to_f16(0x1p-25f).bits, 0x0000);    // tie -> even (zero)
+  EXPECT_EQ(f32_to_f16(0x1.8p-24f).bits, 0x0002);  // tie -> even (up)
+  EXPECT_EQ(f32_to_f16(-2.0f).bits, 0xc000);
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    const f16 h{static_cast<uint16_t>(bits)};
+    const float f = f16_to_f32(h);
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(f32_to_f16(f).bits, bits) << std::hex << bits;
+  }
+}
+
+TEST(Tensor, BulkConversionsMatchScalar) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> dist(-70000.0f, 70000.0f);
+  std::vector<float> v(200003);  // large enough for the multithreaded path, odd for the tails
+  for (size_t i = 0; i < v.size(); ++i) v[i] = dist(rng) * (i % 7 == 0 ? 1e-9f : 1.0f);
+  v[5] = std::numeric_limits<float>::quiet_NaN();
+  v[6] = -std::numeric_limits<float>::infinity();
+  std::vector<bf16> b(v.size());
+  std::vector<f16> h(v.size());
+  convert_f32_to_bf16(v.data(), b.data(), v.size());
+  convert_f32_to_f16(v.data(), h.data(), v.size());
+  std::vector<float> back_b(v.size()), back_h(v.size());
+  convert_bf16_to_f32(b.data(), back_b.data(), v.size());
+  convert_f16_to_f32(h.data(), back_h.data(), v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (std::isnan(v[i])) {
+      ASSERT_TRUE(std::isnan(back_b[i]) && std::isnan(back_h[i]));
+      continue;
+    }
+    ASSERT_EQ(b[i].bits, f32_to_bf16(v[i]).bits) << i;
+    ASSERT_EQ(h[i].bits, f32_to_f16(v[i]).bits) << i;
+    ASSERT_EQ(back_b[i], bf16_to_f32(b[i]));
+    ASSERT_EQ(back_h[i], f16_to_f32(h[i]));
+  }
+}
+
+TEST(Tensor, ToDtypeAndStridedCopy) {
+  Tensor t = iota({3, 5});
+  Tensor b = t.transpose(0, 1).to(DType::bf16);  // strided source -> contiguous bf16
+  EXPECT_TRUE(b.is_contiguous());
+  EXPECT_EQ(b.get({4, 2}), 14);
+  Tensor f = b.to(DType::f32);
+  EXPECT_EQ(to_float_vector(f), to_float_vector(t.transpose(0, 1)));
+  Tensor ints = t.to(DType::i32);
+  EXPECT_EQ(to_int_vector(ints)[7], 7);
+  Tensor dst = Tensor::zeros({5, 3}, DType::f16);
+  dst.transpose(0, 1).copy_from(t);  // strided destination
+  EXPECT_EQ(dst.get({4, 2}), 14);
+  EXPECT_THROW(dst.copy_from(t), Error);  // shapes differ
+  Tensor filled = Tensor::full({2, 2}, 1.5, DType::bf16);
+  EXPECT_EQ(to_float_vector(filled), (std::vector<float>{1.5f, 1.5f, 1.5f, 1.5f}));
+  t.narrow(1, 1, 2).zero();
+  EXPECT_EQ(t.get({2, 2}), 0);
+  EXPECT_EQ(t.get({2, 3}), 13);
+}
+
+TEST(Tensor, BorrowedStorageKeepsOwnerAliveAndIsReadOnly) {
+  auto buffer = std::make_shared<std::vector<float>>(std::vector<float>{1, 2, 3, 4, 5, 6});
+  std::weak_ptr<std::vector<float>> watch = buffer;
+  Tensor view;
+  {
+    Tensor t = Tensor::borrow(buffer->data(), {2, 3}, DType::f32, buffer);
+    buffer.reset();
+    view = t.select(0, 1);
+  }
+  EXPECT_FALSE(watch.expired());  // the last view holds the owner
+  EXPECT_EQ(view.get({2}), 6);
+  EXPECT_FALSE(view.is_writable());
+  EXPECT_THROW(view.data<float>(), Error);
+  EXPECT_NO_THROW(static_cast<const Tensor&>(view).data<float>());
+  EXPECT_THROW(view.set({0}, 1), Error);
+  view = Tensor();
+  EXPECT_TRUE(watch.expired());
+
+  std::vector<int32_t> ids{1, 2, 3};
+  Tensor m = Tensor::borrow_mutable(ids.data(), {3}, DType::i32, nullptr);
+  m.set({1}, 9);
+  EXPECT_EQ(ids[1], 9);
+}
+
+TEST(Threading, SetNumThreadsAndWaitPolicy) {
+  const int before = num_threads();
+  EXPECT_GE(before, 1);
+  set_num_threads(1);
+  EXPECT_EQ(num_threads(), 1);
+  set_num_threads(0);
+  EXPECT_EQ(num_threads(), before);
+  // The process was re-executed with a short spin unless the environment chose a policy itself.
+  const std::string policy = openmp_wait_policy();
+  const char* marker = std::getenv("SEQIT_OPENMP_REEXEC");
+  if (!std::getenv("OMP_WAIT_POLICY") && marker && std::string(marker) == "done") {
+    EXPECT_EQ(policy, "GOMP_SPINCOUNT=10000 (seqit default)");
+  }
+  EXPECT_FALSE(policy.empty());
+}
+
+}  // namespace
+}  // namespace seqit::tensor
