@@ -7,6 +7,7 @@
 #include "data/convert.h"
 #include "data/format.h"
 #include "data/stats.h"
+#include "tokenizer/tokenizer.h"
 #include "util/log.h"
 
 namespace seqit::cli {
@@ -19,7 +20,7 @@ struct ConvertArgs {
 };
 
 struct StatsArgs {
-  std::string file, from, on_error = "stop";
+  std::string file, from, on_error = "stop", tokenizer;
   bool json = false;
 };
 
@@ -54,6 +55,19 @@ void run_stats(const StatsArgs& a) {
   if (!a.from.empty()) options.read.from = data::parse_format_request(a.from);
   options.read.on_error = data::parse_on_error(a.on_error);
   options.read.progress_label = "stats";
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  if (!a.tokenizer.empty()) {
+    tok = tokenizer::load_tokenizer(a.tokenizer);
+    // The record text as the model would see it inside a prompt: no BOS/EOS added, and special-token
+    // text in the data counted as ordinary text.
+    options.count_tokens = [t = tok.get()](std::string_view text) {
+      tokenizer::EncodeOptions encode;
+      encode.add_special = false;
+      encode.parse_special = false;
+      return static_cast<int64_t>(t->encode(text, encode).size());
+    };
+    options.tokenizer_name = fmt::format("{} ({})", tok->describe(), a.tokenizer);
+  }
   data::DatasetStats stats = data::compute_stats(a.file, options);
   std::string text = a.json ? data::stats_to_json(stats) : data::stats_to_text(stats);
   std::fwrite(text.data(), 1, text.size(), stdout);
@@ -96,6 +110,10 @@ void setup(CLI::App& cmd) {
   stats->add_option("--on-error", stats_args->on_error, "Bad records: stop at the first, or skip and report")
       ->check(CLI::IsMember({"stop", "skip"}));
   stats->add_flag("--json", stats_args->json, "Print JSON instead of a table");
+  stats->add_option("--tokenizer", stats_args->tokenizer,
+                    "Also count tokens (no special tokens added) with this tokenizer: a model folder, "
+                    "tokenizer.json, SentencePiece .model or llama2.c tokenizer.bin")
+      ->check(CLI::ExistingPath);
   stats->footer(formats_footer());
   stats->callback([stats_args] { run_stats(*stats_args); });
 }

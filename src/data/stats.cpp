@@ -247,7 +247,7 @@ std::string stats_to_text(const DatasetStats& s) {
   if (s.prompt_tokens) {
     out += fmt::format("\ntokens counted with {}\n", s.tokenizer);
   } else {
-    out += "\n(token counts: give --tokenizer once a tokenizer is available)\n";
+    out += "\n(no token counts: no tokenizer given)\n";
   }
   if (s.bad.count > 0) out += "\n" + s.bad.summary() + "\n";
   return out;

@@ -50,8 +50,8 @@ struct DatasetStats {
 
 struct StatsOptions {
   ReadOptions read;
-  // Counts the tokens of a text (no special tokens). The hook through which the CLI passes a
-  // tokenizer; empty = no token statistics.
+  // Counts the tokens of a text (no special tokens). The CLI passes a tokenizer through it (data/
+  // does not depend on tokenizer/); empty = no token statistics.
   std::function<int64_t(std::string_view)> count_tokens;
   std::string tokenizer_name;
 };

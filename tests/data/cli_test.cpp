@@ -1,6 +1,8 @@
 // `seqit data ...` end to end through the built binary.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "data_testing.h"
@@ -115,4 +117,41 @@ TEST(Cli, HelpEverywhere) {
   EXPECT_TRUE(contains(out, "--from")) << out;
   run_seqit("--help", &out);
   EXPECT_TRUE(contains(out, "data")) << out;
+}
+
+// Token counts against Hugging Face transformers' own GPT-2 ids for the 30 multilingual inputs of
+// tokenizers/conformance (GPT-2 adds no special tokens, so its input_ids are the plain encoding).
+TEST(Cli, StatsCountsTokensWithTheGivenTokenizer) {
+  TempDir dir;
+  auto inputs = nlohmann::json::parse(slurp(shared_data("tokenizers/conformance/inputs.json")))["inputs"];
+  auto expected = nlohmann::json::parse(slurp(shared_data("tokenizers/conformance/openai-community__gpt2.json")))["entries"];
+  std::string jsonl;
+  std::vector<int64_t> lengths;
+  for (const auto& in : inputs) {
+    // Prompt and response are the same text, so both distributions must match HF's lengths.
+    jsonl += nlohmann::json{{"instruction", in["text"]}, {"output", in["text"]}}.dump() + "\n";
+    lengths.push_back(static_cast<int64_t>(expected[in["id"].get<std::string>()]["input_ids"].size()));
+  }
+  ASSERT_EQ(lengths.size(), 30u);
+  spit(dir / "multilingual.jsonl", jsonl);
+  std::string out;
+  int rc = run_seqit("data stats --json --tokenizer " + q(shared_data("tokenizers/gpt2/tokenizer.json")) + " " +
+                         q(dir / "multilingual.jsonl"),
+                     &out);
+  ASSERT_EQ(rc, 0) << out;
+  auto stats = nlohmann::json::parse(out);
+  int64_t sum = 0;
+  for (int64_t n : lengths) sum += n;
+  for (const char* side : {"prompt_tokens", "response_tokens"}) {
+    const auto& s = stats["lengths"][side];
+    EXPECT_EQ(s["min"].get<double>(), static_cast<double>(*std::min_element(lengths.begin(), lengths.end())));
+    EXPECT_EQ(s["max"].get<double>(), static_cast<double>(*std::max_element(lengths.begin(), lengths.end())));
+    EXPECT_NEAR(s["mean"].get<double>() * 30, static_cast<double>(sum), 1e-6) << side;
+  }
+  EXPECT_TRUE(contains(stats["tokenizer"].get<std::string>(), "tokenizer.json")) << out;
+  rc = run_seqit("data stats --tokenizer " + q(shared_data("tokenizers/gpt2/tokenizer.json")) + " " +
+                     q(dir / "multilingual.jsonl"),
+                 &out);
+  EXPECT_TRUE(contains(out, "prompt tokens")) << out;
+  EXPECT_TRUE(contains(out, fmt::format("{:>8}", *std::max_element(lengths.begin(), lengths.end())))) << out;
 }
