@@ -60,36 +60,41 @@ json parse_json(std::string_view text, const std::string& source) {
 
 json read_json_file(const fs::path& path) { return parse_json(read_file(path), path.string()); }
 
-void for_each_json_array_element(const fs::path& path,
-                                 const std::function<void(json&&, int64_t)>& visit) {
+namespace {
+template <typename Json>
+void for_each_array_element(const fs::path& path,
+                            const std::function<void(Json&&, int64_t)>& visit) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(fmt::format("cannot open: {}", std::strerror(errno))).in_file(path.string());
+  // `index` is the element being parsed or visited; it advances only after visit() returns, so an
+  // error thrown by visit() is reported against the element it was given.
   int64_t index = 0;
   bool top_is_array = false;
-  json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
-    if (depth == 0 && event == json::parse_event_t::array_start) top_is_array = true;
-    if (depth == 0 && (event == json::parse_event_t::object_start ||
-                       event == json::parse_event_t::value)) {
+  typename Json::parser_callback_t cb = [&](int depth, typename Json::parse_event_t event,
+                                            Json& parsed) -> bool {
+    using Event = typename Json::parse_event_t;
+    if (depth == 0 && event == Event::array_start) top_is_array = true;
+    if (depth == 0 && (event == Event::object_start || event == Event::value)) {
       return true;  // not an array: reported after parsing
     }
     // Elements of the top-level array end at depth 1: hand them over and drop them from the tree.
     if (depth == 1 && top_is_array &&
-        (event == json::parse_event_t::object_end || event == json::parse_event_t::array_end ||
-         event == json::parse_event_t::value)) {
-      visit(std::move(parsed), index++);
+        (event == Event::object_end || event == Event::array_end || event == Event::value)) {
+      visit(std::move(parsed), index);
+      ++index;
       return false;
     }
     return true;
   };
   try {
-    json rest = json::parse(in, cb);
+    Json rest = Json::parse(in, cb);
     if (!top_is_array) {
       throw Error(fmt::format("expected a JSON array of records at the top level, found {}",
                               rest.type_name()))
           .in_file(path.string())
           .at_line(1, 1);
     }
-  } catch (const json::parse_error& e) {
+  } catch (const typename Json::parse_error& e) {
     TextPosition p = position_in_file(path, e.byte > 0 ? e.byte - 1 : 0);
     throw Error("invalid JSON: " + clean_json_error(e.what()))
         .in_file(path.string())
@@ -100,6 +105,17 @@ void for_each_json_array_element(const fs::path& path,
     e.add_context(ErrorContext{path.string(), 0, 0, index, ""});
     throw;
   }
+}
+}  // namespace
+
+void for_each_json_array_element(const fs::path& path,
+                                 const std::function<void(json&&, int64_t)>& visit) {
+  for_each_array_element<json>(path, visit);
+}
+
+void for_each_ordered_json_array_element(
+    const fs::path& path, const std::function<void(nlohmann::ordered_json&&, int64_t)>& visit) {
+  for_each_array_element<nlohmann::ordered_json>(path, visit);
 }
 
 JsonlReader::JsonlReader(const fs::path& path) : path_(path.string()) {
@@ -120,7 +136,11 @@ std::string_view JsonlReader::raw_line() const {
   return {buf_, n};
 }
 
-bool JsonlReader::next(json& out) {
+bool JsonlReader::next(json& out) { return next_impl(out); }
+bool JsonlReader::next(nlohmann::ordered_json& out) { return next_impl(out); }
+
+template <typename Json>
+bool JsonlReader::next_impl(Json& out) {
   for (;;) {
     len_ = ::getline(&buf_, &cap_, file_);
     if (len_ < 0) {
@@ -133,9 +153,9 @@ bool JsonlReader::next(json& out) {
     ++record_;
     bool has_newline = buf_[len_ - 1] == '\n';
     try {
-      out = json::parse(text.begin(), text.end());
+      out = Json::parse(text.begin(), text.end());
       return true;
-    } catch (const json::parse_error& e) {
+    } catch (const typename Json::parse_error& e) {
       std::string msg = "invalid JSON: " + clean_json_error(e.what());
       if (!has_newline) msg += " (the last line is incomplete: the file looks truncated)";
       throw Error(msg).in_file(path_).at_line(line_, e.byte > 0 ? static_cast<int64_t>(e.byte) : 0).at_record(record_);

@@ -23,6 +23,11 @@ nlohmann::json read_json_file(const std::filesystem::path& path);
 // is not an array, with the position of the first problem.
 void for_each_json_array_element(const std::filesystem::path& path,
                                  const std::function<void(nlohmann::json&& element, int64_t index)>& visit);
+// The same, keeping each object's keys in file order (for readers that must write records back
+// unchanged).
+void for_each_ordered_json_array_element(
+    const std::filesystem::path& path,
+    const std::function<void(nlohmann::ordered_json&& element, int64_t index)>& visit);
 
 // Reads a JSONL file one record at a time. Blank lines are skipped. A line that is not valid JSON
 // throws seqit::Error with file, line and column, and the reader stays usable: the next call to
@@ -36,6 +41,8 @@ class JsonlReader {
 
   // Parses the next record into `out`; returns false at the end of the file.
   bool next(nlohmann::json& out);
+  // The same, keeping object keys in file order.
+  bool next(nlohmann::ordered_json& out);
   // 1-based line number of the record last returned (or that failed).
   int64_t line() const { return line_; }
   // 0-based index of the record last returned among non-blank lines.
@@ -45,6 +52,8 @@ class JsonlReader {
   std::string_view raw_line() const;
 
  private:
+  template <typename Json>
+  bool next_impl(Json& out);
   std::string path_;
   FILE* file_ = nullptr;
   char* buf_ = nullptr;

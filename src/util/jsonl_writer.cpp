@@ -82,8 +82,13 @@ ResumableJsonlWriter::~ResumableJsonlWriter() {
   }
 }
 
-void ResumableJsonlWriter::append(const json& record) {
-  std::string line = to_json_line(record);
+void ResumableJsonlWriter::append(const json& record) { append_line(to_json_line(record), id_of(record)); }
+
+void ResumableJsonlWriter::append_line(std::string_view json_line, std::string id) {
+  if (json_line.find('\n') != std::string_view::npos) {
+    throw Error("cannot append: the encoded record spans more than one line").in_file(path_.string());
+  }
+  std::string line(json_line);
   line.push_back('\n');
   // One write() per line: with O_APPEND the line lands whole or (on a crash) as a torn tail that the
   // next open drops.
@@ -97,7 +102,6 @@ void ResumableJsonlWriter::append(const json& record) {
     rest.remove_prefix(static_cast<size_t>(n));
   }
   ++records_;
-  std::string id = id_of(record);
   if (!id.empty()) ids_.insert(std::move(id));
 }
 

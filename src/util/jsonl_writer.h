@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 
 namespace seqit {
@@ -33,6 +34,10 @@ class ResumableJsonlWriter {
   // Appends one record as one line. The line reaches the file (the OS) before this returns, so a
   // killed process loses nothing appended; call sync() for durability against power loss.
   void append(const nlohmann::json& record);
+  // Appends one record already encoded as a single line of JSON (no newline inside; one is added),
+  // for writers that control their own layout (key order, escaping). `id` is the record's id text
+  // (empty when it has none); the caller guarantees it matches the line's id field.
+  void append_line(std::string_view json_line, std::string id = {});
   void sync();
   const std::filesystem::path& path() const { return path_; }
 

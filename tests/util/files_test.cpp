@@ -99,3 +99,19 @@ TEST(TextPosition, CountsLinesAndColumns) {
   EXPECT_EQ(p.line, 3);
   EXPECT_EQ(p.column, 2);
 }
+
+TEST(ResumableJsonl, AppendLineWritesPreEncodedLinesAndTracksIds) {
+  TempDir dir;
+  fs::path p = dir / "pre.jsonl";
+  {
+    seqit::ResumableJsonlWriter w(p, "id");
+    w.append_line("{\"id\": \"a\", \"x\": 1}", "a");
+    w.append_line("{\"id\": \"b\", \"x\": 2}", "b");
+    EXPECT_TRUE(w.has_id("b"));
+    EXPECT_THROW(w.append_line("{\"id\": \"c\",\n\"x\": 3}", "c"), seqit::Error);
+  }
+  EXPECT_EQ(slurp(p), "{\"id\": \"a\", \"x\": 1}\n{\"id\": \"b\", \"x\": 2}\n");
+  seqit::ResumableJsonlWriter again(p, "id");
+  EXPECT_EQ(again.resumed_records(), 2);
+  EXPECT_TRUE(again.has_id("a"));
+}

@@ -115,3 +115,46 @@ TEST(JsonWrite, KeepsUtf8AndRejectsInvalidUtf8) {
   EXPECT_EQ(seqit::to_json_line(json{{"t", "héllo ✓"}}), "{\"t\":\"héllo ✓\"}");
   EXPECT_THROW(seqit::to_json_line(json{{"t", std::string("\xff\xfe")}}), seqit::Error);
 }
+
+TEST(JsonArray, ErrorFromVisitorNamesTheElementItWasGiven) {
+  TempDir dir;
+  spit(dir / "v.json", "[{\"a\": 1}, {\"a\": \"two\"}, {\"a\": 3}]");
+  try {
+    seqit::for_each_json_array_element(dir / "v.json", [&](json&& v, int64_t) {
+      if (!v["a"].is_number()) throw seqit::Error("not a number").in_field("a");
+    });
+    FAIL();
+  } catch (const seqit::Error& e) {
+    EXPECT_EQ(e.context().record, 1) << e.what();
+    EXPECT_EQ(e.context().field, "a");
+    EXPECT_NE(std::string(e.what()).find("v.json"), std::string::npos) << e.what();
+  }
+}
+
+TEST(JsonArray, OrderedVariantKeepsKeysInFileOrder) {
+  TempDir dir;
+  spit(dir / "k.json", "[{\"zeta\": 1, \"alpha\": 2, \"mid\": {\"y\": 1, \"b\": 2}}]");
+  std::vector<std::string> keys;
+  seqit::for_each_ordered_json_array_element(dir / "k.json", [&](nlohmann::ordered_json&& v, int64_t) {
+    for (auto it = v.begin(); it != v.end(); ++it) keys.push_back(it.key());
+    EXPECT_EQ(v["mid"].dump(), "{\"y\":1,\"b\":2}");
+  });
+  EXPECT_EQ(keys, (std::vector<std::string>{"zeta", "alpha", "mid"}));
+}
+
+TEST(JsonlReader, OrderedVariantKeepsKeysInFileOrderAndReportsErrors) {
+  TempDir dir;
+  spit(dir / "k.jsonl", "{\"z\": 1, \"a\": 2}\n{\"z\": }\n");
+  seqit::JsonlReader r(dir / "k.jsonl");
+  nlohmann::ordered_json v;
+  ASSERT_TRUE(r.next(v));
+  EXPECT_EQ(v.dump(), "{\"z\":1,\"a\":2}");
+  try {
+    r.next(v);
+    FAIL();
+  } catch (const seqit::Error& e) {
+    EXPECT_EQ(e.context().line, 2);
+    EXPECT_EQ(e.context().record, 1);
+  }
+  EXPECT_FALSE(r.next(v));
+}
