@@ -423,14 +423,20 @@ Value f_batch(Interpreter&, const Value& v, CallArgs& a) {
   return Value::list(std::move(out));
 }
 
+// Filters that go through soft_str() keep a Markup input Markup (its str methods return Markup).
+Value like(const Value& source, std::string text) {
+  Value out(std::move(text));
+  return source.is_markup() ? with_markup(out, true) : out;
+}
+
 Value f_capitalize(Interpreter&, const Value& v, CallArgs& a) {
   a.check("capitalize", 0, {});
-  return Value(str_capitalize(to_str(v)));
+  return like(v, str_capitalize(to_str(v)));
 }
 
 Value f_center(Interpreter&, const Value& v, CallArgs& a) {
   a.check("center", 1, {"width"});
-  return Value(str_center(to_str(v), to_int_arg(a.get_or(0, "width", Value(int64_t(80))), "width"), ' '));
+  return like(v, str_center(to_str(v), to_int_arg(a.get_or(0, "width", Value(int64_t(80))), "width"), ' '));
 }
 
 Value f_default(Interpreter&, const Value& v, CallArgs& a) {
@@ -458,24 +464,14 @@ Value f_dictsort(Interpreter&, const Value& v, CallArgs& a) {
   return Value::list(std::move(items));
 }
 
-std::string html_escape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 Value f_escape(Interpreter&, const Value& v, CallArgs& a) {
   a.check("escape", 0, {});
-  return Value(html_escape(to_str(v)));
+  return html_escape(v);
+}
+
+Value f_forceescape(Interpreter&, const Value& v, CallArgs& a) {
+  a.check("forceescape", 0, {});
+  return html_escape(v.is_string() ? with_markup(v, false) : Value(to_str(v)));
 }
 
 Value f_first(Interpreter&, const Value& v, CallArgs& a) {
@@ -581,6 +577,10 @@ Value f_int(Interpreter&, const Value& v, CallArgs& a) {
 
 Value f_format(Interpreter&, const Value& v, CallArgs& a) {
   std::string fmt = to_str(v);
+  if (v.is_markup()) {  // Markup % args escapes the arguments
+    for (auto& x : a.positional) x = x.is_string() ? html_escape(x) : x;
+    for (auto& [k, x] : a.kwargs) x = x.is_string() ? html_escape(x) : x;
+  }
   if (!a.kwargs.empty() && !a.positional.empty()) {
     throw EvalError("can't handle positional and keyword arguments at the same time");
   }
@@ -648,7 +648,7 @@ Value f_indent(Interpreter&, const Value& v, CallArgs& a) {
     }
   }
   if (first) rv = indention + rv;
-  return Value(rv);
+  return like(v, rv);
 }
 
 Value f_items(Interpreter&, const Value& v, CallArgs& a) {
@@ -667,7 +667,11 @@ Value f_join(Interpreter& in, const Value& v, CallArgs& a) {
   if (const Value* attr = a.get(1, "attribute"); attr && !attr->is_none()) {
     for (auto& item : items) item = get_path(in, item, *attr);
   }
-  return join_values(items, sep, false);
+  if (sep.is_markup()) {
+    for (auto& item : items) item = html_escape(item);  // Markup.join escapes the items
+  }
+  Value out = join_values(items, sep, false);
+  return sep.is_markup() ? with_markup(out, true) : out;
 }
 
 Value f_length(Interpreter&, const Value& v, CallArgs& a) {
@@ -682,12 +686,12 @@ Value f_list(Interpreter&, const Value& v, CallArgs& a) {
 
 Value f_lower(Interpreter&, const Value& v, CallArgs& a) {
   a.check("lower", 0, {});
-  return Value(str_lower(to_str(v)));
+  return like(v, str_lower(to_str(v)));
 }
 
 Value f_upper(Interpreter&, const Value& v, CallArgs& a) {
   a.check("upper", 0, {});
-  return Value(str_upper(to_str(v)));
+  return like(v, str_upper(to_str(v)));
 }
 
 Value f_map(Interpreter& in, const Value& v, CallArgs& a) {
@@ -780,7 +784,8 @@ Value f_replace(Interpreter&, const Value& v, CallArgs& a) {
   if (!old_v || !new_v) throw EvalError("replace() missing required arguments 'old' and 'new'");
   Value count_v = a.get_or(2, "count", Value::none());
   int64_t count = count_v.is_none() ? -1 : to_int_arg(count_v, "count");
-  return replace_value(soft_str(v), to_str(*old_v), soft_str(*new_v), count);
+  // autoescape off: jinja2 replaces on str(value), so the result is never Markup
+  return with_markup(replace_value(soft_str(v), to_str(*old_v), soft_str(*new_v), count), false);
 }
 
 Value f_reverse(Interpreter&, const Value& v, CallArgs& a) {
@@ -816,7 +821,7 @@ Value f_round(Interpreter&, const Value& v, CallArgs& a) {
 
 Value f_safe(Interpreter&, const Value& v, CallArgs& a) {
   a.check("safe", 0, {});
-  return v;
+  return with_markup(soft_str(v), true);
 }
 
 Value f_slice(Interpreter&, const Value& v, CallArgs& a) {
@@ -916,7 +921,7 @@ Value f_title(Interpreter&, const Value& v, CallArgs& a) {
     }
     i += n;
   }
-  return Value(out);
+  return like(v, out);
 }
 
 Value f_tojson(Interpreter&, const Value& v, CallArgs& a) {
@@ -1005,7 +1010,7 @@ const std::unordered_map<std::string_view, FilterFn>& filters() {
       {"capitalize", f_capitalize}, {"center", f_center}, {"count", f_length},
       {"d", f_default},       {"default", f_default},     {"dictsort", f_dictsort},
       {"e", f_escape},        {"escape", f_escape},       {"first", f_first},
-      {"float", f_float},     {"forceescape", f_escape},  {"format", f_format},
+      {"float", f_float},     {"forceescape", f_forceescape},  {"format", f_format},
       {"groupby", f_groupby}, {"indent", f_indent},       {"int", f_int},
       {"items", f_items},     {"join", f_join},           {"last", f_last},
       {"length", f_length},   {"list", f_list},           {"lower", f_lower},
@@ -1166,17 +1171,21 @@ Value m_replace(Interpreter&, const Value& s, CallArgs& a) {
   if (a.positional.size() < 2) throw EvalError("replace() expected at least 2 arguments");
   int64_t count = to_int_arg(a.get_or(2, "count", Value(int64_t(-1))), "count");
   require_string(a.positional[1], "replace() argument 2");
-  return replace_value(s, require_string(a.positional[0], "replace() argument 1"), a.positional[1], count);
+  require_string(a.positional[0], "replace() argument 1");
+  if (s.is_markup()) {  // Markup.replace escapes its arguments
+    return replace_value(s, html_escape(a.positional[0]).str(), html_escape(a.positional[1]), count);
+  }
+  return replace_value(s, a.positional[0].str(), a.positional[1], count);
 }
 
-Value m_upper(Interpreter&, const Value& s, CallArgs& a) { a.check("upper", 0, {}); return Value(str_upper(s.str())); }
-Value m_lower(Interpreter&, const Value& s, CallArgs& a) { a.check("lower", 0, {}); return Value(str_lower(s.str())); }
-Value m_casefold(Interpreter&, const Value& s, CallArgs& a) { a.check("casefold", 0, {}); return Value(str_lower(s.str())); }
-Value m_title(Interpreter&, const Value& s, CallArgs& a) { a.check("title", 0, {}); return Value(str_title(s.str())); }
-Value m_capitalize(Interpreter&, const Value& s, CallArgs& a) { a.check("capitalize", 0, {}); return Value(str_capitalize(s.str())); }
+Value m_upper(Interpreter&, const Value& s, CallArgs& a) { a.check("upper", 0, {}); return like(s, str_upper(s.str())); }
+Value m_lower(Interpreter&, const Value& s, CallArgs& a) { a.check("lower", 0, {}); return like(s, str_lower(s.str())); }
+Value m_casefold(Interpreter&, const Value& s, CallArgs& a) { a.check("casefold", 0, {}); return like(s, str_lower(s.str())); }
+Value m_title(Interpreter&, const Value& s, CallArgs& a) { a.check("title", 0, {}); return like(s, str_title(s.str())); }
+Value m_capitalize(Interpreter&, const Value& s, CallArgs& a) { a.check("capitalize", 0, {}); return like(s, str_capitalize(s.str())); }
 Value m_swapcase(Interpreter&, const Value& s, CallArgs& a) {
   a.check("swapcase", 0, {});
-  return Value(map_code_points(s.str(), [](char32_t c) { return is_cased_upper(c) ? lower_cp(c) : is_cased_lower(c) ? upper_cp(c) : c; }));
+  return like(s, map_code_points(s.str(), [](char32_t c) { return is_cased_upper(c) ? lower_cp(c) : is_cased_lower(c) ? upper_cp(c) : c; }));
 }
 
 Value find_method_impl(const Value& s, CallArgs& a, bool reverse, bool raise, const char* name) {
@@ -1212,10 +1221,21 @@ Value m_count(Interpreter&, const Value& s, CallArgs& a) {
 Value m_join(Interpreter&, const Value& s, CallArgs& a) {
   a.check("join", 1, {});
   if (a.positional.empty()) throw EvalError("join() takes exactly one argument (0 given)");
+  if (s.is_markup()) {
+    std::vector<Value> items = iterate(a.positional[0]);
+    for (auto& item : items) item = html_escape(item);
+    return with_markup(join_values(items, s, true), true);
+  }
   return join_values(iterate(a.positional[0]), s, true);
 }
 
-Value m_format(Interpreter& in, const Value& s, CallArgs& a) { return Value(brace_format(in, s.str(), a)); }
+Value m_format(Interpreter& in, const Value& s, CallArgs& a) {
+  if (s.is_markup()) {  // Markup.format escapes the arguments
+    for (auto& v : a.positional) v = v.is_string() ? html_escape(v) : v;
+    for (auto& [k, v] : a.kwargs) v = v.is_string() ? html_escape(v) : v;
+  }
+  return like(s, brace_format(in, s.str(), a));
+}
 
 template <bool (*Pred)(char32_t)>
 Value char_class(Interpreter&, const Value& s, CallArgs& a) {
@@ -1250,8 +1270,8 @@ Value justify(const Value& s, CallArgs& a, char align, const char* name) {
     size_t n;
     fill = decode(f, 0, &n);
   }
-  if (align == '^') return Value(str_center(s.str(), width, fill));
-  return Value(pad_string(s.str(), width, fill, align == '<' ? '<' : '>'));
+  if (align == '^') return like(s, str_center(s.str(), width, fill));
+  return like(s, pad_string(s.str(), width, fill, align == '<' ? '<' : '>'));
 }
 Value m_center(Interpreter&, const Value& s, CallArgs& a) { return justify(s, a, '^', "center"); }
 Value m_ljust(Interpreter&, const Value& s, CallArgs& a) { return justify(s, a, '<', "ljust"); }
@@ -1265,8 +1285,8 @@ Value m_zfill(Interpreter&, const Value& s, CallArgs& a) {
   int64_t len = int64_t(code_point_count(str));
   if (width <= len) return s;
   std::string zeros(size_t(width - len), '0');
-  if (!str.empty() && (str[0] == '+' || str[0] == '-')) return Value(str.substr(0, 1) + zeros + str.substr(1));
-  return Value(zeros + str);
+  if (!str.empty() && (str[0] == '+' || str[0] == '-')) return like(s, str.substr(0, 1) + zeros + str.substr(1));
+  return like(s, zeros + str);
 }
 
 Value partition_impl(const Value& s, CallArgs& a, bool right) {

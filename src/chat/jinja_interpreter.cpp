@@ -624,6 +624,7 @@ int64_t python_mod(int64_t a, int64_t b) {
 Value repeat(const Value& seq, int64_t count) {
   if (seq.is_string()) {
     StringData out;
+    out.markup = seq.is_markup();
     for (int64_t i = 0; i < count; ++i) append_string(out, seq.string_data());
     return Value(std::move(out));
   }
@@ -641,8 +642,11 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
       return Value(a.as_int() + b.as_int());
     }
     if (a.is_string() && b.is_string()) {
-      StringData out = a.string_data();
-      append_string(out, b.string_data());
+      // markupsafe: Markup + str escapes the str (either side), and the result is Markup.
+      bool markup = a.is_markup() || b.is_markup();
+      StringData out = markup ? html_escape(a).string_data() : a.string_data();
+      append_string(out, markup ? html_escape(b).string_data() : b.string_data());
+      out.markup = markup;
       return Value(std::move(out));
     }
     if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
@@ -801,7 +805,7 @@ Value Interpreter::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope
     }
     case Expr::Kind::Binary: return eval_binary(e, scope);
     case Expr::Kind::Concat: {
-      StringData out;
+      StringData out;  // `~` joins str() of each operand: plain, never escaped (autoescape off)
       for (const auto& c : e.children) {
         Value v = eval(*c, scope);
         if (v.is_string()) append_string(out, v.string_data());

@@ -571,9 +571,42 @@ void append_string(StringData& out, std::string_view text) { out.text.append(tex
 Value substring(const Value& v, size_t begin, size_t end) {
   const StringData& s = v.string_data();
   if (begin == 0 && end == s.text.size()) return v;
-  StringData out{s.text.substr(begin, end - begin), {}};
+  StringData out{s.text.substr(begin, end - begin), {}, s.markup};
   if (!s.provenance.empty()) out.provenance = slice_provenance(s, begin, end);
   return Value(std::move(out));
+}
+
+Value html_escape(const Value& v) {
+  if (v.is_markup()) return v;
+  Value s = v.is_string() ? v : Value(to_str(v));
+  const std::string& text = s.str();
+  StringData out;
+  out.markup = true;
+  size_t start = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char* entity = nullptr;
+    switch (text[i]) {
+      case '&': entity = "&amp;"; break;
+      case '<': entity = "&lt;"; break;
+      case '>': entity = "&gt;"; break;
+      case '"': entity = "&#34;"; break;
+      case '\'': entity = "&#39;"; break;
+      default: break;
+    }
+    if (!entity) continue;
+    append_string(out, substring(s, start, i).string_data());
+    out.text += entity;
+    start = i + 1;
+  }
+  append_string(out, substring(s, start, text.size()).string_data());
+  return Value(std::move(out));
+}
+
+Value with_markup(const Value& v, bool markup) {
+  if (v.string_data().markup == markup) return v;
+  StringData d = v.string_data();
+  d.markup = markup;
+  return Value(std::move(d));
 }
 
 }  // namespace seqit::chat::jinja

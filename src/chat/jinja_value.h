@@ -29,6 +29,9 @@ struct Provenance {
 struct StringData {
   std::string text;
   std::vector<Provenance> provenance;
+  // markupsafe.Markup (from |safe, |escape): `+`, join, % and str methods HTML-escape the plain
+  // strings they combine it with, as in Python jinja2 even with autoescape off.
+  bool markup = false;
 };
 
 class Value;
@@ -93,6 +96,7 @@ class Value {
   bool is_float() const { return kind_ == Kind::Float; }
   bool is_number() const { return kind_ == Kind::Int || kind_ == Kind::Float || kind_ == Kind::Bool; }
   bool is_string() const { return kind_ == Kind::String; }
+  bool is_markup() const { return kind_ == Kind::String && string_data().markup; }
   bool is_list() const { return kind_ == Kind::List; }
   bool is_tuple() const { return kind_ == Kind::List && list_data().tuple; }
   bool is_dict() const { return kind_ == Kind::Dict; }
@@ -170,7 +174,12 @@ std::vector<Provenance> slice_provenance(const StringData& s, size_t begin, size
 // Appends `piece` (with its provenance) to `out`.
 void append_string(StringData& out, const StringData& piece);
 void append_string(StringData& out, std::string_view text);
-// A string holding bytes [begin, end) of `v` (a string Value), provenance kept.
+// A string holding bytes [begin, end) of `v` (a string Value), provenance and Markup kept.
 Value substring(const Value& v, size_t begin, size_t end);
+// markupsafe.escape(): Markup unchanged; anything else str()-ed with & < > " ' escaped, as Markup.
+// Provenance is kept on the unchanged bytes.
+Value html_escape(const Value& v);
+// `v` with its Markup flag set to `markup` (v must be a string).
+Value with_markup(const Value& v, bool markup);
 
 }  // namespace seqit::chat::jinja

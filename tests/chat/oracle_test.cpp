@@ -28,6 +28,9 @@ constexpr int64_t kNowUnix = 1721995200;
 // Templates whose output from @huggingface/jinja differs from Python jinja2 (transformers) on
 // some of our conversations, and why. seqit follows Python.
 const std::map<std::string, std::string> kJsDiffers = {
+    {"meetkai-functionary-medium-v3.1.jinja",
+     "\"...\"|safe + (t | tojson): in Python a Markup plus a str HTML-escapes the str (markupsafe), so "
+     "transformers writes &#34; for the quotes of the tool JSON; @huggingface/jinja's safe is a no-op"},
     {"HuggingFaceTB-SmolLM3-3B.jinja", "@huggingface/jinja's str.lstrip/rstrip/strip ignore their chars argument and strip all whitespace; the template calls content.lstrip('\\n'), so a reply starting with a space loses it in JS but not in Python"},
     {"Qwen-Qwen3-0.6B.jinja", "@huggingface/jinja's str.lstrip/rstrip/strip ignore their chars argument and strip all whitespace; the template calls content.lstrip('\\n'), so a reply starting with a space loses it in JS but not in Python"},
     {"mistralrs_smollm3.jinja", "@huggingface/jinja's str.lstrip/rstrip/strip ignore their chars argument and strip all whitespace; the template calls content.lstrip('\\n'), so a reply starting with a space loses it in JS but not in Python"},
@@ -37,17 +40,29 @@ const std::map<std::string, std::string> kJsDiffers = {
 // Templates @huggingface/jinja cannot render for some conversations although Python jinja2 can.
 // seqit renders them as Python does.
 const std::map<std::string, std::string> kJsFails = {
+    {"Apriel-1.6-15b-Thinker-fixed.jinja", "applies |string to a dict; @huggingface/jinja has no string filter for objects"},
     {"ByteDance-Seed-OSS.jinja",
      "a dict literal with integer keys; @huggingface/jinja only allows string keys (Object keys must be strings)"},
     {"meetkai-functionary-medium-v3.1.jinja",
      "tools | selectattr(...) with tools=None: Python's select filters yield nothing for a falsy input, "
      "@huggingface/jinja throws (Cannot apply filter selectattr to NullValue)"},
+    {"NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja",
+     "|trim on an undefined value: Python gives '' (soft_str), @huggingface/jinja throws"},
+    {"NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja",
+     "|trim on an undefined value: Python gives '' (soft_str), @huggingface/jinja throws"},
+    {"meetkai-functionary-medium-v3.2.jinja",
+     "unpacks (key, value) tuples in a for loop, which @huggingface/jinja refuses (Cannot unpack TupleValue)"},
+    {"openbmb-MiniCPM5-1B.jinja", "uses the |min filter, which @huggingface/jinja does not have"},
+    {"unsloth-Apriel-1.5.jinja", "applies |string to a dict; @huggingface/jinja has no string filter for objects"},
     {"tencent-Hy3.jinja", "calls str.format() ('<...{}...>'.format(HYTK)), which @huggingface/jinja does not have"},
 };
 
 // Templates Python jinja2 (transformers) refuses although @huggingface/jinja renders them. seqit
 // renders them as @huggingface/jinja does (and `seqit template check` warns).
 const std::map<std::string, std::string> kPythonFails = {
+    {"llama-cpp-deepseek-r1.jinja",
+     "tools | map(...) | tojson: Python's map filter returns a generator, which json.dumps refuses (TypeError); "
+     "seqit's map returns a list, as @huggingface/jinja's does"},
 };
 
 std::vector<fs::path> all_templates() {
@@ -100,11 +115,34 @@ SpecialTokens tokens_for(const fs::path& p, const ChatTemplate& t) {
 
 ojson msg(const char* role, const char* content) { return ojson{{"role", role}, {"content", content}}; }
 
-std::vector<std::pair<std::string, ojson>> conversations() {
+// A tool definition as transformers passes it (get_json_schema format).
+ojson weather_tools() {
+  return ojson::parse(R"([{"type": "function", "function": {"name": "get_weather",
+    "description": "Get the current weather in a city", "parameters": {"type": "object",
+    "properties": {"city": {"type": "string", "description": "City name, e.g. Zürich"},
+    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}, "days": {"type": "integer"},
+    "ratio": {"type": "number"}}, "required": ["city"]}}}])");
+}
+
+struct Conversation {
+  std::string name;
+  ojson messages;
+  ojson tools = nullptr;
+};
+
+std::vector<Conversation> conversations() {
   const char* sys = "You are a helpful assistant.";
   const char* tricky_user = "  Quote: \"hi\" 'x' \\n {{ x }} {% y %} 日本語 😀 tab\there  ";
   const char* tricky_reply = "\n Résumé: é ✓ — <b>bold</b> & done. \n";
+  ojson tool_call = ojson::parse(R"({"role": "assistant", "content": "", "tool_calls": [{"id": "call_1",
+    "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich", "days": 2}}}]})");
+  ojson tool_result = ojson::parse(R"({"role": "tool", "tool_call_id": "call_1", "name": "get_weather",
+    "content": "{\"temperature\": 21.5, \"sky\": \"clear\"}"})");
   return {
+      {"tools", ojson::array({msg("system", sys), msg("user", "Weather in Zürich?")}), weather_tools()},
+      {"toolcall", ojson::array({msg("user", "Weather in Zürich?"), tool_call, tool_result,
+                                 msg("assistant", "It is 21.5 °C and clear.")}),
+       weather_tools()},
       {"u", ojson::array({msg("user", "Hello")})},
       {"su", ojson::array({msg("system", sys), msg("user", "Hello")})},
       {"ua", ojson::array({msg("user", "Hello"), msg("assistant", "Hi! How can I help?")})},
@@ -124,7 +162,7 @@ std::vector<std::pair<std::string, ojson>> conversations() {
 struct Case {
   std::string id, label;
   fs::path path;
-  ojson messages;
+  ojson messages, tools;
   bool add_generation_prompt;
   SpecialTokens tokens;
   std::string source;
@@ -171,6 +209,7 @@ Outcome render_with_seqit(const Case& c) {
     RenderOptions opt;
     opt.add_generation_prompt = c.add_generation_prompt;
     opt.now_unix = kNowUnix;
+    opt.tools = jinja::from_json(c.tools);
     o.text = t.render(jinja::from_json(c.messages), opt).text;
     o.ok = true;
   } catch (const jinja::TemplateRaisedError& e) {
@@ -191,13 +230,14 @@ TEST(ChatOracle, EveryRealTemplateRendersLikeTheReferences) {
   for (const auto& path : all_templates()) {
     ChatTemplate t = ChatTemplate::from_file(path);
     SpecialTokens tokens = tokens_for(path, t);
-    for (const auto& [conv_name, messages] : conversations()) {
+    for (const auto& conv : conversations()) {
       for (bool agp : {false, true}) {
         Case c;
         c.label = label_of(path);
-        c.id = c.label + "|" + conv_name + (agp ? "|gen" : "");
+        c.id = c.label + "|" + conv.name + (agp ? "|gen" : "");
         c.path = path;
-        c.messages = messages;
+        c.messages = conv.messages;
+        c.tools = conv.tools;
         c.add_generation_prompt = agp;
         c.tokens = tokens;
         c.source = t.source();
@@ -211,7 +251,7 @@ TEST(ChatOracle, EveryRealTemplateRendersLikeTheReferences) {
   for (const auto& c : cases) {
     ojson ctx;
     ctx["messages"] = c.messages;
-    ctx["tools"] = nullptr;
+    ctx["tools"] = c.tools;
     ctx["documents"] = nullptr;
     ctx["add_generation_prompt"] = c.add_generation_prompt;
     for (const auto& [k, v] : c.tokens.named) ctx[k] = v;
