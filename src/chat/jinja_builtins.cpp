@@ -394,8 +394,7 @@ Value f_attr(Interpreter&, const Value& v, CallArgs& a) {
   if (v.is_object()) {
     if (const Value* x = v.object_data().find(n)) return *x;
   }
-  Value m = find_method(v, n);
-  if (!m.is_undefined()) return m;
+  if (auto m = find_method(v, n)) return *m;
   return Value::undefined("'" + v.type_name() + " object' has no attribute '" + n + "'");
 }
 
@@ -667,11 +666,8 @@ Value f_join(Interpreter& in, const Value& v, CallArgs& a) {
   if (const Value* attr = a.get(1, "attribute"); attr && !attr->is_none()) {
     for (auto& item : items) item = get_path(in, item, *attr);
   }
-  if (sep.is_markup()) {
-    for (auto& item : items) item = html_escape(item);  // Markup.join escapes the items
-  }
-  Value out = join_values(items, sep, false);
-  return sep.is_markup() ? with_markup(out, true) : out;
+  // autoescape off: jinja2 joins str(d) with str(item): plain, nothing escaped
+  return with_markup(join_values(items, with_markup(sep, false), false), false);
 }
 
 Value f_length(Interpreter&, const Value& v, CallArgs& a) {
@@ -1555,19 +1551,20 @@ TestFn find_test(std::string_view name) {
   return it == t.end() ? nullptr : it->second;
 }
 
-Value find_method(const Value& object, std::string_view name) {
+std::optional<Value> find_method(const Value& object, std::string_view name) {
   const std::unordered_map<std::string_view, Method>* table = nullptr;
   if (object.is_string()) table = &string_methods();
   else if (object.is_list()) table = &list_methods();
   else if (object.is_dict()) table = &dict_methods();
-  if (!table) return Value();
+  if (!table) return std::nullopt;
   auto it = table->find(name);
   if (it == table->end()) {
     if (is_mutating_method(object, name)) {
+      // What the sandbox returns: an Undefined that fails, with this message, when used.
       return Value::undefined("access to attribute '" + std::string(name) + "' of '" + object.type_name() +
                               "' object is unsafe.");
     }
-    return Value();
+    return std::nullopt;
   }
   Method m = it->second;
   Value self = object;

@@ -328,7 +328,7 @@ Value Interpreter::make_macro(const Stmt& s, const std::shared_ptr<Scope>& defin
         throw EvalError("macro '" + name + "' takes no keyword argument '" + k + "'");
       }
     }
-    if (macro->uses_varargs) scope->set("varargs", Value::list(std::move(varargs)));
+    if (macro->uses_varargs) scope->set("varargs", Value::list(std::move(varargs), true));
     if (macro->uses_kwargs) scope->set("kwargs", Value::dict(std::move(kwargs)));
     for (size_t i = 0; i < params.size(); ++i) {
       if (bound[i]) continue;
@@ -547,8 +547,7 @@ Value Interpreter::get_attribute(const Value& object, std::string_view name) {
   switch (object.kind()) {
     case Value::Kind::Undefined: throw_undefined(object);
     case Value::Kind::Dict: {
-      Value m = find_method(object, name);
-      if (!m.is_undefined()) return m;
+      if (auto m = find_method(object, name)) return *m;
       if (const Value* v = object.dict_data().find(name)) return *v;
       return Value::undefined("'dict object' has no attribute '" + std::string(name) + "'");
     }
@@ -559,8 +558,7 @@ Value Interpreter::get_attribute(const Value& object, std::string_view name) {
     }
     case Value::Kind::String:
     case Value::Kind::List: {
-      Value m = find_method(object, name);
-      if (!m.is_undefined()) return m;
+      if (auto m = find_method(object, name)) return *m;
       return Value::undefined("'" + object.type_name() + " object' has no attribute '" + std::string(name) + "'");
     }
     default:
@@ -574,8 +572,7 @@ Value Interpreter::get_item(const Value& object, const Value& key) {
     case Value::Kind::Dict:
       if (const Value* v = object.dict_data().find(key)) return *v;
       if (key.is_string()) {
-        Value m = find_method(object, key.str());
-        if (!m.is_undefined()) return m;
+        if (auto m = find_method(object, key.str())) return *m;
       }
       return Value::undefined("'dict object' has no attribute " + to_repr(key));
     case Value::Kind::List:

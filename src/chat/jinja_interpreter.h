@@ -109,8 +109,9 @@ using FilterFn = Value (*)(Interpreter&, const Value& operand, CallArgs& args);
 using TestFn = bool (*)(Interpreter&, const Value& operand, CallArgs& args);
 FilterFn find_filter(std::string_view name);
 TestFn find_test(std::string_view name);
-// A bound method of a str, list or dict (Python's), or Undefined when there is none.
-Value find_method(const Value& object, std::string_view name);
+// A bound method of a str, list or dict (Python's); nullopt when there is none. Methods that
+// would modify a list or dict give the sandbox's failing Undefined.
+std::optional<Value> find_method(const Value& object, std::string_view name);
 // range, dict, namespace, cycler, joiner, raise_exception, strftime_now.
 std::vector<std::pair<std::string, Value>> builtin_globals();
 

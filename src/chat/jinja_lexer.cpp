@@ -291,7 +291,12 @@ class Lexer {
           } else if (c == ')' || c == ']' || c == '}') {
             char want = c == ')' ? '(' : c == ']' ? '[' : '{';
             if (brackets.empty() || brackets.back() != want) {
-              fail(p - 1, std::string("unexpected '") + char(c) + "'");
+              std::string msg = std::string("unexpected '") + char(c) + "'";
+              if (!brackets.empty()) {
+                char open = brackets.back();
+                msg += std::string(", expected '") + (open == '(' ? ')' : open == '[' ? ']' : '}') + "'";
+              }
+              fail(p - 1, msg);
             }
             brackets.pop_back();
           }

@@ -663,14 +663,14 @@ class Parser {
       const Token& attr = peek();
       if (attr.type == TokenType::Name) {
         next();
-        auto e = std::make_unique<Expr>(Expr::Kind::Attribute, attr.line, attr.column);
+        auto e = std::make_unique<Expr>(Expr::Kind::Attribute, node->line, node->column);
         e->name = attr.value;
         e->children.push_back(std::move(node));
         return e;
       }
       if (attr.type == TokenType::Integer) {
         next();
-        auto e = std::make_unique<Expr>(Expr::Kind::Item, attr.line, attr.column);
+        auto e = std::make_unique<Expr>(Expr::Kind::Item, node->line, node->column);
         e->children.push_back(std::move(node));
         e->children.push_back(literal(attr, Value(attr.int_value)));
         return e;
@@ -703,13 +703,13 @@ class Parser {
     }
     expect_op("]");
     if (is_slice) {
-      auto e = std::make_unique<Expr>(Expr::Kind::Slice, t.line, t.column);
+      auto e = std::make_unique<Expr>(Expr::Kind::Slice, node->line, node->column);
       e->children.push_back(std::move(node));
       for (auto& p : slice_parts) e->children.push_back(std::move(p));
       return e;
     }
     if (parts.empty()) fail(t, "expected a subscript");
-    auto e = std::make_unique<Expr>(Expr::Kind::Item, t.line, t.column);
+    auto e = std::make_unique<Expr>(Expr::Kind::Item, node->line, node->column);
     e->children.push_back(std::move(node));
     if (parts.size() == 1) {
       e->children.push_back(std::move(parts[0]));
@@ -748,8 +748,7 @@ class Parser {
   }
 
   ExprPtr parse_call(ExprPtr node) {
-    const Token& t = peek();
-    auto e = std::make_unique<Expr>(Expr::Kind::Call, t.line, t.column);
+    auto e = std::make_unique<Expr>(Expr::Kind::Call, node->line, node->column);
     e->children.push_back(std::move(node));
     parse_call_args(*e);
     return e;
