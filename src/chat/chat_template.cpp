@@ -192,16 +192,14 @@ jinja::Value tagged(const jinja::Value& s, int32_t tag) {
   return jinja::Value(std::move(d));
 }
 
-// A copy of `messages` whose assistant contents carry provenance tag = message index. Only the
-// list and the assistant messages are copied; everything else is shared.
-jinja::Value tag_assistant_contents(const jinja::Value& messages) {
+// A copy of `messages` whose contents carry provenance tag = message index. Only the list and
+// the message dicts are copied; everything else is shared.
+jinja::Value tag_contents(const jinja::Value& messages) {
   if (!messages.is_list()) throw Error("messages must be a list of {role, content} objects");
   std::vector<jinja::Value> out = messages.items();
   for (size_t i = 0; i < out.size(); ++i) {
     const jinja::Value& m = out[i];
     if (!m.is_dict()) throw Error("message must be an object with role and content").at_record(int64_t(i));
-    const jinja::Value* role = m.dict_data().find("role");
-    if (!role || !role->is_string() || role->str() != "assistant") continue;
     const jinja::Value* content = m.dict_data().find("content");
     if (!content) continue;
     jinja::Value copy = jinja::Value::dict(m.dict_data().items);
@@ -240,7 +238,7 @@ void add_range(std::vector<ByteRange>& ranges, size_t b, size_t e) {
 Rendered ChatTemplate::render(const jinja::Value& messages, const RenderOptions& options) const {
   std::vector<std::pair<std::string, jinja::Value>> vars;
   vars.reserve(8 + tokens_.named.size() + options.variables.size());
-  vars.emplace_back("messages", tag_assistant_contents(messages));
+  vars.emplace_back("messages", tag_contents(messages));
   vars.emplace_back("tools", options.tools);
   vars.emplace_back("documents", options.documents);
   vars.emplace_back("add_generation_prompt", jinja::Value(options.add_generation_prompt));
@@ -261,7 +259,6 @@ Rendered ChatTemplate::render(const jinja::Value& messages, const RenderOptions&
 
   Rendered r;
   r.text = std::move(out.text);
-  std::vector<std::pair<size_t, std::vector<ByteRange>>> by_message;
   std::vector<jinja::Provenance> prov = std::move(out.provenance);
   std::sort(prov.begin(), prov.end(), [](const auto& a, const auto& b) {
     return a.tag != b.tag ? a.tag < b.tag : a.begin < b.begin;
@@ -272,12 +269,20 @@ Rendered ChatTemplate::render(const jinja::Value& messages, const RenderOptions&
       continue;
     }
     if (p.tag < 0) continue;
-    if (r.assistant.empty() || r.assistant.back().message_index != size_t(p.tag)) {
-      r.assistant.push_back({size_t(p.tag), {}});
+    if (r.messages.empty() || r.messages.back().message_index != size_t(p.tag)) {
+      const jinja::Value* role = messages.items()[size_t(p.tag)].dict_data().find("role");
+      r.messages.push_back({size_t(p.tag), role && role->is_string() ? role->str() : std::string(), {}});
     }
-    add_range(r.assistant.back().content, p.begin, p.end);
+    add_range(r.messages.back().content, p.begin, p.end);
   }
   return r;
+}
+
+const MessageText* Rendered::find(size_t index) const {
+  for (const auto& m : messages) {
+    if (m.message_index == index) return &m;
+  }
+  return nullptr;
 }
 
 Rendered ChatTemplate::render(const std::vector<Message>& messages, const RenderOptions& options) const {

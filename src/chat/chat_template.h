@@ -59,17 +59,22 @@ struct RenderOptions {
   std::optional<int64_t> now_unix;
 };
 
-struct AssistantTurn {
+// Where one message's content landed in the rendered text.
+struct MessageText {
   size_t message_index = 0;          // index in the messages list
-  std::vector<ByteRange> content;    // where its content landed in the text (sorted, disjoint)
+  std::string role;
+  std::vector<ByteRange> content;    // sorted, disjoint; the template may trim or split the content
 };
 
 struct Rendered {
   std::string text;
-  // One entry per assistant message whose content appears in the text, in message order.
-  std::vector<AssistantTurn> assistant;
+  // One entry per message whose content (or part of it) appears in the text, in message order.
+  std::vector<MessageText> messages;
   // Output of {% generation %} blocks (transformers' assistant-mask markers), when the template has them.
   std::vector<ByteRange> generation;
+
+  // The entry for message `index`, or nullptr when none of its content is in the text.
+  const MessageText* find(size_t index) const;
 };
 
 // A message for the convenience overloads; any other field needs a jinja::Value message.
