@@ -80,6 +80,16 @@ MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
   out.ids = tok.encode(out.text, eo, &out.spans);
   if (out.spans.size() != out.ids.size()) throw Error("tokenizer returned no byte spans: cannot build the assistant mask");
   out.mask.assign(out.ids.size(), 0);
+  // Spans must be monotone for the searches below. A zero-width span that points backwards (some
+  // encoders give byte-fallback pieces of one character no bytes of their own) is moved to where
+  // the previous token ends.
+  for (size_t k = 1; k < out.spans.size(); ++k) {
+    if (out.spans[k].begin < out.spans[k - 1].end) {
+      size_t at = out.spans[k - 1].end;
+      if (out.spans[k].end <= at) out.spans[k] = {at, at};
+      else out.spans[k].begin = at;
+    }
+  }
 
   std::optional<std::string> eos = chat_template.special_tokens().eos();
   if (!eos) {
@@ -119,13 +129,16 @@ MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
     const MessageText* rendered = r.find(mi);
     if (rendered) turn.content = rendered->content;
 
-    // The generation prompt the model sees at inference for this turn.
-    RenderOptions prompt_options = options.render;
-    prompt_options.add_generation_prompt = true;
+    // The generation prompt the model sees at inference for this turn: trusted when the template
+    // has one (add_generation_prompt changes the text) and the full text starts with it.
     try {
-      std::vector<jinja::Value> head(list.begin(), list.begin() + long(mi));
-      std::string prompt = chat_template.render(jinja::Value::list(std::move(head)), prompt_options).text;
-      if (out.text.compare(0, prompt.size(), prompt) == 0) turn.prompt_end = prompt.size();
+      jinja::Value head = jinja::Value::list(std::vector<jinja::Value>(list.begin(), list.begin() + long(mi)));
+      RenderOptions prompt_options = options.render;
+      prompt_options.add_generation_prompt = true;
+      std::string prompt = chat_template.render(head, prompt_options).text;
+      prompt_options.add_generation_prompt = false;
+      std::string without = chat_template.render(head, prompt_options).text;
+      if (prompt != without && out.text.compare(0, prompt.size(), prompt) == 0) turn.prompt_end = prompt.size();
     } catch (const Error&) {
       // Templates may refuse a conversation that ends before an assistant turn; no prompt then.
     }
@@ -153,7 +166,9 @@ MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
 
     std::optional<size_t> first, last;
     auto learn = [&](size_t k) {
-      if (out.spans[k].end <= out.spans[k].begin) return;  // inserted BOS/EOS: never learned
+      // Inserted special tokens (BOS/EOS) are never learned; a zero-width ordinary piece inside
+      // the region (a byte-fallback piece of a character) is.
+      if (out.spans[k].end <= out.spans[k].begin && (tok.is_special(out.ids[k]) || !first)) return;
       out.mask[k] = 1;
       if (!first) first = k;
       last = k;

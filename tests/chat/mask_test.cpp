@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <memory>
 
 #include "chat/assistant_mask.h"
@@ -15,6 +16,14 @@ namespace seqit::chat {
 namespace {
 using testing::shared_data;
 using tokenizer::Tokenizer;
+
+// Tokenizers are loaded once per test binary (the large tokenizer.json files take a while).
+const Tokenizer& load(const char* relative) {
+  static std::map<std::string, std::unique_ptr<Tokenizer>> cache;
+  auto& slot = cache[relative];
+  if (!slot) slot = tokenizer::load_tokenizer(shared_data(relative));
+  return *slot;
+}
 
 const std::vector<Message> kConversation = {
     {"system", "You are a concise assistant."},
@@ -96,14 +105,14 @@ void check_masks(const ChatTemplate& t, const Tokenizer& tok, const std::vector<
     }
   }
   for (size_t k = 0; k < mc.ids.size(); ++k) {
-    if (mc.spans[k].begin == mc.spans[k].end) {
+    if (mc.spans[k].begin == mc.spans[k].end && tok.is_special(mc.ids[k])) {
       EXPECT_EQ(mc.mask[k], 0) << "inserted token " << k << " is learned";
     }
   }
 }
 
 TEST(AssistantMask, Llama3) {
-  auto tok = tokenizer::load_tokenizer(shared_data("tokenizers/llama3/tokenizer.json"));
+  const Tokenizer* tok = &load("tokenizers/llama3/tokenizer.json");
   ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/llama3/tokenizer_config.json"));
   check_masks(t, *tok, kConversation, {"<|eot_id|>", ""});
   ChatTemplate llama31 = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/llamacpp/meta-llama-Llama-3.1-8B-Instruct.jinja"));
@@ -116,7 +125,7 @@ TEST(AssistantMask, Llama3) {
 }
 
 TEST(AssistantMask, ChatmlQwen25) {
-  auto tok = tokenizer::load_tokenizer(shared_data("tokenizers/qwen/qwen3_tokenizer.json"));
+  const Tokenizer* tok = &load("tokenizers/qwen/qwen3_tokenizer.json");
   ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/llamacpp/Qwen-Qwen2.5-7B-Instruct.jinja"));
   t.special_tokens() = read_special_tokens(shared_data("tokenizers/qwen/qwen3_tokenizer_config.json"));
   check_masks(t, *tok, kConversation, {"<|im_end|>", ""});
@@ -126,7 +135,7 @@ TEST(AssistantMask, ChatmlQwen25) {
 TEST(AssistantMask, TokensMergingAcrossTheContentBoundary) {
   // "<|im_start|>assistant\n" + "\n\nHello" — the template's newline and the content's newlines
   // become one token; it carries content bytes, so it is learned; the header before it is not.
-  auto tok = tokenizer::load_tokenizer(shared_data("tokenizers/qwen/qwen3_tokenizer.json"));
+  const Tokenizer* tok = &load("tokenizers/qwen/qwen3_tokenizer.json");
   ChatTemplate t = ChatTemplate::builtin("chatml");
   std::vector<Message> messages = {{"user", "Hi"}, {"assistant", "\n\nHello there\n"}};
   MaskedConversation mc = encode_with_assistant_mask(t, *tok, messages_value(messages));
@@ -140,19 +149,19 @@ TEST(AssistantMask, TokensMergingAcrossTheContentBoundary) {
 }
 
 TEST(AssistantMask, MistralSentencePiece) {
-  auto v1 = tokenizer::load_tokenizer(shared_data("tokenizers/mistral/tokenizer.model.v1"));
+  const Tokenizer* v1 = &load("tokenizers/mistral/tokenizer.model.v1");
   ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/mistralrs_mistral.json"));
   t.special_tokens().fill_from(*v1);
   std::vector<Message> no_system(kConversation.begin() + 1, kConversation.end());
   check_masks(t, *v1, no_system, {"</s>", ""});
-  auto v3 = tokenizer::load_tokenizer(shared_data("tokenizers/mistral/mistral_instruct_tokenizer_240323.model.v3"));
+  const Tokenizer* v3 = &load("tokenizers/mistral/mistral_instruct_tokenizer_240323.model.v3");
   SpecialTokens tokens;
   tokens.fill_from(*v3);
   check_masks(ChatTemplate::builtin("mistral", tokens), *v3, kConversation, {"</s>", ""});
 }
 
 TEST(AssistantMask, ZephyrTinyLlama) {
-  auto tok = tokenizer::load_tokenizer(shared_data("tokenizers/llama2/tokenizer.json"));
+  const Tokenizer* tok = &load("tokenizers/llama2/tokenizer.model");
   ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/tinyllama_zephyr_chat_template.jinja"));
   t.special_tokens() = read_special_tokens(shared_data("tokenizers/llama2/tokenizer_config.json"));
   check_masks(t, *tok, kConversation, {"</s>", ""});
@@ -162,10 +171,25 @@ TEST(AssistantMask, ZephyrTinyLlama) {
   check_masks(llama2, *tok, kConversation, {"</s>", " "});
 }
 
+TEST(AssistantMask, EosWrittenAsTextThatTheTokenizerDoesNotParseIsReported) {
+  // shared/data's llama2/tokenizer.json declares </s> with "normalized": true, and HF tokenizers
+  // (like seqit) then does not recognise "</s>" in the text: the template's EOS would be learned
+  // as the plain pieces ".</", "s", ">" and never as token 2. The mask refuses to call that an
+  // end marker and says so.
+  const Tokenizer* tok = &load("tokenizers/llama2/tokenizer.json");
+  ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/tinyllama_zephyr_chat_template.jinja"));
+  t.special_tokens() = read_special_tokens(shared_data("tokenizers/llama2/tokenizer_config.json"));
+  std::vector<Message> messages = {{"user", "Hi"}, {"assistant", "Hello."}};
+  MaskedConversation mc = encode_with_assistant_mask(t, *tok, messages_value(messages));
+  ASSERT_EQ(mc.warnings.size(), 1u);
+  EXPECT_NE(mc.warnings[0].find("no end-of-turn marker"), std::string::npos) << mc.warnings[0];
+  EXPECT_EQ(std::count(mc.ids.begin(), mc.ids.end(), 2), 0);
+}
+
 TEST(AssistantMask, TuluIsTheSitTrainingFormat) {
   // SIT_SPEC §3.2: <|system|>\n{sys}\n<|user|>\n{user}\n<|assistant|>\n{reply}{eos}\n..., stripped;
   // Llama-3's tokenizer adds <|begin_of_text|>; the loss covers the reply and EOS.
-  auto tok = tokenizer::load_tokenizer(shared_data("tokenizers/llama3/tokenizer.json"));
+  const Tokenizer* tok = &load("tokenizers/llama3/tokenizer.json");
   SpecialTokens tokens = read_special_tokens(shared_data("tokenizers/llama3/tokenizer_config.json"));
   ChatTemplate t = ChatTemplate::builtin("tulu", tokens);
   std::vector<Message> single = {{"system", ""}, {"user", "Translate to French, then answer: Hi?"}, {"assistant", "Salut ? Bonjour !"}};
@@ -173,18 +197,20 @@ TEST(AssistantMask, TuluIsTheSitTrainingFormat) {
             "<|system|>\n\n<|user|>\nTranslate to French, then answer: Hi?\n<|assistant|>\nSalut ? Bonjour !<|end_of_text|>");
   check_masks(t, *tok, single, {"<|end_of_text|>", ""});
   check_masks(t, *tok, kConversation, {"<|end_of_text|>", ""});
-  MaskedConversation mc = encode_with_assistant_mask(t, *tok, messages_value(single));
-  EXPECT_EQ(tok->token_text(mc.ids[0]), "<|begin_of_text|>");
-  EXPECT_EQ(mc.mask[0], 0);
-  // With Llama-2's SentencePiece tokenizer (the paper's early LLaMA-2 runs).
-  auto sp = tokenizer::load_tokenizer(shared_data("tokenizers/llama2/tokenizer.model"));
+  // With Llama-2's SentencePiece tokenizer (the paper's early LLaMA-2 runs): its encoder adds
+  // <s>, which is not learned.
+  const Tokenizer* sp = &load("tokenizers/llama2/tokenizer.model");
   SpecialTokens sp_tokens;
   sp_tokens.fill_from(*sp);
-  check_masks(ChatTemplate::builtin("tulu", sp_tokens), *sp, kConversation, {"</s>", ""});
+  ChatTemplate sp_tulu = ChatTemplate::builtin("tulu", sp_tokens);
+  check_masks(sp_tulu, *sp, kConversation, {"</s>", ""});
+  MaskedConversation mc = encode_with_assistant_mask(sp_tulu, *sp, messages_value(single));
+  EXPECT_EQ(sp->token_text(mc.ids[0]), "<s>");
+  EXPECT_EQ(mc.mask[0], 0);
 }
 
 TEST(AssistantMask, WarnsWhenNoEndMarkerFollows) {
-  auto tok = tokenizer::load_tokenizer(shared_data("tokenizers/qwen/qwen3_tokenizer.json"));
+  const Tokenizer* tok = &load("tokenizers/qwen/qwen3_tokenizer.json");
   ChatTemplate t = ChatTemplate::from_source(
       "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}\n{% endfor %}", "no-end.jinja");
   std::vector<Message> messages = {{"user", "Hi"}, {"assistant", "Hello"}};
@@ -198,7 +224,7 @@ TEST(AssistantMask, WarnsWhenNoEndMarkerFollows) {
 TEST(AssistantMask, ToolCallTurnsLearnWhatTheTemplateWritesForThem) {
   // An assistant message with only tool_calls has no content; its learned region is what the
   // template writes after the generation prompt, up to and including <|im_end|>.
-  auto tok = tokenizer::load_tokenizer(shared_data("tokenizers/qwen/qwen3_tokenizer.json"));
+  const Tokenizer* tok = &load("tokenizers/qwen/qwen3_tokenizer.json");
   ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/llamacpp/Qwen-Qwen2.5-7B-Instruct.jinja"));
   t.special_tokens() = read_special_tokens(shared_data("tokenizers/qwen/qwen3_tokenizer_config.json"));
   jinja::Value messages = jinja::parse_json_value(R"([
@@ -221,7 +247,7 @@ TEST(AssistantMask, TemplatesThatRewriteContentAreTrackedThroughStringOperations
   // Qwen3 splits the reasoning off the content and rebuilds the <think> block around it: the
   // learned region runs from the end of the generation prompt ("<|im_start|>assistant\n") to
   // <|im_end|>, so the think tags the model must produce are learned with the content.
-  auto tok = tokenizer::load_tokenizer(shared_data("tokenizers/qwen/qwen3_tokenizer.json"));
+  const Tokenizer* tok = &load("tokenizers/qwen/qwen3_tokenizer.json");
   ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/qwen/qwen3_tokenizer_config.json"));
   std::vector<Message> messages = {{"user", "2+2?"}, {"assistant", "<think>\nadd them\n</think>\n\nIt is 4."}};
   MaskedConversation mc = encode_with_assistant_mask(t, *tok, messages_value(messages));
