@@ -48,6 +48,21 @@ bool whitespace_only(std::string_view s) {
   return true;
 }
 
+// Why no end marker was found after a reply ending at `content_end`.
+std::string describe_missing_marker(const std::string& text, size_t content_end, const std::optional<std::string>& eos) {
+  std::string_view rest = std::string_view(text).substr(content_end);
+  if (rest.empty()) return "no end-of-turn token follows its content (the text ends), so the model would not learn to stop";
+  std::string shown;
+  for (char c : rest.substr(0, 24)) shown += c == '\n' ? std::string("\\n") : std::string(1, c);
+  if (rest.size() > 24) shown += "...";
+  std::string out = "no end-of-turn token follows its content (the text continues '" + shown + "')";
+  size_t skip = rest.find_first_not_of(" \t\r\n");
+  if (eos && skip != std::string_view::npos && rest.substr(skip).rfind(*eos, 0) == 0) {
+    out += "; " + *eos + " is written there but the tokenizer does not read it as a special token";
+  }
+  return out + ", so the model would not learn to stop";
+}
+
 const jinja::Value* message_field(const jinja::Value& m, const char* key) {
   return m.is_dict() ? m.dict_data().find(key) : nullptr;
 }
@@ -132,13 +147,19 @@ MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
     // The generation prompt the model sees at inference for this turn: trusted when the template
     // has one (add_generation_prompt changes the text) and the full text starts with it.
     try {
-      jinja::Value head = jinja::Value::list(std::vector<jinja::Value>(list.begin(), list.begin() + long(mi)));
-      RenderOptions prompt_options = options.render;
-      prompt_options.add_generation_prompt = true;
-      std::string prompt = chat_template.render(head, prompt_options).text;
-      prompt_options.add_generation_prompt = false;
-      std::string without = chat_template.render(head, prompt_options).text;
-      if (prompt != without && out.text.compare(0, prompt.size(), prompt) == 0) turn.prompt_end = prompt.size();
+      std::optional<bool> template_has_prompt = chat_template.has_generation_prompt();
+      if (template_has_prompt.value_or(true)) {
+        jinja::Value head = jinja::Value::list(std::vector<jinja::Value>(list.begin(), list.begin() + long(mi)));
+        RenderOptions prompt_options = options.render;
+        prompt_options.add_generation_prompt = true;
+        std::string prompt = chat_template.render(head, prompt_options).text;
+        bool changes_text = true;
+        if (!template_has_prompt) {  // the probe failed: compare for this conversation
+          prompt_options.add_generation_prompt = false;
+          changes_text = prompt != chat_template.render(head, prompt_options).text;
+        }
+        if (changes_text && out.text.compare(0, prompt.size(), prompt) == 0) turn.prompt_end = prompt.size();
+      }
     } catch (const Error&) {
       // Templates may refuse a conversation that ends before an assistant turn; no prompt then.
     }
@@ -184,10 +205,8 @@ MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
           for (size_t g = k; g <= m; ++g) learn(g);
           turn.end_marker = ByteRange{out.spans[m].begin, out.spans[m].end};
         } else {
-          std::string next = m < n ? std::string(token_view(m)) : std::string("the end of the text");
-          out.warnings.push_back("assistant message " + std::to_string(mi) +
-                                 ": no end-of-turn marker follows its content (next: '" + next +
-                                 "'), so the model would not learn to stop");
+          out.warnings.push_back("assistant message " + std::to_string(mi) + ": " +
+                                 describe_missing_marker(out.text, content_end, eos));
         }
       }
     } else {

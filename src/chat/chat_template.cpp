@@ -35,10 +35,10 @@ void SpecialTokens::set(std::string_view name, std::string text) {
 }
 
 void SpecialTokens::fill_from(const tokenizer::Tokenizer& tok) {
-  if (!bos()) {
+  if (!bos() && !from_config) {
     if (auto id = tok.bos_id()) set("bos_token", tok.token_text(*id));
   }
-  if (!eos()) {
+  if (!eos() && !from_config) {
     if (auto id = tok.eos_id()) set("eos_token", tok.token_text(*id));
   }
   for (const auto& [k, v] : named) {
@@ -65,6 +65,7 @@ std::optional<std::string> token_text(const nlohmann::json& j) {
 
 SpecialTokens special_tokens_from(const nlohmann::json& config) {
   SpecialTokens t;
+  t.from_config = config.contains("bos_token") || config.contains("eos_token");
   static const char* const names[] = {"bos_token", "eos_token", "unk_token", "sep_token",
                                       "pad_token", "cls_token", "mask_token"};
   for (const char* n : names) {
@@ -276,6 +277,23 @@ Rendered ChatTemplate::render(const jinja::Value& messages, const RenderOptions&
     add_range(r.messages.back().content, p.begin, p.end);
   }
   return r;
+}
+
+std::optional<bool> ChatTemplate::has_generation_prompt() const {
+  int cached = has_generation_prompt_->load(std::memory_order_relaxed);
+  if (cached == -2) {
+    try {
+      std::vector<Message> probe = {{"user", "probe"}};
+      RenderOptions with, without;
+      with.add_generation_prompt = true;
+      cached = render(probe, with).text != render(probe, without).text ? 1 : 0;
+    } catch (const Error&) {
+      cached = -1;
+    }
+    has_generation_prompt_->store(cached, std::memory_order_relaxed);
+  }
+  if (cached < 0) return std::nullopt;
+  return cached == 1;
 }
 
 const MessageText* Rendered::find(size_t index) const {

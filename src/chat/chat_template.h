@@ -4,7 +4,9 @@
 // each assistant message's content.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <memory>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -31,12 +33,16 @@ struct SpecialTokens {
   std::vector<std::string> all;
   // tokenizer_config.json "add_bos_token" when present.
   std::optional<bool> add_bos_token;
+  // Read from a tokenizer config: then a token it leaves unset (Qwen's bos_token: null) stays unset,
+  // as transformers passes it.
+  bool from_config = false;
 
   std::optional<std::string> get(std::string_view name) const;
   std::optional<std::string> bos() const { return get("bos_token"); }
   std::optional<std::string> eos() const { return get("eos_token"); }
   void set(std::string_view name, std::string text);
-  // Fills what is missing from a loaded tokenizer (BOS/EOS texts, special token texts).
+  // Fills BOS/EOS from a loaded tokenizer when no config gave the tokens, and adds the names to
+  // `all`.
   void fill_from(const tokenizer::Tokenizer& tok);
 };
 
@@ -110,12 +116,17 @@ class ChatTemplate {
   // add_special_tokens=False: the template writes BOS itself), true for the builtin base-model
   // formats tulu and alpaca (open-instruct and Alpaca tokenize with the defaults).
   bool tokenizer_adds_special_tokens() const { return tokenizer_adds_special_; }
+  // Does add_generation_prompt change the text (probed once with a one-message conversation)?
+  // nullopt when the probe fails (the template refuses it).
+  std::optional<bool> has_generation_prompt() const;
 
  private:
   std::string source_;
   jinja::Template template_;
   SpecialTokens tokens_;
   bool tokenizer_adds_special_ = false;
+  // has_generation_prompt() cache: -2 not probed, -1 probe failed, 0 no, 1 yes (shared by copies).
+  std::shared_ptr<std::atomic<int>> has_generation_prompt_ = std::make_shared<std::atomic<int>>(-2);
 };
 
 }  // namespace seqit::chat

@@ -2,7 +2,9 @@
 // 1-based line and column in the template for error messages.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,6 +12,22 @@
 #include "chat/jinja_value.h"
 
 namespace seqit::chat::jinja {
+
+class Interpreter;
+struct CallArgs;
+using FilterFn = Value (*)(Interpreter&, const Value& operand, CallArgs& args);
+using TestFn = bool (*)(Interpreter&, const Value& operand, CallArgs& args);
+
+// Operators, resolved at parse time so evaluation does not compare strings.
+enum class Op : uint8_t {
+  None, Add, Sub, Mul, Div, FloorDiv, Mod, Pow, And, Or, Not, Neg, Pos,
+  Eq, Ne, Lt, Le, Gt, Ge, In, NotIn,
+};
+// The operator's spelling, for messages ("+", "//", "not in", ...).
+const char* op_text(Op op);
+// The operator for a spelling (binary: "+", "and", ...; comparison: "==", "in", ...), or Op::None.
+Op binary_op(std::string_view text);
+Op compare_op(std::string_view text);
 
 struct Expr;
 using ExprPtr = std::unique_ptr<Expr>;
@@ -37,12 +55,15 @@ struct Expr {
   int line = 0, column = 0;
   Value value;                      // Literal
   std::string name;                 // Name, Attribute, Filter, Test; operator for Unary/Binary
+  Op op = Op::None;                 // Unary/Binary operator
   std::vector<ExprPtr> children;
-  std::vector<std::string> ops;     // Compare: "==", "!=", "<", "<=", ">", ">=", "in", "not in"
+  std::vector<Op> ops;              // Compare: Eq, Ne, Lt, Le, Gt, Ge, In, NotIn
   // Call/Filter/Test arguments (Filter/Test: the operand is children[0], not an argument).
   std::vector<ExprPtr> args;
   std::vector<std::pair<std::string, ExprPtr>> kwargs;
   ExprPtr star_args, star_kwargs;   // f(*a, **k)
+  FilterFn filter_fn = nullptr;     // Filter: the builtin, resolved at parse time (null: unknown name)
+  TestFn test_fn = nullptr;         // Test: likewise
 
   Expr(Kind k, int l, int c) : kind(k), line(l), column(c) {}
 };

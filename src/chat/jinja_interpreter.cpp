@@ -207,8 +207,13 @@ Value slice_value(const Value& v, const Value& start_v, const Value& stop_v, con
 
 Interpreter::Interpreter(const Program& program, InterpreterSettings settings)
     : program_(program), settings_(std::move(settings)) {
-  globals_ = std::make_shared<Scope>();
-  globals_->vars = builtin_globals();
+  // The builtin functions are stateless: one shared, never-modified scope serves every render.
+  static const std::shared_ptr<Scope> builtins = [] {
+    auto scope = std::make_shared<Scope>();
+    scope->vars = builtin_globals();
+    return scope;
+  }();
+  globals_ = builtins;
 }
 
 StringData Interpreter::render(const std::vector<std::pair<std::string, Value>>& variables) {
@@ -423,15 +428,19 @@ void Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope, c
     items = std::move(kept);
   }
   const int64_t n = int64_t(items.size());
-  // One loop object per loop, updated in place (jinja2's LoopContext is likewise one object).
-  Value loop = Value::object("LoopContext", {}, false);
+  // One loop object per loop, updated in place (jinja2's LoopContext is likewise one object). The
+  // per-iteration attributes come first, in this order, so they are updated by position.
+  enum { kIndex, kIndex0, kRevindex, kRevindex0, kFirst, kLast, kPrevitem, kNextitem };
+  Value loop = Value::object("LoopContext",
+                             {{"index", Value()}, {"index0", Value()}, {"revindex", Value()}, {"revindex0", Value()},
+                              {"first", Value()}, {"last", Value()}, {"previtem", Value()}, {"nextitem", Value()},
+                              {"length", Value(n)}, {"depth", Value(int64_t(depth))},
+                              {"depth0", Value(int64_t(depth - 1))}},
+                             false);
   auto last_changed = std::make_shared<std::optional<std::vector<Value>>>();
   auto current_index = std::make_shared<int64_t>(0);
   {
     ObjectData& o = loop.object_data();
-    o.set("length", Value(n));
-    o.set("depth", Value(int64_t(depth)));
-    o.set("depth0", Value(int64_t(depth - 1)));
     o.set("cycle", Value::function("cycle", [current_index](Interpreter&, CallArgs& args) {
       if (args.positional.empty()) throw EvalError("no items for cycling given");
       return args.positional[size_t(*current_index % int64_t(args.positional.size()))];
@@ -462,15 +471,17 @@ void Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope, c
   loop_scope->set("loop", loop);
   for (int64_t i = 0; i < n; ++i) {
     *current_index = i;
-    ObjectData& o = loop.object_data();
-    o.set("index", Value(i + 1));
-    o.set("index0", Value(i));
-    o.set("revindex", Value(n - i));
-    o.set("revindex0", Value(n - i - 1));
-    o.set("first", Value(i == 0));
-    o.set("last", Value(i == n - 1));
-    o.set("previtem", i > 0 ? items[size_t(i - 1)] : Value::undefined("there is no previous item"));
-    o.set("nextitem", i + 1 < n ? items[size_t(i + 1)] : Value::undefined("there is no next item"));
+    auto& a = loop.object_data().attributes;
+    a[kIndex].second = Value(i + 1);
+    a[kIndex0].second = Value(i);
+    a[kRevindex].second = Value(n - i);
+    a[kRevindex0].second = Value(n - i - 1);
+    a[kFirst].second = Value(i == 0);
+    a[kLast].second = Value(i == n - 1);
+    static const Value no_previous = Value::undefined("there is no previous item");
+    static const Value no_next = Value::undefined("there is no next item");
+    a[kPrevitem].second = i > 0 ? items[size_t(i - 1)] : no_previous;
+    a[kNextitem].second = i + 1 < n ? items[size_t(i + 1)] : no_next;
     assign(*s.target, items[size_t(i)], loop_scope);
     Flow f = exec_body(s.body, loop_scope);
     if (f == Flow::Break) break;
@@ -547,7 +558,12 @@ Value Interpreter::get_attribute(const Value& object, std::string_view name) {
   switch (object.kind()) {
     case Value::Kind::Undefined: throw_undefined(object);
     case Value::Kind::Dict: {
-      if (auto m = find_method(object, name)) return *m;
+      // Python looks up the attribute (a dict method) before the key; only a few names are methods.
+      static constexpr std::string_view kDictMethods[] = {"get",  "items",  "keys",       "values",    "copy",
+                                                          "clear", "pop", "popitem", "setdefault", "update"};
+      if (std::find(std::begin(kDictMethods), std::end(kDictMethods), name) != std::end(kDictMethods)) {
+        if (auto m = find_method(object, name)) return *m;
+      }
       if (const Value* v = object.dict_data().find(name)) return *v;
       return Value::undefined("'dict object' has no attribute '" + std::string(name) + "'");
     }
@@ -630,10 +646,10 @@ Value repeat(const Value& seq, int64_t count) {
   return Value::list(std::move(items), seq.is_tuple());
 }
 
-Value arithmetic(const std::string& op, const Value& a, const Value& b) {
+Value arithmetic(Op op, const Value& a, const Value& b) {
   if (a.is_undefined()) throw_undefined(a);
   if (b.is_undefined()) throw_undefined(b);
-  if (op == "+") {
+  if (op == Op::Add) {
     if (a.is_number() && b.is_number()) {
       if (a.is_float() || b.is_float()) return Value(a.as_double() + b.as_double());
       return Value(a.as_int() + b.as_int());
@@ -657,7 +673,7 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
     }
     throw EvalError(operand_types("+", a, b));
   }
-  if (op == "*") {
+  if (op == Op::Mul) {
     if (a.is_number() && b.is_number()) {
       if (a.is_float() || b.is_float()) return Value(a.as_double() * b.as_double());
       return Value(a.as_int() * b.as_int());
@@ -666,22 +682,22 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
     if ((b.is_string() || b.is_list()) && (a.is_int() || a.is_bool())) return repeat(b, a.as_int());
     throw EvalError("can't multiply sequence by non-int of type '" + b.type_name() + "'");
   }
-  if (op == "%" && a.is_string()) return Value(percent_format(a.str(), b));
-  if (!a.is_number() || !b.is_number()) throw EvalError(operand_types(op.c_str(), a, b));
+  if (op == Op::Mod && a.is_string()) return Value(percent_format(a.str(), b));
+  if (!a.is_number() || !b.is_number()) throw EvalError(operand_types(op_text(op), a, b));
   bool floating = a.is_float() || b.is_float();
-  if (op == "-") {
+  if (op == Op::Sub) {
     return floating ? Value(a.as_double() - b.as_double()) : Value(a.as_int() - b.as_int());
   }
-  if (op == "/") {
+  if (op == Op::Div) {
     if (b.as_double() == 0) throw EvalError("division by zero");
     return Value(a.as_double() / b.as_double());
   }
-  if (op == "//") {
+  if (op == Op::FloorDiv) {
     if (b.as_double() == 0) throw EvalError("integer division or modulo by zero");
     if (floating) return Value(std::floor(a.as_double() / b.as_double()));
     return Value(floor_div(a.as_int(), b.as_int()));
   }
-  if (op == "%") {
+  if (op == Op::Mod) {
     if (b.as_double() == 0) throw EvalError("integer division or modulo by zero");
     if (floating) {
       double r = std::fmod(a.as_double(), b.as_double());
@@ -690,7 +706,7 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
     }
     return Value(python_mod(a.as_int(), b.as_int()));
   }
-  if (op == "**") {
+  if (op == Op::Pow) {
     if (!floating && b.as_int() >= 0) {
       int64_t result = 1, base = a.as_int();
       for (int64_t e = b.as_int(); e > 0; --e) result *= base;
@@ -699,45 +715,93 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b) {
     if (a.as_double() == 0 && b.as_double() < 0) throw EvalError("0.0 cannot be raised to a negative power");
     return Value(std::pow(a.as_double(), b.as_double()));
   }
-  throw EvalError("unknown operator " + op);
+  throw EvalError(std::string("unknown operator ") + op_text(op));
 }
 
-bool compare(const std::string& op, const Value& a, const Value& b) {
-  if (op == "==") return equals(a, b);
-  if (op == "!=") return !equals(a, b);
-  if (op == "in") return contains(b, a);
-  if (op == "not in") return !contains(b, a);
+bool compare(Op op, const Value& a, const Value& b) {
+  switch (op) {
+    case Op::Eq: return equals(a, b);
+    case Op::Ne: return !equals(a, b);
+    case Op::In: return contains(b, a);
+    case Op::NotIn: return !contains(b, a);
+    default: break;
+  }
   if (a.is_undefined()) throw_undefined(a);
   if (b.is_undefined()) throw_undefined(b);
   try {
-    if (op == "<") return less_than(a, b);
-    if (op == ">") return less_than(b, a);
-    if (op == "<=") return !less_than(b, a);
-    if (op == ">=") return !less_than(a, b);
+    switch (op) {
+      case Op::Lt: return less_than(a, b);
+      case Op::Gt: return less_than(b, a);
+      case Op::Le: return !less_than(b, a);
+      case Op::Ge: return !less_than(a, b);
+      default: break;
+    }
   } catch (const std::runtime_error& e) {
     std::string msg = e.what();
     auto p = msg.find("'<'");
-    if (p != std::string::npos) msg.replace(p, 3, "'" + op + "'");
+    if (p != std::string::npos) msg.replace(p, 3, std::string("'") + op_text(op) + "'");
     throw EvalError(msg);
   }
-  throw EvalError("unknown comparison " + op);
+  throw EvalError(std::string("unknown comparison ") + op_text(op));
 }
 
 }  // namespace
 
 Value Interpreter::eval_binary(const Expr& e, const std::shared_ptr<Scope>& scope) {
-  const std::string& op = e.name;
-  if (op == "and") {
-    Value left = eval(*e.children[0], scope);
-    return left.truthy() ? eval(*e.children[1], scope) : left;
+  switch (e.op) {
+    case Op::And: {
+      Value left = eval(*e.children[0], scope);
+      return left.truthy() ? eval(*e.children[1], scope) : left;
+    }
+    case Op::Or: {
+      Value left = eval(*e.children[0], scope);
+      return left.truthy() ? left : eval(*e.children[1], scope);
+    }
+    case Op::Add: {
+      // A chain a + b + c + ... of plain strings (the usual `'<|im_start|>' + role + '\n' + ...`)
+      // is built in one buffer; anything else folds pairwise, left to right, as Python does.
+      std::vector<const Expr*> operands;
+      const Expr* node = &e;
+      while (node->kind == Expr::Kind::Binary && node->op == Op::Add) {
+        operands.push_back(node->children[1].get());
+        node = node->children[0].get();
+      }
+      operands.push_back(node);
+      std::reverse(operands.begin(), operands.end());
+      std::vector<Value> values;
+      values.reserve(operands.size());
+      bool plain_strings = true;
+      for (const Expr* x : operands) {
+        values.push_back(eval(*x, scope));
+        plain_strings = plain_strings && values.back().is_string() && !values.back().is_markup();
+      }
+      if (plain_strings) {
+        StringData out;
+        size_t total = 0;
+        for (const auto& v : values) total += v.str().size();
+        out.text.reserve(total);
+        for (const auto& v : values) append_string(out, v.string_data());
+        return Value(std::move(out));
+      }
+      Value acc = values[0];
+      for (size_t i = 1; i < values.size(); ++i) {
+        try {
+          acc = arithmetic(Op::Add, acc, values[i]);
+        } catch (const EvalError& err) {
+          // Report at the operator that failed (the i-th '+' of the chain).
+          const Expr* at = &e;
+          for (size_t up = values.size() - 1; up > i; --up) at = at->children[0].get();
+          fail_at(*at, err.what());
+        }
+      }
+      return acc;
+    }
+    default: {
+      Value left = eval(*e.children[0], scope);
+      Value right = eval(*e.children[1], scope);
+      return arithmetic(e.op, left, right);
+    }
   }
-  if (op == "or") {
-    Value left = eval(*e.children[0], scope);
-    return left.truthy() ? left : eval(*e.children[1], scope);
-  }
-  Value left = eval(*e.children[0], scope);
-  Value right = eval(*e.children[1], scope);
-  return arithmetic(op, left, right);
 }
 
 Value Interpreter::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) {
@@ -784,20 +848,22 @@ Value Interpreter::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope
       Value operand = eval(*e.children[0], scope);
       CallArgs args;
       eval_args(e, scope, args);
-      return apply_filter(e.name, operand, args);
+      if (!e.filter_fn) throw EvalError("no filter named '" + e.name + "'");
+      return e.filter_fn(*this, operand, args);
     }
     case Expr::Kind::Test: {
       Value operand = eval(*e.children[0], scope);
       CallArgs args;
       eval_args(e, scope, args);
-      return Value(apply_test(e.name, operand, args));
+      if (!e.test_fn) throw EvalError("no test named '" + e.name + "'");
+      return Value(e.test_fn(*this, operand, args));
     }
     case Expr::Kind::Unary: {
       Value v = eval(*e.children[0], scope);
-      if (e.name == "not") return Value(!v.truthy());
+      if (e.op == Op::Not) return Value(!v.truthy());
       if (v.is_undefined()) throw_undefined(v);
       if (!v.is_number()) throw EvalError("bad operand type for unary " + e.name + ": '" + v.type_name() + "'");
-      if (e.name == "-") return v.is_float() ? Value(-v.as_double()) : Value(-v.as_int());
+      if (e.op == Op::Neg) return v.is_float() ? Value(-v.as_double()) : Value(-v.as_int());
       return v.is_float() ? v : Value(v.as_int());
     }
     case Expr::Kind::Binary: return eval_binary(e, scope);

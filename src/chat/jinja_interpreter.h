@@ -104,9 +104,7 @@ class Interpreter {
   std::vector<StringData> outputs_;  // output stack: captures push, the top is written to
 };
 
-// ---- builtins (jinja_builtins.cpp)
-using FilterFn = Value (*)(Interpreter&, const Value& operand, CallArgs& args);
-using TestFn = bool (*)(Interpreter&, const Value& operand, CallArgs& args);
+// ---- builtins (jinja_builtins.cpp; FilterFn and TestFn are declared in jinja_ast.h)
 FilterFn find_filter(std::string_view name);
 TestFn find_test(std::string_view name);
 // A bound method of a str, list or dict (Python's); nullopt when there is none. Methods that

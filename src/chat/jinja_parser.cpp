@@ -3,9 +3,63 @@
 #include <algorithm>
 #include <initializer_list>
 
+#include "chat/jinja_interpreter.h"
 #include "util/error.h"
 
 namespace seqit::chat::jinja {
+
+const char* op_text(Op op) {
+  switch (op) {
+    case Op::Add: return "+";
+    case Op::Sub: return "-";
+    case Op::Mul: return "*";
+    case Op::Div: return "/";
+    case Op::FloorDiv: return "//";
+    case Op::Mod: return "%";
+    case Op::Pow: return "**";
+    case Op::And: return "and";
+    case Op::Or: return "or";
+    case Op::Not: return "not";
+    case Op::Neg: return "-";
+    case Op::Pos: return "+";
+    case Op::Eq: return "==";
+    case Op::Ne: return "!=";
+    case Op::Lt: return "<";
+    case Op::Le: return "<=";
+    case Op::Gt: return ">";
+    case Op::Ge: return ">=";
+    case Op::In: return "in";
+    case Op::NotIn: return "not in";
+    case Op::None: break;
+  }
+  return "?";
+}
+
+Op binary_op(std::string_view t) {
+  if (t == "+") return Op::Add;
+  if (t == "-") return Op::Sub;
+  if (t == "*") return Op::Mul;
+  if (t == "/") return Op::Div;
+  if (t == "//") return Op::FloorDiv;
+  if (t == "%") return Op::Mod;
+  if (t == "**") return Op::Pow;
+  if (t == "and") return Op::And;
+  if (t == "or") return Op::Or;
+  return Op::None;
+}
+
+Op compare_op(std::string_view t) {
+  if (t == "==") return Op::Eq;
+  if (t == "!=") return Op::Ne;
+  if (t == "<") return Op::Lt;
+  if (t == "<=") return Op::Le;
+  if (t == ">") return Op::Gt;
+  if (t == ">=") return Op::Ge;
+  if (t == "in") return Op::In;
+  if (t == "not in") return Op::NotIn;
+  return Op::None;
+}
+
 namespace {
 
 std::string describe(const Token& t) {
@@ -446,6 +500,7 @@ class Parser {
   ExprPtr binary(ExprPtr left, const Token& op, ExprPtr right) {
     auto e = std::make_unique<Expr>(Expr::Kind::Binary, op.line, op.column);
     e->name = op.value;
+    e->op = binary_op(op.value);
     e->children.push_back(std::move(left));
     e->children.push_back(std::move(right));
     return e;
@@ -474,6 +529,7 @@ class Parser {
       const Token& t = next();
       auto e = std::make_unique<Expr>(Expr::Kind::Unary, t.line, t.column);
       e->name = "not";
+      e->op = Op::Not;
       e->children.push_back(parse_not());
       return e;
     }
@@ -506,7 +562,7 @@ class Parser {
         cmp = std::make_unique<Expr>(Expr::Kind::Compare, start.line, start.column);
         cmp->children.push_back(std::move(expr));
       }
-      cmp->ops.push_back(op);
+      cmp->ops.push_back(compare_op(op));
       cmp->children.push_back(parse_math1());
     }
     return cmp ? std::move(cmp) : std::move(expr);
@@ -556,6 +612,7 @@ class Parser {
       next();
       node = std::make_unique<Expr>(Expr::Kind::Unary, t.line, t.column);
       node->name = t.value;
+      node->op = t.value == "-" ? Op::Neg : Op::Pos;
       node->children.push_back(parse_unary(false));
     } else {
       node = parse_primary();
@@ -770,6 +827,7 @@ class Parser {
       }
       auto e = std::make_unique<Expr>(Expr::Kind::Filter, n.line, n.column);
       e->name = std::move(name);
+      e->filter_fn = find_filter(e->name);
       e->children.push_back(std::move(node));
       if (is_op("(")) parse_call_args(*e);
       node = std::move(e);
@@ -789,6 +847,7 @@ class Parser {
     }
     auto e = std::make_unique<Expr>(Expr::Kind::Test, n.line, n.column);
     e->name = std::move(name);
+    e->test_fn = find_test(e->name);
     e->children.push_back(std::move(node));
     const Token& a = peek();
     if (is_op("(")) {
@@ -804,6 +863,7 @@ class Parser {
     if (!negated) return e;
     auto neg = std::make_unique<Expr>(Expr::Kind::Unary, n.line, n.column);
     neg->name = "not";
+    neg->op = Op::Not;
     neg->children.push_back(std::move(e));
     return neg;
   }

@@ -182,7 +182,7 @@ TEST(AssistantMask, EosWrittenAsTextThatTheTokenizerDoesNotParseIsReported) {
   std::vector<Message> messages = {{"user", "Hi"}, {"assistant", "Hello."}};
   MaskedConversation mc = encode_with_assistant_mask(t, *tok, messages_value(messages));
   ASSERT_EQ(mc.warnings.size(), 1u);
-  EXPECT_NE(mc.warnings[0].find("no end-of-turn marker"), std::string::npos) << mc.warnings[0];
+  EXPECT_NE(mc.warnings[0].find("no end-of-turn token"), std::string::npos) << mc.warnings[0];
   EXPECT_EQ(std::count(mc.ids.begin(), mc.ids.end(), 2), 0);
 }
 
@@ -216,7 +216,7 @@ TEST(AssistantMask, WarnsWhenNoEndMarkerFollows) {
   std::vector<Message> messages = {{"user", "Hi"}, {"assistant", "Hello"}};
   MaskedConversation mc = encode_with_assistant_mask(t, *tok, messages_value(messages));
   ASSERT_EQ(mc.warnings.size(), 1u);
-  EXPECT_NE(mc.warnings[0].find("no end-of-turn marker"), std::string::npos) << mc.warnings[0];
+  EXPECT_NE(mc.warnings[0].find("no end-of-turn token"), std::string::npos) << mc.warnings[0];
   EXPECT_FALSE(mc.turns[0].end_marker.has_value());
   EXPECT_EQ(mc.masked_count(), 1u);  // "Hello" only
 }
