@@ -47,6 +47,7 @@ BpeModel::BpeModel(std::vector<std::pair<std::string, TokenId>> vocab,
   byte_ids_.fill(-1);
   fallback_ids_.fill(-1);
   file_vocab_.reserve(vocab.size());
+  model_vocab_.reserve(vocab.size());
   for (auto& [token, id] : vocab) {
     if (options_.byte_level) {
       // Tokens that do not spell bytes cannot come out of byte-level input; they stay decodable.

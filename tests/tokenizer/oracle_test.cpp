@@ -86,10 +86,63 @@ std::string explained_deviation(const std::string& model, const std::string& tex
   return "";
 }
 
+// The two ways transformers.js 4.3.1 departs from Hugging Face's Rust tokenizers (which Python
+// transformers runs) that the 40,000-string comparison found, each with a minimal example. The
+// expected ids are the Rust library's (recorded from `tokenizers` 0.23.2 and re-checked live here);
+// seqit follows the Rust library. The examples run in the same node process as the 40,000 strings.
+//  1. Whitespace class. The pre-tokenizer regexes use \s. HF compiles them with Oniguruma, whose \s is
+//     Unicode White_Space: it includes U+0085 (NEXT LINE) and excludes U+FEFF (BOM). JavaScript's \s
+//     excludes U+0085 and includes U+FEFF. So "x \u0085y" splits as " ", "\u0085", "y" in HF (the
+//     whitespace alternative \s+(?!\S) takes the space alone) and as " \u0085", "y" in transformers.js.
+//  2. Normalized added tokens. Llama-2's <s>, </s> and <unk> have "normalized": true, and HF's
+//     AddedVocabulary matches such tokens in the normalised text using their normalised form: with
+//     the Prepend("▁") + Replace(" " -> "▁") normalizer, "<s>" is looked for as "▁<s>". So in
+//     "a <s><s>" (normalised "▁a▁<s><s>") only the first "<s>" is a token and the second is text.
+//     transformers.js emulates the "▁" form for a single token (it agrees on "Hello <s> world" and
+//     "Hello<s>world", both checked below) but also takes a second token that directly follows.
+struct DeviationExample {
+  const char* model;
+  std::string text;
+  std::vector<TokenId> hf_ids;
+};
+const std::vector<DeviationExample>& deviation_examples() {
+  static const std::vector<DeviationExample> examples = {
+      {"gpt2", "x \u0085y", {87, 220, 126, 227, 88}},
+      {"gpt2", "x \uFEFFy", {87, 27332, 119, 123, 88}},
+      {"llama2", "a <s><s>", {1, 263, 1, 29966, 29879, 29958}},
+      {"llama2", "a  </s><s>", {1, 263, 29871, 2, 29966, 29879, 29958}},
+  };
+  return examples;
+}
+
+// Checks the examples, which were appended after the generated strings of the same node run.
+void check_deviation_examples(const json& results, size_t first_index) {
+  for (size_t k = 0; k < deviation_examples().size(); ++k) {
+    const DeviationExample& e = deviation_examples()[k];
+    SCOPED_TRACE(e.text);
+    const Model& m = *std::find_if(std::begin(kModels), std::end(kModels),
+                                   [&](const Model& x) { return std::string(x.name) == e.model; });
+    auto tok = load_tokenizer(shared_data(m.tokenizer_json));
+    auto rust = results[e.model]["rust"][first_index + k].get<std::vector<TokenId>>();
+    auto js = results[e.model]["transformers"][first_index + k].get<std::vector<TokenId>>();
+    EXPECT_EQ(rust, e.hf_ids);
+    EXPECT_NE(js, e.hf_ids) << "transformers.js now agrees with HF: drop this deviation";
+    EXPECT_EQ(tok->encode(e.text), e.hf_ids);
+    EXPECT_FALSE(explained_deviation(e.model, e.text).empty());
+  }
+  // Where transformers.js and HF agree on normalized added tokens, seqit agrees with both.
+  auto llama2 = load_tokenizer(shared_data("tokenizers/llama2/tokenizer.json"));
+  EXPECT_EQ(llama2->encode("Hello <s> world"), (std::vector<TokenId>{1, 15043, 1, 3186}));
+  EXPECT_EQ(llama2->encode("Hello<s>world"), (std::vector<TokenId>{1, 15043, 29966, 29879, 29958, 11526}));
+}
+
 TEST(Oracle, TenThousandStringsPerTokenizerMatchHuggingFace) {
   seqit::testing::TempDir dir;
   auto strings = testing::oracle_strings(kStrings, 20251126);
+  const size_t generated = strings.size();
+  for (const auto& e : deviation_examples()) strings.push_back(e.text);
   const json results = oracle_results(strings, dir);
+  check_deviation_examples(results, generated);
   for (const Model& m : kModels) {
     SCOPED_TRACE(m.name);
     auto tok = load_tokenizer(shared_data(m.tokenizer_json));
@@ -132,55 +185,6 @@ TEST(Oracle, TenThousandStringsPerTokenizerMatchHuggingFace) {
     EXPECT_EQ(equal_js + js_deviations, strings.size());
     EXPECT_EQ(decoded_equal, strings.size());
   }
-}
-
-// The two ways transformers.js 4.3.1 departs from Hugging Face's Rust tokenizers (which Python
-// transformers runs) that the 40,000-string comparison found, each with a minimal example. The
-// expected ids are the Rust library's (recorded from `tokenizers` 0.23.2 and re-checked live here);
-// seqit follows the Rust library.
-//  1. Whitespace class. The pre-tokenizer regexes use \s. HF compiles them with Oniguruma, whose \s is
-//     Unicode White_Space: it includes U+0085 (NEXT LINE) and excludes U+FEFF (BOM). JavaScript's \s
-//     excludes U+0085 and includes U+FEFF. So "x \u0085y" splits as " ", "\u0085", "y" in HF (the
-//     whitespace alternative \s+(?!\S) takes the space alone) and as " \u0085", "y" in transformers.js.
-//  2. Normalized added tokens. Llama-2's <s>, </s> and <unk> have "normalized": true, and HF's
-//     AddedVocabulary matches such tokens in the normalised text using their normalised form: with
-//     the Prepend("▁") + Replace(" " -> "▁") normalizer, "<s>" is looked for as "▁<s>". So in
-//     "a <s><s>" (normalised "▁a▁<s><s>") only the first "<s>" is a token and the second is text.
-//     transformers.js emulates the "▁" form for a single token (it agrees on "Hello <s> world" and
-//     "Hello<s>world", both checked below) but also takes a second token that directly follows.
-TEST(OracleDeviations, TransformersJsDeviationsFromHuggingFaceRust) {
-  struct Example {
-    const char* model;
-    std::string text;
-    std::vector<TokenId> hf_ids;
-  };
-  const std::vector<Example> examples = {
-      {"gpt2", "x \u0085y", {87, 220, 126, 227, 88}},
-      {"gpt2", "x \uFEFFy", {87, 27332, 119, 123, 88}},
-      {"llama2", "a <s><s>", {1, 263, 1, 29966, 29879, 29958}},
-      {"llama2", "a  </s><s>", {1, 263, 29871, 2, 29966, 29879, 29958}},
-  };
-  std::vector<std::string> strings;
-  for (const auto& e : examples) strings.push_back(e.text);
-  seqit::testing::TempDir dir;
-  const json results = oracle_results(strings, dir, {"gpt2", "llama2"});
-  for (size_t k = 0; k < examples.size(); ++k) {
-    const Example& e = examples[k];
-    SCOPED_TRACE(e.text);
-    const Model& m = *std::find_if(std::begin(kModels), std::end(kModels),
-                                   [&](const Model& x) { return std::string(x.name) == e.model; });
-    auto tok = load_tokenizer(shared_data(m.tokenizer_json));
-    auto rust = results[e.model]["rust"][k].get<std::vector<TokenId>>();
-    auto js = results[e.model]["transformers"][k].get<std::vector<TokenId>>();
-    EXPECT_EQ(rust, e.hf_ids);
-    EXPECT_NE(js, e.hf_ids) << "transformers.js now agrees with HF: drop this deviation";
-    EXPECT_EQ(tok->encode(e.text), e.hf_ids);
-    EXPECT_FALSE(explained_deviation(e.model, e.text).empty());
-  }
-  // Where transformers.js and HF agree on normalized added tokens, seqit agrees with both.
-  auto llama2 = load_tokenizer(shared_data("tokenizers/llama2/tokenizer.json"));
-  EXPECT_EQ(llama2->encode("Hello <s> world"), (std::vector<TokenId>{1, 15043, 1, 3186}));
-  EXPECT_EQ(llama2->encode("Hello<s>world"), (std::vector<TokenId>{1, 15043, 29966, 29879, 29958, 11526}));
 }
 
 }  // namespace
