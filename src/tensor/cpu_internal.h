@@ -6,6 +6,7 @@
 #include <string>
 
 #include "tensor/tensor.h"
+#include "tensor/threading.h"
 
 namespace seqit::tensor::detail {
 
@@ -15,7 +16,8 @@ void apply_threads();
 // Work below this many elements runs on one thread: a parallel region costs more than it saves.
 constexpr int64_t kParallelThreshold = 1 << 15;
 
-// Throws seqit::Error("<op>: <what>") — the op name leads every message so the user knows which call.
+// Throws seqit::Error("<op>: <what>") — the op name leads every message so the user knows which
+// call.
 [[noreturn]] void fail(const char* op, const std::string& what);
 // Checks, each naming the op and the argument on failure.
 void check_defined(const char* op, const char* arg, const Tensor& t);
@@ -27,5 +29,24 @@ void check_cpu(const char* op, const char* arg, const Tensor& t);
 // Row-major contiguous, or at least a unit stride on the last dim with any row stride (2-D views).
 void check_contiguous(const char* op, const char* arg, const Tensor& t);
 void check_last_dim_unit_stride(const char* op, const char* arg, const Tensor& t);
+
+// Serial (call from inside parallel regions) conversions of n contiguous elements to/from f32.
+// load_f32 returns src itself when it already holds f32, else converts into `buffer`.
+const float* load_f32(const void* src, DType dtype, float* buffer, int64_t n);
+void store_f32(const float* src, void* dst, DType dtype, int64_t n);
+
+// A 2-D [rows, cols] view of a float tensor (leading dims folded), unit stride in cols.
+struct RowsRef {
+  std::byte* base = nullptr;
+  int64_t rows = 0, cols = 0;
+  int64_t row_stride = 0;  // elements
+  DType dtype = DType::f32;
+  void* row(int64_t r) const {
+    return base + r * row_stride * static_cast<int64_t>(dtype_size(dtype));
+  }
+};
+// Folds `t` to rows (throws naming op/arg when the layout does not fold). `mutate` checks
+// writability.
+RowsRef rows_of(const char* op, const char* arg, const Tensor& t, bool mutate);
 
 }  // namespace seqit::tensor::detail

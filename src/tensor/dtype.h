@@ -30,9 +30,11 @@ struct f16 {
   uint16_t bits;
 };
 
-// bfloat16 = the top 16 bits of an IEEE f32. f32 -> bf16 rounds to nearest, ties to even; NaN stays a
-// (quiet) NaN; values beyond bf16's range round to infinity as IEEE requires.
-inline float bf16_to_f32(bf16 h) { return std::bit_cast<float>(static_cast<uint32_t>(h.bits) << 16); }
+// bfloat16 = the top 16 bits of an IEEE f32. f32 -> bf16 rounds to nearest, ties to even; NaN stays
+// a (quiet) NaN; values beyond bf16's range round to infinity as IEEE requires.
+inline float bf16_to_f32(bf16 h) {
+  return std::bit_cast<float>(static_cast<uint32_t>(h.bits) << 16);
+}
 inline bf16 f32_to_bf16(float f) {
   uint32_t u = std::bit_cast<uint32_t>(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return bf16{static_cast<uint16_t>((u >> 16) | 0x0040u)};
@@ -46,7 +48,8 @@ inline float f16_to_f32(f16 h) {
   const uint32_t exponent = (h.bits >> 10) & 0x1fu;
   uint32_t mantissa = h.bits & 0x3ffu;
   if (exponent == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
-  if (exponent != 0) return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
+  if (exponent != 0)
+    return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
   if (mantissa == 0) return std::bit_cast<float>(sign);
   // Subnormal: value = mantissa * 2^-24, exact in f32.
   const float magnitude = static_cast<float>(mantissa) * 0x1p-24f;
@@ -56,7 +59,7 @@ inline f16 f32_to_f16(float f) {
   const uint32_t u = std::bit_cast<uint32_t>(f);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return f16{static_cast<uint16_t>(sign | 0x7e00u)};  // NaN
+  if (abs > 0x7f800000u) return f16{static_cast<uint16_t>(sign | 0x7e00u)};   // NaN
   if (abs >= 0x477ff000u) return f16{static_cast<uint16_t>(sign | 0x7c00u)};  // rounds to >= 65536
   if (abs >= 0x38800000u) {  // normal half (>= 2^-14)
     const uint32_t rounded = abs + 0xfffu + ((abs >> 13) & 1u);
@@ -73,14 +76,24 @@ inline f16 f32_to_f16(float f) {
 template <typename T>
 constexpr DType dtype_of();
 template <>
-constexpr DType dtype_of<float>() { return DType::f32; }
+constexpr DType dtype_of<float>() {
+  return DType::f32;
+}
 template <>
-constexpr DType dtype_of<bf16>() { return DType::bf16; }
+constexpr DType dtype_of<bf16>() {
+  return DType::bf16;
+}
 template <>
-constexpr DType dtype_of<f16>() { return DType::f16; }
+constexpr DType dtype_of<f16>() {
+  return DType::f16;
+}
 template <>
-constexpr DType dtype_of<int32_t>() { return DType::i32; }
+constexpr DType dtype_of<int32_t>() {
+  return DType::i32;
+}
 template <>
-constexpr DType dtype_of<int64_t>() { return DType::i64; }
+constexpr DType dtype_of<int64_t>() {
+  return DType::i64;
+}
 
 }  // namespace seqit::tensor

@@ -8,35 +8,49 @@
 #include <cstring>
 #include <numeric>
 
+#include "tensor/backend.h"
 #include "tensor/cpu_internal.h"
 
 namespace seqit::tensor {
 
-// ---- dtype ---------------------------------------------------------------------------------------
+// ---- dtype
+// ---------------------------------------------------------------------------------------
 
 size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::f32: return 4;
-    case DType::bf16: return 2;
-    case DType::f16: return 2;
-    case DType::i32: return 4;
-    case DType::i64: return 8;
+    case DType::f32:
+      return 4;
+    case DType::bf16:
+      return 2;
+    case DType::f16:
+      return 2;
+    case DType::i32:
+      return 4;
+    case DType::i64:
+      return 8;
   }
   return 0;
 }
 
 std::string_view dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::f32: return "f32";
-    case DType::bf16: return "bf16";
-    case DType::f16: return "f16";
-    case DType::i32: return "i32";
-    case DType::i64: return "i64";
+    case DType::f32:
+      return "f32";
+    case DType::bf16:
+      return "bf16";
+    case DType::f16:
+      return "f16";
+    case DType::i32:
+      return "i32";
+    case DType::i64:
+      return "i64";
   }
   return "?";
 }
 
-std::string_view device_name(Device device) { return device == Device::cpu ? "cpu" : "cuda"; }
+std::string_view device_name(Device device) {
+  return device == Device::cpu ? "cpu" : "cuda";
+}
 
 std::string shape_string(const Shape& shape) {
   std::string s = "[";
@@ -55,7 +69,9 @@ int64_t shape_numel(const Shape& shape) {
 
 namespace detail {
 
-void fail(const char* op, const std::string& what) { throw Error(std::string(op) + ": " + what); }
+void fail(const char* op, const std::string& what) {
+  throw Error(std::string(op) + ": " + what);
+}
 
 void check_defined(const char* op, const char* arg, const Tensor& t) {
   if (!t.defined()) fail(op, std::string(arg) + " is an undefined tensor");
@@ -63,7 +79,8 @@ void check_defined(const char* op, const char* arg, const Tensor& t) {
 void check_dtype(const char* op, const char* arg, const Tensor& t, DType want) {
   check_defined(op, arg, t);
   if (t.dtype() != want) {
-    fail(op, std::string(arg) + " must be " + std::string(dtype_name(want)) + ", got " + t.describe());
+    fail(op,
+         std::string(arg) + " must be " + std::string(dtype_name(want)) + ", got " + t.describe());
   }
 }
 void check_float(const char* op, const char* arg, const Tensor& t) {
@@ -81,7 +98,8 @@ void check_shape(const char* op, const char* arg, const Tensor& t, const Shape& 
 void check_dim(const char* op, const char* arg, const Tensor& t, int dims) {
   check_defined(op, arg, t);
   if (t.dim() != dims) {
-    fail(op, std::string(arg) + " must have " + std::to_string(dims) + " dims, got " + t.describe());
+    fail(op,
+         std::string(arg) + " must have " + std::to_string(dims) + " dims, got " + t.describe());
   }
 }
 void check_cpu(const char* op, const char* arg, const Tensor& t) {
@@ -103,19 +121,18 @@ void check_last_dim_unit_stride(const char* op, const char* arg, const Tensor& t
 
 }  // namespace detail
 
-// ---- storage -------------------------------------------------------------------------------------
+// ---- storage
+// -------------------------------------------------------------------------------------
 
 namespace {
 constexpr size_t kAlignment = 64;
 }
 
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
-  if (device != Device::cpu) {
-    throw Error("tensor: no " + std::string(device_name(device)) +
-                " backend in this build; only cpu storage can be allocated");
-  }
+  if (device != Device::cpu) return backend_for(device).allocate(nbytes);
   auto storage = std::shared_ptr<Storage>(new Storage());
-  const size_t rounded = std::max<size_t>(kAlignment, (nbytes + kAlignment - 1) / kAlignment * kAlignment);
+  const size_t rounded =
+      std::max<size_t>(kAlignment, (nbytes + kAlignment - 1) / kAlignment * kAlignment);
   void* p = std::aligned_alloc(kAlignment, rounded);
   if (!p) throw Error("tensor: out of memory allocating " + std::to_string(nbytes) + " bytes");
   storage->data_ = static_cast<std::byte*>(p);
@@ -124,8 +141,9 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   return storage;
 }
 
-std::shared_ptr<Storage> Storage::borrow(void* data, size_t nbytes, std::shared_ptr<const void> owner,
-                                         bool writable, Device device) {
+std::shared_ptr<Storage> Storage::borrow(void* data, size_t nbytes,
+                                         std::shared_ptr<const void> owner, bool writable,
+                                         Device device) {
   auto storage = std::shared_ptr<Storage>(new Storage());
   storage->data_ = static_cast<std::byte*>(data);
   storage->nbytes_ = nbytes;
@@ -140,7 +158,8 @@ Storage::~Storage() {
   if (owned_) std::free(data_);
 }
 
-// ---- creation ------------------------------------------------------------------------------------
+// ---- creation
+// ------------------------------------------------------------------------------------
 
 namespace {
 Shape contiguous_strides(const Shape& shape) {
@@ -163,7 +182,8 @@ void check_shape_valid(const Shape& shape) {
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   check_shape_valid(shape);
   Tensor t;
-  t.storage_ = Storage::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
+  t.storage_ =
+      Storage::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
   t.shape_ = shape;
   t.strides_ = contiguous_strides(shape);
   t.dtype_ = dtype;
@@ -184,7 +204,8 @@ Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
 
 Tensor Tensor::from_floats(std::span<const float> values, const Shape& shape, DType dtype) {
   if (static_cast<int64_t>(values.size()) != shape_numel(shape)) {
-    throw Error("tensor: " + std::to_string(values.size()) + " values for shape " + shape_string(shape));
+    throw Error("tensor: " + std::to_string(values.size()) + " values for shape " +
+                shape_string(shape));
   }
   Tensor src = borrow(values.data(), shape, DType::f32, nullptr);
   Tensor t = empty(shape, dtype);
@@ -194,7 +215,8 @@ Tensor Tensor::from_floats(std::span<const float> values, const Shape& shape, DT
 
 Tensor Tensor::from_ints(std::span<const int32_t> values, const Shape& shape) {
   if (static_cast<int64_t>(values.size()) != shape_numel(shape)) {
-    throw Error("tensor: " + std::to_string(values.size()) + " values for shape " + shape_string(shape));
+    throw Error("tensor: " + std::to_string(values.size()) + " values for shape " +
+                shape_string(shape));
   }
   Tensor t = empty(shape, DType::i32);
   if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(int32_t));
@@ -205,7 +227,8 @@ Tensor Tensor::borrow(const void* data, const Shape& shape, DType dtype,
                       std::shared_ptr<const void> owner) {
   check_shape_valid(shape);
   Tensor t;
-  t.storage_ = Storage::borrow(const_cast<void*>(data), static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype),
+  t.storage_ = Storage::borrow(const_cast<void*>(data),
+                               static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype),
                                std::move(owner), false);
   t.shape_ = shape;
   t.strides_ = contiguous_strides(shape);
@@ -225,7 +248,8 @@ Tensor Tensor::borrow_mutable(void* data, const Shape& shape, DType dtype,
   return t;
 }
 
-// ---- properties ----------------------------------------------------------------------------------
+// ---- properties
+// ----------------------------------------------------------------------------------
 
 int Tensor::normalize_dim(int d, int extra) const {
   const int n = dim() + extra;
@@ -236,8 +260,12 @@ int Tensor::normalize_dim(int d, int extra) const {
   return r;
 }
 
-int64_t Tensor::size(int d) const { return shape_[normalize_dim(d)]; }
-int64_t Tensor::stride(int d) const { return strides_[normalize_dim(d)]; }
+int64_t Tensor::size(int d) const {
+  return shape_[normalize_dim(d)];
+}
+int64_t Tensor::stride(int d) const {
+  return strides_[normalize_dim(d)];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -279,21 +307,61 @@ const void* Tensor::raw_data() const {
 namespace {
 double load_as_double(const std::byte* p, DType dtype) {
   switch (dtype) {
-    case DType::f32: { float v; std::memcpy(&v, p, 4); return v; }
-    case DType::bf16: { bf16 v; std::memcpy(&v, p, 2); return bf16_to_f32(v); }
-    case DType::f16: { f16 v; std::memcpy(&v, p, 2); return f16_to_f32(v); }
-    case DType::i32: { int32_t v; std::memcpy(&v, p, 4); return v; }
-    case DType::i64: { int64_t v; std::memcpy(&v, p, 8); return static_cast<double>(v); }
+    case DType::f32: {
+      float v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    case DType::bf16: {
+      bf16 v;
+      std::memcpy(&v, p, 2);
+      return bf16_to_f32(v);
+    }
+    case DType::f16: {
+      f16 v;
+      std::memcpy(&v, p, 2);
+      return f16_to_f32(v);
+    }
+    case DType::i32: {
+      int32_t v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    case DType::i64: {
+      int64_t v;
+      std::memcpy(&v, p, 8);
+      return static_cast<double>(v);
+    }
   }
   return 0;
 }
 void store_from_double(std::byte* p, DType dtype, double value) {
   switch (dtype) {
-    case DType::f32: { float v = static_cast<float>(value); std::memcpy(p, &v, 4); return; }
-    case DType::bf16: { bf16 v = f32_to_bf16(static_cast<float>(value)); std::memcpy(p, &v, 2); return; }
-    case DType::f16: { f16 v = f32_to_f16(static_cast<float>(value)); std::memcpy(p, &v, 2); return; }
-    case DType::i32: { int32_t v = static_cast<int32_t>(value); std::memcpy(p, &v, 4); return; }
-    case DType::i64: { int64_t v = static_cast<int64_t>(value); std::memcpy(p, &v, 8); return; }
+    case DType::f32: {
+      float v = static_cast<float>(value);
+      std::memcpy(p, &v, 4);
+      return;
+    }
+    case DType::bf16: {
+      bf16 v = f32_to_bf16(static_cast<float>(value));
+      std::memcpy(p, &v, 2);
+      return;
+    }
+    case DType::f16: {
+      f16 v = f32_to_f16(static_cast<float>(value));
+      std::memcpy(p, &v, 2);
+      return;
+    }
+    case DType::i32: {
+      int32_t v = static_cast<int32_t>(value);
+      std::memcpy(p, &v, 4);
+      return;
+    }
+    case DType::i64: {
+      int64_t v = static_cast<int64_t>(value);
+      std::memcpy(p, &v, 8);
+      return;
+    }
   }
 }
 }  // namespace
@@ -309,7 +377,8 @@ double Tensor::get(std::initializer_list<int64_t> index) const {
     if (i < 0 || i >= shape_[d]) throw Error("tensor: index out of range for " + describe());
     offset += i * strides_[d++];
   }
-  return load_as_double(storage_->data() + offset_ + offset * static_cast<int64_t>(element_size()), dtype_);
+  return load_as_double(storage_->data() + offset_ + offset * static_cast<int64_t>(element_size()),
+                        dtype_);
 }
 
 void Tensor::set(std::initializer_list<int64_t> index, double value) {
@@ -323,10 +392,12 @@ void Tensor::set(std::initializer_list<int64_t> index, double value) {
     if (i < 0 || i >= shape_[d]) throw Error("tensor: index out of range for " + describe());
     offset += i * strides_[d++];
   }
-  store_from_double(storage_->data() + offset_ + offset * static_cast<int64_t>(element_size()), dtype_, value);
+  store_from_double(storage_->data() + offset_ + offset * static_cast<int64_t>(element_size()),
+                    dtype_, value);
 }
 
-// ---- views ---------------------------------------------------------------------------------------
+// ---- views
+// ---------------------------------------------------------------------------------------
 
 Tensor Tensor::narrow(int d, int64_t start, int64_t length) const {
   const int k = normalize_dim(d);
@@ -388,7 +459,8 @@ Tensor Tensor::unsqueeze(int d) const {
 
 Tensor Tensor::squeeze(int d) const {
   const int k = normalize_dim(d);
-  if (shape_[k] != 1) throw Error("tensor: squeeze of dim " + std::to_string(d) + " in " + describe());
+  if (shape_[k] != 1)
+    throw Error("tensor: squeeze of dim " + std::to_string(d) + " in " + describe());
   Tensor t = *this;
   t.shape_.erase(t.shape_.begin() + k);
   t.strides_.erase(t.strides_.begin() + k);
@@ -417,7 +489,8 @@ Shape infer_shape(const Shape& requested, int64_t numel, const std::string& what
     }
     shape[infer_at] = numel / known;
   }
-  if (shape_numel(shape) != numel) throw Error("tensor: cannot view " + what + " as " + shape_string(requested));
+  if (shape_numel(shape) != numel)
+    throw Error("tensor: cannot view " + what + " as " + shape_string(requested));
   return shape;
 }
 
@@ -483,7 +556,8 @@ Tensor Tensor::rows_view() const {
   return view({-1, shape_.back()});
 }
 
-// ---- copies --------------------------------------------------------------------------------------
+// ---- copies
+// --------------------------------------------------------------------------------------
 
 Tensor Tensor::contiguous() const {
   if (is_contiguous()) return *this;
@@ -514,7 +588,8 @@ bool cpu_has_avx2_f16c() {
   return has;
 }
 
-__attribute__((target("avx2,fma,f16c"))) void f32_to_bf16_avx2(const float* src, bf16* dst, size_t n) {
+__attribute__((target("avx2,fma,f16c"))) void f32_to_bf16_avx2(const float* src, bf16* dst,
+                                                               size_t n) {
   size_t i = 0;
   const __m256i bias = _mm256_set1_epi32(0x7fff);
   const __m256i one = _mm256_set1_epi32(1);
@@ -535,7 +610,8 @@ __attribute__((target("avx2,fma,f16c"))) void f32_to_bf16_avx2(const float* src,
   for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
 }
 
-__attribute__((target("avx2,fma,f16c"))) void bf16_to_f32_avx2(const bf16* src, float* dst, size_t n) {
+__attribute__((target("avx2,fma,f16c"))) void bf16_to_f32_avx2(const bf16* src, float* dst,
+                                                               size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
@@ -545,7 +621,8 @@ __attribute__((target("avx2,fma,f16c"))) void bf16_to_f32_avx2(const bf16* src, 
   for (; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
 }
 
-__attribute__((target("avx2,fma,f16c"))) void f32_to_f16_avx2(const float* src, f16* dst, size_t n) {
+__attribute__((target("avx2,fma,f16c"))) void f32_to_f16_avx2(const float* src, f16* dst,
+                                                              size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
@@ -554,7 +631,8 @@ __attribute__((target("avx2,fma,f16c"))) void f32_to_f16_avx2(const float* src, 
   for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
-__attribute__((target("avx2,fma,f16c"))) void f16_to_f32_avx2(const f16* src, float* dst, size_t n) {
+__attribute__((target("avx2,fma,f16c"))) void f16_to_f32_avx2(const f16* src, float* dst,
+                                                              size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
@@ -583,6 +661,76 @@ void parallel_chunks(size_t n, F&& body) {
   }
 }
 }  // namespace
+
+namespace detail {
+const float* load_f32(const void* src, DType dtype, float* buffer, int64_t n) {
+  const size_t count = static_cast<size_t>(n);
+  switch (dtype) {
+    case DType::f32:
+      return static_cast<const float*>(src);
+    case DType::bf16:
+      if (cpu_has_avx2_f16c())
+        bf16_to_f32_avx2(static_cast<const bf16*>(src), buffer, count);
+      else
+        for (size_t i = 0; i < count; ++i)
+          buffer[i] = bf16_to_f32(static_cast<const bf16*>(src)[i]);
+      return buffer;
+    case DType::f16:
+      if (cpu_has_avx2_f16c())
+        f16_to_f32_avx2(static_cast<const f16*>(src), buffer, count);
+      else
+        for (size_t i = 0; i < count; ++i) buffer[i] = f16_to_f32(static_cast<const f16*>(src)[i]);
+      return buffer;
+    default:
+      fail("tensor", "not a float dtype");
+  }
+}
+
+void store_f32(const float* src, void* dst, DType dtype, int64_t n) {
+  const size_t count = static_cast<size_t>(n);
+  switch (dtype) {
+    case DType::f32:
+      if (src != dst) std::memcpy(dst, src, count * sizeof(float));
+      return;
+    case DType::bf16:
+      if (cpu_has_avx2_f16c())
+        f32_to_bf16_avx2(src, static_cast<bf16*>(dst), count);
+      else
+        for (size_t i = 0; i < count; ++i) static_cast<bf16*>(dst)[i] = f32_to_bf16(src[i]);
+      return;
+    case DType::f16:
+      if (cpu_has_avx2_f16c())
+        f32_to_f16_avx2(src, static_cast<f16*>(dst), count);
+      else
+        for (size_t i = 0; i < count; ++i) static_cast<f16*>(dst)[i] = f32_to_f16(src[i]);
+      return;
+    default:
+      fail("tensor", "not a float dtype");
+  }
+}
+
+RowsRef rows_of(const char* op, const char* arg, const Tensor& t, bool mutate) {
+  check_float(op, arg, t);
+  check_cpu(op, arg, t);
+  Tensor r;
+  try {
+    r = t.rows_view();
+  } catch (const Error&) {
+    fail(op, std::string(arg) + " " + t.describe() + " does not fold into rows without a copy");
+  }
+  if (r.size(1) > 1 && r.stride(1) != 1) {
+    fail(op, std::string(arg) + " must have a unit stride in its last dim, got " + t.describe());
+  }
+  if (mutate && !t.is_writable()) fail(op, std::string(arg) + " is read-only");
+  RowsRef ref;
+  ref.base = static_cast<std::byte*>(const_cast<void*>(static_cast<const Tensor&>(r).raw_data()));
+  ref.rows = r.size(0);
+  ref.cols = r.size(1);
+  ref.row_stride = r.size(0) > 1 ? r.stride(0) : r.size(1);
+  ref.dtype = t.dtype();
+  return ref;
+}
+}  // namespace detail
 
 void convert_f32_to_bf16(const float* src, bf16* dst, size_t n) {
   parallel_chunks(n, [&](size_t b, size_t e) {
@@ -617,10 +765,12 @@ void convert_run(const std::byte* src, DType from, std::byte* dst, DType to, siz
     return;
   }
   if (from == DType::f32 && to == DType::bf16) {
-    return convert_f32_to_bf16(reinterpret_cast<const float*>(src), reinterpret_cast<bf16*>(dst), n);
+    return convert_f32_to_bf16(reinterpret_cast<const float*>(src), reinterpret_cast<bf16*>(dst),
+                               n);
   }
   if (from == DType::bf16 && to == DType::f32) {
-    return convert_bf16_to_f32(reinterpret_cast<const bf16*>(src), reinterpret_cast<float*>(dst), n);
+    return convert_bf16_to_f32(reinterpret_cast<const bf16*>(src), reinterpret_cast<float*>(dst),
+                               n);
   }
   if (from == DType::f32 && to == DType::f16) {
     return convert_f32_to_f16(reinterpret_cast<const float*>(src), reinterpret_cast<f16*>(dst), n);
@@ -629,7 +779,8 @@ void convert_run(const std::byte* src, DType from, std::byte* dst, DType to, siz
     return convert_f16_to_f32(reinterpret_cast<const f16*>(src), reinterpret_cast<float*>(dst), n);
   }
   const size_t in = dtype_size(from), out = dtype_size(to);
-  for (size_t i = 0; i < n; ++i) store_from_double(dst + i * out, to, load_as_double(src + i * in, from));
+  for (size_t i = 0; i < n; ++i)
+    store_from_double(dst + i * out, to, load_as_double(src + i * in, from));
 }
 }  // namespace
 
@@ -703,7 +854,9 @@ void Tensor::fill(double value) {
   }
 }
 
-void Tensor::zero() { fill(0.0); }
+void Tensor::zero() {
+  fill(0.0);
+}
 
 std::vector<float> to_float_vector(const Tensor& t) {
   Tensor f = t.to(DType::f32);

@@ -1,9 +1,10 @@
-// Tensor: a strided view (shape, strides in elements, dtype, device) into reference-counted storage.
+// Tensor: a strided view (shape, strides in elements, dtype, device) into reference-counted
+// storage.
 //
-// Storage is either owned (64-byte aligned, from Tensor::empty/zeros) or borrowed: bytes that someone
-// else owns — a memory-mapped weights file, a buffer — kept alive by a shared owner handle for as long
-// as any view exists. Views (narrow/slice/select/transpose/permute/view) never copy; contiguous(),
-// clone(), to(dtype) and reshape() of a non-viewable layout do.
+// Storage is either owned (64-byte aligned, from Tensor::empty/zeros) or borrowed: bytes that
+// someone else owns — a memory-mapped weights file, a buffer — kept alive by a shared owner handle
+// for as long as any view exists. Views (narrow/slice/select/transpose/permute/view) never copy;
+// contiguous(), clone(), to(dtype) and reshape() of a non-viewable layout do.
 //
 // There is no autograd: every op in ops.h has an explicit forward and backward, and the model code
 // owns its activation and gradient buffers (llm.c style).
@@ -31,9 +32,11 @@ class Storage {
  public:
   // Fresh, uninitialised, 64-byte aligned bytes on `device`.
   static std::shared_ptr<Storage> allocate(size_t nbytes, Device device = Device::cpu);
-  // Bytes owned elsewhere; `owner` (may be null for static memory) is held until the last view dies.
-  static std::shared_ptr<Storage> borrow(void* data, size_t nbytes, std::shared_ptr<const void> owner,
-                                         bool writable, Device device = Device::cpu);
+  // Bytes owned elsewhere; `owner` (may be null for static memory) is held until the last view
+  // dies.
+  static std::shared_ptr<Storage> borrow(void* data, size_t nbytes,
+                                         std::shared_ptr<const void> owner, bool writable,
+                                         Device device = Device::cpu);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -67,7 +70,8 @@ class Tensor {
                             DType dtype = DType::f32);
   static Tensor from_ints(std::span<const int32_t> values, const Shape& shape);
   // A contiguous view of borrowed bytes (no copy). `owner` keeps them alive (e.g. a
-  // shared_ptr<MappedFile>). Read-only bytes (a memory map) give a tensor whose mutable accessors throw.
+  // shared_ptr<MappedFile>). Read-only bytes (a memory map) give a tensor whose mutable accessors
+  // throw.
   static Tensor borrow(const void* data, const Shape& shape, DType dtype,
                        std::shared_ptr<const void> owner);
   static Tensor borrow_mutable(void* data, const Shape& shape, DType dtype,
@@ -80,7 +84,7 @@ class Tensor {
   int dim() const { return static_cast<int>(shape_.size()); }
   const Shape& shape() const { return shape_; }
   const Shape& strides() const { return strides_; }  // in elements
-  int64_t size(int d) const;                          // d < 0 counts from the end
+  int64_t size(int d) const;                         // d < 0 counts from the end
   int64_t stride(int d) const;
   int64_t numel() const { return shape_numel(shape_); }
   size_t element_size() const { return dtype_size(dtype_); }
@@ -105,6 +109,14 @@ class Tensor {
   }
   void* raw_data();
   const void* raw_data() const;
+  // Writable pointer through a const handle: ops take their outputs as `const Tensor&` (a Tensor is
+  // a handle; views such as cache.narrow(...) can be passed directly). Still checks dtype and that
+  // the storage is writable.
+  template <typename T>
+  T* mutable_data() const {
+    check_access(dtype_of<T>(), true);
+    return reinterpret_cast<T*>(storage_->data() + offset_);
+  }
 
   // Element access by index, converting through double: slow, for tests and debugging only.
   double get(std::initializer_list<int64_t> index) const;
@@ -112,7 +124,9 @@ class Tensor {
 
   // ---- views (share storage) ----
   Tensor narrow(int dim, int64_t start, int64_t length) const;
-  Tensor slice(int dim, int64_t begin, int64_t end) const { return narrow(dim, begin, end - begin); }
+  Tensor slice(int dim, int64_t begin, int64_t end) const {
+    return narrow(dim, begin, end - begin);
+  }
   Tensor select(int dim, int64_t index) const;  // removes `dim`
   Tensor transpose(int dim0, int dim1) const;
   Tensor permute(const std::vector<int>& order) const;

@@ -21,16 +21,17 @@ namespace {
 // ~9 ms of spinning per region on this machine (a `pause` costs ~30 ns under KVM): a worker burns a
 // core while the main thread does serial work (sampling, tokenising, HTTP), and on a 2-core machine
 // shared with other processes — or with a second runtime's pool, the trap in ENGINE_NOTES.md — that
-// stolen core halves throughput. Fully passive (spin 0) is the other extreme: every region then pays
-// a futex wake-up (tens of microseconds in a VM), and a decode step runs hundreds of small regions.
-// seqit uses a short spin, kSpinCount pauses (~0.3 ms here): back-to-back regions inside one forward
-// pass find the workers awake; anything idle longer than that sleeps instead of spinning.
+// stolen core halves throughput. Fully passive (spin 0) is the other extreme: every region then
+// pays a futex wake-up (tens of microseconds in a VM), and a decode step runs hundreds of small
+// regions. seqit uses a short spin, kSpinCount pauses (~0.3 ms here): back-to-back regions inside
+// one forward pass find the workers awake; anything idle longer than that sleeps instead of
+// spinning.
 //
 // libgomp reads these variables once, in its own library constructor, which runs before any code of
 // ours. So when the user has set neither variable we set GOMP_SPINCOUNT and re-execute the process
 // image once (execv of /proc/self/exe with the same arguments and environment), before any thread
-// exists. A user who sets OMP_WAIT_POLICY or GOMP_SPINCOUNT keeps their choice; SEQIT_OPENMP_REEXEC=0
-// disables the re-execution (the default spin then applies).
+// exists. A user who sets OMP_WAIT_POLICY or GOMP_SPINCOUNT keeps their choice;
+// SEQIT_OPENMP_REEXEC=0 disables the re-execution (the default spin then applies).
 constexpr const char* kSpinCount = "10000";
 constexpr const char* kMarker = "SEQIT_OPENMP_REEXEC";
 
@@ -101,8 +102,8 @@ const char* openmp_wait_policy() {
 }
 
 namespace detail {
-// omp_set_num_threads sets the calling thread's ICV only, and oneDNN sizes its parallel regions with
-// omp_get_max_threads() of the calling thread; so every op entry point calls this.
+// omp_set_num_threads sets the calling thread's ICV only, and oneDNN sizes its parallel regions
+// with omp_get_max_threads() of the calling thread; so every op entry point calls this.
 void apply_threads() {
   const int n = num_threads();
   if (omp_get_max_threads() != n) omp_set_num_threads(n);

@@ -32,6 +32,9 @@ namespace {
 struct AddedToken {
   TokenId id = -1;
   std::string content;
+  // What decode() feeds the decoder for this token: HF decodes a "normalized" added token through its
+  // normalised form, so Llama-2's "<s>" decodes as "▁<s>" -> " <s>" after the first token.
+  std::string decode_form;
   bool single_word = false, lstrip = false, rstrip = false, normalized = false, special = false;
 };
 
@@ -95,7 +98,7 @@ class HfTokenizer : public Tokenizer {
       if (skip_special && is_special(id)) continue;
       auto it = added_by_id_.find(id);
       if (it != added_by_id_.end()) {
-        tokens.push_back(added_[it->second].content);
+        tokens.push_back(added_[it->second].decode_form);
       } else if (model_->has_id(id)) {
         tokens.push_back(model_->token_text(id));
       }
@@ -112,7 +115,8 @@ class HfTokenizer : public Tokenizer {
   }
 
   std::string token_bytes(TokenId id) const override {
-    std::string t = token_text(id);
+    auto added = added_by_id_.find(id);
+    std::string t = added != added_by_id_.end() ? added_[added->second].decode_form : token_text(id);
     if (decoder_) decoder_->token_bytes(t);
     return t;
   }
@@ -219,13 +223,14 @@ class HfTokenizer : public Tokenizer {
     // Normalised tokens are matched in their normalised form.
     PartArena arena;
     for (size_t k = 0; k < added_.size(); ++k) {
-      const AddedToken& a = added_[k];
+      AddedToken& a = added_[k];
+      a.decode_form = a.content;
       if (!a.normalized) {
         raw_trie_.add(a.content, int32_t(k));
       } else {
         TextPart p{a.content, nullptr, 0};
-        std::string form(normalizer_ ? normalizer_->apply(p, arena).text : p.text);
-        normalized_trie_.add(form, int32_t(k));
+        a.decode_form = std::string(normalizer_ ? normalizer_->apply(p, arena).text : p.text);
+        normalized_trie_.add(a.decode_form, int32_t(k));
       }
     }
   }

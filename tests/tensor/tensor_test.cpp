@@ -107,7 +107,7 @@ TEST(Tensor, ScalarConversionsAreExact) {
   EXPECT_EQ(f32_to_f16(65504.0f).bits, 0x7bff);
   EXPECT_EQ(f32_to_f16(65520.0f).bits, 0x7c00);  // rounds to infinity
   EXPECT_EQ(f32_to_f16(0x1p-24f).bits, 0x0001);
-  EXPECT_EQ(f32_to_f16(0x1p-25f).bits, 0x0000);  // tie -> even (zero)
+  EXPECT_EQ(f32_to_f16(0x1p-25f).bits, 0x0000);    // tie -> even (zero)
   EXPECT_EQ(f32_to_f16(0x1.8p-24f).bits, 0x0002);  // tie -> even (up)
   EXPECT_EQ(f32_to_f16(-2.0f).bits, 0xc000);
   for (uint32_t bits = 0; bits < 0x10000; ++bits) {

@@ -1,0 +1,565 @@
+// Fused causal grouped-query attention on the CPU: tiled, online softmax (FlashAttention-2 style),
+// no T×T matrix anywhere. Forward keeps per query row a running max m, a running sum l and an
+// output accumulator; each 64-key tile updates them. Backward recomputes the probabilities of each
+// tile from q, k and the saved log-sum-exp. All tile products go through tile_gemm (f32, AVX2).
+//
+// Work split: forward and decoding run one item per (sequence, kv head, block of 64 query tokens),
+// the R = Hq/Hkv query heads that share the kv head stacked as rows of one tile so each K/V tile is
+// loaded once for all of them. Backward runs one item per (sequence, kv head): the item owns the
+// dK/dV rows of its kv head and the dQ rows of its query heads, so no two threads write the same
+// gradient (no atomics, deterministic sums); parallelism is B·Hkv items.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "tensor/cpu_backend.h"
+#include "tensor/cpu_internal.h"
+#include "tensor/cpu_math.h"
+#include "tensor/cpu_tile.h"
+
+namespace seqit::tensor::detail {
+
+namespace {
+
+constexpr int64_t kBq = 64;  // query tokens per tile
+constexpr int64_t kBk = 64;  // keys per tile
+
+// Rows of a [.., H, D] tensor addressed by (b, t, h) with arbitrary strides (unit stride in D).
+struct HeadRows {
+  std::byte* base = nullptr;
+  int64_t s0 = 0, s1 = 0, s2 = 0;  // strides of b, t, h (elements)
+  DType dtype = DType::f32;
+  int64_t es = 4;
+  void* row(int64_t b, int64_t t, int64_t h) const {
+    return base + (b * s0 + t * s1 + h * s2) * es;
+  }
+};
+
+HeadRows head_rows(const char* op, const char* arg, const Tensor& t, bool mutate) {
+  check_float(op, arg, t);
+  check_cpu(op, arg, t);
+  if (t.size(-1) > 1 && t.stride(-1) != 1)
+    fail(op, std::string(arg) + " needs a unit stride in head_dim, got " + t.describe());
+  if (mutate && !t.is_writable()) fail(op, std::string(arg) + " is read-only");
+  HeadRows r;
+  r.base = static_cast<std::byte*>(const_cast<void*>(t.raw_data()));
+  r.dtype = t.dtype();
+  r.es = static_cast<int64_t>(t.element_size());
+  if (t.dim() == 4) {
+    r.s0 = t.stride(0), r.s1 = t.stride(1), r.s2 = t.stride(2);
+  } else {  // [T, H, D] (one sequence, e.g. a cache): b is always 0
+    r.s1 = t.stride(0), r.s2 = t.stride(1);
+  }
+  return r;
+}
+
+// A per-thread, grow-only float arena carved into the tiles of one work item.
+class Arena {
+ public:
+  float* take(int64_t n) {
+    const size_t start = used_;
+    used_ += static_cast<size_t>((n + 15) / 16 * 16);
+    // Growing here would move tiles already handed out; reset() sizes the arena for the whole item.
+    if (used_ > storage_.size()) fail("attention", "internal: tile arena sized too small");
+    return storage_.data() + start;
+  }
+  // Sizes the arena for `n` floats up front so take() never reallocates within an item.
+  void reset(int64_t n) {
+    used_ = 0;
+    if (storage_.size() < static_cast<size_t>(n)) storage_.resize(static_cast<size_t>(n));
+  }
+
+ private:
+  std::vector<float> storage_;
+  size_t used_ = 0;
+};
+Arena& thread_arena() {
+  thread_local Arena arena;
+  return arena;
+}
+
+// Loads keys [j0, j1) into Kt [dp][kBk] (transposed) and/or Kr [kBk][dp], and V into V [kBk][dp]
+// and/or Vt [dp][kBk], converting to f32; padding (columns/rows beyond the keys and head_dim) is 0.
+struct KeyTiles {
+  float* kt = nullptr;  // [dp][kBk]
+  float* kr = nullptr;  // [kBk][dp]
+  float* v = nullptr;   // [kBk][dp]
+  float* vt = nullptr;  // [dp][kBk]
+};
+void load_key_tiles(const HeadRows& K, const HeadRows& V, int64_t b, int64_t g, int64_t j0,
+                    int64_t j1, int64_t d, int64_t dp, const KeyTiles& tiles, float* row_buffer) {
+  const int64_t nk = j1 - j0;
+  if (tiles.kt) std::fill(tiles.kt, tiles.kt + dp * kBk, 0.0f);
+  if (tiles.vt) std::fill(tiles.vt, tiles.vt + dp * kBk, 0.0f);
+  if (tiles.kr) std::fill(tiles.kr, tiles.kr + kBk * dp, 0.0f);
+  if (tiles.v) std::fill(tiles.v, tiles.v + kBk * dp, 0.0f);
+  for (int64_t j = 0; j < nk; ++j) {
+    if (tiles.kt || tiles.kr) {
+      const float* kr = load_f32(K.row(b, j0 + j, g), K.dtype, row_buffer, d);
+      if (tiles.kt)
+        for (int64_t x = 0; x < d; ++x) tiles.kt[x * kBk + j] = kr[x];
+      if (tiles.kr) std::copy(kr, kr + d, tiles.kr + j * dp);
+    }
+    if (tiles.v || tiles.vt) {
+      const float* vr = load_f32(V.row(b, j0 + j, g), V.dtype, row_buffer, d);
+      if (tiles.vt)
+        for (int64_t x = 0; x < d; ++x) tiles.vt[x * kBk + j] = vr[x];
+      if (tiles.v) std::copy(vr, vr + d, tiles.v + j * dp);
+    }
+  }
+}
+
+// Whether key j (absolute) is visible to a query row with causal limit `limit` and segment `seg`.
+inline bool visible(int64_t j, int64_t limit, const int32_t* kseg, int32_t seg) {
+  return j <= limit && (!kseg || kseg[j] == seg);
+}
+
+// Sets the invisible entries of one score row (keys j0 + [0, kBk)) to -inf. Returns false when no
+// key in the tile is visible to the row.
+inline bool mask_row(float* s, int64_t j0, int64_t nk, int64_t limit, const int32_t* kseg,
+                     int32_t seg) {
+  bool any = false;
+  if (!kseg && limit >= j0 + nk - 1) {
+    any = nk > 0;
+  } else {
+    for (int64_t j = 0; j < nk; ++j) {
+      if (visible(j0 + j, limit, kseg, seg))
+        any = true;
+      else
+        s[j] = -INFINITY;
+    }
+  }
+  for (int64_t j = nk; j < kBk; ++j) s[j] = -INFINITY;
+  return any;
+}
+
+// The online-softmax forward over one stack of query rows.
+//   qs [nq][dp]: queries already multiplied by the softmax scale, zero-padded.
+//   limit[i]: last visible key index of row i (causal); qseg/kseg: segment ids or null.
+//   Keys [kbegin, kend) are visited in tiles; load(j0, j1, kt, v) fills the key/value tiles.
+//   Writes o [nq][dp] (normalised) and lse[nq] (natural log of the softmax denominator).
+template <typename LoadTiles>
+void attend_rows(const float* qs, int64_t nq, int64_t dp, const int64_t* limit, const int32_t* qseg,
+                 const int32_t* kseg, int64_t kbegin, int64_t kend, LoadTiles&& load, float* o,
+                 float* lse, Arena& arena) {
+  float* kt = arena.take(dp * kBk);
+  float* v = arena.take(kBk * dp);
+  float* s = arena.take(nq * kBk);
+  float* m = arena.take(nq);
+  float* l = arena.take(nq);
+  std::fill(o, o + nq * dp, 0.0f);
+  std::fill(m, m + nq, -INFINITY);
+  std::fill(l, l + nq, 0.0f);
+  for (int64_t j0 = kbegin; j0 < kend; j0 += kBk) {
+    const int64_t j1 = std::min(kend, j0 + kBk), nk = j1 - j0;
+    load(j0, j1, kt, v);
+    tile_gemm(qs, dp, kt, kBk, s, kBk, nq, dp, kBk, false);
+    for (int64_t i = 0; i < nq; ++i) {
+      float* row = s + i * kBk;
+      if (limit[i] < j0 || !mask_row(row, j0, nk, limit[i], kseg, qseg ? qseg[i] : 0)) {
+        std::fill(row, row + kBk, 0.0f);  // contributes nothing to P·V
+        continue;
+      }
+      const float mx = max_of(row, kBk);
+      const float m_new = std::max(m[i], mx);
+      const float alpha = m[i] == -INFINITY ? 0.0f : exp_scalar(m[i] - m_new);
+      const float sum = exp_shift_sum(row, m_new, row, kBk);
+      l[i] = l[i] * alpha + sum;
+      if (alpha != 1.0f) scale(o + i * dp, alpha, dp);
+      m[i] = m_new;
+    }
+    tile_gemm(s, kBk, v, dp, o, dp, nq, nk, dp, true);
+  }
+  for (int64_t i = 0; i < nq; ++i) {
+    if (l[i] > 0) {
+      scale(o + i * dp, 1.0f / l[i], dp);
+      lse[i] = m[i] + std::log(l[i]);
+    } else {
+      lse[i] = -INFINITY;  // no visible key (cannot happen for causal rows: a token sees itself)
+    }
+  }
+}
+
+struct AttentionShape {
+  int64_t batch, tokens, hq, hkv, d, dp, group;
+  float scale;
+};
+
+AttentionShape check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                               const AttentionOptions& options) {
+  check_dim(op, "q", q, 4);
+  check_dim(op, "k", k, 4);
+  check_dim(op, "v", v, 4);
+  AttentionShape s{};
+  s.batch = q.size(0), s.tokens = q.size(1), s.hq = q.size(2), s.d = q.size(3);
+  s.hkv = k.size(2);
+  if (k.size(0) != s.batch || k.size(1) != s.tokens || k.size(3) != s.d) {
+    fail(op, "k " + k.describe() + " does not match q " + q.describe());
+  }
+  if (v.shape() != k.shape()) fail(op, "v " + v.describe() + " does not match k " + k.describe());
+  if (s.hkv == 0 || s.hq % s.hkv != 0) {
+    fail(op, "query heads (" + std::to_string(s.hq) + ") must be a multiple of kv heads (" +
+                 std::to_string(s.hkv) + ")");
+  }
+  s.group = s.hq / s.hkv;
+  s.dp = round_up8(s.d);
+  s.scale = options.scale != 0.0f ? options.scale
+                                  : static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.d)));
+  if (options.segment_ids.defined()) {
+    check_dtype(op, "segment_ids", options.segment_ids, DType::i32);
+    check_contiguous(op, "segment_ids", options.segment_ids);
+    check_shape(op, "segment_ids", options.segment_ids, {s.batch, s.tokens});
+  }
+  return s;
+}
+
+// For packed rows: run_start[b][t] = first index of the run of equal segment ids containing t, when
+// each segment id occupies one contiguous run (the packing case) — keys before a query block's
+// first run start can then be skipped. Empty vector when some id repeats non-contiguously (no
+// skipping).
+std::vector<int64_t> segment_run_starts(const int32_t* seg, int64_t batch, int64_t tokens) {
+  std::vector<int64_t> start(static_cast<size_t>(batch * tokens));
+  for (int64_t b = 0; b < batch; ++b) {
+    const int32_t* sb = seg + b * tokens;
+    std::vector<int32_t> seen;
+    for (int64_t t = 0; t < tokens; ++t) {
+      if (t > 0 && sb[t] == sb[t - 1]) {
+        start[b * tokens + t] = start[b * tokens + t - 1];
+        continue;
+      }
+      if (std::find(seen.begin(), seen.end(), sb[t]) != seen.end()) return {};
+      seen.push_back(sb[t]);
+      start[b * tokens + t] = t;
+    }
+  }
+  return start;
+}
+
+float* lse_ptr(const char* op, const Tensor& lse, const AttentionShape& s, bool mutate) {
+  if (!lse.defined()) return nullptr;
+  check_dtype(op, "lse", lse, DType::f32);
+  check_contiguous(op, "lse", lse);
+  check_shape(op, "lse", lse, {s.batch, s.hq, s.tokens});
+  if (mutate) return lse.mutable_data<float>();
+  return const_cast<float*>(lse.data<float>());
+}
+
+}  // namespace
+
+void CpuBackend::attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q,
+                                   const Tensor& k, const Tensor& v,
+                                   const AttentionOptions& options) {
+  const char* op = "attention_forward";
+  const AttentionShape s = check_attention(op, q, k, v, options);
+  check_shape(op, "out", out, q.shape());
+  const HeadRows Q = head_rows(op, "q", q, false), K = head_rows(op, "k", k, false),
+                 V = head_rows(op, "v", v, false), O = head_rows(op, "out", out, true);
+  float* lse_out = lse_ptr(op, lse, s, true);
+  const int32_t* seg =
+      options.segment_ids.defined() ? options.segment_ids.data<int32_t>() : nullptr;
+  const std::vector<int64_t> run_start =
+      seg ? segment_run_starts(seg, s.batch, s.tokens) : std::vector<int64_t>{};
+  const int64_t blocks = (s.tokens + kBq - 1) / kBq;
+  const int64_t items = s.batch * s.hkv * blocks;
+  const int64_t arena_floats =
+      4 * s.group * kBq * s.dp + s.group * kBq * (kBk + 8) + 2 * kBk * s.dp + 16 * 64;
+  apply_threads();
+#pragma omp parallel for schedule(dynamic, \
+                                  1) if (items > 1 && s.tokens * s.hq * s.d >= kParallelThreshold)
+  for (int64_t item = 0; item < items; ++item) {
+    // Last query blocks first: they see the most keys (causal), so dynamic scheduling balances.
+    const int64_t qb = blocks - 1 - item % blocks;
+    const int64_t g = (item / blocks) % s.hkv, b = item / (blocks * s.hkv);
+    const int64_t t0 = qb * kBq, t1 = std::min(s.tokens, t0 + kBq), nt = t1 - t0;
+    const int64_t nq = s.group * nt;
+    Arena& arena = thread_arena();
+    arena.reset(arena_floats);
+    float* qs = arena.take(nq * s.dp);
+    float* o = arena.take(nq * s.dp);
+    float* lse_rows = arena.take(nq);
+    float* row_buffer = arena.take(s.dp);
+    auto* limit = reinterpret_cast<int64_t*>(arena.take(2 * nq));
+    auto* qseg = reinterpret_cast<int32_t*>(arena.take(nq));
+    // Row r = hr·nt + (t - t0) for query head h = g·R + hr.
+    for (int64_t hr = 0; hr < s.group; ++hr) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t r = hr * nt + (t - t0);
+        float* dst = qs + r * s.dp;
+        const float* src = load_f32(Q.row(b, t, g * s.group + hr), Q.dtype, row_buffer, s.d);
+        for (int64_t x = 0; x < s.d; ++x) dst[x] = src[x] * s.scale;
+        std::fill(dst + s.d, dst + s.dp, 0.0f);
+        limit[r] = t;
+        qseg[r] = seg ? seg[b * s.tokens + t] : 0;
+      }
+    }
+    const int64_t kbegin =
+        run_start.empty() ? 0 : run_start[static_cast<size_t>(b * s.tokens + t0)];
+    const int32_t* kseg = seg ? seg + b * s.tokens : nullptr;
+    float* key_row = arena.take(s.dp);
+    attend_rows(
+        qs, nq, s.dp, limit, seg ? qseg : nullptr, kseg, kbegin, t1,
+        [&](int64_t j0, int64_t j1, float* kt, float* vv) {
+          load_key_tiles(K, V, b, g, j0, j1, s.d, s.dp, KeyTiles{kt, nullptr, vv, nullptr},
+                         key_row);
+        },
+        o, lse_rows, arena);
+    for (int64_t hr = 0; hr < s.group; ++hr) {
+      const int64_t h = g * s.group + hr;
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t r = hr * nt + (t - t0);
+        store_f32(o + r * s.dp, O.row(b, t, h), O.dtype, s.d);
+        if (lse_out) lse_out[(b * s.hq + h) * s.tokens + t] = lse_rows[r];
+      }
+    }
+  }
+}
+
+void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                    const Tensor& dout, const Tensor& q, const Tensor& k,
+                                    const Tensor& v, const Tensor& out, const Tensor& lse,
+                                    const AttentionOptions& options) {
+  const char* op = "attention_backward";
+  const AttentionShape s = check_attention(op, q, k, v, options);
+  check_shape(op, "dout", dout, q.shape());
+  check_shape(op, "out", out, q.shape());
+  check_defined(op, "lse", lse);
+  const float* lse_in = lse_ptr(op, lse, s, false);
+  const HeadRows Q = head_rows(op, "q", q, false), K = head_rows(op, "k", k, false),
+                 V = head_rows(op, "v", v, false), O = head_rows(op, "out", out, false),
+                 dO = head_rows(op, "dout", dout, false);
+  HeadRows dQ, dK, dV;
+  if (dq.defined()) check_shape(op, "dq", dq, q.shape()), dQ = head_rows(op, "dq", dq, true);
+  if (dk.defined()) check_shape(op, "dk", dk, k.shape()), dK = head_rows(op, "dk", dk, true);
+  if (dv.defined()) check_shape(op, "dv", dv, v.shape()), dV = head_rows(op, "dv", dv, true);
+  const int32_t* seg =
+      options.segment_ids.defined() ? options.segment_ids.data<int32_t>() : nullptr;
+  const std::vector<int64_t> run_start =
+      seg ? segment_run_starts(seg, s.batch, s.tokens) : std::vector<int64_t>{};
+  const int64_t blocks = (s.tokens + kBq - 1) / kBq;
+  const int64_t items = s.batch * s.hkv;
+  const int64_t nq_max = s.group * kBq;
+  const int64_t arena_floats = 2 * s.tokens * s.dp + 4 * nq_max * s.dp + 2 * nq_max * kBk +
+                               2 * kBk * nq_max + 4 * kBk * s.dp + 8 * nq_max + 16 * 64;
+  apply_threads();
+#pragma omp parallel for schedule(dynamic, \
+                                  1) if (items > 1 && s.tokens * s.hq * s.d >= kParallelThreshold)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t g = item % s.hkv, b = item / s.hkv;
+    Arena& arena = thread_arena();
+    arena.reset(arena_floats);
+    float* dk_acc = arena.take(s.tokens * s.dp);
+    float* dv_acc = arena.take(s.tokens * s.dp);
+    std::fill(dk_acc, dk_acc + s.tokens * s.dp, 0.0f);
+    std::fill(dv_acc, dv_acc + s.tokens * s.dp, 0.0f);
+    float* qs = arena.take(nq_max * s.dp);
+    float* go = arena.take(nq_max * s.dp);
+    float* dq_acc = arena.take(nq_max * s.dp);
+    float* p = arena.take(nq_max * kBk);
+    float* dp_tile = arena.take(nq_max * kBk);
+    float* pt = arena.take(kBk * nq_max);
+    float* dst = arena.take(kBk * nq_max);
+    float* kt = arena.take(s.dp * kBk);
+    float* kr = arena.take(kBk * s.dp);
+    float* vt = arena.take(s.dp * kBk);
+    float* row_lse = arena.take(nq_max);
+    float* delta = arena.take(nq_max);
+    float* row_buffer = arena.take(s.dp);
+    float* row_buffer2 = arena.take(s.dp);
+    auto* limit = reinterpret_cast<int64_t*>(arena.take(2 * nq_max));
+    auto* qseg = reinterpret_cast<int32_t*>(arena.take(nq_max));
+    const int32_t* kseg = seg ? seg + b * s.tokens : nullptr;
+    for (int64_t qb = 0; qb < blocks; ++qb) {
+      const int64_t t0 = qb * kBq, t1 = std::min(s.tokens, t0 + kBq), nt = t1 - t0;
+      const int64_t nq = s.group * nt;
+      for (int64_t hr = 0; hr < s.group; ++hr) {
+        const int64_t h = g * s.group + hr;
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t r = hr * nt + (t - t0);
+          const float* src = load_f32(Q.row(b, t, h), Q.dtype, row_buffer, s.d);
+          float* qrow = qs + r * s.dp;
+          for (int64_t x = 0; x < s.d; ++x) qrow[x] = src[x] * s.scale;
+          std::fill(qrow + s.d, qrow + s.dp, 0.0f);
+          const float* gsrc = load_f32(dO.row(b, t, h), dO.dtype, row_buffer, s.d);
+          float* grow = go + r * s.dp;
+          std::copy(gsrc, gsrc + s.d, grow);
+          std::fill(grow + s.d, grow + s.dp, 0.0f);
+          // Δ = Σ dO·O: the softmax backward's row term (dS = P ∘ (dP - Δ)).
+          const float* orow = load_f32(O.row(b, t, h), O.dtype, row_buffer2, s.d);
+          delta[r] = dot(grow, orow, s.d);
+          row_lse[r] = lse_in[(b * s.hq + h) * s.tokens + t];
+          limit[r] = t;
+          qseg[r] = seg ? seg[b * s.tokens + t] : 0;
+        }
+      }
+      std::fill(dq_acc, dq_acc + nq * s.dp, 0.0f);
+      const int64_t kbegin =
+          run_start.empty() ? 0 : run_start[static_cast<size_t>(b * s.tokens + t0)];
+      for (int64_t j0 = kbegin; j0 < t1; j0 += kBk) {
+        const int64_t j1 = std::min(t1, j0 + kBk), nk = j1 - j0;
+        load_key_tiles(K, V, b, g, j0, j1, s.d, s.dp, KeyTiles{kt, kr, nullptr, vt}, row_buffer);
+        tile_gemm(qs, s.dp, kt, kBk, p, kBk, nq, s.dp, kBk, false);        // S
+        tile_gemm(go, s.dp, vt, kBk, dp_tile, kBk, nq, s.dp, kBk, false);  // dP = dO·Vᵀ
+        for (int64_t i = 0; i < nq; ++i) {
+          float* prow = p + i * kBk;
+          float* dsrow = dp_tile + i * kBk;
+          if (limit[i] < j0 || !mask_row(prow, j0, nk, limit[i], kseg, qseg[i])) {
+            std::fill(prow, prow + kBk, 0.0f);
+            std::fill(dsrow, dsrow + kBk, 0.0f);
+            continue;
+          }
+          exp_shift_sum(prow, row_lse[i], prow, kBk);  // P = exp(S - lse); masked -> 0
+          for (int64_t j = 0; j < kBk; ++j) dsrow[j] = prow[j] * (dsrow[j] - delta[i]);
+        }
+        tile_gemm(dp_tile, kBk, kr, s.dp, dq_acc, s.dp, nq, nk, s.dp, true);  // dQ += dS·K
+        for (int64_t i = 0; i < nq; ++i)
+          for (int64_t j = 0; j < nk; ++j) {
+            pt[j * nq + i] = p[i * kBk + j];
+            dst[j * nq + i] = dp_tile[i * kBk + j];
+          }
+        tile_gemm(pt, nq, go, s.dp, dv_acc + j0 * s.dp, s.dp, nk, nq, s.dp, true);  // dV += Pᵀ·dO
+        tile_gemm(dst, nq, qs, s.dp, dk_acc + j0 * s.dp, s.dp, nk, nq, s.dp,
+                  true);  // dK += dSᵀ·(scale·Q)
+      }
+      if (dQ.base) {
+        for (int64_t hr = 0; hr < s.group; ++hr)
+          for (int64_t t = t0; t < t1; ++t) {
+            const int64_t r = hr * nt + (t - t0);
+            void* target = dQ.row(b, t, g * s.group + hr);
+            float* acc = row_buffer;
+            const float* cur = load_f32(target, dQ.dtype, row_buffer, s.d);
+            if (cur != acc) std::copy(cur, cur + s.d, acc);
+            axpy(s.scale, dq_acc + r * s.dp, acc, s.d);
+            store_f32(acc, target, dQ.dtype, s.d);
+          }
+      }
+    }
+    for (int64_t t = 0; t < s.tokens; ++t) {
+      if (dK.base) {
+        void* target = dK.row(b, t, g);
+        const float* cur = load_f32(target, dK.dtype, row_buffer, s.d);
+        if (cur != row_buffer) std::copy(cur, cur + s.d, row_buffer);
+        axpy(1.0f, dk_acc + t * s.dp, row_buffer, s.d);
+        store_f32(row_buffer, target, dK.dtype, s.d);
+      }
+      if (dV.base) {
+        void* target = dV.row(b, t, g);
+        const float* cur = load_f32(target, dV.dtype, row_buffer, s.d);
+        if (cur != row_buffer) std::copy(cur, cur + s.d, row_buffer);
+        axpy(1.0f, dv_acc + t * s.dp, row_buffer, s.d);
+        store_f32(row_buffer, target, dV.dtype, s.d);
+      }
+    }
+  }
+}
+
+void CpuBackend::attention_decode(const Tensor& out, const Tensor& q,
+                                  std::span<const Tensor> k_caches,
+                                  std::span<const Tensor> v_caches, const Tensor& seq_starts,
+                                  const Tensor& positions, float scale) {
+  const char* op = "attention_decode";
+  check_dim(op, "q", q, 3);
+  check_shape(op, "out", out, q.shape());
+  const int64_t n = q.size(0), hq = q.size(1), d = q.size(2), dp = round_up8(d);
+  check_dtype(op, "seq_starts", seq_starts, DType::i32);
+  check_contiguous(op, "seq_starts", seq_starts);
+  check_dtype(op, "positions", positions, DType::i32);
+  check_contiguous(op, "positions", positions);
+  const int64_t sequences = positions.numel();
+  if (seq_starts.numel() != sequences + 1) {
+    fail(op, "seq_starts must hold sequences + 1 = " + std::to_string(sequences + 1) +
+                 " offsets, got " + seq_starts.describe());
+  }
+  if (static_cast<int64_t>(k_caches.size()) != sequences ||
+      static_cast<int64_t>(v_caches.size()) != sequences) {
+    fail(op,
+         "one k cache and one v cache per sequence (" + std::to_string(sequences) + ") expected");
+  }
+  const int32_t* starts = seq_starts.data<int32_t>();
+  const int32_t* pos = positions.data<int32_t>();
+  if (starts[0] != 0 || starts[sequences] != n)
+    fail(op, "seq_starts must run from 0 to q rows (" + std::to_string(n) + ")");
+  int64_t hkv = -1;
+  std::vector<HeadRows> kc(static_cast<size_t>(sequences)), vc(static_cast<size_t>(sequences));
+  for (int64_t sq = 0; sq < sequences; ++sq) {
+    if (starts[sq + 1] < starts[sq]) fail(op, "seq_starts must not decrease");
+    if (pos[sq] < 0) fail(op, "positions[" + std::to_string(sq) + "] is negative");
+    const Tensor& kt = k_caches[static_cast<size_t>(sq)];
+    const Tensor& vt = v_caches[static_cast<size_t>(sq)];
+    const std::string which = "k_caches[" + std::to_string(sq) + "]";
+    check_dim(op, which.c_str(), kt, 3);
+    if (vt.shape() != kt.shape())
+      fail(op, "v_caches[" + std::to_string(sq) + "] does not match " + which);
+    if (kt.size(2) != d)
+      fail(op, which + " head_dim " + std::to_string(kt.size(2)) + " != q's " + std::to_string(d));
+    if (hkv < 0) hkv = kt.size(1);
+    if (kt.size(1) != hkv) fail(op, "all caches need the same number of kv heads");
+    const int64_t needed = pos[sq] + (starts[sq + 1] - starts[sq]);
+    if (kt.size(0) < needed) {
+      fail(op, which + " holds " + std::to_string(kt.size(0)) + " positions; " +
+                   std::to_string(needed) + " needed");
+    }
+    kc[static_cast<size_t>(sq)] = head_rows(op, which.c_str(), kt, false);
+    vc[static_cast<size_t>(sq)] = head_rows(op, "v_caches", vt, false);
+  }
+  if (sequences == 0 || n == 0) return;
+  if (hkv <= 0 || hq % hkv != 0) fail(op, "query heads must be a multiple of kv heads");
+  const int64_t group = hq / hkv;
+  const float sc =
+      scale != 0.0f ? scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  const HeadRows Q = head_rows(op, "q", q, false), O = head_rows(op, "out", out, true);
+  // Items: (sequence, kv head, block of kBq new tokens).
+  std::vector<int64_t> item_seq, item_t0;
+  for (int64_t sq = 0; sq < sequences; ++sq)
+    for (int64_t t0 = starts[sq]; t0 < starts[sq + 1]; t0 += kBq) {
+      item_seq.push_back(sq);
+      item_t0.push_back(t0);
+    }
+  const int64_t items = static_cast<int64_t>(item_seq.size()) * hkv;
+  const int64_t arena_floats =
+      4 * group * kBq * dp + group * kBq * (kBk + 8) + 2 * kBk * dp + 16 * 64;
+  apply_threads();
+#pragma omp parallel for schedule(dynamic, 1) if (items > 1)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t g = item % hkv, which = item / hkv;
+    const int64_t sq = item_seq[static_cast<size_t>(which)],
+                  t0 = item_t0[static_cast<size_t>(which)];
+    const int64_t t1 = std::min<int64_t>(starts[sq + 1], t0 + kBq), nt = t1 - t0;
+    const int64_t nq = group * nt;
+    Arena& arena = thread_arena();
+    arena.reset(arena_floats);
+    float* qs = arena.take(nq * dp);
+    float* o = arena.take(nq * dp);
+    float* lse_rows = arena.take(nq);
+    float* row_buffer = arena.take(dp);
+    auto* limit = reinterpret_cast<int64_t*>(arena.take(2 * nq));
+    for (int64_t hr = 0; hr < group; ++hr)
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t r = hr * nt + (t - t0);
+        const float* src = load_f32(Q.row(0, t, g * group + hr), Q.dtype, row_buffer, d);
+        float* dst = qs + r * dp;
+        for (int64_t x = 0; x < d; ++x) dst[x] = src[x] * sc;
+        std::fill(dst + d, dst + dp, 0.0f);
+        limit[r] = pos[sq] + (t - starts[sq]);
+      }
+    const HeadRows& K = kc[static_cast<size_t>(sq)];
+    const HeadRows& V = vc[static_cast<size_t>(sq)];
+    const int64_t kend = pos[sq] + (t1 - starts[sq]);
+    float* key_row = arena.take(dp);
+    attend_rows(
+        qs, nq, dp, limit, nullptr, nullptr, 0, kend,
+        [&](int64_t j0, int64_t j1, float* kt, float* vv) {
+          load_key_tiles(K, V, 0, g, j0, j1, d, dp, KeyTiles{kt, nullptr, vv, nullptr}, key_row);
+        },
+        o, lse_rows, arena);
+    for (int64_t hr = 0; hr < group; ++hr)
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t r = hr * nt + (t - t0);
+        store_f32(o + r * dp, O.row(0, t, g * group + hr), O.dtype, d);
+      }
+  }
+}
+
+}  // namespace seqit::tensor::detail

@@ -1,0 +1,654 @@
+// f32/bf16 GEMM over oneDNN with a primitive cache, block-wise conversion of 16-bit operands where
+// oneDNN has no fast 16-bit kernel (AVX2 machines), and the weight-streaming GEMV for decoding.
+#include "tensor/cpu_gemm.h"
+
+// GCC 12 reports its own _mm512_undefined_* helpers (inlined from avx512fintrin.h) as "maybe
+// uninitialized" under -O3; the diagnostic state that applies is the one in force where the header
+// is included, hence before it.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <dnnl.hpp>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "tensor/cpu_internal.h"
+#include "tensor/tensor.h"
+
+namespace seqit::tensor::detail {
+
+// ---- scratch
+// -------------------------------------------------------------------------------------
+
+float* scratch_f32(int slot, size_t count) {
+  if (slot < 0 || slot >= kScratchSlots) fail("tensor", "scratch slot out of range");
+  struct Buffer {
+    float* data = nullptr;
+    size_t capacity = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buffers[kScratchSlots];
+  Buffer& b = buffers[slot];
+  if (b.capacity < count) {
+    std::free(b.data);
+    const size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+    b.data = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (!b.data)
+      throw Error("tensor: out of memory for " + std::to_string(bytes) + " bytes of scratch");
+    b.capacity = count;
+  }
+  return b.data;
+}
+
+// ---- oneDNN
+// --------------------------------------------------------------------------------------
+
+namespace {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+dnnl::stream& cpu_stream() {
+  // Streams are not thread-safe; primitives are. One stream per calling thread.
+  thread_local dnnl::stream stream(cpu_engine());
+  return stream;
+}
+
+dnnl::memory::data_type onednn_type(DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+      return dnnl::memory::data_type::f32;
+    case DType::bf16:
+      return dnnl::memory::data_type::bf16;
+    case DType::f16:
+      return dnnl::memory::data_type::f16;
+    default:
+      fail("matmul", "integer operands are not supported");
+  }
+}
+
+struct GemmShape {
+  int64_t batch, m, n, k;
+  MatrixRef a, b;
+  MutableMatrixRef c;
+  bool bias, accumulate;
+  float alpha;
+};
+
+dnnl::memory::desc matrix_desc(int64_t batch, DType dtype, int64_t rows, int64_t cols, int64_t rs,
+                               int64_t cs, int64_t bs) {
+  if (batch == 1) return dnnl::memory::desc({rows, cols}, onednn_type(dtype), {rs, cs});
+  return dnnl::memory::desc({batch, rows, cols}, onednn_type(dtype), {bs, rs, cs});
+}
+
+std::string cache_key(const GemmShape& s) {
+  std::string key;
+  key.reserve(160);
+  for (int64_t v :
+       {s.batch, s.m, s.n, s.k, s.a.row_stride, s.a.col_stride, s.a.batch_stride, s.b.row_stride,
+        s.b.col_stride, s.b.batch_stride, s.c.row_stride, s.c.col_stride, s.c.batch_stride}) {
+    key += std::to_string(v);
+    key += ',';
+  }
+  key += static_cast<char>('0' + static_cast<int>(s.a.dtype));
+  key += static_cast<char>('0' + static_cast<int>(s.b.dtype));
+  key += static_cast<char>('0' + static_cast<int>(s.c.dtype));
+  key += s.bias ? 'b' : '-';
+  key += s.accumulate ? 'a' : '-';
+  key += std::to_string(s.alpha);
+  return key;
+}
+
+dnnl::matmul::primitive_desc make_primitive_desc(const GemmShape& s) {
+  const auto a =
+      matrix_desc(s.batch, s.a.dtype, s.m, s.k, s.a.row_stride, s.a.col_stride, s.a.batch_stride);
+  const auto b =
+      matrix_desc(s.batch, s.b.dtype, s.k, s.n, s.b.row_stride, s.b.col_stride, s.b.batch_stride);
+  const auto c =
+      matrix_desc(s.batch, s.c.dtype, s.m, s.n, s.c.row_stride, s.c.col_stride, s.c.batch_stride);
+  dnnl::primitive_attr attr;
+  if (s.alpha != 1.0f) attr.set_output_scales(0, {s.alpha});
+  if (s.accumulate) {
+    dnnl::post_ops ops;
+    ops.append_sum(1.0f);
+    attr.set_post_ops(ops);
+  }
+  if (s.bias) {
+    const auto bias =
+        s.batch == 1 ? dnnl::memory::desc({1, s.n}, dnnl::memory::data_type::f32, {s.n, 1})
+                     : dnnl::memory::desc({1, 1, s.n}, dnnl::memory::data_type::f32, {s.n, s.n, 1});
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias, c), attr, cpu_engine());
+  }
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, cpu_engine());
+}
+
+// Creating a primitive costs 0.2-1.4 ms (ENGINE_NOTES.md); a training step reuses a handful of
+// shapes thousands of times. Bounded LRU so that decoding with ever-growing lengths cannot grow it
+// forever.
+class PrimitiveCache {
+ public:
+  std::shared_ptr<dnnl::matmul> get(const GemmShape& shape) {
+    const std::string key = cache_key(shape);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = map_.find(key);
+      if (it != map_.end()) {
+        order_.splice(order_.begin(), order_, it->second.second);
+        return it->second.first;
+      }
+    }
+    auto primitive = std::make_shared<dnnl::matmul>(make_primitive_desc(shape));
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = map_.find(key);
+    if (it != map_.end()) return it->second.first;
+    order_.push_front(key);
+    map_.emplace(key, std::make_pair(primitive, order_.begin()));
+    if (map_.size() > kCapacity) {
+      map_.erase(order_.back());
+      order_.pop_back();
+    }
+    return primitive;
+  }
+
+ private:
+  static constexpr size_t kCapacity = 256;
+  std::mutex mutex_;
+  std::list<std::string> order_;
+  std::unordered_map<std::string,
+                     std::pair<std::shared_ptr<dnnl::matmul>, std::list<std::string>::iterator>>
+      map_;
+};
+
+PrimitiveCache& primitive_cache() {
+  static PrimitiveCache cache;
+  return cache;
+}
+
+void run_onednn(const GemmShape& s, const float* bias) {
+  apply_threads();
+  std::shared_ptr<dnnl::matmul> primitive;
+  try {
+    primitive = primitive_cache().get(s);
+  } catch (const dnnl::error& e) {
+    fail("matmul", std::string("oneDNN has no matmul for this layout: ") + e.what());
+  }
+  const auto a =
+      matrix_desc(s.batch, s.a.dtype, s.m, s.k, s.a.row_stride, s.a.col_stride, s.a.batch_stride);
+  const auto b =
+      matrix_desc(s.batch, s.b.dtype, s.k, s.n, s.b.row_stride, s.b.col_stride, s.b.batch_stride);
+  const auto c =
+      matrix_desc(s.batch, s.c.dtype, s.m, s.n, s.c.row_stride, s.c.col_stride, s.c.batch_stride);
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, dnnl::memory(a, cpu_engine(), const_cast<void*>(s.a.data))},
+      {DNNL_ARG_WEIGHTS, dnnl::memory(b, cpu_engine(), const_cast<void*>(s.b.data))},
+      {DNNL_ARG_DST, dnnl::memory(c, cpu_engine(), s.c.data)}};
+  if (bias) {
+    const auto bd =
+        s.batch == 1 ? dnnl::memory::desc({1, s.n}, dnnl::memory::data_type::f32, {s.n, 1})
+                     : dnnl::memory::desc({1, 1, s.n}, dnnl::memory::data_type::f32, {s.n, s.n, 1});
+    args.emplace(DNNL_ARG_BIAS, dnnl::memory(bd, cpu_engine(), const_cast<float*>(bias)));
+  }
+  primitive->execute(cpu_stream(), args);
+  cpu_stream().wait();
+}
+
+void check_operand(const char* what, const MatrixRef& m) {
+  if (m.col_stride != 1 && m.row_stride != 1 && m.rows > 1 && m.cols > 1) {
+    fail("matmul", std::string(what) + " needs a unit stride in one of its two last dims");
+  }
+}
+
+}  // namespace
+
+std::string onednn_f32_implementation() {
+  GemmShape s{1,
+              64,
+              64,
+              64,
+              {nullptr, DType::f32, 64, 64, 64, 1, 0},
+              {nullptr, DType::f32, 64, 64, 1, 64, 0},
+              {nullptr, DType::f32, 64, 64, 64, 1, 0},
+              false,
+              false,
+              1.0f};
+  return make_primitive_desc(s).impl_info_str();
+}
+
+bool onednn_has_fast_bf16() {
+  static const bool fast = [] {
+    GemmShape s{1,
+                64,
+                64,
+                64,
+                {nullptr, DType::bf16, 64, 64, 64, 1, 0},
+                {nullptr, DType::bf16, 64, 64, 1, 64, 0},
+                {nullptr, DType::f32, 64, 64, 64, 1, 0},
+                false,
+                false,
+                1.0f};
+    try {
+      const std::string impl = make_primitive_desc(s).impl_info_str();
+      return impl.find("ref") == std::string::npos;
+    } catch (const dnnl::error&) {
+      return false;  // oneDNN 2.6 on AVX2: no bf16 matmul at all
+    }
+  }();
+  return fast;
+}
+
+void gemm_f32(int64_t batch, const MatrixRef& a, const MatrixRef& b, const MutableMatrixRef& c,
+              const float* bias, float alpha, bool accumulate) {
+  if (a.rows == 0 || b.cols == 0) return;
+  if (a.cols == 0) {  // empty reduction: c = 0 (+ bias), or unchanged when accumulating
+    if (accumulate && !bias) return;
+    for (int64_t bi = 0; bi < batch; ++bi)
+      for (int64_t r = 0; r < c.rows; ++r) {
+        float* row = static_cast<float*>(c.data) + bi * c.batch_stride + r * c.row_stride;
+        for (int64_t j = 0; j < c.cols; ++j) {
+          float& v = row[j * c.col_stride];
+          v = (accumulate ? v : 0.0f) + (bias ? bias[j] : 0.0f);
+        }
+      }
+    return;
+  }
+  check_operand("a", a);
+  check_operand("b", b);
+  if (bias && alpha != 1.0f) fail("matmul", "alpha with a bias is not supported");
+  GemmShape s{batch, a.rows, b.cols, a.cols, a, b, c, bias != nullptr, accumulate, alpha};
+  run_onednn(s, bias);
+}
+
+namespace {
+
+// Converts a (possibly transposed) 16-bit or f32 matrix to f32, keeping its orientation: the result
+// has strides (cols, 1) when the source is row-major, (1, rows) when it is transposed.
+MatrixRef to_f32(int64_t batch, const MatrixRef& m, int slot) {
+  if (m.dtype == DType::f32) return m;
+  const bool transposed = m.col_stride != 1 && m.row_stride == 1;
+  const int64_t lines = transposed ? m.cols : m.rows;  // contiguous runs in the source
+  const int64_t run = transposed ? m.rows : m.cols;
+  const int64_t line_stride = transposed ? m.col_stride : m.row_stride;
+  float* dst = scratch_f32(slot, static_cast<size_t>(batch * lines * run));
+  const size_t es = dtype_size(m.dtype);
+  for (int64_t bi = 0; bi < batch; ++bi) {
+    for (int64_t l = 0; l < lines; ++l) {
+      const auto* src =
+          static_cast<const std::byte*>(m.data) + (bi * m.batch_stride + l * line_stride) * es;
+      float* out = dst + (bi * lines + l) * run;
+      if (m.dtype == DType::bf16)
+        convert_bf16_to_f32(reinterpret_cast<const bf16*>(src), out, run);
+      else
+        convert_f16_to_f32(reinterpret_cast<const f16*>(src), out, run);
+    }
+  }
+  MatrixRef r = m;
+  r.data = dst;
+  r.dtype = DType::f32;
+  r.batch_stride = lines * run;
+  r.row_stride = transposed ? 1 : run;
+  r.col_stride = transposed ? run : 1;
+  return r;
+}
+
+MatrixRef sub_matrix(const MatrixRef& m, int64_t r0, int64_t rows, int64_t c0, int64_t cols) {
+  MatrixRef s = m;
+  s.data = static_cast<const std::byte*>(m.data) +
+           (r0 * m.row_stride + c0 * m.col_stride) * dtype_size(m.dtype);
+  s.rows = rows;
+  s.cols = cols;
+  return s;
+}
+
+}  // namespace
+
+void gemm_any(int64_t batch, const MatrixRef& a, const MatrixRef& b, const MutableMatrixRef& c,
+              const float* bias, float alpha, bool accumulate) {
+  const bool all_f32 = a.dtype == DType::f32 && b.dtype == DType::f32 && c.dtype == DType::f32;
+  const bool native16 = a.dtype == DType::bf16 && b.dtype == DType::bf16 &&
+                        (c.dtype == DType::f32 || c.dtype == DType::bf16) && onednn_has_fast_bf16();
+  if (all_f32 || native16) {
+    if (a.rows == 0 || b.cols == 0) return;
+    if (bias && alpha != 1.0f) fail("matmul", "alpha with a bias is not supported");
+    if (a.cols == 0 && c.dtype != DType::f32)
+      fail("matmul", "empty reduction into a 16-bit output");
+    if (a.cols == 0) return gemm_f32(batch, a, b, c, bias, alpha, accumulate);
+    check_operand("a", a);
+    check_operand("b", b);
+    GemmShape s{batch, a.rows, b.cols, a.cols, a, b, c, bias != nullptr, accumulate, alpha};
+    run_onednn(s, bias);
+    return;
+  }
+  if (c.col_stride != 1) fail("matmul", "a 16-bit output needs a unit column stride");
+  // The f32 accumulator: c itself, or scratch holding c's values when accumulating into 16-bit c.
+  MutableMatrixRef c32 = c;
+  const size_t c_es = dtype_size(c.dtype);
+  if (c.dtype != DType::f32) {
+    float* buffer = scratch_f32(2, static_cast<size_t>(batch * c.rows * c.cols));
+    c32 = MutableMatrixRef{buffer, DType::f32, c.rows, c.cols, c.cols, 1, c.rows * c.cols};
+    if (accumulate) {
+      for (int64_t bi = 0; bi < batch; ++bi)
+        for (int64_t r = 0; r < c.rows; ++r) {
+          const auto* src = static_cast<const std::byte*>(c.data) +
+                            (bi * c.batch_stride + r * c.row_stride) * c_es;
+          float* out = buffer + (bi * c.rows + r) * c.cols;
+          if (c.dtype == DType::bf16)
+            convert_bf16_to_f32(reinterpret_cast<const bf16*>(src), out, c.cols);
+          else
+            convert_f16_to_f32(reinterpret_cast<const f16*>(src), out, c.cols);
+        }
+    }
+  }
+  const MatrixRef a32 = to_f32(batch, a, 0);
+  if (b.dtype == DType::f32 || batch != 1) {
+    gemm_f32(batch, a32, to_f32(batch, b, 1), c32, bias, alpha, accumulate);
+  } else {
+    // 16-bit b (a weight matrix): convert ~1M elements at a time — the contiguous lines of b's
+    // storage — so no full f32 copy of a large weight (an output embedding) ever exists.
+    const bool transposed = b.col_stride != 1 && b.row_stride == 1;  // W[N,K] seen as b = Wᵀ
+    const int64_t run = transposed ? b.rows : b.cols;
+    const int64_t total_lines = transposed ? b.cols : b.rows;
+    const int64_t lines_per_block =
+        std::max<int64_t>(64, ((int64_t{1} << 20) / std::max<int64_t>(run, 1)) / 64 * 64);
+    for (int64_t l0 = 0; l0 < total_lines; l0 += lines_per_block) {
+      const int64_t lines = std::min(lines_per_block, total_lines - l0);
+      if (transposed) {
+        // Output columns [l0, l0+lines): c[:, cols] = a · b[:, cols] (+ bias[cols]).
+        const MatrixRef block = to_f32(1, sub_matrix(b, 0, b.rows, l0, lines), 1);
+        MutableMatrixRef c_block = c32;
+        c_block.data = static_cast<float*>(c32.data) + l0 * c32.col_stride;
+        c_block.cols = lines;
+        gemm_f32(1, a32, block, c_block, bias ? bias + l0 : nullptr, alpha, accumulate);
+      } else {
+        // Reduction rows [l0, l0+lines): c (+)= a[:, rows] · b[rows, :]; bias once, first block.
+        const MatrixRef block = to_f32(1, sub_matrix(b, l0, lines, 0, b.cols), 1);
+        const MatrixRef a_block = sub_matrix(a32, 0, a32.rows, l0, lines);
+        gemm_f32(1, a_block, block, c32, l0 == 0 ? bias : nullptr, alpha, accumulate || l0 > 0);
+      }
+    }
+  }
+  if (c.dtype != DType::f32) {
+    for (int64_t bi = 0; bi < batch; ++bi)
+      for (int64_t r = 0; r < c.rows; ++r) {
+        auto* dst =
+            static_cast<std::byte*>(c.data) + (bi * c.batch_stride + r * c.row_stride) * c_es;
+        const float* src = static_cast<const float*>(c32.data) + (bi * c.rows + r) * c.cols;
+        if (c.dtype == DType::bf16)
+          convert_f32_to_bf16(src, reinterpret_cast<bf16*>(dst), c.cols);
+        else
+          convert_f32_to_f16(src, reinterpret_cast<f16*>(dst), c.cols);
+      }
+  }
+}
+
+// ---- GEMV
+// ----------------------------------------------------------------------------------------
+//
+// Decoding multiplies one (or a few) activation rows by every weight matrix: 2 flops per weight
+// element loaded, so the speed limit is memory bandwidth, not FMA throughput. The kernels stream
+// weight rows once, converting bf16/f16 to f32 in registers (bf16 halves the bytes streamed), and
+// keep `M x R` accumulators in registers (R weight rows at a time) so each loaded weight vector
+// feeds every activation row. Chosen at run time (__builtin_cpu_supports), so one binary is correct
+// on AVX2-only and AVX-512 machines whatever -march it was built with.
+
+namespace {
+
+template <typename WT>
+inline float load_scalar(const WT* p) {
+  if constexpr (std::is_same_v<WT, float>)
+    return *p;
+  else if constexpr (std::is_same_v<WT, bf16>)
+    return bf16_to_f32(*p);
+  else
+    return f16_to_f32(*p);
+}
+
+template <typename WT>
+void gemv_block_scalar(int64_t rows, int64_t in, const float* x, int64_t ldx, const WT* w,
+                       int64_t ldw, const float* bias, float* y, int64_t ldy, int64_t o0,
+                       int64_t o1) {
+  for (int64_t o = o0; o < o1; ++o) {
+    const WT* wr = w + o * ldw;
+    for (int64_t m = 0; m < rows; ++m) {
+      float acc = 0;
+      const float* xr = x + m * ldx;
+      for (int64_t i = 0; i < in; ++i) acc += xr[i] * load_scalar(wr + i);
+      y[m * ldy + o] = acc + (bias ? bias[o] : 0.0f);
+    }
+  }
+}
+
+// ---- AVX2 ----
+template <typename WT>
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const WT* p) {
+  if constexpr (std::is_same_v<WT, float>) {
+    return _mm256_loadu_ps(p);
+  } else if constexpr (std::is_same_v<WT, bf16>) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+}
+
+__attribute__((target("avx2,fma,f16c"))) inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <int M, int R, typename WT>
+__attribute__((target("avx2,fma,f16c"))) void gemv_block_avx2(int64_t in, const float* x,
+                                                              int64_t ldx, const WT* w, int64_t ldw,
+                                                              const float* bias, float* y,
+                                                              int64_t ldy, int64_t o0, int64_t o1) {
+  const int64_t in8 = in / 8 * 8;
+  int64_t o = o0;
+  for (; o + R <= o1; o += R) {
+    __m256 acc[M][R];
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m)
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < in8; i += 8) {
+      __m256 wv[R];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) wv[r] = load8(w + (o + r) * ldw + i);
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) {
+        const __m256 xv = _mm256_loadu_ps(x + m * ldx + i);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) acc[m][r] = _mm256_fmadd_ps(xv, wv[r], acc[m][r]);
+      }
+    }
+    for (int m = 0; m < M; ++m)
+      for (int r = 0; r < R; ++r) {
+        float s = hsum8(acc[m][r]);
+        const WT* wr = w + (o + r) * ldw;
+        for (int64_t i = in8; i < in; ++i) s += x[m * ldx + i] * load_scalar(wr + i);
+        y[m * ldy + o + r] = s + (bias ? bias[o + r] : 0.0f);
+      }
+  }
+  if (o < o1) gemv_block_scalar<WT>(M, in, x, ldx, w, ldw, bias, y, ldy, o, o1);
+}
+
+// ---- AVX-512 ----
+template <typename WT>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c"))) inline __m512 load16(
+    const WT* p) {
+  if constexpr (std::is_same_v<WT, float>) {
+    return _mm512_loadu_ps(p);
+  } else if constexpr (std::is_same_v<WT, bf16>) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  } else {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+}
+
+template <int M, int R, typename WT>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c"))) void gemv_block_avx512(
+    int64_t in, const float* x, int64_t ldx, const WT* w, int64_t ldw, const float* bias, float* y,
+    int64_t ldy, int64_t o0, int64_t o1) {
+  const int64_t in16 = in / 16 * 16;
+  int64_t o = o0;
+  for (; o + R <= o1; o += R) {
+    __m512 acc[M][R];
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m)
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[m][r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < in16; i += 16) {
+      __m512 wv[R];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) wv[r] = load16(w + (o + r) * ldw + i);
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) {
+        const __m512 xv = _mm512_loadu_ps(x + m * ldx + i);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) acc[m][r] = _mm512_fmadd_ps(xv, wv[r], acc[m][r]);
+      }
+    }
+    for (int m = 0; m < M; ++m)
+      for (int r = 0; r < R; ++r) {
+        float s = _mm512_reduce_add_ps(acc[m][r]);
+        const WT* wr = w + (o + r) * ldw;
+        for (int64_t i = in16; i < in; ++i) s += x[m * ldx + i] * load_scalar(wr + i);
+        y[m * ldy + o + r] = s + (bias ? bias[o + r] : 0.0f);
+      }
+  }
+  if (o < o1) gemv_block_scalar<WT>(M, in, x, ldx, w, ldw, bias, y, ldy, o, o1);
+}
+
+using GemvBlockFn = void (*)(int64_t, const float*, int64_t, const void*, int64_t, const float*,
+                             float*, int64_t, int64_t, int64_t);
+
+// R (weight rows per step) keeps M·R accumulators within the 16 vector registers.
+template <int M>
+constexpr int rows_per_step() {
+  return M <= 2 ? 4 : (M <= 4 ? 2 : 1);
+}
+
+template <int M, typename WT>
+void avx2_entry(int64_t in, const float* x, int64_t ldx, const void* w, int64_t ldw,
+                const float* bias, float* y, int64_t ldy, int64_t o0, int64_t o1) {
+  gemv_block_avx2<M, rows_per_step<M>(), WT>(in, x, ldx, static_cast<const WT*>(w), ldw, bias, y,
+                                             ldy, o0, o1);
+}
+template <int M, typename WT>
+void avx512_entry(int64_t in, const float* x, int64_t ldx, const void* w, int64_t ldw,
+                  const float* bias, float* y, int64_t ldy, int64_t o0, int64_t o1) {
+  gemv_block_avx512<M, rows_per_step<M>(), WT>(in, x, ldx, static_cast<const WT*>(w), ldw, bias, y,
+                                               ldy, o0, o1);
+}
+template <int M, typename WT>
+void scalar_entry(int64_t in, const float* x, int64_t ldx, const void* w, int64_t ldw,
+                  const float* bias, float* y, int64_t ldy, int64_t o0, int64_t o1) {
+  gemv_block_scalar<WT>(M, in, x, ldx, static_cast<const WT*>(w), ldw, bias, y, ldy, o0, o1);
+}
+
+template <typename WT>
+GemvBlockFn pick(GemvIsa isa, int64_t rows) {
+  static constexpr GemvBlockFn avx2[] = {avx2_entry<1, WT>, avx2_entry<2, WT>, avx2_entry<3, WT>,
+                                         avx2_entry<4, WT>, avx2_entry<5, WT>, avx2_entry<6, WT>,
+                                         avx2_entry<7, WT>, avx2_entry<8, WT>};
+  static constexpr GemvBlockFn avx512[] = {
+      avx512_entry<1, WT>, avx512_entry<2, WT>, avx512_entry<3, WT>, avx512_entry<4, WT>,
+      avx512_entry<5, WT>, avx512_entry<6, WT>, avx512_entry<7, WT>, avx512_entry<8, WT>};
+  static constexpr GemvBlockFn scalar[] = {
+      scalar_entry<1, WT>, scalar_entry<2, WT>, scalar_entry<3, WT>, scalar_entry<4, WT>,
+      scalar_entry<5, WT>, scalar_entry<6, WT>, scalar_entry<7, WT>, scalar_entry<8, WT>};
+  switch (isa) {
+    case GemvIsa::kAvx512:
+      return avx512[rows - 1];
+    case GemvIsa::kAvx2:
+      return avx2[rows - 1];
+    default:
+      return scalar[rows - 1];
+  }
+}
+
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+  return has;
+}
+bool cpu_has_avx512() {
+  static const bool has = cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return has;
+}
+
+}  // namespace
+
+std::vector<GemvIsa> available_gemv_isas() {
+  std::vector<GemvIsa> isas{GemvIsa::kScalar};
+  if (cpu_has_avx2()) isas.push_back(GemvIsa::kAvx2);
+  if (cpu_has_avx512()) isas.push_back(GemvIsa::kAvx512);
+  return isas;
+}
+
+const char* gemv_isa_name(GemvIsa isa) {
+  switch (isa) {
+    case GemvIsa::kAvx512:
+      return "avx512";
+    case GemvIsa::kAvx2:
+      return "avx2";
+    case GemvIsa::kScalar:
+      return "scalar";
+    default:
+      return "auto";
+  }
+}
+
+void gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t ldx, const void* w,
+          DType w_dtype, int64_t ldw, const float* bias, float* y, int64_t ldy, GemvIsa isa) {
+  if (rows < 1 || rows > kGemvMaxRows)
+    fail("gemv", "rows must be 1.." + std::to_string(kGemvMaxRows));
+  if (out == 0) return;
+  if (isa == GemvIsa::kAuto) isa = available_gemv_isas().back();
+  if ((isa == GemvIsa::kAvx512 && !cpu_has_avx512()) ||
+      (isa == GemvIsa::kAvx2 && !cpu_has_avx2())) {
+    fail("gemv", std::string("this CPU cannot run the ") + gemv_isa_name(isa) + " kernel");
+  }
+  GemvBlockFn fn = nullptr;
+  switch (w_dtype) {
+    case DType::f32:
+      fn = pick<float>(isa, rows);
+      break;
+    case DType::bf16:
+      fn = pick<bf16>(isa, rows);
+      break;
+    case DType::f16:
+      fn = pick<f16>(isa, rows);
+      break;
+    default:
+      fail("gemv", "weights must be f32, bf16 or f16");
+  }
+  // Blocks of 16 weight rows (multiple of every R); a thread takes a contiguous range of blocks so
+  // its stream through the weights is sequential.
+  constexpr int64_t kBlock = 16;
+  const int64_t blocks = (out + kBlock - 1) / kBlock;
+  if (out * in < kParallelThreshold || blocks < 2) {
+    fn(in, x, ldx, w, ldw, bias, y, ldy, 0, out);
+    return;
+  }
+  apply_threads();
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t b0 = blocks * id / threads, b1 = blocks * (id + 1) / threads;
+    const int64_t o0 = b0 * kBlock, o1 = std::min(out, b1 * kBlock);
+    if (o0 < o1) fn(in, x, ldx, w, ldw, bias, y, ldy, o0, o1);
+  }
+}
+
+}  // namespace seqit::tensor::detail

@@ -1,0 +1,65 @@
+// Internal to src/tensor/: the f32 GEMM over oneDNN (cached primitives) and the GEMV kernels, as
+// plain pointer+stride routines that the ops compose.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tensor/dtype.h"
+
+namespace seqit::tensor::detail {
+
+// One (batched) matrix operand: element (b, r, c) is at data + b*batch_stride + r*row_stride +
+// c*col_stride. One of row_stride / col_stride must be 1 (row-major or transposed).
+struct MatrixRef {
+  const void* data = nullptr;
+  DType dtype = DType::f32;
+  int64_t rows = 0, cols = 0;
+  int64_t row_stride = 0, col_stride = 1, batch_stride = 0;
+};
+struct MutableMatrixRef {
+  void* data = nullptr;
+  DType dtype = DType::f32;
+  int64_t rows = 0, cols = 0;
+  int64_t row_stride = 0, col_stride = 1, batch_stride = 0;
+};
+
+// c[b] = alpha · a[b] · b[b] (+ c[b] when accumulate) (+ bias[N] broadcast over rows), for b <
+// batch. Every operand f32 (bias f32 or null). Runs a cached oneDNN matmul primitive.
+void gemm_f32(int64_t batch, const MatrixRef& a, const MatrixRef& b, const MutableMatrixRef& c,
+              const float* bias, float alpha, bool accumulate);
+
+// The same for operands of any float dtype: bf16/f16 operands go to oneDNN natively when it has a
+// fast (non-reference) kernel for them on this CPU; otherwise they are converted to f32 in blocks
+// (a block of weight rows at a time, so a bf16 weight matrix never has a full f32 copy) and run
+// through gemm_f32 — bf16 weights then cost f32 GEMM time plus a conversion pass over the weights.
+// c may be f32 or bf16/f16 (accumulated in f32 scratch, rounded once).
+void gemm_any(int64_t batch, const MatrixRef& a, const MatrixRef& b, const MutableMatrixRef& c,
+              const float* bias, float alpha, bool accumulate);
+
+// Weight-streaming GEMV for few rows (decoding): y[m, o] = Σ_i x[m, i] · w[o, i] (+ bias[o]) for
+// m < rows <= kGemvMaxRows; x f32 with row stride ldx, w f32/bf16/f16 rows of stride ldw, y f32.
+// Multithreaded over o. `isa` picks a kernel (for tests); kAuto = the best this CPU runs.
+constexpr int64_t kGemvMaxRows = 8;
+enum class GemvIsa { kAuto, kScalar, kAvx2, kAvx512 };
+void gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t ldx, const void* w,
+          DType w_dtype, int64_t ldw, const float* bias, float* y, int64_t ldy,
+          GemvIsa isa = GemvIsa::kAuto);
+// The ISAs this CPU can run, best last (tests run each).
+std::vector<GemvIsa> available_gemv_isas();
+const char* gemv_isa_name(GemvIsa isa);
+
+// Whether oneDNN runs bf16 matmul with an optimised kernel here (AVX-512 BF16 / AMX), and the name
+// of the implementation it picks for f32 (for benchmark tables).
+bool onednn_has_fast_bf16();
+std::string onednn_f32_implementation();
+
+// A per-thread, grow-only f32 buffer, `slot` 0..kScratchSlots-1 (reused across calls: no page
+// faults per op). Slots 0-2 belong to gemm_any; linear_forward's GEMV path uses 2 and 3; row
+// kernels use 0..5 for their own rows (never while a GEMM of the same thread is running).
+constexpr int kScratchSlots = 8;
+float* scratch_f32(int slot, size_t count);
+
+}  // namespace seqit::tensor::detail

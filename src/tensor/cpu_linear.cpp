@@ -1,0 +1,185 @@
+// CPU linear / matmul ops: shape checks, then the GEMM (oneDNN) or GEMV (own kernels) routines.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "tensor/cpu_backend.h"
+#include "tensor/cpu_gemm.h"
+#include "tensor/cpu_internal.h"
+
+namespace seqit::tensor::detail {
+
+std::shared_ptr<Storage> CpuBackend::allocate(size_t nbytes) {
+  return Storage::allocate(nbytes, Device::cpu);
+}
+
+namespace {
+
+MatrixRef matrix(const RowsRef& r) {
+  return MatrixRef{r.base, r.dtype, r.rows, r.cols, r.row_stride, 1, 0};
+}
+MatrixRef transposed(const MatrixRef& m) {
+  return MatrixRef{m.data, m.dtype, m.cols, m.rows, m.col_stride, m.row_stride, m.batch_stride};
+}
+
+// Bias as f32 (converted into `holder` when it is 16-bit), or null.
+const float* bias_f32(const char* op, const Tensor& bias, int64_t n, std::vector<float>& holder) {
+  if (!bias.defined()) return nullptr;
+  check_float(op, "bias", bias);
+  if (bias.dim() != 1 || bias.size(0) != n) {
+    fail(op, "bias must be [" + std::to_string(n) + "], got " + bias.describe());
+  }
+  const Tensor c = bias.contiguous();
+  if (c.dtype() == DType::f32) {
+    if (c.shares_storage(bias)) return c.data<float>();
+  }
+  holder = to_float_vector(c);
+  return holder.data();
+}
+
+void check_weight(const char* op, const Tensor& w) {
+  check_float(op, "w", w);
+  check_cpu(op, "w", w);
+  check_dim(op, "w", w, 2);
+  if (w.size(1) > 1 && w.stride(1) != 1)
+    fail(op, "w must have a unit stride in its last dim, got " + w.describe());
+}
+
+}  // namespace
+
+void CpuBackend::linear_forward(const Tensor& y, const Tensor& x, const Tensor& w,
+                                const Tensor& bias) {
+  const char* op = "linear_forward";
+  check_weight(op, w);
+  const int64_t out = w.size(0), in = w.size(1);
+  const RowsRef X = rows_of(op, "x", x, false);
+  const RowsRef Y = rows_of(op, "y", y, true);
+  if (X.cols != in) fail(op, "x " + x.describe() + " does not match w " + w.describe());
+  if (Y.cols != out || Y.rows != X.rows) {
+    fail(op, "y " + y.describe() + " must be [" + std::to_string(X.rows) + ", " +
+                 std::to_string(out) + "]");
+  }
+  std::vector<float> bias_holder;
+  const float* b = bias_f32(op, bias, out, bias_holder);
+  const int64_t n = X.rows;
+  if (n == 0) return;
+  const int64_t ldw = out > 1 ? w.stride(0) : in;
+  if (n <= kGemvMaxRows) {
+    // Decoding: stream the weights once. Activations are tiny; convert them to f32 up front.
+    const float* xf = reinterpret_cast<const float*>(X.base);
+    int64_t ldx = X.row_stride;
+    if (X.dtype != DType::f32) {
+      float* buffer = scratch_f32(3, static_cast<size_t>(n * in));
+      for (int64_t r = 0; r < n; ++r) load_f32(X.row(r), X.dtype, buffer + r * in, in);
+      xf = buffer;
+      ldx = in;
+    }
+    float* yf = reinterpret_cast<float*>(Y.base);
+    int64_t ldy = Y.row_stride;
+    if (Y.dtype != DType::f32) {
+      yf = scratch_f32(2, static_cast<size_t>(n * out));
+      ldy = out;
+    }
+    gemv(n, in, out, xf, ldx, w.raw_data(), w.dtype(), ldw, b, yf, ldy);
+    if (Y.dtype != DType::f32) {
+      for (int64_t r = 0; r < n; ++r) store_f32(yf + r * out, Y.row(r), Y.dtype, out);
+    }
+    return;
+  }
+  const MatrixRef wt{w.raw_data(), w.dtype(), in, out, 1, ldw, 0};  // wᵀ [in, out]
+  gemm_any(1, matrix(X), wt, MutableMatrixRef{Y.base, Y.dtype, n, out, Y.row_stride, 1, 0}, b, 1.0f,
+           false);
+}
+
+void CpuBackend::linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dbias,
+                                 const Tensor& dy, const Tensor& x, const Tensor& w) {
+  const char* op = "linear_backward";
+  check_weight(op, w);
+  const int64_t out = w.size(0), in = w.size(1);
+  const RowsRef dY = rows_of(op, "dy", dy, false);
+  if (dY.cols != out) fail(op, "dy " + dy.describe() + " does not match w " + w.describe());
+  const int64_t n = dY.rows;
+  const int64_t ldw = out > 1 ? w.stride(0) : in;
+  if (dx.defined()) {
+    const RowsRef dX = rows_of(op, "dx", dx, true);
+    if (dX.rows != n || dX.cols != in) fail(op, "dx " + dx.describe() + " does not match dy/w");
+    const MatrixRef wm{w.raw_data(), w.dtype(), out, in, ldw, 1, 0};
+    gemm_any(1, matrix(dY), wm, MutableMatrixRef{dX.base, dX.dtype, n, in, dX.row_stride, 1, 0},
+             nullptr, 1.0f, true);
+  }
+  if (dw.defined()) {
+    const RowsRef X = rows_of(op, "x", x, false);
+    if (X.rows != n || X.cols != in) fail(op, "x " + x.describe() + " does not match dy/w");
+    check_float(op, "dw", dw);
+    check_shape(op, "dw", dw, {out, in});
+    const RowsRef dW = rows_of(op, "dw", dw, true);
+    gemm_any(1, transposed(matrix(dY)), matrix(X),
+             MutableMatrixRef{dW.base, dW.dtype, out, in, dW.row_stride, 1, 0}, nullptr, 1.0f,
+             true);
+  }
+  if (dbias.defined()) {
+    check_dtype(op, "dbias", dbias, DType::f32);
+    check_shape(op, "dbias", dbias, {out});
+    check_contiguous(op, "dbias", dbias);
+    float* db = dbias.mutable_data<float>();
+    apply_threads();
+    // Column ranges per thread; rows streamed in order (dy row-major).
+#pragma omp parallel if (n * out > kParallelThreshold)
+    {
+      const int64_t threads = omp_get_num_threads(), id = omp_get_thread_num();
+      const int64_t c0 = out * id / threads, c1 = out * (id + 1) / threads;
+      std::vector<float> row(static_cast<size_t>(c1 - c0));
+      std::vector<double> sum(static_cast<size_t>(c1 - c0), 0.0);
+      for (int64_t r = 0; r < n && c0 < c1; ++r) {
+        const auto* base = static_cast<const std::byte*>(dY.row(r)) +
+                           c0 * static_cast<int64_t>(dtype_size(dY.dtype));
+        const float* v = load_f32(base, dY.dtype, row.data(), c1 - c0);
+        for (int64_t c = 0; c < c1 - c0; ++c) sum[c] += v[c];
+      }
+      for (int64_t c = c0; c < c1; ++c) db[c] += static_cast<float>(sum[c - c0]);
+    }
+  }
+}
+
+void CpuBackend::matmul(const Tensor& c, const Tensor& a, const Tensor& b, float alpha,
+                        bool accumulate) {
+  const char* op = "matmul";
+  check_float(op, "a", a);
+  check_float(op, "b", b);
+  check_float(op, "c", c);
+  if (a.dim() < 2 || b.dim() != a.dim() || c.dim() != a.dim()) {
+    fail(op, "a, b, c need the same number (>= 2) of dims: " + a.describe() + ", " + b.describe() +
+                 ", " + c.describe());
+  }
+  const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
+  if (b.size(-2) != k || c.size(-2) != m || c.size(-1) != n) {
+    fail(op, "shapes do not chain: a " + a.describe() + " · b " + b.describe() + " -> c " +
+                 c.describe());
+  }
+  for (int d = 0; d + 2 < a.dim(); ++d) {
+    if (a.size(d) != b.size(d) || a.size(d) != c.size(d)) fail(op, "batch dims differ");
+  }
+  if (!c.is_writable()) fail(op, "c is read-only");
+  // Fold every batch dim into one (a view: throws if a layout cannot fold).
+  auto fold = [&](const Tensor& t, const char* arg) {
+    try {
+      return t.dim() == 2 ? t.unsqueeze(0) : t.view({-1, t.size(-2), t.size(-1)});
+    } catch (const Error&) {
+      fail(op, std::string(arg) + " " + t.describe() + " has batch dims that do not fold");
+    }
+  };
+  const Tensor a3 = fold(a, "a"), b3 = fold(b, "b"), c3 = fold(c, "c");
+  const int64_t batch = a3.size(0);
+  auto ref = [](const Tensor& t) {
+    return MatrixRef{t.raw_data(), t.dtype(),   t.size(1),  t.size(2),
+                     t.stride(1),  t.stride(2), t.stride(0)};
+  };
+  const MatrixRef cr = ref(c3);
+  gemm_any(batch, ref(a3), ref(b3),
+           MutableMatrixRef{const_cast<void*>(cr.data), cr.dtype, cr.rows, cr.cols, cr.row_stride,
+                            cr.col_stride, cr.batch_stride},
+           nullptr, alpha, accumulate);
+}
+
+}  // namespace seqit::tensor::detail

@@ -1,0 +1,181 @@
+// Cross-entropy over large vocabularies: row-wise log-softmax with an ignore index, its gradient in
+// place, and the chunked variant fused with the output projection (logits exist one chunk of rows
+// at a time).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "tensor/cpu_backend.h"
+#include "tensor/cpu_gemm.h"
+#include "tensor/cpu_internal.h"
+#include "tensor/cpu_math.h"
+
+namespace seqit::tensor::detail {
+
+namespace {
+
+const int32_t* targets_of(const char* op, const Tensor& targets, int64_t rows, int64_t vocab,
+                          int32_t ignore) {
+  check_dtype(op, "targets", targets, DType::i32);
+  check_cpu(op, "targets", targets);
+  check_contiguous(op, "targets", targets);
+  if (targets.numel() != rows) {
+    fail(op, "targets has " + std::to_string(targets.numel()) + " entries for " +
+                 std::to_string(rows) + " rows");
+  }
+  const int32_t* t = targets.data<int32_t>();
+  for (int64_t i = 0; i < rows; ++i) {
+    if (t[i] != ignore && (t[i] < 0 || t[i] >= vocab)) {
+      fail(op, "targets[" + std::to_string(i) + "] = " + std::to_string(t[i]) +
+                   " is outside the vocabulary [0, " + std::to_string(vocab) +
+                   ") and is not the ignore index " + std::to_string(ignore));
+    }
+  }
+  return t;
+}
+
+// Loss (and optionally the gradient, in f32 rows) of rows [0, rows) of an f32/bf16 logits matrix.
+// Gradient rows may alias the logits rows.
+CrossEntropyResult cross_entropy_rows(const RowsRef& L, const int32_t* target, int32_t ignore,
+                                      const RowsRef* G, float grad_scale, float* logprob_out) {
+  const int64_t rows = L.rows, v = L.cols;
+  apply_threads();
+  const int threads = rows * v >= kParallelThreshold && rows > 1 ? num_threads() : 1;
+  std::vector<double> loss(static_cast<size_t>(threads), 0.0);
+  std::vector<int64_t> count(static_cast<size_t>(threads), 0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    float* buffer = scratch_f32(0, static_cast<size_t>(v));
+    float* ebuf = scratch_f32(1, static_cast<size_t>(v));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      if (target[r] == ignore) {
+        if (G) {
+          std::fill(ebuf, ebuf + v, 0.0f);
+          store_f32(ebuf, G->row(r), G->dtype, v);
+        }
+        if (logprob_out) logprob_out[r] = 0.0f;
+        continue;
+      }
+      const float* x = load_f32(L.row(r), L.dtype, buffer, v);
+      const float mx = max_of(x, v);
+      const float target_logit = x[target[r]];
+      const double sum = exp_shift_sum(x, mx, ebuf, v);
+      const double lse = mx + std::log(sum);
+      loss[static_cast<size_t>(t)] += lse - target_logit;
+      ++count[static_cast<size_t>(t)];
+      if (logprob_out) logprob_out[r] = static_cast<float>(target_logit - lse);
+      if (G) {
+        // d loss / d logits = softmax - onehot, times grad_scale.
+        scale(ebuf, static_cast<float>(grad_scale / sum), v);
+        ebuf[target[r]] -= grad_scale;
+        store_f32(ebuf, G->row(r), G->dtype, v);
+      }
+    }
+  }
+  CrossEntropyResult result;
+  for (int t = 0; t < threads; ++t) {
+    result.loss_sum += loss[static_cast<size_t>(t)];
+    result.tokens += count[static_cast<size_t>(t)];
+  }
+  return result;
+}
+
+}  // namespace
+
+CrossEntropyResult CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets,
+                                             int32_t ignore_index, const Tensor& dlogits,
+                                             float grad_scale) {
+  const char* op = "cross_entropy";
+  const RowsRef L = rows_of(op, "logits", logits, false);
+  const int32_t* t = targets_of(op, targets, L.rows, L.cols, ignore_index);
+  RowsRef G;
+  if (dlogits.defined()) {
+    G = rows_of(op, "dlogits", dlogits, true);
+    if (G.rows != L.rows || G.cols != L.cols)
+      fail(op, "dlogits " + dlogits.describe() + " does not match logits");
+  }
+  return cross_entropy_rows(L, t, ignore_index, dlogits.defined() ? &G : nullptr, grad_scale,
+                            nullptr);
+}
+
+void CpuBackend::token_logprobs(const Tensor& logprobs, const Tensor& logits, const Tensor& targets,
+                                int32_t ignore_index) {
+  const char* op = "token_logprobs";
+  const RowsRef L = rows_of(op, "logits", logits, false);
+  const int32_t* t = targets_of(op, targets, L.rows, L.cols, ignore_index);
+  check_dtype(op, "logprobs", logprobs, DType::f32);
+  check_contiguous(op, "logprobs", logprobs);
+  if (logprobs.numel() != L.rows) fail(op, "logprobs must hold one value per row");
+  cross_entropy_rows(L, t, ignore_index, nullptr, 1.0f, logprobs.mutable_data<float>());
+}
+
+int64_t CpuBackend::count_targets(const Tensor& targets, int32_t ignore_index) {
+  check_dtype("count_targets", "targets", targets, DType::i32);
+  const Tensor c = targets.contiguous();
+  const int32_t* t = c.data<int32_t>();
+  int64_t n = 0;
+  for (int64_t i = 0; i < c.numel(); ++i) n += t[i] != ignore_index;
+  return n;
+}
+
+CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tensor& w,
+                                                    const Tensor& targets, int32_t ignore_index,
+                                                    const Tensor& dh, const Tensor& dw,
+                                                    float grad_scale, int64_t chunk_rows) {
+  const char* op = "linear_cross_entropy";
+  const RowsRef H = rows_of(op, "h", h, false);
+  check_dim(op, "w", w, 2);
+  const RowsRef W = rows_of(op, "w", w, false);
+  if (W.cols != H.cols)
+    fail(op, "h " + h.describe() + " and w " + w.describe() + " differ in width");
+  const int64_t n = H.rows, vocab = W.rows, c = H.cols;
+  const int32_t* t = targets_of(op, targets, n, vocab, ignore_index);
+  RowsRef dH, dW;
+  if (dh.defined()) {
+    dH = rows_of(op, "dh", dh, true);
+    if (dH.rows != n || dH.cols != c) fail(op, "dh " + dh.describe() + " does not match h");
+  }
+  if (dw.defined()) {
+    check_shape(op, "dw", dw, w.shape());
+    dW = rows_of(op, "dw", dw, true);
+  }
+  if (chunk_rows <= 0) fail(op, "chunk_rows must be positive");
+  const int64_t chunk = std::min(chunk_rows, std::max<int64_t>(n, 1));
+  // One chunk of logits, reused: chunk × vocab f32 (e.g. 256 × 32000 × 4 = 33 MB), never N × vocab.
+  Tensor logits = Tensor::empty({chunk, vocab}, DType::f32);
+  float* lg = logits.mutable_data<float>();
+  const MatrixRef wt{W.base, W.dtype, c, vocab, 1, W.row_stride, 0};  // wᵀ [c, vocab]
+  const MatrixRef wm{W.base, W.dtype, vocab, c, W.row_stride, 1, 0};
+  CrossEntropyResult total;
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t rows = std::min(chunk, n - r0);
+    const MatrixRef hc{static_cast<std::byte*>(H.row(r0)), H.dtype, rows, c, H.row_stride, 1, 0};
+    gemm_any(1, hc, wt, MutableMatrixRef{lg, DType::f32, rows, vocab, vocab, 1, 0}, nullptr, 1.0f,
+             false);
+    const RowsRef L{reinterpret_cast<std::byte*>(lg), rows, vocab, vocab, DType::f32};
+    const bool grads = dH.base || dW.base;
+    const CrossEntropyResult part =
+        cross_entropy_rows(L, t + r0, ignore_index, grads ? &L : nullptr, grad_scale, nullptr);
+    total.loss_sum += part.loss_sum;
+    total.tokens += part.tokens;
+    if (!grads) continue;
+    const MatrixRef g{lg, DType::f32, rows, vocab, vocab, 1, 0};
+    if (dH.base) {
+      gemm_any(1, g, wm, MutableMatrixRef{dH.row(r0), dH.dtype, rows, c, dH.row_stride, 1, 0},
+               nullptr, 1.0f, true);
+    }
+    if (dW.base) {
+      const MatrixRef gt{lg, DType::f32, vocab, rows, 1, vocab, 0};  // dlogitsᵀ [vocab, rows]
+      gemm_any(1, gt, hc, MutableMatrixRef{dW.base, dW.dtype, vocab, c, dW.row_stride, 1, 0},
+               nullptr, 1.0f, true);
+    }
+  }
+  return total;
+}
+
+}  // namespace seqit::tensor::detail

@@ -1,0 +1,240 @@
+// LoRA adapters (forward/backward with seeded, recomputed dropout) and the fused AdamW step.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "tensor/cpu_backend.h"
+#include "tensor/cpu_gemm.h"
+#include "tensor/cpu_internal.h"
+#include "tensor/cpu_math.h"
+
+namespace seqit::tensor::detail {
+
+namespace {
+
+// Counter-based randomness: the dropout decision of element `index` is a pure function of (seed,
+// index), so backward recomputes the forward mask instead of storing it. splitmix64 finaliser.
+inline uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+inline bool dropped(uint64_t seed, uint64_t index, uint32_t threshold) {
+  return static_cast<uint32_t>(mix64(seed ^ mix64(index)) >> 32) < threshold;
+}
+
+// dropout(x) as a dense f32 [n, in] matrix (scaled by 1/(1-p)), or x itself (f32 rows) when p = 0.
+MatrixRef dropped_input(const RowsRef& X, const LoraConfig& config, Tensor& holder) {
+  if (config.dropout <= 0.0f && X.dtype == DType::f32) {
+    return MatrixRef{X.base, DType::f32, X.rows, X.cols, X.row_stride, 1, 0};
+  }
+  holder = Tensor::empty({X.rows, X.cols}, DType::f32);
+  float* dst = holder.mutable_data<float>();
+  const uint32_t threshold =
+      static_cast<uint32_t>(std::min(1.0, static_cast<double>(config.dropout)) * 4294967295.0);
+  const float keep_scale = config.dropout > 0.0f ? 1.0f / (1.0f - config.dropout) : 1.0f;
+  apply_threads();
+#pragma omp parallel for schedule(static) if (X.rows * X.cols >= kParallelThreshold)
+  for (int64_t r = 0; r < X.rows; ++r) {
+    float* row = dst + r * X.cols;
+    const float* src = load_f32(X.row(r), X.dtype, row, X.cols);
+    if (src != row) std::copy(src, src + X.cols, row);
+    if (config.dropout > 0.0f) {
+      for (int64_t i = 0; i < X.cols; ++i) {
+        row[i] = dropped(config.seed, static_cast<uint64_t>(r * X.cols + i), threshold)
+                     ? 0.0f
+                     : row[i] * keep_scale;
+      }
+    }
+  }
+  return MatrixRef{dst, DType::f32, X.rows, X.cols, X.cols, 1, 0};
+}
+
+struct LoraShape {
+  int64_t n, in, out, rank;
+};
+
+LoraShape check_lora(const char* op, const RowsRef& X, const Tensor& a, const Tensor& b,
+                     const Tensor& xa, const LoraConfig& config) {
+  check_dim(op, "a", a, 2);
+  check_dim(op, "b", b, 2);
+  check_float(op, "a", a);
+  check_float(op, "b", b);
+  LoraShape s{X.rows, X.cols, b.size(0), a.size(0)};
+  if (a.size(1) != s.in)
+    fail(op, "a " + a.describe() + " must be [rank, " + std::to_string(s.in) + "]");
+  if (b.size(1) != s.rank)
+    fail(op, "b " + b.describe() + " must be [out, " + std::to_string(s.rank) + "]");
+  check_dtype(op, "xa", xa, DType::f32);
+  check_contiguous(op, "xa", xa);
+  check_shape(op, "xa", xa, {s.n, s.rank});
+  if (!(config.dropout >= 0.0f && config.dropout < 1.0f)) fail(op, "dropout must be in [0, 1)");
+  for (const Tensor* t : {&a, &b}) {
+    if (t->size(1) > 1 && t->stride(1) != 1)
+      fail(op, "adapter matrices need a unit stride in their last dim");
+  }
+  return s;
+}
+
+MatrixRef plain(const Tensor& t) {
+  return MatrixRef{
+      t.raw_data(), t.dtype(), t.size(0), t.size(1), t.size(0) > 1 ? t.stride(0) : t.size(1), 1, 0};
+}
+MatrixRef transpose(const MatrixRef& m) {
+  return MatrixRef{m.data, m.dtype, m.cols, m.rows, m.col_stride, m.row_stride, 0};
+}
+MutableMatrixRef mutable_rows(const RowsRef& r) {
+  return MutableMatrixRef{r.base, r.dtype, r.rows, r.cols, r.row_stride, 1, 0};
+}
+
+}  // namespace
+
+void CpuBackend::lora_forward(const Tensor& y, const Tensor& xa, const Tensor& x, const Tensor& a,
+                              const Tensor& b, const LoraConfig& config) {
+  const char* op = "lora_forward";
+  const RowsRef X = rows_of(op, "x", x, false);
+  const LoraShape s = check_lora(op, X, a, b, xa, config);
+  const RowsRef Y = rows_of(op, "y", y, true);
+  if (Y.rows != s.n || Y.cols != s.out) fail(op, "y " + y.describe() + " does not match x and b");
+  Tensor holder;
+  const MatrixRef xd = dropped_input(X, config, holder);
+  // xa[n, r] = dropout(x) · aᵀ ; y += scale · xa · bᵀ
+  float* xa_data = xa.mutable_data<float>();
+  gemm_any(1, xd, transpose(plain(a)),
+           MutableMatrixRef{xa_data, DType::f32, s.n, s.rank, s.rank, 1, 0}, nullptr, 1.0f, false);
+  gemm_any(1, MatrixRef{xa_data, DType::f32, s.n, s.rank, s.rank, 1, 0}, transpose(plain(b)),
+           mutable_rows(Y), nullptr, config.scale, true);
+}
+
+void CpuBackend::lora_backward(const Tensor& dx, const Tensor& da, const Tensor& db,
+                               const Tensor& dy, const Tensor& x, const Tensor& xa, const Tensor& a,
+                               const Tensor& b, const LoraConfig& config) {
+  const char* op = "lora_backward";
+  const RowsRef X = rows_of(op, "x", x, false);
+  const LoraShape s = check_lora(op, X, a, b, xa, config);
+  const RowsRef dY = rows_of(op, "dy", dy, false);
+  if (dY.rows != s.n || dY.cols != s.out)
+    fail(op, "dy " + dy.describe() + " does not match x and b");
+  const MatrixRef dym{dY.base, dY.dtype, s.n, s.out, dY.row_stride, 1, 0};
+  const MatrixRef xam{xa.data<float>(), DType::f32, s.n, s.rank, s.rank, 1, 0};
+  if (db.defined()) {
+    check_shape(op, "db", db, b.shape());
+    // db[out, r] += scale · dyᵀ · xa
+    gemm_any(1, transpose(dym), xam, mutable_rows(rows_of(op, "db", db, true)), nullptr,
+             config.scale, true);
+  }
+  if (!da.defined() && !dx.defined()) return;
+  // dxa[n, r] = scale · dy · b
+  Tensor dxa = Tensor::empty({s.n, s.rank}, DType::f32);
+  gemm_any(1, dym, plain(b),
+           MutableMatrixRef{dxa.mutable_data<float>(), DType::f32, s.n, s.rank, s.rank, 1, 0},
+           nullptr, config.scale, false);
+  const MatrixRef dxam{dxa.data<float>(), DType::f32, s.n, s.rank, s.rank, 1, 0};
+  if (da.defined()) {
+    check_shape(op, "da", da, a.shape());
+    Tensor holder;
+    const MatrixRef xd = dropped_input(X, config, holder);
+    // da[r, in] += dxaᵀ · dropout(x)
+    gemm_any(1, transpose(dxam), xd, mutable_rows(rows_of(op, "da", da, true)), nullptr, 1.0f,
+             true);
+  }
+  if (dx.defined()) {
+    const RowsRef dX = rows_of(op, "dx", dx, true);
+    if (dX.rows != s.n || dX.cols != s.in) fail(op, "dx " + dx.describe() + " does not match x");
+    if (config.dropout <= 0.0f) {
+      gemm_any(1, dxam, plain(a), mutable_rows(dX), nullptr, 1.0f, true);  // dx += dxa · a
+      return;
+    }
+    // dx += dropout'(dxa · a): the same mask, the same 1/(1-p).
+    Tensor tmp = Tensor::empty({s.n, s.in}, DType::f32);
+    float* t = tmp.mutable_data<float>();
+    gemm_any(1, dxam, plain(a), MutableMatrixRef{t, DType::f32, s.n, s.in, s.in, 1, 0}, nullptr,
+             1.0f, false);
+    const uint32_t threshold =
+        static_cast<uint32_t>(static_cast<double>(config.dropout) * 4294967295.0);
+    const float keep_scale = 1.0f / (1.0f - config.dropout);
+    apply_threads();
+#pragma omp parallel for schedule(static) if (s.n * s.in >= kParallelThreshold)
+    for (int64_t r = 0; r < s.n; ++r) {
+      float* row = t + r * s.in;
+      for (int64_t i = 0; i < s.in; ++i) {
+        row[i] = dropped(config.seed, static_cast<uint64_t>(r * s.in + i), threshold)
+                     ? 0.0f
+                     : row[i] * keep_scale;
+      }
+      float* acc = scratch_f32(5, static_cast<size_t>(s.in));
+      const float* cur = load_f32(dX.row(r), dX.dtype, acc, s.in);
+      if (cur != acc) std::copy(cur, cur + s.in, acc);
+      axpy(1.0f, row, acc, s.in);
+      store_f32(acc, dX.row(r), dX.dtype, s.in);
+    }
+  }
+}
+
+void CpuBackend::adamw_step(const Tensor& param, const Tensor& master, const Tensor& grad,
+                            const Tensor& m, const Tensor& v, const AdamWConfig& config,
+                            int64_t step, float grad_scale) {
+  const char* op = "adamw_step";
+  check_float(op, "param", param);
+  check_contiguous(op, "param", param);
+  if (!param.is_writable()) fail(op, "param is read-only");
+  if (step < 1) fail(op, "step must be >= 1 (1-based), got " + std::to_string(step));
+  for (const auto& [t, name] : {std::pair{&grad, "grad"}, std::pair{&m, "m"}, std::pair{&v, "v"}}) {
+    check_defined(op, name, *t);
+    check_shape(op, name, *t, param.shape());
+    check_contiguous(op, name, *t);
+  }
+  check_float(op, "grad", grad);
+  check_dtype(op, "m", m, DType::f32);
+  check_dtype(op, "v", v, DType::f32);
+  float* p32 = nullptr;
+  if (param.dtype() == DType::f32) {
+    if (master.defined()) fail(op, "an f32 param takes no master copy");
+    p32 = param.mutable_data<float>();
+  } else {
+    check_defined(op, "master", master);
+    check_dtype(op, "master", master, DType::f32);
+    check_shape(op, "master", master, param.shape());
+    check_contiguous(op, "master", master);
+    p32 = master.mutable_data<float>();
+  }
+  const int64_t n = param.numel();
+  float* mp = m.mutable_data<float>();
+  float* vp = v.mutable_data<float>();
+  const auto* gbase = static_cast<const std::byte*>(grad.raw_data());
+  auto* pbase = param.dtype() == DType::f32
+                    ? nullptr
+                    : static_cast<std::byte*>(const_cast<void*>(param.raw_data()));
+  const double bc1 = 1.0 - std::pow(static_cast<double>(config.beta1), static_cast<double>(step));
+  const double bc2 = 1.0 - std::pow(static_cast<double>(config.beta2), static_cast<double>(step));
+  const float step_size = static_cast<float>(config.lr / bc1);
+  const float inv_sqrt_bc2 = static_cast<float>(1.0 / std::sqrt(bc2));
+  const float decay = 1.0f - config.lr * config.weight_decay;
+  const float b1 = config.beta1, b2 = config.beta2, eps = config.eps;
+  const size_t ges = grad.element_size(), pes = param.element_size();
+  apply_threads();
+  constexpr int64_t kChunk = 2048;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n >= kParallelThreshold)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
+    float* gbuf = scratch_f32(0, kChunk);
+    const float* g = load_f32(gbase + i0 * static_cast<int64_t>(ges), grad.dtype(), gbuf, len);
+    float* p = p32 + i0;
+    float* mm = mp + i0;
+    float* vv = vp + i0;
+    for (int64_t i = 0; i < len; ++i) {
+      const float gi = g[i] * grad_scale;
+      mm[i] = b1 * mm[i] + (1.0f - b1) * gi;
+      vv[i] = b2 * vv[i] + (1.0f - b2) * gi * gi;
+      // Decoupled decay (AdamW): shrink p, then the Adam step with bias-corrected moments.
+      p[i] = p[i] * decay - step_size * mm[i] / (std::sqrt(vv[i]) * inv_sqrt_bc2 + eps);
+    }
+    if (pbase) store_f32(p, pbase + i0 * static_cast<int64_t>(pes), param.dtype(), len);
+  }
+}
+
+}  // namespace seqit::tensor::detail

@@ -1,0 +1,251 @@
+// linear / matmul / GEMV / fused output-projection cross-entropy against fp64 references.
+#include <gtest/gtest.h>
+
+#include "reference.h"
+#include "tensor/cpu_gemm.h"
+#include "tensor/ops.h"
+
+namespace seqit::tensor {
+namespace {
+
+using reference::rel_error;
+using reference::rounded;
+using reference::to_tensor;
+using reference::to_vec;
+using reference::Vec;
+
+// f32 compute over K <= ~100 terms: ~1e-7 relative; 2e-6 leaves room for oneDNN's blocking order.
+constexpr double kF32Tol = 2e-6;
+// A 16-bit output is rounded once: bf16 keeps 8 mantissa bits (relative step 2^-8).
+constexpr double kBf16OutTol = 4e-3;
+
+struct LinearCase {
+  int64_t n, in, out;
+};
+
+class LinearForward : public ::testing::TestWithParam<LinearCase> {};
+
+TEST_P(LinearForward, MatchesReferenceForEveryWeightDtype) {
+  const auto [n, in, out] = GetParam();
+  const Vec x = reference::random_vec(static_cast<size_t>(n * in), 1);
+  const Vec w = reference::random_vec(static_cast<size_t>(out * in), 2, 0.2);
+  const Vec b = reference::random_vec(static_cast<size_t>(out), 3);
+  for (DType wd : {DType::f32, DType::bf16, DType::f16}) {
+    // The reference sees exactly the weight values the 16-bit tensor holds, so the comparison is of
+    // the arithmetic (f32 accumulate), not of the rounding of the inputs.
+    const Vec wr = rounded(w, wd);
+    const Vec want = reference::linear(x, wr, &b, n, in, out);
+    Tensor y = Tensor::empty({n, out}, DType::f32);
+    linear_forward(y, to_tensor(x, {n, in}), to_tensor(w, {out, in}, wd), to_tensor(b, {out}));
+    EXPECT_LT(rel_error(to_vec(y), want), kF32Tol) << "weights " << dtype_name(wd);
+    // bf16 activations and output (the bf16 training path).
+    Tensor yb = Tensor::empty({n, out}, DType::bf16);
+    linear_forward(yb, to_tensor(x, {n, in}, DType::bf16), to_tensor(w, {out, in}, wd),
+                   to_tensor(b, {out}));
+    const Vec want_b = reference::linear(rounded(x, DType::bf16), wr, &b, n, in, out);
+    EXPECT_LT(rel_error(to_vec(yb), want_b), kBf16OutTol)
+        << "bf16 activations, weights " << dtype_name(wd);
+  }
+}
+
+// n <= 8 takes the GEMV path, larger n the oneDNN GEMM; widths are odd to exercise every tail.
+INSTANTIATE_TEST_SUITE_P(Shapes, LinearForward,
+                         ::testing::Values(LinearCase{1, 37, 29}, LinearCase{3, 64, 40},
+                                           LinearCase{8, 131, 67}, LinearCase{9, 37, 29},
+                                           LinearCase{40, 96, 130}, LinearCase{1, 1, 1}));
+
+TEST(Linear, WritesIntoStridedViewsOfFusedBuffers) {
+  // x is a column block of a wider buffer; y is a column block of a fused [q | kv] output.
+  const int64_t n = 11, in = 24, out = 10;
+  const Vec xw = reference::random_vec(static_cast<size_t>(n * 40), 4);
+  const Vec w = reference::random_vec(static_cast<size_t>(out * in), 5);
+  Tensor xbuf = to_tensor(xw, {n, 40});
+  Tensor x = xbuf.narrow(1, 8, in);
+  Tensor ybuf = Tensor::zeros({n, 3 * out}, DType::f32);
+  for (int64_t rows : {n, int64_t{2}}) {
+    ybuf.zero();
+    linear_forward(ybuf.narrow(0, 0, rows).narrow(1, out, out), x.narrow(0, 0, rows),
+                   to_tensor(w, {out, in}));
+    Vec xs;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < in; ++i) xs.push_back(xw[r * 40 + 8 + i]);
+    const Vec want = reference::linear(xs, w, nullptr, rows, in, out);
+    const Vec all = to_vec(ybuf);
+    Vec got;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < 3 * out; ++o) {
+        if (o >= out && o < 2 * out)
+          got.push_back(all[r * 3 * out + o]);
+        else
+          EXPECT_EQ(all[r * 3 * out + o], 0.0) << "wrote outside the view";
+      }
+    EXPECT_LT(rel_error(got, want), kF32Tol) << rows << " rows";
+  }
+}
+
+TEST(Linear, BackwardMatchesReferenceAndFiniteDifferences) {
+  for (const LinearCase c : {LinearCase{5, 19, 23}, LinearCase{33, 40, 17}}) {
+    const auto [n, in, out] = c;
+    const Vec x = reference::random_vec(static_cast<size_t>(n * in), 11);
+    const Vec w = reference::random_vec(static_cast<size_t>(out * in), 12, 0.3);
+    const Vec b = reference::random_vec(static_cast<size_t>(out), 13);
+    const Vec dy = reference::random_vec(static_cast<size_t>(n * out), 14);
+    Vec dx, dw, db;
+    reference::linear_backward(dy, x, w, n, in, out, dx, dw, db);
+    // The reference gradient is the gradient of L = Σ dy·y: check it by central differences.
+    reference::expect_fd_matches(
+        [&](const Vec& xv) { return reference::dot(dy, reference::linear(xv, w, &b, n, in, out)); },
+        x, dx, "dx");
+    reference::expect_fd_matches(
+        [&](const Vec& wv) { return reference::dot(dy, reference::linear(x, wv, &b, n, in, out)); },
+        w, dw, "dw");
+    reference::expect_fd_matches(
+        [&](const Vec& bv) { return reference::dot(dy, reference::linear(x, w, &bv, n, in, out)); },
+        b, db, "db");
+    // The op accumulates into its gradient buffers: start from known values and subtract them.
+    const Vec dx0 = reference::random_vec(dx.size(), 15),
+              dw0 = reference::random_vec(dw.size(), 16),
+              db0 = reference::random_vec(db.size(), 17);
+    Tensor tdx = to_tensor(dx0, {n, in}), tdw = to_tensor(dw0, {out, in}),
+           tdb = to_tensor(db0, {out});
+    linear_backward(tdx, tdw, tdb, to_tensor(dy, {n, out}), to_tensor(x, {n, in}),
+                    to_tensor(w, {out, in}));
+    auto minus = [](Vec a, const Vec& b0) {
+      for (size_t i = 0; i < a.size(); ++i) a[i] -= b0[i];
+      return a;
+    };
+    EXPECT_LT(rel_error(minus(to_vec(tdx), dx0), dx), 1e-5) << "dx, n=" << n;
+    EXPECT_LT(rel_error(minus(to_vec(tdw), dw0), dw), 1e-5) << "dw, n=" << n;
+    EXPECT_LT(rel_error(minus(to_vec(tdb), db0), db), 1e-5) << "db, n=" << n;
+    // bf16 weights and activations, f32 gradients: same math on the rounded inputs.
+    const Vec xb = rounded(x, DType::bf16), wb = rounded(w, DType::bf16),
+              dyb = rounded(dy, DType::bf16);
+    Vec dxb, dwb, dbb;
+    reference::linear_backward(dyb, xb, wb, n, in, out, dxb, dwb, dbb);
+    Tensor gx = Tensor::zeros({n, in}, DType::f32), gw = Tensor::zeros({out, in}, DType::f32);
+    linear_backward(gx, gw, Tensor(), to_tensor(dy, {n, out}, DType::bf16),
+                    to_tensor(x, {n, in}, DType::bf16), to_tensor(w, {out, in}, DType::bf16));
+    EXPECT_LT(rel_error(to_vec(gx), dxb), kF32Tol) << "bf16 dx";
+    EXPECT_LT(rel_error(to_vec(gw), dwb), kF32Tol) << "bf16 dw";
+  }
+}
+
+TEST(Linear, RejectsMismatchedShapesNamingTheArgument) {
+  Tensor x = Tensor::zeros({4, 8}, DType::f32), w = Tensor::zeros({5, 7}, DType::f32);
+  Tensor y = Tensor::zeros({4, 5}, DType::f32);
+  try {
+    linear_forward(y, x, w);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("linear_forward: x"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(
+      linear_forward(Tensor::zeros({4, 6}, DType::f32), x, Tensor::zeros({5, 8}, DType::f32)),
+      Error);
+  EXPECT_THROW(
+      linear_forward(y, Tensor::zeros({4, 8}, DType::i32), Tensor::zeros({5, 8}, DType::f32)),
+      Error);
+}
+
+TEST(Gemv, EveryIsaOnThisCpuMatchesTheReference) {
+  using detail::GemvIsa;
+  for (const GemvIsa isa : detail::available_gemv_isas()) {
+    for (int64_t rows = 1; rows <= detail::kGemvMaxRows; ++rows) {
+      const int64_t in = 75, out = 53;  // tails in both directions
+      const Vec x =
+          reference::random_vec(static_cast<size_t>(rows * in), 20 + static_cast<uint64_t>(rows));
+      const Vec w = reference::random_vec(static_cast<size_t>(out * in), 30);
+      const Vec b = reference::random_vec(static_cast<size_t>(out), 31);
+      for (DType wd : {DType::f32, DType::bf16, DType::f16}) {
+        const Tensor wt = to_tensor(w, {out, in}, wd);
+        const Tensor xt = to_tensor(x, {rows, in});
+        std::vector<float> bf(b.begin(), b.end()), y(static_cast<size_t>(rows * out));
+        detail::gemv(rows, in, out, xt.data<float>(), in, wt.raw_data(), wd, in, bf.data(),
+                     y.data(), out, isa);
+        const Vec want = reference::linear(x, rounded(w, wd), &b, rows, in, out);
+        EXPECT_LT(rel_error(Vec(y.begin(), y.end()), want), kF32Tol)
+            << detail::gemv_isa_name(isa) << " rows " << rows << " " << dtype_name(wd);
+      }
+    }
+  }
+}
+
+TEST(Gemv, LargeMatrixUsesEveryThreadAndStaysExact) {
+  // Big enough for the multithreaded split (blocks of 16 rows across threads).
+  const int64_t in = 300, out = 1001;
+  const Vec x = reference::random_vec(static_cast<size_t>(in), 40);
+  const Vec w = reference::random_vec(static_cast<size_t>(out * in), 41);
+  Tensor y = Tensor::empty({1, out}, DType::f32);
+  linear_forward(y, to_tensor(x, {1, in}), to_tensor(w, {out, in}, DType::bf16));
+  EXPECT_LT(
+      rel_error(to_vec(y), reference::linear(x, rounded(w, DType::bf16), nullptr, 1, in, out)),
+      kF32Tol);
+}
+
+TEST(Matmul, TransposedViewsBatchesAlphaAndAccumulate) {
+  const int64_t batch = 3, m = 10, k = 17, n = 12;
+  const Vec a =
+      reference::random_vec(static_cast<size_t>(batch * k * m), 50);  // stored as [batch, k, m]
+  const Vec b = reference::random_vec(static_cast<size_t>(batch * k * n), 51);
+  const Vec c0 = reference::random_vec(static_cast<size_t>(batch * m * n), 52);
+  for (DType dt : {DType::f32, DType::bf16}) {
+    Tensor at = to_tensor(a, {batch, k, m}, dt).transpose(1, 2);  // [batch, m, k] view
+    Tensor bt = to_tensor(b, {batch, k, n}, dt);
+    Tensor c = to_tensor(c0, {batch, m, n});
+    matmul(c, at, bt, 0.5f, true);
+    const Vec ar = rounded(a, dt), br = rounded(b, dt);
+    Vec want = c0;
+    for (int64_t z = 0; z < batch; ++z)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double s = 0;
+          for (int64_t x = 0; x < k; ++x) s += ar[(z * k + x) * m + i] * br[(z * k + x) * n + j];
+          want[(z * m + i) * n + j] += 0.5 * s;
+        }
+    EXPECT_LT(rel_error(to_vec(c), want), kF32Tol) << dtype_name(dt);
+  }
+  EXPECT_THROW(matmul(Tensor::zeros({2, 3}, DType::f32), Tensor::zeros({2, 4}, DType::f32),
+                      Tensor::zeros({5, 3}, DType::f32)),
+               Error);
+}
+
+TEST(LinearCrossEntropy, ChunkedEqualsFullLogitsPathWithGradients) {
+  const int64_t n = 37, c = 24, vocab = 300;
+  const Vec h = reference::random_vec(static_cast<size_t>(n * c), 60);
+  const Vec w = reference::random_vec(static_cast<size_t>(vocab * c), 61, 0.3);
+  std::vector<int32_t> targets(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    targets[static_cast<size_t>(i)] = static_cast<int32_t>((i * 37) % vocab);
+  targets[3] = -100;
+  targets[20] = -100;
+  const float grad_scale = 1.0f / 35.0f;
+  // Reference: full logits, full softmax, chain rule through the projection.
+  const Vec logits = reference::linear(h, w, nullptr, n, c, vocab);
+  Vec dlogits;
+  int64_t tokens = 0;
+  const double loss =
+      reference::cross_entropy(logits, targets, vocab, -100, &dlogits, grad_scale, &tokens);
+  Vec dh, dw, db;
+  reference::linear_backward(dlogits, h, w, n, c, vocab, dh, dw, db);
+  for (int64_t chunk : {int64_t{8}, int64_t{256}}) {
+    Tensor tdh = Tensor::zeros({n, c}, DType::f32), tdw = Tensor::zeros({vocab, c}, DType::f32);
+    const CrossEntropyResult r =
+        linear_cross_entropy(to_tensor(h, {n, c}), to_tensor(w, {vocab, c}),
+                             Tensor::from_ints(targets, {n}), -100, tdh, tdw, grad_scale, chunk);
+    EXPECT_EQ(r.tokens, 35);
+    EXPECT_EQ(tokens, 35);
+    EXPECT_NEAR(r.loss_sum, loss, 1e-5 * std::abs(loss)) << "chunk " << chunk;
+    EXPECT_LT(rel_error(to_vec(tdh), dh), 1e-5) << "chunk " << chunk;
+    EXPECT_LT(rel_error(to_vec(tdw), dw), 1e-5) << "chunk " << chunk;
+  }
+  // FD on the reference loss w.r.t. h.
+  reference::expect_fd_matches(
+      [&](const Vec& hv) {
+        return grad_scale * reference::cross_entropy(reference::linear(hv, w, nullptr, n, c, vocab),
+                                                     targets, vocab, -100, nullptr, 1.0);
+      },
+      h, dh, "dh");
+}
+
+}  // namespace
+}  // namespace seqit::tensor

@@ -1,0 +1,58 @@
+// Reference tokenizers for seqit's tests and benchmark, run once per test over a batch of strings.
+//   node oracle.mjs compare <models-root> <strings.json> <out.json>
+//       Encodes every string of strings.json (a JSON array) with every tokenizer folder under
+//       <models-root> (each holding tokenizer.json + tokenizer_config.json), add_special_tokens=true,
+//       through @huggingface/transformers (the oracle) and through `tokenizers` (Hugging Face's
+//       Rust library, the engine Python transformers runs, via its official Node binding), and
+//       decodes the Rust ids back. Writes {name: {transformers: [[ids]], rust: [[ids]],
+//       rust_decoded: [text]}}.
+//   node oracle.mjs bench <models-root> <text-file> <names,comma,separated> <out.json>
+//       Encodes the whole text with transformers.js, once to warm up and then timed.
+// Both are loaded from build/oracles/node_modules (scripts/oracles installs them).
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const [mode, root, input, ...rest] = process.argv.slice(2);
+const oracleDir = process.env.SEQIT_ORACLE_DIR;
+if (!oracleDir) throw new Error('SEQIT_ORACLE_DIR (build/oracles) is not set');
+const require = createRequire(path.join(oracleDir, 'package.json'));
+const transformers = await import(require.resolve('@huggingface/transformers'));
+transformers.env.allowRemoteModels = false;
+transformers.env.allowLocalModels = true;
+transformers.env.localModelPath = root + '/';
+
+async function loadOracle(name) {
+  return await transformers.AutoTokenizer.from_pretrained(name, { local_files_only: true });
+}
+
+if (mode === 'compare') {
+  const strings = JSON.parse(fs.readFileSync(input, 'utf8'));
+  const out = {};
+  const { Tokenizer } = require('tokenizers');
+  for (const name of fs.readdirSync(root).sort()) {
+    const oracle = await loadOracle(name);
+    const rust = Tokenizer.fromFile(path.join(root, name, 'tokenizer.json'));
+    const result = { transformers: [], rust: [], rust_decoded: [] };
+    for (const s of strings) result.transformers.push(oracle.encode(s, { add_special_tokens: true }));
+    const encodings = await rust.encodeBatch(strings, { addSpecialTokens: true });
+    for (const e of encodings) result.rust.push(Array.from(e.getIds()));
+    result.rust_decoded = await rust.decodeBatch(result.rust, false);
+    out[name] = result;
+  }
+  fs.writeFileSync(rest[0], JSON.stringify(out));
+} else if (mode === 'bench') {
+  const text = fs.readFileSync(input, 'utf8');
+  const out = {};
+  for (const name of rest[0].split(',')) {
+    const oracle = await loadOracle(name);
+    oracle.encode(text.slice(0, 200000), { add_special_tokens: false });
+    const t0 = process.hrtime.bigint();
+    const ids = oracle.encode(text, { add_special_tokens: false });
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    out[name] = { seconds, tokens: ids.length, bytes: Buffer.byteLength(text, 'utf8') };
+  }
+  fs.writeFileSync(rest[1], JSON.stringify(out));
+} else {
+  throw new Error('usage: oracle.mjs compare|bench ...');
+}
