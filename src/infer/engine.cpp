@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "util/error.h"
 
@@ -183,6 +184,14 @@ std::vector<StepEvent> Engine::step() {
     s.tokens.push_back(next);
     s.result.tokens.push_back(next);
     event.tokens.push_back(next);
+    if (s.request.logprobs) {
+      // log softmax(row)[next], in double for a stable log-sum-exp over the vocabulary.
+      double max = *std::max_element(row.begin(), row.end()), sum = 0;
+      for (float x : row) sum += std::exp(static_cast<double>(x) - max);
+      auto lp = static_cast<float>(row[next] - max - std::log(sum));
+      s.result.token_logprobs.push_back(lp);
+      event.logprobs.push_back(lp);
+    }
     if (s.stream) {
       std::string piece = s.stream->push(next);
       if (!piece.empty()) {

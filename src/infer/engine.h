@@ -49,6 +49,9 @@ struct GenerationRequest {
   // token is dropped. Otherwise it continues the prompt's text and keeps the space, unless the
   // prompt has no text of its own (only special tokens such as BOS).
   bool text_standalone = false;
+  // Report log p(token) of each generated token under the model's unmodified distribution (before
+  // temperature, penalties and filters), as OpenAI's logprobs do.
+  bool logprobs = false;
   // Called inside step() with each new piece of text (valid UTF-8; never text after a stop string).
   std::function<void(std::string_view text)> on_text;
 };
@@ -56,6 +59,7 @@ struct GenerationRequest {
 struct GenerationResult {
   RequestId id = 0;
   std::vector<TokenId> tokens;  // generated tokens (a final stop token is not included)
+  std::vector<float> token_logprobs;  // one per token when the request asked for logprobs
   std::string text;             // their text, cut before a stop string
   FinishReason finish = FinishReason::none;
   int64_t prompt_tokens = 0;
@@ -66,6 +70,7 @@ struct GenerationResult {
 struct StepEvent {
   RequestId id = 0;
   std::vector<TokenId> tokens;  // sampled this step (at most one today)
+  std::vector<float> logprobs;  // their log-probabilities, when the request asked for them
   std::string text;             // text released this step
   bool finished = false;
   GenerationResult result;      // complete when finished

@@ -185,6 +185,14 @@ TEST(Score, LogLikelihoodsEqualTheFullForwardAndBatchingChangesNothing) {
   }
   // The model's own greedy story is greedy; a reordering of it is not and is less likely.
   EXPECT_TRUE(results[2].is_greedy);
+  // The engine's logprobs of its own greedy tokens equal the scorer's.
+  GenerationRequest g = request({1}, 12);
+  g.logprobs = true;
+  GenerationResult gen = alone(std::move(g));
+  ASSERT_EQ(gen.token_logprobs.size(), 12u);
+  auto same = score_continuations(m, std::vector<ScoreRequest>{{{1}, gen.tokens}});
+  for (size_t k = 0; k < 12; ++k) EXPECT_NEAR(gen.token_logprobs[k], same[0].token_logprobs[k], 1e-4) << k;
+  EXPECT_TRUE(same[0].is_greedy);
   std::vector<ScoreRequest> pair = {{{1}, stories().tok->encode("Once upon a time", {false, true})},
                                     {{1}, stories().tok->encode("time a upon Once", {false, true})}};
   auto two = score_continuations(m, pair);
