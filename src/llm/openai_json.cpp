@@ -1,0 +1,600 @@
+#include "llm/openai_json.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "util/utf8.h"
+
+namespace seqit::llm {
+using nlohmann::json;
+
+namespace {
+
+// Thrown inside this file only; turned into an LlmError at each public function's boundary.
+struct FieldProblem {
+  ErrorKind kind;
+  std::string message;
+};
+
+[[noreturn]] void bad_response(std::string message) {
+  throw FieldProblem{ErrorKind::bad_response, std::move(message)};
+}
+[[noreturn]] void invalid(std::string message) {
+  throw FieldProblem{ErrorKind::invalid_request, std::move(message)};
+}
+
+const char* type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::discarded:
+      return "nothing";
+    default:
+      return "a number";
+  }
+}
+
+// ---------------------------------------------------------------- client side
+
+void put_sampling(json& body, const SamplingParams& p) {
+  body["temperature"] = p.temperature;
+  body["top_p"] = p.top_p;
+  if (p.top_k > 0) body["top_k"] = p.top_k;
+  body["max_tokens"] = p.max_tokens;
+  if (!p.stop.empty()) body["stop"] = p.stop;
+  if (p.seed) body["seed"] = *p.seed;
+  if (p.n != 1) body["n"] = p.n;
+}
+
+Usage read_usage(const json& body) {
+  Usage u;
+  auto it = body.find("usage");
+  if (it == body.end() || !it->is_object()) return u;  // some servers omit usage; it is optional
+  if (auto p = it->find("prompt_tokens"); p != it->end() && p->is_number_integer())
+    u.prompt_tokens = p->get<int64_t>();
+  if (auto c = it->find("completion_tokens"); c != it->end() && c->is_number_integer())
+    u.completion_tokens = c->get<int64_t>();
+  return u;
+}
+
+const json& need(const json& obj, const char* key, const std::string& where) {
+  if (!obj.is_object())
+    bad_response(fmt::format("'{}' is {}, expected an object", where, type_name(obj)));
+  auto it = obj.find(key);
+  if (it == obj.end()) bad_response(fmt::format("'{}.{}' is missing", where, key));
+  return *it;
+}
+
+std::string choice_text(RequestKind kind, const json& choice, const std::string& where) {
+  if (kind == RequestKind::chat) {
+    const json& message = need(choice, "message", where);
+    const json& content = need(message, "content", where + ".message");
+    if (content.is_null()) return {};  // e.g. a refusal or tool call: no text
+    if (!content.is_string())
+      bad_response(
+          fmt::format("'{}.message.content' is {}, expected a string", where, type_name(content)));
+    return content.get<std::string>();
+  }
+  const json& text = need(choice, "text", where);
+  if (!text.is_string())
+    bad_response(fmt::format("'{}.text' is {}, expected a string", where, type_name(text)));
+  return text.get<std::string>();
+}
+
+// Index of a choice in the response ("index" when given, else its position).
+size_t choice_index(const json& choice, size_t position) {
+  auto it = choice.find("index");
+  if (it != choice.end() && it->is_number_unsigned()) return it->get<size_t>();
+  if (it != choice.end() && it->is_number_integer() && it->get<int64_t>() >= 0)
+    return it->get<size_t>();
+  return position;
+}
+
+void parse_score(const Request& request, const json& choices, Response& out) {
+  const size_t count = request.continuations.size();
+  if (choices.size() != count)
+    bad_response(
+        fmt::format("expected {} choices (one per continuation), got {}", count, choices.size()));
+  out.logprobs.assign(count, 0.0);
+  out.token_counts.assign(count, 0);
+  if (request.token_logprobs) out.token_logprobs.assign(count, {});
+  const size_t prompt_cp = utf8::count_code_points(request.prompt);
+  std::vector<bool> seen(count, false);
+  for (size_t pos = 0; pos < choices.size(); ++pos) {
+    const json& choice = choices[pos];
+    const std::string where = fmt::format("choices[{}]", pos);
+    const size_t i = choice_index(choice, pos);
+    if (i >= count || seen[i])
+      bad_response(fmt::format("'{}.index' is {}, out of range or repeated", where, i));
+    seen[i] = true;
+    const json& lp = need(choice, "logprobs", where);
+    if (lp.is_null())
+      bad_response(
+          fmt::format("'{}.logprobs' is null: the server does not return prompt log-probabilities "
+                      "(echo + logprobs), so it cannot score",
+                      where));
+    const json& tokens = need(lp, "token_logprobs", where + ".logprobs");
+    const json& offsets = need(lp, "text_offset", where + ".logprobs");
+    const json* texts = lp.contains("tokens") ? &lp["tokens"] : nullptr;
+    if (!tokens.is_array() || !offsets.is_array() || tokens.size() != offsets.size())
+      bad_response(fmt::format(
+          "'{}.logprobs.token_logprobs' and 'text_offset' must be arrays of equal length", where));
+    const std::string full = request.prompt + request.continuations[i];
+    const size_t end_cp = utf8::count_code_points(full);
+    // byte_at[k]: byte offset of code point k in `full`; byte_at[end_cp] == full.size().
+    std::vector<size_t> byte_at;
+    if (request.token_logprobs) {
+      for (size_t b = 0; b < full.size();) {
+        byte_at.push_back(b);
+        b += std::min(utf8::sequence_length(static_cast<unsigned char>(full[b])), full.size() - b);
+      }
+      byte_at.push_back(full.size());
+    }
+    double sum = 0;
+    int64_t n = 0;
+    for (size_t t = 0; t < tokens.size(); ++t) {
+      if (!offsets[t].is_number_integer())
+        bad_response(fmt::format("'{}.logprobs.text_offset[{}]' is not an integer", where, t));
+      const auto offset = offsets[t].get<int64_t>();
+      std::optional<double> value;
+      if (tokens[t].is_number())
+        value = tokens[t].get<double>();
+      else if (!tokens[t].is_null())
+        bad_response(
+            fmt::format("'{}.logprobs.token_logprobs[{}]' is {}", where, t, type_name(tokens[t])));
+      if (request.token_logprobs && offset >= 0 && static_cast<size_t>(offset) < end_cp) {
+        TokenLogprob tl;
+        if (texts && texts->is_array() && t < texts->size() && (*texts)[t].is_string())
+          tl.text = (*texts)[t].get<std::string>();
+        tl.logprob = value;
+        tl.offset = byte_at[std::min(static_cast<size_t>(offset), byte_at.size() - 1)];
+        out.token_logprobs[i].push_back(std::move(tl));
+      }
+      // The continuation's tokens: those starting inside it. Tokens at or after its end were
+      // generated (max_tokens = 1) and are not part of the text.
+      if (offset < 0 || static_cast<size_t>(offset) < prompt_cp ||
+          static_cast<size_t>(offset) >= end_cp)
+        continue;
+      if (!value) continue;
+      sum += *value;
+      ++n;
+    }
+    if (n == 0)
+      bad_response(fmt::format(
+          "'{}': no token starts inside the continuation (the tokenizer may merge it with "
+          "the end of the prompt; move separating spaces into the continuation)",
+          where));
+    out.logprobs[i] = sum;
+    out.token_counts[i] = n;
+  }
+}
+
+// ---------------------------------------------------------------- server side
+
+struct FieldReader {
+  const json& body;
+
+  const json* find(const char* key) const {
+    auto it = body.find(key);
+    return it == body.end() || it->is_null() ? nullptr : &*it;
+  }
+  double number(const char* key, double fallback) const {
+    const json* v = find(key);
+    if (!v) return fallback;
+    if (!v->is_number()) invalid(fmt::format("'{}' must be a number, got {}", key, type_name(*v)));
+    return v->get<double>();
+  }
+  int64_t integer(const char* key, int64_t fallback) const {
+    const json* v = find(key);
+    if (!v) return fallback;
+    if (v->is_number_float()) {
+      double d = v->get<double>();
+      if (d != std::floor(d)) invalid(fmt::format("'{}' must be an integer, got {}", key, d));
+      return static_cast<int64_t>(d);
+    }
+    if (!v->is_number())
+      invalid(fmt::format("'{}' must be an integer, got {}", key, type_name(*v)));
+    return v->get<int64_t>();
+  }
+  bool boolean(const char* key, bool fallback) const {
+    const json* v = find(key);
+    if (!v) return fallback;
+    if (!v->is_boolean())
+      invalid(fmt::format("'{}' must be true or false, got {}", key, type_name(*v)));
+    return v->get<bool>();
+  }
+  std::string string(const char* key) const {
+    const json* v = find(key);
+    if (!v) return {};
+    if (!v->is_string()) invalid(fmt::format("'{}' must be a string, got {}", key, type_name(*v)));
+    return v->get<std::string>();
+  }
+};
+
+SamplingParams read_sampling(const FieldReader& r, const SamplingParams& defaults) {
+  SamplingParams p = defaults;
+  p.temperature = r.number("temperature", defaults.temperature);
+  p.top_p = r.number("top_p", defaults.top_p);
+  p.top_k = static_cast<int>(r.integer("top_k", defaults.top_k));
+  if (p.top_k < 0) p.top_k = 0;  // vLLM and llama.cpp use -1 for "off"
+  // max_completion_tokens is the newer name of max_tokens in the chat API.
+  int64_t max_tokens =
+      r.integer("max_completion_tokens", r.integer("max_tokens", defaults.max_tokens));
+  if (max_tokens < 0 || max_tokens > (1 << 30))
+    invalid(fmt::format("'max_tokens' must be >= 0, got {}", max_tokens));
+  p.max_tokens = static_cast<int>(max_tokens);
+  int64_t n = r.integer("n", defaults.n);
+  if (n < 1 || n > 128) invalid(fmt::format("'n' must be between 1 and 128, got {}", n));
+  p.n = static_cast<int>(n);
+  if (const json* seed = r.find("seed")) {
+    if (!seed->is_number_integer())
+      invalid(fmt::format("'seed' must be an integer, got {}", type_name(*seed)));
+    p.seed = seed->is_number_unsigned() ? seed->get<uint64_t>()
+                                        : static_cast<uint64_t>(seed->get<int64_t>());
+  }
+  if (const json* stop = r.find("stop")) {
+    p.stop.clear();
+    if (stop->is_string()) {
+      p.stop.push_back(stop->get<std::string>());
+    } else if (stop->is_array()) {
+      for (size_t i = 0; i < stop->size(); ++i) {
+        if (!(*stop)[i].is_string()) invalid(fmt::format("'stop[{}]' must be a string", i));
+        p.stop.push_back((*stop)[i].get<std::string>());
+      }
+    } else {
+      invalid(
+          fmt::format("'stop' must be a string or an array of strings, got {}", type_name(*stop)));
+    }
+    std::erase_if(p.stop, [](const std::string& s) { return s.empty(); });
+  }
+  return p;
+}
+
+// Fields whose meaning seqit serve cannot honour: rejected rather than silently ignored.
+void reject_unsupported(const FieldReader& r) {
+  for (const char* key : {"tools", "functions", "tool_choice", "function_call", "logit_bias",
+                          "response_format", "suffix"}) {
+    if (r.find(key)) invalid(fmt::format("'{}' is not supported by seqit serve", key));
+  }
+  for (const char* key : {"presence_penalty", "frequency_penalty"}) {
+    if (r.number(key, 0.0) != 0.0)
+      invalid(fmt::format("'{}' is not supported by seqit serve (only 0)", key));
+  }
+  if (r.integer("best_of", 1) > 1 && r.integer("best_of", 1) != r.integer("n", 1))
+    invalid("'best_of' is not supported by seqit serve");
+}
+
+std::string message_content(const json& content, const std::string& where) {
+  if (content.is_string()) return content.get<std::string>();
+  if (content.is_null()) return {};
+  if (content.is_array()) {
+    // [{"type": "text", "text": "..."}]: text parts are joined; other part types are refused.
+    std::string text;
+    for (size_t i = 0; i < content.size(); ++i) {
+      const json& part = content[i];
+      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+          !part["text"].is_string())
+        invalid(fmt::format("'{}[{}]' must be a text part {{\"type\": \"text\", \"text\": ...}}",
+                            where, i));
+      text += part["text"].get<std::string>();
+    }
+    return text;
+  }
+  invalid(fmt::format("'{}' must be a string or an array of text parts, got {}", where,
+                      type_name(content)));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- client side
+
+const char* endpoint_path(RequestKind kind) {
+  return kind == RequestKind::chat ? "/chat/completions" : "/completions";
+}
+
+json to_openai_request(const Request& request, const std::string& model) {
+  json body = json::object();
+  body["model"] = model;
+  switch (request.kind) {
+    case RequestKind::chat: {
+      json messages = json::array();
+      for (const auto& m : request.messages)
+        messages.push_back({{"role", m.role}, {"content", m.content}});
+      body["messages"] = std::move(messages);
+      put_sampling(body, request.params);
+      break;
+    }
+    case RequestKind::completion:
+      body["prompt"] = request.prompt;
+      put_sampling(body, request.params);
+      break;
+    case RequestKind::score: {
+      json prompts = json::array();
+      for (const auto& c : request.continuations) prompts.push_back(request.prompt + c);
+      body["prompt"] = std::move(prompts);
+      body["echo"] = true;
+      body["logprobs"] = 1;
+      body["max_tokens"] = 1;  // some servers refuse 0; the generated token is not counted
+      body["temperature"] = 0.0;
+      break;
+    }
+  }
+  return body;
+}
+
+Result<Response> parse_openai_response(const Request& request, const json& body) {
+  try {
+    Response out;
+    if (!body.is_object())
+      bad_response(fmt::format("the body is {}, expected a JSON object", type_name(body)));
+    const json& choices = need(body, "choices", "response");
+    if (!choices.is_array()) bad_response("'choices' is not an array");
+    if (auto m = body.find("model"); m != body.end() && m->is_string())
+      out.model = m->get<std::string>();
+    out.usage = read_usage(body);
+    if (request.kind == RequestKind::score) {
+      parse_score(request, choices, out);
+      return out;
+    }
+    const size_t n = static_cast<size_t>(request.params.n);
+    if (choices.size() != n)
+      bad_response(
+          fmt::format("asked for n={} choices, the server returned {} (some servers ignore 'n')", n,
+                      choices.size()));
+    out.choices.resize(n);
+    std::vector<bool> seen(n, false);
+    for (size_t pos = 0; pos < choices.size(); ++pos) {
+      const std::string where = fmt::format("choices[{}]", pos);
+      size_t i = choice_index(choices[pos], pos);
+      if (i >= n || seen[i])
+        bad_response(fmt::format("'{}.index' is {}, out of range or repeated", where, i));
+      seen[i] = true;
+      out.choices[i].text = choice_text(request.kind, choices[pos], where);
+      if (auto f = choices[pos].find("finish_reason"); f != choices[pos].end() && f->is_string())
+        out.choices[i].finish_reason = f->get<std::string>();
+    }
+    return out;
+  } catch (const FieldProblem& p) {
+    return LlmError{p.kind, p.message, 0, 0, {}};
+  }
+}
+
+std::string openai_error_message(const json& body) {
+  if (!body.is_object()) return {};
+  if (auto e = body.find("error"); e != body.end()) {
+    if (e->is_string()) return e->get<std::string>();
+    if (e->is_object()) {
+      if (auto m = e->find("message"); m != e->end() && m->is_string())
+        return m->get<std::string>();
+    }
+  }
+  if (auto d = body.find("detail"); d != body.end())
+    return d->is_string() ? d->get<std::string>() : d->dump();
+  if (auto m = body.find("message"); m != body.end() && m->is_string())
+    return m->get<std::string>();
+  return {};
+}
+
+json canonical_request(const Request& request, const std::string& model) {
+  // nlohmann::json objects keep keys sorted, so dump() of this is canonical.
+  json c = json::object();
+  c["kind"] = to_string(request.kind);
+  c["model"] = model;
+  switch (request.kind) {
+    case RequestKind::chat: {
+      json messages = json::array();
+      for (const auto& m : request.messages) messages.push_back(json::array({m.role, m.content}));
+      c["messages"] = std::move(messages);
+      break;
+    }
+    case RequestKind::completion:
+      c["prompt"] = request.prompt;
+      break;
+    case RequestKind::score:
+      c["prompt"] = request.prompt;
+      c["continuations"] = request.continuations;
+      c["token_logprobs"] = request.token_logprobs;
+      return c;  // sampling parameters do not affect a score
+  }
+  const SamplingParams& p = request.params;
+  c["temperature"] = p.temperature;
+  c["top_p"] = p.top_p;
+  c["top_k"] = p.top_k;
+  c["max_tokens"] = p.max_tokens;
+  c["stop"] = p.stop;
+  c["seed"] = p.seed ? json(*p.seed) : json(nullptr);
+  c["n"] = p.n;
+  return c;
+}
+
+// ---------------------------------------------------------------- server side
+
+Result<ServerRequest> parse_openai_server_request(RequestKind endpoint, const json& body) {
+  try {
+    if (!body.is_object())
+      invalid(fmt::format("the request body must be a JSON object, got {}", type_name(body)));
+    FieldReader r{body};
+    reject_unsupported(r);
+    ServerRequest out;
+    out.endpoint = endpoint;
+    out.model = r.string("model");
+    out.stream = r.boolean("stream", false);
+    if (const json* so = r.find("stream_options")) {
+      if (!so->is_object()) invalid("'stream_options' must be an object");
+      FieldReader sr{*so};
+      out.include_usage_in_stream = sr.boolean("include_usage", false);
+    }
+    SamplingParams openai_defaults;
+    openai_defaults.max_tokens = 16;  // the OpenAI API's default for completions
+    SamplingParams params = read_sampling(r, openai_defaults);
+    if (endpoint == RequestKind::chat) {
+      const json* messages = r.find("messages");
+      if (!messages) invalid("'messages' is required");
+      if (!messages->is_array() || messages->empty())
+        invalid("'messages' must be a non-empty array");
+      Request req;
+      req.kind = RequestKind::chat;
+      req.model = out.model;
+      req.params = params;
+      for (size_t i = 0; i < messages->size(); ++i) {
+        const json& m = (*messages)[i];
+        const std::string where = fmt::format("messages[{}]", i);
+        if (!m.is_object()) invalid(fmt::format("'{}' must be an object", where));
+        auto role = m.find("role");
+        if (role == m.end() || !role->is_string())
+          invalid(fmt::format("'{}.role' must be a string", where));
+        auto content = m.find("content");
+        if (content == m.end()) invalid(fmt::format("'{}.content' is required", where));
+        req.messages.push_back(
+            {role->get<std::string>(), message_content(*content, where + ".content")});
+      }
+      if (r.boolean("logprobs", false))
+        invalid("'logprobs' is not supported for chat completions by seqit serve");
+      out.requests.push_back(std::move(req));
+      return out;
+    }
+    // Legacy completions.
+    out.echo = r.boolean("echo", false);
+    const json* logprobs = r.find("logprobs");
+    if (logprobs && !logprobs->is_number_integer()) invalid("'logprobs' must be an integer");
+    out.logprobs = logprobs != nullptr;
+    if (out.logprobs && !out.echo)
+      invalid("'logprobs' is supported only with echo=true (scoring the prompt) by seqit serve");
+    if (out.logprobs && out.stream)
+      invalid("'logprobs' with 'stream' is not supported by seqit serve");
+    const json* prompt = r.find("prompt");
+    if (!prompt) invalid("'prompt' is required");
+    std::vector<std::string> prompts;
+    if (prompt->is_string()) {
+      prompts.push_back(prompt->get<std::string>());
+    } else if (prompt->is_array() && !prompt->empty()) {
+      for (size_t i = 0; i < prompt->size(); ++i) {
+        if (!(*prompt)[i].is_string())
+          invalid(
+              fmt::format("'prompt[{}]' must be a string (token-id prompts are not supported)", i));
+        prompts.push_back((*prompt)[i].get<std::string>());
+      }
+    } else {
+      invalid("'prompt' must be a string or a non-empty array of strings");
+    }
+    if (out.stream && prompts.size() > 1)
+      invalid("'stream' with several prompts is not supported by seqit serve");
+    for (auto& p : prompts) {
+      Request req;
+      req.model = out.model;
+      if (out.logprobs) {
+        // Scoring: the log-probability of every prompt token; nothing is generated.
+        req.kind = RequestKind::score;
+        req.continuations.push_back(std::move(p));
+        req.token_logprobs = true;
+      } else {
+        req.kind = RequestKind::completion;
+        req.prompt = std::move(p);
+        req.params = params;
+      }
+      out.requests.push_back(std::move(req));
+    }
+    return out;
+  } catch (const FieldProblem& p) {
+    return LlmError{p.kind, p.message, 400, 0, {}};
+  } catch (const json::exception& e) {
+    return LlmError{ErrorKind::invalid_request, e.what(), 400, 0, {}};
+  }
+}
+
+Result<SamplingParams> parse_sampling_params(const json& body, const SamplingParams& defaults) {
+  try {
+    if (!body.is_object()) invalid("expected a JSON object");
+    return read_sampling(FieldReader{body}, defaults);
+  } catch (const FieldProblem& p) {
+    return LlmError{p.kind, p.message, 0, 0, {}};
+  }
+}
+
+namespace {
+json usage_json(const Usage& u) {
+  return {{"prompt_tokens", u.prompt_tokens},
+          {"completion_tokens", u.completion_tokens},
+          {"total_tokens", u.total()}};
+}
+}  // namespace
+
+json to_openai_chat_response(const Response& response, const std::string& id, int64_t created,
+                             const std::string& model) {
+  json choices = json::array();
+  for (size_t i = 0; i < response.choices.size(); ++i) {
+    const Choice& c = response.choices[i];
+    choices.push_back({{"index", i},
+                       {"message", {{"role", "assistant"}, {"content", c.text}}},
+                       {"logprobs", nullptr},
+                       {"finish_reason", c.finish_reason}});
+  }
+  return {{"id", id},       {"object", "chat.completion"},   {"created", created},
+          {"model", model}, {"choices", std::move(choices)}, {"usage", usage_json(response.usage)}};
+}
+
+json to_openai_completion_response(const ServerRequest& request,
+                                   const std::vector<Response>& responses, const std::string& id,
+                                   int64_t created, const std::string& model) {
+  json choices = json::array();
+  Usage total;
+  for (size_t p = 0; p < responses.size(); ++p) {
+    const Response& r = responses[p];
+    const Request& req = request.requests[p];
+    total.prompt_tokens += r.usage.prompt_tokens;
+    total.completion_tokens += r.usage.completion_tokens;
+    if (req.kind == RequestKind::score) {
+      // Echo + logprobs: the prompt itself with its token log-probabilities; offsets in code
+      // points.
+      const std::string& text = req.continuations.front();
+      json tokens = json::array(), values = json::array(), offsets = json::array(),
+           top = json::array();
+      for (const auto& t :
+           r.token_logprobs.empty() ? std::vector<TokenLogprob>{} : r.token_logprobs.front()) {
+        tokens.push_back(t.text);
+        values.push_back(t.logprob ? json(*t.logprob) : json(nullptr));
+        offsets.push_back(utf8::count_code_points(std::string_view(text).substr(0, t.offset)));
+        top.push_back(t.logprob ? json{{t.text, *t.logprob}} : json(nullptr));
+      }
+      choices.push_back({{"index", choices.size()},
+                         {"text", text},
+                         {"logprobs",
+                          {{"tokens", std::move(tokens)},
+                           {"token_logprobs", std::move(values)},
+                           {"text_offset", std::move(offsets)},
+                           {"top_logprobs", std::move(top)}}},
+                         {"finish_reason", "length"}});
+      continue;
+    }
+    for (const Choice& c : r.choices) {
+      choices.push_back({{"index", choices.size()},
+                         {"text", request.echo ? req.prompt + c.text : c.text},
+                         {"logprobs", nullptr},
+                         {"finish_reason", c.finish_reason}});
+    }
+  }
+  return {{"id", id},       {"object", "text_completion"},   {"created", created},
+          {"model", model}, {"choices", std::move(choices)}, {"usage", usage_json(total)}};
+}
+
+json openai_error_body(const std::string& message, const std::string& type, const std::string& code,
+                       const std::string& param) {
+  return {{"error",
+           {{"message", message},
+            {"type", type},
+            {"param", param.empty() ? json(nullptr) : json(param)},
+            {"code", code.empty() ? json(nullptr) : json(code)}}}};
+}
+
+}  // namespace seqit::llm

@@ -1,0 +1,75 @@
+// The OpenAI wire format (chat completions and legacy completions), both directions: what the HTTP
+// backend sends and reads, and what `seqit serve` reads and sends. docs/llm.md lists the fields.
+//
+// Scoring travels as a legacy completion with echo=true, logprobs=1, max_tokens=1 and one prompt
+// per continuation (prompt + continuation), as lm-evaluation-harness does: the server returns the
+// log-probability of every prompt token with its character offset, and the continuation's score is
+// the sum over the tokens that start at or after the end of the prompt (offsets in Unicode code
+// points, as OpenAI and vLLM count them). Tokens whose log-probability is null (the first token)
+// are not counted.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "llm/backend.h"
+
+namespace seqit::llm {
+
+// --- client side (HTTP backend) ---
+
+// "/chat/completions" for chat, "/completions" for completion and score (appended to a base URL
+// that ends in /v1).
+const char* endpoint_path(RequestKind kind);
+// The JSON body for `request`, addressed to `model`.
+nlohmann::json to_openai_request(const Request& request, const std::string& model);
+// Reads a 2xx response body. Missing or mistyped fields give ErrorKind::bad_response naming them.
+Result<Response> parse_openai_response(const Request& request, const nlohmann::json& body);
+// The server's error text from an error body ({"error": {"message": ...}} or {"error": "..."} or
+// {"detail": ...}); empty when there is none.
+std::string openai_error_message(const nlohmann::json& body);
+
+// --- the request's identity (for the response cache) ---
+
+// Every field that decides the answer, in a fixed key order: kind, model, messages / prompt /
+// continuations, and the sampling parameters. Two requests with equal canonical JSON get the same
+// answer from a deterministic backend.
+nlohmann::json canonical_request(const Request& request, const std::string& model);
+
+// --- server side (`seqit serve`) and request files (`seqit query`) ---
+
+// The sampling fields of an OpenAI request body (temperature, top_p, top_k, max_tokens or
+// max_completion_tokens, stop as a string or array, seed, n); absent fields keep `defaults`.
+Result<SamplingParams> parse_sampling_params(const nlohmann::json& body,
+                                             const SamplingParams& defaults);
+
+// One parsed HTTP request: the backend requests it fans out to (one per prompt for a completion
+// with a prompt array) and how to answer.
+struct ServerRequest {
+  RequestKind endpoint = RequestKind::chat;  // chat or completion
+  std::string model;                         // as the client named it (empty when absent)
+  std::vector<Request> requests;             // generation, or score (echo + logprobs) requests
+  bool stream = false;
+  bool include_usage_in_stream = false;  // stream_options.include_usage
+  bool echo = false;                     // completions: prepend the prompt to each choice's text
+  bool logprobs = false;                 // completions: token log-probabilities were asked for
+};
+// Parses a chat (endpoint == chat) or completion request body. Errors are invalid_request and name
+// the field, e.g. "'messages[2].content' must be a string or an array of text parts".
+Result<ServerRequest> parse_openai_server_request(RequestKind endpoint, const nlohmann::json& body);
+
+// Response bodies. `id` is e.g. "chatcmpl-12", `created` Unix seconds.
+nlohmann::json to_openai_chat_response(const Response& response, const std::string& id,
+                                       int64_t created, const std::string& model);
+// Completion responses: one Response per prompt; choice index = prompt * n + choice.
+nlohmann::json to_openai_completion_response(const ServerRequest& request,
+                                             const std::vector<Response>& responses,
+                                             const std::string& id, int64_t created,
+                                             const std::string& model);
+// {"error": {"message", "type", "param", "code"}} as OpenAI writes it.
+nlohmann::json openai_error_body(const std::string& message, const std::string& type,
+                                 const std::string& code = {}, const std::string& param = {});
+
+}  // namespace seqit::llm
