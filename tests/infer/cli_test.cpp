@@ -57,7 +57,9 @@ TEST(GenerateCli, PromptFileResumesWithoutDuplicates) {
   std::set<std::string> ids;
   for (const json& r : rows) {
     ids.insert(r["id"].dump());
-    if (r["id"] == 1) EXPECT_EQ(r["completion_tokens"], 5);
+    if (r["id"] == 1) {
+      EXPECT_EQ(r["completion_tokens"], 5);
+    }
     if (r["id"] == "a") {
       EXPECT_EQ(r["completion_tokens"], 12);
       EXPECT_EQ(r["output"].get<std::string>().rfind(" and", 0), 0u) << "continues the prompt, space kept: " << r;
