@@ -22,13 +22,21 @@ struct EncodeOptions {
   // Add the tokens the format's post-processor adds (e.g. BOS for Llama, nothing for GPT-2),
   // as HF's add_special_tokens=True does.
   bool add_special = true;
-  // Recognise added/special tokens written in the text (e.g. "<|eot_id|>") as single tokens, as HF
-  // does for added tokens. When false, their text is tokenized as ordinary text.
+  // Recognise special tokens written in the text (e.g. "<|eot_id|>") as single tokens, as HF
+  // does. When false, special tokens' text is tokenized as ordinary text (HF's
+  // split_special_tokens); non-special added tokens (Qwen3's "<think>") are still matched, as in HF.
   bool parse_special = true;
 };
 
 // Byte range [begin, end) of the input text that a token came from. Tokens added by the
-// post-processor (BOS/EOS) have begin == end == position where they were inserted.
+// post-processor (BOS/EOS) have begin == end == position where they were inserted (0, or the text's
+// size for EOS). Spans go through normalisation: a byte that normalisation inserted (the
+// SentencePiece "▁" prefix) maps to no input bytes, so "▁Hello" spans just "Hello" and a token made
+// only of inserted bytes (a lone prefix "▁") gets an empty span at its insertion point; a replaced
+// byte maps to what it replaced (" " -> "▁" spans the space; NFC output spans the whole composed
+// sequence). Byte-level tokens that split a character span exactly their bytes. Spans never
+// overlap, except that a multi-byte character spread over several tokens by normalisation may be
+// covered by each of them.
 struct Span {
   size_t begin = 0, end = 0;
 };

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -77,13 +78,17 @@ struct WordToken {
 // growing at its capacity (as HF's BPE cache does), which bounds memory on endless input.
 class WordCache {
  public:
-  explicit WordCache(size_t capacity = 1 << 18) : per_shard_(capacity / kShards + 1) {}
+  explicit WordCache(size_t capacity = 1 << 18);
   // Appends the cached tokens of `word` and returns true, or returns false.
   bool lookup(std::string_view word, std::vector<WordToken>& out) const;
   void insert(std::string_view word, const WordToken* tokens, size_t count);
 
  private:
   static constexpr size_t kShards = 32;
+  // Each thread also keeps a small direct-mapped copy of the words it met last, so most lookups
+  // take no lock at all; entries carry the cache's unique id, never its address (a new cache may
+  // reuse a freed one's address).
+  uint64_t id_;
   struct Shard {
     mutable std::shared_mutex mutex;
     StringMap<std::vector<WordToken>> map;

@@ -6,8 +6,9 @@
 //       Rust library, the engine Python transformers runs, via its official Node binding), and
 //       decodes the Rust ids back. Writes {name: {transformers: [[ids]], rust: [[ids]],
 //       rust_decoded: [text]}}.
-//   node oracle.mjs bench <models-root> <text-file> <names,comma,separated> <out.json>
-//       Encodes the whole text with transformers.js, once to warm up and then timed.
+//   node oracle.mjs bench <models-root> <text-file> <name[:max-bytes],...> <out.json>
+//       Encodes the text (or its first max-bytes bytes) with transformers.js, once on a prefix to warm
+//       up and then timed.
 // Both are loaded from build/oracles/node_modules (scripts/oracles installs them).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -42,15 +43,19 @@ if (mode === 'compare') {
   }
   fs.writeFileSync(rest[0], JSON.stringify(out));
 } else if (mode === 'bench') {
-  const text = fs.readFileSync(input, 'utf8');
+  const whole = fs.readFileSync(input);
   const out = {};
-  for (const name of rest[0].split(',')) {
+  for (const spec of rest[0].split(',')) {
+    const [name, limit] = spec.split(':');
+    let bytes = limit ? Math.min(Number(limit), whole.length) : whole.length;
+    while (bytes < whole.length && (whole[bytes] & 0xc0) === 0x80) ++bytes;  // whole characters only
+    const text = whole.subarray(0, bytes).toString('utf8');
     const oracle = await loadOracle(name);
-    oracle.encode(text.slice(0, 200000), { add_special_tokens: false });
+    oracle.encode(text.slice(0, 100000), { add_special_tokens: false });
     const t0 = process.hrtime.bigint();
     const ids = oracle.encode(text, { add_special_tokens: false });
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    out[name] = { seconds, tokens: ids.length, bytes: Buffer.byteLength(text, 'utf8') };
+    out[name] = { seconds, tokens: ids.length, bytes: Buffer.byteLength(text, 'utf8'), ids: Array.from(ids) };
   }
   fs.writeFileSync(rest[1], JSON.stringify(out));
 } else {
