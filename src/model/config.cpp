@@ -334,11 +334,12 @@ ModelConfig config_from_llama2c(const Llama2cHeader& h, const std::string& sourc
   if (h.n_heads > 0 && h.dim % h.n_heads != 0) {
     throw field_error(source, "dim", fmt::format("dim {} is not a multiple of n_heads {}", h.dim, h.n_heads));
   }
-  // llama2.c's model.py trains with these fixed values and its sentencepiece ids.
+  // llama2.c's model.py trains with these fixed values and its sentencepiece ids. Its stories are
+  // delimited by BOS, not EOS (run.c stops when BOS comes out), so BOS also ends a generation.
   c.rms_norm_eps = 1e-5;
   c.rope_theta = 10000.0;
   c.bos_token_id = 1;
-  c.eos_token_ids = {2};
+  c.eos_token_ids = {2, 1};
   if (c.vocab_size <= 2) c.bos_token_id.reset(), c.eos_token_ids.clear();
   c.validate(source);
   return c;

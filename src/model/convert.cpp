@@ -206,6 +206,8 @@ void write_gguf_model(const WeightSource& source, const fs::path& out, const Exp
   if (options.tokenizer) add_gguf_tokenizer(w, *options.tokenizer, c.vocab_size);
   if (c.bos_token_id) w.set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(*c.bos_token_id));
   if (!c.eos_token_ids.empty()) w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(c.eos_token_ids[0]));
+  // GGUF has one more end token: the end of turn (read back into eos_token_ids by config_from_gguf).
+  if (c.eos_token_ids.size() > 1) w.set_u32("tokenizer.ggml.eot_token_id", static_cast<uint32_t>(c.eos_token_ids[1]));
 
   // llama3 scaling travels as llama.cpp does it: per-frequency divisors in rope_freqs.weight.
   if (c.rope_scaling.type == "llama3" || !c.rope_freq_factors.empty()) {

@@ -455,6 +455,10 @@ TEST(Convert, Stories260KToHfAndGgufKeepsWeightsAndTokenizer) {
   expect_same_weights(*src, *gg);
   EXPECT_TRUE(fs::exists(dir / "hf" / "tokenizer.bin"));
   EXPECT_EQ(hf->tokenizer_path(), dir / "hf" / "tokenizer.bin");
+  // llama2.c stories end with BOS: both end tokens survive the trip through HF and GGUF.
+  EXPECT_EQ(src->config().eos_token_ids, (std::vector<int32_t>{2, 1}));
+  EXPECT_EQ(hf->config().eos_token_ids, (std::vector<int32_t>{2, 1}));
+  EXPECT_EQ(gg->config().eos_token_ids, (std::vector<int32_t>{2, 1}));
   auto gfile = seqit::gguf::File::open(dir / "s.gguf");
   auto tokens = gfile->get_string_array("tokenizer.ggml.tokens");
   ASSERT_EQ(tokens.size(), 512u);

@@ -1,0 +1,86 @@
+// Shared model and sampling options of `seqit generate` and `seqit chat` (no command of its own).
+#include "cli/model_options.h"
+
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "tensor/threading.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace seqit::cli {
+
+void add_model_options(CLI::App& cmd, ModelOptions& o, bool chat_flag) {
+  cmd.add_option("--model,-m", o.model, "Model: HF folder, .gguf file or llama2.c .bin")->required();
+  cmd.add_option("--tokenizer", o.tokenizer,
+                 "Tokenizer (tokenizer.json / folder / .model / tokenizer.bin / .gguf); default: found with the model");
+  cmd.add_option("--dtype", o.dtype, "Compute dtype of the weights: f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}));
+  if (chat_flag) cmd.add_flag("--chat", o.chat, "Wrap prompts in the model's chat template (records may give \"messages\")");
+  cmd.add_option("--system", o.system, "System message for chat prompts");
+}
+
+LoadedModel load_model(const ModelOptions& o) {
+  tensor::set_num_threads(thread_count());
+  LoadedModel m;
+  model::LoadOptions load;
+  load.dtype = o.dtype == "bf16" ? tensor::DType::bf16 : tensor::DType::f32;
+  m.model = model::LlamaModel::load(o.model, load);
+  std::filesystem::path tok;
+  if (!o.tokenizer.empty()) {
+    tok = o.tokenizer;
+  } else if (m.model->tokenizer_path()) {
+    tok = *m.model->tokenizer_path();
+  } else {
+    throw Error("no tokenizer found with the model; pass --tokenizer PATH").in_file(o.model);
+  }
+  m.tokenizer = tokenizer::load_tokenizer(tok);
+  if (static_cast<int64_t>(m.tokenizer->vocab_size()) > m.model->config().vocab_size) {
+    throw Error(fmt::format("the tokenizer has {} tokens but the model only {}", m.tokenizer->vocab_size(),
+                            m.model->config().vocab_size))
+        .in_file(tok.string());
+  }
+  log::debug("model {} ({} layers, {} parameters), tokenizer {}", o.model, m.model->config().num_layers,
+             m.model->config().parameter_count(), m.tokenizer->describe());
+  return m;
+}
+
+infer::PromptBuilder prompt_builder(const LoadedModel& m, const ModelOptions& o) {
+  if (o.chat) throw Error("--chat needs the chat template support, which is not in this build yet");
+  return infer::text_prompt_builder(*m.tokenizer);
+}
+
+infer::SamplingParams SamplingOptions::sampling() const {
+  infer::SamplingParams p;
+  p.temperature = temperature;
+  p.top_k = top_k;
+  p.top_p = top_p;
+  p.min_p = min_p;
+  p.repetition_penalty = repeat_penalty;
+  p.repetition_window = repeat_last_n;
+  p.seed = seed;
+  return p;
+}
+
+infer::StopParams SamplingOptions::stop_params() const {
+  infer::StopParams s;
+  s.max_new_tokens = max_tokens;
+  s.stop_strings = stop;
+  s.ignore_eos = ignore_eos;
+  return s;
+}
+
+void add_sampling_options(CLI::App& cmd, SamplingOptions& o) {
+  cmd.add_option("--temperature", o.temperature, "Sampling temperature; 0 = greedy (default)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--top-k", o.top_k, "Keep only the k most likely tokens (0 = off)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--top-p", o.top_p, "Nucleus sampling: smallest set with probability >= p (1 = off)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd.add_option("--min-p", o.min_p, "Drop tokens below min-p x the top probability (0 = off)")->check(CLI::Range(0.0, 1.0));
+  cmd.add_option("--repeat-penalty", o.repeat_penalty, "Repetition penalty (1 = off; 1.1 is typical)");
+  cmd.add_option("--repeat-last-n", o.repeat_last_n, "Tokens the repetition penalty looks back at (0 = all)");
+  cmd.add_option("--seed", o.seed, "Random seed (same seed, same text)");
+  cmd.add_option("--max-tokens,-n", o.max_tokens, "Maximum new tokens per prompt")->check(CLI::PositiveNumber);
+  cmd.add_option("--stop", o.stop, "Stop string (repeatable); the output ends before it");
+  cmd.add_flag("--ignore-eos", o.ignore_eos, "Keep generating past the end-of-sequence token");
+}
+
+}  // namespace seqit::cli

@@ -1,0 +1,224 @@
+#include "infer/engine.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace seqit::infer {
+using tensor::Tensor;
+
+std::string_view finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::none: return "none";
+    case FinishReason::length: return "length";
+    case FinishReason::stop_token: return "stop";
+    case FinishReason::stop_string: return "stop";
+    case FinishReason::context_full: return "length";
+    case FinishReason::cancelled: return "cancelled";
+  }
+  return "?";
+}
+
+struct Engine::Sequence {
+  RequestId id;
+  GenerationRequest request;
+  model::KvCache cache;
+  std::vector<TokenId> tokens;  // prompt + generated
+  int64_t prompt_length;
+  Sampler sampler;
+  std::optional<TextStream> stream;
+  GenerationResult result;
+  bool cancelled = false;
+
+  Sequence(RequestId id_, GenerationRequest req, model::KvCache cache_)
+      : id(id_), request(std::move(req)), cache(std::move(cache_)), tokens(request.prompt),
+        prompt_length(static_cast<int64_t>(request.prompt.size())), sampler(request.sampling) {
+    result.id = id;
+    result.prompt_tokens = prompt_length;
+  }
+  // Tokens not yet in the cache: the rest of the prompt, or the last sampled token.
+  int64_t unfed() const { return static_cast<int64_t>(tokens.size()) - cache.length(); }
+};
+
+Engine::Engine(const model::LlamaModel& model, const tokenizer::Tokenizer* tokenizer, EngineOptions options)
+    : model_(model), tokenizer_(tokenizer), options_(options) {
+  if (options_.max_batch < 1) throw Error("engine: max_batch must be at least 1");
+  if (options_.max_step_tokens < options_.max_batch) options_.max_step_tokens = options_.max_batch;
+  eos_ids_ = model.config().eos_token_ids;
+  if (tokenizer_) {
+    if (auto eos = tokenizer_->eos_id(); eos && std::find(eos_ids_.begin(), eos_ids_.end(), *eos) == eos_ids_.end()) {
+      eos_ids_.push_back(*eos);
+    }
+  }
+}
+
+Engine::~Engine() = default;
+
+RequestId Engine::add(GenerationRequest request) {
+  const model::ModelConfig& c = model_.config();
+  if (request.prompt.empty()) throw Error("generation needs a prompt of at least one token (e.g. BOS)");
+  for (TokenId id : request.prompt) {
+    if (id < 0 || id >= c.vocab_size) {
+      throw Error(fmt::format("prompt token id {} is outside the model's vocabulary of {}", id, c.vocab_size));
+    }
+  }
+  model::KvCache cache = model_.new_cache(options_.max_context);
+  if (static_cast<int64_t>(request.prompt.size()) >= cache.max_length()) {
+    throw Error(fmt::format("the prompt has {} tokens; the context holds {}, leaving no room to generate",
+                            request.prompt.size(), cache.max_length()));
+  }
+  if (!tokenizer_ && !request.stop.stop_strings.empty()) throw Error("stop strings need a tokenizer");
+  if (request.stop.max_new_tokens < 1) throw Error("max new tokens must be at least 1");
+  RequestId id = next_id_++;
+  auto seq = std::make_unique<Sequence>(id, std::move(request), std::move(cache));
+  if (tokenizer_) {
+    bool at_start = seq->request.text_standalone;
+    if (!at_start) {
+      // The reply starts a text when the prompt has no text of its own (e.g. only BOS).
+      at_start = std::all_of(seq->request.prompt.begin(), seq->request.prompt.end(),
+                             [&](TokenId t) { return tokenizer_->is_special(t); });
+    }
+    seq->stream.emplace(*tokenizer_, seq->request.stop.stop_strings, at_start);
+  }
+  waiting_.push_back(std::move(seq));
+  return id;
+}
+
+void Engine::cancel(RequestId id) {
+  for (auto& s : waiting_) {
+    if (s->id == id) s->cancelled = true;
+  }
+  for (auto& s : running_) {
+    if (s->id == id) s->cancelled = true;
+  }
+}
+
+bool Engine::idle() const { return waiting_.empty() && running_.empty(); }
+
+void Engine::finish(Sequence& s, FinishReason reason, StepEvent& event) {
+  if (s.stream) {
+    std::string tail = s.stream->finish();
+    if (!tail.empty()) {
+      event.text += tail;
+      if (s.request.on_text) s.request.on_text(tail);
+    }
+    s.result.text = s.stream->text();
+    s.result.stop_string = s.stream->stop_string();
+  }
+  s.result.finish = reason;
+  event.finished = true;
+  event.result = s.result;
+}
+
+std::vector<StepEvent> Engine::step() {
+  std::vector<StepEvent> events;
+  auto event_for = [&](Sequence& s) -> StepEvent& {
+    for (StepEvent& e : events) {
+      if (e.id == s.id) return e;
+    }
+    events.push_back(StepEvent{});
+    events.back().id = s.id;
+    return events.back();
+  };
+  // Cancelled requests leave first, so their places can be taken this step.
+  auto drop_cancelled = [&](auto& container) {
+    for (auto it = container.begin(); it != container.end();) {
+      if ((*it)->cancelled) {
+        finish(**it, FinishReason::cancelled, event_for(**it));
+        it = container.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
+  drop_cancelled(waiting_);
+  drop_cancelled(running_);
+  while (!waiting_.empty() && static_cast<int64_t>(running_.size()) < options_.max_batch) {
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  if (running_.empty()) return events;
+
+  // Decoding sequences feed their one new token; prefilling ones share the remaining token budget.
+  model::ForwardBatch batch;
+  std::vector<Sequence*> sampled;  // sequences whose last fed token yields logits this step
+  int64_t budget = options_.max_step_tokens;
+  for (auto& s : running_) budget -= s->unfed() == 1 ? 1 : 0;
+  for (auto& sp : running_) {
+    Sequence& s = *sp;
+    int64_t n = s.unfed();
+    if (n > 1) {  // prefilling: a chunk of what the step has left
+      n = std::min(n, std::max<int64_t>(budget, 0));
+      budget -= n;
+    }
+    if (n <= 0) continue;
+    int64_t first = s.cache.length();
+    batch.tokens.insert(batch.tokens.end(), s.tokens.begin() + first, s.tokens.begin() + first + n);
+    batch.chunks.push_back({&s.cache, n});
+    if (first + n == static_cast<int64_t>(s.tokens.size())) {
+      batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
+      sampled.push_back(&s);
+    }
+  }
+  const int64_t V = model_.config().vocab_size;
+  const auto R = static_cast<int64_t>(batch.logit_rows.size());
+  if (!logits_.defined() || logits_.size(0) < R) logits_ = Tensor::empty({std::max<int64_t>(R, 1), V}, tensor::DType::f32);
+  Tensor logits = logits_.narrow(0, 0, R);
+  model_.forward(batch, logits, workspace_);
+
+  for (int64_t r = 0; r < R; ++r) {
+    Sequence& s = *sampled[r];
+    std::span<float> row(logits.narrow(0, r, 1).data<float>(), static_cast<size_t>(V));
+    TokenId next = s.sampler.sample(row, s.tokens);
+    StepEvent& event = event_for(s);
+    const bool is_eos = !s.request.stop.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end();
+    const bool is_stop = std::find(s.request.stop.stop_tokens.begin(), s.request.stop.stop_tokens.end(), next) !=
+                         s.request.stop.stop_tokens.end();
+    if (is_eos || is_stop) {
+      finish(s, FinishReason::stop_token, event);
+      continue;
+    }
+    s.tokens.push_back(next);
+    s.result.tokens.push_back(next);
+    event.tokens.push_back(next);
+    if (s.stream) {
+      std::string piece = s.stream->push(next);
+      if (!piece.empty()) {
+        event.text += piece;
+        if (s.request.on_text) s.request.on_text(piece);
+      }
+      if (s.stream->stopped()) {
+        finish(s, FinishReason::stop_string, event);
+        continue;
+      }
+    }
+    const auto generated = static_cast<int64_t>(s.result.tokens.size());
+    if (generated >= s.request.stop.max_new_tokens) {
+      finish(s, FinishReason::length, event);
+    } else if (static_cast<int64_t>(s.tokens.size()) >= s.cache.max_length()) {
+      finish(s, FinishReason::context_full, event);
+    }
+  }
+  running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                [&](const std::unique_ptr<Sequence>& s) { return s->result.finish != FinishReason::none; }),
+                 running_.end());
+  return events;
+}
+
+std::vector<GenerationResult> Engine::generate(std::vector<GenerationRequest> requests) {
+  std::vector<RequestId> ids;
+  for (auto& r : requests) ids.push_back(add(std::move(r)));
+  std::unordered_map<RequestId, GenerationResult> done;
+  while (done.size() < ids.size()) {
+    for (StepEvent& e : step()) {
+      if (e.finished) done[e.id] = std::move(e.result);
+    }
+  }
+  std::vector<GenerationResult> out;
+  for (RequestId id : ids) out.push_back(std::move(done[id]));
+  return out;
+}
+
+}  // namespace seqit::infer

@@ -1,0 +1,121 @@
+#include "infer/generate_job.h"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+#include "util/json_io.h"
+#include "util/jsonl_writer.h"
+#include "util/log.h"
+#include "util/progress.h"
+
+namespace seqit::infer {
+using nlohmann::json;
+
+PromptBuilder text_prompt_builder(const tokenizer::Tokenizer& tokenizer) {
+  return [&tokenizer](const json& record, bool* standalone) {
+    auto it = record.find("prompt");
+    if (it == record.end() || !it->is_string()) {
+      throw Error(record.contains("messages") ? "a record with \"messages\" needs --chat (a chat template)"
+                                              : "the record has no string \"prompt\"")
+          .in_field("prompt");
+    }
+    *standalone = false;
+    return tokenizer.encode(it->get<std::string>());
+  };
+}
+
+void apply_record_overrides(const json& record, SamplingParams& sampling, StopParams& stop) {
+  auto number = [&](const char* key, auto& target) {
+    auto it = record.find(key);
+    if (it == record.end() || it->is_null()) return;
+    if (!it->is_number()) throw Error(fmt::format("\"{}\" must be a number", key)).in_field(key);
+    target = it->get<std::remove_reference_t<decltype(target)>>();
+  };
+  number("max_tokens", stop.max_new_tokens);
+  number("temperature", sampling.temperature);
+  number("top_k", sampling.top_k);
+  number("top_p", sampling.top_p);
+  number("min_p", sampling.min_p);
+  number("seed", sampling.seed);
+  if (auto it = record.find("stop"); it != record.end() && !it->is_null()) {
+    if (it->is_string()) {
+      stop.stop_strings.push_back(it->get<std::string>());
+    } else if (it->is_array()) {
+      for (const json& s : *it) {
+        if (!s.is_string()) throw Error("\"stop\" must be a string or a list of strings").in_field("stop");
+        stop.stop_strings.push_back(s.get<std::string>());
+      }
+    } else {
+      throw Error("\"stop\" must be a string or a list of strings").in_field("stop");
+    }
+  }
+}
+
+GenerateJobStats run_generate_job(const model::LlamaModel& model, const tokenizer::Tokenizer& tokenizer,
+                                  const GenerateJobOptions& options, const PromptBuilder& build_prompt) {
+  ResumableJsonlWriter out(options.out, "id", options.fresh);
+  JsonlReader in(options.prompts);
+  GenerateJobStats stats;
+  stats.skipped = 0;
+  Engine engine(model, &tokenizer, options.engine);
+  std::map<RequestId, json> pending_ids;  // request -> the record's id value
+  Progress progress("generate", -1, "prompts");
+  bool input_done = false;
+  // Keep a few more requests queued than the batch holds, so freed places refill at once, while
+  // never reading the whole input into memory.
+  const auto queue_target = static_cast<size_t>(2 * options.engine.max_batch);
+  json record;
+  while (!input_done || !engine.idle()) {
+    while (!input_done && pending_ids.size() < queue_target) {
+      if (!in.next(record)) {
+        input_done = true;
+        break;
+      }
+      ErrorContext where;
+      where.file = in.path();
+      where.line = in.line();
+      where.record = in.record();
+      try {
+        if (!record.is_object()) throw Error("a prompt record must be a JSON object");
+        json id = record.contains("id") ? record["id"] : json(in.record());
+        if (out.has_id_value(id)) {
+          ++stats.skipped;
+          continue;
+        }
+        GenerationRequest request;
+        request.sampling = options.sampling;
+        request.stop = options.stop;
+        apply_record_overrides(record, request.sampling, request.stop);
+        request.prompt = build_prompt(record, &request.text_standalone);
+        RequestId rid = engine.add(std::move(request));
+        pending_ids[rid] = id;
+      } catch (Error& e) {
+        e.add_context(where);
+        throw;
+      }
+    }
+    for (StepEvent& e : engine.step()) {
+      if (!e.finished) continue;
+      const GenerationResult& r = e.result;
+      json row = {{"id", pending_ids.at(e.id)},
+                  {"output", r.text},
+                  {"finish_reason", std::string(finish_reason_name(r.finish))},
+                  {"prompt_tokens", r.prompt_tokens},
+                  {"completion_tokens", r.tokens.size()}};
+      if (options.include_ids) row["token_ids"] = r.tokens;
+      out.append(row);
+      pending_ids.erase(e.id);
+      ++stats.written;
+      stats.tokens += static_cast<int64_t>(r.tokens.size());
+      progress.add(1);
+    }
+  }
+  progress.finish();
+  if (stats.skipped > 0) log::info("{}: {} prompts were already done (resumed)", options.out.string(), stats.skipped);
+  return stats;
+}
+
+}  // namespace seqit::infer

@@ -1,0 +1,193 @@
+// Generation and scoring on the real stories260K model with its tokenizer.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "infer/engine.h"
+#include "infer/scoring.h"
+#include "testing.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+using namespace seqit::infer;
+using seqit::model::LlamaModel;
+using seqit::tensor::Tensor;
+using seqit::testing::shared_data;
+
+namespace {
+struct Stories {
+  std::unique_ptr<LlamaModel> model = LlamaModel::load(shared_data("models/stories260K/stories260K.bin"));
+  std::unique_ptr<seqit::tokenizer::Tokenizer> tok =
+      seqit::tokenizer::load_tokenizer(shared_data("models/stories260K/tok512.bin"));
+  std::vector<TokenId> encode(const std::string& text) const { return tok->encode(text); }
+};
+Stories& stories() {
+  static Stories s;
+  return s;
+}
+
+GenerationRequest request(std::vector<TokenId> prompt, int64_t max_new = 40) {
+  GenerationRequest r;
+  r.prompt = std::move(prompt);
+  r.stop.max_new_tokens = max_new;
+  return r;
+}
+
+GenerationResult alone(GenerationRequest r) {
+  Engine engine(*stories().model, stories().tok.get());
+  return engine.generate({std::move(r)})[0];
+}
+}  // namespace
+
+TEST(Generate, Stories260KGreedyFromBosTellsTheKnownStory) {
+  GenerationResult r = alone(request({1}, 40));
+  const std::string story = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";
+  EXPECT_EQ(r.text.substr(0, story.size()), story);
+  EXPECT_EQ(r.finish, FinishReason::length);
+  EXPECT_EQ(r.tokens.size(), 40u);
+  EXPECT_EQ(r.prompt_tokens, 1);
+  // The text is the tokenizer's decoding of the tokens.
+  EXPECT_EQ(r.text, stories().tok->decode(r.tokens));
+}
+
+TEST(Generate, RaggedContinuousBatchEqualsEachPromptAlone) {
+  std::vector<std::string> texts = {"Once upon a time", "The dog", "Tom and Sue went to the big park to play with a ball", "Lily"};
+  std::vector<GenerationResult> want;
+  for (const auto& t : texts) want.push_back(alone(request(stories().encode(t), 25 + static_cast<int64_t>(t.size() % 7))));
+  // Two at a time, small steps (chunked prefill mixed with decoding), a late arrival.
+  EngineOptions o;
+  o.max_batch = 2;
+  o.max_step_tokens = 6;
+  Engine engine(*stories().model, stories().tok.get(), o);
+  std::vector<RequestId> ids;
+  for (size_t i = 0; i + 1 < texts.size(); ++i) {
+    ids.push_back(engine.add(request(stories().encode(texts[i]), 25 + static_cast<int64_t>(texts[i].size() % 7))));
+  }
+  std::map<RequestId, GenerationResult> done;
+  std::map<RequestId, std::string> streamed;
+  int steps = 0;
+  while (!engine.idle() || ids.size() < texts.size()) {
+    if (++steps == 5) ids.push_back(engine.add(request(stories().encode(texts.back()), 25 + static_cast<int64_t>(texts.back().size() % 7))));
+    for (StepEvent& e : engine.step()) {
+      streamed[e.id] += e.text;
+      if (e.finished) done[e.id] = e.result;
+    }
+    ASSERT_LE(engine.running(), 2u);
+  }
+  for (size_t i = 0; i < texts.size(); ++i) {
+    EXPECT_EQ(done[ids[i]].tokens, want[i].tokens) << texts[i];
+    EXPECT_EQ(done[ids[i]].text, want[i].text) << texts[i];
+    EXPECT_EQ(streamed[ids[i]], want[i].text) << "streamed pieces add up to the text";
+  }
+}
+
+TEST(Generate, SeededSamplingIsReproducibleAndBatchIndependent) {
+  auto sampled = [](uint64_t seed) {
+    GenerationRequest r = request({1}, 40);
+    r.sampling.temperature = 1.0f;
+    r.sampling.top_p = 0.9f;
+    r.sampling.seed = seed;
+    return r;
+  };
+  GenerationResult a = alone(sampled(7)), b = alone(sampled(7)), c = alone(sampled(8));
+  EXPECT_EQ(a.text, b.text);
+  EXPECT_NE(a.text, c.text);
+  // In a batch with others, the same seed still gives the same text.
+  Engine engine(*stories().model, stories().tok.get());
+  auto results = engine.generate({sampled(8), request({1}, 10), sampled(7)});
+  EXPECT_EQ(results[2].text, a.text);
+  EXPECT_EQ(results[0].text, c.text);
+}
+
+TEST(Generate, StopStringsEosAndStreamingCallback) {
+  std::string streamed;
+  GenerationRequest r = request({1}, 100);
+  r.stop.stop_strings = {" named"};
+  r.on_text = [&](std::string_view piece) { streamed += piece; };
+  GenerationResult res = alone(std::move(r));
+  EXPECT_EQ(res.text, "Once upon a time, there was a little girl");
+  EXPECT_EQ(res.finish, FinishReason::stop_string);
+  EXPECT_EQ(res.stop_string, " named");
+  EXPECT_EQ(streamed, res.text);
+
+  // An end token: stop at the first "." token id.
+  GenerationRequest e = request({1}, 100);
+  TokenId period = *stories().tok->token_id(".");
+  e.stop.stop_tokens = {period};
+  res = alone(std::move(e));
+  EXPECT_EQ(res.text, "Once upon a time, there was a little girl named Lily");
+  EXPECT_EQ(res.finish, FinishReason::stop_token);
+
+  // EOS ends a (sampled) story on its own when allowed to run long enough.
+  GenerationRequest sampled = request({1}, 400);
+  sampled.sampling.temperature = 1.0f;
+  sampled.sampling.seed = 3;
+  GenerationResult longer = alone(std::move(sampled));
+  EXPECT_EQ(longer.finish, FinishReason::stop_token) << longer.text;
+  EXPECT_LT(longer.tokens.size(), 400u);
+}
+
+TEST(Generate, CancelAndBadRequests) {
+  Engine engine(*stories().model, stories().tok.get());
+  RequestId a = engine.add(request({1}, 50));
+  RequestId b = engine.add(request({1}, 50));
+  engine.step();
+  engine.cancel(a);
+  bool saw_cancel = false;
+  while (!engine.idle()) {
+    for (StepEvent& e : engine.step()) {
+      if (e.id == a && e.finished) saw_cancel = e.result.finish == FinishReason::cancelled;
+      if (e.id == b && e.finished) {
+        EXPECT_EQ(e.result.tokens.size(), 50u);
+      }
+    }
+  }
+  EXPECT_TRUE(saw_cancel);
+  EXPECT_THROW(engine.add(request({})), seqit::Error);
+  EXPECT_THROW(engine.add(request({1, 9999})), seqit::Error);
+  EXPECT_THROW(engine.add(request(std::vector<TokenId>(512, 1))), seqit::Error);
+  // Context full: a prompt of 500 leaves room for 12 tokens.
+  GenerationResult full = alone(request(std::vector<TokenId>(500, 1), 100));
+  EXPECT_EQ(full.finish, FinishReason::context_full);
+  EXPECT_EQ(full.tokens.size(), 12u);
+}
+
+TEST(Score, LogLikelihoodsEqualTheFullForwardAndBatchingChangesNothing) {
+  const LlamaModel& m = *stories().model;
+  std::vector<ScoreRequest> reqs = {
+      {stories().encode("Once upon a time"), {261, 378}},
+      {stories().encode("The cat"), stories().tok->encode(" was happy", {false, true})},
+      {{1}, stories().tok->encode("Once upon a time, there was a little girl", {false, true})},
+  };
+  auto results = score_continuations(m, reqs);
+  ScoreOptions tiny;
+  tiny.max_step_tokens = 3;
+  auto chunked = score_continuations(m, reqs, tiny);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    std::vector<int32_t> all = reqs[i].context;
+    all.insert(all.end(), reqs[i].continuation.begin(), reqs[i].continuation.end());
+    Tensor logits = m.forward_sequence(all);
+    double want = 0;
+    bool greedy = true;
+    for (size_t k = 0; k < reqs[i].continuation.size(); ++k) {
+      int64_t pos = static_cast<int64_t>(reqs[i].context.size() + k) - 1;
+      const float* row = logits.narrow(0, pos, 1).data<float>();
+      double mx = *std::max_element(row, row + 512), z = 0;
+      for (int v = 0; v < 512; ++v) z += std::exp(row[v] - mx);
+      int32_t target = reqs[i].continuation[k];
+      want += row[target] - mx - std::log(z);
+      greedy &= std::max_element(row, row + 512) - row == target;
+    }
+    EXPECT_NEAR(results[i].logprob, want, 1e-3) << i;
+    EXPECT_NEAR(chunked[i].logprob, want, 1e-3) << i;
+    EXPECT_EQ(results[i].is_greedy, greedy) << i;
+    EXPECT_EQ(results[i].token_logprobs.size(), reqs[i].continuation.size());
+  }
+  // The model's own greedy story is greedy; a reordering of it is not and is less likely.
+  EXPECT_TRUE(results[2].is_greedy);
+  std::vector<ScoreRequest> pair = {{{1}, stories().tok->encode("Once upon a time", {false, true})},
+                                    {{1}, stories().tok->encode("time a upon Once", {false, true})}};
+  auto two = score_continuations(m, pair);
+  EXPECT_GT(two[0].logprob, two[1].logprob);
+  EXPECT_THROW(score_continuations(m, std::vector<ScoreRequest>{{{}, {1}}}), seqit::Error);
+}
