@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -69,13 +70,13 @@ LocalBackend* Serve::local_ = nullptr;
 
 TEST_F(Serve, GreedyFromBosIsTheKnownStoriesText) {
   // The published reference behaviour of stories260K (shared/data/SOURCES.md).
-  auto r = client()->complete("", greedy(24));
+  auto r = client()->complete("", greedy(32));
   ASSERT_TRUE(r.ok()) << r.error().describe();
   EXPECT_TRUE(r.value().text().starts_with("Once upon a time, there was a little girl named Lily. She loved to play "
                                            "outside in the park."))
       << r.value().text();
   EXPECT_EQ(r.value().choices[0].finish_reason, "length");
-  EXPECT_EQ(r.value().usage.completion_tokens, 24);
+  EXPECT_EQ(r.value().usage.completion_tokens, 32);
   EXPECT_EQ(r.value().usage.prompt_tokens, 1);  // BOS
 }
 
@@ -140,7 +141,9 @@ TEST_F(Serve, StreamedChunksConcatenateToTheSameText) {
       continue;
     }
     const json& c = e["choices"][0];
-    if (i == 0) EXPECT_EQ(c["delta"]["role"], "assistant");
+    if (i == 0) {
+      EXPECT_EQ(c["delta"]["role"], "assistant");
+    }
     if (c["delta"].contains("content")) {
       text += c["delta"]["content"].get<std::string>();
       ++with_text;
@@ -209,8 +212,9 @@ TEST_F(Serve, ScoresEqualTheLocalBackend) {
   ASSERT_TRUE(here.ok()) << here.error().describe();
   ASSERT_EQ(remote.value().logprobs.size(), 3u);
   for (int i = 0; i < 3; ++i) {
-    // JSON carries the floats with round-trip precision.
-    EXPECT_NEAR(remote.value().logprobs[i], here.value().logprobs[i], 1e-6) << i;
+    // The server scores each continuation in its own forward pass, the local call all three in one
+    // batch: fp32 GEMMs of different shapes round differently (about 1e-6 relative).
+    EXPECT_NEAR(remote.value().logprobs[i], here.value().logprobs[i], 1e-4) << i;
     EXPECT_EQ(remote.value().token_counts[i], here.value().token_counts[i]);
     EXPECT_LT(here.value().logprobs[i], 0);
   }
@@ -323,6 +327,32 @@ TEST_F(Serve, TwoHundredConcurrentChatRequestsAllCompleteOnceWithBoundedMemory) 
   std::printf("[ rss KiB ] before %ld, after 200 requests %ld, after 400 %ld\n", before, after_first, after_second);
 }
 
+TEST_F(Serve, QueryCommandRunsTheLocalEngineToo) {
+  seqit::testing::TempDir dir;
+  seqit::testing::spit(dir / "in.jsonl", R"({"id": 1, "prompt": "The dog"}
+{"id": 2, "messages": [{"role": "user", "content": "Once upon a time"}]}
+{"id": 3, "prompt": "The dog", "continuations": [" ran", " sat"]}
+)");
+  const std::string cmd = seqit::testing::shell_quote(seqit::testing::seqit_binary().string()) + " query " +
+                          seqit::testing::shell_quote((dir / "in.jsonl").string()) + " -o " +
+                          seqit::testing::shell_quote((dir / "out.jsonl").string()) + " --local " +
+                          seqit::testing::shell_quote(model_path()) + " --tokenizer " +
+                          seqit::testing::shell_quote(tokenizer_path()) + " --temperature 0 --max-tokens 20";
+  std::string out;
+  ASSERT_EQ(seqit::testing::run_command(cmd, &out), 0) << out;
+  std::map<int, json> rows;
+  std::istringstream in(seqit::testing::slurp(dir / "out.jsonl"));
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) rows[json::parse(line)["id"].get<int>()] = json::parse(line);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[1]["text"], local_->complete("The dog", greedy(20)).value().text());
+  EXPECT_EQ(rows[2]["text"], local_->chat({{"user", "Once upon a time"}}, greedy(20)).value().text());
+  EXPECT_EQ(rows[1]["model"], "stories260K");
+  auto scores = local_->score("The dog", {" ran", " sat"}).value();
+  EXPECT_NEAR(rows[3]["logprobs"][0].get<double>(), scores.logprobs[0], 1e-4);
+  EXPECT_NEAR(rows[3]["logprobs"][1].get<double>(), scores.logprobs[1], 1e-4);
+}
+
 TEST(ServeShutdown, SigtermFinishesRequestsInFlight) {
   // One sequence at a time, so the requests are still queued or generating when the signal comes.
   ServeProcess server({"--model", model_path(), "--tokenizer", tokenizer_path(), "--max-batch", "1"});
@@ -335,12 +365,12 @@ TEST(ServeShutdown, SigtermFinishesRequestsInFlight) {
   SamplingParams p;
   p.temperature = 0.8;
   p.seed = 5;
-  p.max_tokens = 300;
+  p.max_tokens = 150;
   std::mutex mutex;
   std::vector<std::chrono::steady_clock::time_point> finished_at;
   std::vector<Result<Response>> results;
-  std::atomic<int> pending{8};
-  for (int i = 0; i < 8; ++i) {
+  std::atomic<int> pending{6};
+  for (int i = 0; i < 6; ++i) {
     Request r;
     r.prompt = "Once upon a time " + std::to_string(i);
     r.params = p;
