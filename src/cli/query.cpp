@@ -47,7 +47,8 @@ int64_t count_lines(const std::string& path) {
 
 void run(const QueryOptions& o) {
   if (o.urls.empty() == o.local_model.empty())
-    throw Error("give either --url (OpenAI-compatible servers) or --local MODEL (the in-process engine)");
+    throw Error(
+        "give either --url (OpenAI-compatible servers) or --local MODEL (the in-process engine)");
   std::shared_ptr<llm::HttpBackend> http_backend;
   std::shared_ptr<llm::Backend> backend;
   if (!o.urls.empty()) {
@@ -135,9 +136,12 @@ void setup(CLI::App& cmd) {
          "balancing and failover)")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  cmd.add_option("--local", o->local_model, "Run a model in this process instead (HF folder, .gguf, llama2.c .bin)");
-  cmd.add_option("--tokenizer", o->tokenizer, "With --local: the tokenizer (default: the one found with the model)");
-  cmd.add_option("--model", o->model, "Model name sent with requests that name none (with --local: its id)");
+  cmd.add_option("--local", o->local_model,
+                 "Run a model in this process instead (HF folder, .gguf, llama2.c .bin)");
+  cmd.add_option("--tokenizer", o->tokenizer,
+                 "With --local: the tokenizer (default: the one found with the model)");
+  cmd.add_option("--model", o->model,
+                 "Model name sent with requests that name none (with --local: its id)");
   cmd.add_option("--api-key-env", o->api_key_env, "Environment variable holding the API key")
       ->capture_default_str();
   cmd.add_option("--cache", o->cache, "SQLite response cache (default: <output>.cache.sqlite)");
@@ -147,7 +151,8 @@ void setup(CLI::App& cmd) {
                  "stop: stop at the first failed request; skip: go on and report")
       ->check(CLI::IsMember({"stop", "skip"}))
       ->capture_default_str();
-  cmd.add_option("--concurrency", o->concurrency, "Requests in flight at once (with --local: sequences per batch)")
+  cmd.add_option("--concurrency", o->concurrency,
+                 "Requests in flight at once (with --local: sequences per batch)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd.add_option("--retries", o->retries,

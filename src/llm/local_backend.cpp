@@ -42,7 +42,9 @@ struct Job {
   std::vector<infer::RequestId> ids;
 };
 
-LlmError invalid(std::string message) { return LlmError{ErrorKind::invalid_request, std::move(message), 0, 0, {}}; }
+LlmError invalid(std::string message) {
+  return LlmError{ErrorKind::invalid_request, std::move(message), 0, 0, {}};
+}
 
 }  // namespace
 
@@ -61,7 +63,8 @@ struct LocalBackend::Impl {
 
   // Scheduler-thread state.
   std::vector<std::unique_ptr<Job>> active;
-  std::unordered_map<infer::RequestId, std::pair<Job*, int>> by_sequence;  // engine id -> (job, choice)
+  std::unordered_map<infer::RequestId, std::pair<Job*, int>>
+      by_sequence;  // engine id -> (job, choice)
   std::mt19937_64 seeds{std::random_device{}()};
   std::thread thread;
 
@@ -75,10 +78,12 @@ struct LocalBackend::Impl {
     ++stats.completed;
   }
 
-  std::vector<TokenId> encode(std::string_view text, bool add_special, std::vector<tokenizer::Span>* spans = nullptr) {
+  std::vector<TokenId> encode(std::string_view text, bool add_special,
+                              std::vector<tokenizer::Span>* spans = nullptr) {
     tokenizer::EncodeOptions o;
     o.add_special = add_special;
-    o.parse_special = false;  // user text is text: "<|eot_id|>" typed by a user is not a control token
+    o.parse_special =
+        false;  // user text is text: "<|eot_id|>" typed by a user is not a control token
     return tok->encode(text, o, spans);
   }
 
@@ -96,14 +101,16 @@ struct LocalBackend::Impl {
       std::vector<tokenizer::Span> spans;
       std::vector<TokenId> ids = encode(full, true, &spans);
       if (ids.size() < 2)
-        return invalid(fmt::format("continuation {}: prompt + continuation is {} token(s); scoring needs at least 2",
-                                   c, ids.size()));
+        return invalid(fmt::format(
+            "continuation {}: prompt + continuation is {} token(s); scoring needs at least 2", c,
+            ids.size()));
       if (static_cast<int64_t>(ids.size()) > context)
-        return invalid(fmt::format("This model's maximum context length is {} tokens, but prompt + continuation {} "
-                                   "has {} tokens",
-                                   context, c, ids.size()));
-      // The continuation's tokens are those that start inside it (the same rule as the HTTP client's);
-      // a leading BOS belongs to the prompt even when the prompt is empty.
+        return invalid(fmt::format(
+            "This model's maximum context length is {} tokens, but prompt + continuation {} "
+            "has {} tokens",
+            context, c, ids.size()));
+      // The continuation's tokens are those that start inside it (the same rule as the HTTP
+      // client's); a leading BOS belongs to the prompt even when the prompt is empty.
       size_t k = ids.size();
       for (size_t i = 0; i < ids.size(); ++i) {
         if (i == 0 && tok->is_special(ids[0])) continue;
@@ -113,16 +120,18 @@ struct LocalBackend::Impl {
         }
       }
       if (!r.token_logprobs && k == ids.size())
-        return invalid(fmt::format("continuation {}: no token starts inside it (the tokenizer merges it with the end "
-                                   "of the prompt; move separating spaces into the continuation)",
-                                   c));
+        return invalid(fmt::format(
+            "continuation {}: no token starts inside it (the tokenizer merges it with the end "
+            "of the prompt; move separating spaces into the continuation)",
+            c));
       // Every token after the first is scored, so that echo (token_logprobs) sees the prompt's too.
       batch.push_back({{ids[0]}, std::vector<TokenId>(ids.begin() + 1, ids.end())});
       first_continuation.push_back(std::max<size_t>(k, 1));
       all_ids.push_back(std::move(ids));
       all_spans.push_back(std::move(spans));
     }
-    std::vector<infer::ScoreResult> scored = infer::score_continuations(*model, batch, {options.max_step_tokens});
+    std::vector<infer::ScoreResult> scored =
+        infer::score_continuations(*model, batch, {options.max_step_tokens});
     for (size_t c = 0; c < scored.size(); ++c) {
       const auto& ids = all_ids[c];
       double sum = 0;
@@ -156,7 +165,8 @@ struct LocalBackend::Impl {
     Request& r = job->request;
     try {
       if (r.cancelled && r.cancelled->load()) {
-        finish(std::move(job), LlmError{ErrorKind::cancelled, "cancelled before it started", 0, 0, {}});
+        finish(std::move(job),
+               LlmError{ErrorKind::cancelled, "cancelled before it started", 0, 0, {}});
         return;
       }
       if (r.kind == RequestKind::score) {
@@ -166,20 +176,24 @@ struct LocalBackend::Impl {
       }
       ChatPrompt prompt;
       if (r.kind == RequestKind::chat) {
-        prompt = options.chat_formatter ? options.chat_formatter(r.messages) : plain_chat_prompt(r.messages);
+        prompt = options.chat_formatter ? options.chat_formatter(r.messages)
+                                        : plain_chat_prompt(r.messages);
       } else {
         prompt.text = r.prompt;
       }
       std::vector<TokenId> ids = encode(prompt.text, prompt.add_special_tokens);
       if (ids.empty()) {
-        finish(std::move(job), invalid("the prompt is empty (no tokens, and the tokenizer adds no BOS)"));
+        finish(std::move(job),
+               invalid("the prompt is empty (no tokens, and the tokenizer adds no BOS)"));
         return;
       }
       const auto prompt_tokens = static_cast<int64_t>(ids.size());
       if (prompt_tokens >= context) {
-        finish(std::move(job), invalid(fmt::format("This model's maximum context length is {} tokens, but the prompt "
-                                                   "has {} tokens (no room to generate)",
-                                                   context, prompt_tokens)));
+        finish(
+            std::move(job),
+            invalid(fmt::format("This model's maximum context length is {} tokens, but the prompt "
+                                "has {} tokens (no room to generate)",
+                                context, prompt_tokens)));
         return;
       }
       const SamplingParams& p = r.params;
@@ -235,10 +249,12 @@ struct LocalBackend::Impl {
     by_sequence.erase(it);
     const infer::GenerationResult& result = event.result;
     if (result.finish == infer::FinishReason::cancelled) job->cancelled = true;
-    job->response.choices[choice] = {result.text, std::string(infer::finish_reason_name(result.finish))};
+    job->response.choices[choice] = {result.text,
+                                     std::string(infer::finish_reason_name(result.finish))};
     job->response.usage.completion_tokens += static_cast<int64_t>(result.tokens.size());
     if (--job->remaining > 0) return;
-    auto owned = std::find_if(active.begin(), active.end(), [job](const auto& j) { return j.get() == job; });
+    auto owned =
+        std::find_if(active.begin(), active.end(), [job](const auto& j) { return j.get() == job; });
     std::unique_ptr<Job> done = std::move(*owned);
     active.erase(owned);
     if (done->cancelled) {
@@ -274,7 +290,8 @@ struct LocalBackend::Impl {
       try {
         std::vector<infer::StepEvent> events = engine->step();
         // Every sequence decoded in this step sampled a token.
-        const auto decoded = std::count_if(events.begin(), events.end(), [](const auto& e) { return !e.tokens.empty(); });
+        const auto decoded = std::count_if(events.begin(), events.end(),
+                                           [](const auto& e) { return !e.tokens.empty(); });
         {
           std::lock_guard lock(mutex);
           ++stats.steps;
@@ -285,7 +302,9 @@ struct LocalBackend::Impl {
         // An engine failure is not one request's fault: fail everything running and start over.
         log::error("llm: the engine failed: {}", e.what());
         for (auto& job : active)
-          finish(std::move(job), LlmError{ErrorKind::internal, std::string("engine failure: ") + e.what(), 0, 0, {}});
+          finish(
+              std::move(job),
+              LlmError{ErrorKind::internal, std::string("engine failure: ") + e.what(), 0, 0, {}});
         active.clear();
         by_sequence.clear();
         engine = std::make_unique<infer::Engine>(*model, tok.get(), engine_options());
@@ -302,7 +321,8 @@ struct LocalBackend::Impl {
   }
 };
 
-std::unique_ptr<LocalBackend> LocalBackend::open(const fs::path& model_path, const fs::path& tokenizer_path,
+std::unique_ptr<LocalBackend> LocalBackend::open(const fs::path& model_path,
+                                                 const fs::path& tokenizer_path,
                                                  LocalBackendOptions options, bool bf16) {
   model::LoadOptions load;
   load.dtype = bf16 ? tensor::DType::bf16 : tensor::DType::f32;
@@ -310,7 +330,8 @@ std::unique_ptr<LocalBackend> LocalBackend::open(const fs::path& model_path, con
   fs::path tok_path = tokenizer_path;
   if (tok_path.empty()) {
     if (!model->tokenizer_path())
-      throw Error("no tokenizer found with the model; give one with --tokenizer").in_file(model_path.string());
+      throw Error("no tokenizer found with the model; give one with --tokenizer")
+          .in_file(model_path.string());
     tok_path = *model->tokenizer_path();
   }
   std::shared_ptr<const tokenizer::Tokenizer> tok = tokenizer::load_tokenizer(tok_path);
@@ -323,7 +344,8 @@ std::unique_ptr<LocalBackend> LocalBackend::open(const fs::path& model_path, con
 }
 
 LocalBackend::LocalBackend(std::shared_ptr<const model::LlamaModel> model,
-                           std::shared_ptr<const tokenizer::Tokenizer> tokenizer, LocalBackendOptions options)
+                           std::shared_ptr<const tokenizer::Tokenizer> tokenizer,
+                           LocalBackendOptions options)
     : impl_(std::make_unique<Impl>()) {
   Impl& im = *impl_;
   im.model = std::move(model);
@@ -331,10 +353,11 @@ LocalBackend::LocalBackend(std::shared_ptr<const model::LlamaModel> model,
   im.options = std::move(options);
   if (im.options.model_name.empty()) im.options.model_name = "local";
   if (im.tok->vocab_size() > static_cast<size_t>(im.model->config().vocab_size))
-    throw Error(fmt::format("the tokenizer has {} tokens but the model only {}", im.tok->vocab_size(),
-                            im.model->config().vocab_size));
+    throw Error(fmt::format("the tokenizer has {} tokens but the model only {}",
+                            im.tok->vocab_size(), im.model->config().vocab_size));
   const int64_t model_context = im.model->config().max_position_embeddings;
-  im.context = im.options.max_context > 0 ? std::min(im.options.max_context, model_context) : model_context;
+  im.context =
+      im.options.max_context > 0 ? std::min(im.options.max_context, model_context) : model_context;
   im.engine = std::make_unique<infer::Engine>(*im.model, im.tok.get(), im.engine_options());
   im.thread = std::thread([&im] { im.run(); });
 }
@@ -355,9 +378,11 @@ void LocalBackend::submit(Request request, ResponseCallback done) {
   }
   if (!request.model.empty() && request.model != impl_->options.model_name) {
     done(LlmError{ErrorKind::not_found,
-                  fmt::format("model '{}' is not served here (this backend runs '{}')", request.model,
-                              impl_->options.model_name),
-                  0, 0, {}});
+                  fmt::format("model '{}' is not served here (this backend runs '{}')",
+                              request.model, impl_->options.model_name),
+                  0,
+                  0,
+                  {}});
     return;
   }
   auto job = std::make_unique<Job>();
@@ -376,20 +401,26 @@ void LocalBackend::submit(Request request, ResponseCallback done) {
   impl_->wake.notify_all();
 }
 
-std::string LocalBackend::default_model() const { return impl_->options.model_name; }
-
-std::string LocalBackend::describe() const {
-  return fmt::format("local {} ({} context, batch {}, chat format {})", impl_->options.model_name, impl_->context,
-                     impl_->options.max_batch, impl_->options.chat_format_name);
+std::string LocalBackend::default_model() const {
+  return impl_->options.model_name;
 }
 
-int64_t LocalBackend::context_length() const { return impl_->context; }
+std::string LocalBackend::describe() const {
+  return fmt::format("local {} ({} context, batch {}, chat format {})", impl_->options.model_name,
+                     impl_->context, impl_->options.max_batch, impl_->options.chat_format_name);
+}
+
+int64_t LocalBackend::context_length() const {
+  return impl_->context;
+}
 
 LocalStats LocalBackend::stats() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->stats;
 }
 
-const tokenizer::Tokenizer& LocalBackend::tokenizer() const { return *impl_->tok; }
+const tokenizer::Tokenizer& LocalBackend::tokenizer() const {
+  return *impl_->tok;
+}
 
 }  // namespace seqit::llm

@@ -31,8 +31,9 @@ namespace seqit::llm {
 
 struct ChatPrompt {
   std::string text;
-  bool add_special_tokens = true;       // let the tokenizer add BOS (false when the template writes it)
-  std::vector<std::string> stop_strings;  // end-of-turn markers to stop at, besides the request's own
+  bool add_special_tokens = true;  // let the tokenizer add BOS (false when the template writes it)
+  std::vector<std::string>
+      stop_strings;  // end-of-turn markers to stop at, besides the request's own
 };
 using ChatFormatter = std::function<ChatPrompt(const std::vector<Message>& messages)>;
 
@@ -40,11 +41,11 @@ using ChatFormatter = std::function<ChatPrompt(const std::vector<Message>& messa
 ChatPrompt plain_chat_prompt(const std::vector<Message>& messages);
 
 struct LocalBackendOptions {
-  std::string model_name;          // the id requests and answers use; default: the model file's stem
-  int64_t max_batch = 16;          // sequences decoded together
-  int64_t max_step_tokens = 512;   // tokens per forward pass (decode + chunked prefill)
-  int64_t max_context = 0;         // positions per sequence; 0 = the model's context length
-  ChatFormatter chat_formatter;    // empty: plain_chat_prompt
+  std::string model_name;         // the id requests and answers use; default: the model file's stem
+  int64_t max_batch = 16;         // sequences decoded together
+  int64_t max_step_tokens = 512;  // tokens per forward pass (decode + chunked prefill)
+  int64_t max_context = 0;        // positions per sequence; 0 = the model's context length
+  ChatFormatter chat_formatter;   // empty: plain_chat_prompt
   std::string chat_format_name = "plain";  // for describe()
 };
 
@@ -62,8 +63,8 @@ class LocalBackend final : public Backend {
   static std::unique_ptr<LocalBackend> open(const std::filesystem::path& model_path,
                                             const std::filesystem::path& tokenizer_path = {},
                                             LocalBackendOptions options = {}, bool bf16 = false);
-  LocalBackend(std::shared_ptr<const model::LlamaModel> model, std::shared_ptr<const tokenizer::Tokenizer> tokenizer,
-               LocalBackendOptions options);
+  LocalBackend(std::shared_ptr<const model::LlamaModel> model,
+               std::shared_ptr<const tokenizer::Tokenizer> tokenizer, LocalBackendOptions options);
   // Answers every request already submitted, then stops the scheduling thread.
   ~LocalBackend() override;
 

@@ -18,7 +18,8 @@ extern char** environ;
 namespace seqit::testing {
 
 ServeProcess::ServeProcess(const std::vector<std::string>& args) {
-  std::vector<std::string> full = {seqit_binary().string(), "--log-level", "warn", "serve", "--port", "0"};
+  std::vector<std::string> full = {
+      seqit_binary().string(), "--log-level", "warn", "serve", "--port", "0"};
   full.insert(full.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : full) argv.push_back(a.data());

@@ -5,8 +5,8 @@
 #include <httplib.h>
 #include <signal.h>
 
-#include <nlohmann/json.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -24,8 +24,12 @@ using seqit::testing::shared_data;
 
 constexpr const char* kKey = "sk-seqit-test";
 
-std::string model_path() { return shared_data("models/stories260K/stories260K.bin").string(); }
-std::string tokenizer_path() { return shared_data("models/stories260K/tok512.bin").string(); }
+std::string model_path() {
+  return shared_data("models/stories260K/stories260K.bin").string();
+}
+std::string tokenizer_path() {
+  return shared_data("models/stories260K/tok512.bin").string();
+}
 
 SamplingParams greedy(int max_tokens) {
   SamplingParams p;
@@ -38,7 +42,8 @@ SamplingParams greedy(int max_tokens) {
 class Serve : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    server_ = new ServeProcess({"--model", model_path(), "--tokenizer", tokenizer_path(), "--api-key", kKey});
+    server_ = new ServeProcess(
+        {"--model", model_path(), "--tokenizer", tokenizer_path(), "--api-key", kKey});
     local_ = LocalBackend::open(model_path(), tokenizer_path()).release();
   }
   static void TearDownTestSuite() {
@@ -55,7 +60,8 @@ class Serve : public ::testing::Test {
     o.request_timeout_s = 120;
     return std::make_unique<HttpBackend>(o);
   }
-  static httplib::Result post(const std::string& path, const std::string& body, const std::string& key = kKey) {
+  static httplib::Result post(const std::string& path, const std::string& body,
+                              const std::string& key = kKey) {
     httplib::Client http("127.0.0.1", server_->port());
     http.set_read_timeout(120, 0);
     httplib::Headers headers;
@@ -72,8 +78,9 @@ TEST_F(Serve, GreedyFromBosIsTheKnownStoriesText) {
   // The published reference behaviour of stories260K (shared/data/SOURCES.md).
   auto r = client()->complete("", greedy(32));
   ASSERT_TRUE(r.ok()) << r.error().describe();
-  EXPECT_TRUE(r.value().text().starts_with("Once upon a time, there was a little girl named Lily. She loved to play "
-                                           "outside in the park."))
+  EXPECT_TRUE(r.value().text().starts_with(
+      "Once upon a time, there was a little girl named Lily. She loved to play "
+      "outside in the park."))
       << r.value().text();
   EXPECT_EQ(r.value().choices[0].finish_reason, "length");
   EXPECT_EQ(r.value().usage.completion_tokens, 32);
@@ -121,7 +128,8 @@ std::vector<json> sse_events(const std::string& body) {
 TEST_F(Serve, StreamedChunksConcatenateToTheSameText) {
   auto full = client()->chat({{"user", "Once upon a time"}}, greedy(48));
   ASSERT_TRUE(full.ok());
-  auto res = post("/v1/chat/completions", R"({"model": "stories260K", "stream": true, "max_tokens": 48,
+  auto res =
+      post("/v1/chat/completions", R"({"model": "stories260K", "stream": true, "max_tokens": 48,
       "temperature": 0, "stream_options": {"include_usage": true},
       "messages": [{"role": "user", "content": "Once upon a time"}]})");
   ASSERT_TRUE(res);
@@ -156,7 +164,8 @@ TEST_F(Serve, StreamedChunksConcatenateToTheSameText) {
 
   // Legacy completions stream "text" pieces.
   auto plain = client()->complete("The cat", greedy(20));
-  auto res2 = post("/v1/completions", R"({"stream": true, "max_tokens": 20, "temperature": 0, "prompt": "The cat"})");
+  auto res2 = post("/v1/completions",
+                   R"({"stream": true, "max_tokens": 20, "temperature": 0, "prompt": "The cat"})");
   ASSERT_TRUE(res2);
   std::string text2;
   for (const json& e : sse_events(res2->body)) {
@@ -206,7 +215,8 @@ TEST_F(Serve, StopStringsCutTheAnswer) {
 }
 
 TEST_F(Serve, ScoresEqualTheLocalBackend) {
-  auto remote = client()->score("Once upon a time, there was a little", {" girl", " dog", " zebra"});
+  auto remote =
+      client()->score("Once upon a time, there was a little", {" girl", " dog", " zebra"});
   auto here = local_->score("Once upon a time, there was a little", {" girl", " dog", " zebra"});
   ASSERT_TRUE(remote.ok()) << remote.error().describe();
   ASSERT_TRUE(here.ok()) << here.error().describe();
@@ -228,7 +238,8 @@ TEST_F(Serve, MalformedJsonIs400WithAMessage) {
   EXPECT_EQ(res->status, 400);
   json body = json::parse(res->body);
   EXPECT_EQ(body["error"]["type"], "invalid_request_error");
-  EXPECT_NE(body["error"]["message"].get<std::string>().find("could not parse the JSON body"), std::string::npos)
+  EXPECT_NE(body["error"]["message"].get<std::string>().find("could not parse the JSON body"),
+            std::string::npos)
       << res->body;
   auto field = post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": 3}]})");
   EXPECT_EQ(field->status, 400);
@@ -263,7 +274,8 @@ TEST_F(Serve, OversizedPromptIs400) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().kind, ErrorKind::invalid_request);
   EXPECT_EQ(r.error().http_status, 400);
-  EXPECT_NE(r.error().message.find("maximum context length is 512 tokens"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("maximum context length is 512 tokens"), std::string::npos)
+      << r.error().message;
   // Streaming requests get the same status, not a broken stream.
   auto res = post("/v1/completions", json{{"prompt", prompt}, {"stream", true}}.dump());
   EXPECT_EQ(res->status, 400);
@@ -299,7 +311,8 @@ TEST_F(Serve, TwoHundredConcurrentChatRequestsAllCompleteOnceWithBoundedMemory) 
   auto round = [&](int salt) {
     std::vector<std::future<Result<Response>>> remote, here;
     for (int i = 0; i < kRequests; ++i) {
-      std::vector<Message> m = {{"user", "Story " + std::to_string(salt * 1000 + i) + ": Once upon a time"}};
+      std::vector<Message> m = {
+          {"user", "Story " + std::to_string(salt * 1000 + i) + ": Once upon a time"}};
       remote.push_back(http->chat_async(m, greedy(12)));
       here.push_back(local_->chat_async(m, greedy(12)));
     }
@@ -321,10 +334,11 @@ TEST_F(Serve, TwoHundredConcurrentChatRequestsAllCompleteOnceWithBoundedMemory) 
   ASSERT_GT(before, 0);
   // Bounded: the second identical round needs no more memory than the first left (small slack for
   // allocator fragmentation), and the whole stays far below what 200 leaked KV caches would take.
-  EXPECT_LT(after_second, after_first + 16 * 1024) << "KiB: before " << before << ", " << after_first << ", "
-                                                   << after_second;
+  EXPECT_LT(after_second, after_first + 16 * 1024)
+      << "KiB: before " << before << ", " << after_first << ", " << after_second;
   EXPECT_LT(after_second, before + 200 * 1024);
-  std::printf("[ rss KiB ] before %ld, after 200 requests %ld, after 400 %ld\n", before, after_first, after_second);
+  std::printf("[ rss KiB ] before %ld, after 200 requests %ld, after 400 %ld\n", before,
+              after_first, after_second);
 }
 
 TEST_F(Serve, QueryCommandRunsTheLocalEngineToo) {
@@ -333,11 +347,12 @@ TEST_F(Serve, QueryCommandRunsTheLocalEngineToo) {
 {"id": 2, "messages": [{"role": "user", "content": "Once upon a time"}]}
 {"id": 3, "prompt": "The dog", "continuations": [" ran", " sat"]}
 )");
-  const std::string cmd = seqit::testing::shell_quote(seqit::testing::seqit_binary().string()) + " query " +
-                          seqit::testing::shell_quote((dir / "in.jsonl").string()) + " -o " +
-                          seqit::testing::shell_quote((dir / "out.jsonl").string()) + " --local " +
-                          seqit::testing::shell_quote(model_path()) + " --tokenizer " +
-                          seqit::testing::shell_quote(tokenizer_path()) + " --temperature 0 --max-tokens 20";
+  const std::string cmd = seqit::testing::shell_quote(seqit::testing::seqit_binary().string()) +
+                          " query " + seqit::testing::shell_quote((dir / "in.jsonl").string()) +
+                          " -o " + seqit::testing::shell_quote((dir / "out.jsonl").string()) +
+                          " --local " + seqit::testing::shell_quote(model_path()) +
+                          " --tokenizer " + seqit::testing::shell_quote(tokenizer_path()) +
+                          " --temperature 0 --max-tokens 20";
   std::string out;
   ASSERT_EQ(seqit::testing::run_command(cmd, &out), 0) << out;
   std::map<int, json> rows;
@@ -346,7 +361,8 @@ TEST_F(Serve, QueryCommandRunsTheLocalEngineToo) {
     if (!line.empty()) rows[json::parse(line)["id"].get<int>()] = json::parse(line);
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_EQ(rows[1]["text"], local_->complete("The dog", greedy(20)).value().text());
-  EXPECT_EQ(rows[2]["text"], local_->chat({{"user", "Once upon a time"}}, greedy(20)).value().text());
+  EXPECT_EQ(rows[2]["text"],
+            local_->chat({{"user", "Once upon a time"}}, greedy(20)).value().text());
   EXPECT_EQ(rows[1]["model"], "stories260K");
   auto scores = local_->score("The dog", {" ran", " sat"}).value();
   EXPECT_NEAR(rows[3]["logprobs"][0].get<double>(), scores.logprobs[0], 1e-4);
@@ -355,7 +371,8 @@ TEST_F(Serve, QueryCommandRunsTheLocalEngineToo) {
 
 TEST(ServeShutdown, SigtermFinishesRequestsInFlight) {
   // One sequence at a time, so the requests are still queued or generating when the signal comes.
-  ServeProcess server({"--model", model_path(), "--tokenizer", tokenizer_path(), "--max-batch", "1"});
+  ServeProcess server(
+      {"--model", model_path(), "--tokenizer", tokenizer_path(), "--max-batch", "1"});
   HttpBackendOptions o;
   o.base_urls = {server.base_url()};
   o.api_key_env = "";
