@@ -232,8 +232,15 @@ struct LocalBackend::Impl {
       }
       active.push_back(std::move(job));
     } catch (const Error& e) {
-      // What the engine or tokenizer refuses is the request's fault (ids, lengths); say so.
-      if (job) finish(std::move(job), invalid(e.what()));
+      // What the engine or tokenizer refuses is the request's fault (ids, lengths); say so. Choices
+      // already added are withdrawn (their cancel events then find no job and are ignored).
+      if (job) {
+        for (infer::RequestId id : job->ids) {
+          engine->cancel(id);
+          by_sequence.erase(id);
+        }
+        finish(std::move(job), invalid(e.what()));
+      }
     }
   }
 
