@@ -16,6 +16,8 @@
 #include "serve_process.h"
 #include "testing.h"
 
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 namespace seqit::llm {
 namespace {
 using nlohmann::json;
@@ -339,6 +341,44 @@ TEST_F(Serve, TwoHundredConcurrentChatRequestsAllCompleteOnceWithBoundedMemory) 
   EXPECT_LT(after_second, before + 200 * 1024);
   std::printf("[ rss KiB ] before %ld, after 200 requests %ld, after 400 %ld\n", before,
               after_first, after_second);
+}
+
+TEST_F(Serve, NewRequestsJoinTheRunningBatch) {
+  // A long request is generating; a short one submitted meanwhile finishes first: it joined the
+  // batch between decoding steps instead of waiting for the long one to end.
+  std::promise<void> long_started;
+  std::atomic<bool> signalled{false};
+  Request long_request;
+  long_request.kind = RequestKind::completion;
+  long_request.prompt = "Once upon a time";
+  long_request.params.temperature = 0.9;
+  long_request.params.seed = 3;
+  long_request.params.max_tokens = 150;
+  long_request.on_delta = [&](int, std::string_view) {
+    if (!signalled.exchange(true)) long_started.set_value();
+  };
+  std::atomic<int> order{0};
+  int long_done = 0, short_done = 0;
+  std::promise<void> both;
+  std::atomic<int> remaining{2};
+  local_->submit(long_request, [&](Result<Response> r) {
+    EXPECT_TRUE(r.ok());
+    long_done = ++order;
+    if (--remaining == 0) both.set_value();
+  });
+  long_started.get_future().wait();
+  const int64_t steps_before = local_->stats().steps;
+  local_->submit(Request{.kind = RequestKind::completion, .prompt = "The dog", .params = greedy(3)},
+                 [&](Result<Response> r) {
+                   EXPECT_TRUE(r.ok());
+                   short_done = ++order;
+                   if (--remaining == 0) both.set_value();
+                 });
+  both.get_future().wait();
+  EXPECT_EQ(short_done, 1);
+  EXPECT_EQ(long_done, 2);
+  EXPECT_GE(local_->stats().max_running, 2);
+  EXPECT_GT(local_->stats().steps, steps_before);
 }
 
 TEST_F(Serve, QueryCommandRunsTheLocalEngineToo) {
