@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "llm/http_backend.h"
+#include "llm/local_backend.h"
 #include "llm/request_job.h"
 #include "llm/response_cache.h"
 #include "util/error.h"
@@ -20,6 +21,7 @@ namespace {
 struct QueryOptions {
   std::string input, output;
   std::vector<std::string> urls;
+  std::string local_model, tokenizer;
   std::string model;
   std::string api_key_env = "OPENAI_API_KEY";
   std::string cache;
@@ -44,22 +46,34 @@ int64_t count_lines(const std::string& path) {
 }
 
 void run(const QueryOptions& o) {
-  llm::HttpBackendOptions http;
-  http.base_urls = o.urls;
-  http.model = o.model;
-  http.api_key_env = o.api_key_env;
-  http.max_in_flight = o.concurrency;
-  http.retry.max_retries = o.retries;
-  http.request_timeout_s = o.timeout_s;
-  http.connect_timeout_s = o.connect_timeout_s;
-  http.requests_per_minute = o.rpm;
-  http.tokens_per_minute = o.tpm;
-  auto http_backend = std::make_shared<llm::HttpBackend>(http);
-  std::shared_ptr<llm::Backend> backend = http_backend;
+  if (o.urls.empty() == o.local_model.empty())
+    throw Error(
+        "give either --url (OpenAI-compatible servers) or --local MODEL (the in-process engine)");
+  std::shared_ptr<llm::HttpBackend> http_backend;
+  std::shared_ptr<llm::Backend> backend;
+  if (!o.urls.empty()) {
+    llm::HttpBackendOptions http;
+    http.base_urls = o.urls;
+    http.model = o.model;
+    http.api_key_env = o.api_key_env;
+    http.max_in_flight = o.concurrency;
+    http.retry.max_retries = o.retries;
+    http.request_timeout_s = o.timeout_s;
+    http.connect_timeout_s = o.connect_timeout_s;
+    http.requests_per_minute = o.rpm;
+    http.tokens_per_minute = o.tpm;
+    http_backend = std::make_shared<llm::HttpBackend>(http);
+    backend = http_backend;
+  } else {
+    llm::LocalBackendOptions local;
+    local.model_name = o.model;
+    local.max_batch = o.concurrency;
+    backend = llm::LocalBackend::open(o.local_model, o.tokenizer, local);
+  }
   std::shared_ptr<llm::CachedBackend> cached;
   if (!o.no_cache) {
     const std::string cache_path = o.cache.empty() ? o.output + ".cache.sqlite" : o.cache;
-    cached = std::make_shared<llm::CachedBackend>(http_backend, cache_path);
+    cached = std::make_shared<llm::CachedBackend>(backend, cache_path);
     backend = cached;
   }
   log::info("query: {} -> {} via {}", o.input, o.output, backend->describe());
@@ -82,7 +96,8 @@ void run(const QueryOptions& o) {
   }
   progress.set(s.already_done + s.answered + s.failed + s.invalid);
   progress.finish();
-  auto http_stats = http_backend->stats();
+  llm::HttpStats http_stats;
+  if (http_backend) http_stats = http_backend->stats();
   std::string cache_text = "cache off";
   if (cached) {
     auto cs = cached->stats();
@@ -119,10 +134,14 @@ void setup(CLI::App& cmd) {
          "--url", o->urls,
          "Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (repeat for load "
          "balancing and failover)")
-      ->required()
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  cmd.add_option("--model", o->model, "Model name sent with requests that name none");
+  cmd.add_option("--local", o->local_model,
+                 "Run a model in this process instead (HF folder, .gguf, llama2.c .bin)");
+  cmd.add_option("--tokenizer", o->tokenizer,
+                 "With --local: the tokenizer (default: the one found with the model)");
+  cmd.add_option("--model", o->model,
+                 "Model name sent with requests that name none (with --local: its id)");
   cmd.add_option("--api-key-env", o->api_key_env, "Environment variable holding the API key")
       ->capture_default_str();
   cmd.add_option("--cache", o->cache, "SQLite response cache (default: <output>.cache.sqlite)");
@@ -132,7 +151,8 @@ void setup(CLI::App& cmd) {
                  "stop: stop at the first failed request; skip: go on and report")
       ->check(CLI::IsMember({"stop", "skip"}))
       ->capture_default_str();
-  cmd.add_option("--concurrency", o->concurrency, "Requests in flight at once")
+  cmd.add_option("--concurrency", o->concurrency,
+                 "Requests in flight at once (with --local: sequences per batch)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd.add_option("--retries", o->retries,

@@ -253,7 +253,6 @@ struct HttpBackend::Impl {
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, t.get());
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->error_text);
     curl_easy_setopt(easy, CURLOPT_PRIVATE, t.get());
-    curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");  // whatever curl can decode
     if (curl_multi_add_handle(multi, easy) != CURLM_OK) {
       curl_easy_cleanup(easy);
       return false;

@@ -21,6 +21,7 @@ FaultServer::FaultServer(Plan plan)
   server_->new_task_queue = [] { return new httplib::ThreadPool(160); };
   // An idle keep-alive connection holds its thread until this passes, and stop() waits for it.
   server_->set_keep_alive_timeout(1);
+  server_->set_tcp_nodelay(true);
   auto api = [this](const httplib::Request& req, httplib::Response& res) {
     int status = 200;
     std::string reply, retry_after;

@@ -1,0 +1,433 @@
+#include "llm/local_backend.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "infer/engine.h"
+#include "infer/scoring.h"
+#include "model/llama.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace seqit::llm {
+namespace fs = std::filesystem;
+using tokenizer::TokenId;
+
+ChatPrompt plain_chat_prompt(const std::vector<Message>& messages) {
+  ChatPrompt p;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    if (i > 0) p.text += "\n\n";
+    p.text += messages[i].content;
+  }
+  return p;
+}
+
+namespace {
+
+// A submitted request while the scheduler works on it.
+struct Job {
+  Request request;
+  ResponseCallback done;
+  Response response;
+  int remaining = 0;  // choices still generating
+  bool cancelled = false;
+  std::vector<infer::RequestId> ids;
+};
+
+LlmError invalid(std::string message) {
+  return LlmError{ErrorKind::invalid_request, std::move(message), 0, 0, {}};
+}
+
+}  // namespace
+
+struct LocalBackend::Impl {
+  std::shared_ptr<const model::LlamaModel> model;
+  std::shared_ptr<const tokenizer::Tokenizer> tok;
+  LocalBackendOptions options;
+  int64_t context = 0;
+  std::unique_ptr<infer::Engine> engine;  // used by the scheduler thread only
+
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::unique_ptr<Job>> incoming;
+  bool stopping = false;
+  LocalStats stats;  // under mutex
+
+  // Scheduler-thread state.
+  std::vector<std::unique_ptr<Job>> active;
+  std::unordered_map<infer::RequestId, std::pair<Job*, int>>
+      by_sequence;  // engine id -> (job, choice)
+  std::mt19937_64 seeds{std::random_device{}()};
+  std::thread thread;
+
+  void finish(std::unique_ptr<Job> job, Result<Response> result) {
+    try {
+      job->done(std::move(result));
+    } catch (const std::exception& e) {
+      log::error("llm: a response callback threw: {}", e.what());
+    }
+    std::lock_guard lock(mutex);
+    ++stats.completed;
+  }
+
+  std::vector<TokenId> encode(std::string_view text, bool add_special,
+                              std::vector<tokenizer::Span>* spans = nullptr) {
+    tokenizer::EncodeOptions o;
+    o.add_special = add_special;
+    o.parse_special =
+        false;  // user text is text: "<|eot_id|>" typed by a user is not a control token
+    return tok->encode(text, o, spans);
+  }
+
+  // ------------------------------------------------------------ scoring
+
+  Result<Response> score(const Request& r) {
+    Response out;
+    out.model = options.model_name;
+    std::vector<infer::ScoreRequest> batch;
+    std::vector<std::vector<TokenId>> all_ids;
+    std::vector<std::vector<tokenizer::Span>> all_spans;
+    std::vector<size_t> first_continuation;  // index of the first continuation token in all_ids
+    for (size_t c = 0; c < r.continuations.size(); ++c) {
+      const std::string full = r.prompt + r.continuations[c];
+      std::vector<tokenizer::Span> spans;
+      std::vector<TokenId> ids = encode(full, true, &spans);
+      if (ids.size() < 2)
+        return invalid(fmt::format(
+            "continuation {}: prompt + continuation is {} token(s); scoring needs at least 2", c,
+            ids.size()));
+      if (static_cast<int64_t>(ids.size()) > context)
+        return invalid(fmt::format(
+            "This model's maximum context length is {} tokens, but prompt + continuation {} "
+            "has {} tokens",
+            context, c, ids.size()));
+      // The continuation's tokens are those that start inside it (the same rule as the HTTP
+      // client's); a leading BOS belongs to the prompt even when the prompt is empty.
+      size_t k = ids.size();
+      for (size_t i = 0; i < ids.size(); ++i) {
+        if (i == 0 && tok->is_special(ids[0])) continue;
+        if (spans[i].begin >= r.prompt.size() && spans[i].end > spans[i].begin) {
+          k = i;
+          break;
+        }
+      }
+      if (!r.token_logprobs && k == ids.size())
+        return invalid(fmt::format(
+            "continuation {}: no token starts inside it (the tokenizer merges it with the end "
+            "of the prompt; move separating spaces into the continuation)",
+            c));
+      // Every token after the first is scored, so that echo (token_logprobs) sees the prompt's too.
+      batch.push_back({{ids[0]}, std::vector<TokenId>(ids.begin() + 1, ids.end())});
+      first_continuation.push_back(std::max<size_t>(k, 1));
+      all_ids.push_back(std::move(ids));
+      all_spans.push_back(std::move(spans));
+    }
+    std::vector<infer::ScoreResult> scored =
+        infer::score_continuations(*model, batch, {options.max_step_tokens});
+    for (size_t c = 0; c < scored.size(); ++c) {
+      const auto& ids = all_ids[c];
+      double sum = 0;
+      int64_t n = 0;
+      for (size_t i = first_continuation[c]; i < ids.size(); ++i) {
+        sum += scored[c].token_logprobs[i - 1];
+        ++n;
+      }
+      out.logprobs.push_back(sum);
+      out.token_counts.push_back(n);
+      out.usage.prompt_tokens += static_cast<int64_t>(ids.size());
+      if (r.token_logprobs) {
+        std::vector<TokenLogprob> tokens;
+        for (size_t i = 0; i < ids.size(); ++i) {
+          TokenLogprob t;
+          t.text = tok->is_special(ids[i]) ? tok->token_text(ids[i]) : tok->token_bytes(ids[i]);
+          if (i > 0) t.logprob = scored[c].token_logprobs[i - 1];
+          t.offset = all_spans[c][i].begin;
+          tokens.push_back(std::move(t));
+        }
+        out.token_logprobs.push_back(std::move(tokens));
+      }
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------ generation
+
+  // Adds the job's sequences to the engine, or answers it at once (errors, max_tokens = 0, scores).
+  void admit(std::unique_ptr<Job> job) {
+    Request& r = job->request;
+    try {
+      if (r.cancelled && r.cancelled->load()) {
+        finish(std::move(job),
+               LlmError{ErrorKind::cancelled, "cancelled before it started", 0, 0, {}});
+        return;
+      }
+      if (r.kind == RequestKind::score) {
+        Result<Response> result = score(r);
+        finish(std::move(job), std::move(result));
+        return;
+      }
+      ChatPrompt prompt;
+      if (r.kind == RequestKind::chat) {
+        prompt = options.chat_formatter ? options.chat_formatter(r.messages)
+                                        : plain_chat_prompt(r.messages);
+      } else {
+        prompt.text = r.prompt;
+      }
+      std::vector<TokenId> ids = encode(prompt.text, prompt.add_special_tokens);
+      if (ids.empty()) {
+        finish(std::move(job),
+               invalid("the prompt is empty (no tokens, and the tokenizer adds no BOS)"));
+        return;
+      }
+      const auto prompt_tokens = static_cast<int64_t>(ids.size());
+      if (prompt_tokens >= context) {
+        finish(
+            std::move(job),
+            invalid(fmt::format("This model's maximum context length is {} tokens, but the prompt "
+                                "has {} tokens (no room to generate)",
+                                context, prompt_tokens)));
+        return;
+      }
+      const SamplingParams& p = r.params;
+      job->response.model = options.model_name;
+      job->response.usage.prompt_tokens = prompt_tokens;
+      job->response.choices.assign(static_cast<size_t>(p.n), Choice{"", "length"});
+      if (p.max_tokens == 0) {
+        Response empty = std::move(job->response);
+        finish(std::move(job), std::move(empty));
+        return;
+      }
+      const uint64_t base_seed = p.seed ? *p.seed : seeds();
+      std::vector<std::string> stops = p.stop;
+      stops.insert(stops.end(), prompt.stop_strings.begin(), prompt.stop_strings.end());
+      Job* raw = job.get();
+      for (int choice = 0; choice < p.n; ++choice) {
+        infer::GenerationRequest g;
+        g.prompt = ids;
+        g.sampling.temperature = static_cast<float>(p.temperature);
+        g.sampling.top_k = p.top_k;
+        g.sampling.top_p = static_cast<float>(p.top_p);
+        g.sampling.seed = base_seed + static_cast<uint64_t>(choice);
+        // The answer may use what the context has left; past that it ends with "length".
+        g.stop.max_new_tokens = std::min<int64_t>(p.max_tokens, context - prompt_tokens);
+        g.stop.stop_strings = stops;
+        g.text_standalone = r.kind == RequestKind::chat;
+        if (r.on_delta) {
+          g.on_text = [raw, choice](std::string_view text) {
+            if (!text.empty()) raw->request.on_delta(choice, text);
+          };
+        }
+        const infer::RequestId id = engine->add(std::move(g));
+        raw->ids.push_back(id);
+        by_sequence[id] = {raw, choice};
+        ++raw->remaining;
+      }
+      active.push_back(std::move(job));
+    } catch (const Error& e) {
+      // What the engine or tokenizer refuses is the request's fault (ids, lengths); say so. Choices
+      // already added are withdrawn (their cancel events then find no job and are ignored).
+      if (job) {
+        for (infer::RequestId id : job->ids) {
+          engine->cancel(id);
+          by_sequence.erase(id);
+        }
+        finish(std::move(job), invalid(e.what()));
+      }
+    }
+  }
+
+  void on_event(infer::StepEvent& event) {
+    auto it = by_sequence.find(event.id);
+    if (it == by_sequence.end()) return;
+    auto [job, choice] = it->second;
+    {
+      std::lock_guard lock(mutex);
+      stats.generated_tokens += static_cast<int64_t>(event.tokens.size());
+    }
+    if (!event.finished) return;
+    by_sequence.erase(it);
+    const infer::GenerationResult& result = event.result;
+    if (result.finish == infer::FinishReason::cancelled) job->cancelled = true;
+    job->response.choices[choice] = {result.text,
+                                     std::string(infer::finish_reason_name(result.finish))};
+    job->response.usage.completion_tokens += static_cast<int64_t>(result.tokens.size());
+    if (--job->remaining > 0) return;
+    auto owned =
+        std::find_if(active.begin(), active.end(), [job](const auto& j) { return j.get() == job; });
+    std::unique_ptr<Job> done = std::move(*owned);
+    active.erase(owned);
+    if (done->cancelled) {
+      finish(std::move(done), LlmError{ErrorKind::cancelled, "cancelled", 0, 0, {}});
+    } else {
+      Response response = std::move(done->response);
+      finish(std::move(done), std::move(response));
+    }
+  }
+
+  void cancel_if_asked() {
+    for (auto& job : active) {
+      if (job->cancelled || !job->request.cancelled || !job->request.cancelled->load()) continue;
+      job->cancelled = true;
+      for (infer::RequestId id : job->ids) engine->cancel(id);
+    }
+  }
+
+  void run() {
+    for (;;) {
+      std::deque<std::unique_ptr<Job>> arrived;
+      {
+        std::unique_lock lock(mutex);
+        // Sleep only when the engine has nothing to do; a cancellation is noticed within 200 ms.
+        wake.wait_for(lock, std::chrono::milliseconds(200),
+                      [&] { return !incoming.empty() || stopping || !engine->idle(); });
+        arrived.swap(incoming);
+        if (stopping && arrived.empty() && engine->idle() && active.empty()) return;
+      }
+      for (auto& job : arrived) admit(std::move(job));
+      cancel_if_asked();
+      if (engine->idle()) continue;
+      try {
+        std::vector<infer::StepEvent> events = engine->step();
+        // Every sequence decoded in this step sampled a token.
+        const auto decoded = std::count_if(events.begin(), events.end(),
+                                           [](const auto& e) { return !e.tokens.empty(); });
+        {
+          std::lock_guard lock(mutex);
+          ++stats.steps;
+          stats.max_running = std::max<int64_t>(stats.max_running, decoded);
+        }
+        for (auto& e : events) on_event(e);
+      } catch (const std::exception& e) {
+        // An engine failure is not one request's fault: fail everything running and start over.
+        log::error("llm: the engine failed: {}", e.what());
+        for (auto& job : active)
+          finish(
+              std::move(job),
+              LlmError{ErrorKind::internal, std::string("engine failure: ") + e.what(), 0, 0, {}});
+        active.clear();
+        by_sequence.clear();
+        engine = std::make_unique<infer::Engine>(*model, tok.get(), engine_options());
+      }
+    }
+  }
+
+  infer::EngineOptions engine_options() const {
+    infer::EngineOptions e;
+    e.max_batch = options.max_batch;
+    e.max_step_tokens = options.max_step_tokens;
+    e.max_context = options.max_context;
+    return e;
+  }
+};
+
+std::unique_ptr<LocalBackend> LocalBackend::open(const fs::path& model_path,
+                                                 const fs::path& tokenizer_path,
+                                                 LocalBackendOptions options, bool bf16) {
+  model::LoadOptions load;
+  load.dtype = bf16 ? tensor::DType::bf16 : tensor::DType::f32;
+  std::shared_ptr<const model::LlamaModel> model = model::LlamaModel::load(model_path, load);
+  fs::path tok_path = tokenizer_path;
+  if (tok_path.empty()) {
+    if (!model->tokenizer_path())
+      throw Error("no tokenizer found with the model; give one with --tokenizer")
+          .in_file(model_path.string());
+    tok_path = *model->tokenizer_path();
+  }
+  std::shared_ptr<const tokenizer::Tokenizer> tok = tokenizer::load_tokenizer(tok_path);
+  if (options.model_name.empty()) {
+    fs::path p = model_path;
+    while (!p.empty() && p.filename().empty()) p = p.parent_path();  // "folder/" -> "folder"
+    options.model_name = p.stem().string();
+  }
+  return std::make_unique<LocalBackend>(std::move(model), std::move(tok), std::move(options));
+}
+
+LocalBackend::LocalBackend(std::shared_ptr<const model::LlamaModel> model,
+                           std::shared_ptr<const tokenizer::Tokenizer> tokenizer,
+                           LocalBackendOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& im = *impl_;
+  im.model = std::move(model);
+  im.tok = std::move(tokenizer);
+  im.options = std::move(options);
+  if (im.options.model_name.empty()) im.options.model_name = "local";
+  if (im.tok->vocab_size() > static_cast<size_t>(im.model->config().vocab_size))
+    throw Error(fmt::format("the tokenizer has {} tokens but the model only {}",
+                            im.tok->vocab_size(), im.model->config().vocab_size));
+  const int64_t model_context = im.model->config().max_position_embeddings;
+  im.context =
+      im.options.max_context > 0 ? std::min(im.options.max_context, model_context) : model_context;
+  im.engine = std::make_unique<infer::Engine>(*im.model, im.tok.get(), im.engine_options());
+  im.thread = std::thread([&im] { im.run(); });
+}
+
+LocalBackend::~LocalBackend() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  impl_->thread.join();
+}
+
+void LocalBackend::submit(Request request, ResponseCallback done) {
+  if (auto problem = validate_request(request)) {
+    done(std::move(*problem));
+    return;
+  }
+  if (!request.model.empty() && request.model != impl_->options.model_name) {
+    done(LlmError{ErrorKind::not_found,
+                  fmt::format("model '{}' is not served here (this backend runs '{}')",
+                              request.model, impl_->options.model_name),
+                  0,
+                  0,
+                  {}});
+    return;
+  }
+  auto job = std::make_unique<Job>();
+  job->request = std::move(request);
+  job->done = std::move(done);
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (!impl_->stopping) {
+      impl_->incoming.push_back(std::move(job));
+    }
+  }
+  if (job) {
+    job->done(LlmError{ErrorKind::cancelled, "the local backend is shutting down", 0, 0, {}});
+    return;
+  }
+  impl_->wake.notify_all();
+}
+
+std::string LocalBackend::default_model() const {
+  return impl_->options.model_name;
+}
+
+std::string LocalBackend::describe() const {
+  return fmt::format("local {} ({} context, batch {}, chat format {})", impl_->options.model_name,
+                     impl_->context, impl_->options.max_batch, impl_->options.chat_format_name);
+}
+
+int64_t LocalBackend::context_length() const {
+  return impl_->context;
+}
+
+LocalStats LocalBackend::stats() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->stats;
+}
+
+const tokenizer::Tokenizer& LocalBackend::tokenizer() const {
+  return *impl_->tok;
+}
+
+}  // namespace seqit::llm

@@ -1,0 +1,417 @@
+#include "llm/server.h"
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "llm/http_listen.h"
+#include "llm/openai_json.h"
+#include "util/error.h"
+#include "util/json_io.h"
+#include "util/log.h"
+
+namespace seqit::llm {
+using nlohmann::json;
+
+namespace {
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int status_for(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::invalid_request:
+      return 400;
+    case ErrorKind::authentication:
+      return 401;
+    case ErrorKind::not_found:
+      return 404;
+    case ErrorKind::rate_limited:
+      return 429;
+    case ErrorKind::timeout:
+      return 504;
+    case ErrorKind::cancelled:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+const char* type_for(int status) {
+  switch (status) {
+    case 400:
+    case 404:
+    case 413:
+      return "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 429:
+      return "rate_limit_error";
+    default:
+      return "server_error";
+  }
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message,
+                const std::string& code = {}, const std::string& param = {}) {
+  res.status = status;
+  res.set_content(openai_error_body(message, type_for(status), code, param).dump(),
+                  "application/json");
+}
+
+// Everything a streaming answer needs, shared by the backend's callbacks (producer) and httplib's
+// content provider (consumer) until both are done with it.
+struct StreamState {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<std::pair<int, std::string>> deltas;  // (choice, text) not yet sent
+  std::optional<Result<Response>> done;
+  std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
+};
+
+}  // namespace
+
+struct OpenAiServer::Impl {
+  Backend& backend;
+  ServerOptions options;
+  httplib::Server http;
+  std::thread thread;
+  std::mutex stop_mutex;
+  std::condition_variable finished_cv;
+  bool started = false, stopped = false, finished = false;
+  std::atomic<int64_t> next_id{1};
+  std::atomic<int64_t> requests{0}, succeeded{0}, failed{0}, streamed{0};
+
+  Impl(Backend& b, ServerOptions o) : backend(b), options(std::move(o)) {
+    if (options.model_names.empty()) options.model_names.push_back(backend.default_model());
+  }
+
+  bool authorized(const httplib::Request& req, httplib::Response& res) {
+    if (options.api_key.empty()) return true;
+    const std::string header = req.get_header_value("Authorization");
+    if (header.empty()) {
+      send_error(
+          res, 401,
+          "You didn't provide an API key. Send it in the Authorization header as 'Bearer <key>'.",
+          "missing_api_key");
+      return false;
+    }
+    if (header != "Bearer " + options.api_key) {
+      send_error(res, 401, "Incorrect API key provided.", "invalid_api_key");
+      return false;
+    }
+    return true;
+  }
+
+  void fail(httplib::Response& res, int status, const std::string& message,
+            const std::string& code = {}, const std::string& param = {}) {
+    failed.fetch_add(1);
+    send_error(res, status, message, code, param);
+  }
+
+  void models(const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res)) return;
+    json data = json::array();
+    for (const auto& name : options.model_names)
+      data.push_back({{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "seqit"}});
+    res.set_content(json{{"object", "list"}, {"data", std::move(data)}}.dump(), "application/json");
+  }
+
+  void generate(RequestKind endpoint, const httplib::Request& req, httplib::Response& res) {
+    requests.fetch_add(1);
+    if (!authorized(req, res)) {
+      failed.fetch_add(1);
+      return;
+    }
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (const json::parse_error& e) {
+      fail(res, 400,
+           "We could not parse the JSON body of your request: " + clean_json_error(e.what()));
+      return;
+    }
+    Result<ServerRequest> parsed = parse_openai_server_request(endpoint, body);
+    if (!parsed.ok()) {
+      fail(res, 400, parsed.error().message);
+      return;
+    }
+    ServerRequest request = std::move(parsed).value();
+    std::string model = request.model.empty() ? options.model_names.front() : request.model;
+    if (std::find(options.model_names.begin(), options.model_names.end(), model) ==
+        options.model_names.end()) {
+      fail(res, 404,
+           fmt::format("The model '{}' does not exist (this server has: {})", model,
+                       fmt::join(options.model_names, ", ")),
+           "model_not_found", "model");
+      return;
+    }
+    for (Request& r : request.requests) r.model.clear();  // the backend serves one model
+    const std::string id = fmt::format("{}-{}", endpoint == RequestKind::chat ? "chatcmpl" : "cmpl",
+                                       next_id.fetch_add(1));
+    if (request.stream)
+      stream(request, id, model, res);
+    else
+      answer(request, id, model, res);
+  }
+
+  void answer(ServerRequest& request, const std::string& id, const std::string& model,
+              httplib::Response& res) {
+    std::vector<std::future<Result<Response>>> futures;
+    for (Request& r : request.requests) futures.push_back(backend.submit_async(r));
+    std::vector<Response> responses;
+    std::optional<LlmError> error;
+    for (auto& f : futures) {
+      Result<Response> r = f.get();  // every future is waited for, even after an error
+      if (r.ok())
+        responses.push_back(std::move(r).value());
+      else if (!error)
+        error = r.error();
+    }
+    if (error) {
+      fail(res, status_for(error->kind), error->message);
+      return;
+    }
+    const int64_t created = unix_now();
+    json out = request.endpoint == RequestKind::chat
+                   ? to_openai_chat_response(responses.front(), id, created, model)
+                   : to_openai_completion_response(request, responses, id, created, model);
+    res.set_content(out.dump(), "application/json");
+    succeeded.fetch_add(1);
+  }
+
+  void stream(ServerRequest& request, const std::string& id, const std::string& model,
+              httplib::Response& res) {
+    auto state = std::make_shared<StreamState>();
+    Request r = request.requests.front();
+    r.cancelled = state->cancelled;
+    r.on_delta = [state](int choice, std::string_view text) {
+      {
+        std::lock_guard lock(state->mutex);
+        state->deltas.emplace_back(choice, std::string(text));
+      }
+      state->changed.notify_all();
+    };
+    backend.submit(std::move(r), [state](Result<Response> result) {
+      {
+        std::lock_guard lock(state->mutex);
+        state->done = std::move(result);
+      }
+      state->changed.notify_all();
+    });
+    // Wait for the first piece of text or the end, so that a request the backend refuses (a prompt
+    // longer than the context, say) still gets a proper status and JSON error instead of a stream.
+    {
+      std::unique_lock lock(state->mutex);
+      state->changed.wait(lock, [&] { return !state->deltas.empty() || state->done.has_value(); });
+      if (state->deltas.empty() && !state->done->ok()) {
+        fail(res, status_for(state->done->error().kind), state->done->error().message);
+        return;
+      }
+    }
+    const bool chat = request.endpoint == RequestKind::chat;
+    const int n = request.requests.front().params.n;
+    const int64_t created = unix_now();
+    const bool include_usage = request.include_usage_in_stream;
+    std::string echo_prefix = request.echo ? request.requests.front().prompt : std::string();
+    auto chunk = [=](json choices) {
+      json c = {{"id", id},
+                {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                {"created", created},
+                {"model", model},
+                {"choices", std::move(choices)}};
+      if (include_usage) c["usage"] = nullptr;
+      return "data: " + c.dump() + "\n\n";
+    };
+    auto delta_choice = [chat](int index, const std::string& text, bool first) {
+      if (chat) {
+        json delta = {{"content", text}};
+        if (first) delta["role"] = "assistant";
+        return json{{"index", index},
+                    {"delta", std::move(delta)},
+                    {"logprobs", nullptr},
+                    {"finish_reason", nullptr}};
+      }
+      return json{
+          {"index", index}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+    };
+    auto started = std::make_shared<std::vector<bool>>(n, false);
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [=, this](size_t, httplib::DataSink& sink) mutable {
+          std::deque<std::pair<int, std::string>> pending;
+          std::optional<Result<Response>> finished;
+          {
+            std::unique_lock lock(state->mutex);
+            state->changed.wait(lock,
+                                [&] { return !state->deltas.empty() || state->done.has_value(); });
+            pending.swap(state->deltas);
+            if (state->done) finished = *state->done;
+          }
+          std::string out;
+          for (auto& [choice, text] : pending) {
+            if (choice < 0 || choice >= n) continue;
+            const bool first = !(*started)[choice];
+            (*started)[choice] = true;
+            if (first && !echo_prefix.empty()) text = echo_prefix + text;
+            out += chunk(json::array({delta_choice(choice, text, first)}));
+          }
+          if (finished) {
+            if (finished->ok()) {
+              const Response& response = finished->value();
+              for (int i = 0; i < n; ++i) {
+                // A choice that produced no text still opens (chat: role) before it finishes.
+                if (!(*started)[i] && (chat || !echo_prefix.empty()))
+                  out += chunk(json::array({delta_choice(i, echo_prefix, true)}));
+                const std::string reason = i < static_cast<int>(response.choices.size())
+                                               ? response.choices[i].finish_reason
+                                               : "stop";
+                json c = chat ? json{{"index", i},
+                                     {"delta", json::object()},
+                                     {"logprobs", nullptr},
+                                     {"finish_reason", reason}}
+                              : json{{"index", i},
+                                     {"text", ""},
+                                     {"logprobs", nullptr},
+                                     {"finish_reason", reason}};
+                out += chunk(json::array({std::move(c)}));
+              }
+              if (include_usage) {
+                json u = {{"id", id},
+                          {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                          {"created", created},
+                          {"model", model},
+                          {"choices", json::array()},
+                          {"usage",
+                           {{"prompt_tokens", response.usage.prompt_tokens},
+                            {"completion_tokens", response.usage.completion_tokens},
+                            {"total_tokens", response.usage.total()}}}};
+                out += "data: " + u.dump() + "\n\n";
+              }
+              succeeded.fetch_add(1);
+              streamed.fetch_add(1);
+            } else {
+              // The status line is long gone: the error travels as an event, as OpenAI does.
+              const LlmError& e = finished->error();
+              out += "data: " + openai_error_body(e.message, type_for(status_for(e.kind))).dump() +
+                     "\n\n";
+              failed.fetch_add(1);
+            }
+            out += "data: [DONE]\n\n";
+          }
+          if (!out.empty() && !sink.write(out.data(), out.size())) {
+            state->cancelled->store(true);  // the client went away: stop generating for it
+            return false;
+          }
+          if (finished) sink.done();
+          return true;
+        },
+        [state](bool success) {
+          if (!success) state->cancelled->store(true);
+        });
+  }
+};
+
+OpenAiServer::OpenAiServer(Backend& backend, ServerOptions options)
+    : impl_(std::make_unique<Impl>(backend, std::move(options))) {
+  Impl& im = *impl_;
+  const int threads = std::max(4, im.options.threads);
+  im.http.new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
+  im.http.set_keep_alive_timeout(im.options.keep_alive_timeout_s);
+  // httplib writes headers and body separately; without this, Nagle + delayed ACK add ~40 ms.
+  im.http.set_tcp_nodelay(true);
+  // Clients keep connections open across requests; httplib's default closes one every 5 requests.
+  im.http.set_keep_alive_max_count(100000);
+  im.http.set_payload_max_length(im.options.max_body_bytes);
+  im.http.set_read_timeout(60, 0);
+  im.http.set_write_timeout(60, 0);
+  im.http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"status":"ok"})", "application/json");
+  });
+  im.http.Get("/v1/models",
+              [&im](const httplib::Request& req, httplib::Response& res) { im.models(req, res); });
+  im.http.Post("/v1/chat/completions", [&im](const httplib::Request& req, httplib::Response& res) {
+    im.generate(RequestKind::chat, req, res);
+  });
+  im.http.Post("/v1/completions", [&im](const httplib::Request& req, httplib::Response& res) {
+    im.generate(RequestKind::completion, req, res);
+  });
+  im.http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;  // a handler already wrote an OpenAI error
+    if (res.status == 413)
+      send_error(res, 413, "The request body is too large.");
+    else if (res.status == 404)
+      send_error(res, 404, fmt::format("Unknown path: {} {}", req.method, req.path));
+    else
+      send_error(res, res.status, fmt::format("HTTP {}", res.status));
+  });
+  im.http.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "internal error";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        log::error("serve: {}", what);
+        send_error(res, 500, what);
+      });
+}
+
+OpenAiServer::~OpenAiServer() {
+  stop();
+  wait();
+}
+
+void OpenAiServer::start() {
+  Impl& im = *impl_;
+  std::lock_guard lock(im.stop_mutex);
+  if (im.started) return;
+  port_ = bind_http_server(im.http, im.options.host, im.options.port);
+  im.started = true;
+  im.thread = std::thread([&im] { im.http.listen_after_bind(); });
+}
+
+void OpenAiServer::wait() {
+  Impl& im = *impl_;
+  std::unique_lock lock(im.stop_mutex);
+  im.finished_cv.wait(lock, [&im] { return !im.started || im.finished; });
+}
+
+void OpenAiServer::stop() {
+  Impl& im = *impl_;
+  {
+    std::lock_guard lock(im.stop_mutex);
+    if (!im.started || im.stopped) return;
+    im.stopped = true;
+  }
+  // httplib stops accepting, then its worker pool drains: handlers in flight run to completion.
+  im.http.stop();
+  if (im.thread.joinable()) im.thread.join();
+  {
+    std::lock_guard lock(im.stop_mutex);
+    im.finished = true;
+  }
+  im.finished_cv.notify_all();
+}
+
+ServerStats OpenAiServer::stats() const {
+  return {impl_->requests.load(), impl_->succeeded.load(), impl_->failed.load(),
+          impl_->streamed.load()};
+}
+
+}  // namespace seqit::llm
