@@ -191,6 +191,7 @@ Timings run_model(const model::LlamaModel& m, int decode_tokens, int prefill_rep
 }  // namespace
 
 int main(int argc, char** argv) {
+  seqit::tensor::establish_openmp_wait_policy(argv);  // as the seqit executable does
   int threads = 2, decode_tokens = 48, prefill_reps = 3;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];

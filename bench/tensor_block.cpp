@@ -195,6 +195,7 @@ int run_one(DType dt, int threads, double seconds, double peak_cpu) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  seqit::tensor::establish_openmp_wait_policy(argv);  // as the seqit executable does
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   const double seconds = argc > 2 ? std::atof(argv[2]) : 4.0;
   set_num_threads(threads);

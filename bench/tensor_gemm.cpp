@@ -35,6 +35,7 @@ struct Shape3 {
 }  // namespace
 
 int main(int argc, char** argv) {
+  seqit::tensor::establish_openmp_wait_policy(argv);  // as the seqit executable does
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   set_num_threads(threads);
   std::printf(

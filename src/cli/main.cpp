@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "cli/command.h"
+#include "tensor/threading.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/progress.h"
@@ -37,6 +38,7 @@ const std::vector<Command>& registered_commands() { return registry(); }
 
 int main(int argc, char** argv) {
   using namespace seqit;
+  tensor::establish_openmp_wait_policy(argv);  // may re-execute this process once; see docs/engine.md
   CLI::App app{"seqit: sequential instruction tuning of LLMs — data, tokenizers, training, evaluation",
                "seqit"};
   app.set_version_flag("--version", std::string("seqit ") + SEQIT_VERSION);

@@ -5,10 +5,7 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <string>
-#include <vector>
 
 #include "tensor/cpu_internal.h"
 
@@ -28,59 +25,27 @@ namespace {
 // spinning.
 //
 // libgomp reads these variables once, in its own library constructor, which runs before any code of
-// ours. So when the user has set neither variable we set GOMP_SPINCOUNT and re-execute the process
-// image once (execv of /proc/self/exe with the same arguments and environment), before any thread
-// exists. A user who sets OMP_WAIT_POLICY or GOMP_SPINCOUNT keeps their choice;
-// SEQIT_OPENMP_REEXEC=0 disables the re-execution (the default spin then applies).
+// ours; there is no API to change the spin afterwards. So the `seqit` executable (and only it: a
+// library must not exec its host process, which would surprise debuggers, test runners and
+// embedders) calls establish_openmp_wait_policy() first thing in main(): when the user has set
+// neither variable it sets GOMP_SPINCOUNT and re-executes itself once (execv of /proc/self/exe with
+// the same arguments and environment), before any thread exists. A user who sets OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT keeps their choice; SEQIT_OPENMP_REEXEC=0 disables the re-execution.
 constexpr const char* kSpinCount = "10000";
 constexpr const char* kMarker = "SEQIT_OPENMP_REEXEC";
 
-std::string g_policy = "libgomp default (GOMP_SPINCOUNT=300000)";
-
-std::vector<std::string> read_cmdline() {
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::string> args;
-  size_t start = 0;
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (all[i] == '\0') {
-      args.emplace_back(all.substr(start, i - start));
-      start = i + 1;
-    }
-  }
-  if (start < all.size()) args.emplace_back(all.substr(start));
-  return args;
-}
-
-bool establish_wait_policy() {
-  if (const char* policy = std::getenv("OMP_WAIT_POLICY")) {
-    g_policy = std::string("OMP_WAIT_POLICY=") + policy + " (environment)";
-    return true;
-  }
+std::string describe_policy() {
+  if (const char* policy = std::getenv("OMP_WAIT_POLICY"))
+    return std::string("OMP_WAIT_POLICY=") + policy + " (environment)";
   if (const char* spin = std::getenv("GOMP_SPINCOUNT")) {
     const char* marker = std::getenv(kMarker);
-    g_policy = std::string("GOMP_SPINCOUNT=") + spin +
-               (marker && std::string(marker) == "done" ? " (seqit default)" : " (environment)");
-    return true;
+    return std::string("GOMP_SPINCOUNT=") + spin +
+           (marker && std::string(marker) == "done" ? " (seqit default)" : " (environment)");
   }
-  if (const char* marker = std::getenv(kMarker)) {
-    if (std::string(marker) == "0" || std::string(marker) == "done") return true;
-  }
-  std::vector<std::string> args = read_cmdline();
-  if (args.empty()) return true;
-  setenv("GOMP_SPINCOUNT", kSpinCount, 1);
-  setenv(kMarker, "done", 1);
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  execv("/proc/self/exe", argv.data());
-  // exec failed (no /proc, a sandbox): carry on with libgomp's default and say so.
-  unsetenv("GOMP_SPINCOUNT");
-  g_policy = "libgomp default (GOMP_SPINCOUNT=300000; re-exec failed)";
-  return true;
+  return "libgomp default (GOMP_SPINCOUNT=300000)";
 }
 
-const bool g_wait_policy_established = establish_wait_policy();
+std::string g_policy = describe_policy();
 
 std::atomic<int> g_threads{0};  // 0: not set, use every available core
 
@@ -96,9 +61,21 @@ int num_threads() {
   return n > 0 ? n : omp_get_num_procs();
 }
 
-const char* openmp_wait_policy() {
-  (void)g_wait_policy_established;
-  return g_policy.c_str();
+const char* openmp_wait_policy() { return g_policy.c_str(); }
+
+void establish_openmp_wait_policy(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  if (const char* marker = std::getenv(kMarker)) {
+    if (std::string(marker) == "0" || std::string(marker) == "done") return;
+  }
+  if (argv == nullptr || argv[0] == nullptr) return;
+  setenv("GOMP_SPINCOUNT", kSpinCount, 1);
+  setenv(kMarker, "done", 1);
+  execv("/proc/self/exe", argv);
+  // exec failed (no /proc, a sandbox): carry on with libgomp's default and say so.
+  unsetenv("GOMP_SPINCOUNT");
+  unsetenv(kMarker);
+  g_policy = "libgomp default (GOMP_SPINCOUNT=300000; re-exec failed)";
 }
 
 namespace detail {

@@ -13,4 +13,10 @@ int num_threads();
 // benchmarks: e.g. "GOMP_SPINCOUNT=10000 (seqit default)" or "OMP_WAIT_POLICY=active (user)".
 const char* openmp_wait_policy();
 
+// For an executable's main(), before anything else runs: unless the environment already chooses an
+// OpenMP wait policy (OMP_WAIT_POLICY, GOMP_SPINCOUNT) or SEQIT_OPENMP_REEXEC=0, re-executes the
+// process once with a short spin (GOMP_SPINCOUNT=10000) so idle workers stop burning cores between
+// regions; see docs/engine.md. Returns only when no re-execution happened. Libraries never call it.
+void establish_openmp_wait_policy(char** argv);
+
 }  // namespace seqit::tensor
