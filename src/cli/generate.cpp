@@ -28,7 +28,7 @@ void run(const GenerateOptions& o) {
   job.sampling = o.sampling.sampling();
   job.stop = o.sampling.stop_params();
   job.engine.max_batch = o.batch;
-  infer::PromptBuilder builder = prompt_builder(m, o.model);
+  infer::PromptBuilder builder = prompt_builder(m, o.model, &job.stop.stop_tokens);
   if (!o.prompts.empty()) {
     if (o.out.empty()) throw Error("--prompts needs --out FILE.jsonl (results are appended there and resumed)");
     job.prompts = o.prompts;

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "chat/model_template.h"
 #include "cli/command.h"
 #include "tensor/threading.h"
 #include "util/error.h"
@@ -17,6 +18,9 @@ void add_model_options(CLI::App& cmd, ModelOptions& o, bool chat_flag) {
   cmd.add_option("--dtype", o.dtype, "Compute dtype of the weights: f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}));
   if (chat_flag) cmd.add_flag("--chat", o.chat, "Wrap prompts in the model's chat template (records may give \"messages\")");
   cmd.add_option("--system", o.system, "System message for chat prompts");
+  cmd.add_option("--chat-template", o.chat_template,
+                 "Chat template: a builtin format (tulu, alpaca, chatml, llama3, mistral), a .jinja / "
+                 "tokenizer_config.json file or a tokenizer folder; default: the model's own");
 }
 
 LoadedModel load_model(const ModelOptions& o) {
@@ -34,6 +38,7 @@ LoadedModel load_model(const ModelOptions& o) {
     throw Error("no tokenizer found with the model; pass --tokenizer PATH").in_file(o.model);
   }
   m.tokenizer = tokenizer::load_tokenizer(tok);
+  m.tokenizer_file = tok;
   if (static_cast<int64_t>(m.tokenizer->vocab_size()) > m.model->config().vocab_size) {
     throw Error(fmt::format("the tokenizer has {} tokens but the model only {}", m.tokenizer->vocab_size(),
                             m.model->config().vocab_size))
@@ -44,9 +49,45 @@ LoadedModel load_model(const ModelOptions& o) {
   return m;
 }
 
-infer::PromptBuilder prompt_builder(const LoadedModel& m, const ModelOptions& o) {
-  if (o.chat) throw Error("--chat needs the chat template support, which is not in this build yet");
-  return infer::text_prompt_builder(*m.tokenizer);
+chat::ChatTemplate chat_template(const LoadedModel& m, const ModelOptions& o) {
+  return chat::resolve_chat_template(o.chat_template, o.model, m.tokenizer_file, *m.tokenizer);
+}
+
+infer::PromptBuilder prompt_builder(const LoadedModel& m, const ModelOptions& o,
+                                    std::vector<infer::TokenId>* stop_tokens) {
+  if (!o.chat) {
+    if (!o.chat_template.empty()) throw Error("--chat-template is used with --chat");
+    return infer::text_prompt_builder(*m.tokenizer);
+  }
+  auto tmpl = std::make_shared<chat::ChatTemplate>(chat_template(m, o));
+  if (stop_tokens) *stop_tokens = chat::end_of_turn_tokens(*tmpl, *m.tokenizer);
+  log::debug("chat template {}", tmpl->name());
+  const tokenizer::Tokenizer* tok = m.tokenizer.get();
+  std::string system = o.system;
+  return [tmpl, tok, system](const nlohmann::json& record, bool* standalone) {
+    std::vector<chat::Message> messages;
+    if (!system.empty()) messages.push_back({"system", system});
+    if (auto it = record.find("messages"); it != record.end()) {
+      if (!it->is_array()) throw Error("\"messages\" must be a list of {role, content}").in_field("messages");
+      for (size_t i = 0; i < it->size(); ++i) {
+        const nlohmann::json& msg = (*it)[i];
+        if (!msg.is_object() || !msg.contains("role") || !msg["role"].is_string() || !msg.contains("content") ||
+            !msg["content"].is_string()) {
+          throw Error(fmt::format("message {} needs string \"role\" and \"content\"", i)).in_field("messages");
+        }
+        messages.push_back({msg["role"].get<std::string>(), msg["content"].get<std::string>()});
+      }
+    } else if (auto p = record.find("prompt"); p != record.end() && p->is_string()) {
+      messages.push_back({"user", p->get<std::string>()});
+    } else {
+      throw Error("the record has neither \"messages\" nor a string \"prompt\"").in_field("messages");
+    }
+    chat::ChatPromptText prompt = chat::render_chat_prompt(*tmpl, messages);
+    *standalone = true;
+    tokenizer::EncodeOptions enc;
+    enc.add_special = prompt.add_special_tokens;
+    return tok->encode(prompt.text, enc);
+  };
 }
 
 infer::SamplingParams SamplingOptions::sampling() const {

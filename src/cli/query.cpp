@@ -21,7 +21,7 @@ namespace {
 struct QueryOptions {
   std::string input, output;
   std::vector<std::string> urls;
-  std::string local_model, tokenizer;
+  std::string local_model, tokenizer, chat_template;
   std::string model;
   std::string api_key_env = "OPENAI_API_KEY";
   std::string cache;
@@ -68,6 +68,7 @@ void run(const QueryOptions& o) {
     llm::LocalBackendOptions local;
     local.model_name = o.model;
     local.max_batch = o.concurrency;
+    local.chat_template = o.chat_template;
     backend = llm::LocalBackend::open(o.local_model, o.tokenizer, local);
   }
   std::shared_ptr<llm::CachedBackend> cached;
@@ -140,6 +141,9 @@ void setup(CLI::App& cmd) {
                  "Run a model in this process instead (HF folder, .gguf, llama2.c .bin)");
   cmd.add_option("--tokenizer", o->tokenizer,
                  "With --local: the tokenizer (default: the one found with the model)");
+  cmd.add_option("--chat-template", o->chat_template,
+                 "With --local: 'plain', a builtin format (tulu, alpaca, chatml, llama3, mistral) or a "
+                 "template file; default: the model's own template, else plain");
   cmd.add_option("--model", o->model,
                  "Model name sent with requests that name none (with --local: its id)");
   cmd.add_option("--api-key-env", o->api_key_env, "Environment variable holding the API key")

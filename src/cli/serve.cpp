@@ -19,7 +19,7 @@ namespace seqit::cli {
 namespace {
 
 struct ServeOptions {
-  std::string model, tokenizer, model_name;
+  std::string model, tokenizer, model_name, chat_template;
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string api_key, api_key_env;
@@ -41,6 +41,7 @@ void run(const ServeOptions& o) {
   local.model_name = o.model_name;
   local.max_batch = o.max_batch;
   local.max_context = o.max_context;
+  local.chat_template = o.chat_template;
   auto backend = llm::LocalBackend::open(o.model, o.tokenizer, local, o.bf16);
 
   llm::ServerOptions server_options;
@@ -91,6 +92,10 @@ void setup(CLI::App& cmd) {
       ->required();
   cmd.add_option("--tokenizer", o->tokenizer,
                  "Tokenizer file or folder (default: the one found with the model)");
+  cmd.add_option("--chat-template", o->chat_template,
+                 "How chat messages become a prompt: 'plain' (contents joined by blank lines), a builtin "
+                 "format (tulu, alpaca, chatml, llama3, mistral) or a template file; default: the model's "
+                 "own template, else plain");
   cmd.add_option("--model-name", o->model_name,
                  "Model id clients use (default: the model file's stem)");
   cmd.add_option("--host", o->host, "Address to listen on")->capture_default_str();

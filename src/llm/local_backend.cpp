@@ -10,6 +10,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "chat/model_template.h"
 #include "infer/engine.h"
 #include "infer/scoring.h"
 #include "model/llama.h"
@@ -219,6 +220,7 @@ struct LocalBackend::Impl {
         // The answer may use what the context has left; past that it ends with "length".
         g.stop.max_new_tokens = std::min<int64_t>(p.max_tokens, context - prompt_tokens);
         g.stop.stop_strings = stops;
+        g.stop.stop_tokens = prompt.stop_tokens;
         g.text_standalone = r.kind == RequestKind::chat;
         if (r.on_delta) {
           g.on_text = [raw, choice](std::string_view text) {
@@ -342,6 +344,31 @@ std::unique_ptr<LocalBackend> LocalBackend::open(const fs::path& model_path,
     tok_path = *model->tokenizer_path();
   }
   std::shared_ptr<const tokenizer::Tokenizer> tok = tokenizer::load_tokenizer(tok_path);
+  if (!options.chat_formatter && options.chat_template != "plain") {
+    std::optional<chat::ChatTemplate> tmpl;
+    if (options.chat_template.empty()) {
+      tmpl = chat::find_model_chat_template(model_path, tok_path);
+      if (tmpl) tmpl->special_tokens().fill_from(*tok);
+    } else {
+      tmpl = chat::resolve_chat_template(options.chat_template, model_path, tok_path, *tok);
+    }
+    if (tmpl) {
+      auto shared = std::make_shared<const chat::ChatTemplate>(std::move(*tmpl));
+      std::vector<int32_t> end_tokens = chat::end_of_turn_tokens(*shared, *tok);
+      options.chat_format_name = shared->name();
+      options.chat_formatter = [shared, end_tokens](const std::vector<Message>& messages) {
+        std::vector<chat::Message> converted;
+        converted.reserve(messages.size());
+        for (const Message& m : messages) converted.push_back({m.role, m.content});
+        chat::ChatPromptText text = chat::render_chat_prompt(*shared, converted);
+        ChatPrompt prompt;
+        prompt.text = std::move(text.text);
+        prompt.add_special_tokens = text.add_special_tokens;
+        prompt.stop_tokens = end_tokens;
+        return prompt;
+      };
+    }
+  }
   if (options.model_name.empty()) {
     fs::path p = model_path;
     while (!p.empty() && p.filename().empty()) p = p.parent_path();  // "folder/" -> "folder"

@@ -34,6 +34,7 @@ struct ChatPrompt {
   bool add_special_tokens = true;  // let the tokenizer add BOS (false when the template writes it)
   std::vector<std::string>
       stop_strings;  // end-of-turn markers to stop at, besides the request's own
+  std::vector<int32_t> stop_tokens;  // end-of-turn token ids (<|eot_id|>, <|im_end|>), besides EOS
 };
 using ChatFormatter = std::function<ChatPrompt(const std::vector<Message>& messages)>;
 
@@ -47,6 +48,10 @@ struct LocalBackendOptions {
   int64_t max_context = 0;        // positions per sequence; 0 = the model's context length
   ChatFormatter chat_formatter;   // empty: plain_chat_prompt
   std::string chat_format_name = "plain";  // for describe()
+  // For open(): the chat template when no chat_formatter is given. Empty: the model's own template
+  // when it ships one, else "plain"; "plain"; a builtin format name (tulu, chatml, ...); or a
+  // template file / tokenizer folder.
+  std::string chat_template;
 };
 
 struct LocalStats {

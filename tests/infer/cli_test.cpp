@@ -93,3 +93,67 @@ TEST(GenerateCli, BadRecordIsReportedWithItsLine) {
   EXPECT_EQ(rc, 1);
   EXPECT_NE(out.find("/no/such/model"), std::string::npos) << out;
 }
+
+namespace {
+std::string model_args() {
+  return " --model " + shell_quote(shared_data("models/stories260K/stories260K.bin").string()) + " --tokenizer " +
+         shell_quote(shared_data("models/stories260K/tok512.bin").string());
+}
+json generate_chat_row(const std::string& extra) {
+  std::string out;
+  EXPECT_EQ(run_command(base_command() + " --chat --chat-template chatml --max-tokens 20" + extra, &out, false), 0)
+      << out;
+  return json::parse(out);
+}
+}  // namespace
+
+TEST(GenerateCli, ChatPromptIsTheTemplatesTextEncoded) {
+  // The ChatML text written out by hand, tokenized on its own: what --chat must feed the model.
+  TempDir dir;
+  spit(dir / "t.txt", "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello there<|im_end|>\n"
+                      "<|im_start|>assistant\n");
+  std::string ids;
+  ASSERT_EQ(run_command(shell_quote(seqit_binary().string()) + " tokenize --tokenizer " +
+                            shell_quote(shared_data("models/stories260K/tok512.bin").string()) + " " +
+                            shell_quote((dir / "t.txt").string()),
+                        &ids, false),
+            0);
+  json expected = json::array();
+  std::istringstream in(ids);
+  for (int id; in >> id;) expected.push_back(id);
+  json row = generate_chat_row(" --system 'Be brief.' --prompt 'Hello there' --ids");
+  EXPECT_EQ(row["prompt_token_ids"], expected);
+  EXPECT_EQ(row["completion_tokens"], 20);
+}
+
+TEST(GenerateCli, ChatWithoutTemplateNamesTheChoices) {
+  std::string out;
+  EXPECT_NE(run_command(base_command() + " --chat --prompt hi", &out), 0);
+  EXPECT_NE(out.find("has no chat template"), std::string::npos) << out;
+  EXPECT_NE(out.find("tulu, alpaca, chatml"), std::string::npos) << out;
+}
+
+TEST(ChatCli, RepliesMatchGenerateAndKeepTheConversation) {
+  TempDir dir;
+  const std::string first = generate_chat_row(" --prompt 'Hello there'")["output"];
+  // The second turn sees the first exchange: the same as generate with those messages.
+  json messages = json::array({{{"role", "user"}, {"content", "Hello there"}},
+                               {{"role", "assistant"}, {"content", first}},
+                               {{"role", "user"}, {"content", "Tell me more"}}});
+  spit(dir / "p.jsonl", json({{"id", 0}, {"messages", messages}}).dump() + "\n");
+  std::string out;
+  ASSERT_EQ(run_command(base_command() + " --chat --chat-template chatml --max-tokens 20 --prompts " +
+                            shell_quote((dir / "p.jsonl").string()) + " --out " + shell_quote((dir / "o.jsonl").string()),
+                        &out),
+            0)
+      << out;
+  const std::string second = read_jsonl(dir / "o.jsonl").at(0)["output"];
+
+  spit(dir / "in.txt", "Hello there\nTell me more\n/reset\nHello there\n/exit\nnot read\n");
+  ASSERT_EQ(run_command(shell_quote(seqit_binary().string()) + " --threads 2 chat" + model_args() +
+                            " --chat-template chatml --max-tokens 20 < " + shell_quote((dir / "in.txt").string()),
+                        &out, false),
+            0)
+      << out;
+  EXPECT_EQ(out, first + "\n" + second + "\n" + first + "\n");
+}

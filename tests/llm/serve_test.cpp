@@ -457,3 +457,30 @@ TEST(ServeShutdown, SigtermFinishesRequestsInFlight) {
 
 }  // namespace
 }  // namespace seqit::llm
+
+namespace seqit::llm {
+namespace {
+// With a chat template the local backend formats chat requests exactly as `seqit generate --chat`.
+TEST(LocalChatTemplate, ChatEqualsGenerateWithTheSameTemplate) {
+  using seqit::testing::run_command;
+  using seqit::testing::seqit_binary;
+  using seqit::testing::shell_quote;
+  std::string out;
+  ASSERT_EQ(run_command(shell_quote(seqit_binary().string()) + " generate --model " + shell_quote(model_path()) +
+                            " --tokenizer " + shell_quote(tokenizer_path()) +
+                            " --chat --chat-template chatml --prompt 'Hello there' --max-tokens 20",
+                        &out, false),
+            0)
+      << out;
+  const nlohmann::json row = nlohmann::json::parse(out);
+  LocalBackendOptions options;
+  options.chat_template = "chatml";
+  auto local = LocalBackend::open(model_path(), tokenizer_path(), options);
+  auto r = local->chat({{"user", "Hello there"}}, greedy(20));
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r.value().text(), row["output"].get<std::string>());
+  EXPECT_EQ(r.value().usage.prompt_tokens, row["prompt_tokens"].get<int64_t>());
+  EXPECT_NE(local->describe().find("chatml"), std::string::npos) << local->describe();
+}
+}  // namespace
+}  // namespace seqit::llm
