@@ -208,7 +208,11 @@ TEST(Network, RaggedBatchEqualsEachSequenceAlone) {
   m->forward(b, logits, ws);
   for (size_t i = 0; i < prompts.size(); ++i) {
     Tensor alone = m->forward_sequence(prompts[i]);
-    expect_close(row_of(logits, i), row_of(alone, alone.size(0) - 1), 1e-5, "sequence " + std::to_string(i));
+    // The ragged batch goes through the cached path (GEMV for short chunks, ragged attention) and
+    // the lone sequence through the full causal op: the same sums in different orders, so the
+    // logits (|logit| up to ~15) agree to f32 rounding, ~1e-5 — up to 1.6e-5 in the sanitizer build,
+    // which compiles without -march=native and picks other kernels.
+    expect_close(row_of(logits, i), row_of(alone, alone.size(0) - 1), 3e-5, "sequence " + std::to_string(i));
   }
 }
 
