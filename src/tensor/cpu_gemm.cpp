@@ -488,6 +488,87 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_block_avx2(int64_t in, const 
   if (o < o1) gemv_block_scalar<WT>(M, in, x, ldx, w, ldw, bias, y, ldy, o, o1);
 }
 
+// Several activation rows (batched decoding, short prefill chunks): with one weight row per step
+// (R = 1, as above for M > 4) every weight vector feeds M FMAs but each FMA also needs an
+// activation vector, which for M x `in` floats no longer fits L1: the kernel then waits on L2
+// rather than on memory or the FMA units. Tiles of 4 activation rows x 3 weight rows instead keep
+// 12 accumulators + 3 weight vectors + 1 activation vector in the 16 registers: 7 loads per 12 FMAs,
+// the three weight rows (<= 3 x in floats) stay in L1 while every 4-row group of activations passes
+// over them, and each weight row still comes from memory once.
+template <int MT, int R, typename WT>
+__attribute__((target("avx2,fma,f16c"))) inline void gemv_tile_avx2(int64_t in, const float* x,
+                                                                    int64_t ldx, const WT* w,
+                                                                    int64_t ldw, const float* bias,
+                                                                    float* y, int64_t ldy,
+                                                                    int64_t o) {
+  const int64_t in8 = in / 8 * 8;
+  __m256 acc[MT][R];
+#pragma GCC unroll 4
+  for (int m = 0; m < MT; ++m)
+#pragma GCC unroll 3
+    for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < in8; i += 8) {
+    __m256 wv[R];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; ++r) wv[r] = load8(w + (o + r) * ldw + i);
+#pragma GCC unroll 4
+    for (int m = 0; m < MT; ++m) {
+      const __m256 xv = _mm256_loadu_ps(x + m * ldx + i);
+#pragma GCC unroll 3
+      for (int r = 0; r < R; ++r) acc[m][r] = _mm256_fmadd_ps(xv, wv[r], acc[m][r]);
+    }
+  }
+  for (int m = 0; m < MT; ++m)
+    for (int r = 0; r < R; ++r) {
+      float s = hsum8(acc[m][r]);
+      const WT* wr = w + (o + r) * ldw;
+      for (int64_t i = in8; i < in; ++i) s += x[m * ldx + i] * load_scalar(wr + i);
+      y[m * ldy + o + r] = s + (bias ? bias[o + r] : 0.0f);
+    }
+}
+
+template <int R, typename WT>
+__attribute__((target("avx2,fma,f16c"))) void gemv_rows_avx2(int64_t rows, int64_t in,
+                                                             const float* x, int64_t ldx,
+                                                             const WT* w, int64_t ldw,
+                                                             const float* bias, float* y,
+                                                             int64_t ldy, int64_t o) {
+  int64_t m = 0;
+  for (; m + 4 <= rows; m += 4) gemv_tile_avx2<4, R, WT>(in, x + m * ldx, ldx, w, ldw, bias, y + m * ldy, ldy, o);
+  switch (rows - m) {
+    case 3:
+      gemv_tile_avx2<3, R, WT>(in, x + m * ldx, ldx, w, ldw, bias, y + m * ldy, ldy, o);
+      break;
+    case 2:
+      gemv_tile_avx2<2, R, WT>(in, x + m * ldx, ldx, w, ldw, bias, y + m * ldy, ldy, o);
+      break;
+    case 1:
+      gemv_tile_avx2<1, R, WT>(in, x + m * ldx, ldx, w, ldw, bias, y + m * ldy, ldy, o);
+      break;
+    default:
+      break;
+  }
+}
+
+// Any number of rows: weight rows three at a time, every activation row against each triple.
+template <typename WT>
+__attribute__((target("avx2,fma,f16c"))) void gemv_multi_avx2(int64_t rows, int64_t in,
+                                                              const float* x, int64_t ldx,
+                                                              const void* wv, int64_t ldw,
+                                                              const float* bias, float* y,
+                                                              int64_t ldy, int64_t o0, int64_t o1) {
+  const WT* w = static_cast<const WT*>(wv);
+  int64_t o = o0;
+  for (; o + 3 <= o1; o += 3) gemv_rows_avx2<3, WT>(rows, in, x, ldx, w, ldw, bias, y, ldy, o);
+  for (; o < o1; ++o) gemv_rows_avx2<1, WT>(rows, in, x, ldx, w, ldw, bias, y, ldy, o);
+}
+
+template <typename WT>
+void gemv_multi_scalar(int64_t rows, int64_t in, const float* x, int64_t ldx, const void* w,
+                       int64_t ldw, const float* bias, float* y, int64_t ldy, int64_t o0, int64_t o1) {
+  gemv_block_scalar<WT>(rows, in, x, ldx, static_cast<const WT*>(w), ldw, bias, y, ldy, o0, o1);
+}
+
 // ---- AVX-512 ----
 template <typename WT>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c"))) inline __m512 load16(
@@ -565,15 +646,13 @@ void scalar_entry(int64_t in, const float* x, int64_t ldx, const void* w, int64_
 
 template <typename WT>
 GemvBlockFn pick(GemvIsa isa, int64_t rows) {
+  static_assert(kGemvFixedRows == 4, "one entry per row count up to kGemvFixedRows");
   static constexpr GemvBlockFn avx2[] = {avx2_entry<1, WT>, avx2_entry<2, WT>, avx2_entry<3, WT>,
-                                         avx2_entry<4, WT>, avx2_entry<5, WT>, avx2_entry<6, WT>,
-                                         avx2_entry<7, WT>, avx2_entry<8, WT>};
-  static constexpr GemvBlockFn avx512[] = {
-      avx512_entry<1, WT>, avx512_entry<2, WT>, avx512_entry<3, WT>, avx512_entry<4, WT>,
-      avx512_entry<5, WT>, avx512_entry<6, WT>, avx512_entry<7, WT>, avx512_entry<8, WT>};
-  static constexpr GemvBlockFn scalar[] = {
-      scalar_entry<1, WT>, scalar_entry<2, WT>, scalar_entry<3, WT>, scalar_entry<4, WT>,
-      scalar_entry<5, WT>, scalar_entry<6, WT>, scalar_entry<7, WT>, scalar_entry<8, WT>};
+                                         avx2_entry<4, WT>};
+  static constexpr GemvBlockFn avx512[] = {avx512_entry<1, WT>, avx512_entry<2, WT>,
+                                           avx512_entry<3, WT>, avx512_entry<4, WT>};
+  static constexpr GemvBlockFn scalar[] = {scalar_entry<1, WT>, scalar_entry<2, WT>,
+                                           scalar_entry<3, WT>, scalar_entry<4, WT>};
   switch (isa) {
     case GemvIsa::kAvx512:
       return avx512[rows - 1];
@@ -627,26 +706,54 @@ void gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t ldx, co
       (isa == GemvIsa::kAvx2 && !cpu_has_avx2())) {
     fail("gemv", std::string("this CPU cannot run the ") + gemv_isa_name(isa) + " kernel");
   }
+  // 1-4 rows: the kernels with M x R accumulators (R = 8..2 weight rows per step); more rows: the
+  // 4 x 3 tiles of gemv_multi_avx2 (which AVX-512 machines run too).
+  using GemvRowsFn = void (*)(int64_t, int64_t, const float*, int64_t, const void*, int64_t,
+                              const float*, float*, int64_t, int64_t, int64_t);
+  GemvRowsFn multi = nullptr;
   GemvBlockFn fn = nullptr;
-  switch (w_dtype) {
-    case DType::f32:
-      fn = pick<float>(isa, rows);
-      break;
-    case DType::bf16:
-      fn = pick<bf16>(isa, rows);
-      break;
-    case DType::f16:
-      fn = pick<f16>(isa, rows);
-      break;
-    default:
-      fail("gemv", "weights must be f32, bf16 or f16");
+  if (rows > kGemvFixedRows) {
+    const bool simd = isa != GemvIsa::kScalar;
+    switch (w_dtype) {
+      case DType::f32:
+        multi = simd ? gemv_multi_avx2<float> : gemv_multi_scalar<float>;
+        break;
+      case DType::bf16:
+        multi = simd ? gemv_multi_avx2<bf16> : gemv_multi_scalar<bf16>;
+        break;
+      case DType::f16:
+        multi = simd ? gemv_multi_avx2<f16> : gemv_multi_scalar<f16>;
+        break;
+      default:
+        fail("gemv", "weights must be f32, bf16 or f16");
+    }
+  } else {
+    switch (w_dtype) {
+      case DType::f32:
+        fn = pick<float>(isa, rows);
+        break;
+      case DType::bf16:
+        fn = pick<bf16>(isa, rows);
+        break;
+      case DType::f16:
+        fn = pick<f16>(isa, rows);
+        break;
+      default:
+        fail("gemv", "weights must be f32, bf16 or f16");
+    }
   }
-  // Blocks of 16 weight rows (multiple of every R); a thread takes a contiguous range of blocks so
-  // its stream through the weights is sequential.
+  // Blocks of 16 weight rows; a thread takes a contiguous range of blocks so its stream through the
+  // weights is sequential.
   constexpr int64_t kBlock = 16;
   const int64_t blocks = (out + kBlock - 1) / kBlock;
-  if (out * in < kParallelThreshold || blocks < 2) {
-    fn(in, x, ldx, w, ldw, bias, y, ldy, 0, out);
+  auto run = [&](int64_t o0, int64_t o1) {
+    if (multi)
+      multi(rows, in, x, ldx, w, ldw, bias, y, ldy, o0, o1);
+    else
+      fn(in, x, ldx, w, ldw, bias, y, ldy, o0, o1);
+  };
+  if (out * in * std::min<int64_t>(rows, 4) < kParallelThreshold || blocks < 2) {
+    run(0, out);
     return;
   }
   apply_threads();
@@ -655,7 +762,7 @@ void gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t ldx, co
     const int64_t threads = omp_get_num_threads(), id = omp_get_thread_num();
     const int64_t b0 = blocks * id / threads, b1 = blocks * (id + 1) / threads;
     const int64_t o0 = b0 * kBlock, o1 = std::min(out, b1 * kBlock);
-    if (o0 < o1) fn(in, x, ldx, w, ldw, bias, y, ldy, o0, o1);
+    if (o0 < o1) run(o0, o1);
   }
 }
 
