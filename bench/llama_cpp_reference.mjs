@@ -119,7 +119,9 @@ if (mode === 'check') {
   process.exit(0);
 }
 
-const vocab = model.fileInfo.metadata.llama?.vocab_size ?? model.tokens.eos + 1;
+// Token ids must be below the vocabulary's size, which llama.cpp takes from tokenizer.ggml.tokens.
+const vocab = model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length;
+if (!vocab) throw new Error(`${modelPath} has no tokenizer.ggml.tokens: llama.cpp needs a vocabulary`);
 const idAt = (i) => (i * 7919 + 13) % vocab;
 const result = {
   llama_cpp_release: llama.llamaCppRelease.release, build: llama.buildType, threads: options.threads,
