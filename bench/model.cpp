@@ -1,22 +1,33 @@
 // Llama inference speed: prefill, single-sequence decode and batched decode of a 155.7M-parameter
 // Llama (hidden 1024, 8 layers, 16 heads, 4 kv heads, ffn 2816, vocab 32000, random weights) in f32
-// and bf16, next to this machine's own limits measured in the same run (FMA peak, memory read
-// bandwidth, oneDNN GEMM rate) and llama.cpp's figures from docs/ENGINE_NOTES.md (measured on an
-// AVX-512 Zen 4; llama.cpp is not on this machine, so those are quoted, not re-measured).
+// and bf16, next to llama.cpp measured in the same run on the same weights and this machine's own
+// limits (FMA peak, memory read bandwidth, oneDNN GEMM rate).
 //
-// Usage: bench_model [--threads N] [--decode-tokens N] [--quick]
+// llama.cpp: the model is written to a temporary GGUF (f32, bf16; the Llama-2 vocabulary from the
+// shared data so that llama.cpp accepts the token ids) and bench/llama_cpp_reference.mjs runs it
+// through node-llama-cpp's prebuilt CPU binaries (scripts/bench-oracles installs them into
+// build/bench-oracles) with the same thread count, token ids and token counts. Without node or that
+// package (or with --no-llama-cpp) the llama.cpp figures of docs/ENGINE_NOTES.md are printed instead,
+// marked as quoted.
+//
+// Usage: bench_model [--threads N] [--decode-tokens N] [--quick] [--no-llama-cpp] [--keep-gguf DIR]
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "model/convert.h"
 #include "model/llama.h"
 #include "model/random_weights.h"
 #include "tensor/ops.h"
@@ -24,6 +35,7 @@
 #include "tensor/threading.h"
 
 using namespace seqit;
+namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -34,6 +46,81 @@ std::string load_average() {
   std::string a, b, c;
   f >> a >> b >> c;
   return a + " " + b + " " + c;
+}
+
+fs::path repository_root() {
+  if (const char* env = std::getenv("SEQIT_SOURCE_DIR")) return env;
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return fs::current_path();
+  buf[n] = 0;
+  return fs::path(buf).parent_path().parent_path().parent_path().parent_path();  // build/<preset>/bin/x
+}
+
+fs::path shared_data() {
+  const char* env = std::getenv("SEQIT_SHARED_DATA");
+  return env && *env ? fs::path(env) : fs::path(SEQIT_SHARED_DATA_DEFAULT);
+}
+
+// llama.cpp's figures for one dtype: measured by bench/llama_cpp_reference.mjs, or quoted.
+struct LlamaCppFigures {
+  double prefill = 0, decode = 0, batched = 0;  // tokens/s inside llama_decode; batched 0 = unknown
+  double prefill_wall = 0, decode_wall = 0, batched_wall = 0;  // around node-llama-cpp's calls
+  bool measured = false;
+  nlohmann::json info;
+};
+
+// Writes the model as GGUF and has llama.cpp time it; nullopt (with the reason on stderr) when it
+// could not run.
+// The GGUF is written to `keep_dir` and kept when that is set, else to a temporary folder.
+std::optional<LlamaCppFigures> measure_llama_cpp(const model::WeightSource& weights, model::StorageType type,
+                                                 const char* dtype, int threads, int decode_tokens,
+                                                 int prefill_reps, const std::string& keep_dir) {
+  const fs::path root = repository_root();
+  const fs::path script = root / "bench/llama_cpp_reference.mjs", packages = root / "build/bench-oracles";
+  if (std::system("command -v node >/dev/null 2>&1") != 0) {
+    std::fprintf(stderr, "bench_model: node is not installed; llama.cpp figures are quoted\n");
+    return std::nullopt;
+  }
+  if (!fs::exists(packages / "node_modules/node-llama-cpp")) {
+    std::fprintf(stderr, "bench_model: %s has no node-llama-cpp (run scripts/bench-oracles); llama.cpp figures are quoted\n",
+                 packages.c_str());
+    return std::nullopt;
+  }
+  const fs::path dir = fs::temp_directory_path() / fmt::format("seqit-bench-model-{}", ::getpid());
+  fs::create_directories(dir);
+  if (!keep_dir.empty()) fs::create_directories(keep_dir);
+  const fs::path gguf = (keep_dir.empty() ? dir : fs::path(keep_dir)) / fmt::format("bench-model-{}.gguf", dtype);
+  const fs::path out = dir / "llama_cpp.json";
+  model::ExportOptions options;
+  options.type = type;
+  options.tokenizer = shared_data() / "tokenizers/llama2/llama2c_tokenizer.bin";
+  options.name = "seqit bench_model";
+  std::optional<LlamaCppFigures> figures;
+  try {
+    model::write_gguf_model(weights, gguf, options);
+    std::string cmd = fmt::format(
+        "SEQIT_BENCH_ORACLE_DIR='{}' node '{}' bench '{}' --threads {} --prefill-tokens 512 --prefill-reps {} "
+        "--prompt-tokens 16 --warmup-tokens 3 --decode-tokens {} --sequences 16 > '{}'",
+        packages.string(), script.string(), gguf.string(), threads, prefill_reps, decode_tokens, out.string());
+    if (std::system(cmd.c_str()) == 0) {
+      std::ifstream in(out);
+      nlohmann::json j = nlohmann::json::parse(in);
+      LlamaCppFigures f;
+      f.prefill = j.at("prefill_tps"), f.decode = j.at("decode_tps"), f.batched = j.at("batched_tps");
+      f.prefill_wall = j.at("prefill_wall_tps"), f.decode_wall = j.at("decode_wall_tps");
+      f.batched_wall = j.at("batched_wall_tps");
+      f.measured = true;
+      f.info = j;
+      figures = f;
+    } else {
+      std::fprintf(stderr, "bench_model: the llama.cpp reference failed on %s; its figures are quoted\n", gguf.c_str());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_model: llama.cpp reference: %s; its figures are quoted\n", e.what());
+  }
+  fs::remove_all(dir);
+  return figures;
 }
 
 // fp32 FMA peak: 10 independent multiply-add chains on 8-wide vectors (GCC vector extension; with
@@ -193,11 +280,15 @@ Timings run_model(const model::LlamaModel& m, int decode_tokens, int prefill_rep
 int main(int argc, char** argv) {
   seqit::tensor::establish_openmp_wait_policy(argv);  // as the seqit executable does
   int threads = 2, decode_tokens = 48, prefill_reps = 3;
+  bool llama_cpp = true;
+  std::string keep_gguf;  // a folder to keep the GGUF files in (to run llama.cpp's own tools on them)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     if (a == "--decode-tokens" && i + 1 < argc) decode_tokens = std::atoi(argv[++i]);
     if (a == "--quick") decode_tokens = 8, prefill_reps = 1;
+    if (a == "--no-llama-cpp") llama_cpp = false;
+    if (a == "--keep-gguf" && i + 1 < argc) keep_gguf = argv[++i];
   }
   tensor::set_num_threads(threads);
   std::printf("bench_model: Llama 155.7M (hidden 1024, 8 layers, 16/4 heads, ffn 2816, vocab 32000), %d threads\n", threads);
@@ -215,32 +306,67 @@ int main(int argc, char** argv) {
   // on average 256 earlier positions); the output head runs for the last token only.
   const double block_params = 8.0 * (1024.0 * (1024 + 512) + 1024.0 * 1024 + 3.0 * 1024 * 2816);
   const double flops_per_token = 2 * block_params + 8 * 2 * 2 * 256.0 * 1024;
-  struct Ref {
+  // llama.cpp -t 2 on a 2-core AVX-512 Zen 4 (docs/ENGINE_NOTES.md), printed when it cannot run here.
+  struct Quoted {
     const char* dtype;
+    model::StorageType type;
     double prefill, decode;
   };
-  const Ref refs[] = {{"f32", 794, 81}, {"bf16", 1515, 123}};
-  std::printf("%-6s %-22s %12s %12s %12s %28s\n", "dtype", "measure", "seqit", "llama.cpp*", "ratio", "vs this machine");
-  for (const Ref& ref : refs) {
-    auto dtype = std::string(ref.dtype) == "f32" ? tensor::DType::f32 : tensor::DType::bf16;
+  const Quoted quoted[] = {{"f32", model::StorageType::f32, 794, 81}, {"bf16", model::StorageType::bf16, 1515, 123}};
+  bool any_quoted = false;
+  std::vector<std::string> notes;
+  std::printf("%-6s %-22s %12s %12s %12s %28s\n", "dtype", "measure", "seqit", "llama.cpp", "seqit/llama", "vs this machine");
+  for (const Quoted& q : quoted) {
+    auto dtype = q.type == model::StorageType::f32 ? tensor::DType::f32 : tensor::DType::bf16;
     auto m = model::LlamaModel::load(weights, {dtype});
     Timings t = run_model(*m, decode_tokens, prefill_reps);
-    double gbs = t.decode_tps * streamed_bytes(*m) / 1e9;
-    double prefill_gflops = t.prefill_tps * flops_per_token / 1e9;
-    std::printf("%-6s %-22s %9.0f t/s %9.0f t/s %11.2fx %18.0f%% of FMA peak\n", ref.dtype, "prefill 512", t.prefill_tps,
-                ref.prefill, t.prefill_tps / ref.prefill, 100 * prefill_gflops / peak);
-    std::printf("%-6s %-22s %9.1f t/s %9.0f t/s %11.2fx %13.1f GB/s = %3.0f%% bw\n", ref.dtype, "decode, 1 sequence",
-                t.decode_tps, ref.decode, t.decode_tps / ref.decode, gbs, 100 * gbs / bandwidth);
-    std::printf("%-6s %-22s %9.1f t/s %12s %11.2fx %28s\n", ref.dtype, "decode, 16 sequences", t.batched_tps, "",
-                t.batched_tps / t.decode_tps, "(x = vs 1 sequence)");
+    const double gbs = t.decode_tps * streamed_bytes(*m) / 1e9;
+    m.reset();  // llama.cpp runs next, with the memory to itself
+    std::optional<LlamaCppFigures> ref;
+    if (llama_cpp) ref = measure_llama_cpp(weights, q.type, q.dtype, threads, decode_tokens, prefill_reps, keep_gguf);
+    if (!ref) {
+      ref = LlamaCppFigures{};
+      ref->prefill = q.prefill, ref->decode = q.decode;
+      any_quoted = true;
+    } else {
+      const auto& i = ref->info;
+      notes.push_back(fmt::format(
+          "{}: llama.cpp {} ({}), CPU backend variant {}, {} threads, flash attention {}, KV cache {}; timed around "
+          "node-llama-cpp's calls instead: prefill {:.0f}, decode {:.1f}, 16 sequences {:.1f} t/s",
+          q.dtype, i.value("llama_cpp_release", "?"), i.value("build", "?"), i.value("cpu_variant", "?"),
+          i.value("context_threads", 0), i.value("flash_attention", false) ? "on" : "off", i.value("kv_cache_type", "?"),
+          ref->prefill_wall, ref->decode_wall, ref->batched_wall));
+      if (notes.size() == 1) notes.push_back("      " + i.value("system_info", std::string("?")));
+    }
+    const char* mark = ref->measured ? "" : "*";
+    auto rate = [](double tps, const char* m) { return tps > 0 ? fmt::format("{:.1f}{} t/s", tps, m) : std::string("-"); };
+    auto ratio = [](double a, double b) { return b > 0 ? fmt::format("{:.2f}x", a / b) : std::string("-"); };
+    const double prefill_gflops = t.prefill_tps * flops_per_token / 1e9;
+    std::printf("%-6s %-22s %12s %12s %12s %18.0f%% of FMA peak\n", q.dtype, "prefill 512", rate(t.prefill_tps, "").c_str(),
+                rate(ref->prefill, mark).c_str(), ratio(t.prefill_tps, ref->prefill).c_str(), 100 * prefill_gflops / peak);
+    std::printf("%-6s %-22s %12s %12s %12s %13.1f GB/s = %3.0f%% bw\n", q.dtype, "decode, 1 sequence",
+                rate(t.decode_tps, "").c_str(), rate(ref->decode, mark).c_str(), ratio(t.decode_tps, ref->decode).c_str(),
+                gbs, 100 * gbs / bandwidth);
+    std::printf("%-6s %-22s %12s %12s %12s %14.2fx vs 1 sequence\n", q.dtype, "decode, 16 sequences",
+                rate(t.batched_tps, "").c_str(), rate(ref->batched, mark).c_str(), ratio(t.batched_tps, ref->batched).c_str(),
+                t.batched_tps / t.decode_tps);
   }
-  std::printf("\n* llama.cpp -t 2 on a 2-core AVX-512 Zen 4 (docs/ENGINE_NOTES.md); this machine: %s.\n",
+  std::printf("\nthis machine: %s.\n",
 #if defined(__AVX512F__)
               "AVX-512"
 #else
               "AVX2 only (no AVX-512, no native bf16)"
 #endif
   );
+  if (!notes.empty()) {
+    std::printf("llama.cpp measured now on the same weights (GGUF), token ids and counts; its figures are the time inside "
+                "llama_decode, as llama-bench reports it:\n");
+    for (const auto& n : notes) std::printf("  %s\n", n.c_str());
+  }
+  if (any_quoted) {
+    std::printf("* quoted, not measured here: llama.cpp -t 2 on a 2-core AVX-512 Zen 4 (docs/ENGINE_NOTES.md); "
+                "scripts/bench-oracles installs the llama.cpp reference.\n");
+  }
   std::printf("load average at end: %s\n", load_average().c_str());
   return 0;
 }
