@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_models.h"
 #include "llm/http_backend.h"
 #include "llm/local_backend.h"
 #include "llm/openai_json.h"
@@ -220,23 +221,8 @@ void concurrency(int in_flight, double delay_s, int requests) {
               1e6 * cpu / requests, cpu / took);
 }
 
-model::ModelConfig bench_config() {
-  model::ModelConfig c;
-  c.architecture = "llama";
-  c.vocab_size = 32000;
-  c.hidden_size = 1024;
-  c.intermediate_size = 2816;
-  c.num_layers = 8;
-  c.num_heads = 16;
-  c.num_kv_heads = 4;
-  c.head_dim = 64;
-  c.max_position_embeddings = 2048;
-  c.tie_word_embeddings = false;
-  return c;
-}
-
 void local_batching(const std::string& tokenizer_path, int concurrent, int sequential, int tokens) {
-  model::RandomWeights weights(bench_config(), 1, 0.02f);
+  model::RandomWeights weights(bench::llama_155m_config(), 1, 0.02f);
   std::shared_ptr<const model::LlamaModel> m =
       model::LlamaModel::load(weights, {tensor::DType::f32});
   std::shared_ptr<const tokenizer::Tokenizer> tok = tokenizer::load_tokenizer(tokenizer_path);

@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_models.h"
 #include "model/convert.h"
 #include "model/llama.h"
 #include "model/random_weights.h"
@@ -193,21 +194,6 @@ double gemm_gflops(tensor::DType dtype) {
   return 2.0 * 512 * 1024 * 2816 * reps / seconds_since(t0) / 1e9;
 }
 
-model::ModelConfig bench_config() {
-  model::ModelConfig c;
-  c.architecture = "llama";
-  c.vocab_size = 32000;
-  c.hidden_size = 1024;
-  c.intermediate_size = 2816;
-  c.num_layers = 8;
-  c.num_heads = 16;
-  c.num_kv_heads = 4;
-  c.head_dim = 64;
-  c.max_position_embeddings = 2048;
-  c.tie_word_embeddings = false;
-  return c;
-}
-
 struct Timings {
   double prefill_tps = 0, decode_tps = 0, batched_tps = 0;
 };
@@ -300,7 +286,7 @@ int main(int argc, char** argv) {
               "f32 %.0f / bf16-weights %.0f GFLOP/s\n\n",
               peak, bandwidth, gemm_f32, gemm_bf16);
 
-  model::ModelConfig config = bench_config();
+  model::ModelConfig config = bench::llama_155m_config();
   model::RandomWeights weights(config, 1, 0.02f);
   // FLOPs per prefill token: 2 x (matrix parameters in the blocks) + attention (QK^T and PV over
   // on average 256 earlier positions); the output head runs for the last token only.

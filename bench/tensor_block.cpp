@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_models.h"
 #include "bench_util.h"
 #include "tensor/calibrate.h"
 #include "tensor/ops.h"
@@ -24,16 +25,6 @@ using namespace seqit::tensor;
 namespace {
 
 constexpr int64_t kT = 512, kC = 1024, kHq = 16, kHkv = 4, kD = 64, kF = 2816;
-
-Tensor random_tensor(const Shape& shape, DType dtype, float scale, uint32_t seed) {
-  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
-  uint32_t x = seed * 2654435761u + 1;
-  for (float& f : v) {
-    x = x * 1664525u + 1013904223u;
-    f = (static_cast<float>(x >> 8) / 16777216.0f - 0.5f) * scale;
-  }
-  return Tensor::from_floats(v, shape, dtype);
-}
 
 // Per-op-family wall time of one step.
 struct Clock {
@@ -63,16 +54,16 @@ struct Block {
     norm1 = Tensor::full({kC}, 1.0, DType::f32);
     norm2 = Tensor::full({kC}, 1.0, DType::f32);
     // q, k, v and gate, up as fused projections: one GEMM each, column blocks are views.
-    wqkv = random_tensor({qkv_width, kC}, dt, 0.06f, 1);
-    wo = random_tensor({kC, kHq * kD}, dt, 0.06f, 2);
-    wgu = random_tensor({2 * kF, kC}, dt, 0.06f, 3);
-    wd = random_tensor({kC, kF}, dt, 0.04f, 4);
+    wqkv = bench::random_tensor({qkv_width, kC}, dt, 0.06f, 1);
+    wo = bench::random_tensor({kC, kHq * kD}, dt, 0.06f, 2);
+    wgu = bench::random_tensor({2 * kF, kC}, dt, 0.06f, 3);
+    wd = bench::random_tensor({kC, kF}, dt, 0.04f, 4);
     for (Tensor* g : {&gnorm1, &gnorm2}) *g = Tensor::zeros({kC}, DType::f32);
     gwqkv = Tensor::zeros(wqkv.shape(), DType::f32);
     gwo = Tensor::zeros(wo.shape(), DType::f32);
     ggu = Tensor::zeros(wgu.shape(), DType::f32);
     gwd = Tensor::zeros(wd.shape(), DType::f32);
-    x = random_tensor({1, kT, kC}, dt, 2.0f, 5);
+    x = bench::random_tensor({1, kT, kC}, dt, 2.0f, 5);
     for (Tensor* t : {&h1, &x2, &h2, &y, &dh2, &dx2, &dh1, &dx})
       *t = Tensor::zeros({1, kT, kC}, dt);
     qkv = Tensor::zeros({1, kT, qkv_width}, dt);
@@ -86,7 +77,7 @@ struct Block {
     dsw = Tensor::zeros({1, kT, kF}, dt);
     rstd1 = Tensor::zeros({kT}, DType::f32);
     rstd2 = Tensor::zeros({kT}, DType::f32);
-    dy = random_tensor({1, kT, kC}, dt, 1.0f, 6);
+    dy = bench::random_tensor({1, kT, kC}, dt, 1.0f, 6);
     std::vector<int32_t> pos(kT);
     for (int64_t t = 0; t < kT; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(t);
     positions = Tensor::from_ints(pos, {1, kT});

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_models.h"
 #include "bench_util.h"
 #include "tensor/calibrate.h"
 #include "tensor/ops.h"
@@ -16,16 +17,6 @@ using namespace seqit;
 using namespace seqit::tensor;
 
 namespace {
-
-Tensor random_tensor(const Shape& shape, DType dtype, float scale, uint32_t seed) {
-  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
-  uint32_t x = seed * 2654435761u + 1;
-  for (float& f : v) {
-    x = x * 1664525u + 1013904223u;
-    f = (static_cast<float>(x >> 8) / 16777216.0f - 0.5f) * scale;
-  }
-  return Tensor::from_floats(v, shape, dtype);
-}
 
 struct Shape3 {
   const char* name;
@@ -71,9 +62,9 @@ int main(int argc, char** argv) {
       double wall[2] = {0, 0}, cpu[2] = {0, 0};
       for (int b = 0; b < 2; ++b) {
         const DType dt = b == 0 ? DType::f32 : DType::bf16;
-        const Tensor x = random_tensor({s.tokens, s.in}, dt, 1.0f, 1);
-        const Tensor w = random_tensor({s.out, s.in}, dt, 0.05f, 2);
-        const Tensor dy = random_tensor({s.tokens, s.out}, dt, 1.0f, 3);
+        const Tensor x = bench::random_tensor({s.tokens, s.in}, dt, 1.0f, 1);
+        const Tensor w = bench::random_tensor({s.out, s.in}, dt, 0.05f, 2);
+        const Tensor dy = bench::random_tensor({s.tokens, s.out}, dt, 1.0f, 3);
         Tensor y = Tensor::empty({s.tokens, s.out}, dt);
         Tensor dx = Tensor::zeros({s.tokens, s.in}, dt);
         Tensor dw = Tensor::zeros({s.out, s.in}, DType::f32);
@@ -125,10 +116,10 @@ int main(int argc, char** argv) {
     for (int layer = 0; layer < 8; ++layer)
       for (const auto& [out, in] : mats) {
         weights.push_back(
-            random_tensor({out, in}, dt, 0.05f, static_cast<uint32_t>(layer * 7 + out)));
+            bench::random_tensor({out, in}, dt, 0.05f, static_cast<uint32_t>(layer * 7 + out)));
         bytes += static_cast<double>(weights.back().nbytes());
       }
-    const Tensor x = random_tensor({1, f}, DType::f32, 1.0f, 9);
+    const Tensor x = bench::random_tensor({1, f}, DType::f32, 1.0f, 9);
     Tensor y = Tensor::empty({1, f}, DType::f32);
     const bench::Timing tm = bench::time_it(
         [&] {

@@ -453,48 +453,15 @@ __attribute__((target("avx2,fma,f16c"))) inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-template <int M, int R, typename WT>
-__attribute__((target("avx2,fma,f16c"))) void gemv_block_avx2(int64_t in, const float* x,
-                                                              int64_t ldx, const WT* w, int64_t ldw,
-                                                              const float* bias, float* y,
-                                                              int64_t ldy, int64_t o0, int64_t o1) {
-  const int64_t in8 = in / 8 * 8;
-  int64_t o = o0;
-  for (; o + R <= o1; o += R) {
-    __m256 acc[M][R];
-#pragma GCC unroll 8
-    for (int m = 0; m < M; ++m)
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < in8; i += 8) {
-      __m256 wv[R];
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) wv[r] = load8(w + (o + r) * ldw + i);
-#pragma GCC unroll 8
-      for (int m = 0; m < M; ++m) {
-        const __m256 xv = _mm256_loadu_ps(x + m * ldx + i);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) acc[m][r] = _mm256_fmadd_ps(xv, wv[r], acc[m][r]);
-      }
-    }
-    for (int m = 0; m < M; ++m)
-      for (int r = 0; r < R; ++r) {
-        float s = hsum8(acc[m][r]);
-        const WT* wr = w + (o + r) * ldw;
-        for (int64_t i = in8; i < in; ++i) s += x[m * ldx + i] * load_scalar(wr + i);
-        y[m * ldy + o + r] = s + (bias ? bias[o + r] : 0.0f);
-      }
-  }
-  if (o < o1) gemv_block_scalar<WT>(M, in, x, ldx, w, ldw, bias, y, ldy, o, o1);
-}
-
-// Several activation rows (batched decoding, short prefill chunks): with one weight row per step
-// (R = 1, as above for M > 4) every weight vector feeds M FMAs but each FMA also needs an
-// activation vector, which for M x `in` floats no longer fits L1: the kernel then waits on L2
-// rather than on memory or the FMA units. Tiles of 4 activation rows x 3 weight rows instead keep
-// 12 accumulators + 3 weight vectors + 1 activation vector in the 16 registers: 7 loads per 12 FMAs,
-// the three weight rows (<= 3 x in floats) stay in L1 while every 4-row group of activations passes
-// over them, and each weight row still comes from memory once.
+// One tile: MT activation rows x R weight rows, dot products over `in` in MT x R accumulators.
+// 1-4 rows run one tile shape per row count over the whole output range (gemv_block_avx2). More
+// rows (batched decoding, short prefill chunks) would need one weight row per step to fit the
+// registers, and then every FMA also needs an activation vector, which for M x `in` floats no
+// longer fits L1: the kernel waits on L2 rather than on memory or the FMA units. So they run tiles
+// of 4 activation rows x 3 weight rows (gemv_multi_avx2): 12 accumulators + 3 weight vectors + 1
+// activation vector in the 16 registers, the three weight rows (<= 3 x in floats) stay in L1 while
+// every 4-row group of activations passes over them, and each weight row still comes from memory
+// once.
 template <int MT, int R, typename WT>
 __attribute__((target("avx2,fma,f16c"))) inline void gemv_tile_avx2(int64_t in, const float* x,
                                                                     int64_t ldx, const WT* w,
@@ -503,18 +470,18 @@ __attribute__((target("avx2,fma,f16c"))) inline void gemv_tile_avx2(int64_t in, 
                                                                     int64_t o) {
   const int64_t in8 = in / 8 * 8;
   __m256 acc[MT][R];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int m = 0; m < MT; ++m)
-#pragma GCC unroll 3
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[m][r] = _mm256_setzero_ps();
   for (int64_t i = 0; i < in8; i += 8) {
     __m256 wv[R];
-#pragma GCC unroll 3
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) wv[r] = load8(w + (o + r) * ldw + i);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int m = 0; m < MT; ++m) {
       const __m256 xv = _mm256_loadu_ps(x + m * ldx + i);
-#pragma GCC unroll 3
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[m][r] = _mm256_fmadd_ps(xv, wv[r], acc[m][r]);
     }
   }
@@ -525,6 +492,17 @@ __attribute__((target("avx2,fma,f16c"))) inline void gemv_tile_avx2(int64_t in, 
       for (int64_t i = in8; i < in; ++i) s += x[m * ldx + i] * load_scalar(wr + i);
       y[m * ldy + o + r] = s + (bias ? bias[o + r] : 0.0f);
     }
+}
+
+// M activation rows x R weight rows per step, for the fixed row counts (M <= 4).
+template <int M, int R, typename WT>
+__attribute__((target("avx2,fma,f16c"))) void gemv_block_avx2(int64_t in, const float* x,
+                                                              int64_t ldx, const WT* w, int64_t ldw,
+                                                              const float* bias, float* y,
+                                                              int64_t ldy, int64_t o0, int64_t o1) {
+  int64_t o = o0;
+  for (; o + R <= o1; o += R) gemv_tile_avx2<M, R, WT>(in, x, ldx, w, ldw, bias, y, ldy, o);
+  if (o < o1) gemv_block_scalar<WT>(M, in, x, ldx, w, ldw, bias, y, ldy, o, o1);
 }
 
 template <int R, typename WT>
