@@ -1,14 +1,14 @@
 // LLM client and server speed.
-//  1. Client overhead per request: seqit's HttpBackend, one request at a time against a seqit
-//  server
+//  1. Client overhead per request: seqit's HttpBackend, one request at a time against a seqit server
 //     that answers at once, minus a bare libcurl loop (one reused easy handle) against the same
 //     server, measured in the same run. Target: < 1 ms.
 //  2. Concurrency: 64 requests in flight against a server that answers each after a fixed delay;
 //     throughput as a fraction of the ideal 64 / delay. Target: >= 0.9.
 //  3. The local server's batched throughput on the 155.7M Llama config (hidden 1024, 8 layers, 16
-//  heads,
-//     4 kv heads, ffn 2816, vocab 32000, random weights; the llama2 tokenizer): 16 concurrent
+//     heads, 4 kv heads, ffn 2816, vocab 32000, random weights; the llama2 tokenizer): 16 concurrent
 //     requests through `seqit serve`'s server vs the same requests one at a time. Target: >= 5x.
+//
+//   bench_llm [--threads N] [--quick] [--tokens N (new tokens per request in part 3; default 32)]
 #include <curl/curl.h>
 #include <sys/resource.h>
 
@@ -275,12 +275,13 @@ void local_batching(const std::string& tokenizer_path, int concurrent, int seque
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = 2;
+  int threads = 2, tokens = 0;
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     if (a == "--quick") quick = true;
+    if (a == "--tokens" && i + 1 < argc) tokens = std::atoi(argv[++i]);  // per request, part 3
   }
   tensor::set_num_threads(threads);
   curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -293,7 +294,7 @@ int main(int argc, char** argv) {
   const char* shared = std::getenv("SEQIT_SHARED_DATA");
   std::string tok = std::string(shared && *shared ? shared : SEQIT_SHARED_DATA_DEFAULT) +
                     "/tokenizers/llama2/tokenizer.json";
-  local_batching(tok, 16, quick ? 2 : 4, quick ? 16 : 32);
+  local_batching(tok, 16, quick ? 2 : 4, tokens > 0 ? tokens : (quick ? 16 : 32));
   std::printf(
       "\nreferences: bare libcurl loop on the same server; ideal = 64 / delay; 1 request at a time "
       "on the same "
