@@ -2,11 +2,10 @@
 
 #include <fmt/format.h>
 
-#include <bit>
-#include <cmath>
 #include <cstring>
 #include <limits>
 
+#include "tensor/dtype.h"
 #include "util/error.h"
 
 namespace seqit::model {
@@ -68,52 +67,12 @@ int64_t StoredTensor::elements() const {
 
 std::string shape_string(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
-// IEEE binary16 <-> binary32 by bit manipulation (portable; the tensor module has the fast paths).
-float f16_to_f32(uint16_t h) {
-  uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  uint32_t exp = (h >> 10) & 0x1f;
-  uint32_t mant = h & 0x3ff;
-  uint32_t bits;
-  if (exp == 0x1f) {
-    bits = sign | 0x7f800000 | (mant << 13);  // inf / nan
-  } else if (exp != 0) {
-    bits = sign | ((exp + 112) << 23) | (mant << 13);
-  } else if (mant == 0) {
-    bits = sign;
-  } else {
-    // Subnormal half: value = mant * 2^-24; normalise.
-    int shift = std::countl_zero(mant) - 21;  // bring the leading 1 to bit 10
-    mant = (mant << shift) & 0x3ff;
-    bits = sign | (static_cast<uint32_t>(113 - shift) << 23) | (mant << 13);
-  }
-  return std::bit_cast<float>(bits);
-}
-
-uint16_t f32_to_f16(float value) {
-  uint32_t x = std::bit_cast<uint32_t>(value);
-  uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
-  uint32_t abs = x & 0x7fffffff;
-  if (abs >= 0x7f800000) return sign | (abs > 0x7f800000 ? 0x7e00 : 0x7c00);  // nan / inf
-  if (abs >= 0x477ff000) return sign | 0x7c00;  // rounds to >= 65520: overflow to inf
-  if (abs < 0x38800000) {
-    // Result is subnormal (or zero) in half: value / 2^-24 rounded to nearest even.
-    float magnitude = std::bit_cast<float>(abs);
-    float scaled = magnitude * 16777216.0f;  // 2^24, exact
-    return sign | static_cast<uint16_t>(std::nearbyint(scaled));
-  }
-  // Normal: drop 13 mantissa bits with round-to-nearest-even.
-  uint32_t rounded = abs + 0xfff + ((abs >> 13) & 1);
-  return sign | static_cast<uint16_t>((rounded - (112u << 23)) >> 13);
-}
-
-float bf16_to_f32(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
-
-uint16_t f32_to_bf16(float value) {
-  uint32_t x = std::bit_cast<uint32_t>(value);
-  if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet nan
-  x += 0x7fff + ((x >> 16) & 1);
-  return static_cast<uint16_t>(x >> 16);
-}
+// The scalar codecs are tensor/dtype.h's (one implementation of the rounding rules); these
+// overloads take and return the raw bits that file formats store.
+float f16_to_f32(uint16_t bits) { return tensor::f16_to_f32(tensor::f16{bits}); }
+uint16_t f32_to_f16(float value) { return tensor::f32_to_f16(value).bits; }
+float bf16_to_f32(uint16_t bits) { return tensor::bf16_to_f32(tensor::bf16{bits}); }
+uint16_t f32_to_bf16(float value) { return tensor::f32_to_bf16(value).bits; }
 
 void decode_to_f32(StorageType type, const uint8_t* src, int64_t count, float* dst) {
   switch (type) {
