@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "util/json_io.h"
 #include "util/utf8.h"
 
 namespace seqit::chat::jinja {
@@ -393,51 +394,6 @@ std::string to_repr(const Value& v) {
 
 namespace {
 
-void json_string(std::string_view s, bool ensure_ascii, std::string& out) {
-  out += '"';
-  for (size_t i = 0; i < s.size();) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        default:
-          if (c < 0x20 || (ensure_ascii && c == 0x7f)) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(c));
-            out += buf;
-          } else {
-            out += char(c);
-          }
-      }
-      ++i;
-      continue;
-    }
-    size_t n;
-    char32_t cp = decode_at(s, i, &n);
-    if (ensure_ascii) {
-      char buf[16];
-      if (cp > 0xffff) {
-        char32_t v = cp - 0x10000;
-        std::snprintf(buf, sizeof buf, "\\u%04x\\u%04x", unsigned(0xd800 + (v >> 10)),
-                      unsigned(0xdc00 + (v & 0x3ff)));
-      } else {
-        std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(cp));
-      }
-      out += buf;
-    } else {
-      out.append(s.substr(i, n));
-    }
-    i += n;
-  }
-  out += '"';
-}
-
 std::string json_float(double d) {
   if (std::isnan(d)) return "NaN";
   if (std::isinf(d)) return d < 0 ? "-Infinity" : "Infinity";
@@ -486,7 +442,7 @@ struct JsonWriter {
       case K::Bool: out += v.as_bool() ? "true" : "false"; return;
       case K::Int: out += std::to_string(v.as_int()); return;
       case K::Float: out += json_float(v.as_double()); return;
-      case K::String: json_string(v.str(), o.ensure_ascii, out); return;
+      case K::String: append_python_json_string(out, v.str(), o.ensure_ascii); return;
       case K::List: {
         const auto& items = v.items();
         if (items.empty()) {
@@ -518,7 +474,7 @@ struct JsonWriter {
         for (size_t i = 0; i < entries.size(); ++i) {
           if (i) out += item_sep;
           if (indented) newline(level + 1, out);
-          json_string(key_text(entries[i]->first), o.ensure_ascii, out);
+          append_python_json_string(out, key_text(entries[i]->first), o.ensure_ascii);
           out += key_sep;
           write(entries[i]->second, level + 1, out);
         }

@@ -6,6 +6,7 @@
 #include <initializer_list>
 
 #include "util/error.h"
+#include "util/json_io.h"
 #include "util/utf8.h"
 
 namespace seqit::data::codec {
@@ -684,51 +685,7 @@ void dump_string(const std::string& s, bool ascii, std::string& out) {
   if (size_t bad = utf8::first_invalid(s); bad != std::string::npos) {
     throw Error(fmt::format("cannot write invalid UTF-8 (byte {} of a string)", bad));
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  auto put_u = [&](uint32_t unit) {
-    out += "\\u";
-    for (int shift = 12; shift >= 0; shift -= 4) out.push_back(kHex[(unit >> shift) & 0xF]);
-  };
-  out.push_back('"');
-  for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        default:
-          // Python escapes other control characters, and with ensure_ascii also DEL.
-          if (c < 0x20 || (ascii && c == 0x7F)) {
-            put_u(c);
-          } else {
-            out.push_back(static_cast<char>(c));
-          }
-      }
-      ++i;
-      continue;
-    }
-    size_t len = utf8::sequence_length(c);
-    if (!ascii) {
-      out.append(s, i, len);
-    } else {
-      uint32_t cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
-      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
-      if (cp > 0xFFFF) {
-        cp -= 0x10000;
-        put_u(0xD800 + (cp >> 10));
-        put_u(0xDC00 + (cp & 0x3FF));
-      } else {
-        put_u(cp);
-      }
-    }
-    i += len;
-  }
-  out.push_back('"');
+  append_python_json_string(out, s, ascii);
 }
 
 void newline_indent(const WriteOptions& style, int level, std::string& out) {

@@ -9,6 +9,7 @@
 
 #include "util/error.h"
 #include "util/file_io.h"
+#include "util/utf8.h"
 
 namespace seqit {
 namespace fs = std::filesystem;
@@ -177,6 +178,57 @@ std::string to_pretty_json(const json& value) {
   } catch (const json::type_error& e) {
     throw Error("cannot write JSON: " + clean_json_error(e.what()));
   }
+}
+
+void append_python_json_string(std::string& out, std::string_view s, bool ensure_ascii) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  auto put_u = [&](uint32_t unit) {
+    out += "\\u";
+    for (int shift = 12; shift >= 0; shift -= 4) out.push_back(kHex[(unit >> shift) & 0xF]);
+  };
+  out.push_back('"');
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        default:
+          // Python escapes other control characters, and with ensure_ascii also DEL.
+          if (c < 0x20 || (ensure_ascii && c == 0x7F)) {
+            put_u(c);
+          } else {
+            out.push_back(static_cast<char>(c));
+          }
+      }
+      ++i;
+      continue;
+    }
+    size_t len = utf8::sequence_length(c);
+    if (i + len > s.size() || !utf8::is_valid(s.substr(i, len))) len = 1;  // a stray byte
+    if (!ensure_ascii) {
+      out.append(s, i, len);
+    } else if (len == 1) {
+      put_u(c);
+    } else {
+      uint32_t cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
+      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+      if (cp > 0xFFFF) {
+        cp -= 0x10000;
+        put_u(0xD800 + (cp >> 10));
+        put_u(0xDC00 + (cp & 0x3FF));
+      } else {
+        put_u(cp);
+      }
+    }
+    i += len;
+  }
+  out.push_back('"');
 }
 
 }  // namespace seqit

@@ -67,6 +67,13 @@ std::string to_json_line(const nlohmann::json& value);
 // Human-readable JSON with 2-space indentation and a trailing newline.
 std::string to_pretty_json(const nlohmann::json& value);
 
+// Appends `s` as a JSON string literal exactly as Python's json.dumps writes it (the format chat
+// templates' `tojson` and the Python-made dataset files use): \" \\ \n \r \t \b \f, other control
+// characters as \u00XX, and with ensure_ascii every non-ASCII code point as \uXXXX (surrogate pairs
+// above U+FFFF) and DEL as \u007f. A byte that does not start a valid UTF-8 sequence is copied as is
+// (\u00XX with ensure_ascii); callers that must not write invalid text check first.
+void append_python_json_string(std::string& out, std::string_view s, bool ensure_ascii);
+
 // nlohmann's exception text without its "[json.exception...] parse error at ...:" preamble.
 std::string clean_json_error(std::string_view what);
 

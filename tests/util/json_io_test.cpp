@@ -158,3 +158,17 @@ TEST(JsonlReader, OrderedVariantKeepsKeysInFileOrderAndReportsErrors) {
   }
   EXPECT_FALSE(r.next(v));
 }
+
+// Expected strings are what Python 3's json.dumps(s) and json.dumps(s, ensure_ascii=False) print.
+TEST(PythonJsonString, MatchesJsonDumpsWithAndWithoutEnsureAscii) {
+  const std::string s = "a\"b\\c\n\r\t\b\f\x01\x7f" "\xc3\xa9" "\xf0\x9f\x98\x80";  // ... é 😀
+  std::string ascii, utf8;
+  seqit::append_python_json_string(ascii, s, true);
+  seqit::append_python_json_string(utf8, s, false);
+  EXPECT_EQ(ascii, R"("a\"b\\c\n\r\t\b\f\u0001\u007f\u00e9\ud83d\ude00")");
+  EXPECT_EQ(utf8, "\"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\x7f\xc3\xa9\xf0\x9f\x98\x80\"");
+  // A stray byte is copied (or \u00XX-escaped), never dropped.
+  std::string stray;
+  seqit::append_python_json_string(stray, "x\xffy", true);
+  EXPECT_EQ(stray, R"("x\u00ffy")");
+}
