@@ -679,7 +679,9 @@ void gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t ldx, co
   if (rows < 1 || rows > kGemvMaxRows)
     fail("gemv", "rows must be 1.." + std::to_string(kGemvMaxRows));
   if (out == 0) return;
-  if (isa == GemvIsa::kAuto) isa = available_gemv_isas().back();
+  // Every linear of a decode step comes through here: look the best kernel up once.
+  static const GemvIsa best = available_gemv_isas().back();
+  if (isa == GemvIsa::kAuto) isa = best;
   if ((isa == GemvIsa::kAvx512 && !cpu_has_avx512()) ||
       (isa == GemvIsa::kAvx2 && !cpu_has_avx2())) {
     fail("gemv", std::string("this CPU cannot run the ") + gemv_isa_name(isa) + " kernel");
