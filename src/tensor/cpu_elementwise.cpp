@@ -214,8 +214,8 @@ void CpuBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const
 // --------------------------------------------------------------------------------------
 
 namespace {
-// s = silu(g) = g·σ(g) for a row; sig receives σ(g).
-void silu_row(const float* g, float* sig, int64_t n) {
+// sig = σ(g) for a row (SwiGLU needs σ itself: silu(g) = g·σ(g), silu'(g) = σ(g)·(1 + g·(1 - σ(g)))).
+void sigmoid_row(const float* g, float* sig, int64_t n) {
   int64_t i = 0;
 #ifdef SEQIT_AVX2
   const __m256 one = _mm256_set1_ps(1.0f);
@@ -241,7 +241,7 @@ void CpuBackend::swiglu_forward(const Tensor& out, const Tensor& gate, const Ten
     const float* g = load_f32(G.row(r), G.dtype, buf[0], c);
     const float* u = load_f32(U.row(r), U.dtype, buf[1], c);
     float* y = buf[2];
-    silu_row(g, y, c);
+    sigmoid_row(g, y, c);
     for (int64_t i = 0; i < c; ++i) y[i] = g[i] * y[i] * u[i];
     store_f32(y, O.row(r), O.dtype, c);
   });
@@ -278,7 +278,7 @@ void CpuBackend::swiglu_backward(const Tensor& dgate, const Tensor& dup, const T
       const float* g = load_f32(G.row(r), G.dtype, bg, c);
       const float* u = load_f32(U.row(r), U.dtype, bu, c);
       const float* d = load_f32(dO.row(r), dO.dtype, bd, c);
-      silu_row(g, bs, c);  // σ(g)
+      sigmoid_row(g, bs, c);
       if (dU.base) {
         // dup += dout · silu(g)
         float* acc = dU.dtype == DType::f32 ? static_cast<float*>(dU.row(r)) : bgrad;
