@@ -27,7 +27,6 @@ constexpr const char* kHelp =
     "system message and reset), /exit (or end of input).\n";
 
 void run(ChatOptions o) {
-  o.model.chat = true;
   LoadedModel m = load_model(o.model);
   const chat::ChatTemplate tmpl = chat_template(m, o.model);
   const std::vector<infer::TokenId> end_tokens = chat::end_of_turn_tokens(tmpl, *m.tokenizer);
