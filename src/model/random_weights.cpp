@@ -3,14 +3,10 @@
 #include <cmath>
 #include <string_view>
 
+#include "tensor/sampling.h"
+
 namespace seqit::model {
 namespace {
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 uint64_t fnv1a(std::string_view s) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (char c : s) h = (h ^ static_cast<uint8_t>(c)) * 0x100000001b3ull;
@@ -29,8 +25,8 @@ void RandomWeights::read_f32(const WeightSpec& spec, float* out) const {
   const bool is_norm = spec.name.find("norm.weight") != std::string::npos;
   // Box-Muller: two uniforms in (0, 1] give two standard normals.
   for (int64_t i = 0; i < n; i += 2) {
-    double u1 = (static_cast<double>(splitmix64(state) >> 11) + 1.0) * 0x1.0p-53;
-    double u2 = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
+    double u1 = (static_cast<double>(tensor::splitmix64(state) >> 11) + 1.0) * 0x1.0p-53;
+    double u2 = static_cast<double>(tensor::splitmix64(state) >> 11) * 0x1.0p-53;
     double r = std::sqrt(-2.0 * std::log(u1));
     double z0 = r * std::cos(2 * M_PI * u2), z1 = r * std::sin(2 * M_PI * u2);
     out[i] = static_cast<float>((is_norm ? 1.0 : 0.0) + std_ * z0);

@@ -10,13 +10,14 @@
 
 namespace seqit::tensor {
 
-namespace {
-uint64_t splitmix(uint64_t& x) {
-  uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
+
+namespace {
 inline uint64_t rotl(uint64_t x, int k) {
   return (x << k) | (x >> (64 - k));
 }
@@ -39,7 +40,7 @@ void check_config(const SamplingConfig& c) {
 
 Rng::Rng(uint64_t seed) {
   uint64_t x = seed;
-  for (uint64_t& w : s_) w = splitmix(x);
+  for (uint64_t& w : s_) w = splitmix64(x);
 }
 
 uint64_t Rng::next_u64() {

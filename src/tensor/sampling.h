@@ -20,6 +20,10 @@ struct SamplingConfig {
   float repetition_penalty = 1.0f;  // 1 = off; CTRL-style: logit > 0 ? logit / p : logit · p
 };
 
+// One step of SplitMix64 (Steele, Lea, Flood 2014): advances `state` and returns 64 well-mixed
+// bits. Seeds Rng; also a stateless-enough stream for deterministic random weights.
+uint64_t splitmix64(uint64_t& state);
+
 // A small, fast, seedable generator (xoshiro256**), whose state can be saved and restored so a
 // resumed generation draws exactly what the uninterrupted one would have.
 class Rng {
