@@ -4,11 +4,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 namespace seqit::bench {
 
@@ -78,6 +82,17 @@ inline double current_rss_mb() {
 inline void reset_peak_rss() {
   std::ofstream out("/proc/self/clear_refs");
   out << "5";
+}
+
+// The source checkout: $SEQIT_SOURCE_DIR, else four levels above this executable
+// (build/<preset>/bin/x), for scripts and oracle packages the benches run.
+inline std::filesystem::path repository_root() {
+  if (const char* env = std::getenv("SEQIT_SOURCE_DIR")) return env;
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return std::filesystem::current_path();
+  buf[n] = 0;
+  return std::filesystem::path(buf).parent_path().parent_path().parent_path().parent_path();
 }
 
 }  // namespace seqit::bench

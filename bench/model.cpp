@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "bench_models.h"
+#include "bench_util.h"
 #include "model/convert.h"
 #include "model/llama.h"
 #include "model/random_weights.h"
@@ -49,15 +50,6 @@ std::string load_average() {
   return a + " " + b + " " + c;
 }
 
-fs::path repository_root() {
-  if (const char* env = std::getenv("SEQIT_SOURCE_DIR")) return env;
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return fs::current_path();
-  buf[n] = 0;
-  return fs::path(buf).parent_path().parent_path().parent_path().parent_path();  // build/<preset>/bin/x
-}
-
 fs::path shared_data() {
   const char* env = std::getenv("SEQIT_SHARED_DATA");
   return env && *env ? fs::path(env) : fs::path(SEQIT_SHARED_DATA_DEFAULT);
@@ -77,7 +69,7 @@ struct LlamaCppFigures {
 std::optional<LlamaCppFigures> measure_llama_cpp(const model::WeightSource& weights, model::StorageType type,
                                                  const char* dtype, int threads, int decode_tokens,
                                                  int prefill_reps, const std::string& keep_dir) {
-  const fs::path root = repository_root();
+  const fs::path root = bench::repository_root();
   const fs::path script = root / "bench/llama_cpp_reference.mjs", packages = root / "build/bench-oracles";
   if (std::system("command -v node >/dev/null 2>&1") != 0) {
     std::fprintf(stderr, "bench_model: node is not installed; llama.cpp figures are quoted\n");

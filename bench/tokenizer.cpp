@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "tokenizer/batch.h"
 #include "tokenizer/tokenizer.h"
 #include "util/json_io.h"
@@ -60,14 +61,6 @@ std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
-fs::path repository_root() {
-  if (const char* env = std::getenv("SEQIT_SOURCE_DIR")) return env;
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return fs::current_path();
-  buf[n] = 0;
-  return fs::path(buf).parent_path().parent_path().parent_path().parent_path();  // build/<preset>/bin/x
-}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -99,7 +92,7 @@ int main(int argc, char** argv) {
   std::map<std::string, double> oracle_mbps;
   std::map<std::string, std::vector<tokenizer::TokenId>> oracle_ids;
   if (oracle) {
-    fs::path root = repository_root();
+    fs::path root = bench::repository_root();
     fs::path dir = fs::temp_directory_path() / ("seqit-bench-tokenizer-" + std::to_string(::getpid()));
     fs::create_directories(dir / "models");
     std::string names;
