@@ -109,6 +109,16 @@ RequestJobSummary run_request_job(Backend& backend, const fs::path& input, const
   };
 
   json record;
+  // A record that cannot be sent: with stop_on_error, wait for what is in flight and throw;
+  // otherwise report it and go on.
+  auto reject = [&](const Error& e) {
+    if (options.stop_on_error) {
+      wait_below(1);
+      throw e;
+    }
+    log::warn("{} (skipped)", e.what());
+    ++summary.invalid;
+  };
   for (;;) {
     {
       std::lock_guard lock(mutex);
@@ -118,12 +128,7 @@ RequestJobSummary run_request_job(Backend& backend, const fs::path& input, const
     try {
       more = reader.next(record);
     } catch (const Error& e) {
-      if (options.stop_on_error) {
-        wait_below(1);
-        throw;
-      }
-      log::warn("{} (skipped)", e.what());
-      ++summary.invalid;
+      reject(e);
       continue;
     }
     if (!more) break;
@@ -133,14 +138,7 @@ RequestJobSummary run_request_job(Backend& backend, const fs::path& input, const
     json id = record.is_object() && record.contains("id") ? record["id"] : json(index);
     const std::string id_text = writer.id_of(json{{"id", id}});
     if (!seen_ids.insert(id_text).second) {
-      Error e = Error(fmt::format("id {} appears more than once in the input", id.dump()))
-                    .add_context(where);
-      if (options.stop_on_error) {
-        wait_below(1);
-        throw e;
-      }
-      log::warn("{} (skipped)", e.what());
-      ++summary.invalid;
+      reject(Error(fmt::format("id {} appears more than once in the input", id.dump())).add_context(where));
       continue;
     }
     if (writer.has_id(id_text)) {
@@ -151,13 +149,7 @@ RequestJobSummary run_request_job(Backend& backend, const fs::path& input, const
     try {
       request = request_from_record(record, options);
     } catch (Error& e) {
-      e.add_context(where);
-      if (options.stop_on_error) {
-        wait_below(1);
-        throw;
-      }
-      log::warn("{} (skipped)", e.what());
-      ++summary.invalid;
+      reject(e.add_context(where));
       continue;
     }
     wait_below(std::max(1, options.max_outstanding));
