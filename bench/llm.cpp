@@ -224,7 +224,7 @@ void concurrency(int in_flight, double delay_s, int requests) {
 void local_batching(const std::string& tokenizer_path, int concurrent, int sequential, int tokens) {
   model::RandomWeights weights(bench::llama_155m_config(), 1, 0.02f);
   std::shared_ptr<const model::LlamaModel> m =
-      model::LlamaModel::load(weights, {tensor::DType::f32});
+      model::LlamaModel::load(weights, {.dtype = tensor::DType::f32, .pack_for_inference = true});
   std::shared_ptr<const tokenizer::Tokenizer> tok = tokenizer::load_tokenizer(tokenizer_path);
   llm::LocalBackendOptions lo;
   lo.model_name = "llama-155m-random";

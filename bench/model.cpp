@@ -10,7 +10,11 @@
 // package (or with --no-llama-cpp) the llama.cpp figures of docs/ENGINE_NOTES.md are printed instead,
 // marked as quoted.
 //
-// Usage: bench_model [--threads N] [--decode-tokens N] [--quick] [--no-llama-cpp] [--keep-gguf DIR]
+// The model is loaded as seqit generate / serve load it (projections packed for decoding); --plain
+// measures the plain row-major layout instead (what training uses).
+//
+// Usage: bench_model [--threads N] [--decode-tokens N] [--quick] [--no-llama-cpp] [--plain]
+//                    [--keep-gguf DIR] [--batched-only]
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -194,14 +198,18 @@ struct Timings {
 double streamed_bytes(const model::LlamaModel& m) {
   double bytes = 0;
   const auto& w = m.weights();
+  // The form the forward reads: packed panels when the model holds them, else the plain matrix.
+  auto matrix = [](const tensor::Tensor& plain, const tensor::PackedWeight& packed) {
+    return static_cast<double>(packed.defined() ? packed.panels.nbytes() : plain.nbytes());
+  };
   for (const auto& L : w.layers) {
-    bytes += L.wqkv.nbytes() + L.wo.nbytes() + L.w_gate_up.nbytes() + L.w_down.nbytes() + L.attn_norm.nbytes() +
-             L.ffn_norm.nbytes();
+    bytes += matrix(L.wqkv, L.wqkv_packed) + matrix(L.wo, L.wo_packed) + matrix(L.w_gate_up, L.w_gate_up_packed) +
+             matrix(L.w_down, L.w_down_packed) + L.attn_norm.nbytes() + L.ffn_norm.nbytes();
   }
-  return bytes + w.lm_head.nbytes() + w.final_norm.nbytes();
+  return bytes + matrix(w.lm_head, w.lm_head_packed) + w.final_norm.nbytes();
 }
 
-Timings run_model(const model::LlamaModel& m, int decode_tokens, int prefill_reps) {
+Timings run_model(const model::LlamaModel& m, int decode_tokens, int prefill_reps, bool batched_only = false) {
   using tensor::Tensor;
   Timings t;
   const int64_t V = m.config().vocab_size;
@@ -211,7 +219,7 @@ Timings run_model(const model::LlamaModel& m, int decode_tokens, int prefill_rep
   for (int i = 0; i < 512; ++i) prompt[i] = (i * 7919 + 13) % 32000;
   // Prefill: 512 tokens of one sequence, logits of the last only.
   double best = 1e9;
-  for (int rep = 0; rep < prefill_reps + 1; ++rep) {
+  for (int rep = 0; rep < (batched_only ? 0 : prefill_reps + 1); ++rep) {
     model::KvCache cache = m.new_cache();
     model::ForwardBatch b;
     b.tokens = prompt;
@@ -249,7 +257,7 @@ Timings run_model(const model::LlamaModel& m, int decode_tokens, int prefill_rep
     for (int i = 0; i < decode_tokens; ++i) step();
     return sequences * decode_tokens / seconds_since(t0);
   };
-  t.decode_tps = decode(1);
+  if (!batched_only) t.decode_tps = decode(1);
   t.batched_tps = decode(16);
   return t;
 }
@@ -258,7 +266,7 @@ Timings run_model(const model::LlamaModel& m, int decode_tokens, int prefill_rep
 int main(int argc, char** argv) {
   seqit::tensor::establish_openmp_wait_policy(argv);  // as the seqit executable does
   int threads = 2, decode_tokens = 48, prefill_reps = 3;
-  bool llama_cpp = true;
+  bool llama_cpp = true, packed = true, batched_only = false;
   std::string keep_gguf;  // a folder to keep the GGUF files in (to run llama.cpp's own tools on them)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -266,10 +274,21 @@ int main(int argc, char** argv) {
     if (a == "--decode-tokens" && i + 1 < argc) decode_tokens = std::atoi(argv[++i]);
     if (a == "--quick") decode_tokens = 8, prefill_reps = 1;
     if (a == "--no-llama-cpp") llama_cpp = false;
+    if (a == "--plain") packed = false;
+    if (a == "--batched-only") batched_only = true;
     if (a == "--keep-gguf" && i + 1 < argc) keep_gguf = argv[++i];
   }
   tensor::set_num_threads(threads);
-  std::printf("bench_model: Llama 155.7M (hidden 1024, 8 layers, 16/4 heads, ffn 2816, vocab 32000), %d threads\n", threads);
+  if (batched_only) {
+    // Just the f32 16-sequence decode loop (to run under a profiler).
+    auto m = model::LlamaModel::load(model::RandomWeights(bench::llama_155m_config(), 1, 0.02f),
+                                     {.dtype = tensor::DType::f32, .pack_for_inference = packed});
+    std::printf("f32 decode, 16 sequences: %.1f t/s\n", run_model(*m, decode_tokens, 0, true).batched_tps);
+    return 0;
+  }
+  std::printf("bench_model: Llama 155.7M (hidden 1024, 8 layers, 16/4 heads, ffn 2816, vocab 32000), %d threads, "
+              "%s weights\n",
+              threads, packed ? "packed (decoding panels)" : "plain row-major");
   std::printf("load average at start: %s\n", load_average().c_str());
   const double peak = fma_peak_gflops(threads);
   const double bandwidth = read_bandwidth_gbs(threads);
@@ -296,7 +315,7 @@ int main(int argc, char** argv) {
   std::printf("%-6s %-22s %12s %12s %12s %28s\n", "dtype", "measure", "seqit", "llama.cpp", "seqit/llama", "vs this machine");
   for (const Quoted& q : quoted) {
     auto dtype = q.type == model::StorageType::f32 ? tensor::DType::f32 : tensor::DType::bf16;
-    auto m = model::LlamaModel::load(weights, {dtype});
+    auto m = model::LlamaModel::load(weights, {.dtype = dtype, .pack_for_inference = packed});
     Timings t = run_model(*m, decode_tokens, prefill_reps);
     const double gbs = t.decode_tps * streamed_bytes(*m) / 1e9;
     m.reset();  // llama.cpp runs next, with the memory to itself

@@ -28,6 +28,7 @@ LoadedModel load_model(const ModelOptions& o) {
   LoadedModel m;
   model::LoadOptions load;
   load.dtype = o.dtype == "bf16" ? tensor::DType::bf16 : tensor::DType::f32;
+  load.pack_for_inference = true;  // generation only: the decoding layout
   m.model = model::LlamaModel::load(o.model, load);
   std::filesystem::path tok;
   if (!o.tokenizer.empty()) {

@@ -335,6 +335,7 @@ std::unique_ptr<LocalBackend> LocalBackend::open(const fs::path& model_path,
                                                  LocalBackendOptions options, bool bf16) {
   model::LoadOptions load;
   load.dtype = bf16 ? tensor::DType::bf16 : tensor::DType::f32;
+  load.pack_for_inference = true;  // serving only: the decoding layout
   std::shared_ptr<const model::LlamaModel> model = model::LlamaModel::load(model_path, load);
   fs::path tok_path = tokenizer_path;
   if (tok_path.empty()) {

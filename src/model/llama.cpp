@@ -101,8 +101,41 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const WeightSource& source, const L
   }
   w.final_norm = read_weight(source, "model.norm.weight", {C});
   w.lm_head = c.tie_word_embeddings ? w.embed : matrix("lm_head.weight", {V, C});
+  if (options.pack_for_inference) {
+    // One matrix at a time, so loading peaks at one extra matrix, not a second model.
+    auto pack = [](Tensor& plain, tensor::PackedWeight& packed) {
+      packed = tensor::pack_weight(plain);
+      plain = Tensor();
+    };
+    for (LayerWeights& L : w.layers) {
+      pack(L.wqkv, L.wqkv_packed);
+      pack(L.wo, L.wo_packed);
+      pack(L.w_gate_up, L.w_gate_up_packed);
+      pack(L.w_down, L.w_down_packed);
+    }
+    if (c.tie_word_embeddings)
+      w.lm_head_packed = tensor::pack_weight(w.lm_head);
+    else
+      pack(w.lm_head, w.lm_head_packed);
+    m->packed_ = true;
+  }
   return m;
 }
+
+Tensor LlamaModel::plain_weight(const Tensor& plain, const tensor::PackedWeight& packed) {
+  return plain.defined() ? plain : tensor::unpack_weight(packed);
+}
+
+namespace {
+// y = x · wᵀ (+ bias) with whichever form of the weight the model holds.
+void project(const Tensor& y, const Tensor& x, const Tensor& plain, const tensor::PackedWeight& packed,
+             const Tensor& bias = {}) {
+  if (packed.defined())
+    tensor::linear_forward(y, x, packed, bias);
+  else
+    tensor::linear_forward(y, x, plain, bias);
+}
+}  // namespace
 
 StorageType LlamaModel::preferred_type() const { return dtype_ == DType::bf16 ? StorageType::bf16 : StorageType::f32; }
 
@@ -119,7 +152,7 @@ void LlamaModel::read_f32(const WeightSpec& spec, float* out) const {
   const std::string& n = spec.name;
   if (n == "model.embed_tokens.weight") return emit(weights_.embed);
   if (n == "model.norm.weight") return emit(weights_.final_norm);
-  if (n == "lm_head.weight") return emit(weights_.lm_head);
+  if (n == "lm_head.weight") return emit(plain_weight(weights_.lm_head, weights_.lm_head_packed));
   const std::string prefix = "model.layers.";
   if (n.rfind(prefix, 0) == 0) {
     size_t dot = n.find('.', prefix.size());
@@ -127,19 +160,21 @@ void LlamaModel::read_f32(const WeightSpec& spec, float* out) const {
     std::string part = n.substr(dot + 1);
     if (l >= 0 && l < c.num_layers) {
       const LayerWeights& L = weights_.layers[l];
+      auto wqkv = [&] { return plain_weight(L.wqkv, L.wqkv_packed); };
+      auto w_gate_up = [&] { return plain_weight(L.w_gate_up, L.w_gate_up_packed); };
       if (part == "input_layernorm.weight") return emit(L.attn_norm);
       if (part == "post_attention_layernorm.weight") return emit(L.ffn_norm);
-      if (part == "self_attn.q_proj.weight") return emit(L.wqkv.narrow(0, 0, qd));
-      if (part == "self_attn.k_proj.weight") return emit(L.wqkv.narrow(0, qd, kvd));
-      if (part == "self_attn.v_proj.weight") return emit(L.wqkv.narrow(0, qd + kvd, kvd));
+      if (part == "self_attn.q_proj.weight") return emit(wqkv().narrow(0, 0, qd));
+      if (part == "self_attn.k_proj.weight") return emit(wqkv().narrow(0, qd, kvd));
+      if (part == "self_attn.v_proj.weight") return emit(wqkv().narrow(0, qd + kvd, kvd));
       if (part == "self_attn.q_proj.bias" && L.bqkv.defined()) return emit(L.bqkv.narrow(0, 0, qd));
       if (part == "self_attn.k_proj.bias" && L.bqkv.defined()) return emit(L.bqkv.narrow(0, qd, kvd));
       if (part == "self_attn.v_proj.bias" && L.bqkv.defined()) return emit(L.bqkv.narrow(0, qd + kvd, kvd));
-      if (part == "self_attn.o_proj.weight") return emit(L.wo);
+      if (part == "self_attn.o_proj.weight") return emit(plain_weight(L.wo, L.wo_packed));
       if (part == "self_attn.o_proj.bias" && L.bo.defined()) return emit(L.bo);
-      if (part == "mlp.gate_proj.weight") return emit(L.w_gate_up.narrow(0, 0, F));
-      if (part == "mlp.up_proj.weight") return emit(L.w_gate_up.narrow(0, F, F));
-      if (part == "mlp.down_proj.weight") return emit(L.w_down);
+      if (part == "mlp.gate_proj.weight") return emit(w_gate_up().narrow(0, 0, F));
+      if (part == "mlp.up_proj.weight") return emit(w_gate_up().narrow(0, F, F));
+      if (part == "mlp.down_proj.weight") return emit(plain_weight(L.w_down, L.w_down_packed));
     }
   }
   throw Error(fmt::format("the model has no weight '{}'", n));
@@ -184,21 +219,21 @@ void LlamaModel::block_forward(int64_t layer, const Tensor& x, const Tensor& pos
 
   // Attention: x += wo · attend(rope(q), rope(k), v), with q|k|v = wqkv · rmsnorm(x) (+ bias).
   rmsnorm_forward(h, {}, x, L.attn_norm, eps);                         // [N, C]
-  linear_forward(qkv, h, L.wqkv, L.bqkv);                              // [N, W]
+  project(qkv, h, L.wqkv, L.wqkv_packed, L.bqkv);                      // [N, W]
   Tensor q = qkv.narrow(1, 0, qd).view({N, Hq, D});                    // [N, Hq, D]
   Tensor k = qkv.narrow(1, qd, kvd).view({N, Hkv, D});                 // [N, Hkv, D]
   Tensor v = qkv.narrow(1, qd + kvd, kvd).view({N, Hkv, D});           // [N, Hkv, D]
   rope_forward(q, q, positions, rope_);
   rope_forward(k, k, positions, rope_);
   attend(layer, attn, q, k, v);                                        // [N, Hq, D]
-  linear_forward(h, attn.view({N, qd}), L.wo, L.bo);                   // [N, C]
+  project(h, attn.view({N, qd}), L.wo, L.wo_packed, L.bo);             // [N, C]
   add_inplace(x, h);
 
   // MLP: x += w_down · (silu(gate) * up), with gate|up = w_gate_up · rmsnorm(x).
   rmsnorm_forward(h, {}, x, L.ffn_norm, eps);                          // [N, C]
-  linear_forward(gate_up, h, L.w_gate_up);                             // [N, 2F]
+  project(gate_up, h, L.w_gate_up, L.w_gate_up_packed);                // [N, 2F]
   swiglu_forward(act, gate_up.narrow(1, 0, F), gate_up.narrow(1, F, F));  // [N, F]
-  linear_forward(h, act, L.w_down);                                    // [N, C]
+  project(h, act, L.w_down, L.w_down_packed);                          // [N, C]
   add_inplace(x, h);
 }
 
@@ -206,7 +241,7 @@ void LlamaModel::output_logits(const Tensor& x_rows, const Tensor& logits, Forwa
   const int64_t R = x_rows.size(0);
   Tensor normed = ws.last_normed.narrow(0, 0, R);                                         // [R, C]
   tensor::rmsnorm_forward(normed, {}, x_rows, weights_.final_norm, static_cast<float>(config_.rms_norm_eps));
-  tensor::linear_forward(logits, normed, weights_.lm_head);                               // [R, V]
+  project(logits, normed, weights_.lm_head, weights_.lm_head_packed);                     // [R, V]
 }
 
 void LlamaModel::forward(const ForwardBatch& batch, const Tensor& logits, ForwardWorkspace& ws) const {

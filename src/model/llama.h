@@ -35,6 +35,9 @@ struct LayerWeights {
   tensor::Tensor ffn_norm;   // [C] f32
   tensor::Tensor w_gate_up;  // [2F, C]: rows gate (F), then up (F)
   tensor::Tensor w_down;     // [C, F]
+  // Loaded with LoadOptions::pack_for_inference, the four matrices above are held packed here
+  // instead (and are undefined there); read them back through LlamaModel::plain_weight.
+  tensor::PackedWeight wqkv_packed, wo_packed, w_gate_up_packed, w_down_packed;
 };
 
 struct LlamaWeights {
@@ -42,6 +45,9 @@ struct LlamaWeights {
   std::vector<LayerWeights> layers;
   tensor::Tensor final_norm;  // [C] f32
   tensor::Tensor lm_head;     // [V, C]; the same tensor as embed when tied
+  // Packed for inference: lm_head is then undefined unless tied (the embedding stays plain for the
+  // lookup, so a tied head costs one extra [V, C] matrix packed).
+  tensor::PackedWeight lm_head_packed;
 };
 
 // One sequence's part of a forward step: `count` new tokens (consecutive in ForwardBatch::tokens)
@@ -67,6 +73,10 @@ struct ForwardWorkspace {
 
 struct LoadOptions {
   tensor::DType dtype = tensor::DType::f32;  // compute dtype of the weight matrices: f32 or bf16
+  // Inference only (generation, scoring, serving): repack the projection matrices and the output
+  // head into decoding panels (tensor::PackedWeight) — batched decoding runs several times faster;
+  // same memory. Training needs the plain layout (leave false).
+  bool pack_for_inference = false;
 };
 
 class LlamaModel : public WeightSource {
@@ -87,6 +97,10 @@ class LlamaModel : public WeightSource {
   void read_f32(const WeightSpec& spec, float* out) const override;
   StorageType preferred_type() const override;
 
+  // Whether the projections are held packed (LoadOptions::pack_for_inference).
+  bool packed() const { return packed_; }
+  // A projection matrix in the plain [O, I] layout: `plain` itself, or `packed` unpacked (a copy).
+  static tensor::Tensor plain_weight(const tensor::Tensor& plain, const tensor::PackedWeight& packed);
   // A new, empty cache for one sequence of at most `max_length` positions (0 = the model's context).
   KvCache new_cache(int64_t max_length = 0) const;
 
@@ -115,6 +129,7 @@ class LlamaModel : public WeightSource {
 
   ModelConfig config_;
   tensor::DType dtype_ = tensor::DType::f32;
+  bool packed_ = false;
   LlamaWeights weights_;
   tensor::RopeConfig rope_;
   std::string source_path_;

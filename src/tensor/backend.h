@@ -32,6 +32,11 @@ class Backend {
                                const Tensor& dy, const Tensor& x, const Tensor& w) = 0;
   virtual void matmul(const Tensor& c, const Tensor& a, const Tensor& b, float alpha,
                       bool accumulate) = 0;
+  // Weights packed for few-row products (PackedWeight in ops.h): panels [P, I, kPackedPanel].
+  virtual void pack_weight(const Tensor& panels, const Tensor& w) = 0;
+  virtual void unpack_weight(const Tensor& w, const Tensor& panels) = 0;
+  virtual void linear_forward_packed(const Tensor& y, const Tensor& x, const Tensor& panels,
+                                     int64_t out, const Tensor& bias) = 0;
 
   virtual void embedding_forward(const Tensor& out, const Tensor& ids, const Tensor& table) = 0;
   virtual void embedding_backward(const Tensor& dtable, const Tensor& dout, const Tensor& ids) = 0;

@@ -17,6 +17,10 @@ class CpuBackend final : public Backend {
                        const Tensor& x, const Tensor& w) override;
   void matmul(const Tensor& c, const Tensor& a, const Tensor& b, float alpha,
               bool accumulate) override;
+  void pack_weight(const Tensor& panels, const Tensor& w) override;
+  void unpack_weight(const Tensor& w, const Tensor& panels) override;
+  void linear_forward_packed(const Tensor& y, const Tensor& x, const Tensor& panels, int64_t out,
+                             const Tensor& bias) override;
   void embedding_forward(const Tensor& out, const Tensor& ids, const Tensor& table) override;
   void embedding_backward(const Tensor& dtable, const Tensor& dout, const Tensor& ids) override;
   void rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Tensor& x, const Tensor& weight,

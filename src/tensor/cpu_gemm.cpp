@@ -11,6 +11,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <dnnl.hpp>
@@ -743,6 +744,243 @@ void gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t ldx, co
     const int64_t b0 = blocks * id / threads, b1 = blocks * (id + 1) / threads;
     const int64_t o0 = b0 * kBlock, o1 = std::min(out, b1 * kBlock);
     if (o0 < o1) run(o0, o1);
+  }
+}
+
+// ---- Packed panels ----------------------------------------------------------------------------
+//
+// The row-major GEMV tiles above compute dot products along `in`: every FMA needs an activation
+// vector as well as a weight vector, and with more than 4 rows the activations no longer fit L1 —
+// those kernels reach a third of the FMA peak. Repacking the weights once (at model load) into
+// panels of kPanel = 24 output rows stored input-major turns the product into outer products, the
+// layout of BLIS/GotoBLAS micro-kernels: per input index i, 3 weight vectors (24 outputs) are
+// loaded once and each of up to 4 activation rows is broadcast against them into 4 x 3
+// accumulators — 12 FMAs for 3 loads + 4 broadcasts, all from L1. The panel block of kPackedKc
+// inputs (24 KB f32) stays in L1 while every 4-row group of activations passes over it, and each
+// thread streams its panels from memory once, in address order.
+namespace {
+
+constexpr int64_t kPackedKc = 256;
+
+template <typename WT>
+void pack_panels_typed(const WT* w, int64_t out, int64_t in, int64_t ldw, WT* panels) {
+  const int64_t panels_n = panel_count(out);
+  apply_threads();
+#pragma omp parallel for schedule(static) if (out * in > kParallelThreshold)
+  for (int64_t p = 0; p < panels_n; ++p) {
+    WT* dst = panels + p * in * kPanel;
+    for (int64_t r = 0; r < kPanel; ++r) {
+      const int64_t o = p * kPanel + r;
+      if (o < out) {
+        const WT* src = w + o * ldw;
+        for (int64_t i = 0; i < in; ++i) dst[i * kPanel + r] = src[i];
+      } else {
+        for (int64_t i = 0; i < in; ++i) dst[i * kPanel + r] = WT{};
+      }
+    }
+  }
+}
+
+template <typename WT, typename DT>
+void unpack_panels_typed(const WT* panels, int64_t in, int64_t o0, int64_t o1, DT* dst) {
+  apply_threads();
+#pragma omp parallel for schedule(static) if ((o1 - o0) * in > kParallelThreshold)
+  for (int64_t o = o0; o < o1; ++o) {
+    const WT* src = panels + (o / kPanel) * in * kPanel + o % kPanel;
+    DT* row = dst + (o - o0) * in;
+    for (int64_t i = 0; i < in; ++i) {
+      if constexpr (std::is_same_v<DT, float>)
+        row[i] = load_scalar(src + i * kPanel);
+      else
+        row[i] = src[i * kPanel];
+    }
+  }
+}
+
+// MR activation rows (packed input-major: xp[i·MR + m]) x one panel over inputs [0, kc): c[m, 0..23]
+// (row stride ldc) = (first ? 0 : c) + Σ_i xp[i, m] · panel[i, 0..23]. Step i also prefetches
+// pf + i·pf_step (and the line after when the step exceeds one).
+template <int MR, typename WT>
+__attribute__((target("avx2,fma,f16c"))) void panel_kernel_avx2(int64_t kc, const float* xp,
+                                                                const WT* wp, float* c, int64_t ldc,
+                                                                bool first, const char* pf,
+                                                                int64_t pf_step) {
+  constexpr int NV = kPanel / 8;
+  __m256 acc[MR][NV];
+  // Every loop over the accumulators is unrolled so GCC keeps them in registers (a runtime index
+  // into acc would put the array in memory and store it on every step).
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v)
+      acc[m][v] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(c + m * ldc + v * 8);
+  for (int64_t i = 0; i < kc; ++i) {
+    _mm_prefetch(pf + i * pf_step, _MM_HINT_T0);
+    if (pf_step > 64) _mm_prefetch(pf + i * pf_step + 64, _MM_HINT_T0);
+    __m256 wv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) wv[v] = load8(wp + i * kPanel + v * 8);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const __m256 xb = _mm256_broadcast_ss(xp + i * MR + m);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[m][v] = _mm256_fmadd_ps(xb, wv[v], acc[m][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) _mm256_storeu_ps(c + m * ldc + v * 8, acc[m][v]);
+}
+
+template <int MR, typename WT>
+void panel_kernel_scalar(int64_t kc, const float* xp, const WT* wp, float* c, int64_t ldc,
+                         bool first, const char*, int64_t) {
+  for (int m = 0; m < MR; ++m)
+    for (int64_t r = 0; r < kPanel; ++r) {
+      float acc = first ? 0.0f : c[m * ldc + r];
+      for (int64_t i = 0; i < kc; ++i) acc += xp[i * MR + m] * load_scalar(wp + i * kPanel + r);
+      c[m * ldc + r] = acc;
+    }
+}
+
+using PanelKernel = void (*)(int64_t, const float*, const void*, float*, int64_t, bool, const char*,
+                             int64_t);
+template <int MR, typename WT, bool kSimd>
+void panel_entry(int64_t kc, const float* xp, const void* wp, float* c, int64_t ldc, bool first,
+                 const char* pf, int64_t pf_step) {
+  if constexpr (kSimd)
+    panel_kernel_avx2<MR, WT>(kc, xp, static_cast<const WT*>(wp), c, ldc, first, pf, pf_step);
+  else
+    panel_kernel_scalar<MR, WT>(kc, xp, static_cast<const WT*>(wp), c, ldc, first, pf, pf_step);
+}
+
+// Kernels for 1..4 rows (index MR - 1).
+template <typename WT, bool kSimd>
+std::array<PanelKernel, 4> panel_kernels() {
+  return {panel_entry<1, WT, kSimd>, panel_entry<2, WT, kSimd>, panel_entry<3, WT, kSimd>,
+          panel_entry<4, WT, kSimd>};
+}
+
+}  // namespace
+
+int64_t panel_count(int64_t out) { return (out + kPanel - 1) / kPanel; }
+
+void pack_panels(const void* w, DType dtype, int64_t out, int64_t in, int64_t ldw, void* panels) {
+  switch (dtype) {
+    case DType::f32:
+      return pack_panels_typed(static_cast<const float*>(w), out, in, ldw, static_cast<float*>(panels));
+    case DType::bf16:
+      return pack_panels_typed(static_cast<const bf16*>(w), out, in, ldw, static_cast<bf16*>(panels));
+    case DType::f16:
+      return pack_panels_typed(static_cast<const f16*>(w), out, in, ldw, static_cast<f16*>(panels));
+    default:
+      fail("pack_weight", "weights must be f32, bf16 or f16");
+  }
+}
+
+void unpack_panels_f32(const void* panels, DType dtype, int64_t in, int64_t o0, int64_t o1,
+                       float* dst) {
+  switch (dtype) {
+    case DType::f32:
+      return unpack_panels_typed(static_cast<const float*>(panels), in, o0, o1, dst);
+    case DType::bf16:
+      return unpack_panels_typed(static_cast<const bf16*>(panels), in, o0, o1, dst);
+    case DType::f16:
+      return unpack_panels_typed(static_cast<const f16*>(panels), in, o0, o1, dst);
+    default:
+      fail("unpack_weight", "weights must be f32, bf16 or f16");
+  }
+}
+
+void unpack_panels(const void* panels, DType dtype, int64_t out, int64_t in, void* dst) {
+  switch (dtype) {
+    case DType::f32:
+      return unpack_panels_typed(static_cast<const float*>(panels), in, 0, out, static_cast<float*>(dst));
+    case DType::bf16:
+      return unpack_panels_typed(static_cast<const bf16*>(panels), in, 0, out, static_cast<bf16*>(dst));
+    case DType::f16:
+      return unpack_panels_typed(static_cast<const f16*>(panels), in, 0, out, static_cast<f16*>(dst));
+    default:
+      fail("unpack_weight", "weights must be f32, bf16 or f16");
+  }
+}
+
+void packed_gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t ldx,
+                 const void* panels, DType dtype, const float* bias, float* y, int64_t ldy,
+                 GemvIsa isa) {
+  if (rows < 1 || rows > kPackedMaxRows)
+    fail("packed_gemv", "rows must be 1.." + std::to_string(kPackedMaxRows));
+  if (out == 0) return;
+  const bool simd = isa != GemvIsa::kScalar && cpu_has_avx2();
+  std::array<PanelKernel, 4> kernels;
+  switch (dtype) {
+    case DType::f32:
+      kernels = simd ? panel_kernels<float, true>() : panel_kernels<float, false>();
+      break;
+    case DType::bf16:
+      kernels = simd ? panel_kernels<bf16, true>() : panel_kernels<bf16, false>();
+      break;
+    case DType::f16:
+      kernels = simd ? panel_kernels<f16, true>() : panel_kernels<f16, false>();
+      break;
+    default:
+      fail("packed_gemv", "weights must be f32, bf16 or f16");
+  }
+  // Activations input-major in groups of 4 rows (the last group 1-3 rows): group g at
+  // xp + g·4·in, element (i, m) at i·MR + m. Shared, read-only, by every thread.
+  const int64_t groups = (rows + 3) / 4;
+  float* xp = scratch_f32(4, static_cast<size_t>(rows * in));
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t mr = std::min<int64_t>(4, rows - g * 4);
+    float* dst = xp + g * 4 * in;
+    for (int64_t m = 0; m < mr; ++m) {
+      const float* src = x + (g * 4 + m) * ldx;
+      for (int64_t i = 0; i < in; ++i) dst[i * mr + m] = src[i];
+    }
+  }
+  const int64_t panels_n = panel_count(out);
+  const size_t panel_elems = static_cast<size_t>(in * kPanel);
+  const size_t esize = dtype_size(dtype);
+  auto run = [&](int64_t p0, int64_t p1) {
+    float tail[kPackedMaxRows * kPanel];  // the last, partial panel's outputs
+    for (int64_t p = p0; p < p1; ++p) {
+      const auto* wp = static_cast<const std::byte*>(panels) + p * panel_elems * esize;
+      const int64_t o = p * kPanel, width = std::min(kPanel, out - o);
+      float* c = width == kPanel ? y + o : tail;
+      const int64_t ldc = width == kPanel ? ldy : kPanel;
+      for (int64_t k0 = 0; k0 < in; k0 += kPackedKc) {
+        const int64_t kc = std::min(kPackedKc, in - k0);
+        const std::byte* block = wp + k0 * kPanel * esize;
+        // Only the first group's pass over a block waits on memory; the later passes compute from
+        // L1 while the memory system idles. So every pass prefetches its share of the next block
+        // (the weights that follow in memory: this panel's next inputs or the next panel) and
+        // streaming overlaps computing — measured 1.4-1.6x on 16 rows.
+        const int64_t block_bytes = kc * kPanel * static_cast<int64_t>(esize);
+        const int64_t share = (block_bytes + groups - 1) / groups;
+        const int64_t pf_step = (share + kc - 1) / kc;
+        const auto* next = reinterpret_cast<const char*>(block + block_bytes);
+        for (int64_t g = 0; g < groups; ++g) {
+          const int64_t mr = std::min<int64_t>(4, rows - g * 4);
+          kernels[mr - 1](kc, xp + g * 4 * in + k0 * mr, block, c + g * 4 * ldc, ldc, k0 == 0,
+                          next + g * share, pf_step);
+        }
+      }
+      if (width == kPanel && !bias) continue;
+      for (int64_t m = 0; m < rows; ++m)
+        for (int64_t r = 0; r < width; ++r)
+          y[m * ldy + o + r] = c[m * ldc + r] + (bias ? bias[o + r] : 0.0f);
+    }
+  };
+  if (out * in * std::min<int64_t>(rows, 4) < kParallelThreshold || panels_n < 2) {
+    run(0, panels_n);
+    return;
+  }
+  apply_threads();
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), id = omp_get_thread_num();
+    run(panels_n * id / threads, panels_n * (id + 1) / threads);
   }
 }
 

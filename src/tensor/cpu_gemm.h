@@ -55,6 +55,28 @@ void gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t ldx, co
 std::vector<GemvIsa> available_gemv_isas();
 const char* gemv_isa_name(GemvIsa isa);
 
+// ---- weights packed into panels for few-row products (PackedWeight in ops.h)
+// Panel p holds output rows [p·kPanel, (p+1)·kPanel) stored input-major: element (o, i) of w at
+// panels + (o / kPanel)·in·kPanel + i·kPanel + o % kPanel, zero-padded to whole panels.
+constexpr int64_t kPanel = 24;
+// Up to this many rows the packed kernel runs; above, blocks of panels are unpacked to f32 rows and
+// multiplied by oneDNN's GEMM (the unpacking is then a small part of the work).
+constexpr int64_t kPackedMaxRows = 64;
+int64_t panel_count(int64_t out);
+// w [out, in] (row stride ldw, f32/bf16/f16) -> panels (same dtype, panel_count(out)·in·kPanel).
+void pack_panels(const void* w, DType dtype, int64_t out, int64_t in, int64_t ldw, void* panels);
+// Output rows [o0, o1) of packed panels as f32 rows: dst[(o - o0)·in + i] = w[o, i].
+void unpack_panels_f32(const void* panels, DType dtype, int64_t in, int64_t o0, int64_t o1,
+                       float* dst);
+// The same rows in the panels' own dtype (for unpack_weight).
+void unpack_panels(const void* panels, DType dtype, int64_t out, int64_t in, void* dst);
+// y[m, o] = Σ_i x[m, i] · w[o, i] (+ bias[o]) for m < rows <= kPackedMaxRows, w packed; x, y f32.
+// Multithreaded over panels. `isa` kScalar forces the portable kernel (tests); otherwise AVX2 when
+// this CPU has it.
+void packed_gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t ldx,
+                 const void* panels, DType dtype, const float* bias, float* y, int64_t ldy,
+                 GemvIsa isa = GemvIsa::kAuto);
+
 // Whether oneDNN runs bf16 matmul with an optimised kernel here (AVX-512 BF16 / AMX), and the name
 // of the implementation it picks for f32 (for benchmark tables).
 bool onednn_has_fast_bf16();

@@ -92,6 +92,96 @@ void CpuBackend::linear_forward(const Tensor& y, const Tensor& x, const Tensor& 
            false);
 }
 
+static_assert(kPanel == kPackedPanel, "ops.h and cpu_gemm.h agree on the panel width");
+
+namespace {
+void check_panels(const char* op, const Tensor& panels, int64_t out) {
+  check_float(op, "panels", panels);
+  check_cpu(op, "panels", panels);
+  check_dim(op, "panels", panels, 3);
+  check_contiguous(op, "panels", panels);
+  if (panels.size(2) != kPanel || panels.size(0) != panel_count(out))
+    fail(op, "panels " + panels.describe() + " do not hold " + std::to_string(out) + " output rows");
+}
+}  // namespace
+
+void CpuBackend::pack_weight(const Tensor& panels, const Tensor& w) {
+  const char* op = "pack_weight";
+  check_weight(op, w);
+  const int64_t out = w.size(0), in = w.size(1);
+  check_panels(op, panels, out);
+  check_dtype(op, "panels", panels, w.dtype());
+  if (panels.size(1) != in) fail(op, "panels " + panels.describe() + " do not match w " + w.describe());
+  pack_panels(w.raw_data(), w.dtype(), out, in, out > 1 ? w.stride(0) : in,
+              const_cast<void*>(panels.raw_data()));
+}
+
+void CpuBackend::unpack_weight(const Tensor& w, const Tensor& panels) {
+  const char* op = "unpack_weight";
+  check_dim(op, "w", w, 2);
+  check_contiguous(op, "w", w);
+  check_panels(op, panels, w.size(0));
+  check_dtype(op, "w", w, panels.dtype());
+  if (panels.size(1) != w.size(1)) fail(op, "w " + w.describe() + " does not match the panels");
+  unpack_panels(panels.raw_data(), panels.dtype(), w.size(0), w.size(1),
+                const_cast<void*>(w.raw_data()));
+}
+
+void CpuBackend::linear_forward_packed(const Tensor& y, const Tensor& x, const Tensor& panels,
+                                       int64_t out, const Tensor& bias) {
+  const char* op = "linear_forward";
+  check_panels(op, panels, out);
+  const int64_t in = panels.size(1);
+  const RowsRef X = rows_of(op, "x", x, false);
+  const RowsRef Y = rows_of(op, "y", y, true);
+  if (X.cols != in) {
+    fail(op, "x " + x.describe() + " does not match the packed weight [" + std::to_string(out) +
+                 ", " + std::to_string(in) + "]");
+  }
+  if (Y.cols != out || Y.rows != X.rows) {
+    fail(op, "y " + y.describe() + " must be [" + std::to_string(X.rows) + ", " +
+                 std::to_string(out) + "]");
+  }
+  std::vector<float> bias_holder;
+  const float* b = bias_f32(op, bias, out, bias_holder);
+  const int64_t n = X.rows;
+  if (n == 0) return;
+  // Both paths want f32 activations in and out.
+  const float* xf = reinterpret_cast<const float*>(X.base);
+  int64_t ldx = X.row_stride;
+  if (X.dtype != DType::f32) {
+    float* buffer = scratch_f32(3, static_cast<size_t>(n * in));
+    for (int64_t r = 0; r < n; ++r) load_f32(X.row(r), X.dtype, buffer + r * in, in);
+    xf = buffer;
+    ldx = in;
+  }
+  float* yf = reinterpret_cast<float*>(Y.base);
+  int64_t ldy = Y.row_stride;
+  if (Y.dtype != DType::f32) {
+    yf = scratch_f32(2, static_cast<size_t>(n * out));
+    ldy = out;
+  }
+  if (n <= kPackedMaxRows) {
+    packed_gemv(n, in, out, xf, ldx, panels.raw_data(), panels.dtype(), b, yf, ldy);
+  } else {
+    // Prefill: blocks of whole panels unpacked to f32 rows (one pass over the block, small next
+    // to the n·2 flops per weight), each block one cached oneDNN GEMM into its columns of y.
+    const int64_t block = std::min(out, 32 * kPanel);
+    float* wblock = scratch_f32(4, static_cast<size_t>(block * in));
+    for (int64_t o0 = 0; o0 < out; o0 += block) {
+      const int64_t rows = std::min(block, out - o0);
+      unpack_panels_f32(panels.raw_data(), panels.dtype(), in, o0, o0 + rows, wblock);
+      gemm_f32(1, MatrixRef{xf, DType::f32, n, in, ldx, 1, 0},
+               MatrixRef{wblock, DType::f32, in, rows, 1, in, 0},
+               MutableMatrixRef{yf + o0, DType::f32, n, rows, ldy, 1, 0}, b ? b + o0 : nullptr,
+               1.0f, false);
+    }
+  }
+  if (Y.dtype != DType::f32) {
+    for (int64_t r = 0; r < n; ++r) store_f32(yf + r * out, Y.row(r), Y.dtype, out);
+  }
+}
+
 void CpuBackend::linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dbias,
                                  const Tensor& dy, const Tensor& x, const Tensor& w) {
   const char* op = "linear_backward";

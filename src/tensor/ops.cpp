@@ -53,6 +53,27 @@ void register_backend(Device device, Backend* backend) {
 void linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias) {
   dispatch("linear_forward", {&y, &x, &w, &bias}).linear_forward(y, x, w, bias);
 }
+PackedWeight pack_weight(const Tensor& w) {
+  if (!w.defined() || w.dim() != 2) throw Error("pack_weight: w must be a 2-D [out, in] matrix");
+  PackedWeight p;
+  p.out = w.size(0);
+  p.in = w.size(1);
+  p.panels = Tensor::empty({(p.out + kPackedPanel - 1) / kPackedPanel, p.in, kPackedPanel},
+                           w.dtype(), w.device());
+  dispatch("pack_weight", {&w}).pack_weight(p.panels, w);
+  return p;
+}
+Tensor unpack_weight(const PackedWeight& w) {
+  if (!w.defined()) throw Error("unpack_weight: the packed weight is empty");
+  Tensor out = Tensor::empty({w.out, w.in}, w.panels.dtype(), w.panels.device());
+  dispatch("unpack_weight", {&w.panels}).unpack_weight(out, w.panels);
+  return out;
+}
+void linear_forward(const Tensor& y, const Tensor& x, const PackedWeight& w, const Tensor& bias) {
+  if (!w.defined()) throw Error("linear_forward: the packed weight is empty");
+  dispatch("linear_forward", {&y, &x, &w.panels, &bias})
+      .linear_forward_packed(y, x, w.panels, w.out, bias);
+}
 void linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dbias, const Tensor& dy,
                      const Tensor& x, const Tensor& w) {
   dispatch("linear_backward", {&dy, &dx, &dw, &dbias, &x, &w})

@@ -33,11 +33,33 @@ namespace seqit::tensor {
 // --------------------------------------------------------------------------------
 
 // y[N, O] = x[N, I] · w[O, I]ᵀ (+ bias[O]). w may be f32, bf16 or f16 (e.g. memory-mapped). Rows N
-// <= 8 take a weight-streaming GEMV path (decoding), larger N a cached oneDNN GEMM. Writes y.
+// <= 32 take a weight-streaming GEMV path (decoding), larger N a cached oneDNN GEMM. Writes y.
 void linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias = {});
 // Backward of linear_forward: dx[N, I] += dy·w, dw[O, I] += dyᵀ·x, dbias[O] += Σ_rows dy.
 void linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dbias, const Tensor& dy,
                      const Tensor& x, const Tensor& w);
+
+// A weight matrix w [O, I] repacked once for decoding (inference only: training keeps plain
+// weights). `panels` [ceil(O/kPackedPanel), I, kPackedPanel] holds kPackedPanel output rows per
+// panel stored input-major, zero-padded: element (o, i) at panels[o / P, i, o % P], same dtype as w
+// (f32, bf16 or f16). Few-row products then stream each panel once and reuse every loaded weight
+// vector across 4 activation rows (see cpu_gemm.cpp): batched decoding runs at several times the
+// FMA rate of the row-major GEMV. The packed copy replaces the plain one; it takes the same memory.
+inline constexpr int64_t kPackedPanel = 24;
+struct PackedWeight {
+  Tensor panels;
+  int64_t out = 0, in = 0;
+  bool defined() const { return panels.defined(); }
+  DType dtype() const { return panels.dtype(); }
+};
+PackedWeight pack_weight(const Tensor& w);
+// The plain [O, I] matrix back (a new tensor, same dtype).
+Tensor unpack_weight(const PackedWeight& w);
+// y[N, O] = x[N, I] · wᵀ (+ bias[O]) with w packed: up to 64 rows the packed kernel, more rows
+// (prefill) oneDNN's GEMM over blocks of panels unpacked to f32. Same results as the plain
+// linear_forward up to f32 summation order.
+void linear_forward(const Tensor& y, const Tensor& x, const PackedWeight& w, const Tensor& bias = {});
+
 // General (batched) matmul: c[.., M, N] = alpha · a[.., M, K] · b[.., K, N] (+ c when accumulate).
 // a and b may be transposed views (strides describe the layout; no copy). Leading batch dims equal.
 void matmul(const Tensor& c, const Tensor& a, const Tensor& b, float alpha = 1.0f,

@@ -1,6 +1,7 @@
 // linear / matmul / GEMV / fused output-projection cross-entropy against fp64 references.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <tuple>
 
 #include "reference.h"
@@ -182,6 +183,93 @@ TEST(Gemv, LargeMatrixUsesEveryThreadAndStaysExact) {
   EXPECT_LT(
       rel_error(to_vec(y), reference::linear(x, rounded(w, DType::bf16), nullptr, 1, in, out)),
       kF32Tol);
+}
+
+TEST(PackedWeight, UnpacksToTheSameBitsForEveryDtype) {
+  // 53 rows: two full panels of 24 and a partial one.
+  const int64_t out = 53, in = 19;
+  const Vec w = reference::random_vec(static_cast<size_t>(out * in), 50);
+  for (DType wd : {DType::f32, DType::bf16, DType::f16}) {
+    const Tensor wt = to_tensor(w, {out, in}, wd);
+    const PackedWeight p = pack_weight(wt);
+    EXPECT_EQ(p.panels.size(0), 3);
+    EXPECT_EQ(p.panels.dtype(), wd);
+    const Tensor back = unpack_weight(p);
+    ASSERT_EQ(back.nbytes(), wt.nbytes());
+    EXPECT_EQ(std::memcmp(back.raw_data(), wt.raw_data(), wt.nbytes()), 0) << dtype_name(wd);
+    // Element (o, i) sits at panels[o / 24, i, o % 24]; the padding rows are zero.
+    const Vec panels = to_vec(p.panels.to(DType::f32));
+    const Vec plain = to_vec(wt.to(DType::f32));
+    EXPECT_EQ(panels[(1 * in + 5) * kPackedPanel + 30 % kPackedPanel], plain[30 * in + 5]);
+    EXPECT_EQ(panels[(2 * in + in - 1) * kPackedPanel + 23], 0.0);
+  }
+}
+
+// Every row count up to the packed kernel's limit and past it (the unpack + GEMM path), inputs on
+// both sides of the 256-input block, partial last panels, with and without bias, both ISAs.
+TEST(PackedWeight, LinearMatchesTheReferenceForEveryRowCountDtypeAndIsa) {
+  struct Shape {
+    int64_t in, out;
+  };
+  for (const Shape s : {Shape{75, 53}, Shape{300, 24}, Shape{513, 70}}) {
+    const Vec w = reference::random_vec(static_cast<size_t>(s.out * s.in), 60, 0.2);
+    const Vec b = reference::random_vec(static_cast<size_t>(s.out), 61);
+    for (DType wd : {DType::f32, DType::bf16, DType::f16}) {
+      const PackedWeight p = pack_weight(to_tensor(w, {s.out, s.in}, wd));
+      const Vec wr = rounded(w, wd);
+      for (int64_t rows : {1, 2, 3, 4, 5, 7, 8, 16, 17, 31, 64, 65, 100}) {
+        const Vec x = reference::random_vec(static_cast<size_t>(rows * s.in),
+                                            70 + static_cast<uint64_t>(rows));
+        const bool with_bias = rows % 2 == 1;
+        const Vec want = reference::linear(x, wr, with_bias ? &b : nullptr, rows, s.in, s.out);
+        Tensor y = Tensor::empty({rows, s.out}, DType::f32);
+        linear_forward(y, to_tensor(x, {rows, s.in}), p, with_bias ? to_tensor(b, {s.out}) : Tensor{});
+        EXPECT_LT(rel_error(to_vec(y), want), kF32Tol)
+            << "rows " << rows << " in " << s.in << " out " << s.out << " " << dtype_name(wd);
+        if (rows > detail::kPackedMaxRows) continue;
+        for (const detail::GemvIsa isa : detail::available_gemv_isas()) {
+          const Tensor xt = to_tensor(x, {rows, s.in});
+          std::vector<float> bf(b.begin(), b.end()), yk(static_cast<size_t>(rows * s.out));
+          detail::packed_gemv(rows, s.in, s.out, xt.data<float>(), s.in, p.panels.raw_data(), wd,
+                              with_bias ? bf.data() : nullptr, yk.data(), s.out, isa);
+          EXPECT_LT(rel_error(Vec(yk.begin(), yk.end()), want), kF32Tol)
+              << detail::gemv_isa_name(isa) << " rows " << rows << " " << dtype_name(wd);
+        }
+      }
+    }
+  }
+}
+
+TEST(PackedWeight, WritesStridedViewsAndBf16Outputs) {
+  // x a column block of a wider buffer, y a column block of a fused output, y and x bf16.
+  const int64_t rows = 6, in = 40, out = 30;
+  const Vec w = reference::random_vec(static_cast<size_t>(out * in), 80);
+  const Vec xw = reference::random_vec(static_cast<size_t>(rows * (in + 8)), 81);
+  const PackedWeight p = pack_weight(to_tensor(w, {out, in}));
+  const Tensor xbuf = to_tensor(xw, {rows, in + 8});
+  Tensor ybuf = Tensor::zeros({rows, out + 10}, DType::f32);
+  linear_forward(ybuf.narrow(1, 10, out), xbuf.narrow(1, 8, in), p);
+  Vec x;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < in; ++i) x.push_back(xw[static_cast<size_t>(r * (in + 8) + 8 + i)]);
+  const Vec want = reference::linear(x, w, nullptr, rows, in, out);
+  const Vec got = to_vec(ybuf.narrow(1, 10, out).contiguous());
+  EXPECT_LT(rel_error(got, want), kF32Tol);
+  for (double v : to_vec(ybuf.narrow(1, 0, 10).contiguous())) EXPECT_EQ(v, 0.0);  // untouched
+  Tensor yb = Tensor::empty({rows, out}, DType::bf16);
+  linear_forward(yb, to_tensor(x, {rows, in}, DType::bf16), p);
+  EXPECT_LT(rel_error(to_vec(yb), reference::linear(rounded(x, DType::bf16), w, nullptr, rows, in, out)),
+            kBf16OutTol);
+}
+
+TEST(PackedWeight, RejectsMismatchedShapes) {
+  const PackedWeight p = pack_weight(Tensor::zeros({30, 16}, DType::f32));
+  Tensor y = Tensor::empty({2, 30}, DType::f32);
+  EXPECT_THROW(linear_forward(y, Tensor::zeros({2, 15}, DType::f32), p), Error);
+  EXPECT_THROW(linear_forward(Tensor::empty({2, 29}, DType::f32), Tensor::zeros({2, 16}, DType::f32), p),
+               Error);
+  EXPECT_THROW(linear_forward(y, Tensor::zeros({2, 16}, DType::f32), PackedWeight{}), Error);
+  EXPECT_THROW(pack_weight(Tensor::zeros({30}, DType::f32)), Error);
 }
 
 TEST(Matmul, TransposedViewsBatchesAlphaAndAccumulate) {
