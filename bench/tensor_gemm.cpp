@@ -104,34 +104,54 @@ int main(int argc, char** argv) {
       "thread: %.1f wall "
       "(%.1f CPU)\n",
       bw.gbs, bw.gbs_cpu, threads, bw1.gbs, bw1.gbs_cpu);
+  // Plain row-major weights (what training uses) next to the same weights packed into decoding panels
+  // (what seqit generate / serve load), for 1 row (single-sequence decode: bandwidth-bound) and 16
+  // rows (batched decode: 32 flops per weight element loaded, compute-bound); each packed row is
+  // timed right after its plain row, so the ratio holds even on a noisy machine.
   std::printf(
-      "| decode GEMV (1 token, 8 layers x 7 matrices) | weight bytes | ms/token wall | GB/s wall | "
-      "%% of read bw (wall) | GB/s cpu | %% of read bw (cpu) |\n");
-  std::printf("|---|---|---|---|---|---|---|\n");
+      "| decode (8 layers x 7 matrices) | layout | rows | weight bytes | ms/step wall | GB/s wall | "
+      "%% of read bw | GFLOP/s | %% of FMA peak | packed / plain |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<std::pair<int64_t, int64_t>> mats{{c, c}, {kv, c}, {kv, c}, {c, c},
                                                       {f, c}, {f, c},  {c, f}};
   for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
     std::vector<Tensor> weights;
-    double bytes = 0;
+    std::vector<PackedWeight> packed;
+    double bytes = 0, params = 0;
     for (int layer = 0; layer < 8; ++layer)
       for (const auto& [out, in] : mats) {
         weights.push_back(
             bench::random_tensor({out, in}, dt, 0.05f, static_cast<uint32_t>(layer * 7 + out)));
+        packed.push_back(pack_weight(weights.back()));
         bytes += static_cast<double>(weights.back().nbytes());
+        params += static_cast<double>(out * in);
       }
-    const Tensor x = bench::random_tensor({1, f}, DType::f32, 1.0f, 9);
-    Tensor y = Tensor::empty({1, f}, DType::f32);
-    const bench::Timing tm = bench::time_it(
-        [&] {
-          for (const Tensor& w : weights) {
-            linear_forward(y.narrow(1, 0, w.size(0)), x.narrow(1, 0, w.size(1)), w);
-          }
-        },
-        threads, 1.0);
-    const double gbs = bytes / tm.median / 1e9, gbs_cpu = bytes / tm.cpu_median / 1e9;
-    std::printf("| %s weights | %.0f MB | %.2f | %.1f | %.0f%% | %.1f | %.0f%% |\n",
-                std::string(dtype_name(dt)).c_str(), bytes / 1e6, tm.median * 1e3, gbs,
-                100 * gbs / bw.gbs, gbs_cpu, 100 * gbs_cpu / bw.gbs_cpu);
+    for (int64_t rows : {1, 16}) {
+      const Tensor x = bench::random_tensor({rows, f}, DType::f32, 1.0f, 9);
+      Tensor y = Tensor::empty({rows, f}, DType::f32);
+      double plain_s = 0;
+      for (bool use_packed : {false, true}) {
+        const bench::Timing tm = bench::time_it(
+            [&] {
+              for (size_t m = 0; m < weights.size(); ++m) {
+                const Tensor& w = weights[m];
+                const Tensor ym = y.narrow(1, 0, w.size(0)), xm = x.narrow(1, 0, w.size(1));
+                if (use_packed)
+                  linear_forward(ym, xm, packed[m]);
+                else
+                  linear_forward(ym, xm, w);
+              }
+            },
+            threads, 1.0);
+        if (!use_packed) plain_s = tm.median;
+        const double gbs = bytes / tm.median / 1e9, gflops = 2 * params * rows / tm.median / 1e9;
+        std::printf("| %s | %s | %lld | %.0f MB | %.2f | %.1f | %.0f%% | %.1f | %.0f%% | %s |\n",
+                    std::string(dtype_name(dt)).c_str(), use_packed ? "packed" : "plain",
+                    static_cast<long long>(rows), bytes / 1e6, tm.median * 1e3, gbs,
+                    100 * gbs / bw.gbs, gflops, 100 * gflops / peak.gflops,
+                    use_packed ? (std::to_string(plain_s / tm.median).substr(0, 4) + "x").c_str() : "");
+      }
+    }
   }
   std::printf("\n# load average after: %s\n", bench::load_average().c_str());
   return 0;
