@@ -2,6 +2,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "tensor/cpu_backend.h"
@@ -38,6 +39,23 @@ const float* bias_f32(const char* op, const Tensor& bias, int64_t n, std::vector
   return holder.data();
 }
 
+// Few-row products run on f32 rows: 16-bit activations are converted up front (scratch slot 3) and
+// a 16-bit output is computed in f32 scratch (slot 2), then stored by store_output.
+std::pair<const float*, int64_t> f32_input(const RowsRef& X, int64_t in) {
+  if (X.dtype == DType::f32) return {reinterpret_cast<const float*>(X.base), X.row_stride};
+  float* buffer = scratch_f32(3, static_cast<size_t>(X.rows * in));
+  for (int64_t r = 0; r < X.rows; ++r) load_f32(X.row(r), X.dtype, buffer + r * in, in);
+  return {buffer, in};
+}
+std::pair<float*, int64_t> f32_output(const RowsRef& Y, int64_t out) {
+  if (Y.dtype == DType::f32) return {reinterpret_cast<float*>(Y.base), Y.row_stride};
+  return {scratch_f32(2, static_cast<size_t>(Y.rows * out)), out};
+}
+void store_output(const RowsRef& Y, const float* yf, int64_t out) {
+  if (Y.dtype == DType::f32) return;
+  for (int64_t r = 0; r < Y.rows; ++r) store_f32(yf + r * out, Y.row(r), Y.dtype, out);
+}
+
 void check_weight(const char* op, const Tensor& w) {
   check_float(op, "w", w);
   check_cpu(op, "w", w);
@@ -67,24 +85,10 @@ void CpuBackend::linear_forward(const Tensor& y, const Tensor& x, const Tensor& 
   const int64_t ldw = out > 1 ? w.stride(0) : in;
   if (n <= kGemvMaxRows) {
     // Decoding: stream the weights once. Activations are tiny; convert them to f32 up front.
-    const float* xf = reinterpret_cast<const float*>(X.base);
-    int64_t ldx = X.row_stride;
-    if (X.dtype != DType::f32) {
-      float* buffer = scratch_f32(3, static_cast<size_t>(n * in));
-      for (int64_t r = 0; r < n; ++r) load_f32(X.row(r), X.dtype, buffer + r * in, in);
-      xf = buffer;
-      ldx = in;
-    }
-    float* yf = reinterpret_cast<float*>(Y.base);
-    int64_t ldy = Y.row_stride;
-    if (Y.dtype != DType::f32) {
-      yf = scratch_f32(2, static_cast<size_t>(n * out));
-      ldy = out;
-    }
+    const auto [xf, ldx] = f32_input(X, in);
+    const auto [yf, ldy] = f32_output(Y, out);
     gemv(n, in, out, xf, ldx, w.raw_data(), w.dtype(), ldw, b, yf, ldy);
-    if (Y.dtype != DType::f32) {
-      for (int64_t r = 0; r < n; ++r) store_f32(yf + r * out, Y.row(r), Y.dtype, out);
-    }
+    store_output(Y, yf, out);
     return;
   }
   const MatrixRef wt{w.raw_data(), w.dtype(), in, out, 1, ldw, 0};  // wᵀ [in, out]
@@ -147,20 +151,8 @@ void CpuBackend::linear_forward_packed(const Tensor& y, const Tensor& x, const T
   const int64_t n = X.rows;
   if (n == 0) return;
   // Both paths want f32 activations in and out.
-  const float* xf = reinterpret_cast<const float*>(X.base);
-  int64_t ldx = X.row_stride;
-  if (X.dtype != DType::f32) {
-    float* buffer = scratch_f32(3, static_cast<size_t>(n * in));
-    for (int64_t r = 0; r < n; ++r) load_f32(X.row(r), X.dtype, buffer + r * in, in);
-    xf = buffer;
-    ldx = in;
-  }
-  float* yf = reinterpret_cast<float*>(Y.base);
-  int64_t ldy = Y.row_stride;
-  if (Y.dtype != DType::f32) {
-    yf = scratch_f32(2, static_cast<size_t>(n * out));
-    ldy = out;
-  }
+  const auto [xf, ldx] = f32_input(X, in);
+  const auto [yf, ldy] = f32_output(Y, out);
   if (n <= kPackedMaxRows) {
     packed_gemv(n, in, out, xf, ldx, panels.raw_data(), panels.dtype(), b, yf, ldy);
   } else {
@@ -177,9 +169,7 @@ void CpuBackend::linear_forward_packed(const Tensor& y, const Tensor& x, const T
                1.0f, false);
     }
   }
-  if (Y.dtype != DType::f32) {
-    for (int64_t r = 0; r < n; ++r) store_f32(yf + r * out, Y.row(r), Y.dtype, out);
-  }
+  store_output(Y, yf, out);
 }
 
 void CpuBackend::linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dbias,
