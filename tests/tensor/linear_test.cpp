@@ -206,12 +206,14 @@ TEST(PackedWeight, UnpacksToTheSameBitsForEveryDtype) {
 }
 
 // Every row count up to the packed kernel's limit and past it (the unpack + GEMM path), inputs on
-// both sides of the 256-input block, partial last panels, with and without bias, both ISAs.
+// both sides of the 256-input block, partial last panels, with and without bias, both ISAs; the
+// wider shapes split their panels over threads and walk 2 or 4 panels at once for 1-2 rows.
 TEST(PackedWeight, LinearMatchesTheReferenceForEveryRowCountDtypeAndIsa) {
   struct Shape {
     int64_t in, out;
   };
-  for (const Shape s : {Shape{75, 53}, Shape{300, 24}, Shape{513, 70}}) {
+  for (const Shape s : {Shape{75, 53}, Shape{300, 24}, Shape{513, 70}, Shape{300, 250},
+                        Shape{513, 200}}) {
     const Vec w = reference::random_vec(static_cast<size_t>(s.out * s.in), 60, 0.2);
     const Vec b = reference::random_vec(static_cast<size_t>(s.out), 61);
     for (DType wd : {DType::f32, DType::bf16, DType::f16}) {
