@@ -799,8 +799,8 @@ void unpack_panels_typed(const WT* panels, int64_t in, int64_t o0, int64_t o1, D
 
 // MR activation rows (packed input-major: xp[i·MR + m]) x NP consecutive whole panels (panel q at
 // wp + q·pstride) over inputs [0, kc): c[m, q·24 + 0..23] (row stride ldc) = (first ? 0 : c) +
-// Σ_i xp[i, m] · panel_q[i, 0..23]. Step i also prefetches pf + i·pf_step (and the line after when
-// the step exceeds one) unless pf is null.
+// Σ_i xp[i, m] · panel_q[i, 0..23]. Step i also prefetches pf + i·pf_step unless pf is null
+// (pf_step <= 64: the steps cover every line).
 template <int MR, int NP, typename WT>
 __attribute__((target("avx2,fma,f16c"))) void panel_kernel_avx2(int64_t kc, const float* xp,
                                                                 const WT* wp, int64_t pstride,
@@ -825,29 +825,51 @@ __attribute__((target("avx2,fma,f16c"))) void panel_kernel_avx2(int64_t kc, cons
         acc[0][m][q][v] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(cp);
         if constexpr (S == 2) acc[S - 1][m][q][v] = _mm256_setzero_ps();
       }
-  auto step = [&](int64_t i, __m256(&a)[MR][NP][NV]) __attribute__((always_inline)) {
-    if (pf) {
-      _mm_prefetch(pf + i * pf_step, _MM_HINT_T0);
-      if (pf_step > 64) _mm_prefetch(pf + i * pf_step + 64, _MM_HINT_T0);
-    }
-    __m256 xb[MR];
+  auto step = [&](auto prefetch, int64_t i, __m256(&a)[MR][NP][NV]) __attribute__((always_inline)) {
+    if constexpr (decltype(prefetch)::value) _mm_prefetch(pf + i * pf_step, _MM_HINT_T0);
+    // Live registers: the accumulators plus either NV weight vectors and one broadcast (one panel:
+    // load the panel's weights, then broadcast row by row) or MR broadcasts and one weight vector
+    // (several panels). The other order needs 17 with 4 rows and GCC spills an accumulator to the
+    // stack — a store-to-load round trip on every step that halved the 4-row kernel's speed.
+    if constexpr (NP == 1) {
+      __m256 wv[NV];
 #pragma GCC unroll 8
-    for (int m = 0; m < MR; ++m) xb[m] = _mm256_broadcast_ss(xp + i * MR + m);
+      for (int v = 0; v < NV; ++v) wv[v] = load8(wp + i * kPanel + v * 8);
 #pragma GCC unroll 8
-    for (int q = 0; q < NP; ++q)
+      for (int m = 0; m < MR; ++m) {
+        const __m256 xb = _mm256_broadcast_ss(xp + i * MR + m);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) {
-        const __m256 w = load8(wp + q * pstride + i * kPanel + v * 8);
-#pragma GCC unroll 8
-        for (int m = 0; m < MR; ++m) a[m][q][v] = _mm256_fmadd_ps(xb[m], w, a[m][q][v]);
+        for (int v = 0; v < NV; ++v) a[m][0][v] = _mm256_fmadd_ps(xb, wv[v], a[m][0][v]);
       }
+    } else {
+      __m256 xb[MR];
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; ++m) xb[m] = _mm256_broadcast_ss(xp + i * MR + m);
+#pragma GCC unroll 8
+      for (int q = 0; q < NP; ++q)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+          const __m256 w = load8(wp + q * pstride + i * kPanel + v * 8);
+#pragma GCC unroll 8
+          for (int m = 0; m < MR; ++m) a[m][q][v] = _mm256_fmadd_ps(xb[m], w, a[m][q][v]);
+        }
+    }
   };
-  int64_t i = 0;
-  for (; i + S <= kc; i += S) {
+  // The loop is written twice, with and without the prefetch, rather than testing pf on every
+  // step: with 4 rows the step is ~25 instructions for 12 FMAs, near the 6-per-cycle dispatch
+  // limit, and a compare and branch more per step showed.
+  auto steps = [&](auto prefetch) __attribute__((always_inline)) {
+    int64_t i = 0;
+    for (; i + S <= kc; i += S) {
 #pragma GCC unroll 2
-    for (int s = 0; s < S; ++s) step(i + s, acc[s]);
-  }
-  for (; i < kc; ++i) step(i, acc[0]);
+      for (int s = 0; s < S; ++s) step(prefetch, i + s, acc[s]);
+    }
+    for (; i < kc; ++i) step(prefetch, i, acc[0]);
+  };
+  if (pf)
+    steps(std::true_type{});
+  else
+    steps(std::false_type{});
 #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 8
@@ -1003,7 +1025,7 @@ void packed_gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t 
         // plain streams, which the hardware prefetcher follows on its own.
         const int64_t block_bytes = kc * kPanel * static_cast<int64_t>(esize);
         const int64_t share = (block_bytes + groups - 1) / groups;
-        const int64_t pf_step = (share + kc - 1) / kc;
+        const int64_t pf_step = (share + kc - 1) / kc;  // <= 24·4 / 2 bytes: groups > 1
         const auto* next = reinterpret_cast<const char*>(block + block_bytes);
         for (int64_t g = 0; g < groups; ++g) {
           const int64_t mr = std::min<int64_t>(4, rows - g * 4);
