@@ -797,6 +797,14 @@ void unpack_panels_typed(const WT* panels, int64_t in, int64_t o0, int64_t o1, D
   }
 }
 
+// A loaded weight vector pinned to a register. Otherwise GCC folds an f32 load into every row's
+// FMA as a memory operand — MR loads of the same vector instead of one — and the 4-row kernel
+// becomes load-port bound: 16 loads per 12 FMAs (measured 93 -> 127-147 GFLOP/s on 16 rows).
+__attribute__((target("avx2"))) inline __m256 in_register(__m256 v) {
+  __asm__("" : "+x"(v));
+  return v;
+}
+
 // MR activation rows (packed input-major: xp[i·MR + m]) x NP consecutive whole panels (panel q at
 // wp + q·pstride) over inputs [0, kc): c[m, q·24 + 0..23] (row stride ldc) = (first ? 0 : c) +
 // Σ_i xp[i, m] · panel_q[i, 0..23]. Step i also prefetches pf + i·pf_step unless pf is null
@@ -834,7 +842,7 @@ __attribute__((target("avx2,fma,f16c"))) void panel_kernel_avx2(int64_t kc, cons
     if constexpr (NP == 1) {
       __m256 wv[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) wv[v] = load8(wp + i * kPanel + v * 8);
+      for (int v = 0; v < NV; ++v) wv[v] = in_register(load8(wp + i * kPanel + v * 8));
 #pragma GCC unroll 8
       for (int m = 0; m < MR; ++m) {
         const __m256 xb = _mm256_broadcast_ss(xp + i * MR + m);
@@ -849,7 +857,8 @@ __attribute__((target("avx2,fma,f16c"))) void panel_kernel_avx2(int64_t kc, cons
       for (int q = 0; q < NP; ++q)
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) {
-          const __m256 w = load8(wp + q * pstride + i * kPanel + v * 8);
+          __m256 w = load8(wp + q * pstride + i * kPanel + v * 8);
+          if constexpr (MR > 1) w = in_register(w);
 #pragma GCC unroll 8
           for (int m = 0; m < MR; ++m) a[m][q][v] = _mm256_fmadd_ps(xb[m], w, a[m][q][v]);
         }
