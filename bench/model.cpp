@@ -28,7 +28,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "bench_models.h"
@@ -36,6 +35,7 @@
 #include "model/convert.h"
 #include "model/llama.h"
 #include "model/random_weights.h"
+#include "tensor/calibrate.h"
 #include "tensor/ops.h"
 #include "tensor/sampling.h"
 #include "tensor/threading.h"
@@ -118,60 +118,6 @@ std::optional<LlamaCppFigures> measure_llama_cpp(const model::WeightSource& weig
   }
   fs::remove_all(dir);
   return figures;
-}
-
-// fp32 FMA peak: 10 independent multiply-add chains on 8-wide vectors (GCC vector extension; with
-// -march=native and contraction on, each is one FMA instruction), on `threads` threads.
-typedef float v8 __attribute__((vector_size(32)));
-__attribute__((optimize("fp-contract=fast"), noinline)) float fma_chains(int64_t iters, float seed) {
-  // Ten named accumulators (not an array) so they stay in registers: ten chains hide FMA latency.
-  v8 a = v8{} + 0.999999f, b = v8{} + 1e-7f;
-  v8 c0 = v8{} + seed, c1 = c0 + 1, c2 = c0 + 2, c3 = c0 + 3, c4 = c0 + 4, c5 = c0 + 5, c6 = c0 + 6, c7 = c0 + 7,
-     c8 = c0 + 8, c9 = c0 + 9;
-  for (int64_t i = 0; i < iters; ++i) {
-    c0 = c0 * a + b, c1 = c1 * a + b, c2 = c2 * a + b, c3 = c3 * a + b, c4 = c4 * a + b;
-    c5 = c5 * a + b, c6 = c6 * a + b, c7 = c7 * a + b, c8 = c8 * a + b, c9 = c9 * a + b;
-  }
-  v8 s = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9;
-  return s[0];
-}
-
-double fma_peak_gflops(int threads) {
-  const int64_t iters = 40'000'000;
-  std::vector<float> result(threads);
-  auto t0 = Clock::now();
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) pool.emplace_back([&, t] { result[t] = fma_chains(iters, static_cast<float>(t)); });
-  for (auto& th : pool) th.join();
-  double secs = seconds_since(t0);
-  if (result[0] == 12345.f) std::puts("");  // keep the work observable
-  return 2.0 * 8 * 10 * iters * threads / secs / 1e9;
-}
-
-// Read bandwidth: summing a 1 GiB buffer of 64-bit words on `threads` threads (best of 3).
-double read_bandwidth_gbs(int threads) {
-  const size_t words = (size_t{1} << 30) / 8;
-  std::vector<uint64_t> buf(words);
-  for (size_t i = 0; i < words; ++i) buf[i] = i;
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    std::vector<uint64_t> sums(threads);
-    auto t0 = Clock::now();
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] {
-        size_t begin = words / threads * t, end = t + 1 == threads ? words : words / threads * (t + 1);
-        uint64_t s = 0;
-        for (size_t i = begin; i < end; ++i) s += buf[i];
-        sums[t] = s;
-      });
-    }
-    for (auto& th : pool) th.join();
-    double secs = seconds_since(t0);
-    if (sums[0] == 1) std::puts("");
-    best = std::max(best, words * 8.0 / secs / 1e9);
-  }
-  return best;
 }
 
 // oneDNN GEMM rate through the tensor op on a Llama-sized shape: y[512, 2816] = x[512, 1024] w^T.
@@ -290,8 +236,9 @@ int main(int argc, char** argv) {
               "%s weights\n",
               threads, packed ? "packed (decoding panels)" : "plain row-major");
   std::printf("load average at start: %s\n", load_average().c_str());
-  const double peak = fma_peak_gflops(threads);
-  const double bandwidth = read_bandwidth_gbs(threads);
+  // The library's probes (tensor/calibrate.h), as bench_tensor_gemm reports them.
+  const double peak = tensor::measure_fma_peak(threads).gflops;
+  const double bandwidth = tensor::measure_read_bandwidth(threads).gbs;
   const double gemm_f32 = gemm_gflops(tensor::DType::f32), gemm_bf16 = gemm_gflops(tensor::DType::bf16);
   std::printf("machine, measured now: fp32 FMA peak %.0f GFLOP/s, read bandwidth %.1f GB/s, oneDNN GEMM [512x1024x2816] "
               "f32 %.0f / bf16-weights %.0f GFLOP/s\n\n",
@@ -303,6 +250,9 @@ int main(int argc, char** argv) {
   // on average 256 earlier positions); the output head runs for the last token only.
   const double block_params = 8.0 * (1024.0 * (1024 + 512) + 1024.0 * 1024 + 3.0 * 1024 * 2816);
   const double flops_per_token = 2 * block_params + 8 * 2 * 2 * 256.0 * 1024;
+  // FLOPs per decoded token: the blocks and the output head (attention over a few dozen positions
+  // is left out, so the bound below errs high).
+  const double decode_flops_per_token = 2 * (block_params + 32000.0 * 1024);
   // llama.cpp -t 2 on a 2-core AVX-512 Zen 4 (docs/ENGINE_NOTES.md), printed when it cannot run here.
   struct Quoted {
     const char* dtype;
@@ -317,7 +267,8 @@ int main(int argc, char** argv) {
     auto dtype = q.type == model::StorageType::f32 ? tensor::DType::f32 : tensor::DType::bf16;
     auto m = model::LlamaModel::load(weights, {.dtype = dtype, .pack_for_inference = packed});
     Timings t = run_model(*m, decode_tokens, prefill_reps);
-    const double gbs = t.decode_tps * streamed_bytes(*m) / 1e9;
+    const double step_bytes = streamed_bytes(*m);
+    const double gbs = t.decode_tps * step_bytes / 1e9;
     m.reset();  // llama.cpp runs next, with the memory to itself
     std::optional<LlamaCppFigures> ref;
     if (llama_cpp) ref = measure_llama_cpp(weights, q.type, q.dtype, threads, decode_tokens, prefill_reps, keep_gguf);
@@ -344,11 +295,17 @@ int main(int argc, char** argv) {
     std::printf("%-6s %-22s %12s %12s %12s %13.1f GB/s = %3.0f%% bw\n", q.dtype, "decode, 1 sequence",
                 rate(t.decode_tps, "").c_str(), rate(ref->decode, mark).c_str(), ratio(t.decode_tps, ref->decode).c_str(),
                 gbs, 100 * gbs / bandwidth);
-    std::printf("%-6s %-22s %12s %12s %12s %14.2fx vs 1 sequence\n", q.dtype, "decode, 16 sequences",
+    // The most 16 sequences could gain over one: a 16-token step takes at least its FLOPs at the FMA
+    // peak (and its weight bytes at the read bandwidth), the single-sequence step what it measured.
+    const double step16_min = std::max(16 * decode_flops_per_token / (peak * 1e9), step_bytes / (bandwidth * 1e9));
+    const double bound = 16 / t.decode_tps / step16_min;
+    std::printf("%-6s %-22s %12s %12s %12s %9.2fx of 1 seq (bound %.1fx)\n", q.dtype, "decode, 16 sequences",
                 rate(t.batched_tps, "").c_str(), rate(ref->batched, mark).c_str(), ratio(t.batched_tps, ref->batched).c_str(),
-                t.batched_tps / t.decode_tps);
+                t.batched_tps / t.decode_tps, bound);
   }
-  std::printf("\nthis machine: %s.\n",
+  std::printf("\nbound: the 16-sequence gain if a 16-token step ran at the FMA peak (or streamed its weights at the read "
+              "bandwidth, if slower), against the single-sequence rate measured.\n");
+  std::printf("this machine: %s.\n",
 #if defined(__AVX512F__)
               "AVX-512"
 #else
