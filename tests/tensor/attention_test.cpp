@@ -141,6 +141,56 @@ TEST(Attention, StridedFusedQkvBf16AndAccumulatingGradients) {
                Error);
 }
 
+// Single-token steps over f32 caches take the in-place decoding kernel: head sizes below 8, at 64
+// and past it (register blocks and their tails), 8-key score blocks and a remainder, caches stored
+// position-major and head-major (a transposed view), 16 sequences per call.
+TEST(AttentionDecode, SingleTokenStepsOverF32CachesMatchTheReference) {
+  for (const int64_t d : {12, 64, 72}) {
+    for (const bool head_major : {false, true}) {
+      const int64_t hq = 6, hkv = 2, sequences = 16, steps = 21;
+      std::vector<Vec> q, k, v, want;
+      std::vector<Tensor> kc, vc;
+      for (int64_t s = 0; s < sequences; ++s) {
+        const int64_t t = steps + s;  // ragged: sequence s has s + 1 positions before the steps
+        q.push_back(reference::random_vec(static_cast<size_t>(t * hq * d), 300 + s));
+        k.push_back(reference::random_vec(static_cast<size_t>(t * hkv * d), 400 + s));
+        v.push_back(reference::random_vec(static_cast<size_t>(t * hkv * d), 500 + s));
+        want.push_back(reference::attention(q[s], k[s], v[s], {1, t, hq, hkv, d}, nullptr, 0.3));
+        Tensor kt = head_major ? Tensor::zeros({hkv, t, d}, DType::f32).transpose(0, 1)
+                               : Tensor::zeros({t, hkv, d}, DType::f32);
+        Tensor vt = head_major ? Tensor::zeros({hkv, t, d}, DType::f32).transpose(0, 1)
+                               : Tensor::zeros({t, hkv, d}, DType::f32);
+        kt.copy_from(to_tensor(k[s], {t, hkv, d}));
+        vt.copy_from(to_tensor(v[s], {t, hkv, d}));
+        kc.push_back(kt);
+        vc.push_back(vt);
+      }
+      for (int64_t step = 0; step < steps; ++step) {
+        std::vector<int32_t> starts{0}, positions;
+        Vec qstep;
+        for (int64_t s = 0; s < sequences; ++s) {
+          const int64_t p = s + step;  // the new token's position
+          positions.push_back(static_cast<int32_t>(p));
+          starts.push_back(starts.back() + 1);
+          qstep.insert(qstep.end(), q[s].begin() + p * hq * d, q[s].begin() + (p + 1) * hq * d);
+        }
+        Tensor out = Tensor::empty({sequences, hq, d}, DType::f32);
+        attention_decode(out, to_tensor(qstep, {sequences, hq, d}), kc, vc,
+                         Tensor::from_ints(starts, {sequences + 1}),
+                         Tensor::from_ints(positions, {sequences}), 0.3f);
+        const Vec got = to_vec(out);
+        for (int64_t s = 0; s < sequences; ++s) {
+          const int64_t p = s + step;
+          const Vec row(got.begin() + s * hq * d, got.begin() + (s + 1) * hq * d);
+          const Vec ref(want[s].begin() + p * hq * d, want[s].begin() + (p + 1) * hq * d);
+          ASSERT_LT(rel_error(row, ref), 2e-6) << "d " << d << (head_major ? " head-major" : "")
+                                               << " sequence " << s << " position " << p;
+        }
+      }
+    }
+  }
+}
+
 TEST(AttentionDecode, RaggedBatchOverCachesEqualsTheFullPass) {
   // Three sequences of different lengths; each is decoded as a prefill chunk then single tokens,
   // all sequences of a step in one ragged call. Caches: one f32 pool viewed per slot, one bf16
