@@ -26,7 +26,8 @@ class KvCache {
   // Marks `n` more positions as filled (after the forward pass wrote them).
   void advance(int64_t n);
 
-  // [capacity, Hkv, D] for layer l; rows [0, length) are valid.
+  // [capacity, Hkv, D] for layer l (a view of head-major storage [Hkv, capacity, D]); rows
+  // [0, length) are valid.
   const tensor::Tensor& keys(int64_t layer) const { return keys_[layer]; }
   const tensor::Tensor& values(int64_t layer) const { return values_[layer]; }
   size_t bytes() const;
