@@ -41,6 +41,14 @@ struct Setup {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    std::printf(
+        "usage: bench_chat [SHARED_DATA_DIR]\n"
+        "Rendering a two-turn conversation with real chat templates, and rendering + assistant-masking\n"
+        "it, against tokenizing the rendered text once. SHARED_DATA_DIR defaults to $SEQIT_SHARED_DATA\n"
+        "or ../shared/data.\n");
+    return 0;
+  }
   fs::path data = argc > 1 ? fs::path(argv[1])
                            : (std::getenv("SEQIT_SHARED_DATA") ? fs::path(std::getenv("SEQIT_SHARED_DATA"))
                                                                : fs::path(SEQIT_SHARED_DATA_DEFAULT));

@@ -282,6 +282,16 @@ int main(int argc, char** argv) {
     if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     if (a == "--quick") quick = true;
     if (a == "--tokens" && i + 1 < argc) tokens = std::atoi(argv[++i]);  // per request, part 3
+    if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: bench_llm [--threads N] [--quick] [--tokens N]\n"
+          "Client overhead per request (vs bare libcurl), 64 requests in flight (vs the ideal), and the\n"
+          "local server's throughput with 16 concurrent requests (vs one at a time) on the 155.7M Llama.\n"
+          "  --threads N  compute threads (default 2)\n"
+          "  --quick      fewer requests\n"
+          "  --tokens N   new tokens per request in the server part (default 32)\n");
+      return 0;
+    }
   }
   tensor::set_num_threads(threads);
   curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -73,8 +73,12 @@ int main(int argc, char** argv) {
     if (a == "--text" && i + 1 < argc) text_path = argv[++i];
     else if (a == "--no-oracle") oracle = false;
     else {
-      std::fprintf(stderr, "usage: bench_tokenizer [--text FILE] [--no-oracle]\n");
-      return 2;
+      const bool help = a == "--help" || a == "-h";
+      std::fprintf(help ? stdout : stderr,
+                   "usage: bench_tokenizer [--text FILE] [--no-oracle]\n"
+                   "Tokenizer throughput on FILE (default: War and Peace from the shared data), next to\n"
+                   "@huggingface/transformers in the same run unless --no-oracle.\n");
+      return help ? 0 : 2;
     }
   }
   const std::string text = slurp(text_path);
