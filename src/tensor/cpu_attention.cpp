@@ -228,7 +228,6 @@ void decode_one_token(const float* qs, int64_t nq, int64_t dp, int64_t d, const 
     float* p = scores + r * kend;
     const float sum = exp_shift_sum(p, max_of(p, kend), p, kend);
     float* out = o + r * dp;
-    std::fill(out, out + dp, 0.0f);
     int64_t x = 0;
 #ifdef SEQIT_AVX2
     for (; x + 64 <= d; x += 64) {  // 8 output vectors in registers over all keys
@@ -245,6 +244,7 @@ void decode_one_token(const float* qs, int64_t nq, int64_t dp, int64_t d, const 
       for (int v = 0; v < 8; ++v) _mm256_storeu_ps(out + x + 8 * v, acc[v]);
     }
 #endif
+    std::fill(out + x, out + dp, 0.0f);  // the columns the registers did not cover, and the padding
     if (x < d)
       for (int64_t jj = 0; jj < kend; ++jj) axpy(p[jj], value(jj) + x, out + x, d - x);
     detail::scale(out, 1.0f / sum, d);

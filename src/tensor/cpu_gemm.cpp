@@ -1016,10 +1016,9 @@ void packed_gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t 
   auto run = [&](int64_t p0, int64_t p1) {
     float tail[kPackedMaxRows * kPanel];  // the last, partial panel's outputs
     // With one group (<= 4 rows), whole panels go `wide` at a time where they can.
-    const PanelKernels& one_group = kernels[std::min<int64_t>(rows, 4) - 1];
+    const int64_t wide = groups == 1 ? kernels[rows - 1].wide_panels : 1;
     for (int64_t p = p0; p < p1;) {
-      const int64_t wide = one_group.wide_panels;
-      const int64_t np = groups == 1 && p + wide <= p1 && (p + wide) * kPanel <= out ? wide : 1;
+      const int64_t np = p + wide <= p1 && (p + wide) * kPanel <= out ? wide : 1;
       const auto* wp = static_cast<const std::byte*>(panels) + p * panel_elems * esize;
       const int64_t o = p * kPanel, width = std::min(np * kPanel, out - o);
       float* c = width == np * kPanel ? y + o : tail;
