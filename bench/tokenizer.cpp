@@ -1,6 +1,6 @@
 // Tokenizer throughput on War and Peace (3.2 MB): seqit single-threaded per tokenizer, batch
-// encoding on 1 and 2 threads (ThreadPool), next to @huggingface/transformers (transformers.js,
-// the npm oracle) encoding the same text in the same run.
+// encoding on 1 and 2 threads (ThreadPool), next to transformers.js (its tokenizer engine
+// @huggingface/tokenizers, the npm oracle) encoding the same text in the same run.
 //   bench_tokenizer [--text FILE] [--no-oracle]
 // Run from the repository root or anywhere: the oracle script and build/oracles are found next to
 // the executable's build folder.
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
       std::fprintf(help ? stdout : stderr,
                    "usage: bench_tokenizer [--text FILE] [--no-oracle]\n"
                    "Tokenizer throughput on FILE (default: War and Peace from the shared data), next to\n"
-                   "@huggingface/transformers in the same run unless --no-oracle.\n");
+                   "transformers.js (@huggingface/tokenizers) in the same run unless --no-oracle.\n");
       return help ? 0 : 2;
     }
   }

@@ -1,4 +1,5 @@
-// seqit against the independent oracle, @huggingface/transformers (npm), on 10,000 generated strings
+// seqit against the independent oracle, transformers.js (its tokenizer engine @huggingface/tokenizers,
+// npm), on 10,000 generated strings
 // per tokenizer (GPT-2, Llama-2, Llama-3, Qwen), all strings through one node process. The same
 // script also runs Hugging Face's Rust `tokenizers` (the engine Python transformers uses, through its
 // official Node binding) on the same strings: seqit must equal it on every string, and must equal
@@ -42,7 +43,7 @@ fs::path oracle_dir() { return seqit::testing::source_dir() / "build" / "oracles
 // Runs the oracle script once over `strings` with the models named in `only` (all when empty).
 json oracle_results(const std::vector<std::string>& strings, seqit::testing::TempDir& dir,
                     const std::vector<std::string>& only = {}) {
-  if (!fs::exists(oracle_dir() / "node_modules" / "@huggingface" / "transformers") ||
+  if (!fs::exists(oracle_dir() / "node_modules" / "@huggingface" / "tokenizers") ||
       !fs::exists(oracle_dir() / "node_modules" / "tokenizers")) {
     throw std::runtime_error("the npm oracles are not installed in " + oracle_dir().string() +
                              ": run scripts/oracles (scripts/test does)");
@@ -86,9 +87,10 @@ std::string explained_deviation(const std::string& model, const std::string& tex
   return "";
 }
 
-// The two ways transformers.js 4.3.1 departs from Hugging Face's Rust tokenizers (which Python
-// transformers runs) that the 40,000-string comparison found, each with a minimal example. The
-// expected ids are the Rust library's (recorded from `tokenizers` 0.23.2 and re-checked live here);
+// The two ways transformers.js (tokenizers.js 0.2.0, its engine since 4.x) departs from Hugging
+// Face's Rust tokenizers (which Python transformers runs) that the 40,000-string comparison found,
+// each with a minimal example. The expected ids are the Rust library's (recorded from `tokenizers`
+// 0.23.2 and re-checked live here);
 // seqit follows the Rust library. The examples run in the same node process as the 40,000 strings.
 //  1. Whitespace class. The pre-tokenizer regexes use \s. HF compiles them with Oniguruma, whose \s is
 //     Unicode White_Space: it includes U+0085 (NEXT LINE) and excludes U+FEFF (BOM). JavaScript's \s
@@ -137,6 +139,7 @@ void check_deviation_examples(const json& results, size_t first_index) {
 }
 
 TEST(Oracle, TenThousandStringsPerTokenizerMatchHuggingFace) {
+  seqit::testing::allow_seconds(180);  // 40,000 strings through node: ~25 s on 2 cores
   seqit::testing::TempDir dir;
   auto strings = testing::oracle_strings(kStrings, 20251126);
   const size_t generated = strings.size();
