@@ -84,7 +84,7 @@ struct OpenAiServer::Impl {
   Backend& backend;
   ServerOptions options;
   httplib::Server http;
-  std::thread thread;
+  std::unique_ptr<HttpListener> listener;
   std::mutex stop_mutex;
   std::condition_variable finished_cv;
   bool started = false, stopped = false, finished = false;
@@ -326,10 +326,8 @@ struct OpenAiServer::Impl {
 OpenAiServer::OpenAiServer(Backend& backend, ServerOptions options)
     : impl_(std::make_unique<Impl>(backend, std::move(options))) {
   Impl& im = *impl_;
-  const int threads = std::max(4, im.options.threads);
-  im.http.new_task_queue = [threads] {
-    return new httplib::ThreadPool(static_cast<size_t>(threads));
-  };
+  im.listener = std::make_unique<HttpListener>(
+      im.http, static_cast<size_t>(std::max(4, im.options.threads)));
   im.http.set_keep_alive_timeout(im.options.keep_alive_timeout_s);
   // httplib writes headers and body separately; without this, Nagle + delayed ACK add ~40 ms.
   im.http.set_tcp_nodelay(true);
@@ -381,9 +379,8 @@ void OpenAiServer::start() {
   Impl& im = *impl_;
   std::lock_guard lock(im.stop_mutex);
   if (im.started) return;
-  port_ = bind_http_server(im.http, im.options.host, im.options.port);
+  port_ = im.listener->start(im.options.host, im.options.port);
   im.started = true;
-  im.thread = std::thread([&im] { im.http.listen_after_bind(); });
 }
 
 void OpenAiServer::wait() {
@@ -399,9 +396,8 @@ void OpenAiServer::stop() {
     if (!im.started || im.stopped) return;
     im.stopped = true;
   }
-  // httplib stops accepting, then its worker pool drains: handlers in flight run to completion.
-  im.http.stop();
-  if (im.thread.joinable()) im.thread.join();
+  // Requests taken before now are answered; later ones get 503 or a refused connection.
+  im.listener->stop();
   {
     std::lock_guard lock(im.stop_mutex);
     im.finished = true;

@@ -18,7 +18,7 @@ using nlohmann::json;
 FaultServer::FaultServer(Plan plan)
     : server_(std::make_unique<httplib::Server>()), plan_(std::move(plan)) {
   // Enough threads that every test's in-flight requests are served at once.
-  server_->new_task_queue = [] { return new httplib::ThreadPool(160); };
+  listener_ = std::make_unique<llm::HttpListener>(*server_, 160);
   // An idle keep-alive connection holds its thread until this passes, and stop() waits for it.
   server_->set_keep_alive_timeout(1);
   server_->set_tcp_nodelay(true);
@@ -46,8 +46,7 @@ FaultServer::FaultServer(Plan plan)
   };
   server_->Post("/v1/chat/completions", api);
   server_->Post("/v1/completions", api);
-  port_ = llm::bind_http_server(*server_, "127.0.0.1", 0);
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  port_ = listener_->start("127.0.0.1", 0);
 }
 
 FaultServer::~FaultServer() {
@@ -64,8 +63,7 @@ void FaultServer::stop() {
     stopping_ = true;
   }
   released_.notify_all();
-  server_->stop();
-  if (thread_.joinable()) thread_.join();
+  listener_->stop();
 }
 
 void FaultServer::set_plan(Plan plan) {

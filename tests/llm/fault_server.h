@@ -19,6 +19,9 @@
 namespace httplib {
 class Server;
 }
+namespace seqit::llm {
+class HttpListener;
+}
 
 namespace seqit::testing {
 
@@ -63,7 +66,7 @@ class FaultServer {
               int& status, std::string& reply, std::string& retry_after);
 
   std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  std::unique_ptr<llm::HttpListener> listener_;
   int port_ = 0;
   mutable std::mutex mutex_;
   std::condition_variable released_;
