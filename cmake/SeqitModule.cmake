@@ -17,12 +17,19 @@ endfunction()
 function(seqit_test module)
   cmake_parse_arguments(ARG "" "" "LIBS;LABELS" ${ARGN})
   file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cpp)
-  add_executable(test_${module} ${sources})
+  add_executable(test_${module} ${sources} $<TARGET_OBJECTS:seqit_test_watchdog>)
   target_compile_options(test_${module} PRIVATE ${SEQIT_WARNINGS})
   target_link_libraries(test_${module} PRIVATE seqit_testing ${ARG_LIBS} GTest::gtest GTest::gmock)
   set(labels ${module} ${ARG_LABELS})
+  # A backstop only (a hang outside a test body): the watchdog (tests/common/watchdog.cpp) ends a
+  # hung test after its own budget and names it.
+  set(backstop 300)
+  if(SEQIT_SANITIZE)
+    set(backstop 1200)
+  endif()
   gtest_discover_tests(test_${module}
     DISCOVERY_MODE PRE_TEST
     WORKING_DIRECTORY ${PROJECT_BINARY_DIR}
-    PROPERTIES LABELS "${labels}" ENVIRONMENT "SEQIT_BUILD_DIR=${PROJECT_BINARY_DIR}")
+    PROPERTIES LABELS "${labels}" ENVIRONMENT "SEQIT_BUILD_DIR=${PROJECT_BINARY_DIR}"
+               TIMEOUT ${backstop})
 endfunction()

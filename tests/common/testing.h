@@ -42,3 +42,15 @@ std::string slurp(const std::filesystem::path& path);
 void spit(const std::filesystem::path& path, std::string_view content);
 
 }  // namespace seqit::testing
+
+namespace seqit::testing {
+
+// Every test runs under a watchdog (watchdog.cpp, linked into each test binary): a test that has
+// not finished after its budget prints its name and the budget and ends the process with exit code
+// 124, so a hang fails in seconds, named, instead of running into ctest's timeout. The budget is
+// $SEQIT_TEST_TIMEOUT_S or 60 s; a test that is slow by design raises its own with this call
+// (from its body, before the slow part), in release-build seconds: both scale with
+// $SEQIT_TEST_TIMEOUT_S / 60 (the asan preset sets 300, so 5x).
+void allow_seconds(int seconds);
+
+}  // namespace seqit::testing
