@@ -29,14 +29,18 @@ int64_t Batch::count_targets() const {
 
 std::string BatchAccounting::describe() const {
   return fmt::format(
-      "{} micro-batches, {} rows, {} examples; tokens: {} kept, {} padded ({:.1f}% fill), {} truncated earlier, "
+      "{} micro-batches, {} rows, {} examples; tokens: {} kept, {} padded ({:.1f}% fill), {} "
+      "truncated earlier, "
       "{} trained{}",
-      micro_batches, rows, examples, tokens_kept, tokens_padded, 100.0 * fill(), tokens_truncated, target_tokens,
-      dropped_examples > 0 ? fmt::format("; {} examples left out by drop_last", dropped_examples) : "");
+      micro_batches, rows, examples, tokens_kept, tokens_padded, 100.0 * fill(), tokens_truncated,
+      target_tokens,
+      dropped_examples > 0 ? fmt::format("; {} examples left out by drop_last", dropped_examples)
+                           : "");
 }
 
-std::vector<RowPlan> pack_rows(const std::vector<int64_t>& lengths, const std::vector<int64_t>& order,
-                               int64_t capacity, PackingAlgorithm algorithm) {
+std::vector<RowPlan> pack_rows(const std::vector<int64_t>& lengths,
+                               const std::vector<int64_t>& order, int64_t capacity,
+                               PackingAlgorithm algorithm) {
   std::vector<RowPlan> rows;
   std::vector<int64_t> room;  // free tokens per row
   if (algorithm == PackingAlgorithm::first_fit) {
@@ -83,24 +87,29 @@ BatchPlan::BatchPlan(const std::vector<Example>& examples, BatchOptions options,
   const BatchOptions& o = options_;
   if (o.batch_size < 1) throw Error(fmt::format("batch_size must be >= 1, not {}", o.batch_size));
   if (o.max_len < 0) throw Error(fmt::format("max_len must be >= 0, not {}", o.max_len));
-  if (o.mode == BatchMode::packed && o.max_len == 0) throw Error("packing needs max_len (the row length)");
+  if (o.mode == BatchMode::packed && o.max_len == 0)
+    throw Error("packing needs max_len (the row length)");
   if (o.fixed_length && o.max_len == 0) throw Error("fixed_length needs max_len");
-  if (o.mega_batch_factor < 1) throw Error(fmt::format("mega_batch_factor must be >= 1, not {}", o.mega_batch_factor));
-  if (o.token_budget < 0) throw Error(fmt::format("token_budget must be >= 0, not {}", o.token_budget));
+  if (o.mega_batch_factor < 1)
+    throw Error(fmt::format("mega_batch_factor must be >= 1, not {}", o.mega_batch_factor));
+  if (o.token_budget < 0)
+    throw Error(fmt::format("token_budget must be >= 0, not {}", o.token_budget));
   if (o.token_budget > 0 && o.max_len > 0 && o.token_budget < o.max_len) {
-    throw Error(fmt::format("token_budget {} is smaller than max_len {}: a full row would not fit", o.token_budget,
-                            o.max_len));
+    throw Error(fmt::format("token_budget {} is smaller than max_len {}: a full row would not fit",
+                            o.token_budget, o.max_len));
   }
   for (size_t i = 0; i < examples.size(); ++i) {
     const int64_t n = examples[i].size();
     if (n == 0) throw Error(fmt::format("example {} has no tokens", i));
     if (o.max_len > 0 && n > o.max_len) {
-      throw Error(fmt::format("example {} has {} tokens, more than max_len {} (build the examples with the same "
-                              "max_len: it truncates them)",
-                              i, n, o.max_len));
+      throw Error(fmt::format(
+          "example {} has {} tokens, more than max_len {} (build the examples with the same "
+          "max_len: it truncates them)",
+          i, n, o.max_len));
     }
     if (o.token_budget > 0 && n > o.token_budget) {
-      throw Error(fmt::format("example {} has {} tokens, more than token_budget {}", i, n, o.token_budget));
+      throw Error(
+          fmt::format("example {} has {} tokens, more than token_budget {}", i, n, o.token_budget));
     }
   }
 }
@@ -118,7 +127,9 @@ int64_t BatchPlan::batch_length(const MicroBatch& batch) const {
   return t;
 }
 
-int64_t BatchPlan::padded_size(const MicroBatch& batch) const { return int64_t(batch.rows.size()) * batch_length(batch); }
+int64_t BatchPlan::padded_size(const MicroBatch& batch) const {
+  return int64_t(batch.rows.size()) * batch_length(batch);
+}
 
 // Consecutive rows into micro-batches of at most B rows and at most token_budget padded tokens.
 std::vector<MicroBatch> BatchPlan::group_rows(const std::vector<RowPlan>& rows) const {
@@ -126,9 +137,11 @@ std::vector<MicroBatch> BatchPlan::group_rows(const std::vector<RowPlan>& rows) 
   MicroBatch current;
   int64_t current_t = 0;
   for (const auto& row : rows) {
-    const int64_t t = options_.fixed_length ? options_.max_len : std::max(current_t, row_length(row));
+    const int64_t t =
+        options_.fixed_length ? options_.max_len : std::max(current_t, row_length(row));
     const bool full = int64_t(current.rows.size()) == options_.batch_size;
-    const bool over = options_.token_budget > 0 && int64_t(current.rows.size() + 1) * t > options_.token_budget;
+    const bool over =
+        options_.token_budget > 0 && int64_t(current.rows.size() + 1) * t > options_.token_budget;
     if (!current.rows.empty() && (full || over)) {
       batches.push_back(std::move(current));
       current = {};
@@ -156,7 +169,8 @@ std::vector<MicroBatch> BatchPlan::epoch_batches(int64_t epoch) const {
   if (options_.mode == BatchMode::packed) {
     std::vector<int64_t> lengths(examples.size());
     for (size_t i = 0; i < lengths.size(); ++i) lengths[i] = examples[i].size();
-    std::vector<RowPlan> rows = pack_rows(lengths, order, options_.max_len, PackingAlgorithm::best_fit_decreasing);
+    std::vector<RowPlan> rows =
+        pack_rows(lengths, order, options_.max_len, PackingAlgorithm::best_fit_decreasing);
     // Best-fit decreasing leaves the rows sorted by their first (longest) example: shuffle them.
     if (options_.shuffle) {
       SplitMix64 rng(stream_seed(seed_, kBatchOrder, uint64_t(epoch)));
@@ -168,14 +182,16 @@ std::vector<MicroBatch> BatchPlan::epoch_batches(int64_t epoch) const {
     for (size_t begin = 0; begin < order.size(); begin += mega) {
       const size_t end = std::min(order.size(), begin + mega);
       std::vector<int64_t> group(order.begin() + long(begin), order.begin() + long(end));
-      std::stable_sort(group.begin(), group.end(), [&](int64_t a, int64_t b) { return length(a) > length(b); });
+      std::stable_sort(group.begin(), group.end(),
+                       [&](int64_t a, int64_t b) { return length(a) > length(b); });
       std::vector<RowPlan> rows;
       rows.reserve(group.size());
       for (int64_t i : group) rows.push_back({i});
       for (auto& b : group_rows(rows)) batches.push_back(std::move(b));
     }
   }
-  if (options_.drop_last && !batches.empty() && int64_t(batches.back().rows.size()) < options_.batch_size) {
+  if (options_.drop_last && !batches.empty() &&
+      int64_t(batches.back().rows.size()) < options_.batch_size) {
     batches.pop_back();
   }
   if (options_.shuffle && options_.mode == BatchMode::length_grouped) {
@@ -244,7 +260,8 @@ BatchAccounting BatchPlan::accounting(int64_t epoch) const {
   return a;
 }
 
-BatchStream::BatchStream(const BatchPlan& plan, BatchPosition start) : plan_(&plan), position_(start) {
+BatchStream::BatchStream(const BatchPlan& plan, BatchPosition start)
+    : plan_(&plan), position_(start) {
   if (start.epoch < 0 || start.index < 0) {
     throw Error(fmt::format("bad batch position (epoch {}, index {})", start.epoch, start.index));
   }
@@ -254,7 +271,8 @@ void BatchStream::load_epoch() {
   if (loaded_epoch_ == position_.epoch) return;
   batches_ = plan_->epoch_batches(position_.epoch);
   loaded_epoch_ = position_.epoch;
-  if (batches_.empty()) throw Error(fmt::format("epoch {} has no micro-batches (no examples?)", position_.epoch));
+  if (batches_.empty())
+    throw Error(fmt::format("epoch {} has no micro-batches (no examples?)", position_.epoch));
 }
 
 int64_t BatchStream::batches_in_epoch() {
@@ -265,8 +283,8 @@ int64_t BatchStream::batches_in_epoch() {
 MicroBatch BatchStream::next() {
   load_epoch();
   if (position_.index >= int64_t(batches_.size())) {
-    throw Error(fmt::format("batch position {} is past the end of epoch {} ({} micro-batches)", position_.index,
-                            position_.epoch, batches_.size()));
+    throw Error(fmt::format("batch position {} is past the end of epoch {} ({} micro-batches)",
+                            position_.index, position_.epoch, batches_.size()));
   }
   MicroBatch out = batches_[size_t(position_.index)];
   if (++position_.index == int64_t(batches_.size())) position_ = {position_.epoch + 1, 0};

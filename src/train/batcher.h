@@ -41,7 +41,8 @@ struct BatchOptions {
   int64_t token_budget = 0;
   // Pad every micro-batch to max_len (fixed shapes) instead of to its longest row.
   bool fixed_length = false;
-  bool shuffle = true;     // false: examples in their given order (length grouping and packing still apply)
+  bool shuffle =
+      true;  // false: examples in their given order (length grouping and packing still apply)
   bool drop_last = false;  // drop an epoch's last micro-batch when it has fewer than B rows
   TokenId pad_id = 0;      // token written in padding (may equal EOS: padding has no target anyway)
 };
@@ -56,14 +57,15 @@ struct MicroBatch {
 
 // The arrays of one micro-batch, row-major (B, T).
 struct Batch {
-  int64_t rows = 0;    // B
-  int64_t length = 0;  // T
-  std::vector<TokenId> tokens;       // (B, T) pad_id in padding
-  std::vector<int32_t> targets;      // (B, T) next-token id, kIgnoreIndex where nothing is trained
-  std::vector<int32_t> positions;    // (B, T) position inside its example (restarts at 0); 0 in padding
+  int64_t rows = 0;              // B
+  int64_t length = 0;            // T
+  std::vector<TokenId> tokens;   // (B, T) pad_id in padding
+  std::vector<int32_t> targets;  // (B, T) next-token id, kIgnoreIndex where nothing is trained
+  std::vector<int32_t>
+      positions;  // (B, T) position inside its example (restarts at 0); 0 in padding
   std::vector<int32_t> segment_ids;  // (B, T) 1, 2, ... per example within its row; 0 in padding
-  int64_t real_tokens = 0;    // tokens of examples
-  int64_t padded_tokens = 0;  // rows x length - real_tokens
+  int64_t real_tokens = 0;           // tokens of examples
+  int64_t padded_tokens = 0;         // rows x length - real_tokens
 
   // Positions that are trained (targets != kIgnoreIndex): the trainer sums these over the
   // micro-batches of an optimizer step and divides the summed loss by the total.
@@ -77,9 +79,9 @@ struct BatchAccounting {
   int64_t examples = 0;          // examples placed (each exactly once)
   int64_t tokens_kept = 0;       // tokens of the placed examples
   int64_t tokens_truncated = 0;  // tokens the examples lost to max_len when they were built
-  int64_t tokens_padded = 0;     // sum over micro-batches of rows x T - tokens: kept + padded = slots
-  int64_t slots = 0;             // sum over micro-batches of rows x T
-  int64_t target_tokens = 0;     // trained positions
+  int64_t tokens_padded = 0;  // sum over micro-batches of rows x T - tokens: kept + padded = slots
+  int64_t slots = 0;          // sum over micro-batches of rows x T
+  int64_t target_tokens = 0;  // trained positions
   int64_t dropped_examples = 0;  // left out by drop_last
   double fill() const { return slots > 0 ? double(tokens_kept) / double(slots) : 0.0; }
   std::string describe() const;
@@ -97,6 +99,7 @@ class BatchPlan {
   // `examples` must outlive the plan (it keeps a reference). Throws seqit::Error for bad options
   // or an example longer than max_len.
   BatchPlan(const std::vector<Example>& examples, BatchOptions options, uint64_t seed);
+  BatchPlan(std::vector<Example>&&, BatchOptions, uint64_t) = delete;  // would dangle
 
   // The micro-batches of `epoch`, in training order (computed each call; cheap next to training).
   std::vector<MicroBatch> epoch_batches(int64_t epoch) const;
@@ -141,10 +144,11 @@ class BatchStream {
 };
 
 // Packing of `lengths` into bins of `capacity` (every length <= capacity); returns the bins as
-// indices into `lengths`, each bin in placement order. best_fit_decreasing is what the batcher uses;
-// first_fit (in the given order) is the baseline it is measured against.
+// indices into `lengths`, each bin in placement order. best_fit_decreasing is what the batcher
+// uses; first_fit (in the given order) is the baseline it is measured against.
 enum class PackingAlgorithm { best_fit_decreasing, first_fit };
-std::vector<RowPlan> pack_rows(const std::vector<int64_t>& lengths, const std::vector<int64_t>& order,
-                               int64_t capacity, PackingAlgorithm algorithm);
+std::vector<RowPlan> pack_rows(const std::vector<int64_t>& lengths,
+                               const std::vector<int64_t>& order, int64_t capacity,
+                               PackingAlgorithm algorithm);
 
 }  // namespace seqit::train

@@ -19,11 +19,16 @@ TurnPolicy parse_turn_policy(std::string_view name) {
 
 std::string_view drop_reason_name(DropReason reason) {
   switch (reason) {
-    case DropReason::no_assistant: return "no assistant message";
-    case DropReason::empty_assistant: return "empty assistant reply";
-    case DropReason::assistant_not_rendered: return "assistant reply not in the rendered text";
-    case DropReason::truncated_away: return "every trained token beyond max_len";
-    case DropReason::render_error: return "render/mask error";
+    case DropReason::no_assistant:
+      return "no assistant message";
+    case DropReason::empty_assistant:
+      return "empty assistant reply";
+    case DropReason::assistant_not_rendered:
+      return "assistant reply not in the rendered text";
+    case DropReason::truncated_away:
+      return "every trained token beyond max_len";
+    case DropReason::render_error:
+      return "render/mask error";
   }
   return "?";
 }
@@ -35,38 +40,44 @@ int64_t ExampleSummary::dropped_total() const {
 }
 
 std::string ExampleSummary::describe() const {
-  std::string out = fmt::format("{} record{} -> {} example{}: {} tokens, {} trained ({:.1f}%)", records,
-                                records == 1 ? "" : "s", examples, examples == 1 ? "" : "s", tokens,
-                                target_tokens, tokens > 0 ? 100.0 * double(target_tokens) / double(tokens) : 0.0);
+  std::string out =
+      fmt::format("{} record{} -> {} example{}: {} tokens, {} trained ({:.1f}%)", records,
+                  records == 1 ? "" : "s", examples, examples == 1 ? "" : "s", tokens,
+                  target_tokens, tokens > 0 ? 100.0 * double(target_tokens) / double(tokens) : 0.0);
   if (dropped_total() > 0) {
     out += fmt::format("\ndropped {}:", dropped_total());
     bool first = true;
-    for (int r = 0; r < 5; ++r) {
+    for (size_t r = 0; r < kDropReasonCount; ++r) {
       if (dropped[r] == 0) continue;
       out += fmt::format("{} {} {}", first ? "" : ",", dropped[r], drop_reason_name(DropReason(r)));
       first = false;
     }
     for (const auto& d : first_dropped) {
       std::string where = d.where.location();
-      out += fmt::format("\n  {}{}{}: {}", where, where.empty() ? "" : ": ", drop_reason_name(d.reason), d.detail);
+      out += fmt::format("\n  {}{}{}: {}", where, where.empty() ? "" : ": ",
+                         drop_reason_name(d.reason), d.detail);
     }
     if (dropped_total() > int64_t(first_dropped.size())) {
       out += fmt::format("\n  ... and {} more", dropped_total() - int64_t(first_dropped.size()));
     }
   }
   if (truncated_examples > 0) {
-    out += fmt::format("\ntruncated {} example{} on the right at max_len ({} tokens cut)", truncated_examples,
-                       truncated_examples == 1 ? "" : "s", truncated_tokens);
+    out += fmt::format("\ntruncated {} example{} on the right at max_len ({} tokens cut)",
+                       truncated_examples, truncated_examples == 1 ? "" : "s", truncated_tokens);
   }
-  if (empty_turns > 0) out += fmt::format("\n{} empty assistant message{} not trained", empty_turns, empty_turns == 1 ? "" : "s");
+  if (empty_turns > 0)
+    out += fmt::format("\n{} empty assistant message{} not trained", empty_turns,
+                       empty_turns == 1 ? "" : "s");
   if (double_bos_removed > 0) {
-    out += fmt::format("\n{} example{} had a doubled BOS (template + tokenizer); one was removed", double_bos_removed,
-                       double_bos_removed == 1 ? "" : "s");
+    out += fmt::format("\n{} example{} had a doubled BOS (template + tokenizer); one was removed",
+                       double_bos_removed, double_bos_removed == 1 ? "" : "s");
   }
   if (no_end_marker > 0) {
-    out += fmt::format("\nWARNING: {} trained repl{} have no end-of-turn token after them: the model will not learn to "
-                       "stop (does the tokenizer read the template's EOS text as its EOS token?)",
-                       no_end_marker, no_end_marker == 1 ? "y" : "ies");
+    out += fmt::format(
+        "\nWARNING: {} trained repl{} have no end-of-turn token after them: the model will not "
+        "learn to "
+        "stop (does the tokenizer read the template's EOS text as its EOS token?)",
+        no_end_marker, no_end_marker == 1 ? "y" : "ies");
   }
   if (warnings > 0) {
     out += fmt::format("\n{} mask warning{}", warnings, warnings == 1 ? "" : "s");
@@ -78,11 +89,13 @@ std::string ExampleSummary::describe() const {
 
 namespace {
 
-bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+bool blank(const std::string& s) {
+  return s.find_first_not_of(" \t\r\n") == std::string::npos;
+}
 
-void note_drop(ExampleSummary& summary, DropReason reason, const std::string& id, const ErrorContext& where,
-               std::string detail) {
-  ++summary.dropped[int(reason)];
+void note_drop(ExampleSummary& summary, DropReason reason, const std::string& id,
+               const ErrorContext& where, std::string detail) {
+  ++summary.dropped[size_t(reason)];
   if (summary.first_dropped.size() < summary.keep) {
     summary.first_dropped.push_back({reason, id, where, std::move(detail)});
   }
@@ -90,14 +103,16 @@ void note_drop(ExampleSummary& summary, DropReason reason, const std::string& id
 
 }  // namespace
 
-ExampleBuilder::ExampleBuilder(const chat::ChatTemplate& chat_template, const tokenizer::Tokenizer& tok,
-                               ExampleOptions options)
+ExampleBuilder::ExampleBuilder(const chat::ChatTemplate& chat_template,
+                               const tokenizer::Tokenizer& tok, ExampleOptions options)
     : template_(chat_template), tok_(&tok), options_(std::move(options)) {
   template_.special_tokens().fill_from(tok);
-  if (options_.max_len < 0) throw Error(fmt::format("max_len must be >= 0 (0 = no limit), not {}", options_.max_len));
+  if (options_.max_len < 0)
+    throw Error(fmt::format("max_len must be >= 0 (0 = no limit), not {}", options_.max_len));
 }
 
-std::optional<Example> ExampleBuilder::build(const data::Conversation& conversation, const ErrorContext& where,
+std::optional<Example> ExampleBuilder::build(const data::Conversation& conversation,
+                                             const ErrorContext& where,
                                              ExampleSummary& summary) const {
   const tokenizer::Tokenizer& tok = *tok_;
   // The messages as rendered, with the optional default system message first.
@@ -118,8 +133,10 @@ std::optional<Example> ExampleBuilder::build(const data::Conversation& conversat
     return std::nullopt;
   }
   std::vector<uint8_t> trained(messages.size(), 0);  // per message
-  if (options_.turns == TurnPolicy::last_assistant) trained[assistant.back()] = 1;
-  else for (size_t i : assistant) trained[i] = 1;
+  if (options_.turns == TurnPolicy::last_assistant)
+    trained[assistant.back()] = 1;
+  else
+    for (size_t i : assistant) trained[i] = 1;
   int64_t empty = 0, nonempty = 0;
   for (size_t i : assistant) {
     if (!trained[i]) continue;
@@ -142,19 +159,23 @@ std::optional<Example> ExampleBuilder::build(const data::Conversation& conversat
   try {
     chat::MaskOptions mask_options;
     mask_options.add_special = options_.add_special;
-    mc = chat::encode_with_assistant_mask(template_, tok, chat::messages_value(messages), mask_options);
+    mc = chat::encode_with_assistant_mask(template_, tok, chat::messages_value(messages),
+                                          mask_options);
   } catch (const std::exception& e) {
-    Error error = dynamic_cast<const Error*>(&e) ? *dynamic_cast<const Error*>(&e) : Error(e.what());
+    Error error =
+        dynamic_cast<const Error*>(&e) ? *dynamic_cast<const Error*>(&e) : Error(e.what());
     ErrorContext context = where;
     if (context.field.empty()) context.field = "messages";
-    Error located(fmt::format("cannot render with {}: {}", template_.name(), error.what()), context);
+    Error located(fmt::format("cannot render with {}: {}", template_.name(), error.what()),
+                  context);
     if (options_.on_error == data::OnError::stop) throw located;
     note_drop(summary, DropReason::render_error, conversation.id, where, located.message());
     return std::nullopt;
   }
 
   // A template that writes BOS itself, encoded by a tokenizer that adds one too: keep one.
-  if (auto bos = tok.bos_id(); bos && mc.ids.size() >= 2 && mc.ids[0] == *bos && mc.ids[1] == *bos) {
+  if (auto bos = tok.bos_id();
+      bos && mc.ids.size() >= 2 && mc.ids[0] == *bos && mc.ids[1] == *bos) {
     mc.ids.erase(mc.ids.begin());
     mc.spans.erase(mc.spans.begin());
     mc.mask.erase(mc.mask.begin());
@@ -203,7 +224,8 @@ std::optional<Example> ExampleBuilder::build(const data::Conversation& conversat
   for (size_t t = 0; t + 1 < n; ++t) {
     if (learn[t + 1]) ex.targets[t] = ex.tokens[t + 1];
   }
-  const bool had_targets = std::any_of(ex.targets.begin(), ex.targets.end(), [](int32_t v) { return v != kIgnoreIndex; });
+  const bool had_targets = std::any_of(ex.targets.begin(), ex.targets.end(),
+                                       [](int32_t v) { return v != kIgnoreIndex; });
   if (!had_targets) {
     note_drop(summary, DropReason::assistant_not_rendered, conversation.id, where,
               mc.warnings.empty() ? "no assistant token is masked" : mc.warnings.front());
@@ -219,11 +241,12 @@ std::optional<Example> ExampleBuilder::build(const data::Conversation& conversat
     ++summary.truncated_examples;
     summary.truncated_tokens += ex.truncated_tokens;
   }
-  ex.target_count = std::count_if(ex.targets.begin(), ex.targets.end(), [](int32_t v) { return v != kIgnoreIndex; });
+  ex.target_count = std::count_if(ex.targets.begin(), ex.targets.end(),
+                                  [](int32_t v) { return v != kIgnoreIndex; });
   if (ex.target_count == 0) {
     note_drop(summary, DropReason::truncated_away, conversation.id, where,
-              fmt::format("{} tokens; the first trained one is past max_len {}", ex.size() + ex.truncated_tokens,
-                          options_.max_len));
+              fmt::format("{} tokens; the first trained one is past max_len {}",
+                          ex.size() + ex.truncated_tokens, options_.max_len));
     return std::nullopt;
   }
   ++summary.examples;
@@ -241,8 +264,8 @@ data::Conversation training_conversation(const data::Record& record) {
 namespace {
 
 // One record: conversation (a failure there is a bad record), then the example.
-void add_record(const data::Record& record, const ErrorContext& where, const ExampleBuilder& builder,
-                SftExamples& out) {
+void add_record(const data::Record& record, const ErrorContext& where,
+                const ExampleBuilder& builder, SftExamples& out) {
   data::Conversation conversation;
   try {
     conversation = training_conversation(record);
@@ -253,7 +276,8 @@ void add_record(const data::Record& record, const ErrorContext& where, const Exa
     return;
   }
   ++out.summary.records;
-  if (auto ex = builder.build(conversation, where, out.summary)) out.examples.push_back(std::move(*ex));
+  if (auto ex = builder.build(conversation, where, out.summary))
+    out.examples.push_back(std::move(*ex));
 }
 
 ExampleSummary fresh_summary(const ExampleOptions& options) {
@@ -265,7 +289,8 @@ ExampleSummary fresh_summary(const ExampleOptions& options) {
 
 }  // namespace
 
-SftExamples load_sft_examples(const std::filesystem::path& path, const chat::ChatTemplate& chat_template,
+SftExamples load_sft_examples(const std::filesystem::path& path,
+                              const chat::ChatTemplate& chat_template,
                               const tokenizer::Tokenizer& tok, const ExampleOptions& options) {
   ExampleBuilder builder(chat_template, tok, options);
   SftExamples out;
@@ -275,18 +300,21 @@ SftExamples load_sft_examples(const std::filesystem::path& path, const chat::Cha
   read.on_error = options.on_error;
   read.report_errors = options.report_first;
   read.progress_label = "examples";
-  data::ReadReport report = data::read_records(path, read, [&](data::Record&& record, const ErrorContext& where) {
-    add_record(record, where, builder, out);
-  });
+  data::ReadReport report =
+      data::read_records(path, read, [&](data::Record&& record, const ErrorContext& where) {
+        add_record(record, where, builder, out);
+      });
   // The reader's bad records join those refused on conversion.
   out.summary.bad_records.count += report.bad.count;
   for (const auto& e : report.bad.first) {
-    if (out.summary.bad_records.first.size() < out.summary.bad_records.keep) out.summary.bad_records.first.push_back(e);
+    if (out.summary.bad_records.first.size() < out.summary.bad_records.keep)
+      out.summary.bad_records.first.push_back(e);
   }
   return out;
 }
 
-SftExamples build_sft_examples(const std::vector<data::Record>& records, const chat::ChatTemplate& chat_template,
+SftExamples build_sft_examples(const std::vector<data::Record>& records,
+                               const chat::ChatTemplate& chat_template,
                                const tokenizer::Tokenizer& tok, const ExampleOptions& options,
                                const std::string& source) {
   ExampleBuilder builder(chat_template, tok, options);
@@ -304,7 +332,8 @@ SftExamples build_sft_examples(const std::vector<data::Record>& records, const c
 std::vector<size_t> eval_indices(size_t n, const EvalSplit& how, uint64_t seed) {
   size_t count;
   if (how.count >= 0) {
-    if (size_t(how.count) > n) throw Error(fmt::format("cannot hold out {} of {} examples", how.count, n));
+    if (size_t(how.count) > n)
+      throw Error(fmt::format("cannot hold out {} of {} examples", how.count, n));
     count = size_t(how.count);
   } else {
     if (!(how.fraction >= 0 && how.fraction < 1)) {

@@ -6,7 +6,8 @@
 //   tokens[0..t], i.e. tokens[t+1] when that token is learned (chat::encode_with_assistant_mask's
 //   mask is 1 on it), else kIgnoreIndex. So the first reply token is the target of the last header
 //   token, and the end-of-turn marker (EOS, <|eot_id|>, <|im_end|>) of every trained reply is the
-//   target of the reply's last content token. targets[T-1] is always kIgnoreIndex (nothing follows).
+//   target of the reply's last content token. targets[T-1] is always kIgnoreIndex (nothing
+//   follows).
 //
 // Truncation keeps the head: an example longer than max_len keeps tokens[0..max_len) and the target
 // at position max_len-1 becomes kIgnoreIndex (its next token is gone), as Hugging Face's truncate-
@@ -14,6 +15,7 @@
 // (docs/training.md, "Data → batches").
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -47,11 +49,12 @@ struct ExampleOptions {
   // Train on every token after the first (the legacy Alpaca-LoRA recipe, SIT_SPEC §3.3); the turn
   // policy is then ignored.
   bool train_on_inputs = false;
-  // Longest example in tokens (SIT_SPEC §3.1: 2048); longer ones are truncated on the right. 0 = no limit.
+  // Longest example in tokens (SIT_SPEC §3.1: 2048); longer ones are truncated on the right. 0 = no
+  // limit.
   int64_t max_len = 2048;
   // Whether the tokenizer adds its special tokens (BOS) to the rendered text. Default: the
-  // template's own rule (yes for the builtin tulu/alpaca, no for Hugging Face templates, which write
-  // BOS themselves). Either way a doubled leading BOS is reduced to one.
+  // template's own rule (yes for the builtin tulu/alpaca, no for Hugging Face templates, which
+  // write BOS themselves). Either way a doubled leading BOS is reduced to one.
   std::optional<bool> add_special;
   // When set, a conversation without a system message gets one with this content first. The SIT
   // data always has a system block, also an empty one (SIT_SPEC §3.2): default_system = "".
@@ -64,10 +67,11 @@ struct ExampleOptions {
 };
 
 struct Example {
-  std::string id;       // the record's id ("" when it had none)
-  int64_t record = -1;  // 0-based index of the record in its source
-  std::vector<TokenId> tokens;   // (T)
-  std::vector<int32_t> targets;  // (T) next-token target or kIgnoreIndex; targets.back() == kIgnoreIndex
+  std::string id;               // the record's id ("" when it had none)
+  int64_t record = -1;          // 0-based index of the record in its source
+  std::vector<TokenId> tokens;  // (T)
+  // (T) next-token target or kIgnoreIndex; targets.back() == kIgnoreIndex
+  std::vector<int32_t> targets;
   int64_t target_count = 0;      // targets that are not kIgnoreIndex (> 0 for every kept example)
   int64_t truncated_tokens = 0;  // tokens cut off the end by max_len (0 = not truncated)
 
@@ -76,12 +80,13 @@ struct Example {
 
 // Why an example was dropped.
 enum class DropReason {
-  no_assistant,        // the conversation has no assistant message (e.g. a prompt without output)
-  empty_assistant,     // every trained assistant message is empty (or whitespace only)
+  no_assistant,     // the conversation has no assistant message (e.g. a prompt without output)
+  empty_assistant,  // every trained assistant message is empty (or whitespace only)
   assistant_not_rendered,  // the template left the assistant content out of the text
-  truncated_away,      // all its targets lay beyond max_len
-  render_error,        // the template or the tokenizer failed on it (only with on_error = skip)
+  truncated_away,          // all its targets lay beyond max_len
+  render_error,            // the template or the tokenizer failed on it (only with on_error = skip)
 };
+inline constexpr size_t kDropReasonCount = 5;
 std::string_view drop_reason_name(DropReason reason);
 
 struct DroppedExample {
@@ -93,9 +98,9 @@ struct DroppedExample {
 
 // What happened to every record: kept, dropped (by reason), bad; tokens and truncation.
 struct ExampleSummary {
-  int64_t records = 0;   // records read well and turned into conversations
-  int64_t examples = 0;  // kept
-  int64_t dropped[5] = {0, 0, 0, 0, 0};  // by DropReason
+  int64_t records = 0;                   // records read well and turned into conversations
+  int64_t examples = 0;                  // kept
+  std::array<int64_t, kDropReasonCount> dropped{};  // by DropReason
   std::vector<DroppedExample> first_dropped;
   data::BadRecords bad_records;  // records the reader (or the conversion to a conversation) refused
   int64_t tokens = 0;            // tokens of the kept examples (after truncation)
@@ -108,12 +113,12 @@ struct ExampleSummary {
   // usual cause is a tokenizer that does not read the EOS text the template writes as the EOS
   // token (e.g. a tokenizer.json whose "</s>" is "normalized": true); the examples are kept.
   int64_t no_end_marker = 0;
-  int64_t warnings = 0;            // mask warnings (each no_end_marker turn is one, with details)
+  int64_t warnings = 0;  // mask warnings (each no_end_marker turn is one, with details)
   std::vector<std::string> first_warnings;
   size_t keep = 5;
 
   int64_t dropped_total() const;
-  int64_t count(DropReason reason) const { return dropped[int(reason)]; }
+  int64_t count(DropReason reason) const { return dropped[size_t(reason)]; }
   // records == examples + dropped_total() (bad records are not in `records`).
   // A few lines: "5000 records -> 4987 examples (812345 tokens, 401234 trained); dropped 13: ...".
   std::string describe() const;
@@ -148,11 +153,13 @@ struct SftExamples {
 
 // Every record of `path` (any data/ format, detected unless options.from says) as examples.
 // Instructions become conversations by data::to_conversation (user = instruction + " " + input).
-SftExamples load_sft_examples(const std::filesystem::path& path, const chat::ChatTemplate& chat_template,
+SftExamples load_sft_examples(const std::filesystem::path& path,
+                              const chat::ChatTemplate& chat_template,
                               const tokenizer::Tokenizer& tok, const ExampleOptions& options = {});
 
 // The same for records already in memory; `source` names them in errors ("" = none).
-SftExamples build_sft_examples(const std::vector<data::Record>& records, const chat::ChatTemplate& chat_template,
+SftExamples build_sft_examples(const std::vector<data::Record>& records,
+                               const chat::ChatTemplate& chat_template,
                                const tokenizer::Tokenizer& tok, const ExampleOptions& options = {},
                                const std::string& source = "");
 
@@ -172,8 +179,8 @@ struct SplitResult {
   std::vector<T> train, eval;  // each keeps the input order
 };
 
-// The eval indices for `n` items: a seeded random choice, sorted. Throws seqit::Error for a fraction
-// outside [0, 1) or a count above n.
+// The eval indices for `n` items: a seeded random choice, sorted. Throws seqit::Error for a
+// fraction outside [0, 1) or a count above n.
 std::vector<size_t> eval_indices(size_t n, const EvalSplit& split, uint64_t seed);
 
 template <typename T>

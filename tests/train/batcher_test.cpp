@@ -16,7 +16,8 @@ namespace {
 
 constexpr TokenId kPad = 2;
 
-// Example `i` of `length` tokens 1000*i + t; every third position is not trained; the last never is.
+// Example `i` of `length` tokens 1000*i + t; every third position is not trained; the last never
+// is.
 Example synthetic(int64_t i, int64_t length) {
   Example ex;
   ex.id = std::to_string(i);
@@ -26,7 +27,8 @@ Example synthetic(int64_t i, int64_t length) {
   for (int64_t t = 0; t + 1 < length; ++t) {
     if (t % 3 != 0) ex.targets[size_t(t)] = ex.tokens[size_t(t + 1)];
   }
-  ex.target_count = std::count_if(ex.targets.begin(), ex.targets.end(), [](int32_t v) { return v != kIgnoreIndex; });
+  ex.target_count = std::count_if(ex.targets.begin(), ex.targets.end(),
+                                  [](int32_t v) { return v != kIgnoreIndex; });
   ex.truncated_tokens = length == 64 ? 5 : 0;  // pretend the longest ones were cut when built
   return ex;
 }
@@ -34,7 +36,8 @@ Example synthetic(int64_t i, int64_t length) {
 std::vector<Example> synthetic_set(size_t n, int64_t max_len, uint64_t seed) {
   SplitMix64 rng(seed);
   std::vector<Example> out;
-  for (size_t i = 0; i < n; ++i) out.push_back(synthetic(int64_t(i), 1 + int64_t(rng.below(uint64_t(max_len)))));
+  for (size_t i = 0; i < n; ++i)
+    out.push_back(synthetic(int64_t(i), 1 + int64_t(rng.below(uint64_t(max_len)))));
   return out;
 }
 
@@ -49,7 +52,8 @@ BatchOptions packed(int64_t batch_size, int64_t max_len) {
 
 // Every cell of a materialized batch, checked against the example it came from; returns the
 // (example, position) of every real token.
-std::multiset<std::pair<int64_t, int64_t>> check_batch(const BatchPlan& plan, const MicroBatch& mb) {
+std::multiset<std::pair<int64_t, int64_t>> check_batch(const BatchPlan& plan,
+                                                       const MicroBatch& mb) {
   std::multiset<std::pair<int64_t, int64_t>> seen;
   Batch b = plan.materialize(mb);
   const auto& examples = plan.examples();
@@ -193,7 +197,8 @@ TEST(Packing, BestFitUsesNoMoreRowsThanFirstFit) {
     ls.push_back(examples[i].size());
     ord.push_back(int64_t(i));
   }
-  EXPECT_LE(plan.accounting(0).rows, int64_t(pack_rows(ls, ord, 64, PackingAlgorithm::first_fit).size()));
+  EXPECT_LE(plan.accounting(0).rows,
+            int64_t(pack_rows(ls, ord, 64, PackingAlgorithm::first_fit).size()));
 }
 
 TEST(Packing, TokenBudgetCapsEachMicroBatch) {
@@ -236,7 +241,8 @@ TEST(LengthGrouping, EveryExampleOncePerEpochInASeededOrder) {
     std::vector<int64_t> order = flat_order(batches);
     std::vector<int64_t> sorted = order;
     std::sort(sorted.begin(), sorted.end());
-    for (size_t i = 0; i < sorted.size(); ++i) ASSERT_EQ(sorted[i], int64_t(i)) << "not exactly once";
+    for (size_t i = 0; i < sorted.size(); ++i)
+      ASSERT_EQ(sorted[i], int64_t(i)) << "not exactly once";
     ASSERT_EQ(sorted.size(), examples.size());
     EXPECT_EQ(order, flat_order(same.epoch_batches(epoch))) << "same seed and epoch, other order";
     EXPECT_NE(order, flat_order(other_seed.epoch_batches(epoch)));
@@ -254,10 +260,12 @@ TEST(LengthGrouping, EveryExampleOncePerEpochInASeededOrder) {
   // Grouping by length pads less than batches of random lengths (mega-batch = one batch).
   BatchOptions ungrouped = o;
   ungrouped.mega_batch_factor = 1;
-  BatchAccounting grouped_acc = plan.accounting(0), ungrouped_acc = BatchPlan(examples, ungrouped, 42).accounting(0);
+  BatchAccounting grouped_acc = plan.accounting(0),
+                  ungrouped_acc = BatchPlan(examples, ungrouped, 42).accounting(0);
   EXPECT_EQ(grouped_acc.tokens_kept, ungrouped_acc.tokens_kept);
   EXPECT_LT(grouped_acc.tokens_padded * 3, ungrouped_acc.tokens_padded)
-      << grouped_acc.describe() << "\n" << ungrouped_acc.describe();
+      << grouped_acc.describe() << "\n"
+      << ungrouped_acc.describe();
 }
 
 TEST(LengthGrouping, DropLastAndTokenBudget) {
@@ -306,11 +314,13 @@ TEST(BatchStream, ResumesExactlyFromASavedPosition) {
       BatchStream resumed(plan, positions[size_t(stop)]);
       for (int64_t k = stop; k < 3 * per_epoch; ++k) {
         MicroBatch mb = resumed.next();
-        ASSERT_EQ(flat_order({mb}), flat_order({straight[size_t(k)]})) << "step " << k << " after resuming at " << stop;
+        ASSERT_EQ(flat_order({mb}), flat_order({straight[size_t(k)]}))
+            << "step " << k << " after resuming at " << stop;
       }
     }
     // The epochs are the plan's epoch_batches, in order.
-    EXPECT_EQ(flat_order(std::vector<MicroBatch>(straight.begin() + per_epoch, straight.begin() + 2 * per_epoch)),
+    EXPECT_EQ(flat_order(std::vector<MicroBatch>(straight.begin() + per_epoch,
+                                                 straight.begin() + 2 * per_epoch)),
               flat_order(plan.epoch_batches(1)));
   }
 }

@@ -27,12 +27,15 @@ const Tokenizer& load(const char* relative) {
   return *slot;
 }
 
-data::Message msg(std::string_view role, std::string content) { return {std::string(role), std::move(content), {}}; }
+data::Message msg(std::string_view role, std::string content) {
+  return {std::string(role), std::move(content), {}};
+}
 
 data::Conversation two_turns() {
   data::Conversation c;
   c.id = "chat-1";
-  c.messages = {msg("system", "You are a concise assistant."), msg("user", "What is the capital of France?"),
+  c.messages = {msg("system", "You are a concise assistant."),
+                msg("user", "What is the capital of France?"),
                 msg("assistant", "Paris is the capital of France."), msg("user", "And of Italy?"),
                 msg("assistant", "Rome.")};
   return c;
@@ -43,14 +46,17 @@ std::vector<std::pair<size_t, size_t>> target_runs(const Example& ex) {
   std::vector<std::pair<size_t, size_t>> runs;
   for (size_t t = 0; t < ex.targets.size(); ++t) {
     if (ex.targets[t] == kIgnoreIndex) continue;
-    if (!runs.empty() && runs.back().second == t) runs.back().second = t + 1;
-    else runs.emplace_back(t, t + 1);
+    if (!runs.empty() && runs.back().second == t)
+      runs.back().second = t + 1;
+    else
+      runs.emplace_back(t, t + 1);
   }
   return runs;
 }
 
 std::string decode_targets(const Tokenizer& tok, const Example& ex, std::pair<size_t, size_t> run) {
-  std::vector<TokenId> ids(ex.targets.begin() + long(run.first), ex.targets.begin() + long(run.second));
+  std::vector<TokenId> ids(ex.targets.begin() + long(run.first),
+                           ex.targets.begin() + long(run.second));
   std::string s = tok.decode(ids);
   size_t lead = s.find_first_not_of(' ');  // SentencePiece decoders drop/keep a leading space
   return lead == std::string::npos ? s : s.substr(lead);
@@ -122,8 +128,12 @@ void check_tulu_two_turns(const char* tokenizer_path) {
 }
 
 // Llama-2's SentencePiece model (as transformers' LlamaTokenizer reads it) and stories260K's vocab.
-TEST(SftExamples, TuluTwoTurnsLlama2) { check_tulu_two_turns("tokenizers/llama2/tokenizer.model"); }
-TEST(SftExamples, TuluTwoTurnsStories260K) { check_tulu_two_turns("models/stories260K/tok512.bin"); }
+TEST(SftExamples, TuluTwoTurnsLlama2) {
+  check_tulu_two_turns("tokenizers/llama2/tokenizer.model");
+}
+TEST(SftExamples, TuluTwoTurnsStories260K) {
+  check_tulu_two_turns("models/stories260K/tok512.bin");
+}
 
 TEST(SftExamples, PadEqualsEosStillTrainsEveryEos) {
   const Tokenizer& tok = load("tokenizers/llama2/tokenizer.model");
@@ -147,12 +157,14 @@ TEST(SftExamples, PadEqualsEosStillTrainsEveryEos) {
     if (b.segment_ids[k] == 0) {
       ++pad_cells;
       EXPECT_EQ(b.tokens[k], eos);  // padding is written with the pad id ...
-      EXPECT_EQ(b.targets[k], kIgnoreIndex) << "padding is trained at " << k;  // ... and never trained
+      EXPECT_EQ(b.targets[k], kIgnoreIndex)
+          << "padding is trained at " << k;  // ... and never trained
     }
     if (b.targets[k] == eos) ++eos_targets;
   }
   EXPECT_EQ(pad_cells, b.padded_tokens);
-  EXPECT_EQ(eos_targets, 3) << "two replies in the first chat, one in the second: each EOS is a target";
+  EXPECT_EQ(eos_targets, 3)
+      << "two replies in the first chat, one in the second: each EOS is a target";
   EXPECT_EQ(b.count_targets(), examples[0].target_count + examples[1].target_count);
 }
 
@@ -201,7 +213,8 @@ TEST(SftExamples, DefaultSystemAddsTheEmptySystemBlock) {
 // template writes BOS, the tokenizer adds none (as apply_chat_template).
 TEST(SftExamples, Llama3TemplateTrainsEotId) {
   const Tokenizer& tok = load("tokenizers/llama3/tokenizer.json");
-  chat::ChatTemplate t = chat::ChatTemplate::from_file(shared_data("tokenizers/llama3/tokenizer_config.json"));
+  chat::ChatTemplate t =
+      chat::ChatTemplate::from_file(shared_data("tokenizers/llama3/tokenizer_config.json"));
   const TokenId bos = *tok.token_id("<|begin_of_text|>");
   const TokenId eot = *tok.token_id("<|eot_id|>");
   ExampleSummary summary;
@@ -215,7 +228,8 @@ TEST(SftExamples, Llama3TemplateTrainsEotId) {
   EXPECT_EQ(decode_targets(tok, ex, runs[1]), "Rome.<|eot_id|>");
   EXPECT_EQ(ex.targets[runs[1].second - 1], eot);
   // This template always ends with an assistant header (Llama-3's base template does): not trained.
-  EXPECT_EQ(tok.decode(std::vector<TokenId>(ex.tokens.begin() + long(runs[1].second) + 1, ex.tokens.end())),
+  EXPECT_EQ(tok.decode(std::vector<TokenId>(ex.tokens.begin() + long(runs[1].second) + 1,
+                                            ex.tokens.end())),
             "<|start_header_id|>assistant<|end_header_id|>\n\n");
   // The position before each reply holds the header's "\n\n" after <|end_header_id|>.
   for (auto run : runs) EXPECT_EQ(tok.decode(std::vector<TokenId>{ex.tokens[run.first]}), "\n\n");
@@ -225,7 +239,8 @@ TEST(SftExamples, Llama3TemplateTrainsEotId) {
 // A template that writes BOS, encoded by a tokenizer that adds BOS too: one BOS is kept.
 TEST(SftExamples, NoDoubleBos) {
   const Tokenizer& tok = load("tokenizers/llama2/tokenizer.model");
-  chat::ChatTemplate t = chat::ChatTemplate::from_file(shared_data("tokenizers/chat_templates/mistralrs_llama2.json"));
+  chat::ChatTemplate t =
+      chat::ChatTemplate::from_file(shared_data("tokenizers/chat_templates/mistralrs_llama2.json"));
   ASSERT_NE(t.source().find("bos_token"), std::string::npos);
   for (std::optional<bool> add_special : {std::optional<bool>(), std::optional<bool>(true)}) {
     SCOPED_TRACE(add_special ? "tokenizer adds BOS too" : "template default (tokenizer adds none)");
@@ -233,7 +248,8 @@ TEST(SftExamples, NoDoubleBos) {
     options.add_special = add_special;
     ExampleSummary summary;
     data::Conversation c;
-    c.messages = {msg("user", "Hi"), msg("assistant", "Hello!"), msg("user", "Bye"), msg("assistant", "Bye!")};
+    c.messages = {msg("user", "Hi"), msg("assistant", "Hello!"), msg("user", "Bye"),
+                  msg("assistant", "Bye!")};
     Example ex = build_one(t, tok, c, options, &summary);
     expect_next_token_targets(ex);
     EXPECT_EQ(ex.tokens[0], *tok.bos_id());
@@ -256,7 +272,8 @@ TEST(SftExamples, EosTextNotReadAsEosIsReported) {
   EXPECT_EQ(std::count(ex.tokens.begin(), ex.tokens.end(), *tok.eos_id()), 0);
   EXPECT_EQ(summary.no_end_marker, 2);
   EXPECT_EQ(summary.warnings, 2);
-  EXPECT_NE(summary.describe().find("will not learn to stop"), std::string::npos) << summary.describe();
+  EXPECT_NE(summary.describe().find("will not learn to stop"), std::string::npos)
+      << summary.describe();
 }
 
 // ChatML (Qwen's vocabulary): <|im_end|> is trained, "<|im_start|>assistant\n" is not.
@@ -298,7 +315,8 @@ std::vector<data::Record> awkward_records() {
   records.push_back(blank);
   data::Conversation tool;  // the tulu format has no tool role: a render error
   tool.id = "tool";
-  tool.messages = {msg("user", "Weather?"), msg("tool", "{\"temp\": 20}"), msg("assistant", "20 degrees.")};
+  tool.messages = {msg("user", "Weather?"), msg("tool", "{\"temp\": 20}"),
+                   msg("assistant", "20 degrees.")};
   records.push_back(tool);
   return records;
 }
@@ -308,7 +326,8 @@ TEST(SftExamples, TruncationAndDroppingAreCountedByReason) {
   ExampleOptions options;
   options.max_len = 32;
   options.on_error = data::OnError::skip;
-  SftExamples out = build_sft_examples(awkward_records(), chat::ChatTemplate::builtin("tulu"), tok, options, "mem");
+  SftExamples out = build_sft_examples(awkward_records(), chat::ChatTemplate::builtin("tulu"), tok,
+                                       options, "mem");
   const ExampleSummary& s = out.summary;
   ASSERT_EQ(out.examples.size(), 2u) << s.describe();
   EXPECT_EQ(out.examples[0].id, "ok");
@@ -327,7 +346,7 @@ TEST(SftExamples, TruncationAndDroppingAreCountedByReason) {
   EXPECT_EQ(cut.size(), 32);
   EXPECT_GT(cut.truncated_tokens, 0);
   EXPECT_LT(cut.truncated_tokens, s.truncated_tokens);  // the dropped one lost tokens too
-  EXPECT_EQ(cut.targets.back(), kIgnoreIndex);        // its next token was cut off
+  EXPECT_EQ(cut.targets.back(), kIgnoreIndex);          // its next token was cut off
   expect_next_token_targets(cut);
   EXPECT_EQ(s.tokens, out.examples[0].size() + cut.size());
   EXPECT_EQ(s.target_tokens, out.examples[0].target_count + cut.target_count);
@@ -336,11 +355,12 @@ TEST(SftExamples, TruncationAndDroppingAreCountedByReason) {
   EXPECT_EQ(s.first_dropped[0].id, "long-prompt");
   EXPECT_EQ(s.first_dropped[0].where.record, 1);
   EXPECT_EQ(s.first_dropped[3].reason, DropReason::render_error);
-  EXPECT_NE(s.first_dropped[3].detail.find("no role tool"), std::string::npos) << s.first_dropped[3].detail;
+  EXPECT_NE(s.first_dropped[3].detail.find("no role tool"), std::string::npos)
+      << s.first_dropped[3].detail;
   const std::string text = s.describe();
-  for (const char* part : {"6 records -> 2 examples", "dropped 4", "1 no assistant message", "1 empty assistant reply",
-                           "1 every trained token beyond max_len", "1 render/mask error", "truncated 2 examples",
-                           "mem: record 5"}) {
+  for (const char* part : {"6 records -> 2 examples", "dropped 4", "1 no assistant message",
+                           "1 empty assistant reply", "1 every trained token beyond max_len",
+                           "1 render/mask error", "truncated 2 examples", "mem: record 5"}) {
     EXPECT_NE(text.find(part), std::string::npos) << part << " not in:\n" << text;
   }
 
@@ -352,7 +372,8 @@ TEST(SftExamples, TruncationAndDroppingAreCountedByReason) {
   } catch (const Error& e) {
     EXPECT_EQ(e.context().record, 5);
     EXPECT_EQ(e.context().field, "messages");
-    EXPECT_NE(std::string(e.what()).find("mem: record 5, field 'messages'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("mem: record 5, field 'messages'"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -381,13 +402,16 @@ TEST(SftExamples, BadRecordNamesFileLineAndField) {
   EXPECT_EQ(out.examples.size(), 3u);
   EXPECT_EQ(out.summary.records, 3);
   EXPECT_EQ(out.summary.bad_records.count, 1);
-  EXPECT_NE(out.summary.describe().find(path.string() + ":3"), std::string::npos) << out.summary.describe();
+  EXPECT_NE(out.summary.describe().find(path.string() + ":3"), std::string::npos)
+      << out.summary.describe();
 
   // A record that reads well but cannot be rendered: the error has its file and line too.
   const auto chats = dir / "chats.jsonl";
   testing::spit(chats,
-                "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hello\"}]}\n"
-                "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"critic\", \"content\": \"meh\"}, "
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": "
+                "\"assistant\", \"content\": \"Hello\"}]}\n"
+                "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"critic\", "
+                "\"content\": \"meh\"}, "
                 "{\"role\": \"assistant\", \"content\": \"Hello\"}]}\n");
   try {
     load_sft_examples(chats, tulu, tok);
@@ -406,8 +430,8 @@ TEST(SftExamples, Alpaca5kThroughTulu) {
   ExampleOptions options;
   options.max_len = 256;
   options.default_system = "";
-  SftExamples out =
-      load_sft_examples(shared_data("train/alpaca/alpaca_5000.json"), chat::ChatTemplate::builtin("tulu"), tok, options);
+  SftExamples out = load_sft_examples(shared_data("train/alpaca/alpaca_5000.json"),
+                                      chat::ChatTemplate::builtin("tulu"), tok, options);
   const ExampleSummary& s = out.summary;
   SCOPED_TRACE(s.describe());
   EXPECT_EQ(s.records, 5000);
