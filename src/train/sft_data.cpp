@@ -245,7 +245,7 @@ std::optional<Example> ExampleBuilder::build(const data::Conversation& conversat
                                   [](int32_t v) { return v != kIgnoreIndex; });
   if (ex.target_count == 0) {
     note_drop(summary, DropReason::truncated_away, conversation.id, where,
-              fmt::format("{} tokens; the first trained one is past max_len {}",
+              fmt::format("{} tokens, none of the first {} trained",
                           ex.size() + ex.truncated_tokens, options_.max_len));
     return std::nullopt;
   }
