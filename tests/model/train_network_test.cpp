@@ -360,6 +360,19 @@ TEST_F(TorchReference, FullFineTuningLossAndEveryWeightGradientMatchPyTorch) { c
 TEST_F(TorchReference, LoraLossAndEveryAdapterGradientMatchPyTorch) { check_gradients(true); }
 
 TEST_F(TorchReference, TwoAdamWStepsEqualTorchOptimAdamWWithDecayGroups) {
+  // The groups: weight decay on matrices (embedding, projections, head, adapters), not on norm
+  // weights and biases.
+  for (bool lora : {false, true}) {
+    auto model = tiny_model(tiny_config(true, true));
+    TrainOptions options;
+    options.lora = lora;
+    TrainNetwork net(*model, options);
+    for (const Parameter& p : net.parameters()) {
+      const bool vector = p.name.find("norm.weight") != std::string::npos || p.name.ends_with(".bias");
+      EXPECT_EQ(p.decay, !vector) << p.name;
+      EXPECT_EQ(p.value.dim(), vector ? 1 : 2) << p.name;
+    }
+  }
   for (const TorchOutcome& out : outcomes_) {
     ASSERT_EQ(out.adamw.size(), out.parameters) << out.name;
     double worst = 0;
