@@ -221,7 +221,7 @@ class TorchReference : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (seqit::testing::run_command("/usr/bin/python3 -c 'import torch'") != 0) {
-      skip_ = "PyTorch is not installed for /usr/bin/python3 (scripts/setup --tests installs python3-torch)";
+      skip_ = "PyTorch is not installed for /usr/bin/python3: apt-get install python3-torch (a test-only package)";
       return;
     }
     std::vector<TorchCase> cases;
