@@ -344,7 +344,7 @@ TrainNetwork::Saved TrainNetwork::saved_views(const LayerBuffers& b, const Batch
 tensor::LoraConfig TrainNetwork::lora_config(int64_t layer, int module) const {
   tensor::LoraConfig cfg;
   cfg.scale = lora_scale_;
-  cfg.dropout = options_.lora_spec.dropout;
+  cfg.dropout = training_pass_ ? options_.lora_spec.dropout : 0.0f;  // evaluation: no dropout (PEFT's eval mode)
   // Each (step, layer, projection) draws its own mask; forward, recompute and backward agree.
   cfg.seed = mix(mix(options_.lora_spec.seed, step_seed_), static_cast<uint64_t>(layer) * kModules + static_cast<uint64_t>(module));
   return cfg;
@@ -457,6 +457,7 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
 
 tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batch, float grad_scale) {
   if (grad_scale == 0) return forward_loss(batch);
+  training_pass_ = true;
   const ModelConfig& c = model_.config();
   const LlamaWeights& w = model_.weights();
   const auto layers = static_cast<size_t>(c.num_layers);
@@ -501,6 +502,7 @@ tensor::CrossEntropyResult TrainNetwork::forward_loss(const TrainBatch& batch) {
   const LlamaWeights& w = model_.weights();
   const int64_t N = batch.batch * batch.seq_len;
   reserve(N, 1, 1, false);
+  training_pass_ = false;
   const BatchViews bv = prepare(batch);
   const Tensor x = ws_.residual[0].narrow(0, 0, N);  // [N, C], updated in place layer by layer
   const Saved s = saved_views(ws_.layers[0], bv);

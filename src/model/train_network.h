@@ -78,7 +78,7 @@ class TrainNetwork {
   // the gradients of grad_scale · loss_sum ACCUMULATE into the parameters' grads (the trainer
   // passes 1 / trained tokens of the whole optimizer step and zeroes between steps).
   tensor::CrossEntropyResult forward_backward(const TrainBatch& batch, float grad_scale);
-  // Evaluation: the same loss, no gradients, one layer's activations at a time.
+  // Evaluation: the same loss, no gradients, no LoRA dropout, one layer's activations at a time.
   tensor::CrossEntropyResult forward_loss(const TrainBatch& batch);
 
   // Trainable tensors in a stable order (embedding, layers in order, final norm, head; LoRA: layer by
@@ -140,6 +140,7 @@ class TrainNetwork {
   TrainOptions options_;
   float lora_scale_ = 0;
   bool merged_ = false;
+  bool training_pass_ = false;  // forward_backward (LoRA dropout on) or forward_loss (off)
   uint64_t step_seed_ = 0;
   std::vector<std::array<Adapter, kModules>> adapters_;  // [layer][module]; undefined when untargeted
   std::vector<LayerGrads> grads_;                        // full fine-tuning only
