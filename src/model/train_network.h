@@ -38,8 +38,8 @@ struct TrainBatch {
   int64_t batch = 0, seq_len = 0;
   std::vector<int32_t> tokens;   // [B·T]
   std::vector<int32_t> targets;  // [B·T] next-token labels, already shifted; -100 = not trained on
-  // [B·T] RoPE position of each token, restarting at 0 for each packed example. Empty: 0, 1, ... per
-  // row, restarting where segment_ids changes.
+  // [B·T] RoPE position of each token, restarting at 0 for each packed example. Empty: 0, 1, ...
+  // per row, restarting where segment_ids changes.
   std::vector<int32_t> positions;
   // [B·T] packed-example id of each token (attention stays inside an example). Empty: one example
   // per row (plain causal attention).
@@ -67,8 +67,8 @@ struct Parameter {
 class TrainNetwork {
  public:
   // Full fine-tuning: zeroed f32 gradients mirroring every weight. LoRA: per targeted projection
-  // A [r, in] ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming-uniform with a = sqrt(5)), B [out, r] = 0,
-  // seeded by lora_spec.seed; the base weights get no gradient.
+  // A [r, in] ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming-uniform with a = sqrt(5)), B [out, r] =
+  // 0, seeded by lora_spec.seed; the base weights get no gradient.
   TrainNetwork(LlamaModel& model, const TrainOptions& options);
   ~TrainNetwork();
   TrainNetwork(const TrainNetwork&) = delete;
@@ -81,8 +81,8 @@ class TrainNetwork {
   // Evaluation: the same loss, no gradients, no LoRA dropout, one layer's activations at a time.
   tensor::CrossEntropyResult forward_loss(const TrainBatch& batch);
 
-  // Trainable tensors in a stable order (embedding, layers in order, final norm, head; LoRA: layer by
-  // layer, q k v o gate up down, A then B).
+  // Trainable tensors in a stable order (embedding, layers in order, final norm, head; LoRA: layer
+  // by layer, q k v o gate up down, A then B).
   std::vector<Parameter>& parameters() { return parameters_; }
   void zero_grads();
   // Seeds the LoRA dropout masks of the following passes (the trainer sets one per step; each
@@ -110,14 +110,14 @@ class TrainNetwork {
     tensor::Tensor x_mid, h1, rstd1, qkv, attn, lse, h2, rstd2, gate_up, act;
     std::array<tensor::Tensor, kModules> xa;  // [cap · r] each, for targeted projections
   };
-  struct Saved;      // the [N, ...] views of one LayerBuffers for the current batch
+  struct Saved;       // the [N, ...] views of one LayerBuffers for the current batch
   struct BatchViews;  // the batch's ids, targets, positions, segments and dims
   struct Workspace {
-    int64_t rows = 0;  // capacity in tokens
+    int64_t rows = 0;                      // capacity in tokens
     std::vector<tensor::Tensor> residual;  // [cap, C] layer inputs (and the final residual)
     std::vector<LayerBuffers> layers;
-    tensor::Tensor ids, targets, positions, segments;  // [cap] i32
-    tensor::Tensor final_h, final_rstd;                // [cap, C], [cap]
+    tensor::Tensor ids, targets, positions, segments;    // [cap] i32
+    tensor::Tensor final_h, final_rstd;                  // [cap, C], [cap]
     tensor::Tensor dx, dh, dqkv, dattn, dgate_up, dact;  // backward scratch at capacity
   };
 
@@ -128,8 +128,8 @@ class TrainNetwork {
   tensor::LoraConfig lora_config(int64_t layer, int module) const;
   void adapter_forward(int64_t layer, int module, const tensor::Tensor& y, const tensor::Tensor& x,
                        const Saved& s) const;
-  void adapter_backward(int64_t layer, int module, const tensor::Tensor& dx, const tensor::Tensor& dy,
-                        const tensor::Tensor& x, const Saved& s);
+  void adapter_backward(int64_t layer, int module, const tensor::Tensor& dx,
+                        const tensor::Tensor& dy, const tensor::Tensor& x, const Saved& s);
   void block_forward(int64_t layer, const tensor::Tensor& x_in, const tensor::Tensor& x_out,
                      const Saved& s, const BatchViews& bv) const;
   void block_backward(int64_t layer, const tensor::Tensor& dx, const tensor::Tensor& x_in,
@@ -142,9 +142,10 @@ class TrainNetwork {
   bool merged_ = false;
   bool training_pass_ = false;  // forward_backward (LoRA dropout on) or forward_loss (off)
   uint64_t step_seed_ = 0;
-  std::vector<std::array<Adapter, kModules>> adapters_;  // [layer][module]; undefined when untargeted
-  std::vector<LayerGrads> grads_;                        // full fine-tuning only
-  tensor::Tensor d_embed_, d_final_norm_, d_lm_head_;    // d_lm_head_ undefined when tied
+  // [layer][module]; an untargeted projection's adapter is undefined.
+  std::vector<std::array<Adapter, kModules>> adapters_;
+  std::vector<LayerGrads> grads_;                      // full fine-tuning only
+  tensor::Tensor d_embed_, d_final_norm_, d_lm_head_;  // d_lm_head_ undefined when tied
   std::vector<Parameter> parameters_;
   Workspace ws_;
 };

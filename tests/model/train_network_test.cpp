@@ -13,8 +13,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -50,7 +50,8 @@ ModelConfig tiny_config(bool tied, bool biases) {
 }
 
 // Weights ~ N(0, 0.15²) (norms 1 + N(0, 0.15²)): large enough that every path carries signal.
-std::unique_ptr<LlamaModel> tiny_model(const ModelConfig& c, uint64_t seed = 7, DType dtype = DType::f32) {
+std::unique_ptr<LlamaModel> tiny_model(const ModelConfig& c, uint64_t seed = 7,
+                                       DType dtype = DType::f32) {
   RandomWeights weights(c, seed, 0.15f);
   return LlamaModel::load(weights, {.dtype = dtype});
 }
@@ -63,7 +64,8 @@ struct Example {
 Example random_example(std::mt19937& rng, int64_t length, int64_t prompt, int32_t vocab) {
   Example e;
   e.prompt = prompt;
-  for (int64_t i = 0; i < length; ++i) e.tokens.push_back(static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab)));
+  for (int64_t i = 0; i < length; ++i)
+    e.tokens.push_back(static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab)));
   return e;
 }
 
@@ -99,21 +101,27 @@ TrainBatch pack(const std::vector<std::vector<Example>>& rows, int64_t T, int32_
 // Row 0: examples of 14 and 12 tokens packed, 7 padding; row 1: one example of 30, 3 padding.
 TrainBatch standard_batch(int32_t vocab = 128, uint32_t seed = 3) {
   std::mt19937 rng(seed);
-  Example a = random_example(rng, 14, 4, vocab), b = random_example(rng, 12, 3, vocab), c = random_example(rng, 30, 5, vocab);
+  Example a = random_example(rng, 14, 4, vocab), b = random_example(rng, 12, 3, vocab),
+          c = random_example(rng, 30, 5, vocab);
   return pack({{a, b}, {c}}, 33);
 }
 
 RefShape ref_shape(const ModelConfig& c) {
   RefShape s;
   s.hidden = c.hidden_size, s.intermediate = c.intermediate_size, s.layers = c.num_layers;
-  s.heads = c.num_heads, s.kv_heads = c.num_kv_heads, s.head_dim = c.head_dim, s.vocab = c.vocab_size;
+  s.heads = c.num_heads, s.kv_heads = c.num_kv_heads, s.head_dim = c.head_dim,
+  s.vocab = c.vocab_size;
   s.eps = c.rms_norm_eps, s.theta = c.rope_theta, s.tied = c.tie_word_embeddings;
   return s;
 }
 
-RefBatch ref_batch(const TrainBatch& b) { return RefBatch{b.batch, b.seq_len, b.tokens, b.targets, b.positions, b.segment_ids}; }
+RefBatch ref_batch(const TrainBatch& b) {
+  return RefBatch{b.batch, b.seq_len, b.tokens, b.targets, b.positions, b.segment_ids};
+}
 
-std::vector<float> values(const Tensor& t) { return seqit::tensor::to_float_vector(t); }
+std::vector<float> values(const Tensor& t) {
+  return seqit::tensor::to_float_vector(t);
+}
 
 // Every weight of the model under its HF name, in fp64.
 RefParams ref_params(const LlamaModel& m) {
@@ -135,7 +143,8 @@ RefLora ref_lora(TrainNetwork& net) {
     const std::string module = p.name.substr(0, p.name.find(".lora_"));
     const std::vector<float> v = values(p.value);
     auto& slot = r.adapters[module];
-    (p.name.find("lora_A") != std::string::npos ? slot.first : slot.second) = std::vector<double>(v.begin(), v.end());
+    (p.name.find("lora_A") != std::string::npos ? slot.first : slot.second) =
+        std::vector<double>(v.begin(), v.end());
   }
   return r;
 }
@@ -181,7 +190,8 @@ bool all_finite(const std::vector<float>& v) {
 
 void write_floats(const fs::path& path, const std::vector<float>& v) {
   std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
+  f.write(reinterpret_cast<const char*>(v.data()),
+          static_cast<std::streamsize>(v.size() * sizeof(float)));
 }
 std::vector<float> read_floats(const fs::path& path) {
   std::string bytes = seqit::testing::slurp(path);
@@ -192,7 +202,7 @@ std::vector<float> read_floats(const fs::path& path) {
 
 }  // namespace
 
-// ---- 1. PyTorch reference ---------------------------------------------------------------------------
+// ---- 1. PyTorch reference -----------------------------------------------------------------------
 
 namespace {
 struct TorchCase {
@@ -251,12 +261,17 @@ class TorchReference : public ::testing::Test {
       nlohmann::json c;
       c["name"] = tc.name;
       const ModelConfig& mc = tc.config;
-      c["config"] = {{"hidden", mc.hidden_size}, {"intermediate", mc.intermediate_size}, {"layers", mc.num_layers},
-                     {"heads", mc.num_heads},    {"kv_heads", mc.num_kv_heads},          {"head_dim", mc.head_dim},
-                     {"vocab", mc.vocab_size},   {"eps", mc.rms_norm_eps},               {"theta", mc.rope_theta},
-                     {"tied", mc.tie_word_embeddings}};
-      c["batch"] = {{"B", batch.batch},           {"T", batch.seq_len},           {"tokens", batch.tokens},
-                    {"targets", batch.targets}, {"positions", batch.positions}, {"segment_ids", batch.segment_ids}};
+      c["config"] = {{"hidden", mc.hidden_size},    {"intermediate", mc.intermediate_size},
+                     {"layers", mc.num_layers},     {"heads", mc.num_heads},
+                     {"kv_heads", mc.num_kv_heads}, {"head_dim", mc.head_dim},
+                     {"vocab", mc.vocab_size},      {"eps", mc.rms_norm_eps},
+                     {"theta", mc.rope_theta},      {"tied", mc.tie_word_embeddings}};
+      c["batch"] = {{"B", batch.batch},
+                    {"T", batch.seq_len},
+                    {"tokens", batch.tokens},
+                    {"targets", batch.targets},
+                    {"positions", batch.positions},
+                    {"segment_ids", batch.segment_ids}};
       c["grad_scale"] = grad_scale;
       for (const WeightSpec& spec_w : expected_weights(mc)) {
         std::vector<float> v(static_cast<size_t>(spec_w.elements()));
@@ -279,19 +294,28 @@ class TorchReference : public ::testing::Test {
       for (const Parameter& p : net.parameters()) c["trainable"].push_back(p.name);
 
       const seqit::tensor::CrossEntropyResult r = net.forward_backward(batch, grad_scale);
-      out.loss_seqit = r.loss_sum, out.tokens_seqit = r.tokens, out.parameters = net.parameters().size();
+      out.loss_seqit = r.loss_sum, out.tokens_seqit = r.tokens,
+      out.parameters = net.parameters().size();
       for (const Parameter& p : net.parameters()) out.grads[p.name].seqit = values(p.grad);
 
-      // AdamW from these gradients: seqit's adamw_step per parameter, weight decay where decay is set.
-      nlohmann::json adamw = {{"lr", kLr}, {"betas", {kBeta1, kBeta2}}, {"eps", kEps}, {"weight_decay", kWeightDecay}, {"steps", 2}};
+      // AdamW from these gradients: seqit's adamw_step per parameter, weight decay where decay is
+      // set.
+      nlohmann::json adamw = {{"lr", kLr},
+                              {"betas", {kBeta1, kBeta2}},
+                              {"eps", kEps},
+                              {"weight_decay", kWeightDecay},
+                              {"steps", 2}};
       for (const Parameter& p : net.parameters()) {
-        adamw["grads"][p.name] = {{"file", save(values(p.grad))}, {"shape", p.grad.shape()}, {"decay", p.decay}};
+        adamw["grads"][p.name] = {
+            {"file", save(values(p.grad))}, {"shape", p.grad.shape()}, {"decay", p.decay}};
       }
       c["adamw"] = adamw;
       for (const Parameter& p : net.parameters()) {
-        Tensor m = Tensor::zeros(p.value.shape(), DType::f32), v = Tensor::zeros(p.value.shape(), DType::f32);
+        Tensor m = Tensor::zeros(p.value.shape(), DType::f32),
+               v = Tensor::zeros(p.value.shape(), DType::f32);
         seqit::tensor::AdamWConfig cfg{kLr, kBeta1, kBeta2, kEps, p.decay ? kWeightDecay : 0.0f};
-        for (int64_t step = 1; step <= 2; ++step) seqit::tensor::adamw_step(p.value, {}, p.grad, m, v, cfg, step);
+        for (int64_t step = 1; step <= 2; ++step)
+          seqit::tensor::adamw_step(p.value, {}, p.grad, m, v, cfg, step);
         out.adamw[p.name].seqit = values(p.value);
       }
       manifest["cases"].push_back(c);
@@ -305,7 +329,9 @@ class TorchReference : public ::testing::Test {
             seqit::testing::shell_quote(dir.path().string()),
         &output);
     if (status == 77) {  // the script's "no torch" exit
-      skip_ = "PyTorch is not installed for /usr/bin/python3: apt-get install python3-torch (a test-only package)";
+      skip_ =
+          "PyTorch is not installed for /usr/bin/python3: apt-get install python3-torch (a "
+          "test-only package)";
       return;
     }
     if (status != 0) {
@@ -316,8 +342,10 @@ class TorchReference : public ::testing::Test {
       const auto j = nlohmann::json::parse(seqit::testing::slurp(dir / (out.name + ".out.json")));
       out.loss_torch = j["loss"].get<double>();
       out.tokens_torch = j["tokens"].get<int64_t>();
-      for (auto& [name, file] : j["grads"].items()) out.grads[name].torch = read_floats(dir / file.get<std::string>());
-      for (auto& [name, file] : j["adamw"].items()) out.adamw[name].torch = read_floats(dir / file.get<std::string>());
+      for (auto& [name, file] : j["grads"].items())
+        out.grads[name].torch = read_floats(dir / file.get<std::string>());
+      for (auto& [name, file] : j["adamw"].items())
+        out.adamw[name].torch = read_floats(dir / file.get<std::string>());
     }
   }
   void SetUp() override {
@@ -331,7 +359,8 @@ class TorchReference : public ::testing::Test {
       ++checked;
       EXPECT_EQ(out.tokens_seqit, out.tokens_torch) << out.name;
       EXPECT_NEAR(out.loss_seqit, out.loss_torch, 1e-5 * out.loss_torch) << out.name;
-      EXPECT_EQ(out.grads.size(), out.parameters) << out.name << ": every trainable tensor has a torch gradient";
+      EXPECT_EQ(out.grads.size(), out.parameters)
+          << out.name << ": every trainable tensor has a torch gradient";
       double worst_rel = 0, worst_max = 0;
       for (const auto& [name, g] : out.grads) {
         ASSERT_EQ(g.seqit.size(), g.torch.size()) << out.name << " " << name;
@@ -346,8 +375,10 @@ class TorchReference : public ::testing::Test {
         for (float x : g.torch) norm += static_cast<double>(x) * x;
         EXPECT_GT(norm, 0) << out.name << " " << name << ": no signal";
       }
-      std::printf("[ torch    ] %s: loss %.9g vs %.9g, worst gradient error %.2e norm-wise, %.2e max-abs (scaled)\n",
-                  out.name.c_str(), out.loss_seqit, out.loss_torch, worst_rel, worst_max);
+      std::printf(
+          "[ torch    ] %s: loss %.9g vs %.9g, worst gradient error %.2e norm-wise, %.2e max-abs "
+          "(scaled)\n",
+          out.name.c_str(), out.loss_seqit, out.loss_torch, worst_rel, worst_max);
     }
     EXPECT_EQ(checked, 2);
   }
@@ -355,9 +386,13 @@ class TorchReference : public ::testing::Test {
   static inline std::vector<TorchOutcome> outcomes_;
 };
 
-TEST_F(TorchReference, FullFineTuningLossAndEveryWeightGradientMatchPyTorch) { check_gradients(false); }
+TEST_F(TorchReference, FullFineTuningLossAndEveryWeightGradientMatchPyTorch) {
+  check_gradients(false);
+}
 
-TEST_F(TorchReference, LoraLossAndEveryAdapterGradientMatchPyTorch) { check_gradients(true); }
+TEST_F(TorchReference, LoraLossAndEveryAdapterGradientMatchPyTorch) {
+  check_gradients(true);
+}
 
 TEST_F(TorchReference, TwoAdamWStepsEqualTorchOptimAdamWWithDecayGroups) {
   // The groups: weight decay on matrices (embedding, projections, head, adapters), not on norm
@@ -368,7 +403,8 @@ TEST_F(TorchReference, TwoAdamWStepsEqualTorchOptimAdamWWithDecayGroups) {
     options.lora = lora;
     TrainNetwork net(*model, options);
     for (const Parameter& p : net.parameters()) {
-      const bool vector = p.name.find("norm.weight") != std::string::npos || p.name.ends_with(".bias");
+      const bool vector =
+          p.name.find("norm.weight") != std::string::npos || p.name.ends_with(".bias");
       EXPECT_EQ(p.decay, !vector) << p.name;
       EXPECT_EQ(p.value.dim(), vector ? 1 : 2) << p.name;
     }
@@ -382,20 +418,23 @@ TEST_F(TorchReference, TwoAdamWStepsEqualTorchOptimAdamWWithDecayGroups) {
         const double d = std::abs(static_cast<double>(p.seqit[i]) - p.torch[i]);
         worst = std::max(worst, d);
         // Both in f32 from the same gradients: equal up to f32 rounding of the update (lr = 1e-2).
-        ASSERT_LE(d, 1e-6 + 1e-6 * std::abs(p.torch[i])) << out.name << " " << name << " element " << i;
+        ASSERT_LE(d, 1e-6 + 1e-6 * std::abs(p.torch[i]))
+            << out.name << " " << name << " element " << i;
       }
     }
-    std::printf("[ adamw    ] %s: worst |seqit - torch| after 2 steps %.2e\n", out.name.c_str(), worst);
+    std::printf("[ adamw    ] %s: worst |seqit - torch| after 2 steps %.2e\n", out.name.c_str(),
+                worst);
   }
 }
 
-// ---- 2. fp64 finite differences --------------------------------------------------------------------
+// ---- 2. fp64 finite differences -----------------------------------------------------------------
 
 namespace {
 // For each trainable tensor: its largest-gradient element and 5 random ones; the analytic f32
 // gradient of loss_sum against (L(w+h) - L(w-h)) / 2h of the fp64 reference loss.
-void expect_gradients_match_fd(TrainNetwork& net, const std::function<double(const std::string&, size_t, double)>& loss_at,
-                               const char* what) {
+void expect_gradients_match_fd(
+    TrainNetwork& net, const std::function<double(const std::string&, size_t, double)>& loss_at,
+    const char* what) {
   std::mt19937 rng(11);
   double worst = 0;
   for (const Parameter& p : net.parameters()) {
@@ -433,13 +472,15 @@ TEST(TrainNetwork, FullFineTuningGradientsMatchFp64FiniteDifferences) {
     const RefBatch rb = ref_batch(batch);
     const double ref = seqit::testing::reference_train_loss(shape, params, rb);
     EXPECT_NEAR(r.loss_sum, ref, 1e-5 * ref);
-    EXPECT_EQ(net.parameters().size(), expected_weights(c).size()) << "a parameter for every weight";
+    EXPECT_EQ(net.parameters().size(), expected_weights(c).size())
+        << "a parameter for every weight";
     auto loss_at = [&](const std::string& name, size_t i, double h) {
       RefParams p = params;
       p.at(name)[i] += h;
       return seqit::testing::reference_train_loss(shape, p, rb);
     };
-    expect_gradients_match_fd(net, loss_at, tied_biases ? "qwen2 tied with biases" : "llama untied");
+    expect_gradients_match_fd(net, loss_at,
+                              tied_biases ? "qwen2 tied with biases" : "llama untied");
   }
 }
 
@@ -458,7 +499,8 @@ TEST(TrainNetwork, LoraGradientsMatchFp64FiniteDifferences) {
   const RefShape shape = ref_shape(c);
   const RefBatch rb = ref_batch(batch);
   EXPECT_FLOAT_EQ(net.lora_scale(), static_cast<float>(6 / std::sqrt(4.0)));
-  EXPECT_NEAR(r.loss_sum, seqit::testing::reference_train_loss(shape, params, rb, &lora), 1e-5 * r.loss_sum);
+  EXPECT_NEAR(r.loss_sum, seqit::testing::reference_train_loss(shape, params, rb, &lora),
+              1e-5 * r.loss_sum);
   EXPECT_EQ(net.parameters().size(), 2u * 7 * 2);
   auto loss_at = [&](const std::string& name, size_t i, double h) {
     RefLora l = lora;
@@ -469,7 +511,7 @@ TEST(TrainNetwork, LoraGradientsMatchFp64FiniteDifferences) {
   expect_gradients_match_fd(net, loss_at, "lora");
 }
 
-// ---- 3. packing ------------------------------------------------------------------------------------
+// ---- 3. packing ---------------------------------------------------------------------------------
 
 TEST(TrainNetwork, PackedRowEqualsItsExamplesRunOneByOne) {
   auto model = tiny_model(tiny_config(false, false));
@@ -496,22 +538,24 @@ TEST(TrainNetwork, PackedRowEqualsItsExamplesRunOneByOne) {
     worst = std::max(worst, e);
     EXPECT_LT(e, 1e-5) << packed.parameters()[i].name;
   }
-  std::printf("[ packing  ] loss %.9g vs %.9g, worst gradient error %.2e norm-wise\n", rp.loss_sum, loss, worst);
+  std::printf("[ packing  ] loss %.9g vs %.9g, worst gradient error %.2e norm-wise\n", rp.loss_sum,
+              loss, worst);
 }
 
-// ---- 4. ignored targets ----------------------------------------------------------------------------
+// ---- 4. ignored targets -------------------------------------------------------------------------
 
 TEST(TrainNetwork, IgnoredTargetsContributeNothing) {
   auto model = tiny_model(tiny_config(false, false));
   const TrainBatch batch = standard_batch();
   TrainNetwork net(*model, {});
   const auto r = net.forward_backward(batch, 0.5f);
-  EXPECT_EQ(r.tokens, std::count_if(batch.targets.begin(), batch.targets.end(), [](int32_t t) { return t != -100; }));
+  EXPECT_EQ(r.tokens, std::count_if(batch.targets.begin(), batch.targets.end(),
+                                    [](int32_t t) { return t != -100; }));
   std::vector<std::vector<float>> want;
   for (const Parameter& p : net.parameters()) want.push_back(values(p.grad));
 
-  // Other token ids in the padded tails (targets -100, attended by nothing trained): not one gradient
-  // bit changes (every contribution they make is an exact zero).
+  // Other token ids in the padded tails (targets -100, attended by nothing trained): not one
+  // gradient bit changes (every contribution they make is an exact zero).
   TrainBatch other = batch;
   for (size_t i = 0; i < other.tokens.size(); ++i) {
     const bool tail = (i >= 26 && i < 33) || i >= 33 + 30;
@@ -521,7 +565,8 @@ TEST(TrainNetwork, IgnoredTargetsContributeNothing) {
   net.zero_grads();
   const auto r2 = net.forward_backward(other, 0.5f);
   EXPECT_EQ(r2.loss_sum, r.loss_sum);
-  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(values(net.parameters()[i].grad), want[i]) << net.parameters()[i].name;
+  for (size_t i = 0; i < want.size(); ++i)
+    EXPECT_EQ(values(net.parameters()[i].grad), want[i]) << net.parameters()[i].name;
 
   // The loss of a masked batch plus the losses of the masked positions, each trained alone, is the
   // loss with those positions trained: masking removes exactly their terms.
@@ -547,7 +592,7 @@ TEST(TrainNetwork, IgnoredTargetsContributeNothing) {
   EXPECT_GT(ra.loss_sum, r.loss_sum + 1.0);  // the three terms are not nothing
 }
 
-// ---- 5. checkpointing, LoRA invariants -------------------------------------------------------------
+// ---- 5. checkpointing, LoRA invariants ----------------------------------------------------------
 
 TEST(TrainNetwork, CheckpointedActivationsGiveTheSameLossAndGradients) {
   for (bool lora : {false, true}) {
@@ -565,17 +610,20 @@ TEST(TrainNetwork, CheckpointedActivationsGiveTheSameLossAndGradients) {
     }
     stored.set_step_seed(42);
     recomputed.set_step_seed(42);
-    // A smaller batch first: the workspace then grows for the real one and must not carry anything over.
+    // A smaller batch first: the workspace then grows for the real one and must not carry anything
+    // over.
     std::mt19937 rng(1);
     recomputed.forward_backward(pack({{random_example(rng, 9, 2, 128)}}, 9), 1.0f);
     recomputed.zero_grads();
     const TrainBatch batch = standard_batch();
-    const auto a = stored.forward_backward(batch, 0.25f), b = recomputed.forward_backward(batch, 0.25f);
+    const auto a = stored.forward_backward(batch, 0.25f),
+               b = recomputed.forward_backward(batch, 0.25f);
     EXPECT_EQ(a.loss_sum, b.loss_sum);
     EXPECT_EQ(a.tokens, b.tokens);
     for (size_t i = 0; i < stored.parameters().size(); ++i) {
       // Recomputing runs the same ops on the same inputs: bit-identical.
-      EXPECT_EQ(values(stored.parameters()[i].grad), values(recomputed.parameters()[i].grad)) << stored.parameters()[i].name;
+      EXPECT_EQ(values(stored.parameters()[i].grad), values(recomputed.parameters()[i].grad))
+          << stored.parameters()[i].name;
     }
     // and once more, same batch, on the warm workspace: the gradients accumulate to twice (up to
     // the rounding of the sums).
@@ -583,7 +631,8 @@ TEST(TrainNetwork, CheckpointedActivationsGiveTheSameLossAndGradients) {
     for (size_t i = 0; i < stored.parameters().size(); ++i) {
       std::vector<float> twice = values(stored.parameters()[i].grad);
       for (float& x : twice) x *= 2;
-      EXPECT_LT(max_error(values(recomputed.parameters()[i].grad), twice), 1e-6) << stored.parameters()[i].name;
+      EXPECT_LT(max_error(values(recomputed.parameters()[i].grad), twice), 1e-6)
+          << stored.parameters()[i].name;
     }
     if (lora) {
       // Dropout masks follow the step seed; evaluation has none.
@@ -599,7 +648,8 @@ TEST(TrainNetwork, CheckpointedActivationsGiveTheSameLossAndGradients) {
       TrainOptions no_dropout = options;
       no_dropout.lora_spec.dropout = 0;
       TrainNetwork plain(*model, no_dropout);
-      for (size_t i = 0; i < plain.parameters().size(); ++i) plain.parameters()[i].value.copy_from(stored.parameters()[i].value);
+      for (size_t i = 0; i < plain.parameters().size(); ++i)
+        plain.parameters()[i].value.copy_from(stored.parameters()[i].value);
       EXPECT_EQ(plain.forward_backward(batch, 0.25f).loss_sum, eval);
       EXPECT_NE(eval, l42);
     }
@@ -625,17 +675,21 @@ TEST(TrainNetwork, LoraStartsAtTheBaseModelAndLeavesItFrozen) {
   EXPECT_EQ(net.parameters()[0].name, "model.layers.0.self_attn.q_proj.lora_A.weight");
   EXPECT_EQ(net.parameters()[1].name, "model.layers.0.self_attn.q_proj.lora_B.weight");
   EXPECT_EQ(net.parameters()[13].name, "model.layers.0.mlp.down_proj.lora_B.weight");
-  EXPECT_EQ(param(net, "model.layers.1.mlp.down_proj.lora_A.weight").value.shape(), (seqit::tensor::Shape{8, 96}));
-  EXPECT_EQ(param(net, "model.layers.1.self_attn.k_proj.lora_B.weight").value.shape(), (seqit::tensor::Shape{32, 8}));
+  EXPECT_EQ(param(net, "model.layers.1.mlp.down_proj.lora_A.weight").value.shape(),
+            (seqit::tensor::Shape{8, 96}));
+  EXPECT_EQ(param(net, "model.layers.1.self_attn.k_proj.lora_B.weight").value.shape(),
+            (seqit::tensor::Shape{32, 8}));
   // PEFT's init: A ~ U(-1/sqrt(in), 1/sqrt(in)) (std bound/sqrt(3)), B = 0.
-  const std::vector<float> a = values(param(net, "model.layers.0.self_attn.q_proj.lora_A.weight").value);
+  const std::vector<float> a =
+      values(param(net, "model.layers.0.self_attn.q_proj.lora_A.weight").value);
   double ss = 0, bound = 1 / std::sqrt(64.0);
   for (float x : a) {
     ss += static_cast<double>(x) * x;
     EXPECT_LE(std::abs(x), bound);
   }
   EXPECT_NEAR(std::sqrt(ss / a.size()), bound / std::sqrt(3.0), 0.1 * bound);
-  for (float x : values(param(net, "model.layers.0.self_attn.q_proj.lora_B.weight").value)) ASSERT_EQ(x, 0.0f);
+  for (float x : values(param(net, "model.layers.0.self_attn.q_proj.lora_B.weight").value))
+    ASSERT_EQ(x, 0.0f);
 
   // B = 0: exactly the base model's loss; only B gets a gradient at the first step.
   const auto r = net.forward_backward(batch, 1.0f / 44);
@@ -652,7 +706,8 @@ TEST(TrainNetwork, LoraStartsAtTheBaseModelAndLeavesItFrozen) {
   // Steps of AdamW on the trainable tensors move the adapters and not one bit of the base.
   for (int step = 1; step <= 2; ++step) {
     for (const Parameter& p : net.parameters()) {
-      Tensor m = Tensor::zeros(p.value.shape(), DType::f32), v = Tensor::zeros(p.value.shape(), DType::f32);
+      Tensor m = Tensor::zeros(p.value.shape(), DType::f32),
+             v = Tensor::zeros(p.value.shape(), DType::f32);
       seqit::tensor::adamw_step(p.value, {}, p.grad, m, v, {}, step);
     }
     net.zero_grads();
@@ -678,7 +733,8 @@ TEST(TrainNetwork, MergedLoraWeightsGiveTheAdapterModelsLoss) {
       return probe.forward_loss(batch).loss_sum;
     }();
     const double with_adapter = net.forward_loss(batch).loss_sum;
-    ASSERT_GT(std::abs(with_adapter - base), 1.0) << "the adapters must change the loss for this test to mean anything";
+    ASSERT_GT(std::abs(with_adapter - base), 1.0)
+        << "the adapters must change the loss for this test to mean anything";
     const RefLora lora = ref_lora(net);
     const RefParams base_weights = ref_params(*model);
     net.merge_lora_into_base();
@@ -694,29 +750,32 @@ TEST(TrainNetwork, MergedLoraWeightsGiveTheAdapterModelsLoss) {
         double d = 0;
         for (int64_t k = 0; k < 4; ++k) d += B[o * 4 + k] * A[k * 64 + i];
         const double want = W0[o * 64 + i] + lora.scale * d;
-        EXPECT_NEAR(W1[o * 64 + i], want, dtype == DType::f32 ? 1e-6 : 4e-3 * std::abs(want) + 1e-6);
+        EXPECT_NEAR(W1[o * 64 + i], want,
+                    dtype == DType::f32 ? 1e-6 : 4e-3 * std::abs(want) + 1e-6);
       }
     }
     // The merged base alone (adapters now off) gives the adapter model's loss.
     const double after = net.forward_loss(batch).loss_sum;
-    EXPECT_NEAR(after, with_adapter, (dtype == DType::f32 ? 1e-5 : 2e-2) * with_adapter) << seqit::tensor::dtype_name(dtype);
+    EXPECT_NEAR(after, with_adapter, (dtype == DType::f32 ? 1e-5 : 2e-2) * with_adapter)
+        << seqit::tensor::dtype_name(dtype);
     TrainNetwork fresh(*model, {.lora = true, .lora_spec = options.lora_spec});
     EXPECT_NEAR(fresh.forward_loss(batch).loss_sum, after, 1e-6 * after);
   }
 }
 
-// ---- 6. the real model -----------------------------------------------------------------------------
+// ---- 6. the real model --------------------------------------------------------------------------
 
 TEST(TrainNetwork, Stories260KLossEqualsTheCrossEntropyOfInferenceLogits) {
   auto model = LlamaModel::load(seqit::testing::shared_data("models/stories260K/stories260K.bin"));
   ASSERT_TRUE(model->config().tie_word_embeddings);
-  const std::vector<int32_t> story = {1, 403, 407, 261, 378, 430, 289, 266, 360, 263, 275, 281, 296, 400, 261, 378, 289};
+  const std::vector<int32_t> story = {1,   403, 407, 261, 378, 430, 289, 266, 360,
+                                      263, 275, 281, 296, 400, 261, 378, 289};
   const auto T = static_cast<int64_t>(story.size() - 1);
   TrainBatch b;
   b.batch = 1, b.seq_len = T;
   b.tokens.assign(story.begin(), story.end() - 1);
   b.targets.assign(story.begin() + 1, story.end());
-  b.targets[2] = -100;  // and one ignored target
+  b.targets[2] = -100;                                      // and one ignored target
   const Tensor logits = model->forward_sequence(b.tokens);  // [T, V]
   double want = 0;
   for (int64_t t = 0; t < T; ++t) {

@@ -16,7 +16,8 @@
 namespace seqit::testing {
 
 struct RefShape {
-  int64_t hidden = 0, intermediate = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, vocab = 0;
+  int64_t hidden = 0, intermediate = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0,
+          vocab = 0;
   double eps = 1e-5, theta = 10000;
   bool tied = false;
 };
@@ -36,7 +37,8 @@ struct RefLora {
 };
 
 // Σ over tokens with target != -100 of -log softmax(logits)[target].
-inline double reference_train_loss(const RefShape& s, const RefParams& p, const RefBatch& batch, const RefLora* lora = nullptr) {
+inline double reference_train_loss(const RefShape& s, const RefParams& p, const RefBatch& batch,
+                                   const RefLora* lora = nullptr) {
   using V = std::vector<double>;
   auto get = [&](const std::string& name) -> const V& {
     auto it = p.find(name);
@@ -47,7 +49,8 @@ inline double reference_train_loss(const RefShape& s, const RefParams& p, const 
     auto it = p.find(name);
     return it == p.end() ? nullptr : &it->second;
   };
-  const int64_t C = s.hidden, F = s.intermediate, D = s.head_dim, Hq = s.heads, Hkv = s.kv_heads, T = batch.seq_len;
+  const int64_t C = s.hidden, F = s.intermediate, D = s.head_dim, Hq = s.heads, Hkv = s.kv_heads,
+                T = batch.seq_len;
   const int64_t qd = Hq * D, kvd = Hkv * D;
   // y[out] = W x (+ b) (+ scale · B A x) for module `mod` ("model.layers.0.self_attn.q_proj").
   auto project = [&](const std::string& mod, const V& x, int64_t out) {
@@ -68,7 +71,8 @@ inline double reference_train_loss(const RefShape& s, const RefParams& p, const 
         for (int64_t r = 0; r < lora->rank; ++r)
           for (int64_t i = 0; i < in; ++i) ax[r] += A[r * in + i] * x[i];
         for (int64_t o = 0; o < out; ++o)
-          for (int64_t r = 0; r < lora->rank; ++r) y[o] += lora->scale * B[o * lora->rank + r] * ax[r];
+          for (int64_t r = 0; r < lora->rank; ++r)
+            y[o] += lora->scale * B[o * lora->rank + r] * ax[r];
       }
     }
     return y;
@@ -84,7 +88,8 @@ inline double reference_train_loss(const RefShape& s, const RefParams& p, const 
   auto rope = [&](V& v, int64_t heads, int32_t pos) {
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t i = 0; i < D / 2; ++i) {
-        const double angle = pos * std::pow(s.theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
+        const double angle =
+            pos * std::pow(s.theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
         const double c = std::cos(angle), sn = std::sin(angle);
         double& a = v[h * D + i];
         double& b = v[h * D + i + D / 2];
@@ -97,12 +102,17 @@ inline double reference_train_loss(const RefShape& s, const RefParams& p, const 
   const V& head = s.tied ? embed : get("lm_head.weight");
   double loss = 0;
   for (int64_t row = 0; row < batch.batch; ++row) {
-    auto at = [&](const std::vector<int32_t>& v, int64_t t) { return v[static_cast<size_t>(row * T + t)]; };
+    auto at = [&](const std::vector<int32_t>& v, int64_t t) {
+      return v[static_cast<size_t>(row * T + t)];
+    };
     auto visible = [&](int64_t t, int64_t u) {
-      return u <= t && (batch.segment_ids.empty() || at(batch.segment_ids, u) == at(batch.segment_ids, t));
+      return u <= t &&
+             (batch.segment_ids.empty() || at(batch.segment_ids, u) == at(batch.segment_ids, t));
     };
     std::vector<V> x(static_cast<size_t>(T));
-    for (int64_t t = 0; t < T; ++t) x[t] = V(embed.begin() + at(batch.tokens, t) * C, embed.begin() + (at(batch.tokens, t) + 1) * C);
+    for (int64_t t = 0; t < T; ++t)
+      x[t] =
+          V(embed.begin() + at(batch.tokens, t) * C, embed.begin() + (at(batch.tokens, t) + 1) * C);
     for (int64_t l = 0; l < s.layers; ++l) {
       const std::string pre = "model.layers." + std::to_string(l) + ".";
       std::vector<V> q(T), k(T), v(T);
