@@ -76,7 +76,8 @@ class TrainNetwork {
 
   // The summed cross-entropy of the batch's trained tokens and their count. When grad_scale != 0
   // the gradients of grad_scale · loss_sum ACCUMULATE into the parameters' grads (the trainer
-  // passes 1 / trained tokens of the whole optimizer step and zeroes between steps).
+  // passes 1 / trained tokens of the whole optimizer step and zeroes between steps). grad_scale 0
+  // is forward_loss.
   tensor::CrossEntropyResult forward_backward(const TrainBatch& batch, float grad_scale);
   // Evaluation: the same loss, no gradients, no LoRA dropout, one layer's activations at a time.
   tensor::CrossEntropyResult forward_loss(const TrainBatch& batch);
