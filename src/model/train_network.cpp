@@ -1,0 +1,588 @@
+#include "model/train_network.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "model/llama.h"
+#include "tensor/sampling.h"
+#include "util/error.h"
+
+namespace seqit::model {
+using tensor::DType;
+using tensor::Tensor;
+
+namespace {
+constexpr int32_t kIgnore = -100;
+
+// The seven projections an adapter can sit on, in parameter order.
+enum Module { kQ = 0, kK, kV, kO, kGate, kUp, kDown };
+constexpr const char* kModuleNames[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                        "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                        "mlp.down_proj"};
+constexpr const char* kModuleShort[] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+int module_of(const std::string& target) {
+  for (int m = 0; m < 7; ++m) {
+    const std::string full = std::string(kModuleNames[m]);
+    const std::string proj = full.substr(full.find('.') + 1);  // "q_proj"
+    if (target == kModuleShort[m] || target == proj || target == full) return m;
+  }
+  throw Error(fmt::format(
+      "LoRA target '{}' is not one of q k v o gate up down (or q_proj ... down_proj)", target));
+}
+
+// Where projection m of a layer lives: its base weight is rows [row0, row0 + out) of a (fused)
+// matrix [*, in]; its output is columns [row0, row0 + out) of the (fused) output.
+struct ModuleShape {
+  int64_t in, out, row0;
+};
+ModuleShape module_shape(const ModelConfig& c, int m) {
+  const int64_t C = c.hidden_size, F = c.intermediate_size, qd = c.q_dim(), kvd = c.kv_dim();
+  switch (m) {
+    case kQ:
+      return {C, qd, 0};
+    case kK:
+      return {C, kvd, qd};
+    case kV:
+      return {C, kvd, qd + kvd};
+    case kO:
+      return {qd, C, 0};
+    case kGate:
+      return {C, F, 0};
+    case kUp:
+      return {C, F, F};
+    default:
+      return {F, C, 0};
+  }
+}
+const Tensor& base_matrix(const LayerWeights& L, int m) {
+  switch (m) {
+    case kQ:
+    case kK:
+    case kV:
+      return L.wqkv;
+    case kO:
+      return L.wo;
+    case kGate:
+    case kUp:
+      return L.w_gate_up;
+    default:
+      return L.w_down;
+  }
+}
+
+uint64_t mix(uint64_t a, uint64_t b) {
+  uint64_t state = a ^ (b * 0x9e3779b97f4a7c15ull);
+  return tensor::splitmix64(state);
+}
+
+Tensor f32_zeros(const tensor::Shape& shape) {
+  return Tensor::zeros(shape, DType::f32);
+}
+Tensor f32_like(const Tensor& t) {
+  return t.defined() ? f32_zeros(t.shape()) : Tensor();
+}
+}  // namespace
+
+// The batch as tensors (views of the workspace's i32 buffers) and its dims.
+struct TrainNetwork::BatchViews {
+  int64_t B = 0, T = 0, N = 0;
+  Tensor ids, targets;                 // [N]
+  Tensor positions;                    // [B, T]
+  tensor::AttentionOptions attention;  // segment_ids [B, T] when packed
+};
+
+// One layer's saved activations for this batch: [N, ...] views of a LayerBuffers.
+struct TrainNetwork::Saved {
+  Tensor x_mid;                     // [N, C] residual after attention
+  Tensor h1, rstd1;                 // [N, C] rmsnorm(x_in), [N]
+  Tensor qkv;                       // [N, W] q|k after RoPE, v
+  Tensor q, k, v;                   // [B, T, Hq|Hkv, D] views of qkv
+  Tensor attn, attn4;               // [N, qd] attention output and its [B, T, Hq, D] view
+  Tensor lse;                       // [B, Hq, T]
+  Tensor h2, rstd2;                 // [N, C] rmsnorm(x_mid), [N]
+  Tensor gate_up, gate, up;         // [N, 2F] and its two [N, F] column blocks
+  Tensor act;                       // [N, F] silu(gate)·up
+  std::array<Tensor, kModules> xa;  // [N, r] dropout(x)·Aᵀ per adapter
+};
+
+TrainNetwork::TrainNetwork(LlamaModel& model, const TrainOptions& options)
+    : model_(model), options_(options) {
+  const ModelConfig& c = model.config();
+  if (model.packed())
+    throw Error("training needs the plain weight layout (load without pack_for_inference)");
+  LlamaWeights& w = model.mutable_weights();
+  if (!options.lora) {
+    if (model.dtype() != DType::f32) {
+      throw Error(
+          fmt::format("full fine-tuning needs f32 weights, the model holds {} (load with dtype "
+                      "f32, or use LoRA)",
+                      tensor::dtype_name(model.dtype())));
+    }
+    d_embed_ = f32_zeros(w.embed.shape());
+    grads_.resize(w.layers.size());
+    for (size_t l = 0; l < w.layers.size(); ++l) {
+      const LayerWeights& L = w.layers[l];
+      LayerGrads& g = grads_[l];
+      g.attn_norm = f32_like(L.attn_norm);
+      g.wqkv = f32_like(L.wqkv);
+      g.bqkv = f32_like(L.bqkv);
+      g.wo = f32_like(L.wo);
+      g.bo = f32_like(L.bo);
+      g.ffn_norm = f32_like(L.ffn_norm);
+      g.w_gate_up = f32_like(L.w_gate_up);
+      g.w_down = f32_like(L.w_down);
+    }
+    d_final_norm_ = f32_like(w.final_norm);
+    if (!c.tie_word_embeddings) d_lm_head_ = f32_like(w.lm_head);
+  } else {
+    const LoraSpec& spec = options.lora_spec;
+    if (spec.rank <= 0) throw Error(fmt::format("LoRA rank must be positive, got {}", spec.rank));
+    if (!(spec.dropout >= 0 && spec.dropout < 1))
+      throw Error(fmt::format("LoRA dropout must be in [0, 1), got {}", spec.dropout));
+    const auto r = static_cast<double>(spec.rank);
+    lora_scale_ = static_cast<float>(spec.alpha / (spec.rslora ? std::sqrt(r) : r));
+    std::array<bool, kModules> targeted{};
+    for (const std::string& t : spec.targets) targeted[static_cast<size_t>(module_of(t))] = true;
+    adapters_.resize(w.layers.size());
+    for (size_t l = 0; l < w.layers.size(); ++l) {
+      for (int m = 0; m < kModules; ++m) {
+        if (!targeted[static_cast<size_t>(m)]) continue;
+        const ModuleShape ms = module_shape(c, m);
+        Adapter& ad = adapters_[l][static_cast<size_t>(m)];
+        ad.a = Tensor::empty({spec.rank, ms.in}, DType::f32);
+        ad.b = f32_zeros({ms.out, spec.rank});
+        ad.da = f32_zeros(ad.a.shape());
+        ad.db = f32_zeros(ad.b.shape());
+        // PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0 (the adapter
+        // starts as the identity).
+        uint64_t state = mix(spec.seed, l * kModules + static_cast<uint64_t>(m) + 1);
+        const double bound = 1.0 / std::sqrt(static_cast<double>(ms.in));
+        float* a = ad.a.data<float>();
+        for (int64_t i = 0; i < ad.a.numel(); ++i) {
+          const double u =
+              static_cast<double>(tensor::splitmix64(state) >> 11) * 0x1.0p-53;  // [0, 1)
+          a[i] = static_cast<float>((2 * u - 1) * bound);
+        }
+      }
+    }
+  }
+  build_parameters();
+}
+
+TrainNetwork::~TrainNetwork() = default;
+
+void TrainNetwork::build_parameters() {
+  const ModelConfig& c = model_.config();
+  LlamaWeights& w = model_.mutable_weights();
+  parameters_.clear();
+  auto add = [&](std::string name, const Tensor& value, const Tensor& grad, bool decay) {
+    parameters_.push_back(Parameter{std::move(name), value, grad, decay});
+  };
+  if (options_.lora) {
+    for (size_t l = 0; l < adapters_.size(); ++l) {
+      for (int m = 0; m < kModules; ++m) {
+        const Adapter& ad = adapters_[l][static_cast<size_t>(m)];
+        if (!ad.a.defined()) continue;
+        const std::string p = fmt::format("model.layers.{}.{}.", l, kModuleNames[m]);
+        add(p + "lora_A.weight", ad.a, ad.da, true);
+        add(p + "lora_B.weight", ad.b, ad.db, true);
+      }
+    }
+    return;
+  }
+  // Full fine-tuning: the HF weights as row blocks of the fused matrices (contiguous views).
+  const int64_t qd = c.q_dim(), kvd = c.kv_dim(), F = c.intermediate_size;
+  add("model.embed_tokens.weight", w.embed, d_embed_, true);
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& L = w.layers[l];
+    const LayerGrads& g = grads_[l];
+    const std::string p = fmt::format("model.layers.{}.", l);
+    add(p + "input_layernorm.weight", L.attn_norm, g.attn_norm, false);
+    add(p + "self_attn.q_proj.weight", L.wqkv.narrow(0, 0, qd), g.wqkv.narrow(0, 0, qd), true);
+    add(p + "self_attn.k_proj.weight", L.wqkv.narrow(0, qd, kvd), g.wqkv.narrow(0, qd, kvd), true);
+    add(p + "self_attn.v_proj.weight", L.wqkv.narrow(0, qd + kvd, kvd),
+        g.wqkv.narrow(0, qd + kvd, kvd), true);
+    if (L.bqkv.defined()) {
+      add(p + "self_attn.q_proj.bias", L.bqkv.narrow(0, 0, qd), g.bqkv.narrow(0, 0, qd), false);
+      add(p + "self_attn.k_proj.bias", L.bqkv.narrow(0, qd, kvd), g.bqkv.narrow(0, qd, kvd), false);
+      add(p + "self_attn.v_proj.bias", L.bqkv.narrow(0, qd + kvd, kvd),
+          g.bqkv.narrow(0, qd + kvd, kvd), false);
+    }
+    add(p + "self_attn.o_proj.weight", L.wo, g.wo, true);
+    if (L.bo.defined()) add(p + "self_attn.o_proj.bias", L.bo, g.bo, false);
+    add(p + "post_attention_layernorm.weight", L.ffn_norm, g.ffn_norm, false);
+    add(p + "mlp.gate_proj.weight", L.w_gate_up.narrow(0, 0, F), g.w_gate_up.narrow(0, 0, F), true);
+    add(p + "mlp.up_proj.weight", L.w_gate_up.narrow(0, F, F), g.w_gate_up.narrow(0, F, F), true);
+    add(p + "mlp.down_proj.weight", L.w_down, g.w_down, true);
+  }
+  add("model.norm.weight", w.final_norm, d_final_norm_, false);
+  if (d_lm_head_.defined()) add("lm_head.weight", w.lm_head, d_lm_head_, true);
+}
+
+void TrainNetwork::zero_grads() {
+  for (Parameter& p : parameters_) p.grad.zero();
+}
+
+// ---- workspace ----------------------------------------------------------------------------------
+
+TrainNetwork::LayerBuffers TrainNetwork::allocate_layer_buffers(int64_t rows) const {
+  const ModelConfig& c = model_.config();
+  const int64_t C = c.hidden_size, F = c.intermediate_size, qd = c.q_dim(), W = qd + 2 * c.kv_dim();
+  LayerBuffers b;
+  b.x_mid = Tensor::empty({rows, C}, DType::f32);
+  b.h1 = Tensor::empty({rows, C}, DType::f32);
+  b.rstd1 = Tensor::empty({rows}, DType::f32);
+  b.qkv = Tensor::empty({rows, W}, DType::f32);
+  b.attn = Tensor::empty({rows, qd}, DType::f32);
+  b.lse = Tensor::empty({rows * c.num_heads}, DType::f32);
+  b.h2 = Tensor::empty({rows, C}, DType::f32);
+  b.rstd2 = Tensor::empty({rows}, DType::f32);
+  b.gate_up = Tensor::empty({rows, 2 * F}, DType::f32);
+  b.act = Tensor::empty({rows, F}, DType::f32);
+  if (options_.lora) {
+    for (int m = 0; m < kModules; ++m) {
+      if (adapters_[0][static_cast<size_t>(m)].a.defined()) {
+        b.xa[static_cast<size_t>(m)] = Tensor::empty({rows * options_.lora_spec.rank}, DType::f32);
+      }
+    }
+  }
+  return b;
+}
+
+// Grows the workspace to hold `rows` tokens, `residuals` residual buffers, `layer_sets` sets of
+// layer activations and (when `backward`) the gradient scratch. Buffers are only ever replaced by
+// larger ones, so a steady batch shape allocates once.
+void TrainNetwork::reserve(int64_t rows, size_t residuals, size_t layer_sets, bool backward) {
+  const ModelConfig& c = model_.config();
+  const int64_t C = c.hidden_size, F = c.intermediate_size, qd = c.q_dim(), W = qd + 2 * c.kv_dim();
+  if (rows > ws_.rows) {
+    const size_t keep_residuals = ws_.residual.size(), keep_sets = ws_.layers.size();
+    const bool keep_backward = ws_.dx.defined();
+    ws_ = Workspace{};
+    ws_.rows = rows;
+    ws_.residual.resize(keep_residuals);
+    ws_.layers.resize(keep_sets);
+    for (Tensor& r : ws_.residual) r = Tensor::empty({rows, C}, DType::f32);
+    for (LayerBuffers& b : ws_.layers) b = allocate_layer_buffers(rows);
+    ws_.ids = Tensor::empty({rows}, DType::i32);
+    ws_.targets = Tensor::empty({rows}, DType::i32);
+    ws_.positions = Tensor::empty({rows}, DType::i32);
+    ws_.segments = Tensor::empty({rows}, DType::i32);
+    ws_.final_h = Tensor::empty({rows, C}, DType::f32);
+    ws_.final_rstd = Tensor::empty({rows}, DType::f32);
+    backward = backward || keep_backward;
+  }
+  while (ws_.residual.size() < residuals)
+    ws_.residual.push_back(Tensor::empty({ws_.rows, C}, DType::f32));
+  while (ws_.layers.size() < layer_sets) ws_.layers.push_back(allocate_layer_buffers(ws_.rows));
+  if (backward && !ws_.dx.defined()) {
+    ws_.dx = Tensor::empty({ws_.rows, C}, DType::f32);
+    ws_.dh = Tensor::empty({ws_.rows, C}, DType::f32);
+    ws_.dqkv = Tensor::empty({ws_.rows, W}, DType::f32);
+    ws_.dattn = Tensor::empty({ws_.rows, qd}, DType::f32);
+    ws_.dgate_up = Tensor::empty({ws_.rows, 2 * F}, DType::f32);
+    ws_.dact = Tensor::empty({ws_.rows, F}, DType::f32);
+  }
+}
+
+// Checks the batch and copies it into the workspace's i32 buffers (the workspace must hold N rows).
+TrainNetwork::BatchViews TrainNetwork::prepare(const TrainBatch& batch) {
+  const ModelConfig& c = model_.config();
+  BatchViews bv;
+  bv.B = batch.batch, bv.T = batch.seq_len, bv.N = batch.batch * batch.seq_len;
+  if (bv.B <= 0 || bv.T <= 0)
+    throw Error(fmt::format("train batch: {} rows of {} tokens", bv.B, bv.T));
+  const auto N = static_cast<size_t>(bv.N);
+  auto check_size = [&](const std::vector<int32_t>& v, const char* what, bool optional) {
+    if ((optional && v.empty()) || v.size() == N) return;
+    throw Error(fmt::format("train batch: {} has {} values, {} rows of {} tokens need {}", what,
+                            v.size(), bv.B, bv.T, N));
+  };
+  check_size(batch.tokens, "tokens", false);
+  check_size(batch.targets, "targets", false);
+  check_size(batch.positions, "positions", true);
+  check_size(batch.segment_ids, "segment_ids", true);
+  for (size_t i = 0; i < N; ++i) {
+    const int32_t t = batch.targets[i];
+    if (t != kIgnore && (t < 0 || t >= c.vocab_size)) {
+      throw Error(fmt::format(
+          "train batch: target {} at row {} column {} is outside the vocabulary of {}", t,
+          static_cast<int64_t>(i) / bv.T, static_cast<int64_t>(i) % bv.T, c.vocab_size));
+    }
+  }
+  std::memcpy(ws_.ids.data<int32_t>(), batch.tokens.data(), N * sizeof(int32_t));
+  std::memcpy(ws_.targets.data<int32_t>(), batch.targets.data(), N * sizeof(int32_t));
+  int32_t* pos = ws_.positions.data<int32_t>();
+  if (!batch.positions.empty()) {
+    std::memcpy(pos, batch.positions.data(), N * sizeof(int32_t));
+  } else {
+    // 0, 1, ... per row, restarting where the packed example changes.
+    for (int64_t b = 0; b < bv.B; ++b) {
+      int32_t p = 0;
+      for (int64_t t = 0; t < bv.T; ++t, ++p) {
+        const size_t i = static_cast<size_t>(b * bv.T + t);
+        if (t > 0 && !batch.segment_ids.empty() && batch.segment_ids[i] != batch.segment_ids[i - 1])
+          p = 0;
+        pos[i] = p;
+      }
+    }
+  }
+  bv.ids = ws_.ids.narrow(0, 0, bv.N);
+  bv.targets = ws_.targets.narrow(0, 0, bv.N);
+  bv.positions = ws_.positions.narrow(0, 0, bv.N).view({bv.B, bv.T});
+  if (!batch.segment_ids.empty()) {
+    std::memcpy(ws_.segments.data<int32_t>(), batch.segment_ids.data(), N * sizeof(int32_t));
+    bv.attention.segment_ids = ws_.segments.narrow(0, 0, bv.N).view({bv.B, bv.T});
+  }
+  return bv;
+}
+
+TrainNetwork::Saved TrainNetwork::saved_views(const LayerBuffers& b, const BatchViews& bv) const {
+  const ModelConfig& c = model_.config();
+  const int64_t N = bv.N, B = bv.B, T = bv.T, F = c.intermediate_size, qd = c.q_dim(),
+                kvd = c.kv_dim();
+  const int64_t Hq = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
+  Saved s;
+  s.x_mid = b.x_mid.narrow(0, 0, N);
+  s.h1 = b.h1.narrow(0, 0, N);
+  s.rstd1 = b.rstd1.narrow(0, 0, N);
+  s.qkv = b.qkv.narrow(0, 0, N);
+  s.q = s.qkv.narrow(1, 0, qd).view({B, T, Hq, D});
+  s.k = s.qkv.narrow(1, qd, kvd).view({B, T, Hkv, D});
+  s.v = s.qkv.narrow(1, qd + kvd, kvd).view({B, T, Hkv, D});
+  s.attn = b.attn.narrow(0, 0, N);
+  s.attn4 = s.attn.view({B, T, Hq, D});
+  s.lse = b.lse.narrow(0, 0, N * Hq).view({B, Hq, T});
+  s.h2 = b.h2.narrow(0, 0, N);
+  s.rstd2 = b.rstd2.narrow(0, 0, N);
+  s.gate_up = b.gate_up.narrow(0, 0, N);
+  s.gate = s.gate_up.narrow(1, 0, F);
+  s.up = s.gate_up.narrow(1, F, F);
+  s.act = b.act.narrow(0, 0, N);
+  const int64_t r = options_.lora_spec.rank;
+  for (size_t m = 0; m < kModules; ++m) {
+    if (b.xa[m].defined()) s.xa[m] = b.xa[m].narrow(0, 0, N * r).view({N, r});
+  }
+  return s;
+}
+
+// ---- LoRA on one projection ---------------------------------------------------------------------
+
+tensor::LoraConfig TrainNetwork::lora_config(int64_t layer, int module) const {
+  tensor::LoraConfig cfg;
+  cfg.scale = lora_scale_;
+  cfg.dropout = training_pass_ ? options_.lora_spec.dropout
+                               : 0.0f;  // evaluation: no dropout (PEFT's eval mode)
+  // Each (step, layer, projection) draws its own mask; forward, recompute and backward agree.
+  cfg.seed = mix(mix(options_.lora_spec.seed, step_seed_),
+                 static_cast<uint64_t>(layer) * kModules + static_cast<uint64_t>(module));
+  return cfg;
+}
+
+// y[N, out] += scale · dropout(x)[N, in] · Aᵀ · Bᵀ, when projection `module` of `layer` has an
+// adapter.
+void TrainNetwork::adapter_forward(int64_t layer, int module, const Tensor& y, const Tensor& x,
+                                   const Saved& s) const {
+  if (!options_.lora || merged_) return;
+  const Adapter& ad = adapters_[static_cast<size_t>(layer)][static_cast<size_t>(module)];
+  if (!ad.a.defined()) return;
+  tensor::lora_forward(y, s.xa[static_cast<size_t>(module)], x, ad.a, ad.b,
+                       lora_config(layer, module));
+}
+
+// dA, dB accumulate; dx[N, in] += the adapter's part of the input gradient.
+void TrainNetwork::adapter_backward(int64_t layer, int module, const Tensor& dx, const Tensor& dy,
+                                    const Tensor& x, const Saved& s) {
+  if (!options_.lora || merged_) return;
+  const Adapter& ad = adapters_[static_cast<size_t>(layer)][static_cast<size_t>(module)];
+  if (!ad.a.defined()) return;
+  tensor::lora_backward(dx, ad.da, ad.db, dy, x, s.xa[static_cast<size_t>(module)], ad.a, ad.b,
+                        lora_config(layer, module));
+}
+
+// ---- one block ----------------------------------------------------------------------------------
+
+// x_out[N, C] = x_in + attention(x_in) + mlp(...), saving in `s` what block_backward needs. x_out
+// may alias x_in (x_in is last read before x_out is written).
+void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor& x_out,
+                                 const Saved& s, const BatchViews& bv) const {
+  using namespace tensor;
+  const ModelConfig& c = model_.config();
+  const LayerWeights& L = model_.weights().layers[static_cast<size_t>(layer)];
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  const int64_t qd = c.q_dim(), kvd = c.kv_dim();
+
+  // Attention: x_mid = x_in + wo · attend(rope(q), rope(k), v),
+  // q|k|v = wqkv · rmsnorm(x_in) (+ bias).
+  rmsnorm_forward(s.h1, s.rstd1, x_in, L.attn_norm, eps);  // h1 [N, C], rstd1 [N]
+  linear_forward(s.qkv, s.h1, L.wqkv, L.bqkv);             // qkv [N, W]
+  adapter_forward(layer, kQ, s.qkv.narrow(1, 0, qd), s.h1, s);
+  adapter_forward(layer, kK, s.qkv.narrow(1, qd, kvd), s.h1, s);
+  adapter_forward(layer, kV, s.qkv.narrow(1, qd + kvd, kvd), s.h1, s);
+  rope_forward(s.q, s.q, bv.positions, model_.rope());  // q [B, T, Hq, D]
+  rope_forward(s.k, s.k, bv.positions, model_.rope());  // k [B, T, Hkv, D]
+  // attn [B, T, Hq, D], lse [B, Hq, T]; segment ids keep packed examples apart.
+  attention_forward(s.attn4, s.lse, s.q, s.k, s.v, bv.attention);
+  linear_forward(s.x_mid, s.attn, L.wo, L.bo);  // o [N, C]
+  adapter_forward(layer, kO, s.x_mid, s.attn, s);
+  add_inplace(s.x_mid, x_in);  // x_mid = x_in + o
+
+  // MLP: x_out = x_mid + w_down · (silu(gate) · up), gate|up = w_gate_up · rmsnorm(x_mid).
+  rmsnorm_forward(s.h2, s.rstd2, s.x_mid, L.ffn_norm, eps);  // h2 [N, C], rstd2 [N]
+  linear_forward(s.gate_up, s.h2, L.w_gate_up);              // gate_up [N, 2F]
+  adapter_forward(layer, kGate, s.gate, s.h2, s);
+  adapter_forward(layer, kUp, s.up, s.h2, s);
+  swiglu_forward(s.act, s.gate, s.up);     // act [N, F]
+  linear_forward(x_out, s.act, L.w_down);  // mlp [N, C]
+  adapter_forward(layer, kDown, x_out, s.act, s);
+  add_inplace(x_out, s.x_mid);  // x_out = x_mid + mlp
+}
+
+// The block's backward, in reverse. dx [N, C] holds d(x_out) on entry and d(x_in) on exit (each
+// rmsnorm_backward adds its input gradient onto the residual gradient that passes through).
+void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor& x_in,
+                                  const Saved& s, const BatchViews& bv) {
+  using namespace tensor;
+  const ModelConfig& c = model_.config();
+  const LayerWeights& L = model_.weights().layers[static_cast<size_t>(layer)];
+  static const LayerGrads kNoGrads;  // LoRA: the base gets no gradient (undefined = skipped)
+  const LayerGrads& g = options_.lora ? kNoGrads : grads_[static_cast<size_t>(layer)];
+  const int64_t N = bv.N, qd = c.q_dim(), kvd = c.kv_dim(), F = c.intermediate_size;
+  Tensor dh = ws_.dh.narrow(0, 0, N);              // [N, C]
+  Tensor dqkv = ws_.dqkv.narrow(0, 0, N);          // [N, W]
+  Tensor dattn = ws_.dattn.narrow(0, 0, N);        // [N, qd]
+  Tensor dgate_up = ws_.dgate_up.narrow(0, 0, N);  // [N, 2F]
+  Tensor dact = ws_.dact.narrow(0, 0, N);          // [N, F]
+
+  // MLP: x_out = x_mid + down(act), act = swiglu(gate_up), gate_up = w_gate_up · h2,
+  // h2 = rmsnorm(x_mid).
+  dact.zero();
+  linear_backward(dact, g.w_down, {}, dx, s.act, L.w_down);  // dact [N, F], dw_down [C, F]
+  adapter_backward(layer, kDown, dact, dx, s.act, s);
+  dgate_up.zero();
+  const Tensor dgate = dgate_up.narrow(1, 0, F), dup = dgate_up.narrow(1, F, F);
+  swiglu_backward(dgate, dup, dact, s.gate, s.up);  // dgate, dup [N, F]
+  dh.zero();
+  // dh2 [N, C], dw_gate_up [2F, C]
+  linear_backward(dh, g.w_gate_up, {}, dgate_up, s.h2, L.w_gate_up);
+  adapter_backward(layer, kGate, dh, dgate, s.h2, s);
+  adapter_backward(layer, kUp, dh, dup, s.h2, s);
+  rmsnorm_backward(dx, g.ffn_norm, dh, s.x_mid, L.ffn_norm, s.rstd2);  // dx = d(x_mid)
+
+  // Attention: x_mid = x_in + wo · attn, attn = attend(rope(q), rope(k), v), q|k|v = wqkv · h1.
+  dattn.zero();
+  linear_backward(dattn, g.wo, g.bo, dx, s.attn, L.wo);  // dattn [N, qd], dwo [C, qd]
+  adapter_backward(layer, kO, dattn, dx, s.attn, s);
+  dqkv.zero();
+  const Tensor dq = dqkv.narrow(1, 0, qd).view(s.q.shape());    // [B, T, Hq, D]
+  const Tensor dk = dqkv.narrow(1, qd, kvd).view(s.k.shape());  // [B, T, Hkv, D]
+  const Tensor dv = dqkv.narrow(1, qd + kvd, kvd).view(s.v.shape());
+  attention_backward(dq, dk, dv, dattn.view(s.attn4.shape()), s.q, s.k, s.v, s.attn4, s.lse,
+                     bv.attention);
+  rope_backward(dq, dq, bv.positions, model_.rope());  // d(q before RoPE)
+  rope_backward(dk, dk, bv.positions, model_.rope());
+  dh.zero();
+  linear_backward(dh, g.wqkv, g.bqkv, dqkv, s.h1, L.wqkv);  // dh1 [N, C], dwqkv [W, C], dbqkv [W]
+  adapter_backward(layer, kQ, dh, dqkv.narrow(1, 0, qd), s.h1, s);
+  adapter_backward(layer, kK, dh, dqkv.narrow(1, qd, kvd), s.h1, s);
+  adapter_backward(layer, kV, dh, dqkv.narrow(1, qd + kvd, kvd), s.h1, s);
+  rmsnorm_backward(dx, g.attn_norm, dh, x_in, L.attn_norm, s.rstd1);  // dx = d(x_in)
+}
+
+// ---- the whole network --------------------------------------------------------------------------
+
+tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batch,
+                                                          float grad_scale) {
+  if (grad_scale == 0) return forward_loss(batch);
+  training_pass_ = true;
+  const ModelConfig& c = model_.config();
+  const LlamaWeights& w = model_.weights();
+  const auto layers = static_cast<size_t>(c.num_layers);
+  const bool checkpoint = options_.checkpoint_activations;
+  const int64_t N = batch.batch * batch.seq_len;
+  // Residual stream at every layer boundary; layer activations for every layer, or (checkpointing)
+  // one set that each layer's backward refills by recomputing its forward.
+  reserve(N, layers + 1, checkpoint ? 1 : layers, true);
+  const BatchViews bv = prepare(batch);
+  auto residual = [&](size_t l) { return ws_.residual[l].narrow(0, 0, N); };  // [N, C]
+  auto saved = [&](size_t l) { return saved_views(ws_.layers[checkpoint ? 0 : l], bv); };
+
+  // forward
+  tensor::embedding_forward(residual(0), bv.ids, w.embed);  // x0 [N, C]
+  for (size_t l = 0; l < layers; ++l)
+    block_forward(static_cast<int64_t>(l), residual(l), residual(l + 1), saved(l), bv);
+  const Tensor xL = residual(layers);
+  const Tensor hN = ws_.final_h.narrow(0, 0, N), rstdN = ws_.final_rstd.narrow(0, 0, N);
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  tensor::rmsnorm_forward(hN, rstdN, xL, w.final_norm, eps);  // hN [N, C], rstdN [N]
+
+  // loss and the head's backward: logits = hN · lm_headᵀ, chunk by chunk, never [N, V] at once.
+  Tensor dhN = ws_.dh.narrow(0, 0, N);
+  dhN.zero();
+  // A tied head's gradient goes into the embedding's (embedding_backward adds the lookup's later).
+  const Tensor d_head = options_.lora ? Tensor() : (d_lm_head_.defined() ? d_lm_head_ : d_embed_);
+  const tensor::CrossEntropyResult result =
+      tensor::linear_cross_entropy(hN, w.lm_head, bv.targets, kIgnore, dhN, d_head, grad_scale);
+
+  // backward
+  Tensor dx = ws_.dx.narrow(0, 0, N);  // [N, C] gradient of the residual stream
+  dx.zero();
+  tensor::rmsnorm_backward(dx, options_.lora ? Tensor() : d_final_norm_, dhN, xL, w.final_norm,
+                           rstdN);
+  for (size_t l = layers; l-- > 0;) {
+    const Saved s = saved(l);
+    if (checkpoint) {  // refill the shared buffers: the same ops on the same input, the same bits
+      block_forward(static_cast<int64_t>(l), residual(l), residual(l + 1), s, bv);
+    }
+    block_backward(static_cast<int64_t>(l), dx, residual(l), s, bv);
+  }
+  if (!options_.lora) tensor::embedding_backward(d_embed_, dx, bv.ids);
+  return result;
+}
+
+tensor::CrossEntropyResult TrainNetwork::forward_loss(const TrainBatch& batch) {
+  const ModelConfig& c = model_.config();
+  const LlamaWeights& w = model_.weights();
+  const int64_t N = batch.batch * batch.seq_len;
+  reserve(N, 1, 1, false);
+  training_pass_ = false;
+  const BatchViews bv = prepare(batch);
+  const Tensor x = ws_.residual[0].narrow(0, 0, N);  // [N, C], updated in place layer by layer
+  const Saved s = saved_views(ws_.layers[0], bv);
+  tensor::embedding_forward(x, bv.ids, w.embed);
+  for (int64_t l = 0; l < c.num_layers; ++l) block_forward(l, x, x, s, bv);
+  const Tensor hN = ws_.final_h.narrow(0, 0, N);
+  tensor::rmsnorm_forward(hN, {}, x, w.final_norm, static_cast<float>(c.rms_norm_eps));
+  return tensor::linear_cross_entropy(hN, w.lm_head, bv.targets, kIgnore);
+}
+
+void TrainNetwork::merge_lora_into_base() {
+  if (!options_.lora) throw Error("merge_lora_into_base: the network trains no LoRA adapters");
+  if (merged_) throw Error("merge_lora_into_base: the adapters are already merged");
+  const ModelConfig& c = model_.config();
+  LlamaWeights& w = model_.mutable_weights();
+  for (size_t l = 0; l < adapters_.size(); ++l) {
+    for (int m = 0; m < kModules; ++m) {
+      const Adapter& ad = adapters_[l][static_cast<size_t>(m)];
+      if (!ad.a.defined()) continue;
+      const ModuleShape ms = module_shape(c, m);
+      Tensor block = base_matrix(w.layers[l], m).narrow(0, ms.row0, ms.out);  // W [out, in]
+      if (block.dtype() == DType::f32) {
+        // W += scale · B [out, r] · A [r, in]
+        tensor::matmul(block, ad.b, ad.a, lora_scale_, true);
+      } else {
+        Tensor merged = Tensor::empty(block.shape(), DType::f32);
+        merged.copy_from(block);
+        tensor::matmul(merged, ad.b, ad.a, lora_scale_, true);
+        block.copy_from(merged);  // rounded once into the compute dtype
+      }
+    }
+  }
+  merged_ = true;
+}
+
+}  // namespace seqit::model

@@ -1,0 +1,154 @@
+// The Llama network's training pass: forward with saved activations, the loss through the chunked
+// output head, and the backward written out layer by layer (llm.c style, no autograd), for full
+// fine-tuning (a gradient for every weight) and LoRA (adapters on the seven projections, base
+// frozen). Shapes in comments:
+//   B rows of T tokens, N = B·T, C = hidden, F = intermediate, V = vocabulary, Hq / Hkv heads of D,
+//   qd = Hq·D, kvd = Hkv·D, W = qd + 2·kvd (the fused q|k|v width), r = LoRA rank.
+//
+// The weights are the LlamaModel's own (plain layout, fused wqkv and w_gate_up); the network only
+// adds gradient buffers, adapters and a workspace of activations, grown to the largest batch seen.
+// See docs/training.md for what is computed and how it is checked.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tensor/ops.h"
+#include "tensor/tensor.h"
+
+namespace seqit::model {
+
+class LlamaModel;
+
+// Which projections carry an adapter, its rank and scale (PEFT's LoraConfig).
+struct LoraSpec {
+  int64_t rank = 16;
+  float alpha = 16;
+  float dropout = 0;
+  bool rslora = false;  // scale alpha / sqrt(r) instead of alpha / r
+  // HF module short names: q k v o gate up down (q_proj, ..., down_proj are accepted too).
+  std::vector<std::string> targets{"q", "k", "v", "o", "gate", "up", "down"};
+  uint64_t seed = 0;  // the A matrices' initialisation
+};
+
+// B rows of T tokens, row-major. Padding rows/columns carry a valid token id and target -100.
+struct TrainBatch {
+  int64_t batch = 0, seq_len = 0;
+  std::vector<int32_t> tokens;   // [B·T]
+  std::vector<int32_t> targets;  // [B·T] next-token labels, already shifted; -100 = not trained on
+  // [B·T] RoPE position of each token, restarting at 0 for each packed example. Empty: 0, 1, ...
+  // per row, restarting where segment_ids changes.
+  std::vector<int32_t> positions;
+  // [B·T] packed-example id of each token (attention stays inside an example). Empty: one example
+  // per row (plain causal attention).
+  std::vector<int32_t> segment_ids;
+};
+
+struct TrainOptions {
+  bool lora = false;  // false: full fine-tuning (the model must hold plain f32 weights)
+  LoraSpec lora_spec;
+  // Keep only each layer's input residual; recompute the layer's forward inside its backward.
+  bool checkpoint_activations = false;
+};
+
+// A trainable tensor. value and grad are views: for full fine-tuning, row blocks of the model's
+// fused matrices (q_proj = the first qd rows of wqkv, ...) and of their fused gradients; for LoRA,
+// the adapter matrices.
+struct Parameter {
+  // HF canonical name ("model.layers.0.self_attn.q_proj.weight"); LoRA: the PEFT key without the
+  // "base_model.model." prefix ("model.layers.0.self_attn.q_proj.lora_A.weight").
+  std::string name;
+  tensor::Tensor value, grad;  // same shape, contiguous; grad f32
+  bool decay = true;           // false for norm weights and biases (weight decay skips them)
+};
+
+class TrainNetwork {
+ public:
+  // Full fine-tuning: zeroed f32 gradients mirroring every weight. LoRA: per targeted projection
+  // A [r, in] ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming-uniform with a = sqrt(5)), B [out, r] =
+  // 0, seeded by lora_spec.seed; the base weights get no gradient.
+  TrainNetwork(LlamaModel& model, const TrainOptions& options);
+  ~TrainNetwork();
+  TrainNetwork(const TrainNetwork&) = delete;
+  TrainNetwork& operator=(const TrainNetwork&) = delete;
+
+  // The summed cross-entropy of the batch's trained tokens and their count. When grad_scale != 0
+  // the gradients of grad_scale · loss_sum ACCUMULATE into the parameters' grads (the trainer
+  // passes 1 / trained tokens of the whole optimizer step and zeroes between steps). grad_scale 0
+  // is forward_loss.
+  tensor::CrossEntropyResult forward_backward(const TrainBatch& batch, float grad_scale);
+  // Evaluation: the same loss, no gradients, no LoRA dropout, one layer's activations at a time.
+  tensor::CrossEntropyResult forward_loss(const TrainBatch& batch);
+
+  // Trainable tensors in a stable order (embedding, layers in order, final norm, head; LoRA: layer
+  // by layer, q k v o gate up down, A then B).
+  std::vector<Parameter>& parameters() { return parameters_; }
+  void zero_grads();
+  // Seeds the LoRA dropout masks of the following passes (the trainer sets one per step; each
+  // layer and projection derives its own mask seed from it).
+  void set_step_seed(uint64_t seed) { step_seed_ = seed; }
+  // W += scale · B·A for every adapter (for export of merged weights). The adapters are then
+  // switched off: later passes compute with the merged base alone. Throws when called twice.
+  void merge_lora_into_base();
+
+  bool lora() const { return options_.lora; }
+  float lora_scale() const { return lora_scale_; }
+  const TrainOptions& options() const { return options_; }
+
+ private:
+  static constexpr int kModules = 7;  // q k v o gate up down
+  struct Adapter {
+    tensor::Tensor a, b, da, db;  // [r, in], [out, r] and their gradients
+  };
+  // Full fine-tuning gradients, mirroring LayerWeights (fused layout).
+  struct LayerGrads {
+    tensor::Tensor attn_norm, wqkv, bqkv, wo, bo, ffn_norm, w_gate_up, w_down;
+  };
+  // One layer's activations at capacity rows (views of N rows are taken per batch).
+  struct LayerBuffers {
+    tensor::Tensor x_mid, h1, rstd1, qkv, attn, lse, h2, rstd2, gate_up, act;
+    std::array<tensor::Tensor, kModules> xa;  // [cap · r] each, for targeted projections
+  };
+  struct Saved;       // the [N, ...] views of one LayerBuffers for the current batch
+  struct BatchViews;  // the batch's ids, targets, positions, segments and dims
+  struct Workspace {
+    int64_t rows = 0;                      // capacity in tokens
+    std::vector<tensor::Tensor> residual;  // [cap, C] layer inputs (and the final residual)
+    std::vector<LayerBuffers> layers;
+    tensor::Tensor ids, targets, positions, segments;    // [cap] i32
+    tensor::Tensor final_h, final_rstd;                  // [cap, C], [cap]
+    tensor::Tensor dx, dh, dqkv, dattn, dgate_up, dact;  // backward scratch at capacity
+  };
+
+  void reserve(int64_t rows, size_t residuals, size_t layer_sets, bool backward);
+  LayerBuffers allocate_layer_buffers(int64_t rows) const;
+  BatchViews prepare(const TrainBatch& batch);
+  Saved saved_views(const LayerBuffers& buffers, const BatchViews& bv) const;
+  tensor::LoraConfig lora_config(int64_t layer, int module) const;
+  void adapter_forward(int64_t layer, int module, const tensor::Tensor& y, const tensor::Tensor& x,
+                       const Saved& s) const;
+  void adapter_backward(int64_t layer, int module, const tensor::Tensor& dx,
+                        const tensor::Tensor& dy, const tensor::Tensor& x, const Saved& s);
+  void block_forward(int64_t layer, const tensor::Tensor& x_in, const tensor::Tensor& x_out,
+                     const Saved& s, const BatchViews& bv) const;
+  void block_backward(int64_t layer, const tensor::Tensor& dx, const tensor::Tensor& x_in,
+                      const Saved& s, const BatchViews& bv);
+  void build_parameters();
+
+  LlamaModel& model_;
+  TrainOptions options_;
+  float lora_scale_ = 0;
+  bool merged_ = false;
+  bool training_pass_ = false;  // forward_backward (LoRA dropout on) or forward_loss (off)
+  uint64_t step_seed_ = 0;
+  // [layer][module]; an untargeted projection's adapter is undefined.
+  std::vector<std::array<Adapter, kModules>> adapters_;
+  std::vector<LayerGrads> grads_;                      // full fine-tuning only
+  tensor::Tensor d_embed_, d_final_norm_, d_lm_head_;  // d_lm_head_ undefined when tied
+  std::vector<Parameter> parameters_;
+  Workspace ws_;
+};
+
+}  // namespace seqit::model
