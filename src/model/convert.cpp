@@ -131,29 +131,8 @@ bool is_rope_projection(const std::string& name, bool* is_key) {
   return *is_key || name.find(".self_attn.q_proj.") != std::string::npos;
 }
 
-}  // namespace
-
-void write_hf_model(const WeightSource& source, const fs::path& out, const ExportOptions& options) {
-  check_export_type(options.type);
-  const ModelConfig& config = source.config();
-  if (!config.rope_freq_factors.empty()) {
-    throw Error("this model's RoPE frequencies come from a GGUF rope_freqs tensor, which config.json cannot express")
-        .in_file(out.string());
-  }
-  fs::create_directories(out);
-  SafetensorsWriter writer;
-  writer.set_metadata("format", "pt");
-  for (const WeightSpec& spec : expected_weights(config)) {
-    writer.add(spec.name, options.type, spec.shape, [&source, spec, type = options.type](uint8_t* dst) {
-      std::vector<float> values(static_cast<size_t>(spec.elements()));
-      source.read_f32(spec, values.data());
-      encode_from_f32(type, values.data(), spec.elements(), dst);
-    });
-  }
-  writer.write(out / "model.safetensors");
-  write_file_atomic(out / "config.json", hf_config_json(config, torch_dtype_name(options.type)));
-  if (!options.tokenizer) return;
-  const fs::path& tok = *options.tokenizer;
+// The tokenizer files that go with an HF folder (see write_hf_model).
+void copy_tokenizer_files(const fs::path& tok, const fs::path& out) {
   if (fs::is_directory(tok) || tok.filename() == "tokenizer.json") {
     fs::path folder = fs::is_directory(tok) ? tok : tok.parent_path();
     for (const char* name : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
@@ -168,6 +147,69 @@ void write_hf_model(const WeightSource& source, const fs::path& out, const Expor
   } else {
     if (!read_llama2c_vocab(tok)) throw Error("not a tokenizer file seqit can export").in_file(tok.string());
     copy_file_atomic(tok, out / "tokenizer.bin");
+  }
+}
+
+}  // namespace
+
+void write_hf_model(const WeightSource& source, const fs::path& out, const ExportOptions& options) {
+  check_export_type(options.type);
+  const ModelConfig& config = source.config();
+  if (!config.rope_freq_factors.empty()) {
+    throw Error("this model's RoPE frequencies come from a GGUF rope_freqs tensor, which config.json cannot express")
+        .in_file(out.string());
+  }
+  fs::create_directories(out);
+  // Shards of at most max_shard_bytes (a single weight larger than that gets a shard of its own).
+  const std::vector<WeightSpec> specs = expected_weights(config);
+  std::vector<std::vector<WeightSpec>> shards(1);
+  uint64_t shard_bytes = 0, total_bytes = 0;
+  for (const WeightSpec& spec : specs) {
+    const uint64_t bytes = *storage_bytes(options.type, spec.elements());
+    if (shard_bytes > 0 && shard_bytes + bytes > options.max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(spec);
+    shard_bytes += bytes;
+    total_bytes += bytes;
+  }
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (size_t i = 0; i < shards.size(); ++i) {
+    const std::string file = shards.size() == 1 ? "model.safetensors"
+                                                : fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, shards.size());
+    SafetensorsWriter writer;
+    writer.set_metadata("format", "pt");
+    for (const WeightSpec& spec : shards[i]) {
+      weight_map[spec.name] = file;
+      writer.add(spec.name, options.type, spec.shape, [&source, spec, type = options.type](uint8_t* dst) {
+        std::vector<float> values(static_cast<size_t>(spec.elements()));
+        source.read_f32(spec, values.data());
+        encode_from_f32(type, values.data(), spec.elements(), dst);
+      });
+    }
+    writer.write(out / file);
+  }
+  if (shards.size() > 1) {
+    const nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+    write_file_atomic(out / "model.safetensors.index.json", index.dump(2) + "\n");
+  } else if (fs::exists(out / "model.safetensors.index.json")) {
+    fs::remove(out / "model.safetensors.index.json");  // a stale index would shadow the new file
+  }
+  write_file_atomic(out / "config.json", hf_config_json(config, torch_dtype_name(options.type)));
+  nlohmann::json generation = {{"_from_model_config", true}};
+  if (config.bos_token_id) generation["bos_token_id"] = *config.bos_token_id;
+  if (config.eos_token_ids.size() == 1) generation["eos_token_id"] = config.eos_token_ids[0];
+  if (config.eos_token_ids.size() > 1) generation["eos_token_id"] = config.eos_token_ids;
+  write_file_atomic(out / "generation_config.json", generation.dump(2) + "\n");
+  if (options.tokenizer) copy_tokenizer_files(*options.tokenizer, out);
+  if (!options.chat_template.empty()) {
+    write_file_atomic(out / "chat_template.jinja", options.chat_template);
+    if (fs::exists(out / "tokenizer_config.json")) {
+      nlohmann::json tc = nlohmann::json::parse(read_file(out / "tokenizer_config.json"));
+      tc["chat_template"] = options.chat_template;
+      write_file_atomic(out / "tokenizer_config.json", tc.dump(2) + "\n");
+    }
   }
 }
 

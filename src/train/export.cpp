@@ -5,6 +5,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "chat/chat_template.h"
+#include "model/checkpoint.h"
 #include "model/llama.h"
 #include "model/safetensors.h"
 #include "tensor/dtype.h"
@@ -193,6 +195,32 @@ void merge_peft_adapter(model::LlamaModel& model, const PeftAdapter& adapter) {
   model::TrainNetwork network(model, options);
   load_adapter(network, adapter);
   network.merge_lora_into_base();
+}
+
+void export_model(const ExportRequest& request) {
+  auto checkpoint = model::Checkpoint::open(request.model);
+  auto network = model::LlamaModel::load(*checkpoint);
+  if (request.adapter) {
+    const PeftAdapter adapter = read_peft_adapter(*request.adapter, network->config());
+    merge_peft_adapter(*network, adapter);
+  }
+  model::ExportOptions options;
+  options.type = request.dtype.value_or(checkpoint->preferred_type());
+  if (options.type != model::StorageType::f16 && options.type != model::StorageType::bf16)
+    options.type = model::StorageType::f32;
+  options.tokenizer = request.tokenizer ? request.tokenizer : checkpoint->tokenizer_path();
+  options.name = request.model.filename().string();
+  options.max_shard_bytes = request.max_shard_bytes;
+  if (!request.chat_template.empty()) {
+    const auto names = chat::ChatTemplate::builtin_names();
+    const bool builtin = std::find(names.begin(), names.end(), request.chat_template) != names.end();
+    options.chat_template = builtin ? chat::ChatTemplate::builtin(request.chat_template).source()
+                                    : chat::ChatTemplate::from_file(request.chat_template).source();
+  }
+  if (request.to == model::ExportFormat::hf)
+    model::write_hf_model(*network, request.out, options);
+  else
+    model::write_gguf_model(*network, request.out, options);
 }
 
 }  // namespace seqit::train

@@ -13,9 +13,11 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "model/convert.h"
 #include "model/storage.h"
 #include "model/train_network.h"
 
@@ -57,5 +59,22 @@ void load_adapter(model::TrainNetwork& network, const PeftAdapter& adapter);
 // Merges the adapter into the model's weights (W += scale · B·A); the model must hold plain (not
 // packed) weights.
 void merge_peft_adapter(model::LlamaModel& model, const PeftAdapter& adapter);
+
+// `seqit export`: a base model, optionally with a PEFT adapter merged into it, written as an HF
+// folder (sharded when large, generation_config.json, tokenizer files, the chat template) or a GGUF
+// file that llama.cpp loads.
+struct ExportRequest {
+  std::filesystem::path model;                   // any format seqit reads
+  std::optional<std::filesystem::path> adapter;  // a PEFT adapter folder to merge
+  std::filesystem::path out;
+  model::ExportFormat to = model::ExportFormat::hf;
+  std::optional<model::StorageType> dtype;  // f32, f16, bf16; default: the model's stored type
+  std::optional<std::filesystem::path> tokenizer;  // default: the one found with the model
+  // A builtin format name (tulu, chatml, ...) or a template file / model folder; empty = none
+  // (the tokenizer folder's own tokenizer_config.json still travels).
+  std::string chat_template;
+  uint64_t max_shard_bytes = uint64_t{5} * 1000 * 1000 * 1000;
+};
+void export_model(const ExportRequest& request);
 
 }  // namespace seqit::train

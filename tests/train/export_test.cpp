@@ -15,6 +15,7 @@
 namespace seqit::train {
 namespace {
 
+namespace fs = std::filesystem;
 using model::LlamaModel;
 using nlohmann::json;
 
@@ -163,6 +164,43 @@ TEST(PeftAdapter, BadFoldersAreClearErrors) {
   seqit::testing::spit(dir / "adapter_config.json", "{not json");
   expect_error("adapter_config.json");
   EXPECT_THROW(read_peft_adapter(dir / "nowhere", tiny_config()), Error);
+}
+
+// `seqit export` of stories260K with a LoRA adapter merged, to an HF folder and a GGUF file: both
+// reload (seqit's loaders) to the logits of the model with the adapter merged in memory.
+TEST(SeqitExport, MergedAdapterToHfAndGgufReloadsToTheSameLogits) {
+  const auto base = seqit::testing::shared_data("models/stories260K/stories260K.bin");
+  auto model = LlamaModel::load(base);
+  model::TrainOptions o = lora_options({"q", "k", "v", "o", "gate", "up", "down"});
+  model::TrainNetwork net(*model, o);
+  randomise(net);
+  seqit::testing::TempDir dir;
+  write_peft_adapter(net, dir / "adapter", base.string());
+  net.merge_lora_into_base();  // the reference: base + adapter, merged in memory
+  const std::vector<int32_t> tokens = {1, 403, 407, 261, 378, 434, 1164 % 512, 273, 320};
+  const tensor::Tensor want = model->forward_sequence(tokens);
+  for (const char* to : {"hf", "gguf"}) {
+    SCOPED_TRACE(to);
+    const fs::path out = dir / (std::string("merged.") + to);
+    std::string output;
+    ASSERT_EQ(seqit::testing::run_command(
+                  seqit::testing::shell_quote(seqit::testing::seqit_binary().string()) + " export --model " +
+                      seqit::testing::shell_quote(base.string()) + " --adapter " +
+                      seqit::testing::shell_quote((dir / "adapter").string()) + " --to " + to + " --out " +
+                      seqit::testing::shell_quote(out.string()) + " --chat-template tulu",
+                  &output),
+              0)
+        << output;
+    auto reloaded = LlamaModel::load(out);
+    const tensor::Tensor got = reloaded->forward_sequence(tokens);
+    ASSERT_EQ(got.numel(), want.numel());
+    double worst = 0;
+    for (int64_t i = 0; i < got.numel(); ++i)
+      worst = std::max(worst, std::abs(double(got.data<float>()[i]) - double(want.data<float>()[i])));
+    EXPECT_LT(worst, 1e-4);
+  }
+  EXPECT_TRUE(fs::exists(dir / "merged.hf" / "tokenizer.bin"));
+  EXPECT_TRUE(fs::exists(dir / "merged.hf" / "chat_template.jinja"));
 }
 
 }  // namespace
