@@ -410,6 +410,16 @@ TEST_F(Serve, QueryCommandRunsTheLocalEngineToo) {
   EXPECT_NEAR(rows[3]["logprobs"][1].get<double>(), scores.logprobs[1], 1e-4);
 }
 
+// SIGTERM the moment the server has started (before any request): it exits 0 at once, every time.
+TEST(ServeShutdown, SigtermRightAfterStartExitsPromptly) {
+  for (int i = 0; i < 10; ++i) {
+    ServeProcess server({"--model", model_path(), "--tokenizer", tokenizer_path()});
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(server.stop(SIGTERM), 0) << "round " << i;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0) << "round " << i;
+  }
+}
+
 TEST(ServeShutdown, SigtermFinishesRequestsInFlight) {
   // One sequence at a time, so the requests are still queued or generating when the signal comes.
   ServeProcess server(
