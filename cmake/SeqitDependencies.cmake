@@ -15,6 +15,8 @@ pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+# libplplot-dev (+ plplot-driver-cairo at run time for the pngcairo device): the training loss chart.
+pkg_check_modules(PLPLOT REQUIRED IMPORTED_TARGET plplot)
 if(SEQIT_BUILD_TESTS)
   find_package(GTest REQUIRED)
   include(GoogleTest)
