@@ -1,0 +1,345 @@
+#include "train/run.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+
+#include "chat/model_template.h"
+#include "model/checkpoint.h"
+#include "model/convert.h"
+#include "model/llama.h"
+#include "tensor/calibrate.h"
+#include "tensor/threading.h"
+#include "tokenizer/tokenizer.h"
+#include "train/export.h"
+#include "train/loss_chart.h"
+#include "train/metrics.h"
+#include "train/run_dir.h"
+#include "train/trainer.h"
+#include "util/error.h"
+#include "util/file_io.h"
+#include "util/interrupt.h"
+#include "util/log.h"
+#include "util/progress.h"
+
+namespace seqit::train {
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// Everything the run reads before its first step: examples, batches, model, trainer.
+struct Setup {
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  fs::path tokenizer_file;
+  std::vector<Example> train_examples, eval_examples;
+  std::unique_ptr<BatchPlan> plan, eval_plan;
+  std::unique_ptr<model::LlamaModel> model;
+  std::unique_ptr<Trainer> trainer;
+  LrSchedule schedule;
+  int64_t grad_accum = 1;
+  int64_t batches_per_epoch = 0;
+  double flops_per_token = 0;  // forward + backward, for MFU
+};
+
+ExampleOptions example_options(const TrainRecipe& r) {
+  ExampleOptions o;
+  o.turns = r.turns;
+  o.train_on_inputs = r.train_on_inputs;
+  o.max_len = r.max_len;
+  o.default_system = r.default_system;
+  if (r.data_format != "auto") o.from = data::parse_format_request(r.data_format);
+  return o;
+}
+
+std::vector<Example> load_examples(const std::vector<std::string>& files, const chat::ChatTemplate& tmpl,
+                                   const tokenizer::Tokenizer& tok, const ExampleOptions& options) {
+  std::vector<Example> all;
+  for (const std::string& file : files) {
+    SftExamples loaded = load_sft_examples(file, tmpl, tok, options);
+    log::info("train: {}: {}", file, loaded.summary.describe());
+    if (loaded.examples.empty()) throw Error(fmt::format("{}: no trainable example (see the summary above)", file));
+    for (Example& e : loaded.examples) all.push_back(std::move(e));
+  }
+  return all;
+}
+
+// FLOPs of one token's forward + backward: 6 per weight of every matrix product that gets a weight
+// gradient (2 forward, 2 for the input gradient, 2 for the weight gradient), 4 per frozen weight
+// (no weight gradient), plus causal attention (QK^T and PV: 2·2·T·qd forward at mean context T/2,
+// three times that with the backward).
+double flops_per_token(const model::ModelConfig& c, bool lora, int64_t mean_len) {
+  const double qd = double(c.num_heads * c.head_dim), kvd = double(c.num_kv_heads * c.head_dim);
+  const double per_layer = double(c.hidden_size) * (qd + 2 * kvd) + qd * double(c.hidden_size) +
+                           3.0 * double(c.hidden_size) * double(c.intermediate_size);
+  const double matmul = per_layer * double(c.num_layers) + double(c.vocab_size) * double(c.hidden_size);
+  const double attention = 3.0 * 2.0 * 2.0 * (double(mean_len) / 2.0) * qd * double(c.num_layers);
+  return (lora ? 4.0 : 6.0) * matmul + attention;
+}
+
+Setup prepare(const TrainRecipe& r) {
+  Setup s;
+  auto checkpoint = model::Checkpoint::open(r.model);
+  if (r.tokenizer) {
+    s.tokenizer_file = *r.tokenizer;
+  } else if (checkpoint->tokenizer_path()) {
+    s.tokenizer_file = *checkpoint->tokenizer_path();
+  } else {
+    throw Error(fmt::format("model {}: no tokenizer found beside it; set `tokenizer:` in the recipe", r.model));
+  }
+  s.tok = tokenizer::load_tokenizer(s.tokenizer_file);
+  const chat::ChatTemplate tmpl =
+      chat::resolve_chat_template(r.chat_template == "model" ? "" : r.chat_template, r.model, s.tokenizer_file, *s.tok);
+  const ExampleOptions eo = example_options(r);
+  std::vector<Example> examples = load_examples(r.data, tmpl, *s.tok, eo);
+  if (r.eval_data) {
+    s.train_examples = std::move(examples);
+    s.eval_examples = load_examples({*r.eval_data}, tmpl, *s.tok, eo);
+  } else if (r.eval_count || r.eval_fraction > 0) {
+    const EvalSplit how = r.eval_count ? EvalSplit::of_count(*r.eval_count) : EvalSplit::of_fraction(r.eval_fraction);
+    auto parts = split(std::move(examples), how, r.seed);
+    s.train_examples = std::move(parts.train);
+    s.eval_examples = std::move(parts.eval);
+  } else {
+    s.train_examples = std::move(examples);
+  }
+
+  BatchOptions bo;
+  bo.mode = r.batch_mode;
+  bo.batch_size = r.micro_batch_size;
+  bo.max_len = r.max_len;
+  bo.pad_id = s.tok->eos_id().value_or(0);
+  s.plan = std::make_unique<BatchPlan>(s.train_examples, bo, r.seed);
+  BatchOptions eval_bo = bo;
+  eval_bo.shuffle = false;
+  if (!s.eval_examples.empty()) s.eval_plan = std::make_unique<BatchPlan>(s.eval_examples, eval_bo, r.seed);
+  const BatchAccounting acc = s.plan->accounting(0);
+  s.batches_per_epoch = acc.micro_batches;
+  log::info("train: {} training examples, {} held out; per epoch: {}", s.train_examples.size(), s.eval_examples.size(),
+            acc.describe());
+
+  s.grad_accum = r.gradient_accumulation.value_or(1);
+  const int64_t total =
+      total_optimizer_steps(s.batches_per_epoch, s.grad_accum, r.epochs, r.max_steps);
+  s.schedule = {r.schedule, r.lr, warmup_steps_for(total, r.warmup_ratio, r.warmup_steps), total};
+
+  const bool lora = r.method == TrainMethod::lora;
+  model::LoadOptions lo;
+  lo.dtype = lora && r.lora.base_dtype == BaseDtype::bf16 ? tensor::DType::bf16 : tensor::DType::f32;
+  s.model = model::LlamaModel::load(*checkpoint, lo);
+  model::TrainOptions to;
+  to.lora = lora;
+  to.lora_spec.rank = r.lora.rank;
+  to.lora_spec.alpha = static_cast<float>(r.lora.alpha);
+  to.lora_spec.dropout = static_cast<float>(r.lora.dropout);
+  to.lora_spec.rslora = r.lora.rslora;
+  to.lora_spec.targets = r.lora.targets;
+  to.lora_spec.seed = r.seed;
+  to.checkpoint_activations = r.activation_checkpointing;
+  OptimizerConfig oc;
+  oc.beta1 = static_cast<float>(r.adam_beta1);
+  oc.beta2 = static_cast<float>(r.adam_beta2);
+  oc.eps = static_cast<float>(r.adam_epsilon);
+  oc.weight_decay = static_cast<float>(r.weight_decay);
+  oc.max_grad_norm = r.max_grad_norm;
+  s.trainer = std::make_unique<Trainer>(*s.model, to, oc, r.seed);
+  const int64_t mean_len = acc.rows > 0 ? acc.tokens_kept / std::max<int64_t>(1, acc.examples) : r.max_len;
+  s.flops_per_token = flops_per_token(s.model->config(), lora, mean_len);
+  return s;
+}
+
+// The micro-batches of the optimiser step that starts at `position`: up to grad_accum of them,
+// never across the end of an epoch (its last step may hold fewer, as the paper's script does).
+std::vector<MicroBatch> next_step_batches(BatchStream& stream, int64_t grad_accum) {
+  std::vector<MicroBatch> out;
+  const int64_t epoch = stream.position().epoch;
+  while (static_cast<int64_t>(out.size()) < grad_accum && stream.position().epoch == epoch)
+    out.push_back(stream.next());
+  return out;
+}
+
+EvalStats evaluate(Setup& s) {
+  if (!s.eval_plan) return {};
+  std::vector<Batch> batches;
+  for (const MicroBatch& mb : s.eval_plan->epoch_batches(0)) batches.push_back(s.eval_plan->materialize(mb));
+  return s.trainer->evaluate(batches);
+}
+
+void write_final(const TrainRecipe& r, Setup& s, const fs::path& dir) {
+  const fs::path tmp = dir.parent_path() / (dir.filename().string() + ".tmp");
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  model::ExportOptions eo;
+  eo.tokenizer = s.tokenizer_file;
+  eo.name = fs::path(r.output_dir).filename().string();
+  const chat::ChatTemplate tmpl =
+      chat::resolve_chat_template(r.chat_template == "model" ? "" : r.chat_template, r.model, s.tokenizer_file, *s.tok);
+  eo.chat_template = tmpl.source();
+  if (r.method == TrainMethod::lora) {
+    write_peft_adapter(s.trainer->network(), tmp / "adapter", r.model);
+    // The merged model too, so that generate/chat/serve use the result at once.
+    s.trainer->network().merge_lora_into_base();
+  }
+  model::write_hf_model(*s.model, tmp / "model", eo);
+  fs::remove_all(dir);
+  fs::rename(tmp, dir);
+}
+
+// The checkpoint's tensors: the trainable tensors in model.safetensors, AdamW's moments in
+// optimizer.safetensors.
+std::string checkpoint_file(const std::string& name) {
+  const bool moment = name.ends_with(".exp_avg") || name.ends_with(".exp_avg_sq");
+  return moment ? "optimizer.safetensors" : "model.safetensors";
+}
+
+std::vector<TensorRef> checkpoint_tensors(Trainer& trainer) {
+  std::vector<TensorRef> refs;
+  for (const Trainer::StateTensor& t : trainer.state_tensors())
+    refs.push_back({checkpoint_file(t.name), t.name, t.tensor.data<float>(),
+                    std::vector<int64_t>(t.tensor.shape().begin(), t.tensor.shape().end())});
+  return refs;
+}
+
+std::vector<TensorSlot> checkpoint_slots(Trainer& trainer) {
+  std::vector<TensorSlot> slots;
+  for (Trainer::StateTensor& t : trainer.state_tensors())
+    slots.push_back({checkpoint_file(t.name), t.name, t.tensor.data<float>(),
+                     std::vector<int64_t>(t.tensor.shape().begin(), t.tensor.shape().end())});
+  return slots;
+}
+
+}  // namespace
+
+RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) {
+  const TrainRecipe r = recipe_in.resolved();
+  if (r.threads > 0) tensor::set_num_threads(static_cast<int>(r.threads));
+  RunResult result;
+  result.output = r.output_dir;
+  const fs::path out = r.output_dir;
+  const RunDir run{out};
+  if (!options.resume && !list_checkpoints(out).empty())
+    throw Error(fmt::format("{} already holds checkpoints of a run: pass --resume to continue it, or choose another "
+                            "output_dir",
+                            out.string()));
+  log::info("train: recipe\n{}", to_yaml(r));
+  Setup s = prepare(r);
+  const bool bf16_cpu = tensor::onednn_native_bf16();
+  log::info("train: compute f32{} ({} parameters trained{}); {} optimiser steps ({} per epoch, {} micro-batches "
+            "each), warmup {}",
+            r.compute_dtype == ComputeDtype::bf16 || (r.compute_dtype == ComputeDtype::auto_ && bf16_cpu)
+                ? " (bf16 training compute is not implemented yet: f32)"
+                : "",
+            s.trainer->network().parameters().size(), r.method == TrainMethod::lora ? ", LoRA" : "",
+            s.schedule.total_steps, (s.batches_per_epoch + s.grad_accum - 1) / s.grad_accum, s.grad_accum,
+            s.schedule.warmup_steps);
+  result.total_steps = s.schedule.total_steps;
+
+  // Resume: weights, optimiser moments, step and data position from the newest checkpoint.
+  const Fingerprint model_fp = model_fingerprint(s.model->config()), recipe_fp = recipe_fingerprint(r);
+  BatchPosition position;
+  int64_t tokens_done = 0;
+  double elapsed_before = 0;
+  std::optional<int64_t> resumed_at;
+  if (options.resume) {
+    if (auto latest = latest_checkpoint(out)) {
+      const CheckpointState state = load_checkpoint(*latest, checkpoint_slots(*s.trainer), model_fp, recipe_fp);
+      position = state.data;
+      s.trainer->restore_steps(state.step);
+      tokens_done = state.tokens;
+      elapsed_before = state.elapsed_s;
+      resumed_at = state.step;
+      log::info("train: resumed from {} (step {}, epoch {}, batch {})", latest->string(), state.step,
+                position.epoch, position.index);
+    } else {
+      log::info("train: --resume: no checkpoint in {} yet; starting from the beginning", out.string());
+    }
+  }
+  run.create();
+  write_file_atomic(run.recipe_file(), to_yaml(r));
+  MetricsLog metrics(run.metrics_file(), resumed_at);
+
+  const double peak_gflops = tensor::measure_fma_peak(tensor::num_threads(), 0.2).gflops;
+  BatchStream stream(*s.plan, position);
+  InterruptGuard interrupt;
+  Progress progress("train", s.schedule.total_steps, "step");
+  if (!options.progress) Progress::set_enabled(false);
+  progress.set(s.trainer->steps());
+  const auto t_start = Clock::now();
+  int64_t steps_this_run = 0;
+  double smoothed = -1;
+  while (s.trainer->steps() < s.schedule.total_steps) {
+    const int64_t step = s.trainer->steps();
+    const int64_t epoch = stream.position().epoch;
+    std::vector<Batch> micro;
+    for (const MicroBatch& mb : next_step_batches(stream, s.grad_accum)) micro.push_back(s.plan->materialize(mb));
+    const auto t0 = Clock::now();
+    const StepStats st = s.trainer->step(micro, static_cast<float>(s.schedule.lr(step)));
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (st.target_tokens == 0) {
+      log::warn("train: step {} had no trainable token; skipped", step + 1);
+      s.trainer->restore_steps(step + 1);
+    }
+    ++steps_this_run;
+    tokens_done += st.tokens;
+    result.last_loss = st.loss;
+    smoothed = smoothed < 0 ? st.loss : 0.9 * smoothed + 0.1 * st.loss;
+    const double tokens_per_s = seconds > 0 ? double(st.tokens) / seconds : 0;
+    const int64_t done = s.trainer->steps();
+    MetricsRow row;
+    row.step = done;
+    row.epoch = double(epoch) + double(stream.position().epoch == epoch ? stream.position().index : s.batches_per_epoch) /
+                                    double(std::max<int64_t>(1, s.batches_per_epoch));
+    if (st.target_tokens > 0) row.loss = st.loss;
+    row.lr = st.lr;
+    row.grad_norm = st.grad_norm;
+    row.tokens = tokens_done;
+    row.tokens_per_s = tokens_per_s;
+    if (peak_gflops > 0) row.mfu = tokens_per_s * s.flops_per_token / (peak_gflops * 1e9);
+    row.rss_mb = current_rss_mb();
+    row.elapsed_s = elapsed_before + std::chrono::duration<double>(Clock::now() - t_start).count();
+    const bool last = done >= s.schedule.total_steps;
+    if (s.eval_plan && ((r.eval_every > 0 && done % r.eval_every == 0) || last)) {
+      row.eval_loss = evaluate(s).loss;
+      result.eval_loss = *row.eval_loss;
+    }
+    if (done % std::max<int64_t>(1, r.log_every) == 0 || last || row.eval_loss) metrics.append(row);
+    progress.set(done);
+    progress.set_note(fmt::format("loss {:.4f}{} lr {:.2e} {:.0f} tok/s", smoothed,
+                                  row.eval_loss ? fmt::format(" eval {:.4f}", *row.eval_loss) : std::string(), st.lr,
+                                  tokens_per_s));
+    const bool stop_now = interrupt.requested() || (options.stop_after > 0 && steps_this_run >= options.stop_after);
+    if ((r.save_every > 0 && done % r.save_every == 0 && !last) || (stop_now && !last)) {
+      CheckpointState state;
+      state.step = done;
+      state.epoch = row.epoch;
+      state.data = stream.position();
+      state.schedule = s.schedule;
+      state.tokens = tokens_done;
+      state.elapsed_s = row.elapsed_s;
+      state.model = model_fp;
+      state.recipe = recipe_fp;
+      save_run_checkpoint(run, state, checkpoint_tensors(*s.trainer), r.keep_last);
+    }
+    if (stop_now && !last) {
+      result.interrupted = interrupt.requested();
+      if (result.interrupted)
+        log::info("train: {} received: checkpoint written at step {}; rerun with --resume to continue",
+                  interrupt.signal() == 2 ? "SIGINT" : "SIGTERM", done);
+      break;
+    }
+  }
+  progress.finish();
+  result.steps = s.trainer->steps();
+  if (result.steps >= s.schedule.total_steps) {
+    write_final(r, s, run.final_dir());
+    result.finished = true;
+    log::info("train: done: {} steps, last loss {:.4f}{}; model in {}", result.steps, result.last_loss,
+              result.eval_loss >= 0 ? fmt::format(", held-out loss {:.4f}", result.eval_loss) : std::string(),
+              (out / "final").string());
+  }
+  write_loss_chart(run.chart_file(), metrics.rows());
+  return result;
+}
+
+}  // namespace seqit::train
