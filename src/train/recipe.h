@@ -65,7 +65,8 @@ struct TrainRecipe {
   // Batches: effective_batch = micro_batch_size x gradient_accumulation x processes. When
   // effective_batch is set it wins and gradient_accumulation is derived from it; setting both to
   // values that disagree is an error (resolved()).
-  BatchMode batch_mode = BatchMode::packed;  // packed | grouped (length-grouped)
+  // grouped (length_grouped: one example per row) | packed (needs segment-aware attention)
+  BatchMode batch_mode = BatchMode::length_grouped;
   int64_t micro_batch_size = 1;
   std::optional<int64_t> gradient_accumulation;
   std::optional<int64_t> effective_batch;

@@ -59,6 +59,7 @@ Fingerprint model_fingerprint(const model::ModelConfig& config);
 // batch_mode, micro_batch_size, gradient_accumulation (as resolved), seed, method and the LoRA
 // shape (rank, alpha, targets, rslora, base_dtype). Not: lr, schedule, epochs, max_steps, cadence,
 // threads, dtype, output_dir, model path — these may change on resume (a longer run, a moved model).
+// Pass the resolved recipe (TrainRecipe::resolved), so gradient_accumulation is the one in use.
 Fingerprint recipe_fingerprint(const TrainRecipe& recipe);
 
 // One line per differing field: "num_layers: checkpoint 5, now 32" (empty when equal).
