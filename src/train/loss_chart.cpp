@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <mutex>
 
 #include "util/error.h"
@@ -84,7 +86,8 @@ void line(const std::vector<double>& x, const std::vector<double>& y, Colour c, 
 void write_loss_chart(const fs::path& png, const std::vector<MetricsRow>& rows,
                       const LossChartOptions& options) {
   if (options.width < 200 || options.height < 150)
-    throw Error(fmt::format("chart size {}x{} is too small", options.width, options.height)).in_file(png.string());
+    throw Error(fmt::format("chart size {}x{} is too small", options.width, options.height))
+        .in_file(png.string());
 
   // The series.
   std::vector<double> loss_x, loss_y, eval_x, eval_y, lr_x, lr_y;
@@ -92,7 +95,8 @@ void write_loss_chart(const fs::path& png, const std::vector<MetricsRow>& rows,
   for (const MetricsRow& r : rows) {
     double s = double(r.step);
     if (r.loss && std::isfinite(*r.loss)) loss_x.push_back(s), loss_y.push_back(*r.loss);
-    if (r.eval_loss && std::isfinite(*r.eval_loss)) eval_x.push_back(s), eval_y.push_back(*r.eval_loss);
+    if (r.eval_loss && std::isfinite(*r.eval_loss))
+      eval_x.push_back(s), eval_y.push_back(*r.eval_loss);
     if (r.loss && std::isfinite(r.lr)) lr_x.push_back(s), lr_y.push_back(r.lr);
   }
   std::vector<double> smooth = smooth_ema(loss_y, options.smoothing);
@@ -129,10 +133,13 @@ void write_loss_chart(const fs::path& png, const std::vector<MetricsRow>& rows,
                             int64_t(eval_x.back()));
 
   // PLplot writes the file itself; it goes to a temporary beside the target, then replaces it.
-  fs::path temp = png.parent_path() / fmt::format(".{}.tmp.{}", png.filename().string(), ::getpid());
+  fs::path temp =
+      png.parent_path() / fmt::format(".{}.tmp.{}", png.filename().string(), ::getpid());
   {
     int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw Error(fmt::format("cannot write the chart: {}", std::strerror(errno))).in_file(png.string());
+    if (fd < 0)
+      throw Error(fmt::format("cannot write the chart: {}", std::strerror(errno)))
+          .in_file(png.string());
     ::close(fd);
   }
 
@@ -142,7 +149,8 @@ void write_loss_chart(const fs::path& png, const std::vector<MetricsRow>& rows,
     // output file) is checked before plinit.
     if (!has_device("pngcairo")) {
       fs::remove(temp);
-      throw Error("PLplot has no pngcairo device: install plplot-driver-cairo").in_file(png.string());
+      throw Error("PLplot has no pngcairo device: install plplot-driver-cairo")
+          .in_file(png.string());
     }
     PLINT stream = 0;
     plmkstrm(&stream);
@@ -210,10 +218,10 @@ void write_loss_chart(const fs::path& png, const std::vector<MetricsRow>& rows,
       plschr(0, 0.75);
       pllegend(&legend_w, &legend_h, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
                PL_POSITION_TOP | PL_POSITION_RIGHT | PL_POSITION_INSIDE, 0.02, 0.03, 0.08,
-               kBackground, kGrid, 1, 0, 0, n, opts.data(), 1.0, 0.8, 2.0, 0.0,
-               text_colours.data(), text.data(), nullptr, nullptr, nullptr, nullptr,
-               line_colours.data(), line_styles.data(), line_widths.data(), symbol_colours.data(),
-               symbol_scales.data(), symbol_numbers.data(), symbols.data());
+               kBackground, kGrid, 1, 0, 0, n, opts.data(), 1.0, 0.8, 2.0, 0.0, text_colours.data(),
+               text.data(), nullptr, nullptr, nullptr, nullptr, line_colours.data(),
+               line_styles.data(), line_widths.data(), symbol_colours.data(), symbol_scales.data(),
+               symbol_numbers.data(), symbols.data());
       plschr(0, 0.85);
     }
 

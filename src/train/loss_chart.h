@@ -22,8 +22,8 @@ struct LossChartOptions {
 
 // Writes the chart as a PNG (atomically: the old chart stays until the new one is complete). Rows
 // without a loss or eval loss are skipped for that series; with no data at all the chart says so.
-// Throws seqit::Error when PLplot lacks the pngcairo device (install plplot-driver-cairo) or the file
-// cannot be written.
+// Throws seqit::Error when PLplot lacks the pngcairo device (install plplot-driver-cairo) or the
+// file cannot be written.
 void write_loss_chart(const std::filesystem::path& png, const std::vector<MetricsRow>& rows,
                       const LossChartOptions& options = {});
 

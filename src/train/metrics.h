@@ -1,7 +1,8 @@
 // The run's metrics log, OUTPUT/metrics.jsonl: one JSON object per line, one line per logged step
 // (and per evaluation), in step order:
 //
-//   {"step": 120, "epoch": 0.31, "loss": 1.8321, "lr": 1.9e-05, "grad_norm": 0.94, "tokens": 245760,
+//   {"step": 120, "epoch": 0.31, "loss": 1.8321, "lr": 1.9e-05, "grad_norm": 0.94, "tokens":
+//   245760,
 //    "tokens_per_s": 2210.5, "mfu": 0.41, "rss_mb": 1834.2, "elapsed_s": 111.2}
 //   {"step": 200, ..., "eval_loss": 1.7710, ...}
 //
@@ -25,9 +26,10 @@ class ResumableJsonlWriter;
 namespace seqit::train {
 
 struct MetricsRow {
-  int64_t step = 0;      // optimizer updates done
-  double epoch = 0;      // epochs done, fractional
-  std::optional<double> loss;       // mean training loss of the step (or of the steps since the last row)
+  int64_t step = 0;  // optimizer updates done
+  double epoch = 0;  // epochs done, fractional
+  std::optional<double>
+      loss;  // mean training loss of the step (or of the steps since the last row)
   std::optional<double> eval_loss;  // when evaluated at this step
   double lr = 0;                    // the lr the step used
   std::optional<double> grad_norm;  // global gradient norm before clipping

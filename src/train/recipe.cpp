@@ -51,8 +51,8 @@ struct EnumNames<ComputeDtype> {
 };
 template <>
 struct EnumNames<TrainMethod> {
-  static constexpr std::pair<TrainMethod, std::string_view> items[] = {
-      {TrainMethod::full, "full"}, {TrainMethod::lora, "lora"}};
+  static constexpr std::pair<TrainMethod, std::string_view> items[] = {{TrainMethod::full, "full"},
+                                                                       {TrainMethod::lora, "lora"}};
   static constexpr std::string_view what = "method";
 };
 template <>
@@ -92,7 +92,8 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
   size_t best_d = std::max<size_t>(2, word.size() / 3) + 1;
   for (const std::string& c : candidates) {
     size_t dot = c.rfind('.');
-    if (dot != std::string::npos && c.substr(dot + 1) == word) return fmt::format(" (did you mean '{}'?)", c);
+    if (dot != std::string::npos && c.substr(dot + 1) == word)
+      return fmt::format(" (did you mean '{}'?)", c);
     size_t d = edit_distance(word, c);
     if (d < best_d) best_d = d, best = c;
   }
@@ -208,7 +209,8 @@ struct Codec<double> {
   }
   static std::string encode(double v) {
     char buf[64];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);  // shortest text that reads back exactly
+    auto [end, ec] =
+        std::to_chars(buf, buf + sizeof buf, v);  // shortest text that reads back exactly
     std::string s(buf, end);
     // "16" would read back as a double too, but write "16.0"-like text so a reader sees a real.
     if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
@@ -258,7 +260,7 @@ struct Codec<std::vector<std::string>> {  // a list of strings; one string is a 
   }
 };
 template <typename E>
-  requires std::is_enum_v<E>
+requires std::is_enum_v<E>
 struct Codec<E> {
   static E decode(const Reader& in, std::string_view key, const YAML::Node& n) {
     std::vector<std::string> names;
@@ -341,13 +343,13 @@ Field field(std::string section, std::string key, std::string comment, Get get) 
 }
 
 #define SEQIT_FIELD(section, key, member, comment) \
-  field(section, key, comment, [](TrainRecipe& r) -> auto& { return r.member; })
+  field(                                           \
+      section, key, comment, [](TrainRecipe & r) -> auto& { return r.member; })
 
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = [] {
     std::vector<Field> t = {
-        SEQIT_FIELD("what to train", "model", model,
-                    "required: HF folder, .gguf or llama2.c .bin"),
+        SEQIT_FIELD("what to train", "model", model, "required: HF folder, .gguf or llama2.c .bin"),
         SEQIT_FIELD("what to train", "tokenizer", tokenizer, "null: the model's own"),
         SEQIT_FIELD("what to train", "data", data, "required: training files, read in order"),
         SEQIT_FIELD("what to train", "data_format", data_format, "auto or a format name"),
@@ -374,7 +376,8 @@ const std::vector<Field>& fields() {
         SEQIT_FIELD("optimization", "schedule", schedule, "linear | cosine | constant"),
         SEQIT_FIELD("optimization", "warmup_ratio", warmup_ratio,
                     "warmup = ceil(ratio x total steps)"),
-        SEQIT_FIELD("optimization", "warmup_steps", warmup_steps, "wins over warmup_ratio when set"),
+        SEQIT_FIELD("optimization", "warmup_steps", warmup_steps,
+                    "wins over warmup_ratio when set"),
         SEQIT_FIELD("optimization", "weight_decay", weight_decay, "AdamW, decoupled"),
         SEQIT_FIELD("optimization", "adam_beta1", adam_beta1, ""),
         SEQIT_FIELD("optimization", "adam_beta2", adam_beta2, ""),
@@ -382,7 +385,8 @@ const std::vector<Field>& fields() {
         SEQIT_FIELD("optimization", "max_grad_norm", max_grad_norm, "global-norm clipping; 0: off"),
         SEQIT_FIELD("optimization", "seed", seed, "data order, split, dropout"),
         SEQIT_FIELD("evaluation", "eval_fraction", eval_fraction, "of the data held out"),
-        SEQIT_FIELD("evaluation", "eval_count", eval_count, "examples held out; wins over fraction"),
+        SEQIT_FIELD("evaluation", "eval_count", eval_count,
+                    "examples held out; wins over fraction"),
         SEQIT_FIELD("evaluation", "eval_every", eval_every, "steps; 0: after the last step only"),
         SEQIT_FIELD("run folder", "output_dir", output_dir, "required"),
         SEQIT_FIELD("run folder", "save_every", save_every, "steps; 0: final weights only"),
@@ -405,7 +409,8 @@ const std::vector<Field>& fields() {
       if (f.key != "lora.targets") continue;
       f.read = [](const Reader& in, TrainRecipe& r) {
         YAML::Node n = in.find("lora.targets");
-        if (n.IsDefined() && !n.IsNull()) r.lora.targets = decode_lora_targets(in, "lora.targets", n);
+        if (n.IsDefined() && !n.IsNull())
+          r.lora.targets = decode_lora_targets(in, "lora.targets", n);
       };
     }
     return t;
@@ -455,7 +460,8 @@ void check(const TrainRecipe& r, const Where& where) {
       invalid(where, "data_format", e.message() + " (or auto)");
     }
   }
-  if (r.tokenizer && r.tokenizer->empty()) invalid(where, "tokenizer", "empty path (null: the model's own)");
+  if (r.tokenizer && r.tokenizer->empty())
+    invalid(where, "tokenizer", "empty path (null: the model's own)");
   if (r.eval_data && r.eval_data->empty()) invalid(where, "eval_data", "empty path (null: none)");
   if (r.eval_data && (r.eval_fraction > 0 || r.eval_count))
     invalid(where, "eval_data",
@@ -465,7 +471,8 @@ void check(const TrainRecipe& r, const Where& where) {
   const std::string& t = r.chat_template;
   std::vector<std::string> names = chat::ChatTemplate::builtin_names();
   if (t.empty()) invalid(where, "template", "empty (tulu, model, a builtin name or a file)");
-  if (t != "model" && std::find(names.begin(), names.end(), t) == names.end() && !looks_like_path(t)) {
+  if (t != "model" && std::find(names.begin(), names.end(), t) == names.end() &&
+      !looks_like_path(t)) {
     std::vector<std::string> choices = names;
     choices.insert(choices.begin(), "model");
     invalid(where, "template",
@@ -626,11 +633,21 @@ TrainRecipe read_document(YAML::Node root, const std::string& source,
 
 }  // namespace
 
-std::string_view batch_mode_name(BatchMode mode) { return enum_name(mode); }
-std::string_view turn_policy_name(TurnPolicy policy) { return enum_name(policy); }
-std::string_view compute_dtype_name(ComputeDtype dtype) { return enum_name(dtype); }
-std::string_view method_name(TrainMethod method) { return enum_name(method); }
-std::string_view base_dtype_name(BaseDtype dtype) { return enum_name(dtype); }
+std::string_view batch_mode_name(BatchMode mode) {
+  return enum_name(mode);
+}
+std::string_view turn_policy_name(TurnPolicy policy) {
+  return enum_name(policy);
+}
+std::string_view compute_dtype_name(ComputeDtype dtype) {
+  return enum_name(dtype);
+}
+std::string_view method_name(TrainMethod method) {
+  return enum_name(method);
+}
+std::string_view base_dtype_name(BaseDtype dtype) {
+  return enum_name(dtype);
+}
 
 const std::vector<std::string>& recipe_keys() {
   static const std::vector<std::string> keys = [] {
@@ -667,8 +684,8 @@ TrainRecipe TrainRecipe::resolved(int64_t processes) const {
                               "micro_batch_size {} x gradient_accumulation x {} process(es), which "
                               "needs gradient_accumulation {}; unset one of them "
                               "(gradient_accumulation=null or effective_batch=null)",
-                              *gradient_accumulation, *effective_batch, micro_batch_size,
-                              processes, accum))
+                              *gradient_accumulation, *effective_batch, micro_batch_size, processes,
+                              accum))
           .in_field("gradient_accumulation");
     }
     r.gradient_accumulation = accum;
@@ -693,7 +710,8 @@ TrainRecipe parse_recipe(std::string_view yaml, const std::string& source,
   return read_document(root, source, overrides);
 }
 
-TrainRecipe load_recipe(const std::filesystem::path& path, const std::vector<std::string>& overrides) {
+TrainRecipe load_recipe(const std::filesystem::path& path,
+                        const std::vector<std::string>& overrides) {
   return parse_recipe(read_file(path), path.string(), overrides);
 }
 

@@ -1,7 +1,8 @@
 // A training recipe: everything one fine-tuning run needs, as data. Loaded from a YAML file plus
-// `key=value` overrides (dotted keys reach nested fields: `lora.rank=8`), validated with errors that
-// name the file, line and field (or the override), and written back resolved as `recipe.yaml` in the
-// run folder, which loads to an equal recipe. docs/training.md ("Recipes") lists every field.
+// `key=value` overrides (dotted keys reach nested fields: `lora.rank=8`), validated with errors
+// that name the file, line and field (or the override), and written back resolved as `recipe.yaml`
+// in the run folder, which loads to an equal recipe. docs/training.md ("Recipes") lists every
+// field.
 //
 // Shipped recipes (configs/): sit-paper.yaml (SIT_SPEC §3.1, full fine-tuning), sit-lora.yaml (the
 // same with LoRA r 64), tiny-stories.yaml (stories260K, a minute on two cores).
@@ -19,7 +20,11 @@
 
 namespace seqit::train {
 
-enum class ComputeDtype { auto_, f32, bf16 };    // auto: bf16 where the device is fast at it, else f32
+enum class ComputeDtype {
+  auto_,
+  f32,
+  bf16
+};  // auto: bf16 where the device is fast at it, else f32
 enum class TrainMethod { full, lora };
 enum class BaseDtype { f32, bf16 };  // LoRA: how the frozen base weights are held
 
@@ -65,7 +70,8 @@ struct TrainRecipe {
   // Batches: effective_batch = micro_batch_size x gradient_accumulation x processes. When
   // effective_batch is set it wins and gradient_accumulation is derived from it; setting both to
   // values that disagree is an error (resolved()).
-  BatchMode batch_mode = BatchMode::packed;  // packed | grouped (length-grouped)
+  // grouped (length_grouped: one example per row) | packed (needs segment-aware attention)
+  BatchMode batch_mode = BatchMode::length_grouped;
   int64_t micro_batch_size = 1;
   std::optional<int64_t> gradient_accumulation;
   std::optional<int64_t> effective_batch;
@@ -120,7 +126,8 @@ struct TrainRecipe {
 // `lora.targets=[q,v]`, `max_steps=null` unsets, `default_system=` is the empty string), then
 // validates. Errors name the file, line, column and field, or the override; an unknown key gets a
 // did-you-mean suggestion.
-TrainRecipe load_recipe(const std::filesystem::path& path, const std::vector<std::string>& overrides = {});
+TrainRecipe load_recipe(const std::filesystem::path& path,
+                        const std::vector<std::string>& overrides = {});
 // The same from text; `source` names it in errors.
 TrainRecipe parse_recipe(std::string_view yaml, const std::string& source,
                          const std::vector<std::string>& overrides = {});

@@ -56,8 +56,11 @@ std::optional<int64_t> step_of_name(const std::string& name) {
 int64_t element_count(const std::vector<int64_t>& shape, const std::string& what) {
   int64_t n = 1;
   for (int64_t d : shape) {
-    if (d < 0) throw Error(fmt::format("{}: negative dimension in shape {}", what, model::shape_string(shape)));
-    if (d != 0 && n > INT64_MAX / 4 / d) throw Error(fmt::format("{}: shape {} is too large", what, model::shape_string(shape)));
+    if (d < 0)
+      throw Error(
+          fmt::format("{}: negative dimension in shape {}", what, model::shape_string(shape)));
+    if (d != 0 && n > INT64_MAX / 4 / d)
+      throw Error(fmt::format("{}: shape {} is too large", what, model::shape_string(shape)));
     n *= d;
   }
   return n;
@@ -81,7 +84,8 @@ std::vector<std::pair<std::string, std::vector<const TensorRef*>>> group_by_file
     if (!seen.emplace(t.file, t.name).second) throw Error(fmt::format("{}: given twice", what));
     if (element_count(t.shape, what) > 0 && t.data == nullptr)
       throw Error(fmt::format("{}: no data", what));
-    auto it = std::find_if(files.begin(), files.end(), [&](const auto& f) { return f.first == t.file; });
+    auto it =
+        std::find_if(files.begin(), files.end(), [&](const auto& f) { return f.first == t.file; });
     if (it == files.end()) {
       files.emplace_back(t.file, std::vector<const TensorRef*>{});
       it = files.end() - 1;
@@ -115,7 +119,8 @@ fs::path sibling_name(const fs::path& dir, std::string_view prefix) {
 }
 
 [[noreturn]] void bad_manifest(const fs::path& dir, const std::string& why) {
-  throw Error(fmt::format("not a complete seqit checkpoint: {}", why)).in_file((dir / kManifest).string());
+  throw Error(fmt::format("not a complete seqit checkpoint: {}", why))
+      .in_file((dir / kManifest).string());
 }
 
 }  // namespace
@@ -129,7 +134,9 @@ fs::path RunDir::checkpoint_dir(int64_t step) const {
 void RunDir::create() const {
   std::error_code ec;
   fs::create_directories(checkpoints_dir(), ec);
-  if (ec) throw Error(fmt::format("cannot create the run folder: {}", ec.message())).in_file(checkpoints_dir().string());
+  if (ec)
+    throw Error(fmt::format("cannot create the run folder: {}", ec.message()))
+        .in_file(checkpoints_dir().string());
 }
 
 // ---- fingerprints --------------------------------------------------------------------------
@@ -146,11 +153,11 @@ Fingerprint model_fingerprint(const model::ModelConfig& c) {
   f["head_dim"] = std::to_string(c.head_dim);
   f["rms_norm_eps"] = number_text(c.rms_norm_eps);
   f["rope_theta"] = number_text(c.rope_theta);
-  f["rope_scaling"] = fmt::format("{} factor {} low {} high {} original {}", c.rope_scaling.type,
-                                  number_text(c.rope_scaling.factor),
-                                  number_text(c.rope_scaling.low_freq_factor),
-                                  number_text(c.rope_scaling.high_freq_factor),
-                                  c.rope_scaling.original_max_position_embeddings);
+  f["rope_scaling"] =
+      fmt::format("{} factor {} low {} high {} original {}", c.rope_scaling.type,
+                  number_text(c.rope_scaling.factor), number_text(c.rope_scaling.low_freq_factor),
+                  number_text(c.rope_scaling.high_freq_factor),
+                  c.rope_scaling.original_max_position_embeddings);
   f["rope_freq_factors"] = std::to_string(c.rope_freq_factors.size());
   f["tie_word_embeddings"] = c.tie_word_embeddings ? "true" : "false";
   f["qkv_bias"] = c.qkv_bias ? "true" : "false";
@@ -262,9 +269,10 @@ void save_checkpoint(const fs::path& dir, const CheckpointState& state,
   } catch (const std::exception& e) {
     std::error_code ec;
     if (!temp.empty()) fs::remove_all(temp, ec);
-    throw Error(fmt::format("cannot save checkpoint {}: {} (nothing was written there; earlier "
-                            "checkpoints are untouched)",
-                            dir.string(), e.what()));
+    throw Error(
+        fmt::format("cannot save checkpoint {}: {} (nothing was written there; earlier "
+                    "checkpoints are untouched)",
+                    dir.string(), e.what()));
   }
 }
 
@@ -282,7 +290,8 @@ CheckpointState read_checkpoint_state(const fs::path& dir) {
   }
   CheckpointState s;
   try {
-    if (m.value("format", "") != kFormat) bad_manifest(dir, "\"format\" is not \"seqit-checkpoint\"");
+    if (m.value("format", "") != kFormat)
+      bad_manifest(dir, "\"format\" is not \"seqit-checkpoint\"");
     s.format_version = m.at("format_version").get<int>();
     if (s.format_version > kCheckpointFormatVersion || s.format_version < 1) {
       throw Error(fmt::format("checkpoint format version {} is not one this seqit reads (1 to {}); "
@@ -316,7 +325,8 @@ CheckpointState read_checkpoint_state(const fs::path& dir) {
       }
     }
   } catch (const nlohmann::json::exception& e) {
-    bad_manifest(dir, std::string("checkpoint.json lacks a field or has a wrong type: ") + e.what());
+    bad_manifest(dir,
+                 std::string("checkpoint.json lacks a field or has a wrong type: ") + e.what());
   }
   return s;
 }
@@ -364,20 +374,24 @@ CheckpointState load_checkpoint(const fs::path& dir, const std::vector<TensorSlo
     std::set<std::string> loaded;
     for (const TensorSlot* s : wanted) {
       const model::StoredTensor* t = st->find(s->name);
-      if (!t) throw Error(fmt::format("no tensor '{}' in the checkpoint", s->name)).in_file(st->path());
+      if (!t)
+        throw Error(fmt::format("no tensor '{}' in the checkpoint", s->name)).in_file(st->path());
       if (t->type != model::StorageType::f32)
-        throw Error(fmt::format("tensor '{}' is {}, expected F32", s->name, model::storage_type_name(t->type)))
+        throw Error(fmt::format("tensor '{}' is {}, expected F32", s->name,
+                                model::storage_type_name(t->type)))
             .in_file(st->path());
       if (t->shape != s->shape)
         throw Error(fmt::format("tensor '{}' has shape {} in the checkpoint, the run expects {}",
-                                s->name, model::shape_string(t->shape), model::shape_string(s->shape)))
+                                s->name, model::shape_string(t->shape),
+                                model::shape_string(s->shape)))
             .in_file(st->path());
       if (t->nbytes > 0) std::memcpy(s->data, t->data, t->nbytes);
       loaded.insert(s->name);
     }
     for (const model::StoredTensor& t : st->tensors()) {
       if (!loaded.count(t.name))
-        throw Error(fmt::format("the checkpoint has tensor '{}' that the run does not load", t.name))
+        throw Error(
+            fmt::format("the checkpoint has tensor '{}' that the run does not load", t.name))
             .in_file(st->path());
     }
   }
@@ -395,7 +409,8 @@ std::vector<fs::path> list_checkpoints(const fs::path& run_dir) {
     std::optional<int64_t> step = step_of_name(entry.path().filename().string());
     if (!step || !entry.is_directory(ec)) continue;
     try {
-      if (read_checkpoint_state(entry.path()).step == *step) found.emplace_back(*step, entry.path());
+      if (read_checkpoint_state(entry.path()).step == *step)
+        found.emplace_back(*step, entry.path());
     } catch (const Error&) {
       // incomplete or damaged: not a checkpoint to resume from
     }

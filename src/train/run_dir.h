@@ -58,7 +58,9 @@ Fingerprint model_fingerprint(const model::ModelConfig& config);
 // eval_data, eval split, tokenizer, template, turns, train_on_inputs, max_len, default_system,
 // batch_mode, micro_batch_size, gradient_accumulation (as resolved), seed, method and the LoRA
 // shape (rank, alpha, targets, rslora, base_dtype). Not: lr, schedule, epochs, max_steps, cadence,
-// threads, dtype, output_dir, model path — these may change on resume (a longer run, a moved model).
+// threads, dtype, output_dir, model path — these may change on resume (a longer run, a moved
+// model). Pass the resolved recipe (TrainRecipe::resolved), so gradient_accumulation is the one in
+// use.
 Fingerprint recipe_fingerprint(const TrainRecipe& recipe);
 
 // One line per differing field: "num_layers: checkpoint 5, now 32" (empty when equal).
@@ -68,10 +70,10 @@ inline constexpr int kCheckpointFormatVersion = 1;
 
 struct CheckpointState {
   int format_version = kCheckpointFormatVersion;
-  int64_t step = 0;       // optimizer updates done
-  double epoch = 0;       // epochs done, fractional (for logs)
-  BatchPosition data;     // the next micro-batch (BatchStream::position())
-  LrSchedule schedule;    // kind, base lr, warmup, total steps; lr(step) is the next update's
+  int64_t step = 0;           // optimizer updates done
+  double epoch = 0;           // epochs done, fractional (for logs)
+  BatchPosition data;         // the next micro-batch (BatchStream::position())
+  LrSchedule schedule;        // kind, base lr, warmup, total steps; lr(step) is the next update's
   std::vector<uint64_t> rng;  // RNG state words (dropout and anything else seeded)
   int64_t tokens = 0;         // trained tokens so far
   double elapsed_s = 0;       // training time so far

@@ -10,9 +10,12 @@ namespace seqit::train {
 
 std::string_view schedule_name(ScheduleKind kind) {
   switch (kind) {
-    case ScheduleKind::linear: return "linear";
-    case ScheduleKind::cosine: return "cosine";
-    case ScheduleKind::constant: return "constant";
+    case ScheduleKind::linear:
+      return "linear";
+    case ScheduleKind::cosine:
+      return "cosine";
+    case ScheduleKind::constant:
+      return "constant";
   }
   return "?";
 }
@@ -30,18 +33,22 @@ double LrSchedule::factor(int64_t step) const {
   const double s = double(step), w = double(warmup_steps), n = double(total_steps);
   if (step < warmup_steps) return s / std::max(1.0, w);
   switch (kind) {
-    case ScheduleKind::linear: return std::max(0.0, (n - s) / std::max(1.0, n - w));
+    case ScheduleKind::linear:
+      return std::max(0.0, (n - s) / std::max(1.0, n - w));
     case ScheduleKind::cosine: {
       const double num_cycles = 0.5;
       double progress = (s - w) / std::max(1.0, n - w);
       return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * num_cycles * 2.0 * progress)));
     }
-    case ScheduleKind::constant: return 1.0;
+    case ScheduleKind::constant:
+      return 1.0;
   }
   return 1.0;
 }
 
-double LrSchedule::lr(int64_t step) const { return base_lr * factor(step); }
+double LrSchedule::lr(int64_t step) const {
+  return base_lr * factor(step);
+}
 
 int64_t warmup_steps_for(int64_t total_steps, double ratio, std::optional<int64_t> steps) {
   if (steps && *steps > 0) return *steps;

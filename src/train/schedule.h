@@ -50,8 +50,9 @@ int64_t warmup_steps_for(int64_t total_steps, double ratio, std::optional<int64_
 
 // Optimizer updates in a run of `epochs` over `micro_batches_per_epoch` micro-batches with
 // `grad_accum` micro-batches per update: ceil(micro_batches_per_epoch / grad_accum) per epoch, as
-// open-instruct's finetune.py (the paper's script) counts (the last update of an epoch may sum fewer
-// micro-batches); max_steps, when given, replaces the count (HF: it overrides num_train_epochs).
+// open-instruct's finetune.py (the paper's script) counts (the last update of an epoch may sum
+// fewer micro-batches); max_steps, when given, replaces the count (HF: it overrides
+// num_train_epochs).
 int64_t total_optimizer_steps(int64_t micro_batches_per_epoch, int64_t grad_accum, int64_t epochs,
                               std::optional<int64_t> max_steps = {});
 

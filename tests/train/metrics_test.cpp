@@ -17,10 +17,10 @@ namespace seqit::train {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using seqit::testing::slurp;
 using seqit::testing::spit;
 using seqit::testing::TempDir;
+using ::testing::HasSubstr;
 
 MetricsRow row(int64_t step) {
   MetricsRow r;
@@ -95,7 +95,8 @@ TEST(Metrics, ResumeDropsRowsAfterTheCheckpointAndATornLine) {
   std::vector<MetricsRow> rows = read_metrics(path);
   ASSERT_EQ(rows.size(), 12u);
   std::set<int64_t> steps;
-  for (const MetricsRow& r : rows) EXPECT_TRUE(steps.insert(r.step).second) << "step " << r.step << " twice";
+  for (const MetricsRow& r : rows)
+    EXPECT_TRUE(steps.insert(r.step).second) << "step " << r.step << " twice";
   EXPECT_EQ(*steps.rbegin(), 12);
   // Resuming at the last logged step drops nothing and does not rewrite.
   MetricsLog same(path, 12);
@@ -126,7 +127,7 @@ TEST(Metrics, ResidentMemoryIsMeasured) {
 
 TEST(Metrics, SmoothingIsTensorBoardsDebiasedEma) {
   std::vector<double> s = smooth_ema({4.0, 2.0, 2.0}, 0.5);
-  EXPECT_DOUBLE_EQ(s[0], 4.0);                         // debiased: the first value itself
+  EXPECT_DOUBLE_EQ(s[0], 4.0);                          // debiased: the first value itself
   EXPECT_DOUBLE_EQ(s[1], (0.25 * 4 + 0.5 * 2) / 0.75);  // (0.5·(0.5·4) + 0.5·2) / (1 - 0.25)
   EXPECT_EQ(smooth_ema({1.0, 5.0}, 0.0), (std::vector<double>{1.0, 5.0}));
 }

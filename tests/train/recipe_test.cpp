@@ -14,7 +14,9 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-fs::path config(const char* name) { return seqit::testing::source_dir() / "configs" / name; }
+fs::path config(const char* name) {
+  return seqit::testing::source_dir() / "configs" / name;
+}
 
 // The error text of `f()`, which must throw seqit::Error.
 template <typename F>
@@ -35,7 +37,8 @@ TrainRecipe parse(const std::string& yaml, const std::vector<std::string>& overr
 const char* kMinimal = "model: m.bin\ndata: d.jsonl\noutput_dir: out\n";
 
 TEST(Recipe, PaperConfigIsSitSpec31) {
-  TrainRecipe r = load_recipe(config("sit-paper.yaml"), {"model=/models/Meta-Llama-3-8B", "data=sit.jsonl"});
+  TrainRecipe r =
+      load_recipe(config("sit-paper.yaml"), {"model=/models/Meta-Llama-3-8B", "data=sit.jsonl"});
   EXPECT_EQ(r.model, "/models/Meta-Llama-3-8B");
   EXPECT_EQ(r.method, TrainMethod::full);
   EXPECT_EQ(r.lr, 2e-5);
@@ -171,7 +174,8 @@ TEST(Recipe, ErrorsNameFileLineColumnAndField) {
   e = error_of([] { parse(std::string(kMinimal) + "seed: -1\n"); });
   EXPECT_THAT(e, HasSubstr("field 'seed': expected a non-negative integer"));
   e = error_of([] { parse("model: m\ndata: {a: 1}\noutput_dir: o\n"); });
-  EXPECT_THAT(e, HasSubstr("recipe.yaml:2:7: field 'data': expected a list of strings, found a mapping"));
+  EXPECT_THAT(
+      e, HasSubstr("recipe.yaml:2:7: field 'data': expected a list of strings, found a mapping"));
   e = error_of([] { parse(std::string(kMinimal) + "lr: 1e-4\nlr: 2e-4\n"); });
   EXPECT_THAT(e, HasSubstr("recipe.yaml:5:1: key 'lr' given twice (first on line 4)"));
   e = error_of([] { parse("model: [unclosed\n"); });
@@ -183,7 +187,8 @@ TEST(Recipe, ErrorsNameFileLineColumnAndField) {
 
 TEST(Recipe, UnknownKeysAreRefusedWithASuggestion) {
   std::string e = error_of([] { parse(std::string(kMinimal) + "warmup_ration: 0.1\n"); });
-  EXPECT_THAT(e, HasSubstr("recipe.yaml:4:1: unknown key 'warmup_ration' (did you mean 'warmup_ratio'?)"));
+  EXPECT_THAT(
+      e, HasSubstr("recipe.yaml:4:1: unknown key 'warmup_ration' (did you mean 'warmup_ratio'?)"));
   e = error_of([] { parse(std::string(kMinimal) + "lora:\n  rnak: 8\n"); });
   EXPECT_THAT(e, HasSubstr("recipe.yaml:5:3: unknown key 'lora.rnak' (did you mean 'lora.rank'?)"));
   e = error_of([] { parse(std::string(kMinimal) + "rank: 8\n"); });
@@ -213,7 +218,8 @@ TEST(Recipe, EnumValuesListTheChoices) {
 }
 
 TEST(Recipe, LoraTargetsTakeHuggingFaceNamesAndAll) {
-  TrainRecipe r = parse(std::string(kMinimal) + "lora:\n  targets: [v_proj, q_proj, down_proj, v]\n");
+  TrainRecipe r =
+      parse(std::string(kMinimal) + "lora:\n  targets: [v_proj, q_proj, down_proj, v]\n");
   EXPECT_EQ(r.lora.targets, (std::vector<std::string>{"q", "v", "down"}));  // canonical order, once
   r = parse(std::string(kMinimal) + "lora:\n  targets: all\n");
   EXPECT_EQ(r.lora.targets.size(), 7u);
@@ -234,15 +240,20 @@ TEST(Recipe, OverridesReachNestedFieldsAndNameThemselvesInErrors) {
   EXPECT_EQ(r.schedule, ScheduleKind::cosine);
 
   std::string e = error_of([] { parse(kMinimal, {"lora.rank=eight"}); });
-  EXPECT_THAT(e, HasSubstr("override 'lora.rank=eight': field 'lora.rank': expected an integer, found 'eight'"));
+  EXPECT_THAT(
+      e, HasSubstr(
+             "override 'lora.rank=eight': field 'lora.rank': expected an integer, found 'eight'"));
   e = error_of([] { parse(kMinimal, {"lr=-1"}); });
   EXPECT_THAT(e, HasSubstr("override 'lr=-1': field 'lr': must be in (0, inf)"));
   e = error_of([] { parse(kMinimal, {"lora.rnk=8"}); });
-  EXPECT_THAT(e, HasSubstr("override 'lora.rnk=8': unknown key 'lora.rnk' (did you mean 'lora.rank'?)"));
+  EXPECT_THAT(
+      e, HasSubstr("override 'lora.rnk=8': unknown key 'lora.rnk' (did you mean 'lora.rank'?)"));
   e = error_of([] { parse(kMinimal, {"lr"}); });
   EXPECT_THAT(e, HasSubstr("override 'lr': expected key=value"));
   e = error_of([] { parse(kMinimal, {"lora.targets=[q,"}); });
-  EXPECT_THAT(e, HasSubstr("override 'lora.targets=[q,': field 'lora.targets': the value is not valid YAML"));
+  EXPECT_THAT(
+      e,
+      HasSubstr("override 'lora.targets=[q,': field 'lora.targets': the value is not valid YAML"));
   // A recipe entirely from overrides.
   r = recipe_from_overrides({"model=m", "data=d", "output_dir=o", "method=lora"});
   EXPECT_EQ(r.method, TrainMethod::lora);
@@ -253,12 +264,14 @@ TEST(Recipe, EffectiveBatchWinsAndMustAgree) {
   EXPECT_EQ(r.gradient_accumulation, std::nullopt);  // as given
   EXPECT_EQ(r.resolved(1).gradient_accumulation, 16);
   EXPECT_EQ(r.resolved(4).gradient_accumulation, 4);
-  EXPECT_THAT(error_of([&] { r.resolved(3); }), HasSubstr("not a multiple of micro_batch_size 4 x 3"));
+  EXPECT_THAT(error_of([&] { r.resolved(3); }),
+              HasSubstr("not a multiple of micro_batch_size 4 x 3"));
 
   r = parse(std::string(kMinimal) + "micro_batch_size: 4\ngradient_accumulation: 8\n");
   EXPECT_EQ(r.resolved(2).effective_batch, 64);
 
-  r = parse(std::string(kMinimal) + "micro_batch_size: 4\neffective_batch: 64\ngradient_accumulation: 8\n");
+  r = parse(std::string(kMinimal) +
+            "micro_batch_size: 4\neffective_batch: 64\ngradient_accumulation: 8\n");
   EXPECT_THAT(error_of([&] { r.resolved(1); }),
               HasSubstr("gradient_accumulation 8 disagrees with effective_batch 64"));
   EXPECT_EQ(r.resolved(2).gradient_accumulation, 8);  // consistent for two processes
@@ -276,7 +289,8 @@ TEST(Recipe, ValidateWorksOnRecipesBuiltInCode) {
   r.output_dir = "o";
   r.validate();
   r.lora.targets = {"qkv"};
-  EXPECT_THAT(error_of([&] { r.validate(); }), HasSubstr("field 'lora.targets': unknown LoRA target module 'qkv'"));
+  EXPECT_THAT(error_of([&] { r.validate(); }),
+              HasSubstr("field 'lora.targets': unknown LoRA target module 'qkv'"));
 }
 
 }  // namespace

@@ -22,8 +22,8 @@ namespace seqit::train {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
 using seqit::testing::TempDir;
+using ::testing::HasSubstr;
 
 model::ModelConfig tiny_config(int64_t layers = 5) {
   model::ModelConfig c;
@@ -148,8 +148,8 @@ TEST(Checkpoint, RoundTripIsBitExact) {
   EXPECT_TRUE(fs::exists(dir / "optimizer.safetensors"));
 
   std::vector<Param> loaded = make_params(2);  // other values, same shapes
-  CheckpointState back =
-      load_checkpoint(dir, slots(loaded), model_fingerprint(tiny_config()), recipe_fingerprint(tiny_recipe()));
+  CheckpointState back = load_checkpoint(dir, slots(loaded), model_fingerprint(tiny_config()),
+                                         recipe_fingerprint(tiny_recipe()));
   EXPECT_EQ(back, state);
   for (size_t i = 0; i < saved.size(); ++i) {
     EXPECT_TRUE(same_bits(saved[i].w, loaded[i].w)) << saved[i].name;
@@ -200,7 +200,8 @@ TEST(Checkpoint, RefusesAnotherModelOrRecipeWithTheDifferences) {
   fs::path dir = save_run_checkpoint(run, make_state(7), refs(ps), 0);
 
   std::string e = error_of([&] {
-    load_checkpoint(dir, slots(ps), model_fingerprint(tiny_config(6)), recipe_fingerprint(tiny_recipe()));
+    load_checkpoint(dir, slots(ps), model_fingerprint(tiny_config(6)),
+                    recipe_fingerprint(tiny_recipe()));
   });
   EXPECT_THAT(e, HasSubstr("cannot resume from this checkpoint: it was written for another model"));
   EXPECT_THAT(e, HasSubstr("num_layers: checkpoint 5, now 6"));
@@ -232,14 +233,17 @@ TEST(Checkpoint, LoadRefusesMissingExtraOrMisshapenTensors) {
   s = slots(ps);
   s[0].shape = {64, 512};
   EXPECT_THAT(error_of([&] { load_checkpoint(dir, s, m, r); }),
-              HasSubstr("tensor 'model.embed_tokens.weight' has shape [512, 64] in the checkpoint, the run expects [64, 512]"));
+              HasSubstr("tensor 'model.embed_tokens.weight' has shape [512, 64] in the checkpoint, "
+                        "the run expects [64, 512]"));
   s = slots(ps);
   s[0].name = "lm_head.weight";
-  EXPECT_THAT(error_of([&] { load_checkpoint(dir, s, m, r); }), HasSubstr("no tensor 'lm_head.weight'"));
+  EXPECT_THAT(error_of([&] { load_checkpoint(dir, s, m, r); }),
+              HasSubstr("no tensor 'lm_head.weight'"));
   s = slots(ps);
   std::erase_if(s, [](const TensorSlot& t) { return t.file == "optimizer.safetensors"; });
-  EXPECT_THAT(error_of([&] { load_checkpoint(dir, s, m, r); }),
-              HasSubstr("the checkpoint has optimizer.safetensors (8 tensors) and nothing loads it"));
+  EXPECT_THAT(
+      error_of([&] { load_checkpoint(dir, s, m, r); }),
+      HasSubstr("the checkpoint has optimizer.safetensors (8 tensors) and nothing loads it"));
   // Bad tensor lists are refused before anything is written.
   std::vector<TensorRef> bad = refs(ps);
   bad.push_back(bad[0]);
@@ -261,13 +265,16 @@ TEST(Checkpoint, DamagedCheckpointsAreNotTaken) {
   // Cut the newer one's weights short, as a disk error might.
   fs::resize_file(newer / "model.safetensors", 1000);
   EXPECT_EQ(latest_checkpoint(run.root), run.checkpoint_dir(10));
-  EXPECT_THAT(error_of([&] { read_checkpoint_state(newer); }),
-              HasSubstr("not a complete seqit checkpoint: model.safetensors has 1000 bytes, the manifest says"));
+  EXPECT_THAT(
+      error_of([&] { read_checkpoint_state(newer); }),
+      HasSubstr(
+          "not a complete seqit checkpoint: model.safetensors has 1000 bytes, the manifest says"));
   // A newer format version is refused by name.
   fs::path old = run.checkpoint_dir(10);
   std::string text = seqit::testing::slurp(old / "checkpoint.json");
-  write_file_atomic(old / "checkpoint.json",
-                    std::string(text).replace(text.find("\"format_version\": 1"), 19, "\"format_version\": 9"));
+  write_file_atomic(
+      old / "checkpoint.json",
+      std::string(text).replace(text.find("\"format_version\": 1"), 19, "\"format_version\": 9"));
   EXPECT_THAT(error_of([&] { read_checkpoint_state(old); }), HasSubstr("format version 9"));
   EXPECT_EQ(latest_checkpoint(run.root), std::nullopt);
 }
@@ -278,9 +285,9 @@ struct ChildResult {
   std::string message;
 };
 
-// Runs `body` in a forked child whose files may grow to at most `max_file_bytes`; SIGXFSZ is ignored
-// (writes fail with EFBIG, as on a full disk) unless `die_on_limit` (the child is killed mid-write,
-// as by a crash).
+// Runs `body` in a forked child whose files may grow to at most `max_file_bytes`; SIGXFSZ is
+// ignored (writes fail with EFBIG, as on a full disk) unless `die_on_limit` (the child is killed
+// mid-write, as by a crash).
 template <typename F>
 ChildResult run_with_file_limit(rlim_t max_file_bytes, bool die_on_limit, F body) {
   int fds[2];
@@ -318,15 +325,15 @@ TEST(Checkpoint, FullDiskLeavesEarlierCheckpointsAndNoHalfOne) {
   std::vector<Param> ps = make_params(8);
   save_run_checkpoint(run, make_state(10), refs(ps), 1);
   // The weights file is ~150 KB: the disk "fills" after 64 KB of it.
-  ChildResult r = run_with_file_limit(64 * 1024, false, [&] {
-    save_run_checkpoint(run, make_state(20), refs(ps), 1);
-  });
+  ChildResult r = run_with_file_limit(
+      64 * 1024, false, [&] { save_run_checkpoint(run, make_state(20), refs(ps), 1); });
   ASSERT_TRUE(WIFEXITED(r.status)) << r.message;
   EXPECT_EQ(WEXITSTATUS(r.status), 0) << r.message;
   std::cerr << "  the error: " << r.message << "\n";
   EXPECT_THAT(r.message, HasSubstr("cannot save checkpoint"));
   EXPECT_THAT(r.message, HasSubstr("step-000020"));
-  EXPECT_THAT(r.message, HasSubstr("File too large"));  // EFBIG; a full disk says ENOSPC the same way
+  EXPECT_THAT(r.message,
+              HasSubstr("File too large"));  // EFBIG; a full disk says ENOSPC the same way
   EXPECT_THAT(r.message, HasSubstr("earlier checkpoints are untouched"));
   // Nothing half-written: no step-20 folder, no temporary left, step 10 intact and not pruned.
   EXPECT_FALSE(fs::exists(run.checkpoint_dir(20)));
@@ -344,9 +351,8 @@ TEST(Checkpoint, CrashMidWriteLeavesNothingResumeWouldTake) {
   RunDir run{tmp.path()};
   std::vector<Param> ps = make_params(10);
   save_run_checkpoint(run, make_state(10), refs(ps), 1);
-  ChildResult r = run_with_file_limit(64 * 1024, true, [&] {
-    save_run_checkpoint(run, make_state(20), refs(ps), 1);
-  });
+  ChildResult r = run_with_file_limit(
+      64 * 1024, true, [&] { save_run_checkpoint(run, make_state(20), refs(ps), 1); });
   ASSERT_TRUE(WIFSIGNALED(r.status)) << "the child was meant to die mid-write: " << r.message;
   EXPECT_EQ(WTERMSIG(r.status), SIGXFSZ);
   // The crash left its temporary folder; resume ignores it and takes step 10.
@@ -358,7 +364,8 @@ TEST(Checkpoint, CrashMidWriteLeavesNothingResumeWouldTake) {
   // The next save clears the leftovers.
   save_run_checkpoint(run, make_state(30), refs(ps), 1);
   std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(run.checkpoints_dir())) names.push_back(e.path().filename());
+  for (const auto& e : fs::directory_iterator(run.checkpoints_dir()))
+    names.push_back(e.path().filename());
   EXPECT_EQ(names, std::vector<std::string>{"step-000030"});
 }
 

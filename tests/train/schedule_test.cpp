@@ -115,9 +115,8 @@ TEST(Schedule, MatchesTransformersLambdasAtEveryBoundary) {
     LrSchedule s{c.kind, c.base_lr, c.warmup, c.total};
     // Same operations in the same order as the Python lambdas: equal up to libm's cos (the same
     // glibc), so a few ulps at most.
-    EXPECT_DOUBLE_EQ(s.lr(c.step), c.lr)
-        << schedule_name(c.kind) << " warmup " << c.warmup << " total " << c.total << " step "
-        << c.step;
+    EXPECT_DOUBLE_EQ(s.lr(c.step), c.lr) << schedule_name(c.kind) << " warmup " << c.warmup
+                                         << " total " << c.total << " step " << c.step;
   }
 }
 
@@ -142,12 +141,12 @@ TEST(Schedule, ShapesAUserWouldRecognise) {
 }
 
 TEST(Schedule, WarmupRoundsUpLikeMathCeil) {
-  EXPECT_EQ(warmup_steps_for(390, 0.03), 12);  // 11.7
-  EXPECT_EQ(warmup_steps_for(100, 0.03), 3);   // 3.0 in double too
+  EXPECT_EQ(warmup_steps_for(390, 0.03), 12);   // 11.7
+  EXPECT_EQ(warmup_steps_for(100, 0.03), 3);    // 3.0 in double too
   EXPECT_EQ(warmup_steps_for(1170, 0.03), 36);  // 35.1
   EXPECT_EQ(warmup_steps_for(7, 0.03), 1);
   EXPECT_EQ(warmup_steps_for(50, 0.0), 0);
-  EXPECT_EQ(warmup_steps_for(390, 0.03, 5), 5);  // explicit steps win (HF)
+  EXPECT_EQ(warmup_steps_for(390, 0.03, 5), 5);   // explicit steps win (HF)
   EXPECT_EQ(warmup_steps_for(390, 0.03, 0), 12);  // 0 = not given, as HF
 }
 
