@@ -296,14 +296,14 @@ int64_t TrainNetwork::workspace_bytes() const {
   };
   for (const Tensor& r : ws_.residual) add(r);
   for (const LayerBuffers& b : ws_.layers) {
-    for (const Tensor* t : {&b.x_mid, &b.h1, &b.rstd1, &b.qkv, &b.attn, &b.lse, &b.h2, &b.rstd2,
-                            &b.gate_up, &b.act})
+    for (const Tensor* t :
+         {&b.x_mid, &b.h1, &b.rstd1, &b.qkv, &b.attn, &b.lse, &b.h2, &b.rstd2, &b.gate_up, &b.act})
       add(*t);
     for (const Tensor& t : b.xa) add(t);
   }
-  for (const Tensor* t : {&ws_.ids, &ws_.targets, &ws_.positions, &ws_.segments, &ws_.final_h,
-                          &ws_.final_rstd, &ws_.dx, &ws_.dh, &ws_.dqkv, &ws_.dattn, &ws_.dgate_up,
-                          &ws_.dact})
+  for (const Tensor* t :
+       {&ws_.ids, &ws_.targets, &ws_.positions, &ws_.segments, &ws_.final_h, &ws_.final_rstd,
+        &ws_.dx, &ws_.dh, &ws_.dqkv, &ws_.dattn, &ws_.dgate_up, &ws_.dact})
     add(*t);
   return bytes;
 }
