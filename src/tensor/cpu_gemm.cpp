@@ -83,7 +83,14 @@ struct GemmShape {
   MutableMatrixRef c;
   bool bias, accumulate;
   float alpha;
+  int threads = 0;  // the OpenMP threads the primitive is created and run with (run_onednn sets it)
 };
+
+// A product below this many FLOPs (about 0.3 ms on one core) runs on one thread. Splitting it saves
+// less than a parallel region can cost: a small model (stories260K, dim 64: every GEMM of a 4x256
+// batch is 10-50 MFLOP) trained at a third of its one-thread speed on 2 threads of a shared
+// machine, its steps spent waking and waiting for the second thread.
+constexpr double kGemmParallelFlops = 64e6;
 
 dnnl::memory::desc matrix_desc(int64_t batch, DType dtype, int64_t rows, int64_t cols, int64_t rs,
                                int64_t cs, int64_t bs) {
@@ -106,6 +113,7 @@ std::string cache_key(const GemmShape& s) {
   key += s.bias ? 'b' : '-';
   key += s.accumulate ? 'a' : '-';
   key += std::to_string(s.alpha);
+  key += 't' + std::to_string(s.threads);
   return key;
 }
 
@@ -174,8 +182,20 @@ PrimitiveCache& primitive_cache() {
   return cache;
 }
 
-void run_onednn(const GemmShape& s, const float* bias) {
+void run_onednn(GemmShape s, const float* bias) {
   apply_threads();
+  // oneDNN (OpenMP runtime) sizes its work split and parallel regions by omp_get_max_threads() at
+  // creation and execution: a small product gets a one-thread primitive, run with one thread.
+  const double flops = 2.0 * static_cast<double>(s.batch * s.m) * static_cast<double>(s.n * s.k);
+  s.threads = flops < kGemmParallelFlops ? 1 : omp_get_max_threads();
+  const int restore = omp_get_max_threads();
+  if (s.threads != restore) omp_set_num_threads(s.threads);
+  struct Restore {
+    int threads;
+    ~Restore() {
+      if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
+    }
+  } restore_threads{restore};
   std::shared_ptr<dnnl::matmul> primitive;
   try {
     primitive = primitive_cache().get(s);
