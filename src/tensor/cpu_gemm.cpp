@@ -86,11 +86,12 @@ struct GemmShape {
   int threads = 0;  // the OpenMP threads the primitive is created and run with (run_onednn sets it)
 };
 
-// A product below this many FLOPs (about 0.3 ms on one core) runs on one thread. Splitting it saves
-// less than a parallel region can cost: a small model (stories260K, dim 64: every GEMM of a 4x256
-// batch is 10-50 MFLOP) trained at a third of its one-thread speed on 2 threads of a shared
-// machine, its steps spent waking and waiting for the second thread.
-constexpr double kGemmParallelFlops = 64e6;
+// A product below this many FLOPs (~0.1-0.2 ms on one core) runs on one thread: splitting it saves
+// less than a parallel region can cost on a machine shared with other processes, where each region
+// may wait a scheduler slice for its second thread (stories260K, dim 64, 4x256-token batches: most
+// of its GEMMs are 8-22 MFLOP). Not higher: LoRA's rank-16 products of a 1024-token batch (~34
+// MFLOP, skinny, slow on one thread) lost 4% of the 155.7M Llama's LoRA step at 64 MFLOP.
+constexpr double kGemmParallelFlops = 24e6;
 
 dnnl::memory::desc matrix_desc(int64_t batch, DType dtype, int64_t rows, int64_t cols, int64_t rs,
                                int64_t cs, int64_t bs) {
