@@ -289,6 +289,25 @@ void TrainNetwork::reserve(int64_t rows, size_t residuals, size_t layer_sets, bo
   }
 }
 
+int64_t TrainNetwork::workspace_bytes() const {
+  int64_t bytes = 0;
+  auto add = [&](const Tensor& t) {
+    if (t.defined()) bytes += static_cast<int64_t>(t.nbytes());
+  };
+  for (const Tensor& r : ws_.residual) add(r);
+  for (const LayerBuffers& b : ws_.layers) {
+    for (const Tensor* t :
+         {&b.x_mid, &b.h1, &b.rstd1, &b.qkv, &b.attn, &b.lse, &b.h2, &b.rstd2, &b.gate_up, &b.act})
+      add(*t);
+    for (const Tensor& t : b.xa) add(t);
+  }
+  for (const Tensor* t :
+       {&ws_.ids, &ws_.targets, &ws_.positions, &ws_.segments, &ws_.final_h, &ws_.final_rstd,
+        &ws_.dx, &ws_.dh, &ws_.dqkv, &ws_.dattn, &ws_.dgate_up, &ws_.dact})
+    add(*t);
+  return bytes;
+}
+
 // Checks the batch and copies it into the workspace's i32 buffers (the workspace must hold N rows).
 TrainNetwork::BatchViews TrainNetwork::prepare(const TrainBatch& batch) {
   const ModelConfig& c = model_.config();

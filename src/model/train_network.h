@@ -93,6 +93,10 @@ class TrainNetwork {
   // switched off: later passes compute with the merged base alone. Throws when called twice.
   void merge_lora_into_base();
 
+  // Bytes of the activation workspace as it stands (saved activations, residuals, backward scratch;
+  // grown to the largest batch seen): the memory that activation checkpointing reduces.
+  int64_t workspace_bytes() const;
+
   bool lora() const { return options_.lora; }
   float lora_scale() const { return lora_scale_; }
   const TrainOptions& options() const { return options_; }

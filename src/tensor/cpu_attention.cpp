@@ -9,6 +9,8 @@
 // loaded once for all of them. Backward runs one item per (sequence, kv head): the item owns the
 // dK/dV rows of its kv head and the dQ rows of its query heads, so no two threads write the same
 // gradient (no atomics, deterministic sums); parallelism is B·Hkv items.
+// See cpu_gemm.cpp: GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized under -O3.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <omp.h>
 
 #include <algorithm>

@@ -83,7 +83,15 @@ struct GemmShape {
   MutableMatrixRef c;
   bool bias, accumulate;
   float alpha;
+  int threads = 0;  // the OpenMP threads the primitive is created and run with (run_onednn sets it)
 };
+
+// A product below this many FLOPs (~0.1-0.2 ms on one core) runs on one thread: splitting it saves
+// less than a parallel region can cost on a machine shared with other processes, where each region
+// may wait a scheduler slice for its second thread (stories260K, dim 64, 4x256-token batches: most
+// of its GEMMs are 8-22 MFLOP). Not higher: LoRA's rank-16 products of a 1024-token batch (~34
+// MFLOP, skinny, slow on one thread) lost 4% of the 155.7M Llama's LoRA step at 64 MFLOP.
+constexpr double kGemmParallelFlops = 24e6;
 
 dnnl::memory::desc matrix_desc(int64_t batch, DType dtype, int64_t rows, int64_t cols, int64_t rs,
                                int64_t cs, int64_t bs) {
@@ -106,6 +114,7 @@ std::string cache_key(const GemmShape& s) {
   key += s.bias ? 'b' : '-';
   key += s.accumulate ? 'a' : '-';
   key += std::to_string(s.alpha);
+  key += 't' + std::to_string(s.threads);
   return key;
 }
 
@@ -174,8 +183,20 @@ PrimitiveCache& primitive_cache() {
   return cache;
 }
 
-void run_onednn(const GemmShape& s, const float* bias) {
+void run_onednn(GemmShape s, const float* bias) {
   apply_threads();
+  // oneDNN (OpenMP runtime) sizes its work split and parallel regions by omp_get_max_threads() at
+  // creation and execution: a small product gets a one-thread primitive, run with one thread.
+  const double flops = 2.0 * static_cast<double>(s.batch * s.m) * static_cast<double>(s.n * s.k);
+  s.threads = flops < kGemmParallelFlops ? 1 : omp_get_max_threads();
+  const int restore = omp_get_max_threads();
+  if (s.threads != restore) omp_set_num_threads(s.threads);
+  struct Restore {
+    int threads;
+    ~Restore() {
+      if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
+    }
+  } restore_threads{restore};
   std::shared_ptr<dnnl::matmul> primitive;
   try {
     primitive = primitive_cache().get(s);
