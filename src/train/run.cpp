@@ -225,10 +225,10 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
   log::info("train: recipe\n{}", to_yaml(r));
   Setup s = prepare(r);
   const bool bf16_cpu = tensor::onednn_native_bf16();
-  log::info("train: compute f32{} ({} parameters trained{}); {} optimiser steps ({} per epoch, {} micro-batches "
-            "each), warmup {}",
+  log::info("train: compute f32{} ({} trainable tensors{}); {} optimiser steps ({} per epoch, up to {} "
+            "micro-batches each), warmup {}",
             r.compute_dtype == ComputeDtype::bf16 || (r.compute_dtype == ComputeDtype::auto_ && bf16_cpu)
-                ? " (bf16 training compute is not implemented yet: f32)"
+                ? " (this CPU computes bf16 natively, but the trainer's compute is f32 only; see docs/training.md)"
                 : "",
             s.trainer->network().parameters().size(), r.method == TrainMethod::lora ? ", LoRA" : "",
             s.schedule.total_steps, (s.batches_per_epoch + s.grad_accum - 1) / s.grad_accum, s.grad_accum,
