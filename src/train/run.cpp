@@ -33,6 +33,7 @@ namespace {
 struct Setup {
   std::unique_ptr<tokenizer::Tokenizer> tok;
   fs::path tokenizer_file;
+  std::string chat_template;  // the Jinja source the examples were rendered with (shipped in final/)
   std::vector<Example> train_examples, eval_examples;
   std::unique_ptr<BatchPlan> plan, eval_plan;
   std::unique_ptr<model::LlamaModel> model;
@@ -91,6 +92,7 @@ Setup prepare(const TrainRecipe& r) {
   s.tok = tokenizer::load_tokenizer(s.tokenizer_file);
   const chat::ChatTemplate tmpl =
       chat::resolve_chat_template(r.chat_template == "model" ? "" : r.chat_template, r.model, s.tokenizer_file, *s.tok);
+  s.chat_template = tmpl.source();
   const ExampleOptions eo = example_options(r);
   std::vector<Example> examples = load_examples(r.data, tmpl, *s.tok, eo);
   if (r.eval_data) {
@@ -173,9 +175,7 @@ void write_final(const TrainRecipe& r, Setup& s, const fs::path& dir) {
   model::ExportOptions eo;
   eo.tokenizer = s.tokenizer_file;
   eo.name = fs::path(r.output_dir).filename().string();
-  const chat::ChatTemplate tmpl =
-      chat::resolve_chat_template(r.chat_template == "model" ? "" : r.chat_template, r.model, s.tokenizer_file, *s.tok);
-  eo.chat_template = tmpl.source();
+  eo.chat_template = s.chat_template;
   if (r.method == TrainMethod::lora) {
     write_peft_adapter(s.trainer->network(), tmp / "adapter", r.model);
     // The merged model too, so that generate/chat/serve use the result at once.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "testing.h"
+#include "train_testing.h"
 #include "train/recipe.h"
 #include "util/error.h"
 
@@ -18,17 +19,6 @@ fs::path config(const char* name) {
   return seqit::testing::source_dir() / "configs" / name;
 }
 
-// The error text of `f()`, which must throw seqit::Error.
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
 
 TrainRecipe parse(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
   return parse_recipe(yaml, "recipe.yaml", overrides);

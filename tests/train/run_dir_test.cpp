@@ -14,6 +14,7 @@
 #include <limits>
 
 #include "testing.h"
+#include "train_testing.h"
 #include "train/run_dir.h"
 #include "util/error.h"
 #include "util/file_io.h"
@@ -124,16 +125,6 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
 
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no error";
-  return "";
-}
 
 TEST(Checkpoint, RoundTripIsBitExact) {
   TempDir tmp;
