@@ -6,6 +6,7 @@
 #include <fstream>
 #include <memory>
 
+#include "cli/backend_options.h"
 #include "cli/command.h"
 #include "llm/http_backend.h"
 #include "llm/local_backend.h"
@@ -20,18 +21,9 @@ namespace {
 
 struct QueryOptions {
   std::string input, output;
-  std::vector<std::string> urls;
-  std::string local_model, tokenizer, chat_template;
-  std::string model;
-  std::string api_key_env = "OPENAI_API_KEY";
-  std::string cache;
-  bool no_cache = false;
+  BackendOptions backend;
   bool fresh = false;
   std::string on_error = "stop";
-  int concurrency = 16;
-  int retries = 5;
-  double timeout_s = 600, connect_timeout_s = 10;
-  double rpm = 0, tpm = 0;
   llm::SamplingParams params;
   int64_t seed = -1;
 };
@@ -46,46 +38,17 @@ int64_t count_lines(const std::string& path) {
 }
 
 void run(const QueryOptions& o) {
-  if (o.urls.empty() == o.local_model.empty())
-    throw Error(
-        "give either --url (OpenAI-compatible servers) or --local MODEL (the in-process engine)");
-  std::shared_ptr<llm::HttpBackend> http_backend;
-  std::shared_ptr<llm::Backend> backend;
-  if (!o.urls.empty()) {
-    llm::HttpBackendOptions http;
-    http.base_urls = o.urls;
-    http.model = o.model;
-    http.api_key_env = o.api_key_env;
-    http.max_in_flight = o.concurrency;
-    http.retry.max_retries = o.retries;
-    http.request_timeout_s = o.timeout_s;
-    http.connect_timeout_s = o.connect_timeout_s;
-    http.requests_per_minute = o.rpm;
-    http.tokens_per_minute = o.tpm;
-    http_backend = std::make_shared<llm::HttpBackend>(http);
-    backend = http_backend;
-  } else {
-    llm::LocalBackendOptions local;
-    local.model_name = o.model;
-    local.max_batch = o.concurrency;
-    local.chat_template = o.chat_template;
-    backend = llm::LocalBackend::open(o.local_model, o.tokenizer, local);
-  }
-  std::shared_ptr<llm::CachedBackend> cached;
-  if (!o.no_cache) {
-    const std::string cache_path = o.cache.empty() ? o.output + ".cache.sqlite" : o.cache;
-    cached = std::make_shared<llm::CachedBackend>(backend, cache_path);
-    backend = cached;
-  }
+  const OpenedBackend opened = open_backend(o.backend, o.output + ".cache.sqlite");
+  llm::Backend* backend = opened.backend.get();
   log::info("query: {} -> {} via {}", o.input, o.output, backend->describe());
 
   llm::RequestJobOptions job;
   job.defaults = o.params;
   if (o.seed >= 0) job.defaults.seed = static_cast<uint64_t>(o.seed);
-  job.model = o.model;
+  job.model = o.backend.model;
   job.fresh = o.fresh;
   job.stop_on_error = o.on_error == "stop";
-  job.max_outstanding = std::max(64, 4 * o.concurrency);
+  job.max_outstanding = std::max(64, 4 * o.backend.concurrency);
   Progress progress("query", count_lines(o.input), "req");
   job.on_progress = [&] { progress.add(1); };
   llm::RequestJobSummary s;
@@ -98,13 +61,8 @@ void run(const QueryOptions& o) {
   progress.set(s.already_done + s.answered + s.failed + s.invalid);
   progress.finish();
   llm::HttpStats http_stats;
-  if (http_backend) http_stats = http_backend->stats();
-  std::string cache_text = "cache off";
-  if (cached) {
-    auto cs = cached->stats();
-    cache_text = fmt::format("cache: {} hits, {} misses, {} deduplicated", cs.hits, cs.misses,
-                             cs.deduplicated);
-  }
+  if (opened.http) http_stats = opened.http->stats();
+  const std::string cache_text = opened.cache_summary();
   std::fprintf(stderr,
                "query: %lld requests: %lld already in the output, %lld answered (%lld from cache), "
                "%lld failed, "
@@ -131,48 +89,12 @@ void setup(CLI::App& cmd) {
       ->required()
       ->check(CLI::ExistingFile);
   cmd.add_option("-o,--output", o->output, "JSONL of answers; resumed when it exists")->required();
-  cmd.add_option(
-         "--url", o->urls,
-         "Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (repeat for load "
-         "balancing and failover)")
-      ->expected(1)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  cmd.add_option("--local", o->local_model,
-                 "Run a model in this process instead (HF folder, .gguf, llama2.c .bin)");
-  cmd.add_option("--tokenizer", o->tokenizer,
-                 "With --local: the tokenizer (default: the one found with the model)");
-  cmd.add_option("--chat-template", o->chat_template,
-                 "With --local: 'plain', a builtin format (tulu, alpaca, chatml, llama3, mistral) or a "
-                 "template file; default: the model's own template, else plain");
-  cmd.add_option("--model", o->model,
-                 "Model name sent with requests that name none (with --local: its id)");
-  cmd.add_option("--api-key-env", o->api_key_env, "Environment variable holding the API key")
-      ->capture_default_str();
-  cmd.add_option("--cache", o->cache, "SQLite response cache (default: <output>.cache.sqlite)");
-  cmd.add_flag("--no-cache", o->no_cache, "Send every request, store nothing");
+  add_backend_options(cmd, o->backend);
   cmd.add_flag("--fresh", o->fresh, "Start the output anew instead of resuming it");
   cmd.add_option("--on-error", o->on_error,
                  "stop: stop at the first failed request; skip: go on and report")
       ->check(CLI::IsMember({"stop", "skip"}))
       ->capture_default_str();
-  cmd.add_option("--concurrency", o->concurrency,
-                 "Requests in flight at once (with --local: sequences per batch)")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  cmd.add_option("--retries", o->retries,
-                 "Retries of a failed request (429, 5xx, network, timeout)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  cmd.add_option("--timeout", o->timeout_s, "Seconds one attempt may take")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  cmd.add_option("--connect-timeout", o->connect_timeout_s, "Seconds to connect")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  cmd.add_option("--rpm", o->rpm, "Request limit per minute (0 = none)")
-      ->check(CLI::NonNegativeNumber);
-  cmd.add_option("--tpm", o->tpm, "Token limit per minute (0 = none)")
-      ->check(CLI::NonNegativeNumber);
   cmd.add_option("--temperature", o->params.temperature,
                  "Default sampling temperature (0 = greedy)")
       ->capture_default_str();
