@@ -1,0 +1,281 @@
+// `seqit seqinstruct`: the Seq-Instruct pipeline (run), its prompt set (prompts). See
+// docs/seqinstruct.md.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "cli/backend_options.h"
+#include "cli/command.h"
+#include "data/writer.h"
+#include "llm/http_backend.h"
+#include "seqinstruct/pipeline.h"
+#include "seqinstruct/report.h"
+#include "util/error.h"
+#include "util/interrupt.h"
+#include "util/log.h"
+#include "util/progress.h"
+
+namespace seqit::cli {
+namespace {
+namespace fs = std::filesystem;
+using namespace seqit::seqinstruct;
+
+struct RunOptions {
+  std::string input, output;
+  BackendOptions backend;
+  std::string prompts = "default";
+  std::string from, to, on_error = "stop";
+  int iterations = 2;
+  bool direct = false, extract = false, fresh = false, dry_run = false, decontaminate = false;
+  int64_t limit = -1;
+  uint64_t seed = 42;
+  int max_attempts = 3;
+  double temperature = 1.0, top_p = 0.9;
+  int top_k = 50, max_tokens = 2048;
+  std::string eval_dir;
+};
+
+std::string default_eval_dir() {
+  if (const char* env = std::getenv("SEQIT_SHARED_DATA")) return fs::path(env) / "eval";
+  for (const char* candidate : {"../shared/data/eval", "shared/data/eval"})
+    if (fs::exists(candidate)) return candidate;
+  return {};
+}
+
+void print_messages(const char* stage, const std::vector<llm::Message>& messages) {
+  std::printf("==== %s ====\n", stage);
+  for (const auto& m : messages) std::printf("--- %s ---\n%s\n", m.role.c_str(), m.content.c_str());
+  std::printf("\n");
+}
+
+void dry_run(const PromptSet& prompts, const std::vector<SourceItem>& items,
+             const PipelineOptions& p) {
+  if (items.empty()) throw Error("no items to show");
+  const SourceItem& item = items.front();
+  const std::string full = join_prompt(item.instruction, item.input);
+  std::printf("Dry run: the prompts of item '%s' (no backend is called).\n\n", item.id.c_str());
+  if (p.extract_input)
+    print_messages("extract",
+                   extract_messages(prompts, full, request_seed(p.seed, item.id, 0, "extract", 0)));
+  if (p.mode == Mode::sit) {
+    print_messages(
+        "classify (iteration 1)",
+        classify_messages(prompts, full, request_seed(p.seed, item.id, 1, "classify", 0)));
+    for (Option o : {Option::A, Option::B, Option::C})
+      print_messages(
+          fmt::format("generate, option {}", option_letter(o)).c_str(),
+          generate_messages(prompts, o, full, request_seed(p.seed, item.id, 1, "generate", 0)));
+  }
+  print_messages("respond", respond_messages(item.system, full));
+}
+
+void run(const RunOptions& o) {
+  const PromptSet prompts = load_prompt_set(o.prompts);
+  data::ReadOptions read;
+  if (!o.from.empty()) read.from = data::parse_format_request(o.from);
+  read.on_error = data::parse_on_error(o.on_error);
+  read.progress_label = "reading";
+  LoadReport loaded;
+  std::vector<SourceItem> items = load_source(o.input, read, &loaded);
+  if (loaded.bad.count > 0) log::warn("{}", loaded.bad.summary());
+  if (o.limit >= 0 && static_cast<int64_t>(items.size()) > o.limit) items.resize(o.limit);
+  log::info("seqinstruct: {} items from {} ({}){}", items.size(), o.input,
+            data::format_name(loaded.format),
+            loaded.multi_turn ? fmt::format("; {} multi-turn: the first user turn is rewritten, "
+                                            "later turns are kept as they are",
+                                            loaded.multi_turn)
+                              : std::string());
+
+  PipelineOptions p;
+  p.mode = o.direct ? Mode::direct : Mode::sit;
+  p.iterations = o.iterations;
+  p.extract_input = o.extract;
+  p.seed = o.seed;
+  p.max_attempts = o.max_attempts;
+  p.model = o.backend.model;
+  p.rewrite.temperature = p.respond.temperature = o.temperature;
+  p.rewrite.top_p = p.respond.top_p = o.top_p;
+  p.rewrite.top_k = p.respond.top_k = o.top_k;
+  p.rewrite.max_tokens = p.respond.max_tokens = o.max_tokens;
+  p.extract.max_tokens = std::min(1024, o.max_tokens);
+  p.max_in_flight = std::max(1, o.backend.concurrency);
+  p.stop_on_error = o.on_error == "stop";
+  if (o.dry_run) return dry_run(prompts, items, p);
+
+  fs::create_directories(o.output);
+  const fs::path dir = o.output;
+  const OpenedBackend opened = open_backend(o.backend, (dir / "cache.sqlite").string());
+  log::info(
+      "seqinstruct: {}, {} items via {}; prompts {} ({})",
+      o.direct ? "direct-response (IT baseline)" : fmt::format("SIT, {} iterations", o.iterations),
+      items.size(), opened.backend->describe(), prompts.name, prompts.source);
+
+  InterruptGuard guard;
+  p.interrupted = [&] { return guard.requested(); };
+  Progress progress("seqinstruct", static_cast<int64_t>(items.size()), "items");
+  PipelineResult result;
+  try {
+    result = run_pipeline(*opened.backend, prompts, items, dir / "trace.jsonl", p, o.fresh,
+                          [&](const PipelineCounts& c) {
+                            progress.set(c.items_done);
+                            std::string note =
+                                fmt::format("{} req ({} cached)", c.requests, c.cached);
+                            for (const auto& [stage, n] : c.stage_requests)
+                              note += fmt::format(", {} {}", stage, n);
+                            if (c.parse_retries)
+                              note += fmt::format(", {} retries", c.parse_retries);
+                            progress.set_note(note);
+                          });
+  } catch (...) {
+    progress.finish();
+    throw;
+  }
+  progress.finish();
+  if (guard.requested()) {
+    log::warn(
+        "seqinstruct: stopped by signal; {} items finished, the trace keeps them: rerun the "
+        "same command to go on",
+        result.counts.items_done);
+    return;
+  }
+
+  // Decontamination: report always (when the eval sets are found), drop with --decontaminate.
+  std::unique_ptr<EvalOverlap> overlap;
+  std::map<std::string, int64_t> eval_prompts;
+  const std::string eval_dir = o.eval_dir.empty() ? default_eval_dir() : o.eval_dir;
+  if (!eval_dir.empty() && fs::exists(eval_dir)) {
+    overlap = std::make_unique<EvalOverlap>();
+    eval_prompts = overlap->load(eval_dir);
+  } else if (o.decontaminate) {
+    throw Error("--decontaminate needs the evaluation sets: give --eval-dir (shared/data/eval)");
+  }
+  RunReport report = build_report(result, p, overlap.get());
+  report.eval_prompts = eval_prompts;
+
+  // The training file, in source order.
+  data::Format format;
+  bool any_conversation = false;
+  for (const auto& item : items) any_conversation |= item.conversation;
+  const std::string to = o.to.empty() ? (any_conversation ? "openai-jsonl" : "alpaca-json") : o.to;
+  const data::FormatRequest request = data::parse_format_request(to);
+  format.schema = request.schema;
+  format.container = request.container.value_or(data::Container::jsonl);
+  const std::string stem = o.direct ? "it" : "sit";
+  const fs::path train_path =
+      dir / fmt::format("{}.{}", stem, data::container_name(format.container));
+  std::set<std::string> drop;
+  if (o.decontaminate) drop.insert(report.contaminated_ids.begin(), report.contaminated_ids.end());
+  data::RecordFileWriter writer(train_path, format,
+                                {.indent = format.container == data::Container::json ? 2 : -1});
+  for (const ItemResult& item : result.items) {
+    if (!item.complete) continue;
+    if (drop.count(item.source->id)) {
+      ++report.dropped;
+      continue;
+    }
+    writer.write(training_record(item));
+  }
+  writer.commit();
+  const std::string settings = fmt::format(
+      "- input: `{}` ({}), {} items{}\n- mode: {}\n- prompts: {} ({})\n- seed: {}; attempts per "
+      "stage: {}\n- sampling: temperature {}, top-p {}, top-k {}, max tokens {}\n- backend: {}\n",
+      o.input, data::format_name(loaded.format), items.size(),
+      o.limit >= 0 ? fmt::format(" (--limit {})", o.limit) : "",
+      o.direct ? "direct response (IT baseline)" : fmt::format("SIT, {} iterations", o.iterations),
+      prompts.name, prompts.source, o.seed, o.max_attempts, o.temperature, o.top_p, o.top_k,
+      o.max_tokens, opened.backend->describe());
+  write_report(dir, report, settings);
+  std::fprintf(stderr,
+               "seqinstruct: %lld of %lld items written to %s; %lld requests (%lld from the "
+               "cache), %lld resumed, %lld parse retries, %lld parse failures; %s; report: %s\n",
+               (long long)writer.records(), (long long)items.size(), train_path.c_str(),
+               (long long)result.counts.requests, (long long)result.counts.cached,
+               (long long)result.counts.resumed, (long long)result.counts.parse_retries,
+               (long long)result.counts.parse_failures, opened.cache_summary().c_str(),
+               (dir / "report.md").c_str());
+  if (result.counts.backend_errors > 0)
+    throw Error(
+        fmt::format("{} items stopped on backend errors (see the warnings above); rerun the "
+                    "same command to retry them, finished items are kept",
+                    result.counts.backend_errors));
+}
+
+void setup_run(CLI::App& cmd) {
+  auto o = std::make_shared<RunOptions>();
+  cmd.add_option("input", o->input,
+                 "Instruction data in any format seqit reads (Alpaca, FLAN CoT, ShareGPT, OpenAI "
+                 "messages, LIMA, ...)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd.add_option("-o,--output", o->output,
+                 "Output folder: sit.json / it.json (training file), trace.jsonl, report.md, "
+                 "report.json, options.png, cache.sqlite; a rerun resumes it")
+      ->required();
+  add_backend_options(cmd, o->backend);
+  cmd.add_option("--iterations", o->iterations, "Seq-Instruct passes (D items freeze)")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
+  cmd.add_flag("--direct-response", o->direct,
+               "The IT baseline: the generator answers the original instructions");
+  cmd.add_flag("--extract-input", o->extract,
+               "First split monolithic (FLAN-style) prompts into instruction + input");
+  cmd.add_option("--prompts", o->prompts,
+                 "Prompt set: 'default', 'compact' (one example per stage, for small-context "
+                 "models) or a YAML file")
+      ->capture_default_str();
+  cmd.add_option("--limit", o->limit, "Only the first N items");
+  cmd.add_option("--seed", o->seed, "Seed of few-shot orders and sampling")->capture_default_str();
+  cmd.add_option("--max-attempts", o->max_attempts,
+                 "Tries per parsed stage before the item is kept as D")
+      ->check(CLI::Range(1, 20))
+      ->capture_default_str();
+  cmd.add_option("--temperature", o->temperature, "Sampling temperature (the reference: 1.0)")
+      ->capture_default_str();
+  cmd.add_option("--top-p", o->top_p, "Nucleus mass (the reference: 0.9)")->capture_default_str();
+  cmd.add_option("--top-k", o->top_k, "Top-k (the reference: 50)")->capture_default_str();
+  cmd.add_option("--max-tokens", o->max_tokens, "New tokens per reply (the reference: 2048)")
+      ->capture_default_str();
+  cmd.add_option("--from", o->from, "Input format (default: detected)");
+  cmd.add_option("--to", o->to,
+                 "Training file format (default: alpaca-json, or openai-jsonl for conversations)");
+  cmd.add_option("--on-error", o->on_error,
+                 "stop: stop at the first bad record or failed request; skip: go on and count")
+      ->check(CLI::IsMember({"stop", "skip"}))
+      ->capture_default_str();
+  cmd.add_flag("--fresh", o->fresh, "Start the trace anew instead of resuming it");
+  cmd.add_flag("--dry-run", o->dry_run,
+               "Print the first item's prompts for every stage; call no backend");
+  cmd.add_option("--eval-dir", o->eval_dir,
+                 "Evaluation sets to check overlap against (default: $SEQIT_SHARED_DATA/eval or "
+                 "../shared/data/eval)");
+  cmd.add_flag("--decontaminate", o->decontaminate,
+               "Leave items that overlap an evaluation set out of the training file");
+  cmd.footer(
+      "Every finished item-iteration is appended to trace.jsonl and every answer to the response "
+      "cache: after Ctrl-C or kill -9, rerun the same command and nothing is asked twice or "
+      "written twice.");
+  cmd.callback([o] { run(*o); });
+}
+
+void setup(CLI::App& cmd) {
+  cmd.require_subcommand(1);
+  setup_run(*cmd.add_subcommand("run",
+                                "Rewrite instruction data into sequential instructions "
+                                "(or, with --direct-response, the IT baseline)"));
+  auto* prompts = cmd.add_subcommand("prompts", "Print a builtin prompt set (YAML) to edit");
+  auto name = std::make_shared<std::string>("default");
+  prompts->add_option("name", *name, "default or compact")->capture_default_str();
+  prompts->callback([name] {
+    const std::string_view yaml = builtin_prompts_yaml(*name);
+    std::fwrite(yaml.data(), 1, yaml.size(), stdout);
+  });
+}
+
+}  // namespace
+SEQIT_COMMAND("seqinstruct", "Seq-Instruct: turn instruction data into sequential instructions",
+              setup);
+}  // namespace seqit::cli
