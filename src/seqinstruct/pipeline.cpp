@@ -141,6 +141,18 @@ json config_json(const PromptSet& prompts, const PipelineOptions& o) {
           {"extract", params_json(o.extract)}};
 }
 
+// Adds a finished item-iteration's calls to `totals`.
+void tally(const json& record, PipelineCounts& totals) {
+  for (const auto& call : record.at("calls")) {
+    if (call.contains("skipped") || !call.contains("reply")) continue;
+    ++totals.requests;
+    ++totals.stage_requests[call.at("stage").get<std::string>()];
+    if (call.value("cached", false)) ++totals.cached;
+    if (call.value("attempt", 0) > 0) ++totals.parse_retries;
+  }
+  if (record.value("status", "") == "parse_failed") ++totals.parse_failures;
+}
+
 enum class Stage { extract, classify, generate, respond };
 const char* stage_name(Stage s) {
   switch (s) {
@@ -188,13 +200,14 @@ class Runner {
  public:
   Runner(llm::Backend& backend, const PromptSet& prompts, const std::vector<SourceItem>& items,
          const PipelineOptions& options, ResumableJsonlWriter& trace, PipelineCounts& counts,
-         const ProgressCallback& progress)
+         PipelineCounts& totals, const ProgressCallback& progress)
       : backend_(backend),
         prompts_(prompts),
         items_(items),
         o_(options),
         trace_(trace),
         counts_(counts),
+        totals_(totals),
         progress_(progress),
         states_(items.size()) {}
 
@@ -468,6 +481,7 @@ class Runner {
     if (task.iteration > 0) record["output"] = st.output;
     record["calls"] = std::move(task.calls);
     trace_.append_line(record.dump(), record["id"].get<std::string>());
+    tally(record, totals_);
     apply(st, record);
     release(slot);
     if (!start_next(task.item) && !stopping_) finish_item(task.item);
@@ -504,6 +518,7 @@ class Runner {
   const PipelineOptions& o_;
   ResumableJsonlWriter& trace_;
   PipelineCounts& counts_;
+  PipelineCounts& totals_;
   const ProgressCallback& progress_;
   std::vector<ItemState> states_;
   std::vector<Task> tasks_;
@@ -562,7 +577,7 @@ PipelineResult run_pipeline(llm::Backend& backend, const PromptSet& prompts,
 
   PipelineResult result;
   result.counts.items = static_cast<int64_t>(items.size());
-  Runner runner(backend, prompts, items, options, trace, result.counts, progress);
+  Runner runner(backend, prompts, items, options, trace, result.counts, result.totals, progress);
   auto& states = runner.states();
   std::unordered_map<std::string, size_t> by_id;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -581,6 +596,7 @@ PipelineResult run_pipeline(llm::Backend& backend, const PromptSet& prompts,
     if (it == by_id.end()) continue;  // an item outside this run's --limit
     if (!trace.has_id(record.at("id").get<std::string>())) continue;
     Runner::apply(states[it->second], record);
+    tally(record, result.totals);
     ++result.counts.resumed;
   }
   runner.run();

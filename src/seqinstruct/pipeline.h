@@ -108,7 +108,10 @@ struct ItemResult {
 
 struct PipelineResult {
   std::vector<ItemResult> items;  // in source order
-  PipelineCounts counts;
+  PipelineCounts counts;          // this run
+  // The whole trace, earlier runs included (requests, cached, per stage, retries, failures): what
+  // the data went through, however many runs it took.
+  PipelineCounts totals;
 };
 
 using ProgressCallback = std::function<void(const PipelineCounts&)>;

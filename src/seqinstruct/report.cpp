@@ -190,7 +190,9 @@ RunReport build_report(const PipelineResult& result, const PipelineOptions& opti
   r.mode = options.mode == Mode::sit ? "sit" : "direct";
   r.iterations = options.mode == Mode::sit ? options.iterations : 0;
   r.items = static_cast<int64_t>(result.items.size());
-  r.counts = result.counts;
+  r.counts = result.totals;
+  r.counts.resumed = result.counts.resumed;
+  r.counts.backend_errors = result.counts.backend_errors;
   r.options.resize(static_cast<size_t>(r.iterations));
   std::unordered_set<std::string> exact, near;
   double n_complete = 0;
@@ -277,7 +279,7 @@ void write_options_chart(const fs::path& png, const RunReport& report) {
   pladv(0);
   plvpor(0.08, 0.97, 0.12, 0.88);
   const double groups = passes * 4.0;
-  plwind(0, groups, 0, 100);
+  plwind(0, groups, 0, 110);
   plcol0(4);
   plbox("", 0, 0, "g", 0, 0);
   plcol0(1);
@@ -302,19 +304,19 @@ void write_options_chart(const fs::path& png, const RunReport& report) {
       bar(x0 + 0.52, x0 + 0.88, theirs, 3);
       plcol0(1);
       plschr(0, 0.8);
-      plptex(x0 + 0.5, -4, 1, 0, 0.5, std::string(1, letters[j]).c_str());
-      plptex(x0 + 0.3, ours + 1.5, 1, 0, 0.5, fmt::format("{:.0f}", ours).c_str());
+      plmtex("b", 1.2, (x0 + 0.5) / groups, 0.5, std::string(1, letters[j]).c_str());
+      plptex(x0 + 0.3, ours + 2.5, 1, 0, 0.5, fmt::format("{:.0f}", ours).c_str());
     }
     plschr(0, 1.0);
     plmtex("b", 2.8, (k * 4.0 + 2.0) / groups, 0.5, fmt::format("iteration {}", k + 1).c_str());
   }
   plschr(0, 1.0);
   plmtex("l", 3.5, 0.5, 0.5, "% of items");
-  plmtex("t", 2.0, 0.5, 0.5,
-         fmt::format("Seq-Instruct options per iteration: this run ({} items, dark) vs the paper's "
-                     "Alpaca run (light)",
-                     report.complete)
-             .c_str());
+  plmtex(
+      "t", 2.0, 0.5, 0.5,
+      fmt::format("Options per iteration: this run (dark, {} items) vs the paper's Alpaca (light)",
+                  report.complete)
+          .c_str());
   plend1();
   std::error_code ec;
   fs::rename(temp, png, ec);
@@ -384,8 +386,8 @@ void write_report(const fs::path& dir, const RunReport& r, const std::string& se
                     r.after.output_words);
   md += "## Requests and parsing\n\n";
   md += fmt::format(
-      "- requests answered: {} ({} from the cache); item-iterations resumed from the "
-      "trace: {}\n",
+      "- requests behind this data (every run): {} ({} answered by the cache); "
+      "item-iterations read back from earlier runs: {}\n",
       r.counts.requests, r.counts.cached, r.counts.resumed);
   for (const auto& [stage, n] : r.counts.stage_requests)
     md += fmt::format("  - {}: {}\n", stage, n);
