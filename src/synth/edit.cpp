@@ -43,7 +43,7 @@ std::vector<TaskId> candidates(const Chain& chain, Kind input, bool front) {
   std::vector<TaskId> seq = atomic_sequence(chain);
   TaskId neighbour = front ? seq.front() : seq.back();
   for (TaskId t : atomic_tasks()) {
-    if (t == neighbour) continue;
+    if (front ? !may_follow(t, neighbour) : !may_follow(neighbour, t)) continue;
     Chain c = chain;
     c.steps.insert(front ? c.steps.begin() : c.steps.end(), Step{t, 0});
     if (fits(c, input)) out.push_back(t);

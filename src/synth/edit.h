@@ -4,8 +4,9 @@
 //   B prefix     a task is added before the first step (it works on the input)
 //   C suffix     a task is added after the last step (it works on the last output)
 //   D keep       the instruction stays as it is
-// Every edit keeps the chain type-valid for the same input, uses training phrasings only, never
-// puts a task next to itself, and never creates a held-out pair (edits make training data).
+// Every edit keeps the chain type-valid for the same input, uses training phrasings only and never
+// creates a held-out pair (edits make training data); a task added by B or C is allowed next to
+// its neighbour (may_follow: not the same task, not a translation undoing a translation).
 // When a one-step chain grows, its connective is drawn at random; a longer chain keeps its own.
 #pragma once
 

@@ -46,7 +46,7 @@ Chain random_chain(Kind input, int steps, Split split, Rng& rng) {
         if (!accepts(t, k)) continue;
         if (!c.steps.empty()) {
           TaskId prev = c.steps.back().task;
-          if (t == prev || (!eval && is_held_out_pair(prev, t))) continue;
+          if (!may_follow(prev, t) || (!eval && is_held_out_pair(prev, t))) continue;
         }
         ok.push_back(t);
       }

@@ -38,10 +38,10 @@ bool is_eval_input(std::string_view input);
 // A random input of `kind` on the `split` side of the rule.
 std::string random_split_input(Kind kind, Split split, Rng& rng);
 
-// A random type-valid chain of `steps` atomic steps for input of kind `input`; no step follows a
-// step of the same task. kTrain: training phrasings, no held-out pair. kEval: held-out phrasings,
-// at least one held-out pair when steps >= 2. The connective is drawn at random for two or more
-// steps.
+// A random type-valid chain of `steps` atomic steps for input of kind `input`, every step allowed
+// after the one before it (may_follow). kTrain: training phrasings, no held-out pair. kEval:
+// held-out phrasings, at least one held-out pair when steps >= 2. The connective is drawn at random
+// for two or more steps.
 Chain random_chain(Kind input, int steps, Split split, Rng& rng);
 
 // An item from its parts (instruction and response rendered here).

@@ -358,6 +358,13 @@ std::string random_input_for(TaskId id, Rng& rng) {
   return random_input(rng.pick(ok), rng);
 }
 
+bool may_follow(TaskId prev, TaskId next) {
+  if (prev == next) return false;
+  bool translations = (prev == TaskId::kToVellan && next == TaskId::kToEnglish) ||
+                      (prev == TaskId::kToEnglish && next == TaskId::kToVellan);
+  return !translations;
+}
+
 const std::vector<std::pair<TaskId, TaskId>>& held_out_pairs() {
   using T = TaskId;
   static const std::vector<std::pair<TaskId, TaskId>> pairs = {

@@ -104,6 +104,11 @@ inline constexpr Kind kInputKinds[] = {Kind::kEnglish, Kind::kForeign, Kind::kNu
                                        Kind::kFacts};
 std::string random_input_for(TaskId id, Rng& rng);
 
+// Whether atomic task `next` may directly follow `prev` in a generated or edited chain: never the
+// same task twice in a row, and never one translation right after the other (it would undo it).
+// Type validity is checked separately (output_kind).
+bool may_follow(TaskId prev, TaskId next);
+
 // Adjacent ordered pairs of atomic tasks that no training chain contains and every evaluation
 // chain of two or more steps contains at least once (docs/synth.md, "Splits"). Fixed by hand; no
 // pair is the two parts of a compound task, so decomposing never creates one.
