@@ -20,7 +20,7 @@ std::vector<TaskInfo> make_tasks() {
        {"reverse the order of the words", "write the words backwards",
         "put the words in reverse order", "flip the order of the words", "reverse the word order",
         // held out
-        "turn the sequence of words around", "list the words from last to first"},
+        "write the words in reverse order", "give the words from last to first"},
        kTrainPhrasings},
       {T::kUpper,
        "upper",
@@ -28,7 +28,7 @@ std::vector<TaskInfo> make_tasks() {
        {"upper-case the words", "write the words in capital letters",
         "convert the text to upper case", "capitalise every letter", "make every letter upper-case",
         // held out
-        "rewrite the text in all caps", "change all letters to capitals"},
+        "write every letter in upper case", "put the text in capital letters"},
        kTrainPhrasings},
       {T::kSort,
        "sort",
@@ -36,7 +36,7 @@ std::vector<TaskInfo> make_tasks() {
        {"sort the words alphabetically", "put the words in alphabetical order",
         "arrange the words from a to z", "order the words alphabetically", "sort the words",
         // held out
-        "alphabetise the words", "rearrange the words in dictionary order"},
+        "write the words in alphabetical order", "arrange the words alphabetically"},
        kTrainPhrasings},
       {T::kCount,
        "count",
@@ -44,7 +44,7 @@ std::vector<TaskInfo> make_tasks() {
        {"count the words", "say how many words there are", "give the number of words",
         "count how many words the text has", "tell me the word count",
         // held out
-        "report how many words you see", "find the total number of words"},
+        "give the word count", "say the number of words"},
        kTrainPhrasings},
       {T::kFirst,
        "first",
@@ -52,7 +52,7 @@ std::vector<TaskInfo> make_tasks() {
        {"take the first word", "keep only the first word", "give the first word",
         "return the word at the start", "drop all but the first word",
         // held out
-        "pick out the opening word", "keep just the leading word"},
+        "return only the first word", "keep the word at the start"},
        kTrainPhrasings},
       {T::kLast,
        "last",
@@ -60,7 +60,7 @@ std::vector<TaskInfo> make_tasks() {
        {"take the last word", "keep only the last word", "give the last word",
         "return the word at the end", "drop all but the last word",
         // held out
-        "pick out the closing word", "keep just the final word"},
+        "return only the last word", "keep the word at the end"},
        kTrainPhrasings},
       {T::kSum,
        "sum",
@@ -68,7 +68,7 @@ std::vector<TaskInfo> make_tasks() {
        {"add up the numbers", "sum the numbers", "give the total of the numbers", "compute the sum",
         "work out the sum of the numbers",
         // held out
-        "find the sum of all the numbers", "total the numbers"},
+        "add the numbers up", "give the sum of the numbers"},
        kTrainPhrasings},
       {T::kMax,
        "max",
@@ -76,7 +76,7 @@ std::vector<TaskInfo> make_tasks() {
        {"find the largest number", "give the biggest number", "take the maximum",
         "return the highest number", "pick the greatest number",
         // held out
-        "keep only the largest value", "report the maximum value"},
+        "give the largest number", "find the highest number"},
        kTrainPhrasings},
       {T::kLookup,
        "lookup",
@@ -84,7 +84,7 @@ std::vector<TaskInfo> make_tasks() {
        {"look up the key in the facts", "answer the question from the facts",
         "find the value of the key", "use the facts to answer", "give the value for the asked key",
         // held out
-        "read the facts and answer the question", "report what the facts say about the key"},
+        "give the answer from the facts", "look up the value of the key"},
        kTrainPhrasings},
       {T::kToVellan,
        "to_vellan",
@@ -92,7 +92,7 @@ std::vector<TaskInfo> make_tasks() {
        {"translate the words into vellan", "translate the text to vellan", "say it in vellan",
         "write the words in vellan", "convert the words to vellan",
         // held out
-        "render the text in the vellan language", "give the vellan for each word"},
+        "put the words into vellan", "give the text in vellan"},
        kTrainPhrasings},
       {T::kToEnglish,
        "to_english",
@@ -100,7 +100,7 @@ std::vector<TaskInfo> make_tasks() {
        {"translate the words into english", "translate the text to english", "say it in english",
         "write the words in english", "convert the words to english",
         // held out
-        "render the text in the english language", "give the english for each word"},
+        "put the words into english", "give the text in english"},
        kTrainPhrasings},
       {T::kRepeat,
        "repeat",
@@ -108,7 +108,7 @@ std::vector<TaskInfo> make_tasks() {
        {"repeat the input", "copy the text", "say the text again", "write the input out again",
         "echo the input",
         // held out
-        "reproduce the text exactly", "copy the input word for word"},
+        "write the text again", "give the input again"},
        kTrainPhrasings},
       {T::kSortUpper,
        "sort_upper",

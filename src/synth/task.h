@@ -19,9 +19,12 @@
 //   repeat      every kind                     same kind       the input, unchanged
 //
 // Phrasings: each atomic task has kTrainPhrasings phrasings for training followed by
-// kHeldOutPhrasings held out for evaluation. A compound task (e.g. "sort the words and upper-case
-// them") is one instruction that means two atomic tasks in order; its phrasings are all training
-// phrasings (compounds exist so that the teacher's decompose edit has something to split).
+// kHeldOutPhrasings held out for evaluation. A held-out phrasing is a new sentence made only of
+// words that training phrasings use ("give the word count" from "give the number of words" and
+// "tell me the word count"): a model trained from scratch has no meaning for a word it never saw,
+// so what is held out is the combination, not the words. A compound task (e.g. "sort the words and
+// upper-case them") is one instruction that means two atomic tasks in order; its phrasings are all
+// training phrasings (compounds exist so that the teacher's decompose edit has something to split).
 // Phrasings are lower-case imperatives with no punctuation and no digits, so that connectives
 // (which all carry punctuation) can never be mistaken for part of one.
 #pragma once

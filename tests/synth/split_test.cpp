@@ -129,7 +129,7 @@ TEST(SynthSplit, PinnedFirstItems) {
             "Tell me the word count.|kide bafo done nube vavu tika difi|Answer: 7");
   EXPECT_EQ(
       eval[1].instruction + "|" + eval[1].input + "|" + eval[1].response,
-      "Rewrite the text in all caps, and after that turn the sequence of words around.|emu new "
+      "Write every letter in upper case, and after that write the words in reverse order.|emu new "
       "tree bat|Step 1: EMU NEW TREE BAT\nAnswer: BAT TREE NEW EMU");
 }
 

@@ -175,6 +175,28 @@ TEST(SynthTasks, PhrasingsAreUniqueUnpunctuatedAndSplitIntoTrainAndHeldOut) {
   }
 }
 
+TEST(SynthTasks, HeldOutPhrasingsAreNewSentencesOfTrainingWords) {
+  std::set<std::string> train_words;
+  std::set<std::string_view> train_phrasings;
+  for (TaskId id : all_tasks()) {
+    const TaskInfo& t = task_info(id);
+    for (int k = 0; k < t.train_count; ++k) {
+      train_phrasings.insert(t.phrasings[static_cast<size_t>(k)]);
+      for (std::string& w : split_world_tokens(t.phrasings[static_cast<size_t>(k)]))
+        train_words.insert(w);
+    }
+  }
+  for (TaskId id : atomic_tasks()) {
+    const TaskInfo& t = task_info(id);
+    for (size_t k = static_cast<size_t>(t.train_count); k < t.phrasings.size(); ++k) {
+      EXPECT_EQ(train_phrasings.count(t.phrasings[k]), 0u);
+      for (const std::string& w : split_world_tokens(t.phrasings[k]))
+        EXPECT_EQ(train_words.count(w), 1u)
+            << "'" << w << "' in held-out '" << t.phrasings[k] << "'";
+    }
+  }
+}
+
 TEST(SynthTasks, NoTaskFollowsItselfOrUndoesATranslation) {
   for (TaskId t : atomic_tasks()) EXPECT_FALSE(may_follow(t, t)) << task_info(t).name;
   EXPECT_FALSE(may_follow(TaskId::kToVellan, TaskId::kToEnglish));
