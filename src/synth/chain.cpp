@@ -210,6 +210,10 @@ std::string solve(std::string_view instruction_text, std::string_view input) {
   return reference_response(*chain, input);
 }
 
+Connective random_connective(Rng& rng) {
+  return kAllConnectives[rng.below(std::size(kAllConnectives))];
+}
+
 int random_phrasing(TaskId task, bool held_out, Rng& rng) {
   const TaskInfo& t = task_info(task);
   int total = static_cast<int>(t.phrasings.size());

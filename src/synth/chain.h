@@ -75,6 +75,8 @@ std::string reference_response(const Chain& chain, std::string_view input);
 // world or does not accept `input`.
 std::string solve(std::string_view instruction_text, std::string_view input);
 
+// A connective drawn uniformly.
+Connective random_connective(Rng& rng);
 // A random phrasing of `task`: a training one or a held-out one.
 int random_phrasing(TaskId task, bool held_out, Rng& rng);
 

@@ -26,9 +26,7 @@ namespace {
 Chain with_step(const Chain& chain, size_t at, Step step, Rng& rng) {
   Chain out = chain;
   out.steps.insert(out.steps.begin() + static_cast<std::ptrdiff_t>(at), step);
-  if (chain.steps.size() == 1)
-    out.connective =
-        rng.pick(std::vector<Connective>(std::begin(kAllConnectives), std::end(kAllConnectives)));
+  if (chain.steps.size() == 1) out.connective = random_connective(rng);
   return out;
 }
 
@@ -73,9 +71,7 @@ std::optional<Chain> decompose(const Chain& chain, Rng& rng) {
   Chain out = chain;
   out.steps[at] = b;
   out.steps.insert(out.steps.begin() + static_cast<std::ptrdiff_t>(at), a);
-  if (chain.steps.size() == 1)
-    out.connective =
-        rng.pick(std::vector<Connective>(std::begin(kAllConnectives), std::end(kAllConnectives)));
+  if (chain.steps.size() == 1) out.connective = random_connective(rng);
   return out;
 }
 

@@ -57,9 +57,7 @@ Chain random_chain(Kind input, int steps, Split split, Rng& rng) {
     }
     if (static_cast<int>(c.steps.size()) != steps) continue;
     if (eval && steps >= 2 && !has_held_out_pair(c)) continue;
-    if (steps >= 2)
-      c.connective =
-          rng.pick(std::vector<Connective>(std::begin(kAllConnectives), std::end(kAllConnectives)));
+    if (steps >= 2) c.connective = random_connective(rng);
     return c;
   }
   throw Error(fmt::format("synth: no {}-step chain found for {} input", steps, kind_name(input)));

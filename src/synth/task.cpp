@@ -154,8 +154,7 @@ const std::vector<TaskInfo>& tasks() {
 }
 
 std::vector<std::string> words_of(std::string_view input) {
-  std::vector<std::string> t = split_world_tokens(input);
-  return t;
+  return split_world_tokens(input);
 }
 
 std::string join_words(const std::vector<std::string>& words) {
