@@ -13,7 +13,7 @@ namespace seqit::eval {
 namespace {
 
 // ---- Numbers
-// ---------------------------------------------------------------------------------------------
+// --------------------------------------------------------------------------------------------
 
 TEST(ParseNumber, NormalisesTheWaysAnswersAreWritten) {
   EXPECT_EQ(parse_number("$29.00"), 29.0);
@@ -68,7 +68,7 @@ TEST(NumbersEqual, ComparesValuesNotSpellings) {
 }
 
 // ---- BBH and multiple choice
-// -------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------
 
 TEST(ExtractBbhAnswer, TextAfterTheLastCueUpToTheSentenceEnd) {
   EXPECT_EQ(extract_bbh_answer("Let's think step by step. So the answer is (B)."), "(B)");
@@ -102,7 +102,7 @@ TEST(ExtractChoice, FlexibleFallsBackToLettersAnywhere) {
 }
 
 // ---- SQuAD
-// --------------------------------------------------------------------------------------------------
+// -------------------------------------------------------------------------------------------------
 
 TEST(Squad, NormalisationFollowsTheOfficialScript) {
   EXPECT_EQ(normalize_squad_answer("The  Cat's, hat!"), "cats hat");
@@ -126,7 +126,7 @@ TEST(Squad, ExactMatchAndF1TakeTheBestGold) {
 }
 
 // ---- ROUGE-L
-// --------------------------------------------------------------------------------------------------
+// -------------------------------------------------------------------------------------------------
 
 TEST(Rouge, TokensLikeRougeScore) {
   EXPECT_EQ(rouge_tokens("Hello, World! It's 2024."),
@@ -154,7 +154,7 @@ TEST(Rouge, EdgeCases) {
 }
 
 // ---- pass@k
-// -------------------------------------------------------------------------------------------------
+// ------------------------------------------------------------------------------------------------
 
 // C(n, k) exactly for the small n used here (Pascal's triangle in doubles is exact below 2^53).
 double choose(int n, int k) {
@@ -198,7 +198,7 @@ TEST(PassAtK, RejectsImpossibleCounts) {
 }
 
 // ---- Bootstrap
-// -----------------------------------------------------------------------------------------------
+// ----------------------------------------------------------------------------------------------
 
 TEST(Bootstrap, BernoulliHalfWidthMatchesTheNormalApproximation) {
   std::vector<double> scores(400);
@@ -256,7 +256,7 @@ TEST(Bootstrap, RejectsBadInput) {
 }
 
 // ---- Length-controlled win rate
-// -----------------------------------------------------------------------------
+// ----------------------------------------------------------------------------
 
 TEST(LengthControlledWinRate, LongerAlwaysWinsGivesAboutHalf) {
   // The model is longer on 80 items and wins exactly those; shorter on 20 and loses them. The raw
