@@ -1,0 +1,141 @@
+// The judge's prompts and the strict reading of its replies: well-formed, malformed and
+// adversarial.
+#include "eval/judge.h"
+
+#include <gtest/gtest.h>
+
+namespace seqit::eval {
+namespace {
+
+TEST(JudgePrompts, CarryTheTextsAndTheAnswerFormat) {
+  const std::string f =
+      following_judge_prompt("Translate X, then answer it.", "Here is the translation...");
+  EXPECT_NE(f.find("Translate X, then answer it."), std::string::npos);
+  EXPECT_NE(f.find("Here is the translation..."), std::string::npos);
+  EXPECT_NE(f.find("FOLLOWED: YES"), std::string::npos);
+  EXPECT_NE(f.find("SUBTASK <number>"), std::string::npos);
+  const std::string q = quality_judge_prompt("Write a haiku.", "An old silent pond");
+  EXPECT_NE(q.find("SCORE: <number>"), std::string::npos);
+  EXPECT_NE(q.find("An old silent pond"), std::string::npos);
+  const std::string p = pairwise_judge_prompt("Q?", "first answer", "second answer");
+  EXPECT_LT(p.find("first answer"), p.find("second answer"));
+  EXPECT_NE(p.find("PREFERRED: TIE"), std::string::npos);
+}
+
+// ---- quality
+// ----------------------------------------------------------------------------------------------
+
+TEST(QualityReply, ReadsTheScoreLine) {
+  EXPECT_EQ(parse_quality_reply("Clear and correct.\nSCORE: 4").value, 4);
+  EXPECT_EQ(parse_quality_reply("Fine.\n\n**SCORE:** 5\n").value, 5);
+  EXPECT_EQ(parse_quality_reply("Fine.\n**Score: 2**").value, 2);
+  EXPECT_EQ(parse_quality_reply("ok\n  score :  3 \n").value, 3);
+  EXPECT_EQ(parse_quality_reply("ok\n### SCORE: 1.").value, 1);
+  EXPECT_EQ(parse_quality_reply("ok\nSCORE: 4/5").value, 4);
+  // Restating the same score is not a conflict.
+  EXPECT_EQ(parse_quality_reply("SCORE: 3\nTo be clear:\nSCORE: 3").value, 3);
+  // An invalid line before a valid last one is passed over.
+  EXPECT_EQ(parse_quality_reply("SCORE: 4.5 is tempting\nSCORE: 4").value, 4);
+}
+
+TEST(QualityReply, RefusesWhatIsNotAStrictAnswer) {
+  const auto out_of_range = parse_quality_reply("Brilliant.\nSCORE: 6");
+  EXPECT_FALSE(out_of_range.ok());
+  EXPECT_NE(out_of_range.problem.find("outside 1..5"), std::string::npos) << out_of_range.problem;
+  EXPECT_FALSE(parse_quality_reply("SCORE: 0").ok());
+  EXPECT_FALSE(parse_quality_reply("SCORE: 4.5").ok());
+  EXPECT_FALSE(parse_quality_reply("SCORE: four").ok());
+  EXPECT_FALSE(parse_quality_reply("SCORE:").ok());
+  // Only in prose: not an answer line.
+  const auto prose = parse_quality_reply("I would give this SCORE: 4 overall.");
+  EXPECT_FALSE(prose.ok());
+  EXPECT_NE(prose.problem.find("no `SCORE: ...` answer line"), std::string::npos) << prose.problem;
+  EXPECT_FALSE(parse_quality_reply("").ok());
+  // Two different scores: the judge argued both ways.
+  const auto conflict = parse_quality_reply("SCORE: 2\nOn reflection it is better.\nSCORE: 4");
+  EXPECT_FALSE(conflict.ok());
+  EXPECT_NE(conflict.problem.find("conflicting"), std::string::npos) << conflict.problem;
+}
+
+// ---- pairwise
+// ---------------------------------------------------------------------------------------------
+
+TEST(PairwiseReply, ReadsThePreference) {
+  EXPECT_EQ(parse_pairwise_reply("Response 2 is more accurate.\nPREFERRED: 2").value,
+            Preference::kSecond);
+  EXPECT_EQ(parse_pairwise_reply("**PREFERRED:** 1").value, Preference::kFirst);
+  EXPECT_EQ(parse_pairwise_reply("Both equally good.\npreferred: tie").value, Preference::kTie);
+  EXPECT_EQ(parse_pairwise_reply("> PREFERRED: `TIE`").value, Preference::kTie);
+}
+
+TEST(PairwiseReply, RefusesAdversarialAndMalformedReplies) {
+  EXPECT_FALSE(parse_pairwise_reply("I prefer the first response.").ok());  // prose only
+  EXPECT_FALSE(parse_pairwise_reply("PREFERRED: 1 or 2").ok());             // both
+  EXPECT_FALSE(parse_pairwise_reply("PREFERRED: 1 and 2").ok());
+  EXPECT_FALSE(parse_pairwise_reply("PREFERRED: 3").ok());
+  EXPECT_FALSE(parse_pairwise_reply("PREFERRED: Response 1").ok());
+  EXPECT_FALSE(parse_pairwise_reply("PREFERRED: 1\nHmm, actually the other.\nPREFERRED: 2")
+                   .ok());  // conflict
+  // The format echoed from the prompt is not an answer.
+  EXPECT_FALSE(parse_pairwise_reply("PREFERRED: 1     (Response 1 is better)").ok());
+}
+
+TEST(PairwiseOrders, OnlyAgreementAcrossOrdersWins) {
+  using P = Preference;
+  // A shown first and picked first; B shown first and A (now second) picked: A wins.
+  EXPECT_EQ(combine_pairwise_orders(P::kFirst, P::kSecond), PairVerdict::kAWins);
+  EXPECT_EQ(combine_pairwise_orders(P::kSecond, P::kFirst), PairVerdict::kBWins);
+  // Always the first shown (position bias): inconsistent, a tie.
+  EXPECT_EQ(combine_pairwise_orders(P::kFirst, P::kFirst), PairVerdict::kTie);
+  EXPECT_EQ(combine_pairwise_orders(P::kSecond, P::kSecond), PairVerdict::kTie);
+  EXPECT_EQ(combine_pairwise_orders(P::kTie, P::kSecond), PairVerdict::kTie);
+  EXPECT_EQ(combine_pairwise_orders(P::kTie, P::kTie), PairVerdict::kTie);
+  const auto a = parse_pairwise_reply("PREFERRED: 1"), b = parse_pairwise_reply("PREFERRED: 2");
+  EXPECT_EQ(combine_pairwise_orders(a, b), PairVerdict::kAWins);
+  EXPECT_EQ(combine_pairwise_orders(a, parse_pairwise_reply("I like both")), std::nullopt);
+}
+
+// ---- following
+// --------------------------------------------------------------------------------------------
+
+TEST(FollowingReply, ReadsSubtasksAndTheVerdict) {
+  const auto r = parse_following_reply(
+      "SUBTASK 1: translate the question into French -> DONE\n"
+      "SUBTASK 2: answer the question -> DONE\n"
+      "FOLLOWED: YES\n");
+  ASSERT_TRUE(r.ok()) << r.problem;
+  EXPECT_TRUE(r.value->followed);
+  ASSERT_EQ(r.value->subtasks.size(), 2u);
+  EXPECT_EQ(r.value->subtasks[0].number, 1);
+  EXPECT_EQ(r.value->subtasks[0].description, "translate the question into French");
+  EXPECT_TRUE(r.value->subtasks[1].done);
+
+  const auto no = parse_following_reply(
+      "- **SUBTASK 1:** paraphrase -> DONE\n- **SUBTASK 2:** answer -> **NOT DONE**\n\n**FOLLOWED: "
+      "NO**");
+  ASSERT_TRUE(no.ok()) << no.problem;
+  EXPECT_FALSE(no.value->followed);
+  EXPECT_FALSE(no.value->subtasks[1].done);
+
+  // All done but out of order: NO is a legitimate verdict.
+  EXPECT_TRUE(
+      parse_following_reply("SUBTASK 1: a -> DONE\nSUBTASK 2: b -> DONE\nFOLLOWED: NO").ok());
+  // No sub-task lines: the verdict alone.
+  EXPECT_EQ(parse_following_reply("followed: yes").value->followed, true);
+}
+
+TEST(FollowingReply, RefusesContradictionsAndMalformedLines) {
+  const auto contradiction =
+      parse_following_reply("SUBTASK 1: a -> DONE\nSUBTASK 2: b -> NOT DONE\nFOLLOWED: YES");
+  EXPECT_FALSE(contradiction.ok());
+  EXPECT_NE(contradiction.problem.find("sub-task 2"), std::string::npos) << contradiction.problem;
+  EXPECT_FALSE(parse_following_reply("SUBTASK 1: a -> MAYBE\nFOLLOWED: NO").ok());
+  EXPECT_FALSE(parse_following_reply("SUBTASK one: a -> DONE\nFOLLOWED: YES").ok());
+  EXPECT_FALSE(parse_following_reply("SUBTASK 1: a (done)\nFOLLOWED: YES").ok());
+  EXPECT_FALSE(parse_following_reply("FOLLOWED: PARTIALLY").ok());
+  EXPECT_FALSE(parse_following_reply("FOLLOWED: YES\nFOLLOWED: NO").ok());
+  EXPECT_FALSE(parse_following_reply("The response followed the instruction.").ok());
+}
+
+}  // namespace
+}  // namespace seqit::eval
