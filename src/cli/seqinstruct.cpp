@@ -12,8 +12,10 @@
 #include "cli/command.h"
 #include "data/writer.h"
 #include "llm/http_backend.h"
+#include "seqinstruct/baselines.h"
 #include "seqinstruct/pipeline.h"
 #include "seqinstruct/report.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/interrupt.h"
 #include "util/log.h"
@@ -261,11 +263,191 @@ void setup_run(CLI::App& cmd) {
   cmd.callback([o] { run(*o); });
 }
 
+// ---- seqit seqinstruct manual
+// ----------------------------------------------------------------------
+
+struct ManualCliOptions {
+  std::string kind, input, output, from, on_error = "stop";
+  BackendOptions backend;
+  bool use_backend = false;
+  std::vector<std::string> languages, parallel;
+  double share = 1.0;
+  uint64_t seed = 42;
+  int64_t limit = -1;
+  int max_tokens = 512;
+};
+
+std::vector<SourceItem> read_items(const std::string& path, const std::string& from,
+                                   const std::string& on_error, int64_t limit) {
+  data::ReadOptions read;
+  if (!from.empty()) read.from = data::parse_format_request(from);
+  read.on_error = data::parse_on_error(on_error);
+  LoadReport loaded;
+  std::vector<SourceItem> items = load_source(path, read, &loaded);
+  if (loaded.bad.count > 0) log::warn("{}", loaded.bad.summary());
+  if (limit >= 0 && static_cast<int64_t>(items.size()) > limit) items.resize(limit);
+  return items;
+}
+
+void write_instructions(const fs::path& path, const std::vector<data::Instruction>& rows) {
+  const data::FormatRequest request = data::parse_format_request("alpaca");
+  data::Format format{request.schema, path.extension() == ".jsonl" ? data::Container::jsonl
+                                                                   : data::Container::json};
+  data::WriteOptions options;
+  if (format.container == data::Container::json) options.indent = 2;
+  data::RecordFileWriter writer(path, format, options);
+  for (const auto& row : rows) writer.write(row);
+  writer.commit();
+}
+
+void run_manual(const ManualCliOptions& o) {
+  ManualOptions m;
+  m.kind = parse_manual_kind(o.kind);
+  m.languages = o.languages;
+  m.share = o.share;
+  m.seed = o.seed;
+  m.model = o.backend.model;
+  m.params.max_tokens = o.max_tokens;
+  m.max_in_flight = o.backend.concurrency;
+  const std::vector<SourceItem> items = read_items(o.input, o.from, o.on_error, o.limit);
+  std::map<std::string, std::vector<SourceItem>> parallel;
+  for (const std::string& spec : o.parallel) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos)
+      throw Error("--parallel takes LANGUAGE=FILE, e.g. German=alpaca.de.json, not '" + spec + "'");
+    parallel[spec.substr(0, eq)] = read_items(spec.substr(eq + 1), o.from, "stop", o.limit);
+  }
+  OpenedBackend opened;
+  const fs::path out = o.output;
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  if (!o.backend.urls.empty() || !o.backend.local_model.empty())
+    opened = open_backend(o.backend, out.string() + ".cache.sqlite");
+  InterruptGuard guard;
+  m.interrupted = [&] { return guard.requested(); };
+  ManualReport report;
+  const auto rows = build_manual(opened.backend.get(), items, parallel,
+                                 out.string() + ".trace.jsonl", m, &report);
+  write_instructions(out, rows);
+  std::string languages;
+  for (const auto& [language, n] : report.per_language)
+    languages += fmt::format(", {} {}", language, n);
+  std::fprintf(stderr,
+               "seqinstruct manual %s: %lld rows written to %s: %lld chains, %lld kept as they "
+               "were (%lld without an input)%s; %lld generator requests (%lld from the cache)\n",
+               o.kind.c_str(), (long long)rows.size(), out.c_str(), (long long)report.chains,
+               (long long)report.plain, (long long)report.no_input, languages.c_str(),
+               (long long)report.requests, (long long)report.cached);
+}
+
+void setup_manual(CLI::App& cmd) {
+  auto o = std::make_shared<ManualCliOptions>();
+  cmd.add_option("kind", o->kind, "repeat, paraphrase or translate")
+      ->required()
+      ->check(CLI::IsMember({"repeat", "paraphrase", "translate"}));
+  cmd.add_option("input", o->input, "Instruction data (any format seqit reads)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd.add_option("-o,--output", o->output, "The training file (.json or .jsonl, Alpaca fields)")
+      ->required();
+  add_backend_options(cmd, o->backend);
+  cmd.add_option("--languages", o->languages,
+                 "translate: the languages the inputs go into, in disjoint blocks (e.g. German "
+                 "Spanish Russian Chinese)")
+      ->delimiter(',');
+  cmd.add_option("--parallel", o->parallel,
+                 "translate: LANGUAGE=FILE, the same dataset in that language, item by item "
+                 "(instead of asking the generator)");
+  cmd.add_option("--share", o->share,
+                 "Share of the rows with an input that become chains (the rest stay plain)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd.add_option("--seed", o->seed, "Seed of the row selection")->capture_default_str();
+  cmd.add_option("--limit", o->limit, "Only the first N items");
+  cmd.add_option("--max-tokens", o->max_tokens, "Tokens per paraphrase or translation")
+      ->capture_default_str();
+  cmd.add_option("--from", o->from, "Input format (default: detected)");
+  cmd.add_option("--on-error", o->on_error, "stop or skip bad records")
+      ->check(CLI::IsMember({"stop", "skip"}))
+      ->capture_default_str();
+  cmd.footer(
+      "Formats (SIT_SPEC §2): repeat: \"First repeat the input below, then ...\" -> "
+      "\"Repeat:\\n<input>\\n"
+      "Result: <output>\"; paraphrase: the generator's paraphrase in place of the repeat; "
+      "translate: the input in another language, the output \"Translation into English:\\n<English "
+      "input>\\nResult: <output>\". Generator answers go to OUTPUT.trace.jsonl and the cache: a "
+      "rerun "
+      "asks only what is missing.");
+  cmd.callback([o] { run_manual(*o); });
+}
+
+// ---- seqit seqinstruct token-match
+// -----------------------------------------------------------------
+
+struct TokenMatchCliOptions {
+  std::string sit, pool, tokenizer, output;
+  double tolerance = 0.02;
+};
+
+void run_token_match(const TokenMatchCliOptions& o) {
+  const auto tokenizer = tokenizer::load_tokenizer(o.tokenizer);
+  auto count = [&](std::string_view text) {
+    return static_cast<int64_t>(tokenizer->encode(text).size());
+  };
+  int64_t target = 0;
+  for (const auto& item : read_items(o.sit, "", "stop", -1)) target += count(item.output);
+  std::vector<data::Instruction> pool;
+  for (const auto& item : read_items(o.pool, "", "stop", -1)) {
+    if (item.conversation) throw Error("token-match works on single-turn IT data").in_file(o.pool);
+    data::Instruction row;
+    row.id = item.id == std::to_string(item.index) ? std::string() : item.id;
+    row.system = item.system;
+    row.instruction = item.instruction;
+    row.input = item.input;
+    row.output = item.output;
+    row.meta = item.meta;
+    pool.push_back(std::move(row));
+  }
+  TokenMatchReport report;
+  const auto rows = token_matched(pool, target, o.tolerance, count, &report);
+  write_instructions(o.output, rows);
+  std::fprintf(stderr,
+               "token-match: %lld of %lld IT items with %lld response tokens (SIT: %lld, %+.2f%%) "
+               "written to %s\n",
+               (long long)report.items, (long long)report.pool, (long long)report.tokens,
+               (long long)report.target_tokens, 100 * report.deviation(), o.output.c_str());
+}
+
+void setup_token_match(CLI::App& cmd) {
+  auto o = std::make_shared<TokenMatchCliOptions>();
+  cmd.add_option("--sit", o->sit, "The SIT training file whose response tokens are the target")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--pool", o->pool,
+                 "IT data to pick from, in order (seqinstruct run --direct-response on more items "
+                 "than the SIT set)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--tokenizer", o->tokenizer,
+                 "The tokenizer of the model to be trained (tokens are counted with it)")
+      ->required()
+      ->check(CLI::ExistingPath);
+  cmd.add_option("-o,--output", o->output, "The token-matched IT file (.json or .jsonl)")
+      ->required();
+  cmd.add_option("--tolerance", o->tolerance, "Allowed difference, as a fraction")
+      ->check(CLI::Range(0.0, 0.5))
+      ->capture_default_str();
+  cmd.callback([o] { run_token_match(*o); });
+}
+
 void setup(CLI::App& cmd) {
   cmd.require_subcommand(1);
   setup_run(*cmd.add_subcommand("run",
                                 "Rewrite instruction data into sequential instructions "
                                 "(or, with --direct-response, the IT baseline)"));
+  setup_manual(*cmd.add_subcommand(
+      "manual", "Hand-made chains: repeat-, paraphrase- or translate-then-answer (SIT_SPEC §2)"));
+  setup_token_match(*cmd.add_subcommand(
+      "token-match", "The token-matched IT baseline: IT items with the SIT set's response tokens"));
   auto* prompts = cmd.add_subcommand("prompts", "Print a builtin prompt set (YAML) to edit");
   auto name = std::make_shared<std::string>("default");
   prompts->add_option("name", *name, "default or compact")->capture_default_str();
