@@ -1,12 +1,14 @@
 // LLM client and server speed.
-//  1. Client overhead per request: seqit's HttpBackend, one request at a time against a seqit server
+//  1. Client overhead per request: seqit's HttpBackend, one request at a time against a seqit
+//  server
 //     that answers at once, minus a bare libcurl loop (one reused easy handle) against the same
 //     server, measured in the same run. Target: < 1 ms.
 //  2. Concurrency: 64 requests in flight against a server that answers each after a fixed delay;
 //     throughput as a fraction of the ideal 64 / delay. Target: >= 0.9.
 //  3. The local server's batched throughput on the 155.7M Llama config (hidden 1024, 8 layers, 16
-//     heads, 4 kv heads, ffn 2816, vocab 32000, random weights; the llama2 tokenizer): 16 concurrent
-//     requests through `seqit serve`'s server vs the same requests one at a time. Target: >= 5x.
+//     heads, 4 kv heads, ffn 2816, vocab 32000, random weights; the llama2 tokenizer): 16
+//     concurrent requests through `seqit serve`'s server vs the same requests one at a time.
+//     Target: >= 5x.
 //
 //   bench_llm [--threads N] [--quick] [--tokens N (new tokens per request in part 3; default 32)]
 #include <curl/curl.h>
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "bench_models.h"
+#include "delay_backend.h"
 #include "llm/http_backend.h"
 #include "llm/local_backend.h"
 #include "llm/openai_json.h"
@@ -38,6 +41,7 @@
 
 namespace {
 using namespace seqit;
+using bench::DelayBackend;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
@@ -58,73 +62,6 @@ std::string load_average() {
   in >> a >> b >> c;
   return a + " " + b + " " + c;
 }
-
-// A backend that answers every request with a fixed text after `delay_s` (0: at once, on the
-// caller's thread). Bench scaffolding: it stands in for a model so that only HTTP costs are
-// measured.
-class DelayBackend final : public llm::Backend {
- public:
-  explicit DelayBackend(double delay_s) : delay_s_(delay_s) {
-    if (delay_s_ > 0) timer_ = std::thread([this] { run(); });
-  }
-  ~DelayBackend() override {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    if (timer_.joinable()) timer_.join();
-  }
-  void submit(llm::Request, llm::ResponseCallback done) override {
-    if (delay_s_ <= 0) {
-      done(answer());
-      return;
-    }
-    auto when = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                   std::chrono::duration<double>(delay_s_));
-    {
-      std::lock_guard lock(mutex_);
-      queue_.emplace(when, std::move(done));
-    }
-    cv_.notify_all();
-  }
-  std::string default_model() const override { return "delay"; }
-  std::string describe() const override { return "delay"; }
-
- private:
-  static llm::Response answer() {
-    llm::Response r;
-    r.choices = {{"ok", "stop"}};
-    r.usage = {5, 1};
-    return r;
-  }
-  void run() {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      if (stopping_ && queue_.empty()) return;
-      if (queue_.empty()) {
-        cv_.wait(lock);
-        continue;
-      }
-      auto first = queue_.begin();
-      if (first->first > Clock::now()) {
-        cv_.wait_until(lock, first->first);
-        continue;
-      }
-      auto done = std::move(first->second);
-      queue_.erase(first);
-      lock.unlock();
-      done(answer());
-      lock.lock();
-    }
-  }
-  double delay_s_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::multimap<Clock::time_point, llm::ResponseCallback> queue_;
-  bool stopping_ = false;
-  std::thread timer_;
-};
 
 size_t discard(char*, size_t size, size_t n, void*) {
   return size * n;
@@ -285,8 +222,10 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: bench_llm [--threads N] [--quick] [--tokens N]\n"
-          "Client overhead per request (vs bare libcurl), 64 requests in flight (vs the ideal), and the\n"
-          "local server's throughput with 16 concurrent requests (vs one at a time) on the 155.7M Llama.\n"
+          "Client overhead per request (vs bare libcurl), 64 requests in flight (vs the ideal), "
+          "and the\n"
+          "local server's throughput with 16 concurrent requests (vs one at a time) on the 155.7M "
+          "Llama.\n"
           "  --threads N  compute threads (default 2)\n"
           "  --quick      fewer requests\n"
           "  --tokens N   new tokens per request in the server part (default 32)\n");

@@ -104,7 +104,9 @@ void run(const RunOptions& o) {
   p.rewrite.top_k = p.respond.top_k = o.top_k;
   p.rewrite.max_tokens = p.respond.max_tokens = o.max_tokens;
   p.extract.max_tokens = std::min(1024, o.max_tokens);
-  p.max_in_flight = std::max(1, o.backend.concurrency);
+  // With the local engine, twice its batch: a finished sequence's place is taken at the next
+  // decoding step instead of after a round trip through the pipeline.
+  p.max_in_flight = std::max(1, o.backend.concurrency) * (o.backend.local_model.empty() ? 1 : 2);
   p.stop_on_error = o.on_error == "stop";
   if (o.dry_run) return dry_run(prompts, items, p);
 
