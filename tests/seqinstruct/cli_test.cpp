@@ -151,5 +151,25 @@ TEST(SeqinstructCli, RunsAgainstServeAndResumesAfterKill9) {
   EXPECT_NE(output.find("10 of 10 items written"), std::string::npos) << output;
 }
 
+TEST(SeqinstructCli, DryRunPrintsEveryStagesPromptAndCallsNothing) {
+  TempDir tmp;
+  std::string output;
+  const std::string cmd = shell_quote(seqit_binary().string()) + " seqinstruct run " +
+                          shell_quote(shared_data("train/alpaca/alpaca_5000.json").string()) +
+                          " -o " + shell_quote((tmp / "out").string()) +
+                          " --url http://127.0.0.1:9/v1 --dry-run --limit 1";
+  ASSERT_EQ(run_command(cmd, &output), 0) << output;
+  for (const char* stage : {"==== classify", "==== generate, option A", "==== generate, option B",
+                            "==== generate, option C", "==== respond"})
+    EXPECT_NE(output.find(stage), std::string::npos) << stage;
+  // The first Alpaca item's instruction and input, each exactly once in the classify prompt.
+  const size_t classify = output.find("==== classify"), generate = output.find("==== generate");
+  const std::string part = output.substr(classify, generate - classify);
+  EXPECT_EQ(part.find("Sentence 2: I goes to the store."),
+            part.rfind("Sentence 2: I goes to the store."));
+  EXPECT_NE(part.find("Sentence 2: I goes to the store."), std::string::npos);
+  EXPECT_FALSE(fs::exists(tmp / "out"));
+}
+
 }  // namespace
 }  // namespace seqit::testing
