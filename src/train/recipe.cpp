@@ -351,6 +351,9 @@ const std::vector<Field>& fields() {
     std::vector<Field> t = {
         SEQIT_FIELD("what to train", "model", model, "required: HF folder, .gguf or llama2.c .bin"),
         SEQIT_FIELD("what to train", "tokenizer", tokenizer, "null: the model's own"),
+        SEQIT_FIELD("what to train", "init", init,
+                    "pretrained (the weights at model) | random (model is a config.json)"),
+        SEQIT_FIELD("what to train", "init_std", init_std, "random init: std of the weights"),
         SEQIT_FIELD("what to train", "data", data, "required: training files, read in order"),
         SEQIT_FIELD("what to train", "data_format", data_format, "auto or a format name"),
         SEQIT_FIELD("what to train", "eval_data", eval_data,
@@ -462,6 +465,13 @@ void check(const TrainRecipe& r, const Where& where) {
   }
   if (r.tokenizer && r.tokenizer->empty())
     invalid(where, "tokenizer", "empty path (null: the model's own)");
+  if (r.init != "pretrained" && r.init != "random")
+    invalid(where, "init", "expected pretrained or random, not '" + r.init + "'");
+  if (r.init == "random" && !r.tokenizer)
+    invalid(where, "tokenizer",
+            "training from scratch (init: random) needs `tokenizer:` (a config.json has none)");
+  if (r.init == "random" && !(r.init_std > 0 && r.init_std < 1))
+    invalid(where, "init_std", "expected a standard deviation in (0, 1)");
   if (r.eval_data && r.eval_data->empty()) invalid(where, "eval_data", "empty path (null: none)");
   if (r.eval_data && (r.eval_fraction > 0 || r.eval_count))
     invalid(where, "eval_data",

@@ -54,6 +54,12 @@ struct TrainRecipe {
   // What to train.
   std::string model;                     // required: HF folder, .gguf or llama2.c .bin
   std::optional<std::string> tokenizer;  // nullopt: the model's own
+  // "pretrained": start from the weights at `model`. "random": train from scratch — `model` is then
+  // an HF config.json (or a folder holding one) and the weights are drawn with `seed`: N(0,
+  // init_std^2) for matrices and embeddings, 1 for norms (model::RandomWeights); `tokenizer` is
+  // required.
+  std::string init = "pretrained";
+  double init_std = 0.02;
   std::vector<std::string> data;         // required: one or more files, read in order
   std::string data_format = "auto";      // "auto" (detected) or a data/ format name
   std::optional<std::string> eval_data;  // a separate held-out file (instead of a split)

@@ -7,6 +7,7 @@
 
 #include "chat/model_template.h"
 #include "model/checkpoint.h"
+#include "model/random_weights.h"
 #include "model/convert.h"
 #include "model/llama.h"
 #include "tensor/calibrate.h"
@@ -81,10 +82,22 @@ double flops_per_token(const model::ModelConfig& c, bool lora, int64_t mean_len)
 
 Setup prepare(const TrainRecipe& r) {
   Setup s;
-  auto checkpoint = model::Checkpoint::open(r.model);
+  // The starting weights: a checkpoint, or (init: random) weights drawn for a config.json.
+  std::unique_ptr<model::Checkpoint> checkpoint;
+  std::unique_ptr<model::WeightSource> random;
+  if (r.init == "random") {
+    model::ModelConfig config = model::read_hf_config(r.model);
+    config.validate(r.model);
+    random = std::make_unique<model::RandomWeights>(config, r.seed, static_cast<float>(r.init_std));
+    log::info("train: from scratch: {} parameters drawn with seed {} (std {})",
+              config.parameter_count(), r.seed, r.init_std);
+  } else {
+    checkpoint = model::Checkpoint::open(r.model);
+  }
+  const model::WeightSource& weights = checkpoint ? static_cast<const model::WeightSource&>(*checkpoint) : *random;
   if (r.tokenizer) {
     s.tokenizer_file = *r.tokenizer;
-  } else if (checkpoint->tokenizer_path()) {
+  } else if (checkpoint && checkpoint->tokenizer_path()) {
     s.tokenizer_file = *checkpoint->tokenizer_path();
   } else {
     throw Error(fmt::format("model {}: no tokenizer found beside it; set `tokenizer:` in the recipe", r.model));
@@ -129,7 +142,7 @@ Setup prepare(const TrainRecipe& r) {
   const bool lora = r.method == TrainMethod::lora;
   model::LoadOptions lo;
   lo.dtype = lora && r.lora.base_dtype == BaseDtype::bf16 ? tensor::DType::bf16 : tensor::DType::f32;
-  s.model = model::LlamaModel::load(*checkpoint, lo);
+  s.model = model::LlamaModel::load(weights, lo);
   model::TrainOptions to;
   to.lora = lora;
   to.lora_spec.rank = r.lora.rank;

@@ -174,6 +174,7 @@ Fingerprint recipe_fingerprint(const TrainRecipe& r) {
   f["eval_fraction"] = number_text(r.eval_fraction);
   f["eval_count"] = optional_text(r.eval_count);
   f["tokenizer"] = optional_text(r.tokenizer);
+  f["init"] = r.init == "random" ? "random std " + number_text(r.init_std) : r.init;
   f["template"] = r.chat_template;
   f["turns"] = std::string(turn_policy_name(r.turns));
   f["train_on_inputs"] = r.train_on_inputs ? "true" : "false";

@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "model/checkpoint.h"
 #include "model/convert.h"
 #include "model/llama.h"
 #include "model/random_weights.h"
@@ -130,6 +132,54 @@ TEST_P(Resume, StoppedAndResumedRunsEndBitForBitWhereTheStraightRunEnds) {
 }
 INSTANTIATE_TEST_SUITE_P(FullAndLora, Resume, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Lora" : "Full"; });
+
+// init: random — training from scratch from a config.json: the weights depend only on the seed,
+// the loss falls from ln(vocab), the run resumes like any other, and the final folder loads.
+TEST(Run, FromScratchWithAConfigAndATokenizer) {
+  seqit::testing::allow_seconds(120);
+  seqit::testing::TempDir dir;
+  const fs::path data = small_data(dir);
+  seqit::testing::spit(dir / "config.json", R"({"architectures": ["LlamaForCausalLM"],
+    "model_type": "llama", "vocab_size": 512, "hidden_size": 64, "intermediate_size": 172,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+    "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "tie_word_embeddings": false})");
+  auto scratch = [&](const fs::path& out, uint64_t seed) {
+    TrainRecipe r = recipe(data, out, false);
+    r.model = (dir / "config.json").string();
+    r.init = "random";
+    r.tokenizer = shared_data("models/stories260K/tok512.bin").string();
+    r.seed = seed;
+    r.max_steps = 30;
+    r.eval_every = 0;
+    r.lr = 3e-3;
+    return r;
+  };
+  RunOptions quiet;
+  quiet.progress = false;
+  ASSERT_TRUE(run_training(scratch(dir / "a", 1), quiet).finished);
+  const auto rows = read_metrics(dir / "a/metrics.jsonl");
+  ASSERT_GE(rows.size(), 30u);
+  // A random model starts near ln(512) = 6.24 and learns.
+  EXPECT_NEAR(*rows.front().loss, std::log(512.0), 0.5);
+  EXPECT_LT(*rows.back().loss, *rows.front().loss - 1.0);
+  // Same seed, same run; another seed, other weights.
+  ASSERT_TRUE(run_training(scratch(dir / "b", 1), quiet).finished);
+  expect_same_final(dir / "a", dir / "b");
+  ASSERT_TRUE(run_training(scratch(dir / "c", 2), quiet).finished);
+  EXPECT_FALSE(seqit::testing::slurp(dir / "a/final/model/model.safetensors") ==
+               seqit::testing::slurp(dir / "c/final/model/model.safetensors"));
+  // The final folder is a model like any other.
+  const auto model = model::Checkpoint::open(dir / "a/final/model");
+  EXPECT_EQ(model->config().num_layers, 2);
+  // No tokenizer: an error naming the field.
+  try {
+    (void)recipe_from_overrides({"model=" + (dir / "config.json").string(), "init=random",
+                                 "data=[" + data.string() + "]", "output_dir=" + (dir / "d").string()});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer"), std::string::npos) << e.what();
+  }
+}
 
 TEST(Run, RefusesToOverwriteARunAndAForeignCheckpoint) {
   seqit::testing::TempDir dir;
