@@ -1,0 +1,128 @@
+#include "study/world_eval.h"
+
+#include <fmt/format.h>
+
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "data/record.h"
+#include "util/error.h"
+#include "util/jsonl_writer.h"
+
+namespace seqit::study {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::string eval_prompt(const synth::Item& item) {
+  return data::user_prompt(synth::to_instruction(item));
+}
+
+namespace {
+
+json grade_json(const synth::Item& item, const std::string& response, const synth::Grade& g) {
+  json steps = json::array();
+  for (const auto& s : g.steps) steps.push_back(s.correct);
+  return {{"id", item.id},        {"length", item.chain.steps.size()},
+          {"response", response}, {"following", g.following},
+          {"depth", g.depth},     {"final_correct", g.final_correct},
+          {"step_correct", steps}};
+}
+
+}  // namespace
+
+std::vector<synth::Grade> evaluate_world(llm::Backend& backend,
+                                         const std::vector<synth::Item>& items,
+                                         const fs::path& results, const WorldEvalOptions& o) {
+  // Earlier answers: graded again from their stored response (grading is cheap and exact).
+  std::unordered_map<std::string, std::string> answered;
+  if (fs::exists(results)) {
+    std::ifstream in(results, std::ios::binary);
+    std::string line;
+    while (std::getline(in, line)) {
+      json j = json::parse(line, nullptr, false);
+      if (j.is_object() && j.contains("id") && j.contains("response"))
+        answered[j["id"].get<std::string>()] = j["response"].get<std::string>();
+    }
+  }
+  ResumableJsonlWriter out(results, "id");
+  std::vector<std::optional<synth::Grade>> grades(items.size());
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::deque<std::pair<size_t, llm::Result<llm::Response>>> done;
+  int in_flight = 0;
+  size_t next = 0;
+  int64_t finished = 0;
+  std::optional<Error> failure;
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto it = answered.find(items[i].id);
+    if (it != answered.end()) {
+      grades[i] = synth::grade_response(items[i], it->second);
+      ++finished;
+    }
+  }
+  for (;;) {
+    const bool stop = failure.has_value() || (o.interrupted && o.interrupted());
+    while (!stop && in_flight < o.max_in_flight && next < items.size()) {
+      const size_t i = next++;
+      if (grades[i]) continue;
+      llm::Request request;
+      request.kind = llm::RequestKind::chat;
+      request.messages = {{"user", eval_prompt(items[i])}};
+      request.params.temperature = 0;
+      request.params.max_tokens = o.max_tokens;
+      ++in_flight;
+      backend.submit(std::move(request), [&, i](llm::Result<llm::Response> r) {
+        std::lock_guard lock(mutex);
+        done.emplace_back(i, std::move(r));
+        cv.notify_one();
+      });
+    }
+    if (in_flight == 0) break;
+    std::pair<size_t, llm::Result<llm::Response>> reply{0, llm::LlmError{}};
+    {
+      std::unique_lock lock(mutex);
+      cv.wait(lock, [&] { return !done.empty(); });
+      reply = std::move(done.front());
+      done.pop_front();
+    }
+    --in_flight;
+    const synth::Item& item = items[reply.first];
+    if (!reply.second.ok()) {
+      if (!failure)
+        failure = Error(fmt::format("eval item {}: {}", item.id, reply.second.error().describe()));
+      continue;
+    }
+    const std::string& response = reply.second.value().text();
+    synth::Grade g = synth::grade_response(item, response);
+    out.append(grade_json(item, response, g));
+    grades[reply.first] = std::move(g);
+    ++finished;
+    if (o.progress) o.progress(finished, static_cast<int64_t>(items.size()));
+  }
+  if (failure) throw *failure;
+  std::vector<synth::Grade> all;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!grades[i])
+      throw Error("evaluation stopped before every item was answered; rerun to go on");
+    all.push_back(std::move(*grades[i]));
+  }
+  return all;
+}
+
+WorldScores score_by_length(const std::vector<synth::Item>& items,
+                            const std::vector<synth::Grade>& grades) {
+  if (items.size() != grades.size()) throw Error("items and grades differ in number");
+  std::map<int, std::vector<synth::Grade>> groups;
+  for (size_t i = 0; i < items.size(); ++i)
+    groups[static_cast<int>(items[i].chain.steps.size())].push_back(grades[i]);
+  WorldScores scores;
+  for (const auto& [length, g] : groups) scores.by_length[length] = synth::summarize(g);
+  scores.all = synth::summarize(grades);
+  return scores;
+}
+
+}  // namespace seqit::study

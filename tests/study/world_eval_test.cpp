@@ -1,0 +1,66 @@
+#include "study/world_eval.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+
+#include "scripted_backend.h"
+#include "testing.h"
+#include "util/error.h"
+
+namespace seqit::study {
+namespace {
+using testing::ScriptedBackend;
+
+// Answers with the reference response, except items whose prompt hashes odd get a wrong last line.
+struct HalfRight {
+  std::map<std::string, std::string> reference;  // prompt -> response
+  llm::Result<llm::Response> operator()(const llm::Request& r) const {
+    const std::string& prompt = r.messages.back().content;
+    std::string response = reference.at(prompt);
+    if (std::hash<std::string>{}(prompt) % 2) response += "x";  // the answer is now wrong
+    return ScriptedBackend::reply(response);
+  }
+};
+
+TEST(WorldEval, GradesEveryItemAndResumesWithoutAskingAgain) {
+  const auto items = synth::make_eval_items(3, 6, 4);
+  HalfRight script;
+  for (const auto& item : items) script.reference[eval_prompt(item)] = item.response;
+  seqit::testing::TempDir tmp;
+  // Stopped after 10 answers.
+  int answers = 0;
+  {
+    ScriptedBackend backend(std::cref(script));
+    WorldEvalOptions o;
+    o.max_in_flight = 4;
+    o.interrupted = [&] { return answers >= 10; };
+    o.progress = [&](int64_t, int64_t) { ++answers; };
+    EXPECT_THROW(evaluate_world(backend, items, tmp / "results.jsonl", o), Error);
+  }
+  ScriptedBackend backend(std::cref(script));
+  const auto grades = evaluate_world(backend, items, tmp / "results.jsonl");
+  EXPECT_EQ(backend.requests().size() + static_cast<size_t>(answers), items.size());
+  ASSERT_EQ(grades.size(), items.size());
+  int right = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const bool wrong = std::hash<std::string>{}(eval_prompt(items[i])) % 2;
+    EXPECT_EQ(grades[i].final_correct, !wrong) << items[i].id;
+    right += grades[i].final_correct;
+  }
+  EXPECT_GT(right, 0);
+  const auto scores = score_by_length(items, grades);
+  EXPECT_EQ(scores.by_length.size(), 4u);
+  EXPECT_EQ(scores.all.items, static_cast<int64_t>(items.size()));
+  EXPECT_DOUBLE_EQ(scores.all.final_accuracy, static_cast<double>(right) / items.size());
+  // Every line of the results file is one item, none twice.
+  std::ifstream in(tmp / "results.jsonl");
+  std::string line;
+  size_t lines = 0;
+  while (std::getline(in, line)) ++lines;
+  EXPECT_EQ(lines, items.size());
+}
+
+}  // namespace
+}  // namespace seqit::study
