@@ -319,8 +319,8 @@ void write_study_report(const fs::path& dir, const StudyReport& r, const std::ve
                  hi = lengths.empty() ? 5 : *lengths.rbegin();
     const char* panels[] = {"final_accuracy", "following"};
     const char* titles[] = {"final-answer accuracy", "following rate"};
+    pladv(0);
     for (int p = 0; p < 2; ++p) {
-      pladv(0);
       plvpor(0.07 + 0.5 * p, 0.47 + 0.5 * p, 0.14, 0.88);
       plwind(lo - 0.2, hi + 0.2, 0, 105);
       plcol0(2);
@@ -344,7 +344,6 @@ void write_study_report(const fs::path& dir, const StudyReport& r, const std::ve
       }
       if (p == 1) legend(arms);
     }
-    plssub(1, 1);
   });
 
   // loss.png: the training loss of every run, coloured by arm.
