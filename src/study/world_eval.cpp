@@ -113,6 +113,31 @@ std::vector<synth::Grade> evaluate_world(llm::Backend& backend,
   return all;
 }
 
+std::vector<synth::Grade> read_grades(const std::vector<synth::Item>& items,
+                                      const fs::path& results) {
+  std::unordered_map<std::string, std::string> responses;
+  std::ifstream in(results, std::ios::binary);
+  if (!in) throw Error("cannot read the evaluation results").in_file(results.string());
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    json j = json::parse(line, nullptr, false);
+    if (!j.is_object() || !j.contains("id") || !j.contains("response"))
+      throw Error("not a result line").in_file(results.string()).at_line(line_no);
+    responses[j["id"].get<std::string>()] = j["response"].get<std::string>();
+  }
+  std::vector<synth::Grade> grades;
+  for (const auto& item : items) {
+    auto it = responses.find(item.id);
+    if (it == responses.end())
+      throw Error("no result for item " + item.id).in_file(results.string());
+    grades.push_back(synth::grade_response(item, it->second));
+  }
+  return grades;
+}
+
 WorldScores score_by_length(const std::vector<synth::Item>& items,
                             const std::vector<synth::Grade>& grades) {
   if (items.size() != grades.size()) throw Error("items and grades differ in number");

@@ -35,6 +35,11 @@ std::vector<synth::Grade> evaluate_world(llm::Backend& backend,
                                          const std::filesystem::path& results,
                                          const WorldEvalOptions& options = {});
 
+// The grades of `items` from a results file evaluate_world wrote (each stored response graded
+// again: grading is exact and cheap). Throws seqit::Error naming the file when an item is missing.
+std::vector<synth::Grade> read_grades(const std::vector<synth::Item>& items,
+                                      const std::filesystem::path& results);
+
 // The summary per chain length (1..5) and over all items.
 struct WorldScores {
   std::map<int, synth::GradeSummary> by_length;

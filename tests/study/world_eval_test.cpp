@@ -54,6 +54,10 @@ TEST(WorldEval, GradesEveryItemAndResumesWithoutAskingAgain) {
   EXPECT_EQ(scores.by_length.size(), 4u);
   EXPECT_EQ(scores.all.items, static_cast<int64_t>(items.size()));
   EXPECT_DOUBLE_EQ(scores.all.final_accuracy, static_cast<double>(right) / items.size());
+  // Read back from the file: the same grades.
+  const auto again = read_grades(items, tmp / "results.jsonl");
+  for (size_t i = 0; i < items.size(); ++i)
+    EXPECT_EQ(again[i].final_correct, grades[i].final_correct);
   // Every line of the results file is one item, none twice.
   std::ifstream in(tmp / "results.jsonl");
   std::string line;
