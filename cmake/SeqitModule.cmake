@@ -20,6 +20,10 @@ function(seqit_test module)
   add_executable(test_${module} ${sources} $<TARGET_OBJECTS:seqit_test_watchdog>)
   target_compile_options(test_${module} PRIVATE ${SEQIT_WARNINGS})
   target_link_libraries(test_${module} PRIVATE seqit_testing ${ARG_LIBS} GTest::gtest GTest::gmock)
+  # Tests run the built `seqit` (CLI tests): building a test target builds it too.
+  if(TARGET seqit)
+    add_dependencies(test_${module} seqit)
+  endif()
   set(labels ${module} ${ARG_LABELS})
   # A backstop only (a hang outside a test body): the watchdog (tests/common/watchdog.cpp) ends a
   # hung test after its own budget and names it.

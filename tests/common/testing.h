@@ -37,6 +37,12 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// The larger of a running worst error and a new one, where a NaN error makes the worst +infinity
+// (std::max(worst, NaN) keeps `worst`: a tolerance check built on it passes NaN results).
+inline double nan_max(double worst, double error) {
+  return error != error ? __builtin_inf() : (error > worst ? error : worst);
+}
+
 // Whole-file helpers for tests.
 std::string slurp(const std::filesystem::path& path);
 void spit(const std::filesystem::path& path, std::string_view content);

@@ -70,7 +70,7 @@ std::vector<int32_t> greedy(const LlamaModel& m, std::vector<int32_t> prompt, in
 void expect_close(const std::vector<float>& got, const std::vector<double>& want, double tol, const std::string& what) {
   ASSERT_EQ(got.size(), want.size());
   double worst = 0;
-  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+  for (size_t i = 0; i < got.size(); ++i) worst = seqit::testing::nan_max(worst, std::abs(got[i] - want[i]));
   EXPECT_LE(worst, tol) << what;
 }
 void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol, const std::string& what) {

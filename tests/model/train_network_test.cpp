@@ -366,7 +366,7 @@ class TorchReference : public ::testing::Test {
         ASSERT_EQ(g.seqit.size(), g.torch.size()) << out.name << " " << name;
         ASSERT_TRUE(all_finite(g.seqit)) << out.name << " " << name;
         const double rel = rel_error(g.seqit, g.torch), mx = max_error(g.seqit, g.torch);
-        worst_rel = std::max(worst_rel, rel), worst_max = std::max(worst_max, mx);
+        worst_rel = seqit::testing::nan_max(worst_rel, rel), worst_max = seqit::testing::nan_max(worst_max, mx);
         // f32 against float64 through 2 layers: measured <= ~1e-6 norm-wise; 1e-4 leaves room for
         // other kernels (sanitizer build) and still fails on any wrong term.
         EXPECT_LT(rel, 1e-4) << out.name << " " << name;
@@ -416,7 +416,7 @@ TEST_F(TorchReference, TwoAdamWStepsEqualTorchOptimAdamWWithDecayGroups) {
       ASSERT_EQ(p.seqit.size(), p.torch.size()) << name;
       for (size_t i = 0; i < p.seqit.size(); ++i) {
         const double d = std::abs(static_cast<double>(p.seqit[i]) - p.torch[i]);
-        worst = std::max(worst, d);
+        worst = seqit::testing::nan_max(worst, d);
         // Both in f32 from the same gradients: equal up to f32 rounding of the update (lr = 1e-2).
         ASSERT_LE(d, 1e-6 + 1e-6 * std::abs(p.torch[i]))
             << out.name << " " << name << " element " << i;
@@ -450,7 +450,7 @@ void expect_gradients_match_fd(
     for (size_t i : samples) {
       const double h = 1e-4;
       const double fd = (loss_at(p.name, i, h) - loss_at(p.name, i, -h)) / (2 * h);
-      worst = std::max(worst, std::abs(fd - g[i]) / scale);
+      worst = seqit::testing::nan_max(worst, std::abs(fd - g[i]) / scale);
       // fp64 FD truncation ~h²·L''' ~ 1e-8, f32 gradient error ~1e-6 of the tensor's largest
       // gradient (measured); a wrong term is off by O(1).
       EXPECT_NEAR(g[i], fd, 1e-4 * scale) << what << " " << p.name << " element " << i;
@@ -535,7 +535,7 @@ TEST(TrainNetwork, PackedRowEqualsItsExamplesRunOneByOne) {
   for (size_t i = 0; i < packed.parameters().size(); ++i) {
     const auto gp = values(packed.parameters()[i].grad), ga = values(alone.parameters()[i].grad);
     const double e = rel_error(gp, ga);
-    worst = std::max(worst, e);
+    worst = seqit::testing::nan_max(worst, e);
     EXPECT_LT(e, 1e-5) << packed.parameters()[i].name;
   }
   std::printf("[ packing  ] loss %.9g vs %.9g, worst gradient error %.2e norm-wise\n", rp.loss_sum,

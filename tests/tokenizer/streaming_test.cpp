@@ -20,24 +20,28 @@ void expect_stream_matches_decode(const char* path) {
   auto strings = testing::oracle_strings(600, 7);
   strings.push_back("Once upon a time, 🎉 there was a café in 東京.");
   strings.push_back(" leading space, then <s> and </s>");
-  size_t checked = 0;
+  // Strings during which the decoder held a token back (an incomplete UTF-8 sequence or a piece
+  // that may still merge): what streaming is for, so the test must meet some.
+  size_t held_back = 0;
   for (bool skip : {true, false}) {
     StreamingDecoder stream(*tok, skip);
     for (const auto& s : strings) {
       auto ids = tok->encode(s);
       stream.reset();
       std::string streamed;
+      bool held = false;
       for (TokenId id : ids) {
         std::string chunk = stream.push(id);
+        held |= chunk.empty();
         EXPECT_TRUE(utf8::is_valid(chunk)) << path << ": chunk of " << s;
         streamed += chunk;
       }
       streamed += stream.finish();
       EXPECT_EQ(streamed, tok->decode(ids, skip)) << path << " skip=" << skip << ": " << s;
-      ++checked;
+      held_back += held;
     }
   }
-  EXPECT_EQ(checked, 2 * strings.size());
+  EXPECT_GT(held_back, 0u) << path << ": no string made the decoder hold a token back";
 }
 
 TEST(Streaming, Gpt2) { expect_stream_matches_decode("tokenizers/gpt2/tokenizer.json"); }
