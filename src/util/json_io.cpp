@@ -49,17 +49,54 @@ TextPosition position_in_file(const fs::path& path, size_t offset) {
 }
 }  // namespace
 
+std::optional<size_t> json_too_deep(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"')
+      in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return i;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return std::nullopt;
+}
+
 json parse_json(std::string_view text, const std::string& source) {
+  if (auto at = json_too_deep(text)) {
+    TextPosition p = position_of_offset(text, *at);
+    throw Error(fmt::format("JSON nested deeper than {} levels", kMaxJsonDepth))
+        .in_file(source)
+        .at_line(p.line, p.column);
+  }
   try {
     return json::parse(text.begin(), text.end());
+  } catch (const json::out_of_range& e) {
+    throw Error("invalid JSON: " + clean_json_error(e.what())).in_file(source);
   } catch (const json::parse_error& e) {
     size_t off = e.byte > 0 ? e.byte - 1 : 0;
     TextPosition p = position_of_offset(text, off);
-    throw Error("invalid JSON: " + clean_json_error(e.what())).in_file(source).at_line(p.line, p.column);
+    throw Error("invalid JSON: " + clean_json_error(e.what()))
+        .in_file(source)
+        .at_line(p.line, p.column);
   }
 }
 
-json read_json_file(const fs::path& path) { return parse_json(read_file(path), path.string()); }
+json read_json_file(const fs::path& path) {
+  return parse_json(read_file(path), path.string());
+}
 
 namespace {
 template <typename Json>
@@ -74,6 +111,8 @@ void for_each_array_element(const fs::path& path,
   typename Json::parser_callback_t cb = [&](int depth, typename Json::parse_event_t event,
                                             Json& parsed) -> bool {
     using Event = typename Json::parse_event_t;
+    if (depth > kMaxJsonDepth)
+      throw Error(fmt::format("JSON nested deeper than {} levels", kMaxJsonDepth));
     if (depth == 0 && event == Event::array_start) top_is_array = true;
     if (depth == 0 && (event == Event::object_start || event == Event::value)) {
       return true;  // not an array: reported after parsing
@@ -95,6 +134,10 @@ void for_each_array_element(const fs::path& path,
           .in_file(path.string())
           .at_line(1, 1);
     }
+  } catch (const typename Json::out_of_range& e) {
+    throw Error("invalid JSON: " + clean_json_error(e.what()))
+        .in_file(path.string())
+        .at_record(index);
   } catch (const typename Json::parse_error& e) {
     TextPosition p = position_in_file(path, e.byte > 0 ? e.byte - 1 : 0);
     throw Error("invalid JSON: " + clean_json_error(e.what()))
@@ -137,8 +180,12 @@ std::string_view JsonlReader::raw_line() const {
   return {buf_, n};
 }
 
-bool JsonlReader::next(json& out) { return next_impl(out); }
-bool JsonlReader::next(nlohmann::ordered_json& out) { return next_impl(out); }
+bool JsonlReader::next(json& out) {
+  return next_impl(out);
+}
+bool JsonlReader::next(nlohmann::ordered_json& out) {
+  return next_impl(out);
+}
 
 template <typename Json>
 bool JsonlReader::next_impl(Json& out) {
@@ -153,13 +200,26 @@ bool JsonlReader::next_impl(Json& out) {
     if (text.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     ++record_;
     bool has_newline = buf_[len_ - 1] == '\n';
+    if (auto at = json_too_deep(text))
+      throw Error(fmt::format("JSON nested deeper than {} levels", kMaxJsonDepth))
+          .in_file(path_)
+          .at_line(line_, static_cast<int64_t>(*at) + 1)
+          .at_record(record_);
     try {
       out = Json::parse(text.begin(), text.end());
       return true;
+    } catch (const typename Json::out_of_range& e) {
+      throw Error("invalid JSON: " + clean_json_error(e.what()))
+          .in_file(path_)
+          .at_line(line_)
+          .at_record(record_);
     } catch (const typename Json::parse_error& e) {
       std::string msg = "invalid JSON: " + clean_json_error(e.what());
       if (!has_newline) msg += " (the last line is incomplete: the file looks truncated)";
-      throw Error(msg).in_file(path_).at_line(line_, e.byte > 0 ? static_cast<int64_t>(e.byte) : 0).at_record(record_);
+      throw Error(msg)
+          .in_file(path_)
+          .at_line(line_, e.byte > 0 ? static_cast<int64_t>(e.byte) : 0)
+          .at_record(record_);
     }
   }
 }
@@ -191,13 +251,27 @@ void append_python_json_string(std::string& out, std::string_view s, bool ensure
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
         default:
           // Python escapes other control characters, and with ensure_ascii also DEL.
           if (c < 0x20 || (ensure_ascii && c == 0x7F)) {
@@ -217,7 +291,8 @@ void append_python_json_string(std::string& out, std::string_view s, bool ensure
       put_u(c);
     } else {
       uint32_t cp = c & (len == 2 ? 0x1F : len == 3 ? 0x0F : 0x07);
-      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+      for (size_t k = 1; k < len; ++k)
+        cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
       if (cp > 0xFFFF) {
         cp -= 0x10000;
         put_u(0xD800 + (cp >> 10));

@@ -7,8 +7,8 @@
 #include "util/json_io.h"
 
 using nlohmann::json;
-using seqit::testing::TempDir;
 using seqit::testing::spit;
+using seqit::testing::TempDir;
 
 TEST(JsonlReader, ReadsRecordsAndSkipsBlankLines) {
   TempDir dir;
@@ -87,7 +87,8 @@ TEST(JsonArray, TruncatedDocumentGivesLineColumnAndRecord) {
 TEST(JsonArray, NonArrayTopLevelIsAnError) {
   TempDir dir;
   spit(dir / "o.json", "{\"a\": 1}");
-  EXPECT_THROW(seqit::for_each_json_array_element(dir / "o.json", [](json&&, int64_t) {}), seqit::Error);
+  EXPECT_THROW(seqit::for_each_json_array_element(dir / "o.json", [](json&&, int64_t) {}),
+               seqit::Error);
 }
 
 TEST(JsonArray, RealAlpacaFileHas5000Records) {
@@ -135,10 +136,12 @@ TEST(JsonArray, OrderedVariantKeepsKeysInFileOrder) {
   TempDir dir;
   spit(dir / "k.json", "[{\"zeta\": 1, \"alpha\": 2, \"mid\": {\"y\": 1, \"b\": 2}}]");
   std::vector<std::string> keys;
-  seqit::for_each_ordered_json_array_element(dir / "k.json", [&](nlohmann::ordered_json&& v, int64_t) {
-    for (auto it = v.begin(); it != v.end(); ++it) keys.push_back(it.key());
-    EXPECT_EQ(v["mid"].dump(), "{\"y\":1,\"b\":2}");
-  });
+  seqit::for_each_ordered_json_array_element(dir / "k.json",
+                                             [&](nlohmann::ordered_json&& v, int64_t) {
+                                               for (auto it = v.begin(); it != v.end(); ++it)
+                                                 keys.push_back(it.key());
+                                               EXPECT_EQ(v["mid"].dump(), "{\"y\":1,\"b\":2}");
+                                             });
   EXPECT_EQ(keys, (std::vector<std::string>{"zeta", "alpha", "mid"}));
 }
 
@@ -161,7 +164,10 @@ TEST(JsonlReader, OrderedVariantKeepsKeysInFileOrderAndReportsErrors) {
 
 // Expected strings are what Python 3's json.dumps(s) and json.dumps(s, ensure_ascii=False) print.
 TEST(PythonJsonString, MatchesJsonDumpsWithAndWithoutEnsureAscii) {
-  const std::string s = "a\"b\\c\n\r\t\b\f\x01\x7f" "\xc3\xa9" "\xf0\x9f\x98\x80";  // ... é 😀
+  const std::string s =
+      "a\"b\\c\n\r\t\b\f\x01\x7f"
+      "\xc3\xa9"
+      "\xf0\x9f\x98\x80";  // ... é 😀
   std::string ascii, utf8;
   seqit::append_python_json_string(ascii, s, true);
   seqit::append_python_json_string(utf8, s, false);
@@ -172,3 +178,54 @@ TEST(PythonJsonString, MatchesJsonDumpsWithAndWithoutEnsureAscii) {
   seqit::append_python_json_string(stray, "x\xffy", true);
   EXPECT_EQ(stray, R"("x\u00ffy")");
 }
+
+namespace seqit {
+namespace {
+
+std::string nested(int depth) {
+  return "{\"instruction\": " + std::string(depth, '[') + std::string(depth, ']') +
+         ", \"output\": \"x\"}";
+}
+
+// Issue 17: 70k levels inside a record overflowed the stack; now every reader stops at
+// kMaxJsonDepth with the place named, and strings full of brackets are not nesting.
+TEST(JsonDepth, DeepRecordsAreClearErrorsNotCrashes) {
+  testing::TempDir dir;
+  testing::spit(dir / "deep.jsonl", "{\"a\": 1}\n" + nested(70000) + "\n");
+  JsonlReader reader(dir / "deep.jsonl");
+  nlohmann::json record;
+  ASSERT_TRUE(reader.next(record));
+  try {
+    reader.next(record);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("deep.jsonl:2:"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("deeper than 1000"), std::string::npos) << e.what();
+  }
+  testing::spit(dir / "deep.json", "[" + nested(70000) + "]");
+  EXPECT_THROW(for_each_json_array_element(dir / "deep.json", [](nlohmann::json&&, int64_t) {}),
+               Error);
+  EXPECT_THROW(parse_json(nested(70000), "inline"), Error);
+  // At the limit: fine; brackets inside strings do not count.
+  EXPECT_NO_THROW(parse_json(nested(kMaxJsonDepth - 1), "inline"));
+  EXPECT_FALSE(json_too_deep("{\"s\": \"" + std::string(5000, '[') + "\\\" [[[\"}").has_value());
+  EXPECT_EQ(json_too_deep("[[[", 2), std::optional<size_t>(2));
+}
+
+TEST(JsonNumbers, OutOfRangeNamesFileAndLine) {
+  testing::TempDir dir;
+  testing::spit(dir / "big.jsonl", "{\"a\": 1}\n{\"temperature\": 1e999999}\n");
+  JsonlReader reader(dir / "big.jsonl");
+  nlohmann::json record;
+  ASSERT_TRUE(reader.next(record));
+  try {
+    reader.next(record);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("big.jsonl:2"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("internal error"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace seqit
