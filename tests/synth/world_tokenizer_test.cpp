@@ -63,6 +63,8 @@ TEST(SynthWorldTokenizer, LoadsWithTheSpecialTokensOfTheTuluFormat) {
   // single letters and marks already among the byte tokens).
   EXPECT_GT(tok.vocab_size(), 262 + 2 * world_vocabulary().size() - 20);
   EXPECT_LE(tok.vocab_size(), 262 + 2 * world_vocabulary().size());
+  std::printf("world tokenizer: %zu ids (%zu world tokens)\n", tok.vocab_size(),
+              world_vocabulary().size());
   // BOS is added by the post-processor, EOS is not (the template writes it).
   auto ids = tok.encode("Sort the words.", {.add_special = true, .parse_special = true});
   ASSERT_FALSE(ids.empty());
