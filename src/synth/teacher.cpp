@@ -23,6 +23,11 @@ llm::LlmError invalid(std::string message) {
   return e;
 }
 
+// At most 160 bytes of `text` for an error message.
+std::string shortened(std::string_view text) {
+  return text.size() <= 160 ? std::string(text) : std::string(text.substr(0, 157)) + "...";
+}
+
 llm::Response reply(std::string text) {
   llm::Response r;
   r.choices.push_back({std::move(text), "stop"});
@@ -203,8 +208,8 @@ llm::Result<llm::Response> Teacher::answer(const llm::Request& request) const {
     if (!quoted) return invalid("the classify query's instruction has no closing quote");
     const std::optional<WorldPrompt> prompt = split_world_prompt(quoted->first);
     if (!prompt)
-      return invalid(
-          fmt::format("classify: not a world instruction and input: '{}'", quoted->first));
+      return invalid(fmt::format("classify: not a world instruction and input: '{}'",
+                                 shortened(quoted->first)));
     const Kind kind = *classify_text(prompt->input);
     const EditPolicy& policy =
         prompt->chain.steps.size() <= 1 ? options_.first_pass : options_.later_pass;
@@ -229,8 +234,8 @@ llm::Result<llm::Response> Teacher::answer(const llm::Request& request) const {
     }
     const std::optional<WorldPrompt> prompt = split_world_prompt(quoted->first);
     if (!prompt)
-      return invalid(
-          fmt::format("generate: not a world instruction and input: '{}'", quoted->first));
+      return invalid(fmt::format("generate: not a world instruction and input: '{}'",
+                                 shortened(quoted->first)));
     const Kind kind = *classify_text(prompt->input);
     // Any length limit: the classify step already kept chains within its policy's max_steps.
     EditPolicy any;
@@ -247,7 +252,8 @@ llm::Result<llm::Response> Teacher::answer(const llm::Request& request) const {
   const std::optional<WorldPrompt> prompt = split_world_prompt(text);
   if (!prompt)
     return invalid(fmt::format(
-        "not a classify or generate prompt, and not a world instruction and input: '{}'", text));
+        "not a classify or generate prompt, and not a world instruction and input: '{}'",
+        shortened(text)));
   if (options_.corrupt > 0)
     return reply(corrupt_steps(prompt->chain, prompt->input, options_.corrupt, rng));
   return reply(reference_response(prompt->chain, prompt->input));

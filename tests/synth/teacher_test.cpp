@@ -167,6 +167,10 @@ TEST(SynthTeacher, RequestsOutsideTheWorldAreInvalid) {
     return !result.ok() && result.error().kind == llm::ErrorKind::invalid_request;
   };
   EXPECT_TRUE(is_invalid(chat({{"user", "What is the capital of France?"}}, 1)));
+  // The message quotes at most 160 bytes of a long request.
+  auto long_request = teacher.answer(chat({{"user", std::string(5000, 'x')}}, 1));
+  ASSERT_FALSE(long_request.ok());
+  EXPECT_LT(long_request.error().message.size(), 300u);
   EXPECT_TRUE(is_invalid(chat({{"system", "Sort the words. red cat dog"}}, 1)));  // no user turn
   const Item item = make_it_items(1, 1).front();
   llm::Request completion = chat({{"user", full_prompt(item)}}, 1);
