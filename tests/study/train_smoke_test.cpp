@@ -27,7 +27,11 @@ TEST(StudyTrainSmoke, ScratchModelLearnsTheItArm) {
   const char* env = std::getenv("SEQIT_STUDY_SMOKE_STEPS");
   const int64_t steps = env ? std::atoll(env) : 200;
   seqit::testing::allow_seconds(static_cast<int>(60 + steps));
-  seqit::testing::TempDir dir;
+  // SEQIT_STUDY_SMOKE_DIR keeps the model folder, the data and the run there (it must not hold a
+  // run already); by default everything goes to a temporary folder.
+  seqit::testing::TempDir temp;
+  const char* keep = std::getenv("SEQIT_STUDY_SMOKE_DIR");
+  const std::filesystem::path dir = keep ? std::filesystem::path(keep) : temp.path();
 
   const model::ModelConfig config = study::world_model_config();
   study::write_scratch_model(dir / "model", config, 42);
