@@ -79,12 +79,17 @@ struct LocalBackend::Impl {
     ++stats.completed;
   }
 
+  // parse_special: recognise special tokens written in the text. Off for completion and scoring
+  // prompts (user text is text: "<|eot_id|>" typed by a user is not a control token); on for a
+  // chat prompt rendered by the template, whose role markers and end-of-turn tokens are control
+  // tokens — as Hugging Face's apply_chat_template and vLLM's chat endpoint tokenize it, and as the
+  // trainer does, so a model answers the prompt format it was trained on.
   std::vector<TokenId> encode(std::string_view text, bool add_special,
-                              std::vector<tokenizer::Span>* spans = nullptr) {
+                              std::vector<tokenizer::Span>* spans = nullptr,
+                              bool parse_special = false) {
     tokenizer::EncodeOptions o;
     o.add_special = add_special;
-    o.parse_special =
-        false;  // user text is text: "<|eot_id|>" typed by a user is not a control token
+    o.parse_special = parse_special;
     return tok->encode(text, o, spans);
   }
 
@@ -182,7 +187,8 @@ struct LocalBackend::Impl {
       } else {
         prompt.text = r.prompt;
       }
-      std::vector<TokenId> ids = encode(prompt.text, prompt.add_special_tokens);
+      std::vector<TokenId> ids = encode(prompt.text, prompt.add_special_tokens, nullptr,
+                                        /*parse_special=*/r.kind == RequestKind::chat);
       if (ids.empty()) {
         finish(std::move(job),
                invalid("the prompt is empty (no tokens, and the tokenizer adds no BOS)"));

@@ -68,3 +68,36 @@ TEST(WorldEval, GradesEveryItemAndResumesWithoutAskingAgain) {
 
 }  // namespace
 }  // namespace seqit::study
+
+#include "llm/local_backend.h"
+#include "study/scratch_model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace seqit::study {
+namespace {
+
+// The evaluation asks a model through the local backend with the chat template it was trained with:
+// the template's role markers must be the tokenizer's control tokens there too (as in training and
+// in Hugging Face's apply_chat_template), not spelled out byte by byte.
+TEST(WorldEval, LocalChatPromptsParseTheTemplatesControlTokens) {
+  seqit::testing::TempDir tmp;
+  write_scratch_model(tmp.path(), world_model_config(), 1);
+  llm::LocalBackendOptions lo;
+  lo.chat_template = "tulu";
+  auto backend =
+      llm::LocalBackend::open(tmp.path().string(), (tmp / "tokenizer.json").string(), lo);
+  llm::SamplingParams p;
+  p.temperature = 0;
+  p.max_tokens = 1;
+  const auto r = backend->chat({{"user", "Say it in vellan. tree cup"}}, p);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  const auto tok = tokenizer::load_tokenizer(tmp / "tokenizer.json");
+  const std::string rendered = "<|user|>\nSay it in vellan. tree cup\n<|assistant|>\n";
+  const auto parsed = tok->encode(rendered, {.add_special = true, .parse_special = true});
+  const auto spelled = tok->encode(rendered, {.add_special = true, .parse_special = false});
+  ASSERT_LT(parsed.size(), spelled.size());
+  EXPECT_EQ(r.value().usage.prompt_tokens, static_cast<int64_t>(parsed.size()));
+}
+
+}  // namespace
+}  // namespace seqit::study
