@@ -1,0 +1,368 @@
+#include "study/study.h"
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "data/writer.h"
+#include "llm/local_backend.h"
+#include "model/config.h"
+#include "study/arms.h"
+#include "study/report.h"
+#include "study/scratch_model.h"
+#include "study/world_eval.h"
+#include "synth/split.h"
+#include "synth/world_tokenizer.h"
+#include "tokenizer/tokenizer.h"
+#include "train/metrics.h"
+#include "train/recipe.h"
+#include "train/run.h"
+#include "util/error.h"
+#include "util/file_io.h"
+#include "util/log.h"
+#include "util/progress.h"
+
+namespace seqit::study {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+StudySettings StudySettings::quick() {
+  StudySettings s;
+  s.name = "quick";
+  s.seeds = {1};
+  s.arms = {"it", "sit"};
+  s.items = 300;
+  s.pool_items = 0;
+  s.eval_per_length = 8;
+  s.eval_max_steps = 4;
+  s.hidden = 64;
+  s.layers = 2;
+  s.ffn = 172;
+  s.steps = 60;
+  return s;
+}
+
+json StudySettings::to_json() const {
+  return {{"name", name},
+          {"data_seed", data_seed},
+          {"seeds", seeds},
+          {"arms", arms},
+          {"items", items},
+          {"pool_items", pool_items},
+          {"iterations", iterations},
+          {"corrupt_rate", corrupt_rate},
+          {"eval_per_length", eval_per_length},
+          {"eval_max_steps", eval_max_steps},
+          {"eval_max_tokens", eval_max_tokens},
+          {"hidden", hidden},
+          {"layers", layers},
+          {"heads", heads},
+          {"kv_heads", kv_heads},
+          {"ffn", ffn},
+          {"context", context},
+          {"steps", steps},
+          {"micro_batch", micro_batch},
+          {"max_len", max_len},
+          {"lr", lr},
+          {"warmup_ratio", warmup_ratio},
+          {"threads", threads}};
+}
+
+void StudySettings::apply(const std::vector<std::string>& overrides) {
+  json j = to_json();
+  for (const std::string& o : overrides) {
+    const size_t eq = o.find('=');
+    if (eq == std::string::npos) throw Error("a setting is key=value, not '" + o + "'");
+    const std::string key = o.substr(0, eq), value = o.substr(eq + 1);
+    if (!j.contains(key)) {
+      std::string keys;
+      for (const auto& [k, v] : j.items()) keys += (keys.empty() ? "" : ", ") + k;
+      throw Error(fmt::format("unknown study setting '{}' (settings: {})", key, keys));
+    }
+    // JSON, or the shorthand a shell makes easy: a bare word is a string, [a,b] a list of them.
+    auto scalar = [](const std::string& text) {
+      json v = json::parse(text, nullptr, false);
+      return v.is_discarded() ? json(text) : v;
+    };
+    json parsed = json::parse(value, nullptr, false);
+    if (parsed.is_discarded() && value.size() >= 2 && value.front() == '[' && value.back() == ']') {
+      parsed = json::array();
+      std::string inner = value.substr(1, value.size() - 2), part;
+      for (size_t start = 0; start <= inner.size();) {
+        size_t comma = inner.find(',', start);
+        if (comma == std::string::npos) comma = inner.size();
+        part = inner.substr(start, comma - start);
+        part.erase(0, part.find_first_not_of(' '));
+        part.erase(part.find_last_not_of(' ') + 1);
+        if (!part.empty()) parsed.push_back(scalar(part));
+        start = comma + 1;
+      }
+    } else if (parsed.is_discarded()) {
+      parsed = value;
+    }
+    if (j[key].is_array() && !parsed.is_array()) parsed = json::array({parsed});
+    const bool same_kind = (j[key].is_number() && parsed.is_number()) ||
+                           (j[key].is_string() && parsed.is_string()) ||
+                           (j[key].is_array() && parsed.is_array());
+    if (!same_kind)
+      throw Error(fmt::format("study setting '{}': expected {} like {}, got '{}'", key,
+                              j[key].type_name(), j[key].dump(), value));
+    j[key] = parsed;
+  }
+  try {
+    name = j["name"];
+    data_seed = j["data_seed"];
+    seeds = j["seeds"].get<std::vector<uint64_t>>();
+    arms = j["arms"].get<std::vector<std::string>>();
+    items = j["items"];
+    pool_items = j["pool_items"];
+    iterations = j["iterations"];
+    corrupt_rate = j["corrupt_rate"];
+    eval_per_length = j["eval_per_length"];
+    eval_max_steps = j["eval_max_steps"];
+    eval_max_tokens = j["eval_max_tokens"];
+    hidden = j["hidden"];
+    layers = j["layers"];
+    heads = j["heads"];
+    kv_heads = j["kv_heads"];
+    ffn = j["ffn"];
+    context = j["context"];
+    steps = j["steps"];
+    micro_batch = j["micro_batch"];
+    max_len = j["max_len"];
+    lr = j["lr"];
+    warmup_ratio = j["warmup_ratio"];
+    threads = j["threads"];
+  } catch (const json::exception& e) {
+    throw Error(std::string("study settings: ") + e.what());
+  }
+  for (const auto& arm : arms)
+    if (arm != "it" && arm != "sit" && arm != "it_matched" && arm != "sit_corrupted")
+      throw Error("unknown arm '" + arm + "' (it, sit, it_matched, sit_corrupted)");
+  if (seeds.empty()) throw Error("study setting 'seeds': at least one seed");
+}
+
+namespace {
+
+// Bumped when the synthetic world (tasks, phrasings, teacher, tokenizer) changes what a stage
+// makes, so that cached stages of an older world are not reused.
+constexpr const char* kWorldVersion = "world-1";
+
+// The stage "world": the tokenizer and the model's config.json.
+json write_world(const fs::path& dir, const StudySettings& s) {
+  study::ScratchModelSize size;
+  size.hidden = s.hidden;
+  size.layers = s.layers;
+  size.heads = s.heads;
+  size.intermediate = s.ffn;
+  size.context = s.context;
+  model::ModelConfig config = world_model_config(size);
+  config.num_kv_heads = s.kv_heads;
+  config.validate("study settings");
+  synth::write_world_tokenizer(dir, static_cast<int>(s.context));
+  write_file_atomic(dir / "config.json", model::hf_config_json(config, "float32"));
+  return {{"vocab", config.vocab_size}, {"parameters", config.parameter_count()}};
+}
+
+// The stage "data": the arms' training files (seqit JSONL: the chain of each record in its meta).
+json write_arms(const fs::path& dir, const fs::path& world_dir, const StudySettings& s) {
+  const auto tok = tokenizer::load_tokenizer(world_dir / "tokenizer.json");
+  ArmOptions o;
+  o.seed = s.data_seed;
+  o.items = s.items;
+  o.pool_factor =
+      std::max<int64_t>(4, (s.pool_items + s.items - 1) / std::max<int64_t>(1, s.items));
+  o.iterations = s.iterations;
+  o.corrupt = s.corrupt_rate;
+  o.work_dir = dir / "work";
+  const Arms arms = build_arms(o, *tok);
+  json summary = json::object();
+  for (const Arm* arm : {&arms.it, &arms.sit, &arms.it_matched, &arms.sit_corrupted}) {
+    data::RecordFileWriter writer(dir / (arm->name + ".jsonl"),
+                                  data::Format{data::Schema::seqit, data::Container::jsonl});
+    for (const auto& record : arm->records) writer.write(record);
+    writer.commit();
+    json steps = json::object();
+    for (const auto& [n, count] : arm->steps) steps[std::to_string(n)] = count;
+    summary[arm->name] = {{"records", arm->records.size()},
+                          {"response_tokens", arm->response_tokens},
+                          {"steps", steps}};
+  }
+  return summary;
+}
+
+// The training recipe of one arm and seed: a model from scratch (init: random) on the arm's file,
+// the same steps and batch for every arm; no system block, as the evaluation asks.
+train::TrainRecipe study_recipe(const StudySettings& s, const fs::path& world_dir,
+                                const fs::path& data_dir, const std::string& arm, uint64_t seed,
+                                const fs::path& out) {
+  train::TrainRecipe r;
+  r.model = (world_dir / "config.json").string();
+  r.init = "random";
+  r.tokenizer = (world_dir / "tokenizer.json").string();
+  r.data = {(data_dir / (arm + ".jsonl")).string()};
+  r.output_dir = out.string();
+  r.chat_template = "tulu";
+  r.default_system.reset();
+  r.max_len = s.max_len;
+  r.batch_mode = train::BatchMode::length_grouped;
+  r.micro_batch_size = s.micro_batch;
+  r.gradient_accumulation = 1;
+  r.epochs = 1000;
+  r.max_steps = s.steps;
+  r.lr = s.lr;
+  r.schedule = train::ScheduleKind::cosine;
+  r.warmup_ratio = s.warmup_ratio;
+  r.weight_decay = 0;
+  r.seed = seed;
+  r.save_every = std::max<int64_t>(50, s.steps / 4);
+  r.keep_last = 1;
+  r.log_every = 1;
+  r.compute_dtype = train::ComputeDtype::f32;
+  r.threads = s.threads;
+  return r.resolved();
+}
+
+json world_key(const StudySettings& s) {
+  return {{"hidden", s.hidden},     {"layers", s.layers}, {"heads", s.heads},
+          {"kv_heads", s.kv_heads}, {"ffn", s.ffn},       {"context", s.context},
+          {"world", kWorldVersion}};
+}
+json data_key(const StudySettings& s) {
+  return {{"data_seed", s.data_seed},       {"items", s.items},
+          {"pool_items", s.pool_items},     {"iterations", s.iterations},
+          {"corrupt_rate", s.corrupt_rate}, {"arms", s.arms},
+          {"world", kWorldVersion}};
+}
+json train_key(const StudySettings& s, const StageInfo& world, const StageInfo& data,
+               const std::string& arm, uint64_t seed) {
+  return {{"world", world.hash},  {"data", data.hash}, {"arm", arm},
+          {"seed", seed},         {"steps", s.steps},  {"micro_batch", s.micro_batch},
+          {"max_len", s.max_len}, {"lr", s.lr},        {"warmup_ratio", s.warmup_ratio}};
+}
+json eval_key(const StudySettings& s, const StageInfo& train) {
+  return {{"train", train.hash},
+          {"data_seed", s.data_seed},
+          {"eval_per_length", s.eval_per_length},
+          {"eval_max_steps", s.eval_max_steps},
+          {"eval_max_tokens", s.eval_max_tokens},
+          {"world", kWorldVersion}};
+}
+std::string train_name(const std::string& arm, uint64_t seed) {
+  return fmt::format("train-{}-s{}", arm, seed);
+}
+std::string eval_name(const std::string& arm, uint64_t seed) {
+  return fmt::format("eval-{}-s{}", arm, seed);
+}
+
+// The held-out evaluation items (a seed of their own, derived from the data seed).
+std::vector<synth::Item> eval_items(const StudySettings& s) {
+  return synth::make_eval_items(s.data_seed * 1000003 + 17, s.eval_per_length, s.eval_max_steps);
+}
+
+}  // namespace
+
+StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyProgress& progress) {
+  StageStore store(out);
+  auto started = [&](const std::string& stage, const std::string& what) {
+    if (progress.stage_started) progress.stage_started(stage, what);
+  };
+
+  // The plan, for `seqit study status` (keys of later stages depend on earlier hashes).
+  const StageInfo world0 = store.info("world", world_key(s));
+  const StageInfo data0 = store.info("data", data_key(s));
+  std::vector<std::pair<std::string, json>> plan = {{"world", world_key(s)}, {"data", data_key(s)}};
+  for (const auto& arm : s.arms)
+    for (uint64_t seed : s.seeds) {
+      const json tk = train_key(s, world0, data0, arm, seed);
+      plan.emplace_back(train_name(arm, seed), tk);
+      plan.emplace_back(eval_name(arm, seed), eval_key(s, store.info(train_name(arm, seed), tk)));
+    }
+  store.plan(plan);
+  write_file_atomic(out / "settings.json", s.to_json().dump(2) + "\n");
+
+  started("world", "tokenizer and model config");
+  const StageInfo world =
+      store.run("world", world_key(s), [&](const fs::path& dir) { return write_world(dir, s); });
+  started("data", "the arms' training sets through Seq-Instruct and the teacher");
+  json data_summary;
+  const StageInfo data = store.run(
+      "data", data_key(s), [&](const fs::path& dir) { return write_arms(dir, world.dir, s); },
+      &data_summary);
+
+  const std::vector<synth::Item> items = eval_items(s);
+  std::vector<ArmRun> runs;
+  for (const auto& arm : s.arms) {
+    for (uint64_t seed : s.seeds) {
+      const std::string tname = train_name(arm, seed);
+      started(tname, fmt::format("{} steps on {}", s.steps, arm));
+      const StageInfo train =
+          store.run(tname, train_key(s, world, data, arm, seed), [&](const fs::path& dir) {
+            train::TrainRecipe r = study_recipe(s, world.dir, data.dir, arm, seed, dir / "run");
+            train::RunOptions ro;
+            ro.resume = true;
+            ro.progress = progress.bars;
+            const train::RunResult result = train::run_training(r, ro);
+            if (!result.finished) throw Error("training stopped before the end; rerun to continue");
+            return json{{"steps", result.steps}, {"final_loss", result.last_loss}};
+          });
+      const std::string ename = eval_name(arm, seed);
+      started(ename, fmt::format("{} held-out chains", items.size()));
+      store.run(ename, eval_key(s, train), [&](const fs::path& dir) {
+        llm::LocalBackendOptions lo;
+        lo.max_batch = 16;
+        lo.chat_template = "tulu";
+        auto backend = llm::LocalBackend::open((train.dir / "run" / "final" / "model").string(),
+                                               (world.dir / "tokenizer.json").string(), lo);
+        WorldEvalOptions eo;
+        eo.max_tokens = s.eval_max_tokens;
+        std::unique_ptr<Progress> bar;
+        if (progress.bars)
+          bar = std::make_unique<Progress>(ename, static_cast<int64_t>(items.size()), "items");
+        eo.progress = [&](int64_t done, int64_t) {
+          if (bar) bar->set(done);
+        };
+        const auto grades = evaluate_world(*backend, items, dir / "results.jsonl", eo);
+        if (bar) bar->finish();
+        const auto scores = score_by_length(items, grades);
+        return json{{"final_accuracy", scores.all.final_accuracy},
+                    {"following", scores.all.following_rate}};
+      });
+      // The report reads the results back: every number comes from the results files.
+      const StageInfo ev = store.info(ename, eval_key(s, train));
+      ArmRun run;
+      run.arm = arm;
+      run.seed = seed;
+      run.results_file = fs::relative(ev.dir / "results.jsonl", out).string();
+      run.grades = read_grades(items, ev.dir / "results.jsonl");
+      run.metrics = train::read_metrics(train.dir / "run" / "metrics.jsonl");
+      runs.push_back(std::move(run));
+    }
+  }
+
+  started("report", "comparison");
+  const fs::path report_dir = out / "report";
+  fs::create_directories(report_dir);
+  const StudyReport report = build_study_report(items, runs);
+  std::string settings_md = fmt::format(
+      "- study: `{}`; arms: {}; seeds: {}\n- data: {} single-task items (seed {}), {} Seq-Instruct "
+      "passes; arm sizes: {}\n- model: from scratch, hidden {}, {} layers, {} heads ({} kv), ffn "
+      "{}, context {}\n- training: {} steps of {} rows (max {} tokens), lr {}, warmup {}\n- "
+      "evaluation: {} held-out chains of each length 1..{} (held-out phrasings, task pairs and "
+      "inputs), greedy, {} tokens\n- all settings: `{}`\n",
+      s.name, fmt::join(s.arms, ", "), fmt::join(s.seeds, ", "), s.items, s.data_seed, s.iterations,
+      data_summary.dump(), s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.context, s.steps,
+      s.micro_batch, s.max_len, s.lr, s.warmup_ratio, s.eval_per_length, s.eval_max_steps,
+      s.eval_max_tokens, (out / "settings.json").string());
+  write_study_report(report_dir, report, runs, settings_md);
+  return {report_dir, report.verdict, report.meaningful};
+}
+
+std::vector<StageInfo> study_status(const fs::path& out) {
+  if (!fs::exists(out / "manifest.json"))
+    throw Error("no study here (no manifest.json): run `seqit study -o " + out.string() +
+                "` first");
+  return StageStore(out).status();
+}
+
+}  // namespace seqit::study

@@ -1,0 +1,70 @@
+// `seqit study`: the paper's experiment — IT vs SIT vs token-matched IT (and SIT with corrupted
+// intermediate steps) — on the synthetic world, as one resumable command.
+//
+//   world             the world's tokenizer and the small Llama's config.json
+//   data              the arms' training sets, made by the real Seq-Instruct pipeline driven by the
+//                     world's teacher (synth::Teacher): IT, SIT, IT token-matched, SIT corrupted
+//   train-<arm>-s<k>  a model trained from scratch on the arm (same steps and batch for every arm)
+//   eval-<arm>-s<k>   the model answers the held-out chains (lengths 1..5); graded step by step
+//   report            the comparison (study/report.h): recomputed from the eval results every run
+//
+// Each stage is cached by the hash of its settings and inputs (study/stage.h): a rerun after a
+// crash or kill -9 redoes only what is not done, and training resumes from its last checkpoint.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "study/stage.h"
+
+namespace seqit::study {
+
+struct StudySettings {
+  std::string name = "default";
+  uint64_t data_seed = 1;
+  std::vector<uint64_t> seeds = {1, 2, 3};  // training seeds (each arm trained once per seed)
+  std::vector<std::string> arms = {"it", "sit", "it_matched", "sit_corrupted"};
+  // Data.
+  int64_t items = 1500;       // source single-task items (IT and SIT are made from the same ones)
+  int64_t pool_items = 6000;  // the IT pool the token-matched arm is drawn from
+  int iterations = 2;         // Seq-Instruct passes
+  double corrupt_rate =
+      0.5;  // sit_corrupted: share of responses whose intermediate steps are wrong
+  // Evaluation: held-out chains of each length 1..eval_max_steps.
+  int64_t eval_per_length = 40;
+  int eval_max_steps = 5;
+  int eval_max_tokens = 96;
+  // The model (from scratch) and its training.
+  int64_t hidden = 96, layers = 3, heads = 4, kv_heads = 2, ffn = 256, context = 192;
+  int64_t steps = 400, micro_batch = 16, max_len = 160;
+  double lr = 3e-3, warmup_ratio = 0.05;
+  int threads = 0;  // 0: every core
+
+  static StudySettings quick();  // one seed, two arms, a smaller everything: for CI (< 2 min)
+  nlohmann::json to_json() const;
+  // Applies key=value overrides (e.g. "steps=200", "seeds=[1,2]"); throws naming the key.
+  void apply(const std::vector<std::string>& overrides);
+};
+
+struct StudyProgress {
+  std::function<void(const std::string& stage, const std::string& what)> stage_started;
+  bool bars = true;  // progress bars inside stages
+};
+
+struct StudyResult {
+  std::filesystem::path report_dir;
+  std::string verdict;
+  bool meaningful = false;
+};
+
+StudyResult run_study(const std::filesystem::path& out, const StudySettings& settings,
+                      const StudyProgress& progress = {});
+
+// The stages of the last run planned in `out`, each with its state.
+std::vector<StageInfo> study_status(const std::filesystem::path& out);
+
+}  // namespace seqit::study
