@@ -82,12 +82,16 @@ size_t code_point_count(std::string_view s) {
   return n;
 }
 
-[[noreturn]] void throw_undefined(const Value& v) { throw EvalError(v.undefined_hint()); }
+[[noreturn]] void throw_undefined(const Value& v) {
+  throw EvalError(v.undefined_hint());
+}
 
 std::vector<Value> iterate(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::Undefined: return {};
-    case Value::Kind::List: return v.items();
+    case Value::Kind::Undefined:
+      return {};
+    case Value::Kind::List:
+      return v.items();
     case Value::Kind::Dict: {
       std::vector<Value> keys;
       for (const auto& [k, val] : v.dict_data().items) keys.push_back(k);
@@ -96,20 +100,27 @@ std::vector<Value> iterate(const Value& v) {
     case Value::Kind::String: {
       std::vector<Value> chars;
       auto offsets = code_point_offsets(v.str());
-      for (size_t i = 0; i + 1 < offsets.size(); ++i) chars.push_back(substring(v, offsets[i], offsets[i + 1]));
+      for (size_t i = 0; i + 1 < offsets.size(); ++i)
+        chars.push_back(substring(v, offsets[i], offsets[i + 1]));
       return chars;
     }
-    default: throw EvalError("'" + v.type_name() + "' object is not iterable");
+    default:
+      throw EvalError("'" + v.type_name() + "' object is not iterable");
   }
 }
 
 int64_t length_of(const Value& v) {
   switch (v.kind()) {
-    case Value::Kind::Undefined: return 0;
-    case Value::Kind::String: return int64_t(code_point_count(v.str()));
-    case Value::Kind::List: return int64_t(v.items().size());
-    case Value::Kind::Dict: return int64_t(v.dict_data().items.size());
-    default: throw EvalError("object of type '" + v.type_name() + "' has no len()");
+    case Value::Kind::Undefined:
+      return 0;
+    case Value::Kind::String:
+      return int64_t(code_point_count(v.str()));
+    case Value::Kind::List:
+      return int64_t(v.items().size());
+    case Value::Kind::Dict:
+      return int64_t(v.dict_data().items.size());
+    default:
+      throw EvalError("object of type '" + v.type_name() + "' has no len()");
   }
 }
 
@@ -126,8 +137,10 @@ bool contains(const Value& container, const Value& item) {
         if (equals(x, item)) return true;
       }
       return false;
-    case Value::Kind::Dict: return container.dict_data().find(item) != nullptr;
-    case Value::Kind::Undefined: return false;
+    case Value::Kind::Dict:
+      return container.dict_data().find(item) != nullptr;
+    case Value::Kind::Undefined:
+      return false;
     default:
       throw EvalError("argument of type '" + container.type_name() + "' is not iterable");
   }
@@ -142,7 +155,8 @@ namespace {
 
 int64_t slice_index(const Value& v, const char* what) {
   if (v.is_int() || v.is_bool()) return v.as_int();
-  throw EvalError(std::string("slice ") + what + " must be an integer or None, not " + v.type_name());
+  throw EvalError(std::string("slice ") + what + " must be an integer or None, not " +
+                  v.type_name());
 }
 
 }  // namespace
@@ -217,6 +231,8 @@ Interpreter::Interpreter(const Program& program, InterpreterSettings settings)
 }
 
 StringData Interpreter::render(const std::vector<std::pair<std::string, Value>>& variables) {
+  depth_ = 0;
+  iterations_ = 0;
   auto context = std::make_shared<Scope>(globals_);
   context->vars = variables;
   auto top = std::make_shared<Scope>(context);
@@ -259,6 +275,20 @@ Value Interpreter::capture(const Body& body, const std::shared_ptr<Scope>& scope
 }
 
 Interpreter::Flow Interpreter::exec_body(const Body& body, const std::shared_ptr<Scope>& scope) {
+  // Nested bodies (blocks, loops, macro calls, loop() recursion) are C++ recursion: a template
+  // that calls itself without end must stop with an error, not overflow the stack.
+  struct Depth {
+    int& d;
+    explicit Depth(int& depth) : d(depth) { ++d; }
+    ~Depth() { --d; }
+  } depth(depth_);
+  if (depth_ > kMaxTemplateDepth) {
+    const int line = body.empty() ? 0 : body.front()->line;
+    const int column = body.empty() ? 0 : body.front()->column;
+    fail_at(line, column,
+            "the template nests deeper than " + std::to_string(kMaxTemplateDepth) +
+                " levels (a macro or loop() that calls itself without end?)");
+  }
   for (const auto& s : body) {
     Flow f = exec(*s, scope);
     if (f != Flow::Normal) return f;
@@ -266,16 +296,21 @@ Interpreter::Flow Interpreter::exec_body(const Body& body, const std::shared_ptr
   return Flow::Normal;
 }
 
-void Interpreter::assign(const Expr& target, const Value& value, const std::shared_ptr<Scope>& scope) {
+void Interpreter::assign(const Expr& target, const Value& value,
+                         const std::shared_ptr<Scope>& scope) {
   switch (target.kind) {
-    case Expr::Kind::Name: scope->set(target.name, value); return;
+    case Expr::Kind::Name:
+      scope->set(target.name, value);
+      return;
     case Expr::Kind::Tuple: {
       std::vector<Value> items = iterate(value);
       if (items.size() != target.children.size()) {
         fail_at(target, items.size() < target.children.size()
-                            ? "not enough values to unpack (expected " + std::to_string(target.children.size()) +
-                                  ", got " + std::to_string(items.size()) + ")"
-                            : "too many values to unpack (expected " + std::to_string(target.children.size()) + ")");
+                            ? "not enough values to unpack (expected " +
+                                  std::to_string(target.children.size()) + ", got " +
+                                  std::to_string(items.size()) + ")"
+                            : "too many values to unpack (expected " +
+                                  std::to_string(target.children.size()) + ")");
       }
       for (size_t i = 0; i < items.size(); ++i) assign(*target.children[i], items[i], scope);
       return;
@@ -289,83 +324,98 @@ void Interpreter::assign(const Expr& target, const Value& value, const std::shar
       const_cast<Value*>(obj)->object_data().set(target.name, value);
       return;
     }
-    default: fail_at(target, "cannot assign to this expression");
+    default:
+      fail_at(target, "cannot assign to this expression");
   }
 }
 
-Value Interpreter::make_macro(const Stmt& s, const std::shared_ptr<Scope>& defining, std::string name) {
+Value Interpreter::make_macro(const Stmt& s, const std::shared_ptr<Scope>& defining,
+                              std::string name) {
   const Stmt* macro = &s;
   std::weak_ptr<Scope> weak_defining = defining;
   // The macro holds its defining scope strongly unless it is stored in that same scope (the usual
   // case), where a strong reference would be a cycle; that scope outlives every call through it.
   bool stored_in_defining = s.kind == Stmt::Kind::Macro;
   std::shared_ptr<Scope> strong = stored_in_defining ? nullptr : defining;
-  return Value::function(name, [this, macro, weak_defining, strong, name](Interpreter&, CallArgs& args) {
-    std::shared_ptr<Scope> parent = strong ? strong : weak_defining.lock();
-    auto scope = std::make_shared<Scope>(parent);
-    const auto& params = macro->params;
-    std::vector<bool> bound(params.size(), false);
-    std::vector<Value> varargs;
-    for (size_t i = 0; i < args.positional.size(); ++i) {
-      if (i < params.size()) {
-        scope->set(params[i].name, args.positional[i]);
-        bound[i] = true;
-      } else if (macro->uses_varargs) {
-        varargs.push_back(args.positional[i]);
-      } else {
-        throw EvalError("macro '" + name + "' takes not more than " + std::to_string(params.size()) +
-                        " argument(s)");
-      }
-    }
-    std::vector<std::pair<Value, Value>> kwargs;
-    for (const auto& [k, v] : args.kwargs) {
-      auto it = std::find_if(params.begin(), params.end(), [&](const Parameter& p) { return p.name == k; });
-      if (it != params.end()) {
-        size_t i = size_t(it - params.begin());
-        if (bound[i]) throw EvalError("macro '" + name + "' got multiple values for argument '" + k + "'");
-        scope->set(k, v);
-        bound[i] = true;
-      } else if (k == "caller") {
-        scope->set("caller", v);
-      } else if (macro->uses_kwargs) {
-        kwargs.emplace_back(Value(k), v);
-      } else {
-        throw EvalError("macro '" + name + "' takes no keyword argument '" + k + "'");
-      }
-    }
-    if (macro->uses_varargs) scope->set("varargs", Value::list(std::move(varargs), true));
-    if (macro->uses_kwargs) scope->set("kwargs", Value::dict(std::move(kwargs)));
-    for (size_t i = 0; i < params.size(); ++i) {
-      if (bound[i]) continue;
-      if (params[i].default_value) {
-        scope->set(params[i].name, eval(*params[i].default_value, scope));
-      } else {
-        scope->set(params[i].name,
-                   Value::undefined("parameter '" + params[i].name + "' was not provided"));
-      }
-    }
-    if (macro->uses_caller && !args.kwarg("caller")) {
-      scope->set("caller", Value::undefined("no caller defined"));
-    }
-    return capture(macro->body, scope);
-  });
+  return Value::function(
+      name, [this, macro, weak_defining, strong, name](Interpreter&, CallArgs& args) {
+        std::shared_ptr<Scope> parent = strong ? strong : weak_defining.lock();
+        auto scope = std::make_shared<Scope>(parent);
+        const auto& params = macro->params;
+        std::vector<bool> bound(params.size(), false);
+        std::vector<Value> varargs;
+        for (size_t i = 0; i < args.positional.size(); ++i) {
+          if (i < params.size()) {
+            scope->set(params[i].name, args.positional[i]);
+            bound[i] = true;
+          } else if (macro->uses_varargs) {
+            varargs.push_back(args.positional[i]);
+          } else {
+            throw EvalError("macro '" + name + "' takes not more than " +
+                            std::to_string(params.size()) + " argument(s)");
+          }
+        }
+        std::vector<std::pair<Value, Value>> kwargs;
+        for (const auto& [k, v] : args.kwargs) {
+          auto it = std::find_if(params.begin(), params.end(),
+                                 [&](const Parameter& p) { return p.name == k; });
+          if (it != params.end()) {
+            size_t i = size_t(it - params.begin());
+            if (bound[i])
+              throw EvalError("macro '" + name + "' got multiple values for argument '" + k + "'");
+            scope->set(k, v);
+            bound[i] = true;
+          } else if (k == "caller") {
+            scope->set("caller", v);
+          } else if (macro->uses_kwargs) {
+            kwargs.emplace_back(Value(k), v);
+          } else {
+            throw EvalError("macro '" + name + "' takes no keyword argument '" + k + "'");
+          }
+        }
+        if (macro->uses_varargs) scope->set("varargs", Value::list(std::move(varargs), true));
+        if (macro->uses_kwargs) scope->set("kwargs", Value::dict(std::move(kwargs)));
+        for (size_t i = 0; i < params.size(); ++i) {
+          if (bound[i]) continue;
+          if (params[i].default_value) {
+            scope->set(params[i].name, eval(*params[i].default_value, scope));
+          } else {
+            scope->set(params[i].name,
+                       Value::undefined("parameter '" + params[i].name + "' was not provided"));
+          }
+        }
+        if (macro->uses_caller && !args.kwarg("caller")) {
+          scope->set("caller", Value::undefined("no caller defined"));
+        }
+        return capture(macro->body, scope);
+      });
 }
 
 Interpreter::Flow Interpreter::exec(const Stmt& s, const std::shared_ptr<Scope>& scope) {
   switch (s.kind) {
-    case Stmt::Kind::Text: outputs_.back().text += s.text; return Flow::Normal;
-    case Stmt::Kind::Output: write(eval(*s.expr, scope)); return Flow::Normal;
+    case Stmt::Kind::Text:
+      outputs_.back().text += s.text;
+      return Flow::Normal;
+    case Stmt::Kind::Output:
+      write(eval(*s.expr, scope));
+      return Flow::Normal;
     case Stmt::Kind::If:
       return exec_body(eval(*s.expr, scope).truthy() ? s.body : s.else_body, scope);
-    case Stmt::Kind::For: exec_for(s, scope, eval(*s.expr, scope), 1); return Flow::Normal;
-    case Stmt::Kind::Set: assign(*s.target, eval(*s.expr, scope), scope); return Flow::Normal;
+    case Stmt::Kind::For:
+      exec_for(s, scope, eval(*s.expr, scope), 1);
+      return Flow::Normal;
+    case Stmt::Kind::Set:
+      assign(*s.target, eval(*s.expr, scope), scope);
+      return Flow::Normal;
     case Stmt::Kind::SetBlock: {
       Value v = capture(s.body, scope);
       if (s.filter) v = eval_filter(*s.filter, v, scope);
       scope->set(s.text, v);
       return Flow::Normal;
     }
-    case Stmt::Kind::Macro: scope->set(s.text, make_macro(s, scope, s.text)); return Flow::Normal;
+    case Stmt::Kind::Macro:
+      scope->set(s.text, make_macro(s, scope, s.text));
+      return Flow::Normal;
     case Stmt::Kind::CallBlock: {
       Value caller = make_macro(s, scope, "caller");
       const Expr& call = *s.expr;
@@ -382,7 +432,9 @@ Interpreter::Flow Interpreter::exec(const Stmt& s, const std::shared_ptr<Scope>&
       }
       return Flow::Normal;
     }
-    case Stmt::Kind::FilterBlock: write(eval_filter(*s.filter, capture(s.body, scope), scope)); return Flow::Normal;
+    case Stmt::Kind::FilterBlock:
+      write(eval_filter(*s.filter, capture(s.body, scope), scope));
+      return Flow::Normal;
     case Stmt::Kind::With: {
       auto inner = std::make_shared<Scope>(scope);
       for (const auto& [target, value] : s.assignments) assign(*target, eval(*value, scope), inner);
@@ -394,20 +446,23 @@ Interpreter::Flow Interpreter::exec(const Stmt& s, const std::shared_ptr<Scope>&
       StringData& out = outputs_.back();
       if (out.text.size() > begin) {
         Provenance p{uint32_t(begin), uint32_t(out.text.size()), kGenerationTag};
-        auto pos = std::upper_bound(out.provenance.begin(), out.provenance.end(), p,
-                                    [](const Provenance& a, const Provenance& b) { return a.begin < b.begin; });
+        auto pos = std::upper_bound(
+            out.provenance.begin(), out.provenance.end(), p,
+            [](const Provenance& a, const Provenance& b) { return a.begin < b.begin; });
         out.provenance.insert(pos, p);
       }
       return f;
     }
-    case Stmt::Kind::Break: return Flow::Break;
-    case Stmt::Kind::Continue: return Flow::Continue;
+    case Stmt::Kind::Break:
+      return Flow::Break;
+    case Stmt::Kind::Continue:
+      return Flow::Continue;
   }
   return Flow::Normal;
 }
 
-void Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope, const Value& iterable,
-                           int depth) {
+void Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope,
+                           const Value& iterable, int depth) {
   std::vector<Value> items;
   try {
     if (iterable.is_undefined()) {
@@ -432,9 +487,16 @@ void Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope, c
   // per-iteration attributes come first, in this order, so they are updated by position.
   enum { kIndex, kIndex0, kRevindex, kRevindex0, kFirst, kLast, kPrevitem, kNextitem };
   Value loop = Value::object("LoopContext",
-                             {{"index", Value()}, {"index0", Value()}, {"revindex", Value()}, {"revindex0", Value()},
-                              {"first", Value()}, {"last", Value()}, {"previtem", Value()}, {"nextitem", Value()},
-                              {"length", Value(n)}, {"depth", Value(int64_t(depth))},
+                             {{"index", Value()},
+                              {"index0", Value()},
+                              {"revindex", Value()},
+                              {"revindex0", Value()},
+                              {"first", Value()},
+                              {"last", Value()},
+                              {"previtem", Value()},
+                              {"nextitem", Value()},
+                              {"length", Value(n)},
+                              {"depth", Value(int64_t(depth))},
                               {"depth0", Value(int64_t(depth - 1))}},
                              false);
   auto last_changed = std::make_shared<std::optional<std::vector<Value>>>();
@@ -442,30 +504,32 @@ void Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope, c
   {
     ObjectData& o = loop.object_data();
     o.set("cycle", Value::function("cycle", [current_index](Interpreter&, CallArgs& args) {
-      if (args.positional.empty()) throw EvalError("no items for cycling given");
-      return args.positional[size_t(*current_index % int64_t(args.positional.size()))];
-    }));
+            if (args.positional.empty()) throw EvalError("no items for cycling given");
+            return args.positional[size_t(*current_index % int64_t(args.positional.size()))];
+          }));
     o.set("changed", Value::function("changed", [last_changed](Interpreter&, CallArgs& args) {
-      bool changed = true;
-      if (*last_changed) {
-        const auto& prev = **last_changed;
-        changed = prev.size() != args.positional.size();
-        for (size_t i = 0; !changed && i < prev.size(); ++i) changed = !equals(prev[i], args.positional[i]);
-      }
-      *last_changed = args.positional;
-      return Value(changed);
-    }));
+            bool changed = true;
+            if (*last_changed) {
+              const auto& prev = **last_changed;
+              changed = prev.size() != args.positional.size();
+              for (size_t i = 0; !changed && i < prev.size(); ++i)
+                changed = !equals(prev[i], args.positional[i]);
+            }
+            *last_changed = args.positional;
+            return Value(changed);
+          }));
     if (s.recursive) {
       const Stmt* stmt = &s;
       std::weak_ptr<Scope> weak_scope = scope;
-      o.set("__call__", Value::function("loop", [this, stmt, weak_scope, depth](Interpreter&, CallArgs& args) {
-        if (args.positional.size() != 1) throw EvalError("loop() takes exactly one argument");
-        outputs_.emplace_back();
-        exec_for(*stmt, weak_scope.lock(), args.positional[0], depth + 1);
-        StringData out = std::move(outputs_.back());
-        outputs_.pop_back();
-        return Value(std::move(out));
-      }));
+      o.set("__call__",
+            Value::function("loop", [this, stmt, weak_scope, depth](Interpreter&, CallArgs& args) {
+              if (args.positional.size() != 1) throw EvalError("loop() takes exactly one argument");
+              outputs_.emplace_back();
+              exec_for(*stmt, weak_scope.lock(), args.positional[0], depth + 1);
+              StringData out = std::move(outputs_.back());
+              outputs_.pop_back();
+              return Value(std::move(out));
+            }));
     }
   }
   loop_scope->set("loop", loop);
@@ -482,6 +546,10 @@ void Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope, c
     static const Value no_next = Value::undefined("there is no next item");
     a[kPrevitem].second = i > 0 ? items[size_t(i - 1)] : no_previous;
     a[kNextitem].second = i + 1 < n ? items[size_t(i + 1)] : no_next;
+    if (++iterations_ > kMaxLoopIterations)
+      fail_at(s.line, s.column,
+              "the template ran more than " + std::to_string(kMaxLoopIterations) +
+                  " loop iterations in one render (nested loops over large ranges?)");
     assign(*s.target, items[size_t(i)], loop_scope);
     Flow f = exec_body(s.body, loop_scope);
     if (f == Flow::Break) break;
@@ -521,14 +589,19 @@ Value Interpreter::eval(const Expr& e, const std::shared_ptr<Scope>& scope) {
 Value Interpreter::call(const Value& callee, CallArgs& args) {
   if (callee.is_function()) return callee.function_data().call(*this, args);
   if (callee.is_object()) {
-    if (const Value* f = callee.object_data().find("__call__")) return f->function_data().call(*this, args);
+    if (const Value* f = callee.object_data().find("__call__"))
+      return f->function_data().call(*this, args);
   }
   if (callee.is_undefined()) throw_undefined(callee);
   throw EvalError("'" + callee.type_name() + "' object is not callable");
 }
 
-bool Interpreter::has_filter(std::string_view name) const { return find_filter(name) != nullptr; }
-bool Interpreter::has_test(std::string_view name) const { return find_test(name) != nullptr; }
+bool Interpreter::has_filter(std::string_view name) const {
+  return find_filter(name) != nullptr;
+}
+bool Interpreter::has_test(std::string_view name) const {
+  return find_test(name) != nullptr;
+}
 
 Value Interpreter::apply_filter(std::string_view name, const Value& operand, CallArgs& args) {
   FilterFn f = find_filter(name);
@@ -542,7 +615,8 @@ bool Interpreter::apply_test(std::string_view name, const Value& operand, CallAr
   return t(*this, operand, args);
 }
 
-Value Interpreter::eval_filter(const Expr& e, const Value& operand, const std::shared_ptr<Scope>& scope) {
+Value Interpreter::eval_filter(const Expr& e, const Value& operand,
+                               const std::shared_ptr<Scope>& scope) {
   // e is a chain: Filter(Filter(null, f), g) for filter blocks; evaluate inner-first.
   Value value = e.children[0] ? eval_filter(*e.children[0], operand, scope) : operand;
   CallArgs args;
@@ -556,12 +630,15 @@ Value Interpreter::eval_filter(const Expr& e, const Value& operand, const std::s
 
 Value Interpreter::get_attribute(const Value& object, std::string_view name) {
   switch (object.kind()) {
-    case Value::Kind::Undefined: throw_undefined(object);
+    case Value::Kind::Undefined:
+      throw_undefined(object);
     case Value::Kind::Dict: {
       // Python looks up the attribute (a dict method) before the key; only a few names are methods.
-      static constexpr std::string_view kDictMethods[] = {"get",  "items",  "keys",       "values",    "copy",
-                                                          "clear", "pop", "popitem", "setdefault", "update"};
-      if (std::find(std::begin(kDictMethods), std::end(kDictMethods), name) != std::end(kDictMethods)) {
+      static constexpr std::string_view kDictMethods[] = {"get",        "items", "keys", "values",
+                                                          "copy",       "clear", "pop",  "popitem",
+                                                          "setdefault", "update"};
+      if (std::find(std::begin(kDictMethods), std::end(kDictMethods), name) !=
+          std::end(kDictMethods)) {
         if (auto m = find_method(object, name)) return *m;
       }
       if (const Value* v = object.dict_data().find(name)) return *v;
@@ -575,16 +652,19 @@ Value Interpreter::get_attribute(const Value& object, std::string_view name) {
     case Value::Kind::String:
     case Value::Kind::List: {
       if (auto m = find_method(object, name)) return *m;
-      return Value::undefined("'" + object.type_name() + " object' has no attribute '" + std::string(name) + "'");
+      return Value::undefined("'" + object.type_name() + " object' has no attribute '" +
+                              std::string(name) + "'");
     }
     default:
-      return Value::undefined("'" + to_str(object) + "' has no attribute '" + std::string(name) + "'");
+      return Value::undefined("'" + to_str(object) + "' has no attribute '" + std::string(name) +
+                              "'");
   }
 }
 
 Value Interpreter::get_item(const Value& object, const Value& key) {
   switch (object.kind()) {
-    case Value::Kind::Undefined: throw_undefined(object);
+    case Value::Kind::Undefined:
+      throw_undefined(object);
     case Value::Kind::Dict:
       if (const Value* v = object.dict_data().find(key)) return *v;
       if (key.is_string()) {
@@ -598,7 +678,8 @@ Value Interpreter::get_item(const Value& object, const Value& key) {
         int64_t i = key.as_int();
         if (i < 0) i += n;
         if (i < 0 || i >= n) {
-          return Value::undefined("'" + object.type_name() + " object' has no element " + to_str(key));
+          return Value::undefined("'" + object.type_name() + " object' has no element " +
+                                  to_str(key));
         }
         if (object.is_list()) return object.items()[size_t(i)];
         auto offsets = code_point_offsets(object.str());
@@ -609,9 +690,11 @@ Value Interpreter::get_item(const Value& object, const Value& key) {
     }
     case Value::Kind::Object:
       if (key.is_string()) return get_attribute(object, key.str());
-      return Value::undefined("'" + object.object_data().kind + " object' has no attribute " + to_repr(key));
+      return Value::undefined("'" + object.object_data().kind + " object' has no attribute " +
+                              to_repr(key));
     default:
-      return Value::undefined("'" + object.type_name() + " object' has no attribute " + to_repr(key));
+      return Value::undefined("'" + object.type_name() + " object' has no attribute " +
+                              to_repr(key));
   }
 }
 
@@ -634,7 +717,21 @@ int64_t python_mod(int64_t a, int64_t b) {
   return r;
 }
 
+// The largest string or list a template may build by repetition ("a" * 10**10 would exhaust
+// memory).
+constexpr int64_t kMaxRepeatBytes = int64_t(64) << 20;
+constexpr int64_t kMaxRepeatItems = int64_t(1) << 22;
+
 Value repeat(const Value& seq, int64_t count) {
+  if (count < 0) count = 0;
+  const int64_t unit = seq.is_string() ? static_cast<int64_t>(seq.str().size())
+                                       : static_cast<int64_t>(seq.items().size());
+  const int64_t limit = seq.is_string() ? kMaxRepeatBytes : kMaxRepeatItems;
+  if (unit > 0 && count > limit / unit)
+    throw EvalError("repeating a " + seq.type_name() + " of " + std::to_string(unit) + " " +
+                    (seq.is_string() ? "bytes" : "items") + " " + std::to_string(count) +
+                    " times is over the limit of " + std::to_string(limit) +
+                    (seq.is_string() ? " bytes" : " items"));
   if (seq.is_string()) {
     StringData out;
     out.markup = seq.is_markup();
@@ -642,8 +739,28 @@ Value repeat(const Value& seq, int64_t count) {
     return Value(std::move(out));
   }
   std::vector<Value> items;
-  for (int64_t i = 0; i < count; ++i) items.insert(items.end(), seq.items().begin(), seq.items().end());
+  for (int64_t i = 0; i < count; ++i)
+    items.insert(items.end(), seq.items().begin(), seq.items().end());
   return Value::list(std::move(items), seq.is_tuple());
+}
+
+// Integer arithmetic as Python's, within 64 bits: a result that does not fit is an error, never a
+// silently wrapped number (Python would give the exact, bigger integer).
+[[noreturn]] void overflow(const Value& a, const char* op, const Value& b) {
+  throw EvalError("integer overflow: " + to_repr(a) + " " + op + " " + to_repr(b) +
+                  " does not fit in 64 bits");
+}
+
+Value int_power(const Value& a, const Value& b) {
+  int64_t base = a.as_int(), e = b.as_int(), result = 1;
+  while (e > 0) {
+    if (e & 1) {
+      if (__builtin_mul_overflow(result, base, &result)) overflow(a, "**", b);
+    }
+    e >>= 1;
+    if (e > 0 && __builtin_mul_overflow(base, base, &base)) overflow(a, "**", b);
+  }
+  return Value(result);
 }
 
 Value arithmetic(Op op, const Value& a, const Value& b) {
@@ -652,7 +769,9 @@ Value arithmetic(Op op, const Value& a, const Value& b) {
   if (op == Op::Add) {
     if (a.is_number() && b.is_number()) {
       if (a.is_float() || b.is_float()) return Value(a.as_double() + b.as_double());
-      return Value(a.as_int() + b.as_int());
+      int64_t sum;
+      if (__builtin_add_overflow(a.as_int(), b.as_int(), &sum)) overflow(a, "+", b);
+      return Value(sum);
     }
     if (a.is_string() && b.is_string()) {
       // markupsafe: Markup + str escapes the str (either side), and the result is Markup.
@@ -667,16 +786,20 @@ Value arithmetic(Op op, const Value& a, const Value& b) {
       items.insert(items.end(), b.items().begin(), b.items().end());
       return Value::list(std::move(items), a.is_tuple());
     }
-    if (a.is_string()) throw EvalError("can only concatenate str (not \"" + b.type_name() + "\") to str");
+    if (a.is_string())
+      throw EvalError("can only concatenate str (not \"" + b.type_name() + "\") to str");
     if (a.is_list()) {
-      throw EvalError("can only concatenate " + a.type_name() + " (not \"" + b.type_name() + "\") to " + a.type_name());
+      throw EvalError("can only concatenate " + a.type_name() + " (not \"" + b.type_name() +
+                      "\") to " + a.type_name());
     }
     throw EvalError(operand_types("+", a, b));
   }
   if (op == Op::Mul) {
     if (a.is_number() && b.is_number()) {
       if (a.is_float() || b.is_float()) return Value(a.as_double() * b.as_double());
-      return Value(a.as_int() * b.as_int());
+      int64_t product;
+      if (__builtin_mul_overflow(a.as_int(), b.as_int(), &product)) overflow(a, "*", b);
+      return Value(product);
     }
     if ((a.is_string() || a.is_list()) && (b.is_int() || b.is_bool())) return repeat(a, b.as_int());
     if ((b.is_string() || b.is_list()) && (a.is_int() || a.is_bool())) return repeat(b, a.as_int());
@@ -686,7 +809,10 @@ Value arithmetic(Op op, const Value& a, const Value& b) {
   if (!a.is_number() || !b.is_number()) throw EvalError(operand_types(op_text(op), a, b));
   bool floating = a.is_float() || b.is_float();
   if (op == Op::Sub) {
-    return floating ? Value(a.as_double() - b.as_double()) : Value(a.as_int() - b.as_int());
+    if (floating) return Value(a.as_double() - b.as_double());
+    int64_t difference;
+    if (__builtin_sub_overflow(a.as_int(), b.as_int(), &difference)) overflow(a, "-", b);
+    return Value(difference);
   }
   if (op == Op::Div) {
     if (b.as_double() == 0) throw EvalError("division by zero");
@@ -707,12 +833,9 @@ Value arithmetic(Op op, const Value& a, const Value& b) {
     return Value(python_mod(a.as_int(), b.as_int()));
   }
   if (op == Op::Pow) {
-    if (!floating && b.as_int() >= 0) {
-      int64_t result = 1, base = a.as_int();
-      for (int64_t e = b.as_int(); e > 0; --e) result *= base;
-      return Value(result);
-    }
-    if (a.as_double() == 0 && b.as_double() < 0) throw EvalError("0.0 cannot be raised to a negative power");
+    if (!floating && b.as_int() >= 0) return int_power(a, b);
+    if (a.as_double() == 0 && b.as_double() < 0)
+      throw EvalError("0.0 cannot be raised to a negative power");
     return Value(std::pow(a.as_double(), b.as_double()));
   }
   throw EvalError(std::string("unknown operator ") + op_text(op));
@@ -720,21 +843,31 @@ Value arithmetic(Op op, const Value& a, const Value& b) {
 
 bool compare(Op op, const Value& a, const Value& b) {
   switch (op) {
-    case Op::Eq: return equals(a, b);
-    case Op::Ne: return !equals(a, b);
-    case Op::In: return contains(b, a);
-    case Op::NotIn: return !contains(b, a);
-    default: break;
+    case Op::Eq:
+      return equals(a, b);
+    case Op::Ne:
+      return !equals(a, b);
+    case Op::In:
+      return contains(b, a);
+    case Op::NotIn:
+      return !contains(b, a);
+    default:
+      break;
   }
   if (a.is_undefined()) throw_undefined(a);
   if (b.is_undefined()) throw_undefined(b);
   try {
     switch (op) {
-      case Op::Lt: return less_than(a, b);
-      case Op::Gt: return less_than(b, a);
-      case Op::Le: return !less_than(b, a);
-      case Op::Ge: return !less_than(a, b);
-      default: break;
+      case Op::Lt:
+        return less_than(a, b);
+      case Op::Gt:
+        return less_than(b, a);
+      case Op::Le:
+        return !less_than(b, a);
+      case Op::Ge:
+        return !less_than(a, b);
+      default:
+        break;
     }
   } catch (const std::runtime_error& e) {
     std::string msg = e.what();
@@ -806,7 +939,8 @@ Value Interpreter::eval_binary(const Expr& e, const std::shared_ptr<Scope>& scop
 
 Value Interpreter::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope) {
   switch (e.kind) {
-    case Expr::Kind::Literal: return e.value;
+    case Expr::Kind::Literal:
+      return e.value;
     case Expr::Kind::Name: {
       if (const Value* v = scope->find(e.name)) return *v;
       return Value::undefined("'" + e.name + "' is undefined");
@@ -828,13 +962,16 @@ Value Interpreter::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope
       }
       return d;
     }
-    case Expr::Kind::Attribute: return get_attribute(eval(*e.children[0], scope), e.name);
-    case Expr::Kind::Item: return get_item(eval(*e.children[0], scope), eval(*e.children[1], scope));
+    case Expr::Kind::Attribute:
+      return get_attribute(eval(*e.children[0], scope), e.name);
+    case Expr::Kind::Item:
+      return get_item(eval(*e.children[0], scope), eval(*e.children[1], scope));
     case Expr::Kind::Slice: {
       Value obj = eval(*e.children[0], scope);
       Value parts[3];
       for (int i = 0; i < 3; ++i) {
-        parts[i] = e.children[size_t(i) + 1] ? eval(*e.children[size_t(i) + 1], scope) : Value::none();
+        parts[i] =
+            e.children[size_t(i) + 1] ? eval(*e.children[size_t(i) + 1], scope) : Value::none();
       }
       return slice_value(obj, parts[0], parts[1], parts[2]);
     }
@@ -862,17 +999,21 @@ Value Interpreter::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope
       Value v = eval(*e.children[0], scope);
       if (e.op == Op::Not) return Value(!v.truthy());
       if (v.is_undefined()) throw_undefined(v);
-      if (!v.is_number()) throw EvalError("bad operand type for unary " + e.name + ": '" + v.type_name() + "'");
+      if (!v.is_number())
+        throw EvalError("bad operand type for unary " + e.name + ": '" + v.type_name() + "'");
       if (e.op == Op::Neg) return v.is_float() ? Value(-v.as_double()) : Value(-v.as_int());
       return v.is_float() ? v : Value(v.as_int());
     }
-    case Expr::Kind::Binary: return eval_binary(e, scope);
+    case Expr::Kind::Binary:
+      return eval_binary(e, scope);
     case Expr::Kind::Concat: {
       StringData out;  // `~` joins str() of each operand: plain, never escaped (autoescape off)
       for (const auto& c : e.children) {
         Value v = eval(*c, scope);
-        if (v.is_string()) append_string(out, v.string_data());
-        else out.text += to_str(v);
+        if (v.is_string())
+          append_string(out, v.string_data());
+        else
+          out.text += to_str(v);
       }
       return Value(std::move(out));
     }
@@ -888,7 +1029,8 @@ Value Interpreter::eval_inner(const Expr& e, const std::shared_ptr<Scope>& scope
     case Expr::Kind::Conditional: {
       if (eval(*e.children[0], scope).truthy()) return eval(*e.children[1], scope);
       if (e.children[2]) return eval(*e.children[2], scope);
-      return Value::undefined("the inline if-expression evaluated to false and no else section was defined");
+      return Value::undefined(
+          "the inline if-expression evaluated to false and no else section was defined");
     }
   }
   return Value();

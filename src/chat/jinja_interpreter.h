@@ -59,6 +59,11 @@ struct InterpreterSettings {
   std::optional<int64_t> now_unix;
 };
 
+// Budgets of one render: a template is data from a model folder, and must not be able to crash or
+// hang the process. Real chat templates stay far below them (a few levels, one loop over messages).
+inline constexpr int kMaxTemplateDepth = 200;           // nested blocks, macro and loop() calls
+inline constexpr int64_t kMaxLoopIterations = 1000000;  // for-loop iterations, all loops
+
 class Interpreter {
  public:
   Interpreter(const Program& program, InterpreterSettings settings);
@@ -102,6 +107,8 @@ class Interpreter {
   InterpreterSettings settings_;
   std::shared_ptr<Scope> globals_;
   std::vector<StringData> outputs_;  // output stack: captures push, the top is written to
+  int depth_ = 0;                    // exec_body nesting now
+  int64_t iterations_ = 0;           // loop iterations in this render
 };
 
 // ---- builtins (jinja_builtins.cpp; FilterFn and TestFn are declared in jinja_ast.h)

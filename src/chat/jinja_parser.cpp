@@ -10,27 +10,48 @@ namespace seqit::chat::jinja {
 
 const char* op_text(Op op) {
   switch (op) {
-    case Op::Add: return "+";
-    case Op::Sub: return "-";
-    case Op::Mul: return "*";
-    case Op::Div: return "/";
-    case Op::FloorDiv: return "//";
-    case Op::Mod: return "%";
-    case Op::Pow: return "**";
-    case Op::And: return "and";
-    case Op::Or: return "or";
-    case Op::Not: return "not";
-    case Op::Neg: return "-";
-    case Op::Pos: return "+";
-    case Op::Eq: return "==";
-    case Op::Ne: return "!=";
-    case Op::Lt: return "<";
-    case Op::Le: return "<=";
-    case Op::Gt: return ">";
-    case Op::Ge: return ">=";
-    case Op::In: return "in";
-    case Op::NotIn: return "not in";
-    case Op::None: break;
+    case Op::Add:
+      return "+";
+    case Op::Sub:
+      return "-";
+    case Op::Mul:
+      return "*";
+    case Op::Div:
+      return "/";
+    case Op::FloorDiv:
+      return "//";
+    case Op::Mod:
+      return "%";
+    case Op::Pow:
+      return "**";
+    case Op::And:
+      return "and";
+    case Op::Or:
+      return "or";
+    case Op::Not:
+      return "not";
+    case Op::Neg:
+      return "-";
+    case Op::Pos:
+      return "+";
+    case Op::Eq:
+      return "==";
+    case Op::Ne:
+      return "!=";
+    case Op::Lt:
+      return "<";
+    case Op::Le:
+      return "<=";
+    case Op::Gt:
+      return ">";
+    case Op::Ge:
+      return ">=";
+    case Op::In:
+      return "in";
+    case Op::NotIn:
+      return "not in";
+    case Op::None:
+      break;
   }
   return "?";
 }
@@ -64,17 +85,27 @@ namespace {
 
 std::string describe(const Token& t) {
   switch (t.type) {
-    case TokenType::Text: return "template text";
-    case TokenType::VariableBegin: return "'{{'";
-    case TokenType::VariableEnd: return "'}}'";
-    case TokenType::BlockBegin: return "'{%'";
-    case TokenType::BlockEnd: return "'%}'";
-    case TokenType::Name: return "'" + t.value + "'";
-    case TokenType::String: return "string literal";
+    case TokenType::Text:
+      return "template text";
+    case TokenType::VariableBegin:
+      return "'{{'";
+    case TokenType::VariableEnd:
+      return "'}}'";
+    case TokenType::BlockBegin:
+      return "'{%'";
+    case TokenType::BlockEnd:
+      return "'%}'";
+    case TokenType::Name:
+      return "'" + t.value + "'";
+    case TokenType::String:
+      return "string literal";
     case TokenType::Integer:
-    case TokenType::Float: return "number " + t.value;
-    case TokenType::Operator: return "'" + t.value + "'";
-    case TokenType::End: return "end of template";
+    case TokenType::Float:
+      return "number " + t.value;
+    case TokenType::Operator:
+      return "'" + t.value + "'";
+    case TokenType::End:
+      return "end of template";
   }
   return "token";
 }
@@ -116,7 +147,8 @@ bool body_references(const Body& body, std::string_view name) {
 
 class Parser {
  public:
-  Parser(std::vector<Token> tokens, const std::string& name) : toks_(std::move(tokens)), name_(name) {}
+  Parser(std::vector<Token> tokens, const std::string& name)
+      : toks_(std::move(tokens)), name_(name) {}
 
   Program parse() {
     Program program;
@@ -190,7 +222,8 @@ class Parser {
           if (end_tags.size() == 0) return body;
           {
             std::string wanted;
-            for (const char* e : end_tags) wanted += (wanted.empty() ? "'" : " or '") + std::string(e) + "'";
+            for (const char* e : end_tags)
+              wanted += (wanted.empty() ? "'" : " or '") + std::string(e) + "'";
             fail(opener ? *opener : t, std::string("unexpected end of template: '") + opener_name +
                                            "' block is never closed (looking for " + wanted + ")");
           }
@@ -226,14 +259,16 @@ class Parser {
           body.push_back(parse_statement(t));
           break;
         }
-        default: fail(t, "unexpected " + describe(t));
+        default:
+          fail(t, "unexpected " + describe(t));
       }
     }
   }
 
   StmtPtr parse_statement(const Token& open) {
     const Token& tag = peek();
-    if (tag.type != TokenType::Name) fail(tag, "expected a statement name after '{%', got " + describe(tag));
+    if (tag.type != TokenType::Name)
+      fail(tag, "expected a statement name after '{%', got " + describe(tag));
     std::string name = tag.value;
     if (name == "if") return parse_if(open);
     if (name == "for") return parse_for(open);
@@ -257,7 +292,8 @@ class Parser {
       return std::make_unique<Stmt>(name == "break" ? Stmt::Kind::Break : Stmt::Kind::Continue,
                                     open.line, open.column);
     }
-    static const char* const unsupported[] = {"include", "import", "from", "extends", "block", "do"};
+    static const char* const unsupported[] = {"include", "import", "from",
+                                              "extends", "block",  "do"};
     for (const char* u : unsupported) {
       if (name == u) fail(tag, "the '" + name + "' tag is not available in chat templates");
     }
@@ -465,7 +501,8 @@ class Parser {
                     t.type == TokenType::End || is_op(")") ||
                     (extra_end && t.type == TokenType::Name && t.value == extra_end);
       if (at_end) {
-        if (items.empty() && !explicit_parens) fail(t, "expected an expression, got " + describe(t));
+        if (items.empty() && !explicit_parens)
+          fail(t, "expected an expression, got " + describe(t));
         break;
       }
       items.push_back(parse_expression(with_condexpr));
@@ -477,7 +514,23 @@ class Parser {
     return e;
   }
 
+  // Expressions parse by recursion: 10,000 nested parentheses (or "not not ...", "- - ...") must be
+  // an error naming the place, not a stack overflow. Real templates nest a few levels.
+  static constexpr int kMaxExpressionDepth = 300;  // ~100 nested parentheses
+  struct Nesting {
+    int& depth;
+    Nesting(Parser& p, const Token& at) : depth(p.expr_depth_) {
+      if (++depth > kMaxExpressionDepth) {
+        --depth;
+        p.fail(at,
+               "expression nested deeper than " + std::to_string(kMaxExpressionDepth) + " levels");
+      }
+    }
+    ~Nesting() { --depth; }
+  };
+
   ExprPtr parse_expression(bool with_condexpr) {
+    Nesting nesting(*this, peek());
     return with_condexpr ? parse_condexpr() : parse_or();
   }
 
@@ -525,6 +578,7 @@ class Parser {
   }
 
   ExprPtr parse_not() {
+    Nesting nesting(*this, peek());
     if (is_name("not")) {
       const Token& t = next();
       auto e = std::make_unique<Expr>(Expr::Kind::Unary, t.line, t.column);
@@ -543,9 +597,8 @@ class Parser {
     while (true) {
       std::string op;
       const Token& t = peek();
-      if (t.type == TokenType::Operator &&
-          (t.value == "==" || t.value == "!=" || t.value == "<" || t.value == "<=" ||
-           t.value == ">" || t.value == ">=")) {
+      if (t.type == TokenType::Operator && (t.value == "==" || t.value == "!=" || t.value == "<" ||
+                                            t.value == "<=" || t.value == ">" || t.value == ">=")) {
         op = t.value;
         next();
       } else if (is_name("in")) {
@@ -606,6 +659,7 @@ class Parser {
   }
 
   ExprPtr parse_unary(bool with_filter) {
+    Nesting nesting(*this, peek());
     const Token& t = peek();
     ExprPtr node;
     if (is_op("-") || is_op("+")) {
@@ -639,8 +693,12 @@ class Parser {
         while (peek().type == TokenType::String) s += next().value;  // adjacent literals join
         return literal(t, Value(std::move(s)));
       }
-      case TokenType::Integer: next(); return literal(t, Value(t.int_value));
-      case TokenType::Float: next(); return literal(t, Value(t.float_value));
+      case TokenType::Integer:
+        next();
+        return literal(t, Value(t.int_value));
+      case TokenType::Float:
+        next();
+        return literal(t, Value(t.float_value));
       case TokenType::Operator:
         if (t.value == "(") {
           next();
@@ -651,7 +709,8 @@ class Parser {
         if (t.value == "[") return parse_list();
         if (t.value == "{") return parse_dict();
         break;
-      default: break;
+      default:
+        break;
     }
     fail(t, "unexpected " + describe(t));
   }
@@ -872,6 +931,7 @@ class Parser {
   size_t pos_ = 0;
   const std::string& name_;
   int loop_depth_ = 0;
+  int expr_depth_ = 0;  // parse_expression / parse_not / parse_unary recursion now
 };
 
 }  // namespace
