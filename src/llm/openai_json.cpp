@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "util/utf8.h"
@@ -201,10 +202,17 @@ struct FieldReader {
     if (v->is_number_float()) {
       double d = v->get<double>();
       if (d != std::floor(d)) invalid(fmt::format("'{}' must be an integer, got {}", key, d));
+      // Out of int64's range: stand for the nearest bound (the caller's range check names it).
+      if (!(std::abs(d) < 9.2e18))
+        invalid(fmt::format("'{}' is out of range, got {}", key, v->dump()));
       return static_cast<int64_t>(d);
     }
     if (!v->is_number())
       invalid(fmt::format("'{}' must be an integer, got {}", key, type_name(*v)));
+    // An unsigned value above int64's range (e.g. 2^63) must not wrap to a negative number.
+    if (v->is_number_unsigned() &&
+        v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      invalid(fmt::format("'{}' is out of range, got {}", key, v->dump()));
     return v->get<int64_t>();
   }
   bool boolean(const char* key, bool fallback) const {
@@ -232,7 +240,7 @@ SamplingParams read_sampling(const FieldReader& r, const SamplingParams& default
   int64_t max_tokens =
       r.integer("max_completion_tokens", r.integer("max_tokens", defaults.max_tokens));
   if (max_tokens < 0 || max_tokens > (1 << 30))
-    invalid(fmt::format("'max_tokens' must be >= 0, got {}", max_tokens));
+    invalid(fmt::format("'max_tokens' must be between 0 and {}, got {}", 1 << 30, max_tokens));
   p.max_tokens = static_cast<int>(max_tokens);
   int64_t n = r.integer("n", defaults.n);
   if (n < 1 || n > 128) invalid(fmt::format("'n' must be between 1 and 128, got {}", n));

@@ -15,6 +15,7 @@
 #include "util/error.h"
 #include "util/json_io.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 namespace seqit::llm {
 using nlohmann::json;
@@ -133,9 +134,22 @@ struct OpenAiServer::Impl {
       return;
     }
     json body;
+    // JSON text must be UTF-8 (RFC 8259); the parser does not check strings, and a body that is
+    // not would fail later, when the answer or the cache key is written, as a 500.
+    if (const size_t bad = utf8::first_invalid(req.body); bad != std::string_view::npos) {
+      fail(res, 400,
+           fmt::format("The body of your request is not valid UTF-8 (byte {}): JSON text must "
+                       "be UTF-8",
+                       bad));
+      return;
+    }
     try {
       body = json::parse(req.body);
-    } catch (const json::parse_error& e) {
+    } catch (const json::out_of_range& e) {
+      // A number JSON allows but a double cannot hold ("temperature": 1e999).
+      fail(res, 400, "A number in your request is out of range: " + clean_json_error(e.what()));
+      return;
+    } catch (const json::exception& e) {
       fail(res, 400,
            "We could not parse the JSON body of your request: " + clean_json_error(e.what()));
       return;
@@ -326,8 +340,8 @@ struct OpenAiServer::Impl {
 OpenAiServer::OpenAiServer(Backend& backend, ServerOptions options)
     : impl_(std::make_unique<Impl>(backend, std::move(options))) {
   Impl& im = *impl_;
-  im.listener = std::make_unique<HttpListener>(
-      im.http, static_cast<size_t>(std::max(4, im.options.threads)));
+  im.listener =
+      std::make_unique<HttpListener>(im.http, static_cast<size_t>(std::max(4, im.options.threads)));
   im.http.set_keep_alive_timeout(im.options.keep_alive_timeout_s);
   // httplib writes headers and body separately; without this, Nagle + delayed ACK add ~40 ms.
   im.http.set_tcp_nodelay(true);

@@ -249,6 +249,34 @@ TEST_F(Serve, MalformedJsonIs400WithAMessage) {
             "'messages[0].content' must be a string or an array of text parts, got a number");
 }
 
+// Issue 17: client mistakes that were 500s (or wrapped numbers) are 400s whose message shows the
+// value sent.
+TEST_F(Serve, OutOfRangeNumbersAndInvalidUtf8Are400) {
+  auto message_of = [](const httplib::Result& res) {
+    return json::parse(res->body)["error"]["message"].get<std::string>();
+  };
+  auto huge = post("/v1/chat/completions",
+                   R"({"messages": [{"role": "user", "content": "hi"}], "temperature": 1e999})");
+  ASSERT_TRUE(huge);
+  EXPECT_EQ(huge->status, 400) << huge->body;
+  EXPECT_NE(message_of(huge).find("out of range"), std::string::npos) << huge->body;
+  auto wrapped = post(
+      "/v1/chat/completions",
+      R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 9223372036854775808})");
+  EXPECT_EQ(wrapped->status, 400);
+  EXPECT_NE(message_of(wrapped).find("9223372036854775808"), std::string::npos) << wrapped->body;
+  auto big =
+      post("/v1/chat/completions",
+           R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1000000000000})");
+  EXPECT_EQ(big->status, 400);
+  EXPECT_NE(message_of(big).find("1000000000000"), std::string::npos) << big->body;
+  auto bad_utf8 = post("/v1/chat/completions",
+                       "{\"messages\": [{\"role\": \"user\", \"content\": \"hi \xff\xfe\"}]}");
+  EXPECT_EQ(bad_utf8->status, 400) << bad_utf8->body;
+  EXPECT_NE(message_of(bad_utf8).find("not valid UTF-8 (byte"), std::string::npos)
+      << bad_utf8->body;
+}
+
 TEST_F(Serve, UnknownModelIs404) {
   auto res = post("/v1/completions", R"({"model": "gpt-17", "prompt": "x"})");
   ASSERT_TRUE(res);
@@ -416,7 +444,8 @@ TEST(ServeShutdown, SigtermRightAfterStartExitsPromptly) {
     ServeProcess server({"--model", model_path(), "--tokenizer", tokenizer_path()});
     const auto t0 = std::chrono::steady_clock::now();
     EXPECT_EQ(server.stop(SIGTERM), 0) << "round " << i;
-    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0) << "round " << i;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0)
+        << "round " << i;
   }
 }
 
@@ -477,11 +506,12 @@ TEST(LocalChatTemplate, ChatEqualsGenerateWithTheSameTemplate) {
   using seqit::testing::seqit_binary;
   using seqit::testing::shell_quote;
   std::string out;
-  ASSERT_EQ(run_command(shell_quote(seqit_binary().string()) + " generate --model " + shell_quote(model_path()) +
-                            " --tokenizer " + shell_quote(tokenizer_path()) +
-                            " --chat --chat-template chatml --prompt 'Hello there' --max-tokens 20",
-                        &out, false),
-            0)
+  ASSERT_EQ(
+      run_command(shell_quote(seqit_binary().string()) + " generate --model " +
+                      shell_quote(model_path()) + " --tokenizer " + shell_quote(tokenizer_path()) +
+                      " --chat --chat-template chatml --prompt 'Hello there' --max-tokens 20",
+                  &out, false),
+      0)
       << out;
   const nlohmann::json row = nlohmann::json::parse(out);
   LocalBackendOptions options;
