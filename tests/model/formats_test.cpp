@@ -75,8 +75,10 @@ void expect_same_weights(const WeightSource& a, const WeightSource& b, float tol
     a.read_f32(spec, x.data());
     b.read_f32(spec, y.data());
     for (size_t i = 0; i < x.size(); ++i) {
-      // Relative for normal numbers; half's subnormals (below 6.1e-5) have an absolute step of 6e-8.
-      ASSERT_NEAR(x[i], y[i], tolerance * std::abs(x[i]) + (tolerance > 0 ? 6e-8 : 0)) << spec.name << "[" << i << "]";
+      // Relative for normal numbers; half's subnormals (below 6.1e-5) have an absolute step of
+      // 6e-8.
+      ASSERT_NEAR(x[i], y[i], tolerance * std::abs(x[i]) + (tolerance > 0 ? 6e-8 : 0))
+          << spec.name << "[" << i << "]";
     }
   }
 }
@@ -90,18 +92,21 @@ TEST(Safetensors, ReadsTheSwiftTransformersFixtures) {
   EXPECT_EQ(t->shape, (std::vector<int64_t>{3}));
   EXPECT_EQ(values_of<int32_t>(*t), (std::vector<int32_t>{1, 2, 3}));
 
-  auto f2 = SafetensorsFile::open(shared_data("fixtures/safetensors/tensor-2d-float64.safetensors"));
+  auto f2 =
+      SafetensorsFile::open(shared_data("fixtures/safetensors/tensor-2d-float64.safetensors"));
   t = f2->find("embedding");
   EXPECT_EQ(t->type, StorageType::f64);
   EXPECT_EQ(t->shape, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(values_of<double>(*t), (std::vector<double>{1, 2, 3, 24, 25, 26}));
 
-  auto f3 = SafetensorsFile::open(shared_data("fixtures/safetensors/tensor-3d-float32.safetensors"));
+  auto f3 =
+      SafetensorsFile::open(shared_data("fixtures/safetensors/tensor-3d-float32.safetensors"));
   t = f3->find("embedding");
   EXPECT_EQ(t->shape, (std::vector<int64_t>{2, 2, 3}));
   EXPECT_EQ(values_of<float>(*t), (std::vector<float>{22, 23, 24, 11, 12, 13, 2, 3, 4, 1, 2, 3}));
 
-  auto f4 = SafetensorsFile::open(shared_data("fixtures/safetensors/tensor-4d-float32.safetensors"));
+  auto f4 =
+      SafetensorsFile::open(shared_data("fixtures/safetensors/tensor-4d-float32.safetensors"));
   t = f4->find("embedding");
   EXPECT_EQ(t->shape, (std::vector<int64_t>{2, 3, 1, 3}));
   EXPECT_EQ(values_of<float>(*t).size(), 18u);
@@ -148,30 +153,36 @@ TEST(Safetensors, CorruptFilesNameTheFileAndTensor) {
   spit(dir / "good.safetensors", safetensors_bytes(good, data));
   EXPECT_NO_THROW(SafetensorsFile::open(dir / "good.safetensors"));
 
-  auto expect_error = [&](const std::string& name, const std::string& content, const std::string& needle) {
+  auto expect_error = [&](const std::string& name, const std::string& content,
+                          const std::string& needle) {
     spit(dir / name, content);
     std::string msg = error_of([&] { SafetensorsFile::open(dir / name); });
     EXPECT_NE(msg.find(name), std::string::npos) << msg;
     EXPECT_NE(msg.find(needle), std::string::npos) << msg;
   };
   expect_error("short.safetensors", "abc", "truncated");
-  expect_error("truncated.safetensors", safetensors_bytes(good, data.substr(0, 20)), "tensor 'w' needs bytes [0, 24)");
+  expect_error("truncated.safetensors", safetensors_bytes(good, data.substr(0, 20)),
+               "tensor 'w' needs bytes [0, 24)");
   expect_error("cut_header.safetensors", safetensors_bytes(good, data).substr(0, 30), "truncated");
-  expect_error("huge_header.safetensors", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8) + good, "implausible");
+  expect_error("huge_header.safetensors", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8) + good,
+               "implausible");
   expect_error("not_json.safetensors", safetensors_bytes("{\"w\": [", data), "not valid JSON");
-  expect_error("dtype.safetensors",
-               safetensors_bytes(R"({"w":{"dtype":"F8","shape":[2,3],"data_offsets":[0,24]}})", data),
-               "tensor 'w': unknown dtype 'F8'");
-  expect_error("size.safetensors",
-               safetensors_bytes(R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,24]}})", data),
-               "tensor 'w': [2, 2] F32 needs 16 bytes");
+  expect_error(
+      "dtype.safetensors",
+      safetensors_bytes(R"({"w":{"dtype":"F8","shape":[2,3],"data_offsets":[0,24]}})", data),
+      "tensor 'w': unknown dtype 'F8'");
+  expect_error(
+      "size.safetensors",
+      safetensors_bytes(R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,24]}})", data),
+      "tensor 'w': [2, 2] F32 needs 16 bytes");
   expect_error("overlap.safetensors",
                safetensors_bytes(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
                                  R"("b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})",
                                  data),
                "overlap");
   expect_error("backwards.safetensors",
-               safetensors_bytes(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", data), "backwards");
+               safetensors_bytes(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", data),
+               "backwards");
 }
 
 TEST(Safetensors, ShardedSetFollowsTheIndex) {
@@ -192,15 +203,20 @@ TEST(Safetensors, ShardedSetFollowsTheIndex) {
   EXPECT_EQ(set->files().size(), 2u);
   EXPECT_EQ(set->tensors().size(), 2u);
 
-  spit(dir / "model.safetensors.index.json",
-       R"({"weight_map":{"a":"model-00001-of-00002.safetensors","c":"model-00002-of-00002.safetensors"}})");
+  spit(
+      dir / "model.safetensors.index.json",
+      R"({"weight_map":{"a":"model-00001-of-00002.safetensors","c":"model-00002-of-00002.safetensors"}})");
   std::string msg = error_of([&] { SafetensorsSet::open(dir.path()); });
-  EXPECT_NE(msg.find("tensor 'c' is listed in the index but not in its shard"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tensor 'c' is listed in the index but not in its shard"), std::string::npos)
+      << msg;
   EXPECT_NE(msg.find("model-00002-of-00002.safetensors"), std::string::npos) << msg;
 
-  spit(dir / "model.safetensors.index.json", R"({"weight_map":{"a":"model-00003-of-00003.safetensors"}})");
+  spit(dir / "model.safetensors.index.json",
+       R"({"weight_map":{"a":"model-00003-of-00003.safetensors"}})");
   msg = error_of([&] { SafetensorsSet::open(dir.path()); });
-  EXPECT_NE(msg.find("shard 'model-00003-of-00003.safetensors' (holding tensor 'a') is missing"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("shard 'model-00003-of-00003.safetensors' (holding tensor 'a') is missing"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Gguf, WriterOutputReadsBackWithUtilReader) {
@@ -210,10 +226,13 @@ TEST(Gguf, WriterOutputReadsBackWithUtilReader) {
   w.set_u32("llama.block_count", 3);
   w.set_f32("llama.rope.freq_base", 500000.0f);
   w.set_bool("tokenizer.ggml.add_bos_token", true);
-  w.set_string_array("tokenizer.ggml.tokens", {"<s>", "a", "\xe2\x96\x81" "b"});
+  w.set_string_array("tokenizer.ggml.tokens", {"<s>", "a",
+                                               "\xe2\x96\x81"
+                                               "b"});
   w.set_i32_array("tokenizer.ggml.token_type", {3, 1, 1});
   std::vector<float> t1 = {1, 2, 3, 4, 5, 6};
-  w.add_tensor("t1", {3, 2}, seqit::gguf::TensorType::f32, [&](uint8_t* d) { std::memcpy(d, t1.data(), 24); });
+  w.add_tensor("t1", {3, 2}, seqit::gguf::TensorType::f32,
+               [&](uint8_t* d) { std::memcpy(d, t1.data(), 24); });
   w.add_tensor("t2", {5}, seqit::gguf::TensorType::f16, [](uint8_t* d) {
     for (int i = 0; i < 5; ++i) {
       uint16_t h = f32_to_f16(0.5f * i);
@@ -227,7 +246,9 @@ TEST(Gguf, WriterOutputReadsBackWithUtilReader) {
   EXPECT_EQ(f->get_int("llama.block_count"), 3);
   EXPECT_EQ(f->get_double("llama.rope.freq_base"), 500000.0);
   EXPECT_TRUE(f->get_bool("tokenizer.ggml.add_bos_token"));
-  EXPECT_EQ(f->get_string_array("tokenizer.ggml.tokens")[2], "\xe2\x96\x81" "b");
+  EXPECT_EQ(f->get_string_array("tokenizer.ggml.tokens")[2],
+            "\xe2\x96\x81"
+            "b");
   EXPECT_EQ(f->get_int_array("tokenizer.ggml.token_type"), (std::vector<int64_t>{3, 1, 1}));
   EXPECT_EQ(f->get_int("general.alignment"), 32);
   const auto* ti = f->tensor("t1");
@@ -246,7 +267,8 @@ TEST(Gguf, WriterOutputReadsBackWithUtilReader) {
   copy.write(dir / "copy.gguf");
   auto g = seqit::gguf::File::open(dir / "copy.gguf");
   EXPECT_EQ(g->keys(), f->keys());
-  EXPECT_EQ(g->get_string_array("tokenizer.ggml.tokens"), f->get_string_array("tokenizer.ggml.tokens"));
+  EXPECT_EQ(g->get_string_array("tokenizer.ggml.tokens"),
+            f->get_string_array("tokenizer.ggml.tokens"));
 }
 
 TEST(Llama2c, Stories260KHeaderAndWeights) {
@@ -342,7 +364,8 @@ TEST(Permute, InterleavedAndHalfLayoutsAreInverse) {
   std::vector<float> in(2 * 4 * 3), mid(in.size()), back(in.size());
   for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>(i);
   permute_rope_rows(in.data(), mid.data(), 2, 4, 3, RopeLayout::interleaved, RopeLayout::half);
-  // half row 1 (real part of pair 1) = interleaved row 2; half row 2 (imag of pair 0) = interleaved row 1.
+  // half row 1 (real part of pair 1) = interleaved row 2; half row 2 (imag of pair 0) = interleaved
+  // row 1.
   EXPECT_EQ(mid[1 * 3], in[2 * 3]);
   EXPECT_EQ(mid[2 * 3], in[1 * 3]);
   EXPECT_EQ(mid[(4 + 3) * 3 + 2], in[(4 + 3) * 3 + 2]);
@@ -362,30 +385,35 @@ TEST(Checkpoint, MissingAndMisshapenTensorsAreNamed) {
   for (const WeightSpec& spec : expected_weights(cfg)) {
     if (spec.name == "model.layers.1.mlp.up_proj.weight") continue;
     std::vector<int64_t> shape = spec.shape;
-    if (spec.name == "model.layers.0.self_attn.k_proj.weight") shape = {cfg.q_dim(), cfg.hidden_size};
+    if (spec.name == "model.layers.0.self_attn.k_proj.weight")
+      shape = {cfg.q_dim(), cfg.hidden_size};
     w.add(spec.name, StorageType::f32, shape, [](uint8_t*) {});
   }
   fs::create_directories(dir / "bad");
   fs::copy_file(dir / "m" / "config.json", dir / "bad" / "config.json");
   w.write(dir / "bad" / "model.safetensors");
   std::string msg = error_of([&] { Checkpoint::open(dir / "bad"); });
-  EXPECT_NE(msg.find("tensor 'model.layers.0.self_attn.k_proj.weight' has shape [16, 16], but the config expects [8, 16]"),
+  EXPECT_NE(msg.find("tensor 'model.layers.0.self_attn.k_proj.weight' has shape [16, 16], but the "
+                     "config expects [8, 16]"),
             std::string::npos)
       << msg;
   EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
 
   SafetensorsWriter w2;
   for (const WeightSpec& spec : expected_weights(cfg)) {
-    if (spec.name != "model.layers.1.mlp.up_proj.weight") w2.add(spec.name, StorageType::bf16, spec.shape, [](uint8_t*) {});
+    if (spec.name != "model.layers.1.mlp.up_proj.weight")
+      w2.add(spec.name, StorageType::bf16, spec.shape, [](uint8_t*) {});
   }
   w2.write(dir / "bad" / "model.safetensors");
   msg = error_of([&] { Checkpoint::open(dir / "bad"); });
-  EXPECT_NE(msg.find("tensor 'model.layers.1.mlp.up_proj.weight' is missing"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tensor 'model.layers.1.mlp.up_proj.weight' is missing"), std::string::npos)
+      << msg;
 
   // A weight stored as an integer type.
   SafetensorsWriter w3;
   for (const WeightSpec& spec : expected_weights(cfg)) {
-    w3.add(spec.name, spec.name == "model.norm.weight" ? StorageType::i32 : StorageType::f32, spec.shape, [](uint8_t*) {});
+    w3.add(spec.name, spec.name == "model.norm.weight" ? StorageType::i32 : StorageType::f32,
+           spec.shape, [](uint8_t*) {});
   }
   w3.write(dir / "bad" / "model.safetensors");
   msg = error_of([&] { Checkpoint::open(dir / "bad"); });
@@ -410,14 +438,17 @@ TEST(Convert, RoundTripsAreExactInF32AndKeepTheLayout) {
     expect_same_weights(weights, *hf);
     expect_same_weights(weights, *gg);
     // HF -> GGUF -> HF through convert_model.
-    convert_model(dir / (arch + ".gguf"), dir / (arch + "-back"), ExportFormat::hf, std::nullopt, std::nullopt);
+    convert_model(dir / (arch + ".gguf"), dir / (arch + "-back"), ExportFormat::hf, std::nullopt,
+                  std::nullopt);
     expect_same_weights(weights, *Checkpoint::open(dir / (arch + "-back")));
   }
-  // In the llama GGUF file q/k rows are stored interleaved: row 1 of head 0 there is half-layout row 2.
+  // In the llama GGUF file q/k rows are stored interleaved: row 1 of head 0 there is half-layout
+  // row 2.
   auto gfile = seqit::gguf::File::open(dir / "llama.gguf");
   const auto* q = gfile->tensor("blk.0.attn_q.weight");
   std::vector<float> hf_q(16 * 16);
-  RandomWeights(tiny_config(), 42).read_f32({"model.layers.0.self_attn.q_proj.weight", {16, 16}}, hf_q.data());
+  RandomWeights(tiny_config(), 42)
+      .read_f32({"model.layers.0.self_attn.q_proj.weight", {16, 16}}, hf_q.data());
   std::vector<float> row(16);
   std::memcpy(row.data(), q->data + 1 * 16 * 4, 64);
   for (int k = 0; k < 16; ++k) EXPECT_EQ(row[k], hf_q[2 * 16 + k]);
@@ -508,7 +539,8 @@ TEST(Config, HfConfigsOfTheThreeFamilies) {
     EXPECT_GE(ratio, previous_ratio - 1e-12) << i;
     previous_ratio = ratio;
   }
-  // One value by hand: i = 20, theta^(-40/64) with theta 5e5, wavelength ~ 2*pi*3654 = 22960 > 8192.
+  // One value by hand: i = 20, theta^(-40/64) with theta 5e5, wavelength ~ 2*pi*3654 = 22960 >
+  // 8192.
   EXPECT_NEAR(scaled[20], std::pow(500000.0, -40.0 / 64) / 32, 1e-15);
 
   ModelConfig qwen = parse_hf_config(R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 896,
@@ -523,11 +555,12 @@ TEST(Config, HfConfigsOfTheThreeFamilies) {
   EXPECT_EQ(qwen.head_dim, 64);
   EXPECT_FALSE(qwen.sliding_window.has_value());
 
-  ModelConfig mistral = parse_hf_config(R"({"architectures": ["MistralForCausalLM"], "hidden_size": 4096,
+  ModelConfig mistral =
+      parse_hf_config(R"({"architectures": ["MistralForCausalLM"], "hidden_size": 4096,
     "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
     "max_position_embeddings": 32768, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "vocab_size": 32000,
     "sliding_window": 4096, "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu"})",
-                                        "mistral.json");
+                      "mistral.json");
   EXPECT_EQ(mistral.architecture, "mistral");
   EXPECT_EQ(mistral.sliding_window, 4096);
   EXPECT_FALSE(mistral.tie_word_embeddings);
@@ -546,19 +579,35 @@ TEST(Config, BadConfigsNameTheField) {
   });
   EXPECT_NE(msg.find("unsupported architecture 'GPT2LMHeadModel'"), std::string::npos) << msg;
   msg = error_of([] {
-    parse_hf_config(R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    parse_hf_config(
+        R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
       "num_attention_heads": 6, "num_key_value_heads": 4, "vocab_size": 10})",
-                    "c.json");
+        "c.json");
   });
   EXPECT_NE(msg.find("num_key_value_heads"), std::string::npos) << msg;
-  msg = error_of([] { parse_hf_config(R"({"model_type": "llama", "hidden_size": 64})", "c.json"); });
+  msg =
+      error_of([] { parse_hf_config(R"({"model_type": "llama", "hidden_size": 64})", "c.json"); });
   EXPECT_NE(msg.find("lacks 'vocab_size'"), std::string::npos) << msg;
   msg = error_of([] {
-    parse_hf_config(R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    parse_hf_config(
+        R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
       "num_attention_heads": 4, "vocab_size": 10, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})",
-                    "c.json");
+        "c.json");
   });
   EXPECT_NE(msg.find("unsupported rope_scaling type 'yarn'"), std::string::npos) << msg;
+  // Issue 17: 2^31 layers made the loader allocate ~100 MB/s until bad_alloc.
+  msg = error_of([] {
+    parse_hf_config(R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+      "num_hidden_layers": 2147483648, "num_attention_heads": 4, "vocab_size": 10})",
+                    "c.json");
+  });
+  EXPECT_NE(msg.find("num_hidden_layers is 2147483648, over the limit"), std::string::npos) << msg;
+  msg = error_of([] {
+    parse_hf_config(R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 1099511627776})",
+                    "c.json");
+  });
+  EXPECT_NE(msg.find("vocab_size"), std::string::npos) << msg;
 }
 
 TEST(Convert, Llama3RopeScalingTravelsThroughGgufAsRopeFreqs) {
@@ -577,7 +626,8 @@ TEST(Convert, Llama3RopeScalingTravelsThroughGgufAsRopeFreqs) {
   auto a = cfg.rope_inv_freq(), b = gg->config().rope_inv_freq();
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], 1e-6 * a[i]);
-  EXPECT_NE(a.front() / a.back(), std::pow(500000.0, 6.0 / 8)) << "scaling must change the frequencies";
+  EXPECT_NE(a.front() / a.back(), std::pow(500000.0, 6.0 / 8))
+      << "scaling must change the frequencies";
 }
 
 TEST(ConvertCli, WritesBothFormatsAndReportsBadInputOnce) {
@@ -588,7 +638,11 @@ TEST(ConvertCli, WritesBothFormatsAndReportsBadInputOnce) {
   std::string seqit = shell_quote(seqit_binary().string());
   std::string bin = shell_quote(shared_data("models/stories260K/stories260K.bin").string());
   std::string out;
-  ASSERT_EQ(run_command(seqit + " convert --in " + bin + " --out " + shell_quote((dir / "hf").string()) + " --to hf", &out), 0) << out;
+  ASSERT_EQ(run_command(seqit + " convert --in " + bin + " --out " +
+                            shell_quote((dir / "hf").string()) + " --to hf",
+                        &out),
+            0)
+      << out;
   ASSERT_EQ(run_command(seqit + " convert --in " + shell_quote((dir / "hf").string()) + " --out " +
                             shell_quote((dir / "m.gguf").string()) + " --to gguf --dtype f16",
                         &out),
@@ -598,8 +652,8 @@ TEST(ConvertCli, WritesBothFormatsAndReportsBadInputOnce) {
   EXPECT_EQ(gg->preferred_type(), StorageType::f16);
   EXPECT_EQ(gg->config().hidden_size, 64);
   spit(dir / "junk.bin", std::string(64, 'x'));
-  int rc = run_command(seqit + " convert --in " + shell_quote((dir / "junk.bin").string()) + " --out " +
-                           shell_quote((dir / "o").string()) + " --to hf",
+  int rc = run_command(seqit + " convert --in " + shell_quote((dir / "junk.bin").string()) +
+                           " --out " + shell_quote((dir / "o").string()) + " --to hf",
                        &out);
   EXPECT_EQ(rc, 1);
   EXPECT_NE(out.find("seqit: error: "), std::string::npos) << out;
