@@ -1,18 +1,15 @@
 #include "seqinstruct/report.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <plplot.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "chart/png.h"
 #include "util/error.h"
 #include "util/file_io.h"
 
@@ -233,49 +230,16 @@ RunReport build_report(const PipelineResult& result, const PipelineOptions& opti
 
 namespace {
 
-std::mutex plplot_mutex;  // PLplot keeps global state: one chart at a time
-
-bool has_pngcairo() {
-  std::vector<PLCHAR_VECTOR> menu_storage(256, nullptr), device_storage(256, nullptr);
-  PLCHAR_VECTOR* menus = menu_storage.data();
-  PLCHAR_VECTOR* devices = device_storage.data();
-  int n = 256;
-  plgDevs(&menus, &devices, &n);
-  for (int i = 0; i < n; ++i)
-    if (devices[i] && std::string_view(devices[i]) == "pngcairo") return true;
-  return false;
-}
-
 // Grouped bars: for each iteration, A/B/C/D of this run (solid) beside the paper's (light).
 void write_options_chart(const fs::path& png, const RunReport& report) {
-  const fs::path temp =
-      png.parent_path() / fmt::format(".{}.tmp.{}", png.filename().string(), ::getpid());
-  {
-    int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-      throw Error(fmt::format("cannot write the chart: {}", std::strerror(errno)))
-          .in_file(png.string());
-    ::close(fd);
-  }
-  std::lock_guard lock(plplot_mutex);
-  if (!has_pngcairo()) {
-    fs::remove(temp);
-    throw Error("PLplot has no pngcairo device: install plplot-driver-cairo").in_file(png.string());
-  }
   const auto& paper = paper_alpaca_options();
   const int passes = std::max(1, report.iterations);
-  PLINT stream = 0;
-  plmkstrm(&stream);
-  plsdev("pngcairo");
-  plsfnam(temp.c_str());
-  plspage(0, 0, 1200, 700, 0, 0);
-  plscol0(0, 255, 255, 255);
-  plscol0(1, 40, 40, 40);
-  plscol0(2, 20, 80, 170);    // this run
-  plscol0(3, 170, 200, 235);  // the paper
-  plscol0(4, 225, 225, 225);
-  plspause(0);
-  plinit();
+  const chart::Palette palette = {{255, 255, 255},   // background
+                                   {40, 40, 40},      // ink
+                                   {20, 80, 170},     // this run
+                                   {170, 200, 235},   // the paper
+                                   {225, 225, 225}};  // grid
+  chart::write_png(png, 1200, 700, palette, [&] {
   pladv(0);
   plvpor(0.08, 0.97, 0.12, 0.88);
   const double groups = passes * 4.0;
@@ -317,10 +281,7 @@ void write_options_chart(const fs::path& png, const RunReport& report) {
       fmt::format("Options per iteration: this run (dark, {} items) vs the paper's Alpaca (light)",
                   report.complete)
           .c_str());
-  plend1();
-  std::error_code ec;
-  fs::rename(temp, png, ec);
-  if (ec) throw Error("cannot write the chart: " + ec.message()).in_file(png.string());
+  });
 }
 
 }  // namespace

@@ -1,18 +1,15 @@
 #include "study/report.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <plplot.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "chart/png.h"
 #include "eval/metrics.h"
 #include "util/error.h"
 #include "util/file_io.h"
@@ -161,54 +158,14 @@ StudyReport build_study_report(const std::vector<synth::Item>& items,
 
 namespace {
 
-std::mutex plplot_mutex;
-
-bool has_pngcairo() {
-  std::vector<PLCHAR_VECTOR> menu_storage(256, nullptr), device_storage(256, nullptr);
-  PLCHAR_VECTOR* menus = menu_storage.data();
-  PLCHAR_VECTOR* devices = device_storage.data();
-  int n = 256;
-  plgDevs(&menus, &devices, &n);
-  for (int i = 0; i < n; ++i)
-    if (devices[i] && std::string_view(devices[i]) == "pngcairo") return true;
-  return false;
-}
-
 const int kArmColours[][3] = {
     {110, 110, 110}, {20, 80, 170}, {220, 120, 30}, {170, 40, 40}, {40, 140, 60}};
 
-// A PNG drawn by `draw` (between plinit and plend1), written beside the target and renamed.
-void with_png(const fs::path& png, int width, int height, size_t arms,
-              const std::function<void()>& draw) {
-  const fs::path temp =
-      png.parent_path() / fmt::format(".{}.tmp.{}", png.filename().string(), ::getpid());
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    throw Error(fmt::format("cannot write the chart: {}", std::strerror(errno)))
-        .in_file(png.string());
-  ::close(fd);
-  std::lock_guard lock(plplot_mutex);
-  if (!has_pngcairo()) {
-    fs::remove(temp);
-    throw Error("PLplot has no pngcairo device: install plplot-driver-cairo").in_file(png.string());
-  }
-  PLINT stream = 0;
-  plmkstrm(&stream);
-  plsdev("pngcairo");
-  plsfnam(temp.c_str());
-  plspage(0, 0, width, height, 0, 0);
-  plscol0(0, 255, 255, 255);
-  plscol0(1, 40, 40, 40);
-  plscol0(2, 225, 225, 225);
-  for (size_t a = 0; a < arms && a < 5; ++a)
-    plscol0(static_cast<PLINT>(3 + a), kArmColours[a][0], kArmColours[a][1], kArmColours[a][2]);
-  plspause(0);
-  plinit();
-  draw();
-  plend1();
-  std::error_code ec;
-  fs::rename(temp, png, ec);
-  if (ec) throw Error("cannot write the chart: " + ec.message()).in_file(png.string());
+// A PNG drawn by `draw`, with ink, grid and the arm colours in the palette (arm a is colour 3 + a).
+void with_png(const fs::path& png, int width, int height, const std::function<void()>& draw) {
+  chart::Palette palette = {{255, 255, 255}, {40, 40, 40}, {225, 225, 225}};
+  for (const auto& c : kArmColours) palette.push_back({c[0], c[1], c[2]});
+  chart::write_png(png, width, height, palette, draw);
 }
 
 void legend(const std::vector<std::string>& arms) {
@@ -314,7 +271,7 @@ void write_study_report(const fs::path& dir, const StudyReport& r, const std::ve
   write_file_atomic(dir / "report.md", md);
 
   // scores.png: final accuracy and following rate against chain length, one line per arm.
-  with_png(dir / "scores.png", 1200, 560, arms.size(), [&] {
+  with_png(dir / "scores.png", 1200, 560, [&] {
     const double lo = lengths.empty() ? 1 : *lengths.begin(),
                  hi = lengths.empty() ? 5 : *lengths.rbegin();
     const char* panels[] = {"final_accuracy", "following"};
@@ -347,7 +304,7 @@ void write_study_report(const fs::path& dir, const StudyReport& r, const std::ve
   });
 
   // loss.png: the training loss of every run, coloured by arm.
-  with_png(dir / "loss.png", 1200, 600, arms.size(), [&] {
+  with_png(dir / "loss.png", 1200, 600, [&] {
     double max_step = 1, lo = 1e30, hi = -1e30;
     for (const auto& run : runs)
       for (const auto& row : run.metrics)

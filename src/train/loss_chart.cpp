@@ -1,16 +1,13 @@
 #include "train/loss_chart.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <plplot.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <mutex>
 
+#include "chart/png.h"
 #include "util/error.h"
 #include "util/file_io.h"
 
@@ -30,23 +27,8 @@ std::vector<double> smooth_ema(const std::vector<double>& values, double weight)
 
 namespace {
 
-// PLplot keeps global state (streams, the current device): one chart at a time.
-std::mutex plplot_mutex;
-
 // Colour map 0 entries the chart uses.
 enum Colour : PLINT { kBackground = 0, kInk, kRaw, kSmooth, kEval, kLr, kGrid, kColours };
-
-bool has_device(const char* name) {
-  // plgDevs fills caller-provided arrays of n entries: (*p_menustr)[i], (*p_devname)[i].
-  std::vector<PLCHAR_VECTOR> menu_storage(256, nullptr), device_storage(256, nullptr);
-  PLCHAR_VECTOR* menus = menu_storage.data();
-  PLCHAR_VECTOR* devices = device_storage.data();
-  int n = 256;
-  plgDevs(&menus, &devices, &n);
-  for (int i = 0; i < n; ++i)
-    if (devices[i] && std::string_view(devices[i]) == name) return true;
-  return false;
-}
 
 struct Range {
   double lo = HUGE_VAL, hi = -HUGE_VAL;
@@ -132,40 +114,15 @@ void write_loss_chart(const fs::path& png, const std::vector<MetricsRow>& rows,
     subtitle += fmt::format("{}eval {:.4f} at step {}", subtitle.empty() ? "" : ", ", eval_y.back(),
                             int64_t(eval_x.back()));
 
-  // PLplot writes the file itself; it goes to a temporary beside the target, then replaces it.
-  fs::path temp =
-      png.parent_path() / fmt::format(".{}.tmp.{}", png.filename().string(), ::getpid());
-  {
-    int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-      throw Error(fmt::format("cannot write the chart: {}", std::strerror(errno)))
-          .in_file(png.string());
-    ::close(fd);
-  }
-
-  {
-    std::lock_guard<std::mutex> lock(plplot_mutex);
-    // PLplot exits the process on a fatal error; everything that could fail (the device, the
-    // output file) is checked before plinit.
-    if (!has_device("pngcairo")) {
-      fs::remove(temp);
-      throw Error("PLplot has no pngcairo device: install plplot-driver-cairo")
-          .in_file(png.string());
-    }
-    PLINT stream = 0;
-    plmkstrm(&stream);
-    plsdev("pngcairo");
-    plsfnam(temp.c_str());
-    plspage(0, 0, options.width, options.height, 0, 0);
-    plscol0(kBackground, 255, 255, 255);
-    plscol0(kInk, 40, 40, 40);
-    plscol0(kRaw, 160, 190, 230);
-    plscol0(kSmooth, 20, 80, 170);
-    plscol0(kEval, 215, 60, 40);
-    plscol0(kLr, 40, 140, 60);
-    plscol0(kGrid, 225, 225, 225);
-    plspause(0);
-    plinit();
+  chart::Palette palette(kColours);
+  palette[kBackground] = {255, 255, 255};
+  palette[kInk] = {40, 40, 40};
+  palette[kRaw] = {160, 190, 230};
+  palette[kSmooth] = {20, 80, 170};
+  palette[kEval] = {215, 60, 40};
+  palette[kLr] = {40, 140, 60};
+  palette[kGrid] = {225, 225, 225};
+  chart::write_png(png, options.width, options.height, palette, [&] {
     pladv(0);
     plschr(0, 0.85);
 
@@ -232,23 +189,7 @@ void write_loss_chart(const fs::path& png, const std::vector<MetricsRow>& rows,
     plmtex("b", 2.6, 0.5, 0.5, "step");
     plmtex("l", 3.6, 0.5, 0.5, lr_label.c_str());
     line(lr_x, lr_y, kLr, 2.0);
-
-    plend1();
-  }
-
-  // Replace the chart atomically (and durably) with what PLplot wrote.
-  try {
-    std::string bytes = read_file(temp);
-    fs::remove(temp);
-    if (bytes.size() < 8 || bytes.compare(1, 3, "PNG") != 0)
-      throw Error("PLplot wrote no PNG (is plplot-driver-cairo installed?)");
-    write_file_atomic(png, bytes);
-  } catch (Error& e) {
-    std::error_code ec;
-    fs::remove(temp, ec);
-    e.add_context(ErrorContext{png.string(), 0, 0, -1, ""});
-    throw;
-  }
+  });
 }
 
 }  // namespace seqit::train
