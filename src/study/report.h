@@ -25,7 +25,10 @@ namespace seqit::study {
 struct ArmRun {
   std::string arm;  // "it", "sit", "it_matched", "sit_corrupted"
   uint64_t seed = 0;
-  std::vector<synth::Grade> grades;        // one per evaluation item, in item order
+  std::vector<synth::Grade> grades;  // one per evaluation item, in item order
+  // The sanity gate's items (single tasks, training phrasings, held-out inputs); empty: the gate
+  // reads the single-step evaluation chains instead.
+  std::vector<synth::Grade> gate_grades;
   std::vector<train::MetricsRow> metrics;  // the training run's rows
   std::string results_file;                // where the grades came from (for traceability)
 };
@@ -44,7 +47,8 @@ struct StudyReport {
   };
   std::map<std::string, std::map<int, std::map<std::string, Cell>>> table;
   std::vector<Comparison> comparisons;
-  double gate_value = 0;  // the IT arm's single-task final accuracy (mean over seeds)
+  bool gate_on_gate_items = false;  // measured on the gate items (else on 1-step eval chains)
+  double gate_value = 0;            // the baseline's single-task final accuracy (mean over seeds)
   double gate = 0.8;
   bool meaningful = false;
   std::string verdict;

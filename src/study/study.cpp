@@ -11,7 +11,10 @@
 #include "study/report.h"
 #include "study/scratch_model.h"
 #include "study/world_eval.h"
+#include "synth/chain.h"
+#include "synth/rng.h"
 #include "synth/split.h"
+#include "synth/task.h"
 #include "synth/world_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 #include "train/metrics.h"
@@ -260,6 +263,23 @@ std::vector<synth::Item> eval_items(const StudySettings& s) {
   return synth::make_eval_items(s.data_seed * 1000003 + 17, s.eval_per_length, s.eval_max_steps);
 }
 
+// The sanity gate's items: single atomic tasks in their *training* phrasings on *held-out* inputs
+// — can the IT model do the tasks it was taught, on inputs it has not seen?
+std::vector<synth::Item> gate_items(const StudySettings& s) {
+  synth::Rng rng(s.data_seed * 7919 + 5);
+  std::vector<synth::Item> out;
+  for (int64_t i = 0; i < s.eval_per_length; ++i) {
+    const synth::TaskId t = rng.pick(synth::atomic_tasks());
+    std::vector<synth::Kind> kinds;
+    for (synth::Kind k : synth::kInputKinds)
+      if (synth::accepts(t, k)) kinds.push_back(k);
+    const std::string input = synth::random_split_input(rng.pick(kinds), synth::Split::kEval, rng);
+    synth::Chain chain{{{t, synth::random_phrasing(t, false, rng)}}, synth::Connective::kFirstThen};
+    out.push_back(synth::make_item(fmt::format("synth-gate-{:05d}", i), std::move(chain), input));
+  }
+  return out;
+}
+
 }  // namespace
 
 StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyProgress& progress) {
@@ -290,7 +310,9 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
       "data", data_key(s), [&](const fs::path& dir) { return write_arms(dir, world.dir, s); },
       &data_summary);
 
-  const std::vector<synth::Item> items = eval_items(s);
+  const std::vector<synth::Item> items = eval_items(s), gates = gate_items(s);
+  std::vector<synth::Item> asked = items;
+  asked.insert(asked.end(), gates.begin(), gates.end());
   std::vector<ArmRun> runs;
   for (const auto& arm : s.arms) {
     for (uint64_t seed : s.seeds) {
@@ -307,7 +329,8 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
             return json{{"steps", result.steps}, {"final_loss", result.last_loss}};
           });
       const std::string ename = eval_name(arm, seed);
-      started(ename, fmt::format("{} held-out chains", items.size()));
+      started(ename,
+              fmt::format("{} held-out chains and {} gate items", items.size(), gates.size()));
       store.run(ename, eval_key(s, train), [&](const fs::path& dir) {
         llm::LocalBackendOptions lo;
         lo.max_batch = 16;
@@ -322,8 +345,9 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
         eo.progress = [&](int64_t done, int64_t) {
           if (bar) bar->set(done);
         };
-        const auto grades = evaluate_world(*backend, items, dir / "results.jsonl", eo);
+        auto grades = evaluate_world(*backend, asked, dir / "results.jsonl", eo);
         if (bar) bar->finish();
+        grades.resize(items.size());
         const auto scores = score_by_length(items, grades);
         return json{{"final_accuracy", scores.all.final_accuracy},
                     {"following", scores.all.following_rate}};
@@ -335,6 +359,7 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
       run.seed = seed;
       run.results_file = fs::relative(ev.dir / "results.jsonl", out).string();
       run.grades = read_grades(items, ev.dir / "results.jsonl");
+      run.gate_grades = read_grades(gates, ev.dir / "results.jsonl");
       run.metrics = train::read_metrics(train.dir / "run" / "metrics.jsonl");
       runs.push_back(std::move(run));
     }
@@ -349,11 +374,12 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
       "passes; arm sizes: {}\n- model: from scratch, hidden {}, {} layers, {} heads ({} kv), ffn "
       "{}, context {}\n- training: {} steps of {} rows (max {} tokens), lr {}, warmup {}\n- "
       "evaluation: {} held-out chains of each length 1..{} (held-out phrasings, task pairs and "
-      "inputs), greedy, {} tokens\n- all settings: `{}`\n",
+      "inputs), greedy, {} tokens; gate: {} single tasks in training phrasings on held-out "
+      "inputs\n- all settings: `{}`\n",
       s.name, fmt::join(s.arms, ", "), fmt::join(s.seeds, ", "), s.items, s.data_seed, s.iterations,
       data_summary.dump(), s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.context, s.steps,
       s.micro_batch, s.max_len, s.lr, s.warmup_ratio, s.eval_per_length, s.eval_max_steps,
-      s.eval_max_tokens, (out / "settings.json").string());
+      s.eval_max_tokens, gates.size(), (out / "settings.json").string());
   write_study_report(report_dir, report, runs, settings_md);
   return {report_dir, report.verdict, report.meaningful};
 }

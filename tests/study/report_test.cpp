@@ -22,7 +22,7 @@ synth::Grade grade(size_t steps, bool all_right) {
 std::vector<ArmRun> runs(const std::vector<synth::Item>& items, double it_single) {
   std::vector<ArmRun> out;
   for (uint64_t seed : {1, 2}) {
-    ArmRun it{"it", seed, {}, {}, "it.jsonl"}, sit{"sit", seed, {}, {}, "sit.jsonl"};
+    ArmRun it{"it", seed, {}, {}, {}, "it.jsonl"}, sit{"sit", seed, {}, {}, {}, "sit.jsonl"};
     size_t k = 0, single = 0;
     for (const auto& item : items) {
       const size_t n = item.chain.steps.size();
@@ -84,6 +84,18 @@ TEST(StudyReport, MissedGateGivesNoVerdict) {
   EXPECT_DOUBLE_EQ(report.gate_value, 0.5);
   EXPECT_FALSE(report.meaningful);
   EXPECT_EQ(report.verdict.rfind("No verdict", 0), 0u) << report.verdict;
+}
+
+TEST(StudyReport, GateItemsDecideTheGateWhenPresent) {
+  const auto items = synth::make_eval_items(5, 4, 3);
+  auto r = runs(items, 0.0);  // IT misses every held-out single-step chain ...
+  for (auto& run : r)
+    if (run.arm == "it")  // ... but does 9 of 10 gate tasks (training phrasings, new inputs)
+      for (int i = 0; i < 10; ++i) run.gate_grades.push_back(grade(1, i != 0));
+  const StudyReport report = build_study_report(items, r);
+  EXPECT_TRUE(report.gate_on_gate_items);
+  EXPECT_DOUBLE_EQ(report.gate_value, 0.9);
+  EXPECT_TRUE(report.meaningful);
 }
 
 }  // namespace
