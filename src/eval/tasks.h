@@ -1,0 +1,42 @@
+// The evaluation tasks (SIT_SPEC §5 for their settings; docs/eval.md for prompts and metrics) and
+// the named suites. Each factory loads the task's data from options.data_dir and throws
+// seqit::Error naming the file, line and field when it is malformed.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "eval/task.h"
+
+namespace seqit::eval {
+
+// gsm8k, mgsm_cot_en, mgsm_trans_cot, mmlu, arc_challenge, sifo (more as they are added); throws
+// for an unknown name with the list of known ones.
+std::unique_ptr<Task> make_task(const std::string& name, const TaskOptions& options);
+const std::vector<std::string>& task_names();
+// One-line description of a task, for --help.
+std::string task_summary(const std::string& name);
+
+// Suites: `quick` (a few items of each generation task), `sequential` (SIFo + CoI + XQuAD: the
+// tasks that exist of them), `paper` (the paper's set, those that exist). Each entry is a task
+// name; the suite's default limit per task is given by suite_limit (-1: all).
+std::vector<std::string> suite_tasks(const std::string& suite);
+int64_t suite_limit(const std::string& suite);
+
+// Factories (one per task file).
+std::unique_ptr<Task> make_gsm8k(const TaskOptions& options);
+std::unique_ptr<Task> make_mgsm_cot_en(const TaskOptions& options);
+std::unique_ptr<Task> make_mgsm_trans_cot(const TaskOptions& options);
+std::unique_ptr<Task> make_mmlu(const TaskOptions& options);
+std::unique_ptr<Task> make_arc_challenge(const TaskOptions& options);
+std::unique_ptr<Task> make_sifo(const TaskOptions& options);
+
+// SIFo's reply reading (sifo.cpp), for the tests: "Answer k: <text>" markers at line starts, the
+// text running to the next marker; and whether one step's answer matches the gold one.
+std::map<int, std::string> parse_sifo_answers(std::string_view reply);
+bool sifo_answer_matches(std::string_view category, std::string_view answer, std::string_view gold);
+
+}  // namespace seqit::eval
