@@ -26,6 +26,8 @@ const std::vector<TaskEntry>& entries() {
       {"mgsm_trans_cot",
        "MGSM, 8-shot, translate into English, think, answer; per language and their average",
        make_mgsm_trans_cot, true},
+      {"bbh", "BIG-Bench Hard, 3-shot chain of thought; exact match per task and the average",
+       make_bbh, true},
       {"mmlu", "MMLU, 5-shot, log-likelihood of ' A'..' D'; accuracy per subject, micro, macro",
        make_mmlu, false},
       {"arc_challenge", "ARC-Challenge, 25-shot, log-likelihood of each choice; acc, acc_norm",
@@ -34,6 +36,9 @@ const std::vector<TaskEntry>& entries() {
        "SIFo sequential instructions; sample accuracy, instruction accuracy, following depth "
        "per category",
        make_sifo, true},
+      {"chain_of_instructions",
+       "Chain-of-Instructions (2 and 3 chained tasks); ROUGE-L of the final output and per step",
+       make_chain_of_instructions, true},
   };
   return list;
 }
@@ -76,10 +81,11 @@ std::vector<std::string> suite_tasks(const std::string& suite) {
     for (const auto& e : entries())
       if (e.generation) out.push_back(e.name);
   } else if (suite == "sequential") {
-    out = {"sifo"};  // + chain-of-instructions and xquad when they exist
+    out = {"sifo", "chain_of_instructions"};  // + xquad when it exists
   } else if (suite == "paper") {
-    out = {"gsm8k", "mgsm_cot_en", "mgsm_trans_cot", "mmlu", "arc_challenge", "sifo"};
-    // + humaneval, xquad, bbh, chain-of-instructions when they exist
+    out = {"gsm8k", "mgsm_cot_en",   "mgsm_trans_cot", "bbh",
+           "mmlu",  "arc_challenge", "sifo",           "chain_of_instructions"};
+    // + humaneval and xquad when they exist
   } else {
     throw Error(fmt::format("unknown suite '{}'; suites: quick, sequential, paper", suite));
   }

@@ -13,8 +13,8 @@
 
 namespace seqit::eval {
 
-// gsm8k, mgsm_cot_en, mgsm_trans_cot, mmlu, arc_challenge, sifo (more as they are added); throws
-// for an unknown name with the list of known ones.
+// gsm8k, mgsm_cot_en, mgsm_trans_cot, bbh, mmlu, arc_challenge, sifo, chain_of_instructions (more
+// as they are added); throws for an unknown name with the list of known ones.
 std::unique_ptr<Task> make_task(const std::string& name, const TaskOptions& options);
 const std::vector<std::string>& task_names();
 // One-line description of a task, for --help.
@@ -33,10 +33,19 @@ std::unique_ptr<Task> make_mgsm_trans_cot(const TaskOptions& options);
 std::unique_ptr<Task> make_mmlu(const TaskOptions& options);
 std::unique_ptr<Task> make_arc_challenge(const TaskOptions& options);
 std::unique_ptr<Task> make_sifo(const TaskOptions& options);
+std::unique_ptr<Task> make_bbh(const TaskOptions& options);
+std::unique_ptr<Task> make_chain_of_instructions(const TaskOptions& options);
 
 // SIFo's reply reading (sifo.cpp), for the tests: "Answer k: <text>" markers at line starts, the
 // text running to the next marker; and whether one step's answer matches the gold one.
 std::map<int, std::string> parse_sifo_answers(std::string_view reply);
 bool sifo_answer_matches(std::string_view category, std::string_view answer, std::string_view gold);
+
+// BBH (bbh.cpp): the extracted answer against the target, trimmed, a final '.' dropped; a target
+// "(B)" also accepts "B" and "(B) <option text>".
+bool bbh_answer_matches(std::string_view answer, std::string_view target);
+// Chain-of-Instructions (chain_of_instructions.cpp): the steps of a marked output,
+// "Task 1 output and task 2 input: A  Task 2 output: B" -> {1: "A", 2: "B"}.
+std::map<int, std::string> split_coi_steps(std::string_view text);
 
 }  // namespace seqit::eval

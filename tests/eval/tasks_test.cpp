@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eval/metrics.h"
 #include "eval/prompting.h"
 #include "eval/report.h"
 #include "eval/tasks.h"
@@ -332,6 +333,65 @@ TEST(SifoTask, PromptAndStepMetrics) {
   const auto plain = eval::make_task("sifo", o);
   EXPECT_TRUE(plain->requests(0).at(0).prompt.ends_with("\nAnswer 1:"));
   EXPECT_EQ(plain->score(0, {reply(" 16\nAnswer 2: 13")}).scores.at("following_depth"), 2);
+}
+
+TEST(BbhTask, ThreeWorkedExemplarsAndTheAnswerCue) {
+  auto o = options_for(shared_data("eval"));
+  o.limit = 1;
+  o.groups = {"boolean_expressions", "date_understanding"};
+  const auto task = eval::make_task("bbh", o);
+  ASSERT_EQ(task->size(), 2u);
+  EXPECT_EQ(task->item_id(0), "boolean_expressions/0");
+  const std::string text = task->requests(0).at(0).messages.at(0).content;
+  EXPECT_TRUE(
+      text.starts_with("Evaluate the result of a random Boolean expression.\n\nQ: not ( "
+                       "( not not True ) ) is\nA: Let's think step by step.\n"))
+      << text;
+  EXPECT_TRUE(text.ends_with("So the answer is True.\n\nQ: not ( True ) and ( True ) is")) << text;
+  size_t shots = 0;
+  for (size_t p = text.find("\nA: "); p != std::string::npos; p = text.find("\nA: ", p + 1))
+    ++shots;
+  EXPECT_EQ(shots, 3u);
+  auto s = task->score(0, {reply("not True is False, and so on. So the answer is False.")});
+  EXPECT_EQ(s.scores.at("em"), 1);
+  EXPECT_EQ(s.group, "boolean_expressions");
+  EXPECT_EQ(task->score(0, {reply("So the answer is True.")}).scores.at("em"), 0);
+  EXPECT_FALSE(task->score(0, {reply("False")}).answer_found);
+  EXPECT_TRUE(eval::bbh_answer_matches("B", "(B)"));
+  EXPECT_TRUE(eval::bbh_answer_matches("(B) 12/14/2026", "(B)"));
+  EXPECT_FALSE(eval::bbh_answer_matches("(C)", "(B)"));
+  EXPECT_FALSE(eval::bbh_answer_matches("valid", "invalid"));
+}
+
+TEST(ChainOfInstructionsTask, StepsAndRougeL) {
+  const auto steps = eval::split_coi_steps(
+      "Task 1 output and task 2 input: They prepared.  Task 2 output: The input is not ironic");
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps.at(1), "They prepared.");
+  EXPECT_EQ(steps.at(2), "The input is not ironic");
+  EXPECT_TRUE(eval::split_coi_steps("no markers here").empty());
+  auto o = options_for(shared_data("eval"));
+  o.limit = 1;
+  const auto task = eval::make_task("chain_of_instructions", o);
+  ASSERT_EQ(task->size(), 2u);
+  EXPECT_EQ(task->item_id(1), "coi3/0");
+  const std::string text = task->requests(0).at(0).messages.at(0).content;
+  EXPECT_NE(text.find("\n\nInput: Sentence1: Danny bought a boat."), std::string::npos) << text;
+  EXPECT_TRUE(text.ends_with("Task 1 output and task 2 input: <result>\nTask 2 output: <result>"))
+      << text;
+  auto perfect =
+      task->score(0, {reply("Task 1 output and task 2 input: They prepared for the "
+                            "start of the race.\nTask 2 output: The input is not ironic")});
+  EXPECT_DOUBLE_EQ(perfect.scores.at("rouge_l_final"), 1.0);
+  EXPECT_DOUBLE_EQ(perfect.scores.at("rouge_l_step1"), 1.0);
+  EXPECT_EQ(perfect.group, "coi2");
+  // Unmarked: the whole reply is the final output; the steps score 0.
+  auto unmarked = task->score(0, {reply("The input is ironic")});
+  EXPECT_FALSE(unmarked.answer_found);
+  EXPECT_NEAR(unmarked.scores.at("rouge_l_final"),
+              eval::rouge_l("The input is ironic", "The input is not ironic").f1, 1e-12);
+  EXPECT_EQ(unmarked.scores.at("rouge_l_step1"), 0);
+  EXPECT_EQ(unmarked.scores.count("rouge_l_step3"), 0u);
 }
 
 TEST(Suites, NameExistingTasks) {
