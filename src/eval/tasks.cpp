@@ -39,6 +39,11 @@ const std::vector<TaskEntry>& entries() {
       {"chain_of_instructions",
        "Chain-of-Instructions (2 and 3 chained tasks); ROUGE-L of the final output and per step",
        make_chain_of_instructions, true},
+      {"xquad",
+       "XQuAD translate-then-answer; follow rate, accuracy, accuracy with follow per language",
+       make_xquad, true},
+      {"humaneval", "HumanEval, n samples at T=0.8 run in the sandbox; pass@1 and pass@10",
+       make_humaneval, false},
   };
   return list;
 }
@@ -81,11 +86,10 @@ std::vector<std::string> suite_tasks(const std::string& suite) {
     for (const auto& e : entries())
       if (e.generation) out.push_back(e.name);
   } else if (suite == "sequential") {
-    out = {"sifo", "chain_of_instructions"};  // + xquad when it exists
+    out = {"sifo", "chain_of_instructions", "xquad"};
   } else if (suite == "paper") {
-    out = {"gsm8k", "mgsm_cot_en",   "mgsm_trans_cot", "bbh",
-           "mmlu",  "arc_challenge", "sifo",           "chain_of_instructions"};
-    // + humaneval and xquad when they exist
+    out = {"gsm8k",         "mgsm_cot_en", "mgsm_trans_cot", "bbh",  "mmlu",
+           "arc_challenge", "humaneval",   "xquad",          "sifo", "chain_of_instructions"};
   } else {
     throw Error(fmt::format("unknown suite '{}'; suites: quick, sequential, paper", suite));
   }

@@ -13,7 +13,8 @@
 
 namespace seqit::eval {
 
-// gsm8k, mgsm_cot_en, mgsm_trans_cot, bbh, mmlu, arc_challenge, sifo, chain_of_instructions (more
+// gsm8k, mgsm_cot_en, mgsm_trans_cot, bbh, mmlu, arc_challenge, sifo, chain_of_instructions, xquad,
+// humaneval (more
 // as they are added); throws for an unknown name with the list of known ones.
 std::unique_ptr<Task> make_task(const std::string& name, const TaskOptions& options);
 const std::vector<std::string>& task_names();
@@ -35,6 +36,8 @@ std::unique_ptr<Task> make_arc_challenge(const TaskOptions& options);
 std::unique_ptr<Task> make_sifo(const TaskOptions& options);
 std::unique_ptr<Task> make_bbh(const TaskOptions& options);
 std::unique_ptr<Task> make_chain_of_instructions(const TaskOptions& options);
+std::unique_ptr<Task> make_xquad(const TaskOptions& options);
+std::unique_ptr<Task> make_humaneval(const TaskOptions& options);
 
 // SIFo's reply reading (sifo.cpp), for the tests: "Answer k: <text>" markers at line starts, the
 // text running to the next marker; and whether one step's answer matches the gold one.
@@ -47,5 +50,17 @@ bool bbh_answer_matches(std::string_view answer, std::string_view target);
 // Chain-of-Instructions (chain_of_instructions.cpp): the steps of a marked output,
 // "Task 1 output and task 2 input: A  Task 2 output: B" -> {1: "A", 2: "B"}.
 std::map<int, std::string> split_coi_steps(std::string_view text);
+
+// XQuAD (xquad.cpp): the reading of one reply against the English gold answers.
+struct XquadReading {
+  bool followed = false;   // a cue (result:, answer:, answer is, result is) was found
+  bool correct = false;    // non-empty prediction contained in a gold answer or containing one
+  std::string prediction;  // lower-cased, after the first cue (or the whole reply)
+};
+XquadReading read_xquad_reply(std::string_view reply, const std::vector<std::string>& golds);
+// HumanEval (humaneval_task.cpp): the completion to append to the prompt, from a chat reply (its
+// first fenced block, else the whole reply; a full definition of the entry point starts on a new
+// line).
+std::string humaneval_completion_from_chat(std::string_view reply, std::string_view entry_point);
 
 }  // namespace seqit::eval

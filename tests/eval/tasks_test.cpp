@@ -394,6 +394,77 @@ TEST(ChainOfInstructionsTask, StepsAndRougeL) {
   EXPECT_EQ(unmarked.scores.count("rouge_l_step3"), 0u);
 }
 
+TEST(XquadTask, TranslateThenAnswerAgainstTheEnglishGold) {
+  const std::vector<std::string> gold = {"Denver Broncos"};
+  auto r = eval::read_xquad_reply("Translation: Who won?\nAnswer: Denver Broncos", gold);
+  EXPECT_TRUE(r.followed);
+  EXPECT_TRUE(r.correct);
+  EXPECT_EQ(r.prediction, "denver broncos");
+  // The earliest cue decides; the prediction is everything after it.
+  r = eval::read_xquad_reply("The answer is the Broncos. Result: no", gold);
+  EXPECT_TRUE(r.followed);
+  EXPECT_EQ(r.prediction, "the broncos. result: no");
+  EXPECT_FALSE(r.correct);
+  // No cue: the whole reply, contained or containing.
+  r = eval::read_xquad_reply("I think the Denver Broncos won it.", gold);
+  EXPECT_FALSE(r.followed);
+  EXPECT_TRUE(r.correct);
+  // An empty prediction is wrong (the reference counted it right).
+  r = eval::read_xquad_reply("Answer:", gold);
+  EXPECT_TRUE(r.followed);
+  EXPECT_FALSE(r.correct);
+  auto o = options_for(shared_data("eval"));
+  o.limit = 1;
+  o.groups = {"de"};
+  const auto task = eval::make_task("xquad", o);
+  ASSERT_EQ(task->size(), 1u);
+  EXPECT_EQ(task->item_id(0), "de/56beb4343aeaaa14008c925b");
+  const std::string text = task->requests(0).at(0).messages.at(0).content;
+  EXPECT_NE(text.find("Question: Wie viele Punkte gab die Verteidigung der Panthers ab?"),
+            std::string::npos)
+      << text;
+  auto s =
+      task->score(0, {reply("Translation: How many points did the defense give up?\nAnswer: 308")});
+  EXPECT_EQ(s.group, "de");
+  EXPECT_EQ(s.scores.at("follow"), 1);
+  EXPECT_EQ(s.scores.at("acc"), 1);
+  EXPECT_EQ(s.scores.at("acc_with_follow"), 1);
+  EXPECT_DOUBLE_EQ(s.scores.at("f1"), 1.0);
+  auto no_cue = task->score(0, {reply("308 points")});
+  EXPECT_EQ(no_cue.scores.at("follow"), 0);
+  EXPECT_EQ(no_cue.scores.at("acc"), 1);
+  EXPECT_EQ(no_cue.scores.at("acc_with_follow"), 0);
+}
+
+TEST(HumanEvalTask, SamplesRunInTheSandboxForPassAtK) {
+  EXPECT_EQ(eval::humaneval_completion_from_chat(
+                "Here:\n```python\ndef f(x):\n    return x\n```\nDone.", "f"),
+            "\ndef f(x):\n    return x\n");
+  EXPECT_EQ(eval::humaneval_completion_from_chat("    return x\n", "f"), "    return x\n");
+  auto o = options_for(shared_data("eval"));
+  o.limit = 1;
+  o.samples = 3;
+  o.chat = false;
+  const auto task = eval::make_task("humaneval", o);
+  ASSERT_EQ(task->size(), 1u);
+  EXPECT_EQ(task->item_id(0), "HumanEval/0");
+  const auto requests = task->requests(0);
+  ASSERT_EQ(requests.size(), 3u);
+  EXPECT_EQ(requests[0].kind, llm::RequestKind::completion);
+  EXPECT_DOUBLE_EQ(requests[0].params.temperature, 0.8);
+  EXPECT_DOUBLE_EQ(requests[0].params.top_p, 0.95);
+  EXPECT_NE(requests[0].params.seed, requests[1].params.seed);
+  EXPECT_TRUE(requests[0].prompt.starts_with("from typing import List"));
+  const std::string right =
+      "    for i, a in enumerate(numbers):\n        for j, b in enumerate(numbers):\n"
+      "            if i != j and abs(a - b) < threshold:\n                return True\n"
+      "    return False\n";
+  auto s = task->score(0, {reply(right), reply("    return True\n"), reply(right)});
+  EXPECT_NEAR(s.scores.at("pass@1"), 2.0 / 3, 1e-12);
+  EXPECT_EQ(s.scores.count("pass@10"), 0u);  // n = 3 < 10
+  EXPECT_EQ(s.fields.at("passed"), "2 of 3");
+}
+
 TEST(Suites, NameExistingTasks) {
   for (const char* suite : {"quick", "sequential", "paper"})
     for (const auto& name : eval::suite_tasks(suite))
