@@ -5,11 +5,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "cli/backend_options.h"
 #include "cli/command.h"
 #include "eval/report.h"
 #include "eval/runner.h"
+#include "eval/seqeval.h"
 #include "eval/tasks.h"
 #include "util/error.h"
 #include "util/interrupt.h"
@@ -43,29 +45,29 @@ std::string config_of(const eval::TaskOptions& t) {
       t.chat, t.shots_as_turns, t.seed, t.max_tokens, t.samples, t.temperature, t.model);
 }
 
-// Runs one task into `dir`; false when interrupted (the results are kept for a rerun).
-bool run_one(const std::string& name, const EvalOptions& o, llm::Backend& backend,
-             const fs::path& dir, InterruptGuard& guard) {
-  eval::TaskOptions t = o.task;
-  if (t.model.empty()) t.model = o.backend.model;
-  const auto task = eval::make_task(name, t);
-  fs::create_directories(dir);
+// Runs `task` into `results`; nullopt when interrupted (the results are kept for a rerun).
+std::optional<eval::RunResult> run_into(const eval::Task& task, const EvalOptions& o,
+                                        llm::Backend& backend, int concurrency,
+                                        const fs::path& results, const std::string& config,
+                                        InterruptGuard& guard) {
+  const std::string name = task.name();
   eval::RunOptions run;
-  run.max_in_flight = std::max(8, 4 * o.backend.concurrency);
+  run.max_in_flight = std::max(8, 4 * concurrency);
   run.fresh = o.fresh;
   run.stop_on_error = o.on_error == "stop";
   run.interrupted = [&] { return guard.requested(); };
-  run.config = config_of(t);
-  Progress progress(fmt::format("eval {}", name), static_cast<int64_t>(task->size()), "items");
+  run.config = config;
+  Progress progress(fmt::format("eval {}", name), static_cast<int64_t>(task.size()), "items");
   run.progress = [&](const eval::RunCounts& c) {
     progress.set(c.done);
     progress.set_note(fmt::format("{} req ({} cached), {} resumed{}", c.requests, c.cached,
                                   c.resumed, c.failed ? fmt::format(", {} failed", c.failed) : ""));
   };
-  log::info("eval {}: {} items via {} -> {}", name, task->size(), backend.describe(), dir.string());
+  log::info("eval {}: {} items via {} -> {}", name, task.size(), backend.describe(),
+            results.string());
   eval::RunResult result;
   try {
-    result = eval::run_task(backend, *task, dir / "results.jsonl", run);
+    result = eval::run_task(backend, task, results, run);
   } catch (...) {
     progress.finish();
     throw;
@@ -76,16 +78,22 @@ bool run_one(const std::string& name, const EvalOptions& o, llm::Backend& backen
       log::warn(
           "eval {}: stopped by signal; {} of {} items are in {}: rerun the same command to "
           "go on",
-          name, result.counts.done, result.counts.items, (dir / "results.jsonl").string());
-      return false;
+          name, result.counts.done, result.counts.items, results.string());
+      return std::nullopt;
     }
     throw Error(
         fmt::format("eval {}: {} items failed on backend errors (see the warnings above); "
                     "rerun the same command to retry them, finished items are kept",
                     name, result.counts.failed));
   }
-  const auto report = eval::build_report(*task, result.items, static_cast<int64_t>(task->size()),
-                                         eval::report_settings(*task, t, backend.describe()));
+  return result;
+}
+
+// Writes DIR/report.{json,md} and prints the one-line summary.
+void report_run(const eval::Task& task, const eval::TaskOptions& t, const eval::RunResult& result,
+                const std::string& backend, const fs::path& dir) {
+  const auto report = eval::build_report(task, result.items, static_cast<int64_t>(task.size()),
+                                         eval::report_settings(task, t, backend));
   eval::write_report(dir, report);
   std::string main;
   for (const auto& m : report.main_metrics) {
@@ -94,12 +102,26 @@ bool run_one(const std::string& name, const EvalOptions& o, llm::Backend& backen
       main += fmt::format("{}{} {:.4f} [{:.4f}, {:.4f}]", main.empty() ? "" : "; ", m.key,
                           it->second.mean, it->second.lower, it->second.upper);
   }
+  for (const auto& [k, v] : report.aggregates) main += fmt::format("; {} {:.4f}", k, v);
   std::fprintf(stderr,
                "eval %s: %lld items (%lld resumed, %lld requests, %lld from the cache); %s; no "
                "answer %.1f%%; report: %s\n",
-               name.c_str(), (long long)report.items, (long long)result.counts.resumed,
+               task.name().c_str(), (long long)report.items, (long long)result.counts.resumed,
                (long long)result.counts.requests, (long long)result.counts.cached, main.c_str(),
                100.0 * report.no_answer_rate, (dir / "report.md").c_str());
+}
+
+// Runs one task into `dir`; false when interrupted.
+bool run_one(const std::string& name, const EvalOptions& o, llm::Backend& backend,
+             const fs::path& dir, InterruptGuard& guard) {
+  eval::TaskOptions t = o.task;
+  if (t.model.empty()) t.model = o.backend.model;
+  const auto task = eval::make_task(name, t);
+  fs::create_directories(dir);
+  const auto result = run_into(*task, o, backend, o.backend.concurrency, dir / "results.jsonl",
+                               config_of(t), guard);
+  if (!result) return false;
+  report_run(*task, t, *result, backend.describe(), dir);
   return true;
 }
 
@@ -132,6 +154,89 @@ void add_common(CLI::App& cmd, EvalOptions& o, bool with_limit) {
                  "stop: stop at the first failed request; skip: go on, a rerun retries")
       ->check(CLI::IsMember({"stop", "skip"}))
       ->capture_default_str();
+}
+
+// `seqit eval seqeval`: responses from the model, then the judge on its own backend.
+struct SeqEvalOptions {
+  EvalOptions eval;
+  std::vector<std::string> judge_urls;
+  std::string judge_local, judge_tokenizer, judge_chat_template, judge_model, reference;
+  int judge_concurrency = 16, judge_max_tokens = 1024;
+};
+
+void run_seqeval(SeqEvalOptions& s) {
+  EvalOptions& o = s.eval;
+  if (o.task.data_dir.empty()) o.task.data_dir = default_data_dir();
+  if (s.judge_urls.empty() == s.judge_local.empty())
+    throw Error(
+        "give the judge: --judge-url URL (an OpenAI-compatible server) or --judge-local "
+        "MODEL; it should not be the model under test");
+  const fs::path dir = o.output;
+  fs::create_directories(dir);
+  eval::TaskOptions t = o.task;
+  if (t.model.empty()) t.model = o.backend.model;
+  InterruptGuard guard;
+
+  const OpenedBackend model = open_backend(o.backend, (dir / "cache.sqlite").string());
+  const auto generate = eval::make_seqeval_responses(t);
+  const auto responses = run_into(*generate, o, *model.backend, o.backend.concurrency,
+                                  dir / "responses.jsonl", config_of(t), guard);
+  if (!responses) return;
+  std::vector<std::optional<std::string>> texts(generate->size());
+  for (const auto& item : responses->items) texts.at(std::stoul(item.id)) = item.replies.at(0);
+
+  BackendOptions j = o.backend;
+  j.urls = s.judge_urls;
+  j.local_model = s.judge_local;
+  j.tokenizer = s.judge_tokenizer;
+  j.chat_template = s.judge_chat_template;
+  j.model = s.judge_model;
+  j.concurrency = s.judge_concurrency;
+  j.cache.clear();
+  const OpenedBackend judge = open_backend(j, (dir / "judge_cache.sqlite").string());
+  eval::SeqEvalJudgeOptions jo;
+  jo.reference = s.reference;
+  jo.judge_model = s.judge_model;
+  jo.max_tokens = s.judge_max_tokens;
+  jo.judge_backend = judge.backend->describe();
+  const auto judging = eval::make_seqeval_judge(t, texts, jo);
+  const auto judged =
+      run_into(*judging, o, *judge.backend, s.judge_concurrency, dir / "results.jsonl",
+               fmt::format("{} reference={} judge_model={} judge_max_tokens={}", config_of(t),
+                           s.reference, s.judge_model, s.judge_max_tokens),
+               guard);
+  if (!judged) return;
+  report_run(*judging, t, *judged, model.backend->describe(), dir);
+  log::info("eval seqeval: model {}; judge {}", model.cache_summary(), judge.cache_summary());
+}
+
+void setup_seqeval(CLI::App& cmd) {
+  auto s = std::make_shared<SeqEvalOptions>();
+  s->reference = "gpt4_1106_preview";
+  add_common(cmd, s->eval, true);
+  cmd.add_option("--judge-url", s->judge_urls,
+                 "The judge: an OpenAI-compatible server (repeat for load balancing)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd.add_option("--judge-local", s->judge_local, "The judge: a model run in this process");
+  cmd.add_option("--judge-tokenizer", s->judge_tokenizer, "With --judge-local: its tokenizer");
+  cmd.add_option("--judge-chat-template", s->judge_chat_template,
+                 "With --judge-local: its chat template (as --chat-template)");
+  cmd.add_option("--judge-model", s->judge_model, "Model name sent with judge requests");
+  cmd.add_option("--judge-concurrency", s->judge_concurrency, "Judge requests in flight")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("--judge-max-tokens", s->judge_max_tokens, "Tokens per judge reply")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("--reference", s->reference,
+                 "Pairwise reference: alpaca_eval/<NAME>_model_outputs.json (gpt4_1106_preview, "
+                 "text_davinci_003, alpaca-7b)")
+      ->capture_default_str();
+  cmd.footer(
+      "Writes responses.jsonl (the model's answers), results.jsonl (the judgements), report.md "
+      "and report.json, cache.sqlite and judge_cache.sqlite; a rerun resumes both steps.");
+  cmd.callback([s] { run_seqeval(*s); });
 }
 
 void setup_task(CLI::App& cmd, const std::string& name) {
@@ -199,6 +304,10 @@ void setup(CLI::App& cmd) {
   cmd.require_subcommand(1);
   for (const auto& name : eval::task_names())
     setup_task(*cmd.add_subcommand(name, eval::task_summary(name)), name);
+  setup_seqeval(*cmd.add_subcommand(
+      "seqeval",
+      "SeqEval: responses to the sequential instructions, judged by another model "
+      "(following, quality 1-5, win rate vs a reference, per iteration)"));
   setup_suite(*cmd.add_subcommand("suite", "Run a named set of tasks, each into its own folder"));
   setup_compare(*cmd.add_subcommand(
       "compare", "Compare runs side by side: differences with paired-bootstrap CIs, a bar chart"));

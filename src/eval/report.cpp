@@ -72,6 +72,7 @@ json report_json(const EvalReport& r) {
   for (const auto& [k, s] : r.metrics)
     metrics[k] = {{"mean", s.mean}, {"ci95", {s.lower, s.upper}}, {"n", s.n}};
   j["metrics"] = metrics;
+  if (!r.aggregates.empty()) j["aggregates"] = r.aggregates;
   if (!r.group_label.empty()) {
     j["group_label"] = r.group_label;
     json groups = json::object();
@@ -102,6 +103,10 @@ std::string report_markdown(const EvalReport& r) {
   for (const auto& [k, s] : r.metrics)
     if (!shown.count(k)) row(k);
   md += "\nRates are in %; the CI is a 2000-resample percentile bootstrap over items (seed 0).\n";
+  if (!r.aggregates.empty()) {
+    md += "\n| over the whole run | value |\n|---|---:|\n";
+    for (const auto& [k, v] : r.aggregates) md += fmt::format("| {} | {:.4f} |\n", k, v);
+  }
   if (!r.group_label.empty() && !r.group_means.empty()) {
     md += fmt::format("\n## Per {}\n\n| {} | items", r.group_label, r.group_label);
     std::vector<std::string> keys;
@@ -250,6 +255,7 @@ EvalReport build_report(const Task& task, const std::vector<ItemResult>& items, 
     }
   }
   r.no_answer_rate = items.empty() ? 0.0 : static_cast<double>(missing) / items.size();
+  r.aggregates = task.aggregate(items);
   for (const auto& [k, v] : values) r.metrics[k] = summarise(v);
   for (const auto& [g, metrics] : groups)
     for (const auto& [k, acc] : metrics) r.group_means[g][k] = acc.first / acc.second;

@@ -35,6 +35,7 @@ struct EvalReport {
   std::map<std::string, std::map<std::string, double>> group_means;  // group -> metric -> mean
   std::map<std::string, int64_t> group_items;                        // group -> items
   std::map<std::string, double> macro;  // metric -> mean of the group means (when groups exist)
+  std::map<std::string, double> aggregates;  // Task::aggregate (e.g. the LC win rate)
 };
 
 EvalReport build_report(const Task& task, const std::vector<ItemResult>& items, int64_t items_total,

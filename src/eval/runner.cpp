@@ -115,6 +115,15 @@ class Runner {
         if (c.result.value().cached) ++counts_.cached;
         slot.responses[c.request] = std::move(c.result).value();
       }
+      if (slot.pending == 0 && !slot.error) {
+        // Follow-ups (e.g. a retried judge reply) keep the item in flight.
+        std::vector<llm::Request> more = task_.follow_up(c.item, slot.responses, slot.round++);
+        if (!more.empty()) {
+          submit(c.item, std::move(more));
+          if (o_.progress) o_.progress(counts_);
+          continue;
+        }
+      }
       if (slot.pending == 0) {
         if (slot.error) {
           ++counts_.failed;
@@ -149,6 +158,7 @@ class Runner {
   struct Slot {
     std::vector<llm::Response> responses;
     int pending = 0;
+    int round = 0;  // follow-up rounds asked so far
     std::optional<std::string> error;
   };
   struct Completion {
@@ -182,12 +192,19 @@ class Runner {
     if (requests.empty())
       throw Error(
           fmt::format("task {}: item '{}' has no requests", task_.name(), task_.item_id(i)));
+    submit(i, std::move(requests));
+  }
+
+  // Submits `requests` for item i; their responses go after those already in its slot.
+  void submit(size_t i, std::vector<llm::Request> requests) {
     Slot& slot = slots_[i];
-    slot.responses.resize(requests.size());
-    slot.pending = static_cast<int>(requests.size());
-    for (size_t k = 0; k < requests.size(); ++k) {
+    const size_t first = slot.responses.size();
+    slot.responses.resize(first + requests.size());
+    slot.pending += static_cast<int>(requests.size());
+    for (size_t j = 0; j < requests.size(); ++j) {
+      const size_t k = first + j;
       ++in_flight_;
-      backend_.submit(std::move(requests[k]), [this, i, k](llm::Result<llm::Response> result) {
+      backend_.submit(std::move(requests[j]), [this, i, k](llm::Result<llm::Response> result) {
         std::lock_guard lock(mutex_);
         queue_.push_back({i, k, std::move(result)});
         cv_.notify_one();

@@ -68,8 +68,24 @@ class Task {
   virtual std::string item_id(size_t i) const = 0;  // unique within the task
   // The requests of item i (usually one; more for per-option scoring or several turns).
   virtual std::vector<llm::Request> requests(size_t i) const = 0;
-  // Scores item i from its responses, in the order of requests(i).
+  // More requests for item i once every reply so far is in (`responses`, in the order asked),
+  // e.g. a judge reply that did not parse, asked again with a new seed; `round` counts the calls
+  // (0 after requests(i)). Empty (the default): the item is scored.
+  virtual std::vector<llm::Request> follow_up(size_t i, const std::vector<llm::Response>& responses,
+                                              int round) const {
+    (void)i, (void)responses, (void)round;
+    return {};
+  }
+  // Scores item i from all its responses: those of requests(i), then those of each follow_up.
+  // Deterministic in the responses, so a follow-up's replies can be told apart by recomputing
+  // which follow-ups were asked.
   virtual ItemResult score(size_t i, const std::vector<llm::Response>& responses) const = 0;
+  // Whole-run numbers that are not means of per-item scores (e.g. a length-controlled win rate),
+  // for the report; from the scored items (earlier runs included). Default: none.
+  virtual std::map<std::string, double> aggregate(const std::vector<ItemResult>& items) const {
+    (void)items;
+    return {};
+  }
 };
 
 // A seed for one request: a hash of (run seed, task, item, request index), so sampling does not

@@ -187,12 +187,23 @@ TEST(EvalCli, Gsm8kMmluSifoAgainstServeAndResumeAfterKill9) {
 TEST(EvalCli, HelpAndErrorsNameWhatIsWrong) {
   std::string output;
   ASSERT_EQ(run_command(shell_quote(seqit_binary().string()) + " eval --help", &output), 0);
-  for (const char* task : {"gsm8k", "mmlu", "arc_challenge", "sifo", "suite", "compare"})
+  for (const char* task :
+       {"gsm8k", "mgsm_cot_en", "mgsm_trans_cot", "bbh", "mmlu", "arc_challenge", "humaneval",
+        "xquad", "sifo", "chain_of_instructions", "seqeval", "suite", "compare"})
     EXPECT_NE(output.find(task), std::string::npos) << output;
   ASSERT_EQ(run_command(shell_quote(seqit_binary().string()) + " eval gsm8k --help", &output), 0);
   for (const char* option : {"--limit", "--shots", "--chat", "--max-tokens", "--url", "--local"})
     EXPECT_NE(output.find(option), std::string::npos) << output;
+  ASSERT_EQ(run_command(shell_quote(seqit_binary().string()) + " eval seqeval --help", &output), 0);
+  for (const char* option : {"--judge-url", "--judge-local", "--reference", "--url"})
+    EXPECT_NE(output.find(option), std::string::npos) << output;
   TempDir tmp;
+  // SeqEval without a judge says what to give.
+  EXPECT_NE(run_command(shell_quote(seqit_binary().string()) + " eval seqeval -o " +
+                            shell_quote((tmp / "s").string()) + " --url http://127.0.0.1:9",
+                        &output),
+            0);
+  EXPECT_NE(output.find("--judge-url"), std::string::npos) << output;
   EXPECT_NE(run_command(shell_quote(seqit_binary().string()) + " eval gsm8k -o " +
                             shell_quote((tmp / "x").string()) + " --url http://127.0.0.1:9 " +
                             "--data-dir " + shell_quote((tmp / "nodata").string()),
