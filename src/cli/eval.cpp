@@ -145,6 +145,11 @@ void add_common(CLI::App& cmd, EvalOptions& o, bool with_limit) {
                "Generation tasks: chat requests through the model's template (default), or raw "
                "completion prompts ending with the answer cue")
       ->capture_default_str();
+  cmd.add_option("--samples", o.task.samples, "HumanEval: samples per problem (default 20)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--temperature", o.task.temperature,
+                 "HumanEval: sampling temperature (default 0.8)")
+      ->check(CLI::NonNegativeNumber);
   cmd.add_flag("--shots-as-turns", o.task.shots_as_turns,
                "With --chat: one user/assistant turn pair per exemplar instead of one user turn");
   cmd.add_option("--data-dir", o.task.data_dir,
