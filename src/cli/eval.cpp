@@ -81,10 +81,16 @@ std::optional<eval::RunResult> run_into(const eval::Task& task, const EvalOption
           name, result.counts.done, result.counts.items, results.string());
       return std::nullopt;
     }
-    throw Error(
-        fmt::format("eval {}: {} items failed on backend errors (see the warnings above); "
-                    "rerun the same command to retry them, finished items are kept",
-                    name, result.counts.failed));
+    if (o.on_error == "stop")
+      throw Error(
+          fmt::format("eval {}: {} items failed on backend errors (see the warnings above); "
+                      "rerun the same command to retry them, finished items are kept",
+                      name, result.counts.failed));
+    // --on-error skip: the report covers the items that were scored ("N of M items scored").
+    log::warn(
+        "eval {}: {} items failed on backend errors and are left out of the report (see the "
+        "warnings above); a rerun retries them",
+        name, result.counts.failed);
   }
   return result;
 }
@@ -102,7 +108,9 @@ void report_run(const eval::Task& task, const eval::TaskOptions& t, const eval::
       main += fmt::format("{}{} {:.4f} [{:.4f}, {:.4f}]", main.empty() ? "" : "; ", m.key,
                           it->second.mean, it->second.lower, it->second.upper);
   }
-  for (const auto& [k, v] : report.aggregates) main += fmt::format("; {} {:.4f}", k, v);
+  for (const auto& [k, v] : report.aggregates)
+    main += fmt::format("{}{} {:.4f}", main.empty() ? "" : "; ", k, v);
+  if (main.empty()) main = "nothing scored";
   std::fprintf(stderr,
                "eval %s: %lld items (%lld resumed, %lld requests, %lld from the cache); %s; no "
                "answer %.1f%%; report: %s\n",
@@ -156,7 +164,8 @@ void add_common(CLI::App& cmd, EvalOptions& o, bool with_limit) {
                  "The evaluation data (default: $SEQIT_SHARED_DATA/eval or ../shared/data/eval)");
   cmd.add_flag("--fresh", o.fresh, "Start results.jsonl anew instead of resuming it");
   cmd.add_option("--on-error", o.on_error,
-                 "stop: stop at the first failed request; skip: go on, a rerun retries")
+                 "stop: stop at the first failed request; skip: go on and report the items that "
+                 "were scored (a rerun retries the others)")
       ->check(CLI::IsMember({"stop", "skip"}))
       ->capture_default_str();
 }

@@ -123,7 +123,8 @@ std::string report_markdown(const EvalReport& r) {
       }
       md += " |\n";
     }
-    md += fmt::format("| **average over {}s (macro)** | {}", r.group_label, r.items);
+    md += fmt::format("| **macro average (over {} {} groups)** | {}", r.group_means.size(),
+                      r.group_label, r.items);
     for (const auto& k : keys) {
       auto it = r.macro.find(k);
       md += fmt::format(" | {}", it == r.macro.end() ? "–" : show(k, it->second));
@@ -293,7 +294,11 @@ std::vector<std::pair<std::string, std::string>> report_settings(const Task& tas
   }
   s.emplace_back("backend", backend);
   s.emplace_back("model", o.model.empty() ? "the backend's default" : o.model);
-  for (const auto& [k, v] : task.settings()) s.emplace_back(k, v);
+  const auto own = task.settings();
+  auto shots = own.find("shots");
+  if (shots != own.end()) s.insert(s.begin() + 2, *shots);  // next to the chat template
+  for (const auto& [k, v] : own)
+    if (k != "shots") s.emplace_back(k, v);
   return s;
 }
 

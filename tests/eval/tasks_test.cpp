@@ -257,6 +257,8 @@ TEST(Report, MicroAndMacroOverGroupsWithBootstrapIntervals) {
   EXPECT_NE(md.find("| accuracy | 50.0 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| anatomy | 3 | 33.3 |"), std::string::npos) << md;
   EXPECT_NE(md.find("No extractable answer: 25.0%"), std::string::npos) << md;
+  EXPECT_NE(md.find("| **macro average (over 2 subject groups)** | 4 | 66.7 |"), std::string::npos)
+      << md;
 }
 
 TEST(ArcTask, ChoicesByLikelihoodAndPerByte) {
