@@ -94,6 +94,36 @@ class Runner {
 
     std::optional<Error> first_error;
     size_t next = 0;
+    try {
+      loop(writer, results, first_error, next);
+    } catch (...) {
+      // The backend still holds callbacks into this runner: wait for every request in flight
+      // before the exception leaves (and the runner with it).
+      while (in_flight_ > 0) {
+        wait();
+        --in_flight_;
+      }
+      throw;
+    }
+    if (first_error) throw *first_error;
+
+    RunResult out;
+    out.counts = counts_;
+    out.complete = true;
+    for (auto& r : results) {
+      if (r)
+        out.items.push_back(std::move(*r));
+      else
+        out.complete = false;
+    }
+    return out;
+  }
+
+ private:
+  // Submits items and handles replies until nothing is in flight and nothing is left to start.
+  void loop(ResumableJsonlWriter& writer, std::vector<std::optional<ItemResult>>& results,
+            std::optional<Error>& first_error, size_t& next) {
+    const size_t n = results.size();
     for (;;) {
       const bool stopping = first_error || (o_.interrupted && o_.interrupted());
       while (!stopping && in_flight_ < o_.max_in_flight && next < n) {
@@ -125,36 +155,33 @@ class Runner {
         }
       }
       if (slot.pending == 0) {
+        std::optional<ItemResult> r;
+        if (!slot.error) {
+          // A reply the task cannot score (e.g. a score response with the wrong number of
+          // continuations) fails its item like a backend error: it is not written.
+          try {
+            r = task_.score(c.item, slot.responses);
+            r->id = task_.item_id(c.item);
+          } catch (const std::exception& e) {
+            slot.error = fmt::format("task {}, item '{}': cannot score the reply: {}", task_.name(),
+                                     task_.item_id(c.item), e.what());
+          }
+        }
         if (slot.error) {
           ++counts_.failed;
           if (o_.stop_on_error && !first_error) first_error = Error(*slot.error);
           if (!o_.stop_on_error) log::warn("{}", *slot.error);
         } else {
-          ItemResult r = task_.score(c.item, slot.responses);
-          r.id = task_.item_id(c.item);
-          writer.append(to_json(r));
-          results[c.item] = std::move(r);
+          writer.append(to_json(*r));
+          results[c.item] = std::move(*r);
           ++counts_.done;
         }
         slots_.erase(c.item);
       }
       if (o_.progress) o_.progress(counts_);
     }
-    if (first_error) throw *first_error;
-
-    RunResult out;
-    out.counts = counts_;
-    out.complete = true;
-    for (auto& r : results) {
-      if (r)
-        out.items.push_back(std::move(*r));
-      else
-        out.complete = false;
-    }
-    return out;
   }
 
- private:
   struct Slot {
     std::vector<llm::Response> responses;
     int pending = 0;

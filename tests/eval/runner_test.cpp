@@ -212,6 +212,38 @@ TEST(EvalRunner, BackendErrorLeavesTheItemForARerun) {
   EXPECT_EQ(problem_of(backend.requests()[0]), 7);
 }
 
+TEST(EvalRunner, AReplyThatCannotBeScoredFailsItsItemWithoutLosingTheRest) {
+  eval::TaskOptions o;
+  o.data_dir = shared_data("eval").string();
+  o.limit = 3;
+  o.shots = 0;
+  o.groups = {"anatomy"};
+  const auto task = eval::make_task("mmlu", o);
+  // The second question's reply scores two continuations instead of four.
+  ScriptedBackend backend([](const llm::Request& r) -> llm::Result<llm::Response> {
+    llm::Response response;
+    response.logprobs = {-1, -2, -3, -4};
+    if (r.prompt.find("dished face") != std::string::npos) response.logprobs.resize(2);
+    return response;
+  });
+  TempDir tmp;
+  eval::RunOptions ro;
+  ro.config = "c";
+  try {
+    eval::run_task(backend, *task, tmp / "results.jsonl", ro);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("item 'anatomy/1': cannot score the reply"),
+              std::string::npos)
+        << e.what();
+  }
+  ro.stop_on_error = false;
+  const auto result = eval::run_task(backend, *task, tmp / "results.jsonl", ro);
+  EXPECT_FALSE(result.complete);
+  EXPECT_EQ(result.items.size(), 2u);
+  EXPECT_EQ(result.counts.failed, 1);
+}
+
 TEST(EvalRunner, RefusesResultsOfAnotherConfig) {
   Fixture f;
   const fs::path results = f.tmp / "results.jsonl";
