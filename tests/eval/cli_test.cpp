@@ -65,6 +65,27 @@ std::vector<json> lines(const fs::path& path) {
   return out;
 }
 
+pid_t start_in_background(const std::vector<std::string>& args) {
+  const pid_t child = fork();
+  if (child == 0) {
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    if (!freopen("/dev/null", "w", stderr)) _exit(126);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return child;
+}
+
+void wait_for_lines(const fs::path& path, size_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (fs::exists(path) && lines(path).size() >= n) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
 // Every item once, the config line first, and a report that counts them all.
 void check_run(const fs::path& out, size_t items, const std::string& main_metric) {
   const auto rows = lines(out / "results.jsonl");
@@ -150,21 +171,9 @@ TEST(EvalCli, Gsm8kMmluSifoAgainstServeAndResumeAfterKill9) {
   const auto args = eval_args("gsm8k", url, out,
                               {"--limit", std::to_string(kItems), "--shots", "0", "--max-tokens",
                                "64", "--no-chat", "--concurrency", "2"});
-  const pid_t child = fork();
+  const pid_t child = start_in_background(args);
   ASSERT_GE(child, 0);
-  if (child == 0) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    freopen("/dev/null", "w", stderr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (fs::exists(out / "results.jsonl") && lines(out / "results.jsonl").size() >= 4) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  wait_for_lines(out / "results.jsonl", 4);
   kill(child, SIGKILL);
   int status = 0;
   waitpid(child, &status, 0);
@@ -182,6 +191,28 @@ TEST(EvalCli, Gsm8kMmluSifoAgainstServeAndResumeAfterKill9) {
   EXPECT_EQ(std::stoul(m[1]), static_cast<size_t>(kItems));
   EXPECT_EQ(std::stoul(m[2]), before);
   EXPECT_EQ(std::stoul(m[3]), kItems - before);
+
+  // Ctrl-C: the requests in flight finish and are written, the run stops without a report, and
+  // the rerun finishes the rest.
+  const fs::path stopped = tmp / "interrupted";
+  const auto args2 = eval_args("gsm8k", url, stopped,
+                               {"--limit", std::to_string(kItems), "--shots", "0", "--max-tokens",
+                                "64", "--no-chat", "--concurrency", "2"});
+  const pid_t child2 = start_in_background(args2);
+  ASSERT_GE(child2, 0);
+  wait_for_lines(stopped / "results.jsonl", 4);
+  kill(child2, SIGINT);
+  waitpid(child2, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "not a clean stop";
+  ASSERT_FALSE(fs::exists(stopped / "report.json")) << "the run finished before Ctrl-C";
+  std::string text = slurp(stopped / "results.jsonl");
+  EXPECT_EQ(text.back(), '\n');  // no torn line after a clean stop
+  const size_t kept = lines(stopped / "results.jsonl").size() - 1;
+  ASSERT_EQ(run_command(command_line(args2), &output), 0) << output;
+  check_run(stopped, kItems, "strict_em");
+  ASSERT_TRUE(std::regex_search(output, m, summary)) << output;
+  EXPECT_EQ(std::stoul(m[2]), kept);
+  EXPECT_EQ(std::stoul(m[3]), kItems - kept);
 }
 
 TEST(EvalCli, HelpAndErrorsNameWhatIsWrong) {
