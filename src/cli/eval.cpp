@@ -41,8 +41,9 @@ std::string default_data_dir() {
 // change between runs.
 std::string config_of(const eval::TaskOptions& t) {
   return fmt::format(
-      "shots={} chat={} turns={} seed={} max_tokens={} samples={} temperature={} model={}", t.shots,
-      t.chat, t.shots_as_turns, t.seed, t.max_tokens, t.samples, t.temperature, t.model);
+      "shots={} chat={} turns={} seed={} max_tokens={} samples={} temperature={} model={}{}",
+      t.shots, t.chat, t.shots_as_turns, t.seed, t.max_tokens, t.samples, t.temperature, t.model,
+      t.max_prompt_chars > 0 ? fmt::format(" max_prompt_chars={}", t.max_prompt_chars) : "");
 }
 
 // Runs `task` into `results`; nullopt when interrupted (the results are kept for a rerun).
@@ -153,6 +154,10 @@ void add_common(CLI::App& cmd, EvalOptions& o, bool with_limit) {
                "Generation tasks: chat requests through the model's template (default), or raw "
                "completion prompts ending with the answer cue")
       ->capture_default_str();
+  cmd.add_option("--max-prompt-chars", o.task.max_prompt_chars,
+                 "Drop exemplars (from the last) until a prompt fits N characters; the report "
+                 "gives the mean kept (for small-context models)")
+      ->check(CLI::NonNegativeNumber);
   cmd.add_option("--samples", o.task.samples, "HumanEval: samples per problem (default 20)")
       ->check(CLI::PositiveNumber);
   cmd.add_option("--temperature", o.task.temperature,

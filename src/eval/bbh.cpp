@@ -115,7 +115,7 @@ class Bbh final : public Task {
   size_t size() const override { return items_.size(); }
   std::string item_id(size_t i) const override { return items_[i].task + "/" + items_[i].index; }
 
-  std::vector<llm::Request> requests(size_t i) const override {
+  FewShotPrompt prompt(size_t i) const {
     const Item& item = items_[i];
     const CotPrompt& cot = prompts_.at(item.task);
     FewShotPrompt p;
@@ -123,7 +123,10 @@ class Bbh final : public Task {
     p.shots = cot.shots;
     p.question = "Q: " + item.input;
     p.cue = "A:";
-    return {few_shot_request(p, o_, params())};
+    return p;
+  }
+  std::vector<llm::Request> requests(size_t i) const override {
+    return {few_shot_request(prompt(i), o_, params())};
   }
 
   ItemResult score(size_t i, const std::vector<llm::Response>& responses) const override {
@@ -137,6 +140,8 @@ class Bbh final : public Task {
     r.scores["em"] = answer && bbh_answer_matches(*answer, item.target) ? 1 : 0;
     r.fields["gold"] = item.target;
     r.fields["answer"] = answer.value_or("");
+    if (o_.max_prompt_chars > 0)
+      r.scores["shots_used"] = static_cast<double>(fit_prompt(prompt(i), o_).shots.size());
     return r;
   }
 

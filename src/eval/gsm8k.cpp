@@ -108,13 +108,16 @@ class Gsm8k final : public Task {
   size_t size() const override { return items_.size(); }
   std::string item_id(size_t i) const override { return std::to_string(i); }
 
-  std::vector<llm::Request> requests(size_t i) const override {
+  FewShotPrompt prompt(size_t i) const {
     FewShotPrompt p;
     p.header = "Answer the following questions.";
     for (const Problem& e : exemplars_) p.shots.push_back({"Question: " + e.question, e.rationale});
     p.question = "Question: " + items_[i].question;
     p.cue = "Answer:";
-    return {few_shot_request(p, o_, params())};
+    return p;
+  }
+  std::vector<llm::Request> requests(size_t i) const override {
+    return {few_shot_request(prompt(i), o_, params())};
   }
 
   ItemResult score(size_t i, const std::vector<llm::Response>& responses) const override {
@@ -130,6 +133,8 @@ class Gsm8k final : public Task {
     r.fields["gold"] = p.gold_text;
     r.fields["strict"] = strict ? fmt::format("{}", *strict) : "";
     r.fields["flexible"] = flexible ? fmt::format("{}", *flexible) : "";
+    if (o_.max_prompt_chars > 0)
+      r.scores["shots_used"] = static_cast<double>(fit_prompt(prompt(i), o_).shots.size());
     return r;
   }
 
@@ -202,6 +207,9 @@ class Mgsm final : public Task {
   std::string item_id(size_t i) const override { return items_[i].lang + "/" + items_[i].index; }
 
   std::vector<llm::Request> requests(size_t i) const override {
+    return {few_shot_request(prompt(i), o_, params())};
+  }
+  FewShotPrompt prompt(size_t i) const {
     FewShotPrompt p;
     p.header = translate_
                    ? "First, translate the question into English. Then think step by step about "
@@ -219,7 +227,7 @@ class Mgsm final : public Task {
     }
     p.question = "Question: " + items_[i].question;
     p.cue = "Answer:";
-    return {few_shot_request(p, o_, params())};
+    return p;
   }
 
   ItemResult score(size_t i, const std::vector<llm::Response>& responses) const override {
@@ -236,6 +244,8 @@ class Mgsm final : public Task {
     r.fields["gold"] = item.gold_text;
     r.fields["strict"] = strict ? fmt::format("{}", *strict) : "";
     r.fields["flexible"] = flexible ? fmt::format("{}", *flexible) : "";
+    if (o_.max_prompt_chars > 0)
+      r.scores["shots_used"] = static_cast<double>(fit_prompt(prompt(i), o_).shots.size());
     return r;
   }
 

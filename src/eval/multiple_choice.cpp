@@ -136,18 +136,30 @@ class Mmlu final : public Task {
   size_t size() const override { return items_.size(); }
   std::string item_id(size_t i) const override { return ids_[i]; }
 
-  std::vector<llm::Request> requests(size_t i) const override {
+  // The prompt with the first `shots` exemplars of the subject.
+  std::string prompt(size_t i, size_t shots) const {
     const MmluQuestion& q = items_[i];
     std::string prompt =
         fmt::format("The following are multiple choice questions (with answers) about {}.\n\n",
                     subject_words(q.subject));
-    for (const auto& s : shots_by_subject_.at(q.subject))
-      prompt += mmlu_block(s) + " " + std::string(1, s.answer) + "\n\n";
-    prompt += mmlu_block(q);
+    const auto& exemplars = shots_by_subject_.at(q.subject);
+    for (size_t k = 0; k < std::min(shots, exemplars.size()); ++k)
+      prompt += mmlu_block(exemplars[k]) + " " + std::string(1, exemplars[k].answer) + "\n\n";
+    return prompt + mmlu_block(q);
+  }
+  // Exemplars kept under --max-prompt-chars (the continuation " X" counted too).
+  size_t shots_kept(size_t i) const {
+    size_t k = static_cast<size_t>(shots_);
+    if (o_.max_prompt_chars > 0)
+      while (k > 0 && prompt(i, k).size() + 2 > static_cast<size_t>(o_.max_prompt_chars)) --k;
+    return k;
+  }
+
+  std::vector<llm::Request> requests(size_t i) const override {
     llm::Request r;
     r.kind = llm::RequestKind::score;
     r.model = o_.model;
-    r.prompt = std::move(prompt);
+    r.prompt = prompt(i, shots_kept(i));
     r.continuations = {" A", " B", " C", " D"};
     return {r};
   }
@@ -165,6 +177,7 @@ class Mmlu final : public Task {
     r.fields["gold"] = std::string(1, q.answer);
     r.fields["chosen"] = std::string(1, chosen);
     r.replies = {join_logprobs(lp)};
+    if (o_.max_prompt_chars > 0) r.scores["shots_used"] = static_cast<double>(shots_kept(i));
     return r;
   }
 
@@ -238,15 +251,29 @@ class ArcChallenge final : public Task {
   }
   size_t size() const override { return items_.size(); }
   std::string item_id(size_t i) const override { return items_[i].id; }
-  std::vector<llm::Request> requests(size_t i) const override {
+  std::string prompt(size_t i, size_t shots) const {
     std::string prompt;
-    for (const auto& e : exemplars_)
-      prompt += "Question: " + e.stem + "\nAnswer: " + e.texts[e.answer] + "\n\n";
-    prompt += "Question: " + items_[i].stem + "\nAnswer:";
+    for (size_t k = 0; k < std::min(shots, exemplars_.size()); ++k)
+      prompt += "Question: " + exemplars_[k].stem +
+                "\nAnswer: " + exemplars_[k].texts[exemplars_[k].answer] + "\n\n";
+    return prompt + "Question: " + items_[i].stem + "\nAnswer:";
+  }
+  // Exemplars kept under --max-prompt-chars (the longest continuation counted too).
+  size_t shots_kept(size_t i) const {
+    size_t k = exemplars_.size();
+    if (o_.max_prompt_chars > 0) {
+      size_t longest = 0;
+      for (const auto& t : items_[i].texts) longest = std::max(longest, t.size() + 1);
+      while (k > 0 && prompt(i, k).size() + longest > static_cast<size_t>(o_.max_prompt_chars)) --k;
+    }
+    return k;
+  }
+
+  std::vector<llm::Request> requests(size_t i) const override {
     llm::Request r;
     r.kind = llm::RequestKind::score;
     r.model = o_.model;
-    r.prompt = std::move(prompt);
+    r.prompt = prompt(i, shots_kept(i));
     for (const auto& t : items_[i].texts) r.continuations.push_back(" " + t);
     return {r};
   }
@@ -266,6 +293,7 @@ class ArcChallenge final : public Task {
     r.fields["chosen"] = q.labels[argmax(lp)];
     r.fields["chosen_norm"] = q.labels[argmax(norm)];
     r.replies = {join_logprobs(lp)};
+    if (o_.max_prompt_chars > 0) r.scores["shots_used"] = static_cast<double>(shots_kept(i));
     return r;
   }
 

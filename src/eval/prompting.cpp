@@ -2,8 +2,10 @@
 
 namespace seqit::eval {
 
-llm::Request few_shot_request(const FewShotPrompt& p, const TaskOptions& options,
-                              llm::SamplingParams params) {
+namespace {
+
+llm::Request render(const FewShotPrompt& p, const TaskOptions& options,
+                    llm::SamplingParams params) {
   llm::Request r;
   r.model = options.model;
   r.params = std::move(params);
@@ -34,6 +36,27 @@ llm::Request few_shot_request(const FewShotPrompt& p, const TaskOptions& options
   text += p.question;
   r.messages.push_back({"user", std::move(text)});
   return r;
+}
+
+}  // namespace
+
+size_t request_chars(const llm::Request& request) {
+  size_t n = request.prompt.size();
+  for (const auto& m : request.messages) n += m.content.size();
+  return n;
+}
+
+FewShotPrompt fit_prompt(FewShotPrompt prompt, const TaskOptions& options) {
+  if (options.max_prompt_chars <= 0) return prompt;
+  const size_t budget = static_cast<size_t>(options.max_prompt_chars);
+  while (!prompt.shots.empty() && request_chars(render(prompt, options, {})) > budget)
+    prompt.shots.pop_back();
+  return prompt;
+}
+
+llm::Request few_shot_request(const FewShotPrompt& p, const TaskOptions& options,
+                              llm::SamplingParams params) {
+  return render(fit_prompt(p, options), options, std::move(params));
 }
 
 std::string prompt_layout(const TaskOptions& options) {

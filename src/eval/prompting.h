@@ -24,11 +24,18 @@ struct FewShotPrompt {
   std::string separator = "\n\n";  // between exemplars in one text
 };
 
-// A chat request (options.chat) or a completion request whose prompt is
+// A chat request (options.chat) or a completion request (after fit_prompt) whose prompt is
 //   header + sep + (question + "\n" + cue + " " + answer + sep)... + question + "\n" + cue
 // In chat, the cue is not written: the assistant's reply is the answer.
 llm::Request few_shot_request(const FewShotPrompt& prompt, const TaskOptions& options,
                               llm::SamplingParams params);
+
+// The prompt with exemplars dropped from the last until its request fits
+// options.max_prompt_chars (unchanged when that is 0). few_shot_request applies it; tasks call it
+// to report how many shots an item kept.
+FewShotPrompt fit_prompt(FewShotPrompt prompt, const TaskOptions& options);
+// Characters a request sends: the prompt, or every message's content.
+size_t request_chars(const llm::Request& request);
 
 // "chat, exemplars in one user turn" / "chat, one turn pair per exemplar" / "completion (no chat
 // template)".

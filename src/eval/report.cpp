@@ -284,6 +284,11 @@ std::vector<std::pair<std::string, std::string>> report_settings(const Task& tas
                  "left to the backend: the prompt text carries none; seqit's local engine and "
                  "`seqit serve` add one BOS when they tokenize it, other servers follow their "
                  "own tokenizer's rule");
+  if (o.max_prompt_chars > 0)
+    s.emplace_back("prompt budget",
+                   fmt::format("{} characters: exemplars dropped from the last until a prompt "
+                               "fits; 'shots_used' below is the mean kept",
+                               o.max_prompt_chars));
   s.emplace_back("max tokens", o.max_tokens > 0 ? std::to_string(o.max_tokens) : "task default");
   s.emplace_back("seed", std::to_string(o.seed));
   s.emplace_back("limit", o.limit >= 0 ? std::to_string(o.limit) : "none");

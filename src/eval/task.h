@@ -29,9 +29,13 @@ struct TaskOptions {
   int max_tokens = -1;              // new tokens per reply (-1: the task's default)
   bool chat = true;             // chat requests (the backend's chat template) or raw completions
   bool shots_as_turns = false;  // chat: each exemplar as its own user/assistant turn pair
-  int samples = -1;             // HumanEval: samples per problem (-1: 20)
-  double temperature = -1;      // sampling tasks (HumanEval): -1 = the task's default
-  std::string model;            // sent with every request (empty: the backend's default)
+  // A prompt budget in characters (0: none): exemplars are dropped from the last until the
+  // prompt (chat: all message contents) fits; the report gives the mean shots kept. For models
+  // with a small context (a request longer than the context fails its item).
+  int64_t max_prompt_chars = 0;
+  int samples = -1;         // HumanEval: samples per problem (-1: 20)
+  double temperature = -1;  // sampling tasks (HumanEval): -1 = the task's default
+  std::string model;        // sent with every request (empty: the backend's default)
 };
 
 // Whether `group` is selected by options.groups (every group when that is empty).

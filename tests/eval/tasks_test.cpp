@@ -128,6 +128,42 @@ TEST(Gsm8kTask, StrictAndFlexibleExtractionSideBySide) {
   EXPECT_EQ(none.scores.at("flexible_em"), 0);
 }
 
+TEST(PromptBudget, ExemplarsAreDroppedUntilThePromptFitsAndTheReportSaysHowMany) {
+  TempDir tmp;
+  write_gsm8k(tmp.path());
+  auto o = options_for(tmp.path());
+  o.shots = 1;
+  o.chat = false;
+  o.max_prompt_chars = 100;  // the exemplar does not fit; the question alone does
+  auto task = eval::make_task("gsm8k", o);
+  auto r = task->requests(0).at(0);
+  EXPECT_EQ(r.prompt,
+            "Answer the following questions.\n\nQuestion: A shop earns $600 and $400. "
+            "Total?\nAnswer:");
+  EXPECT_EQ(task->score(0, {reply("1000")}).scores.at("shots_used"), 0);
+  o.max_prompt_chars = 1000;
+  task = eval::make_task("gsm8k", o);
+  EXPECT_NE(task->requests(0).at(0).prompt.find("Tom has 3 apples"), std::string::npos);
+  EXPECT_EQ(task->score(0, {reply("1000")}).scores.at("shots_used"), 1);
+  o.max_prompt_chars = 0;
+  EXPECT_EQ(eval::make_task("gsm8k", o)->score(0, {reply("1")}).scores.count("shots_used"), 0u);
+
+  auto m = options_for(shared_data("eval"));
+  m.limit = 1;
+  m.groups = {"anatomy"};
+  m.max_prompt_chars = 700;
+  const auto mmlu = eval::make_task("mmlu", m);
+  const std::string prompt = mmlu->requests(0).at(0).prompt;
+  EXPECT_LE(prompt.size() + 2, 700u);
+  size_t shots = 0;
+  for (size_t p = prompt.find("\nAnswer: "); p != std::string::npos;
+       p = prompt.find("\nAnswer: ", p + 1))
+    ++shots;
+  EXPECT_LT(shots, 5u);
+  EXPECT_EQ(mmlu->score(0, {logprobs({-1, -2, -3, -4})}).scores.at("shots_used"),
+            static_cast<double>(shots));
+}
+
 TEST(Gsm8kTask, RealDataLoadsWithEightShots) {
   auto o = options_for(shared_data("eval"));
   o.limit = 3;
