@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <unordered_map>
 
 #include "eval/metrics.h"
@@ -153,6 +154,17 @@ EvalReport report_from_json(const json& j) {
 // PLplot keeps global state: one chart at a time in this process.
 std::mutex plplot_mutex;
 
+bool has_pngcairo() {
+  std::vector<PLCHAR_VECTOR> menu_storage(256, nullptr), device_storage(256, nullptr);
+  PLCHAR_VECTOR* menus = menu_storage.data();
+  PLCHAR_VECTOR* devices = device_storage.data();
+  int n = 256;
+  plgDevs(&menus, &devices, &n);
+  for (int i = 0; i < n; ++i)
+    if (devices[i] && std::string_view(devices[i]) == "pngcairo") return true;
+  return false;
+}
+
 // Grouped bars: for each main metric, one bar per run, with its CI as a whisker.
 void write_compare_chart(const fs::path& png, const std::vector<std::string>& labels,
                          const std::vector<EvalReport>& reports) {
@@ -170,6 +182,10 @@ void write_compare_chart(const fs::path& png, const std::vector<std::string>& la
     ::close(fd);
   }
   std::lock_guard lock(plplot_mutex);
+  if (!has_pngcairo()) {
+    fs::remove(temp);
+    throw Error("PLplot has no pngcairo device: install plplot-driver-cairo").in_file(png.string());
+  }
   PLINT stream = 0;
   plmkstrm(&stream);
   plsdev("pngcairo");
