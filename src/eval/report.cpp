@@ -360,6 +360,13 @@ std::string compare_runs(const std::vector<fs::path>& runs, const fs::path& out,
     labels.push_back(options.labels.empty() ? runs[k].filename().string() : options.labels[k]);
     if (labels.back().empty()) labels.back() = runs[k].parent_path().filename().string();
   }
+  // Folder names that collide (runs/it/gsm8k, runs/sit/gsm8k) are told apart by their parent.
+  if (options.labels.empty()) {
+    const std::vector<std::string> names = labels;
+    for (size_t k = 0; k < runs.size(); ++k)
+      if (std::count(names.begin(), names.end(), names[k]) > 1)
+        labels[k] = (runs[k].parent_path().filename() / runs[k].filename()).string();
+  }
   const EvalReport& base = reports.front();
   std::vector<std::string> keys;
   for (const auto& m : base.main_metrics)

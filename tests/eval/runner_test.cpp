@@ -291,6 +291,14 @@ TEST(EvalCompare, SideBySideWithPairedIntervalsAndAChart) {
   }
   EXPECT_TRUE(found);
   EXPECT_GT(fs::file_size(f.tmp / "cmp" / "compare.png"), 1000u);
+  // Runs in folders of the same name are labelled with their parent.
+  fs::create_directories(f.tmp / "it");
+  fs::create_directories(f.tmp / "sit");
+  fs::rename(f.tmp / "a", f.tmp / "it" / "gsm8k");
+  fs::rename(f.tmp / "b", f.tmp / "sit" / "gsm8k");
+  const std::string same =
+      eval::compare_runs({f.tmp / "it" / "gsm8k", f.tmp / "sit" / "gsm8k"}, f.tmp / "cmp2");
+  EXPECT_NE(same.find("| exact match (strict) | sit/gsm8k | 100.0 |"), std::string::npos) << same;
   EXPECT_THROW(eval::compare_runs({f.tmp / "a"}, f.tmp / "cmp"), Error);
   EXPECT_THROW(eval::compare_runs({f.tmp / "a", f.tmp / "nothing"}, f.tmp / "cmp"), Error);
 }
