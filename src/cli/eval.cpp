@@ -145,7 +145,8 @@ void add_common(CLI::App& cmd, EvalOptions& o, bool with_limit) {
                    "Only the first N items (per subject/language/category where the task has "
                    "them)");
   cmd.add_option("--groups", o.task.groups,
-                 "Only these subjects (MMLU) or categories (SIFo), comma-separated")
+                 "Only these groups, comma-separated: MMLU subjects, BBH tasks, MGSM/XQuAD "
+                 "languages, SIFo categories, coi2/coi3")
       ->delimiter(',');
   cmd.add_option("--shots", o.task.shots, "Exemplars per prompt (default: the task's)");
   cmd.add_option("--seed", o.task.seed, "Seed of sampling requests")->capture_default_str();
