@@ -212,11 +212,30 @@ class SeqEvalJudge final : public Task {
     }
     if (prefs.size() < 2) return {};
     const auto lc = length_controlled_win_rate(prefs, diffs);
-    return {{"raw_win_rate", lc.raw_win_rate},
-            {"lc_win_rate", lc.lc_win_rate},
-            {"lc_length_slope", lc.length_slope},
-            {"lc_length_scale_chars", lc.length_scale},
-            {"pairs_judged", static_cast<double>(lc.items)}};
+    std::map<std::string, double> out = {{"raw_win_rate", lc.raw_win_rate},
+                                         {"lc_win_rate", lc.lc_win_rate},
+                                         {"lc_length_slope", lc.length_slope},
+                                         {"lc_length_scale_chars", lc.length_scale},
+                                         {"pairs_judged", static_cast<double>(lc.items)}};
+    // The LC win rate per iteration level, where a level has pairs of different lengths.
+    std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> by_level;
+    for (const auto& item : items) {
+      auto p = item.scores.find("preference");
+      auto d = item.fields.find("length_difference");
+      if (p == item.scores.end() || d == item.fields.end()) continue;
+      by_level[item.group].first.push_back(p->second);
+      by_level[item.group].second.push_back(std::stod(d->second));
+    }
+    for (const auto& [level, data] : by_level) {
+      if (data.first.size() < 2) continue;
+      try {
+        out["lc_win_rate_iteration_" + level] =
+            length_controlled_win_rate(data.first, data.second).lc_win_rate;
+      } catch (const Error&) {
+        // all lengths equal: no scale to fit on; the raw rate per iteration is in the table
+      }
+    }
+    return out;
   }
 
  private:

@@ -148,6 +148,18 @@ TEST(EvalCli, Gsm8kMmluSifoAgainstServeAndResumeAfterKill9) {
       << output;
   check_run(tmp / "sifo", 5, "following_depth");
 
+  // A suite: one folder per task; items that do not fit 512 tokens even without exemplars fail,
+  // and --on-error skip reports the rest and goes on to the next task.
+  ASSERT_EQ(
+      run_command(command_line(eval_args("suite", url, tmp / "suite",
+                                         {"sequential", "--limit", "1", "--max-tokens", "16",
+                                          "--max-prompt-chars", "900", "--on-error", "skip"})),
+                  &output),
+      0)
+      << output;
+  for (const char* task : {"sifo", "chain_of_instructions", "xquad"})
+    EXPECT_TRUE(fs::exists(tmp / "suite" / task / "report.json")) << task << "\n" << output;
+
   // Compare two runs of the same task (the second a rerun: same items, difference 0).
   ASSERT_EQ(run_command(command_line(eval_args(
                             "gsm8k", url, tmp / "gsm8k_again",

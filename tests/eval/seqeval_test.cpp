@@ -102,6 +102,7 @@ TEST(SeqEval, JudgeRetriesUnparsableRepliesAndCombinesBothOrders) {
   EXPECT_DOUBLE_EQ(report.metrics.at("quality_unparsable").mean, 1.0 / 3);
   EXPECT_DOUBLE_EQ(report.aggregates.at("raw_win_rate"), 0.5);
   EXPECT_TRUE(report.aggregates.count("lc_win_rate"));
+  EXPECT_EQ(report.aggregates.at("pairs_judged"), 3);
   EXPECT_EQ(report.group_label, "iteration");
   EXPECT_FALSE(report.group_means.empty());
   eval::write_report(tmp.path(), report);
