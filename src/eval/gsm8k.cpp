@@ -1,0 +1,280 @@
+// GSM8K, 8-shot chain of thought (SIT_SPEC §5): the exemplars are the first K problems of
+// gsm8k/train.jsonl, their worked answers with the calculator annotations (<<...>>) removed, the
+// lines joined and "#### N" written as "The answer is N."; the items come from test.jsonl.
+// Scored two ways side by side: strict (the number after "The answer is" / "####") and flexible
+// (the last number in the reply), each compared with the gold number.
+//
+// MGSM (mgsm/mgsm_<lang>.tsv: question TAB number; the first 250 GSM8K test problems in 11
+// languages), 8-shot, two modes as two tasks (SIT_SPEC §5):
+//   mgsm_cot_en     think step by step in English, then answer;
+//   mgsm_trans_cot  first translate the question into English, then think, then answer.
+// The data holds no translated exemplars (the reference's exemplars.py is not shipped), so the
+// exemplars are the same GSM8K training problems in English for every language, each answer ending
+// "The Answer is: N" (trans-cot: after "Translation of the question into English:" and the
+// question). Exact match per language (strict and flexible) and the average over languages.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "eval/metrics.h"
+#include "eval/prompting.h"
+#include "eval/task_data.h"
+#include "eval/tasks.h"
+#include "util/error.h"
+
+namespace seqit::eval {
+namespace {
+namespace fs = std::filesystem;
+using namespace detail;
+
+struct Problem {
+  std::string question;
+  std::string rationale;  // the worked answer, one line, ending "The answer is N."
+  double gold = 0;
+  std::string gold_text;
+};
+
+// "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\n...\n#### 18"
+Problem parse_problem(const JsonLine& row, const fs::path& path) {
+  Problem p;
+  p.question = string_field(row.value, "question", path, row.line);
+  const std::string answer = string_field(row.value, "answer", path, row.line);
+  const size_t hashes = answer.rfind("####");
+  if (hashes == std::string::npos)
+    throw Error("the answer has no '#### N' line")
+        .in_file(path.string())
+        .at_line(row.line)
+        .in_field("answer");
+  std::string gold = answer.substr(hashes + 4);
+  std::string digits;
+  for (char c : gold)
+    if (c != ',' && c != ' ' && c != '\n') digits += c;
+  const auto value = parse_number(digits);
+  if (!value)
+    throw Error(fmt::format("the gold answer '{}' is not a number", digits))
+        .in_file(path.string())
+        .at_line(row.line)
+        .in_field("answer");
+  p.gold = *value;
+  p.gold_text = digits;
+  std::string steps;
+  const std::string body = answer.substr(0, hashes);
+  for (size_t i = 0; i < body.size(); ++i) {
+    if (body.compare(i, 2, "<<") == 0) {
+      const size_t end = body.find(">>", i);
+      if (end != std::string::npos) {
+        i = end + 1;
+        continue;
+      }
+    }
+    steps += body[i] == '\n' ? ' ' : body[i];
+  }
+  while (!steps.empty() && steps.back() == ' ') steps.pop_back();
+  p.rationale = (steps.empty() ? std::string() : steps + " ") + "The answer is " + digits + ".";
+  return p;
+}
+
+class Gsm8k final : public Task {
+ public:
+  explicit Gsm8k(const TaskOptions& o) : o_(o) {
+    const fs::path dir = task_dir(o, "gsm8k");
+    shots_ = o.shots >= 0 ? o.shots : 8;
+    for (const auto& row : read_jsonl(dir / "train.jsonl", shots_))
+      exemplars_.push_back(parse_problem(row, dir / "train.jsonl"));
+    if (static_cast<int>(exemplars_.size()) < shots_)
+      throw Error(fmt::format("{} exemplars asked for, {} found", shots_, exemplars_.size()))
+          .in_file((dir / "train.jsonl").string());
+    for (const auto& row : read_jsonl(dir / "test.jsonl", o.limit))
+      items_.push_back(parse_problem(row, dir / "test.jsonl"));
+  }
+
+  std::string name() const override { return "gsm8k"; }
+  std::map<std::string, std::string> settings() const override {
+    return {{"shots", fmt::format("{} (the first {} problems of gsm8k/train.jsonl, calculator "
+                                  "annotations removed, ending 'The answer is N.')",
+                                  shots_, shots_)},
+            {"prompt", prompt_layout(o_) + "; header 'Answer the following questions.'; "
+                                           "'Question: ...' / 'Answer: ...'"},
+            {"decoding", fmt::format("greedy, max {} new tokens{}", params().max_tokens,
+                                     o_.chat ? "" : ", stops '\\n\\n' and 'Question:'")},
+            {"extraction",
+             "strict: the number after the last 'The answer is' or '####'; "
+             "flexible: the last number in the reply"}};
+  }
+  std::vector<MetricSpec> main_metrics() const override {
+    return {{"strict_em", "exact match (strict)"}, {"flexible_em", "exact match (flexible)"}};
+  }
+  size_t size() const override { return items_.size(); }
+  std::string item_id(size_t i) const override { return std::to_string(i); }
+
+  FewShotPrompt prompt(size_t i) const {
+    FewShotPrompt p;
+    p.header = "Answer the following questions.";
+    for (const Problem& e : exemplars_) p.shots.push_back({"Question: " + e.question, e.rationale});
+    p.question = "Question: " + items_[i].question;
+    p.cue = "Answer:";
+    return p;
+  }
+  std::vector<llm::Request> requests(size_t i) const override {
+    return {few_shot_request(prompt(i), o_, params())};
+  }
+
+  ItemResult score(size_t i, const std::vector<llm::Response>& responses) const override {
+    const Problem& p = items_[i];
+    const std::string& reply = responses.at(0).text();
+    ItemResult r;
+    r.replies = {reply};
+    const auto strict = extract_cued_number(reply);
+    const auto flexible = extract_last_number(reply);
+    r.scores["strict_em"] = strict && numbers_equal(*strict, p.gold) ? 1 : 0;
+    r.scores["flexible_em"] = flexible && numbers_equal(*flexible, p.gold) ? 1 : 0;
+    r.answer_found = flexible.has_value();
+    r.fields["gold"] = p.gold_text;
+    r.fields["strict"] = strict ? fmt::format("{}", *strict) : "";
+    r.fields["flexible"] = flexible ? fmt::format("{}", *flexible) : "";
+    if (o_.max_prompt_chars > 0)
+      r.scores["shots_used"] = static_cast<double>(fit_prompt(prompt(i), o_).shots.size());
+    return r;
+  }
+
+ private:
+  llm::SamplingParams params() const { return greedy(o_, 512, {"\n\n", "Question:"}); }
+  TaskOptions o_;
+  int shots_ = 8;
+  std::vector<Problem> exemplars_, items_;
+};
+
+const char* const kMgsmLanguages[] = {"bn", "de", "en", "es", "fr", "ja",
+                                      "ru", "sw", "te", "th", "zh"};
+
+class Mgsm final : public Task {
+ public:
+  Mgsm(const TaskOptions& o, bool translate) : o_(o), translate_(translate) {
+    const fs::path gsm = task_dir(o, "gsm8k"), dir = task_dir(o, "mgsm");
+    shots_ = o.shots >= 0 ? o.shots : 8;
+    for (const auto& row : read_jsonl(gsm / "train.jsonl", shots_))
+      exemplars_.push_back(parse_problem(row, gsm / "train.jsonl"));
+    for (const auto& g : o.groups)
+      if (std::find(std::begin(kMgsmLanguages), std::end(kMgsmLanguages), g) ==
+          std::end(kMgsmLanguages))
+        throw Error(fmt::format("no MGSM language '{}' (bn de en es fr ja ru sw te th zh)", g));
+    for (const char* lang : kMgsmLanguages) {
+      if (!group_selected(o, lang)) continue;
+      const fs::path path = dir / fmt::format("mgsm_{}.tsv", lang);
+      std::ifstream in(path);
+      if (!in) throw Error("cannot read the data file").in_file(path.string());
+      std::string line;
+      int64_t number = 0, count = 0;
+      while ((o.limit < 0 || count < o.limit) && std::getline(in, line)) {
+        ++number;
+        if (line.empty()) continue;
+        const size_t tab = line.rfind('\t');
+        std::string gold = tab == std::string::npos ? "" : line.substr(tab + 1);
+        while (!gold.empty() && (gold.back() == '\r' || gold.back() == ' ')) gold.pop_back();
+        std::string digits;
+        for (char c : gold)
+          if (c != ',') digits += c;
+        const auto value = parse_number(digits);
+        if (!value)
+          throw Error(fmt::format("expected 'question<TAB>number', the answer is '{}'", gold))
+              .in_file(path.string())
+              .at_line(number);
+        items_.push_back({lang, std::to_string(count), line.substr(0, tab), *value, digits});
+        ++count;
+      }
+    }
+  }
+
+  std::string name() const override { return translate_ ? "mgsm_trans_cot" : "mgsm_cot_en"; }
+  std::map<std::string, std::string> settings() const override {
+    return {{"shots", fmt::format("{} (the first {} GSM8K training problems, in English for every "
+                                  "language: the data has no translated exemplars)",
+                                  shots_, shots_)},
+            {"mode", translate_ ? "trans-cot: translate into English, think, answer"
+                                : "cot-en: think step by step in English, answer"},
+            {"prompt", prompt_layout(o_)},
+            {"decoding", fmt::format("greedy, max {} new tokens", params().max_tokens)},
+            {"extraction",
+             "strict: the number after the last 'The Answer is'; flexible: the "
+             "last number in the reply (the reference's)"}};
+  }
+  std::vector<MetricSpec> main_metrics() const override {
+    return {{"flexible_em", "exact match (flexible)"}, {"strict_em", "exact match (strict)"}};
+  }
+  std::string group_label() const override { return "language"; }
+  size_t size() const override { return items_.size(); }
+  std::string item_id(size_t i) const override { return items_[i].lang + "/" + items_[i].index; }
+
+  std::vector<llm::Request> requests(size_t i) const override {
+    return {few_shot_request(prompt(i), o_, params())};
+  }
+  FewShotPrompt prompt(size_t i) const {
+    FewShotPrompt p;
+    p.header = translate_
+                   ? "First, translate the question into English. Then think step by step about "
+                     "it in English. Finally, answer it, ending with 'The Answer is: <number>'."
+                   : "First, think step by step about the question in English. Then answer it, "
+                     "ending with 'The Answer is: <number>'.";
+    for (const Problem& e : exemplars_) {
+      std::string rationale = e.rationale.substr(0, e.rationale.rfind("The answer is"));
+      while (!rationale.empty() && rationale.back() == ' ') rationale.pop_back();
+      std::string answer =
+          translate_ ? "Translation of the question into English:\n" + e.question + "\n" + rationale
+                     : rationale;
+      answer += "\nThe Answer is: " + e.gold_text;
+      p.shots.push_back({"Question: " + e.question, std::move(answer)});
+    }
+    p.question = "Question: " + items_[i].question;
+    p.cue = "Answer:";
+    return p;
+  }
+
+  ItemResult score(size_t i, const std::vector<llm::Response>& responses) const override {
+    const Item& item = items_[i];
+    const std::string& reply = responses.at(0).text();
+    ItemResult r;
+    r.group = item.lang;
+    r.replies = {reply};
+    const auto strict = extract_cued_number(reply);
+    const auto flexible = extract_last_number(reply);
+    r.scores["strict_em"] = strict && numbers_equal(*strict, item.gold) ? 1 : 0;
+    r.scores["flexible_em"] = flexible && numbers_equal(*flexible, item.gold) ? 1 : 0;
+    r.answer_found = flexible.has_value();
+    r.fields["gold"] = item.gold_text;
+    r.fields["strict"] = strict ? fmt::format("{}", *strict) : "";
+    r.fields["flexible"] = flexible ? fmt::format("{}", *flexible) : "";
+    if (o_.max_prompt_chars > 0)
+      r.scores["shots_used"] = static_cast<double>(fit_prompt(prompt(i), o_).shots.size());
+    return r;
+  }
+
+ private:
+  struct Item {
+    std::string lang, index, question;
+    double gold = 0;
+    std::string gold_text;
+  };
+  // Exemplars end with a blank line in completion prompts; the next "Question:" stops a reply.
+  llm::SamplingParams params() const { return greedy(o_, 1024, {"\n\n", "Question:"}); }
+  TaskOptions o_;
+  bool translate_ = false;
+  int shots_ = 8;
+  std::vector<Problem> exemplars_;
+  std::vector<Item> items_;
+};
+
+}  // namespace
+
+std::unique_ptr<Task> make_mgsm_cot_en(const TaskOptions& options) {
+  return std::make_unique<Mgsm>(options, false);
+}
+std::unique_ptr<Task> make_mgsm_trans_cot(const TaskOptions& options) {
+  return std::make_unique<Mgsm>(options, true);
+}
+
+std::unique_ptr<Task> make_gsm8k(const TaskOptions& options) {
+  return std::make_unique<Gsm8k>(options);
+}
+
+}  // namespace seqit::eval
