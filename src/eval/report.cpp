@@ -1,21 +1,19 @@
 #include "eval/report.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <plplot/plplot.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string_view>
 #include <unordered_map>
 
+#include "chart/png.h"
 #include "eval/metrics.h"
 #include "eval/runner.h"
 #include "util/error.h"
@@ -151,20 +149,6 @@ EvalReport report_from_json(const json& j) {
   return r;
 }
 
-// PLplot keeps global state: one chart at a time in this process.
-std::mutex plplot_mutex;
-
-bool has_pngcairo() {
-  std::vector<PLCHAR_VECTOR> menu_storage(256, nullptr), device_storage(256, nullptr);
-  PLCHAR_VECTOR* menus = menu_storage.data();
-  PLCHAR_VECTOR* devices = device_storage.data();
-  int n = 256;
-  plgDevs(&menus, &devices, &n);
-  for (int i = 0; i < n; ++i)
-    if (devices[i] && std::string_view(devices[i]) == "pngcairo") return true;
-  return false;
-}
-
 // Grouped bars: for each main metric, one bar per run, with its CI as a whisker.
 void write_compare_chart(const fs::path& png, const std::vector<std::string>& labels,
                          const std::vector<EvalReport>& reports) {
@@ -172,77 +156,52 @@ void write_compare_chart(const fs::path& png, const std::vector<std::string>& la
   for (const auto& m : reports.front().main_metrics)
     if (reports.front().metrics.count(m.key) && is_rate(m.key)) metrics.push_back(m);
   if (metrics.empty()) return;
-  const fs::path temp =
-      png.parent_path() / fmt::format(".{}.tmp.{}", png.filename().string(), ::getpid());
-  {
-    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-      throw Error(fmt::format("cannot write the chart: {}", std::strerror(errno)))
-          .in_file(png.string());
-    ::close(fd);
-  }
-  std::lock_guard lock(plplot_mutex);
-  if (!has_pngcairo()) {
-    fs::remove(temp);
-    throw Error("PLplot has no pngcairo device: install plplot-driver-cairo").in_file(png.string());
-  }
-  PLINT stream = 0;
-  plmkstrm(&stream);
-  plsdev("pngcairo");
-  plsfnam(temp.c_str());
-  plspage(0, 0, 1200, 700, 0, 0);
-  plscol0(0, 255, 255, 255);
-  plscol0(1, 40, 40, 40);
-  plscol0(2, 225, 225, 225);
-  const PLINT palette[][3] = {{20, 80, 170}, {220, 110, 30}, {40, 150, 70},
-                              {170, 40, 60}, {120, 80, 160}, {100, 100, 100}};
-  for (int c = 0; c < 6; ++c) plscol0(3 + c, palette[c][0], palette[c][1], palette[c][2]);
-  plspause(0);
-  plinit();
-  pladv(0);
-  plvpor(0.08, 0.97, 0.16, 0.86);
-  const double groups = static_cast<double>(metrics.size());
-  plwind(0, groups, 0, 105);
-  plcol0(2);
-  plbox("", 0, 0, "g", 0, 0);
-  plcol0(1);
-  plbox("bc", 0, 0, "bcnstv", 20, 0);
-  const double runs = static_cast<double>(reports.size());
-  const double width = 0.8 / runs;
-  for (size_t m = 0; m < metrics.size(); ++m) {
-    for (size_t k = 0; k < reports.size(); ++k) {
-      auto it = reports[k].metrics.find(metrics[m].key);
-      if (it == reports[k].metrics.end()) continue;
-      const double left = m + 0.1 + k * width, right = left + width * 0.9;
-      const double h = 100 * it->second.mean;
-      PLFLT xs[4] = {left, left, right, right}, ys[4] = {0, h, h, 0};
-      plcol0(3 + static_cast<PLINT>(k % 6));
-      plfill(4, xs, ys);
-      plcol0(1);
-      const double mid = (left + right) / 2;
-      pljoin(mid, 100 * it->second.lower, mid, 100 * it->second.upper);
-      plschr(0, 0.7);
-      plptex(mid, std::min(100.0, 100 * it->second.upper) + 1.5, 1, 0, 0.5,
-             fmt::format("{:.1f}", h).c_str());
+  // Background, ink, grid, then one colour per run.
+  const chart::Palette palette = {{255, 255, 255}, {40, 40, 40},   {225, 225, 225},
+                                  {20, 80, 170},   {220, 110, 30}, {40, 150, 70},
+                                  {170, 40, 60},   {120, 80, 160}, {100, 100, 100}};
+  chart::write_png(png, 1200, 700, palette, [&] {
+    pladv(0);
+    plvpor(0.08, 0.97, 0.16, 0.86);
+    const double groups = static_cast<double>(metrics.size());
+    plwind(0, groups, 0, 105);
+    plcol0(2);
+    plbox("", 0, 0, "g", 0, 0);
+    plcol0(1);
+    plbox("bc", 0, 0, "bcnstv", 20, 0);
+    const double runs = static_cast<double>(reports.size());
+    const double width = 0.8 / runs;
+    for (size_t m = 0; m < metrics.size(); ++m) {
+      for (size_t k = 0; k < reports.size(); ++k) {
+        auto it = reports[k].metrics.find(metrics[m].key);
+        if (it == reports[k].metrics.end()) continue;
+        const double left = m + 0.1 + k * width, right = left + width * 0.9;
+        const double h = 100 * it->second.mean;
+        PLFLT xs[4] = {left, left, right, right}, ys[4] = {0, h, h, 0};
+        plcol0(3 + static_cast<PLINT>(k % 6));
+        plfill(4, xs, ys);
+        plcol0(1);
+        const double mid = (left + right) / 2;
+        pljoin(mid, 100 * it->second.lower, mid, 100 * it->second.upper);
+        plschr(0, 0.7);
+        plptex(mid, std::min(100.0, 100 * it->second.upper) + 1.5, 1, 0, 0.5,
+               fmt::format("{:.1f}", h).c_str());
+      }
+      plschr(0, 0.8);
+      plmtex("b", 1.5, (m + 0.5) / groups, 0.5, metrics[m].label.c_str());
     }
-    plschr(0, 0.8);
-    plmtex("b", 1.5, (m + 0.5) / groups, 0.5, metrics[m].label.c_str());
-  }
-  // Legend: one coloured label per run under the axis.
-  for (size_t k = 0; k < reports.size(); ++k) {
-    plcol0(3 + static_cast<PLINT>(k % 6));
-    plschr(0, 0.9);
-    plmtex("b", 3.5 + 1.3 * static_cast<double>(k / 3), 0.05 + 0.32 * static_cast<double>(k % 3),
-           0.0, fmt::format("■ {}", labels[k]).c_str());
-  }
-  plcol0(1);
-  plschr(0, 1.0);
-  plmtex("l", 3.5, 0.5, 0.5, "% (bar: mean, line: 95% CI)");
-  plmtex("t", 2.0, 0.5, 0.5, fmt::format("{}: runs compared", reports.front().task).c_str());
-  plend1();
-  std::error_code ec;
-  fs::rename(temp, png, ec);
-  if (ec) throw Error("cannot write the chart: " + ec.message()).in_file(png.string());
+    // Legend: one coloured label per run under the axis.
+    for (size_t k = 0; k < reports.size(); ++k) {
+      plcol0(3 + static_cast<PLINT>(k % 6));
+      plschr(0, 0.9);
+      plmtex("b", 3.5 + 1.3 * static_cast<double>(k / 3), 0.05 + 0.32 * static_cast<double>(k % 3),
+             0.0, fmt::format("■ {}", labels[k]).c_str());
+    }
+    plcol0(1);
+    plschr(0, 1.0);
+    plmtex("l", 3.5, 0.5, 0.5, "% (bar: mean, line: 95% CI)");
+    plmtex("t", 2.0, 0.5, 0.5, fmt::format("{}: runs compared", reports.front().task).c_str());
+  });
 }
 
 }  // namespace
