@@ -72,10 +72,14 @@ void setup(CLI::App& cmd) {
       "settings: a rerun after Ctrl-C or kill -9 redoes only what is not done, and training "
       "resumes from its last checkpoint. The report (report/report.md, report.json, scores.png, "
       "loss.png) is recomputed from the evaluation results every run.");
-  cmd.callback([o] { run(*o); });
   auto* st = cmd.add_subcommand("status", "Which stages of a study are done");
   st->add_option("-o,--output", o->output, "The study folder")->capture_default_str();
   st->callback([o] { status(*o); });
+  // CLI11 runs a command's callback after its subcommand's: `seqit study status` must not also run
+  // a study.
+  cmd.callback([o, st] {
+    if (!st->parsed()) run(*o);
+  });
 }
 
 }  // namespace

@@ -21,7 +21,9 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 std::vector<std::string> study_args(const fs::path& out) {
-  return {seqit_binary().string(), "--quiet", "study", "--quick", "-o", out.string()};
+  // One thread: ctest runs two tests at once, and OpenMP teams competing for 2 cores spin.
+  return {
+      seqit_binary().string(), "--quiet", "--threads", "1", "study", "--quick", "-o", out.string()};
 }
 
 std::string command(const std::vector<std::string>& args) {
@@ -125,12 +127,17 @@ TEST(StudyCli, QuickStudyReportIsTraceableAndReproducible) {
   EXPECT_TRUE(slurp(tmp / "a/report/report.json") == slurp(c / "report/report.json"));
   EXPECT_TRUE(slurp(only(tmp / "a", "train-sit-s1") / "run/final/model/model.safetensors") ==
               slurp(only(c, "train-sit-s1") / "run/final/model/model.safetensors"));
-  // status: every stage done.
+  // status: every stage done, and nothing run (CLI11 would run `study` itself after `status`).
+  size_t stages = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(c / "stages")) ++stages;
   ASSERT_EQ(run_command(shell_quote(seqit_binary().string()) + " study status -o " +
                             shell_quote(c.string()),
                         &out),
             0);
   EXPECT_NE(out.find("6 of 6 stages done"), std::string::npos) << out;
+  size_t after = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(c / "stages")) ++after;
+  EXPECT_EQ(after, stages);
 }
 
 }  // namespace
