@@ -626,6 +626,7 @@ SandboxResult run_python_sandboxed(const std::string& program, const SandboxLimi
       result.protections.unprivileged_uid = root || attempt.user_namespace;
       result.protections.seccomp_socket_filter = true;
       result.protections.seccomp_write_filter = !attempt.mount_namespace;
+      result.fallback_reason = fmt::format("{}", fmt::join(refusals, "; "));
       break;
     }
     waitpid(pid, nullptr, 0);

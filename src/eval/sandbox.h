@@ -91,6 +91,9 @@ struct SandboxResult {
   double wall_seconds = 0, cpu_seconds = 0;
   pid_t process_group = 0;  // the child's pid (and process group id) in the evaluator's namespace
   SandboxProtections protections;
+  // Why stronger isolation than `protections` could not be set up (e.g. inside a chroot the mount
+  // namespace cannot make the root read-only), joined with "; "; empty when the first choice ran.
+  std::string fallback_reason;
   bool passed() const { return outcome == SandboxOutcome::kPassed; }
 };
 
