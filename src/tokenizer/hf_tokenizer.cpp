@@ -172,10 +172,10 @@ class HfTokenizer : public Tokenizer {
     }
     std::vector<std::pair<std::string, TokenId>> vocab;
     vocab.reserve(model["vocab"].size());
-    for (const auto& [token, id] : model["vocab"].items()) {
-      if (!id.is_number_integer()) throw Error("vocab entry '" + token + "' has no integer id").in_file(where_).in_field("model.vocab");
-      vocab.emplace_back(token, id.get<TokenId>());
-    }
+    for (const auto& [token, id] : model["vocab"].items())
+      vocab.emplace_back(token, checked_id(id, "model.vocab", token));
+    if (vocab.empty())
+      throw Error("the BPE model's vocabulary is empty").in_file(where_).in_field("model.vocab");
     std::vector<std::pair<std::string, std::string>> merges;
     const json& list = model.contains("merges") ? model["merges"] : json::array();
     merges.reserve(list.size());
@@ -202,12 +202,31 @@ class HfTokenizer : public Tokenizer {
                    ", " + std::to_string(model["vocab"].size()) + " tokens)";
   }
 
+  // A token id from the file: an integer in [0, 2^24) (the largest vocabularies have ~256K tokens).
+  // A larger one would be truncated to TokenId, or make the id tables allocate without end.
+  TokenId checked_id(const json& id, const char* field, const std::string& token) const {
+    constexpr int64_t kLimit = int64_t(1) << 24;
+    if (!id.is_number_integer())
+      throw Error("token '" + token + "' has no integer id").in_file(where_).in_field(field);
+    if (id.is_number_unsigned() ? id.get<uint64_t>() >= uint64_t(kLimit)
+                                : (id.get<int64_t>() < 0 || id.get<int64_t>() >= kLimit))
+      throw Error("token '" + token + "' has id " + id.dump() + ", outside [0, " +
+                  std::to_string(kLimit) + ")")
+          .in_file(where_)
+          .in_field(field);
+    return static_cast<TokenId>(id.get<int64_t>());
+  }
+
   void load_added_tokens(const json& list) {
     if (!list.is_array()) throw Error("\"added_tokens\" must be an array").in_file(where_).in_field("added_tokens");
     for (const auto& t : list) {
       AddedToken a;
-      a.id = t.at("id").get<TokenId>();
+      if (!t.is_object() || !t.contains("content") || !t["content"].is_string())
+        throw Error("an added token needs a string \"content\"")
+            .in_file(where_)
+            .in_field("added_tokens");
       a.content = t.at("content").get<std::string>();
+      a.id = checked_id(t.contains("id") ? t.at("id") : json(), "added_tokens", a.content);
       a.single_word = t.value("single_word", false);
       a.lstrip = t.value("lstrip", false);
       a.rstrip = t.value("rstrip", false);

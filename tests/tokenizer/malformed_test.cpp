@@ -84,3 +84,29 @@ TEST(Malformed, GgufWithoutVocabularyOrUnsupportedModel) {
 
 }  // namespace
 }  // namespace seqit::tokenizer
+
+namespace seqit::tokenizer {
+namespace {
+
+// Issue 17: ids that do not fit were accepted and silently truncated ("hello" became id 0), and an
+// empty vocabulary loaded and dropped every text.
+TEST(Malformed, TokenIdsOutOfRangeAndEmptyVocabularies) {
+  std::string e = load_error(
+      "tokenizer.json",
+      R"({"model": {"type": "BPE", "vocab": {"hello": 1099511627776, "a": 0}, "merges": []}})");
+  EXPECT_NE(e.find("'hello' has id 1099511627776"), std::string::npos) << e;
+  EXPECT_NE(e.find("model.vocab"), std::string::npos) << e;
+  e = load_error("tokenizer.json",
+                 R"({"model": {"type": "BPE", "vocab": {"a": -3}, "merges": []}})");
+  EXPECT_NE(e.find("id -3"), std::string::npos) << e;
+  e = load_error("tokenizer.json",
+                 R"({"added_tokens": [{"id": 4611686018427387904, "content": "<x>"}],
+                     "model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
+  EXPECT_NE(e.find("'<x>' has id 4611686018427387904"), std::string::npos) << e;
+  EXPECT_NE(e.find("added_tokens"), std::string::npos) << e;
+  e = load_error("tokenizer.json", R"({"model": {"type": "BPE", "vocab": {}, "merges": []}})");
+  EXPECT_NE(e.find("vocabulary is empty"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace seqit::tokenizer
