@@ -7,20 +7,12 @@
 namespace seqit::synth {
 
 uint64_t Rng::next() {
-  uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return gen_.next();
 }
 
 uint64_t Rng::below(uint64_t n) {
   if (n == 0) throw Error("synth::Rng::below: empty range");
-  // Values at or above `limit` would make the low residues more likely; draw again.
-  uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-  for (;;) {
-    uint64_t x = next();
-    if (x < limit) return x % n;
-  }
+  return gen_.below(n);
 }
 
 int64_t Rng::between(int64_t lo, int64_t hi) {
@@ -48,7 +40,7 @@ size_t Rng::weighted(const std::vector<double>& weights) {
 }
 
 Rng Rng::fork(uint64_t salt) const {
-  Rng r(state_ ^ (salt * 0xD1B54A32D192ED03ull));
+  Rng r(gen_.state() ^ (salt * 0xD1B54A32D192ED03ull));
   r.next();
   return Rng(r.next());
 }

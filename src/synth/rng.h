@@ -8,11 +8,13 @@
 #include <string_view>
 #include <vector>
 
+#include "util/random.h"
+
 namespace seqit::synth {
 
 class Rng {
  public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
+  explicit Rng(uint64_t seed) : gen_(seed) {}
 
   // The next 64 raw bits (SplitMix64).
   uint64_t next();
@@ -42,7 +44,7 @@ class Rng {
   Rng fork(uint64_t salt) const;
 
  private:
-  uint64_t state_;
+  SplitMix64 gen_;  // util/random.h: the project's one SplitMix64
 };
 
 // 64-bit FNV-1a: the portable hash behind the documented held-out input rule.

@@ -15,6 +15,8 @@ namespace seqit {
 class SplitMix64 {
  public:
   explicit SplitMix64(uint64_t seed) : state_(seed) {}
+  // The generator's whole state (a generator made with it continues the same stream).
+  uint64_t state() const { return state_; }
   uint64_t next() {
     uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
