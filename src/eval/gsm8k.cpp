@@ -36,6 +36,20 @@ struct Problem {
 };
 
 // "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\n...\n#### 18"
+// A numeric answer scored both ways (GSM8K and MGSM): strict (after an explicit cue) and flexible
+// (the last number in the reply), with what each extracted.
+void score_number(const std::string& reply, double gold, const std::string& gold_text,
+                  ItemResult& r) {
+  const auto strict = extract_cued_number(reply);
+  const auto flexible = extract_last_number(reply);
+  r.scores["strict_em"] = strict && numbers_equal(*strict, gold) ? 1 : 0;
+  r.scores["flexible_em"] = flexible && numbers_equal(*flexible, gold) ? 1 : 0;
+  r.answer_found = flexible.has_value();
+  r.fields["gold"] = gold_text;
+  r.fields["strict"] = strict ? fmt::format("{}", *strict) : "";
+  r.fields["flexible"] = flexible ? fmt::format("{}", *flexible) : "";
+}
+
 Problem parse_problem(const JsonLine& row, const fs::path& path) {
   Problem p;
   p.question = string_field(row.value, "question", path, row.line);
@@ -125,14 +139,7 @@ class Gsm8k final : public Task {
     const std::string& reply = responses.at(0).text();
     ItemResult r;
     r.replies = {reply};
-    const auto strict = extract_cued_number(reply);
-    const auto flexible = extract_last_number(reply);
-    r.scores["strict_em"] = strict && numbers_equal(*strict, p.gold) ? 1 : 0;
-    r.scores["flexible_em"] = flexible && numbers_equal(*flexible, p.gold) ? 1 : 0;
-    r.answer_found = flexible.has_value();
-    r.fields["gold"] = p.gold_text;
-    r.fields["strict"] = strict ? fmt::format("{}", *strict) : "";
-    r.fields["flexible"] = flexible ? fmt::format("{}", *flexible) : "";
+    score_number(reply, p.gold, p.gold_text, r);
     if (o_.max_prompt_chars > 0)
       r.scores["shots_used"] = static_cast<double>(fit_prompt(prompt(i), o_).shots.size());
     return r;
@@ -236,14 +243,7 @@ class Mgsm final : public Task {
     ItemResult r;
     r.group = item.lang;
     r.replies = {reply};
-    const auto strict = extract_cued_number(reply);
-    const auto flexible = extract_last_number(reply);
-    r.scores["strict_em"] = strict && numbers_equal(*strict, item.gold) ? 1 : 0;
-    r.scores["flexible_em"] = flexible && numbers_equal(*flexible, item.gold) ? 1 : 0;
-    r.answer_found = flexible.has_value();
-    r.fields["gold"] = item.gold_text;
-    r.fields["strict"] = strict ? fmt::format("{}", *strict) : "";
-    r.fields["flexible"] = flexible ? fmt::format("{}", *flexible) : "";
+    score_number(reply, item.gold, item.gold_text, r);
     if (o_.max_prompt_chars > 0)
       r.scores["shots_used"] = static_cast<double>(fit_prompt(prompt(i), o_).shots.size());
     return r;
