@@ -2,13 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <condition_variable>
-#include <deque>
 #include <fstream>
-#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <unordered_map>
 
+#include "llm/in_flight.h"
 #include "util/error.h"
 #include "util/jsonl_writer.h"
 #include "util/random.h"
@@ -52,46 +51,29 @@ std::unordered_map<std::string, std::string> ask_all(
     }
   }
   ResumableJsonlWriter trace(trace_path, "id");
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::deque<std::pair<size_t, llm::Result<llm::Response>>> done;
-  int in_flight = 0;
-  size_t next = 0;
   std::optional<Error> failure;
-  for (;;) {
-    const bool stop = failure.has_value() || (interrupted && interrupted());
-    while (!stop && in_flight < max_in_flight && next < requests.size()) {
-      const size_t i = next++;
-      if (answers.count(requests[i].first)) continue;
-      ++in_flight;
-      backend.submit(requests[i].second, [&, i](llm::Result<llm::Response> r) {
-        std::lock_guard lock(mutex);
-        done.emplace_back(i, std::move(r));
-        cv.notify_one();
+  llm::for_each_reply(
+      backend, requests.size(),
+      [&](size_t i) -> std::optional<llm::Request> {
+        if (answers.count(requests[i].first)) return std::nullopt;
+        return requests[i].second;
+      },
+      max_in_flight, interrupted,
+      [&](size_t i, llm::Result<llm::Response>&& result) {
+        const std::string& id = requests[i].first;
+        if (!result.ok()) {
+          if (!failure)
+            failure = Error(fmt::format("request '{}': {}", id, result.error().describe()));
+          return false;
+        }
+        const llm::Response& response = result.value();
+        ++report.requests;
+        if (response.cached) ++report.cached;
+        const std::string text = clean_text(response.text());
+        trace.append(json{{"id", id}, {"text", text}, {"cached", response.cached}});
+        answers[id] = text;
+        return true;
       });
-    }
-    if (in_flight == 0) break;
-    std::pair<size_t, llm::Result<llm::Response>> item{0, llm::LlmError{}};
-    {
-      std::unique_lock lock(mutex);
-      cv.wait(lock, [&] { return !done.empty(); });
-      item = std::move(done.front());
-      done.pop_front();
-    }
-    --in_flight;
-    const std::string& id = requests[item.first].first;
-    if (!item.second.ok()) {
-      if (!failure)
-        failure = Error(fmt::format("request '{}': {}", id, item.second.error().describe()));
-      continue;
-    }
-    const llm::Response& response = item.second.value();
-    ++report.requests;
-    if (response.cached) ++report.cached;
-    const std::string text = clean_text(response.text());
-    trace.append(json{{"id", id}, {"text", text}, {"cached", response.cached}});
-    answers[id] = text;
-  }
   if (failure) throw *failure;
   return answers;
 }

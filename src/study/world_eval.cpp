@@ -2,14 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <condition_variable>
-#include <deque>
 #include <fstream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "data/record.h"
+#include "llm/in_flight.h"
 #include "util/error.h"
 #include "util/jsonl_writer.h"
 
@@ -50,11 +48,6 @@ std::vector<synth::Grade> evaluate_world(llm::Backend& backend,
   }
   ResumableJsonlWriter out(results, "id");
   std::vector<std::optional<synth::Grade>> grades(items.size());
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::deque<std::pair<size_t, llm::Result<llm::Response>>> done;
-  int in_flight = 0;
-  size_t next = 0;
   int64_t finished = 0;
   std::optional<Error> failure;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -64,45 +57,33 @@ std::vector<synth::Grade> evaluate_world(llm::Backend& backend,
       ++finished;
     }
   }
-  for (;;) {
-    const bool stop = failure.has_value() || (o.interrupted && o.interrupted());
-    while (!stop && in_flight < o.max_in_flight && next < items.size()) {
-      const size_t i = next++;
-      if (grades[i]) continue;
-      llm::Request request;
-      request.kind = llm::RequestKind::chat;
-      request.messages = {{"user", eval_prompt(items[i])}};
-      request.params.temperature = 0;
-      request.params.max_tokens = o.max_tokens;
-      ++in_flight;
-      backend.submit(std::move(request), [&, i](llm::Result<llm::Response> r) {
-        std::lock_guard lock(mutex);
-        done.emplace_back(i, std::move(r));
-        cv.notify_one();
+  llm::for_each_reply(
+      backend, items.size(),
+      [&](size_t i) -> std::optional<llm::Request> {
+        if (grades[i]) return std::nullopt;
+        llm::Request request;
+        request.kind = llm::RequestKind::chat;
+        request.messages = {{"user", eval_prompt(items[i])}};
+        request.params.temperature = 0;
+        request.params.max_tokens = o.max_tokens;
+        return request;
+      },
+      o.max_in_flight, o.interrupted,
+      [&](size_t i, llm::Result<llm::Response>&& reply) {
+        const synth::Item& item = items[i];
+        if (!reply.ok()) {
+          if (!failure)
+            failure = Error(fmt::format("eval item {}: {}", item.id, reply.error().describe()));
+          return false;
+        }
+        const std::string& response = reply.value().text();
+        synth::Grade g = synth::grade_response(item, response);
+        out.append(grade_json(item, response, g));
+        grades[i] = std::move(g);
+        ++finished;
+        if (o.progress) o.progress(finished, static_cast<int64_t>(items.size()));
+        return true;
       });
-    }
-    if (in_flight == 0) break;
-    std::pair<size_t, llm::Result<llm::Response>> reply{0, llm::LlmError{}};
-    {
-      std::unique_lock lock(mutex);
-      cv.wait(lock, [&] { return !done.empty(); });
-      reply = std::move(done.front());
-      done.pop_front();
-    }
-    --in_flight;
-    const synth::Item& item = items[reply.first];
-    if (!reply.second.ok()) {
-      if (!failure)
-        failure = Error(fmt::format("eval item {}: {}", item.id, reply.second.error().describe()));
-      continue;
-    }
-    const std::string& response = reply.second.value().text();
-    synth::Grade g = synth::grade_response(item, response);
-    out.append(grade_json(item, response, g));
-    grades[reply.first] = std::move(g);
-    ++finished;
-    if (o.progress) o.progress(finished, static_cast<int64_t>(items.size()));
-  }
   if (failure) throw *failure;
   std::vector<synth::Grade> all;
   for (size_t i = 0; i < items.size(); ++i) {
