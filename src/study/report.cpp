@@ -128,7 +128,15 @@ StudyReport build_study_report(const std::vector<synth::Item>& items,
   for (const auto& run : runs) {
     if (run.arm != o.baseline || run.gate_grades.empty()) continue;
     double right = 0;
-    for (const auto& g : run.gate_grades) right += g.final_correct ? 1 : 0;
+    for (size_t k = 0; k < run.gate_grades.size(); ++k) {
+      const bool ok = run.gate_grades[k].final_correct;
+      right += ok ? 1 : 0;
+      if (k < run.gate_tasks.size()) {
+        auto& [r, n] = report.gate_by_task[run.gate_tasks[k]];
+        r += ok ? 1 : 0;
+        ++n;
+      }
+    }
     gate_sum += right / static_cast<double>(run.gate_grades.size());
     ++gate_runs;
   }
@@ -225,6 +233,8 @@ void write_study_report(const fs::path& dir, const StudyReport& r, const std::ve
                                             : " final accuracy on held-out single-step chains")},
                {"value", r.gate_value},
                {"threshold", r.gate}};
+  for (const auto& [task, rn] : r.gate_by_task)
+    j["gate"]["by_task"][task] = {{"right", rn.first}, {"asked", rn.second}};
   json table = json::object();
   for (const auto& [arm, rows] : r.table)
     for (const auto& [length, cells] : rows)
@@ -258,6 +268,14 @@ void write_study_report(const fs::path& dir, const StudyReport& r, const std::ve
                     r.gate_on_gate_items ? "single tasks in training phrasings on held-out inputs"
                                          : "held-out single-step chains",
                     pct(r.gate), r.meaningful ? "passed" : "missed");
+  if (!r.gate_by_task.empty()) {
+    md += fmt::format("| gate task ({}, all seeds) | right | asked | % |\n|---|---|---|---|\n",
+                      o.baseline);
+    for (const auto& [task, rn] : r.gate_by_task)
+      md += fmt::format("| {} | {} | {} | {} |\n", task, rn.first, rn.second,
+                        pct(rn.second ? static_cast<double>(rn.first) / rn.second : 0.0));
+    md += "\n";
+  }
   md +=
       "## Final-answer accuracy and following rate (%) by chain length, mean ± std over seeds\n\n";
   md += "| arm | metric |";

@@ -31,6 +31,7 @@ struct ArmRun {
   std::vector<synth::Grade> gate_grades;
   std::vector<train::MetricsRow> metrics;  // the training run's rows
   std::string results_file;                // where the grades came from (for traceability)
+  std::vector<std::string> gate_tasks;     // the task of each gate item (the per-task table)
 };
 
 struct Comparison {
@@ -49,6 +50,9 @@ struct StudyReport {
   std::vector<Comparison> comparisons;
   bool gate_on_gate_items = false;  // measured on the gate items (else on 1-step eval chains)
   double gate_value = 0;            // the baseline's single-task final accuracy (mean over seeds)
+  // The baseline's gate items per task over all seeds: task -> {right, asked}. Which tasks the
+  // models have not learned when the gate is missed.
+  std::map<std::string, std::pair<int64_t, int64_t>> gate_by_task;
   double gate = 0.8;
   bool meaningful = false;
   std::string verdict;

@@ -53,6 +53,8 @@ json StudySettings::to_json() const {
           {"items", items},
           {"pool_items", pool_items},
           {"iterations", iterations},
+          {"base", base},
+          {"base_tokenizer", base_tokenizer},
           {"corrupt_rate", corrupt_rate},
           {"eval_per_length", eval_per_length},
           {"eval_max_steps", eval_max_steps},
@@ -124,6 +126,8 @@ void StudySettings::apply(const std::vector<std::string>& overrides) {
     eval_per_length = j["eval_per_length"];
     eval_max_steps = j["eval_max_steps"];
     eval_max_tokens = j["eval_max_tokens"];
+    base = j["base"];
+    base_tokenizer = j["base_tokenizer"];
     hidden = j["hidden"];
     layers = j["layers"];
     heads = j["heads"];
@@ -151,8 +155,56 @@ namespace {
 // makes, so that cached stages of an older world are not reused.
 constexpr const char* kWorldVersion = "world-1";
 
-// The stage "world": the tokenizer and the model's config.json.
+// Where the shared data lives: $SEQIT_SHARED_DATA, else ../shared/data or shared/data.
+fs::path shared_data_dir() {
+  if (const char* env = std::getenv("SEQIT_SHARED_DATA")) return env;
+  for (const char* candidate : {"../shared/data", "shared/data"})
+    if (fs::exists(candidate)) return candidate;
+  return "../shared/data";
+}
+
+// The model every arm starts from and its tokenizer.
+struct Base {
+  std::string model, tokenizer;
+  bool scratch = false;
+};
+Base resolve_base(const StudySettings& s, const fs::path& world_dir) {
+  if (s.base == "scratch")
+    return {(world_dir / "config.json").string(), (world_dir / "tokenizer.json").string(), true};
+  Base b;
+  if (s.base == "stories260K") {
+    const fs::path dir = shared_data_dir() / "models" / "stories260K";
+    b.model = fs::absolute(dir / "stories260K.bin").string();
+    b.tokenizer = fs::absolute(dir / "tok512.bin").string();
+    if (!fs::exists(b.model))
+      throw Error("study setting base=stories260K: no " + b.model +
+                  " (set SEQIT_SHARED_DATA to the shared data folder)");
+  } else {
+    b.model = fs::absolute(s.base).string();
+    if (!fs::exists(b.model)) throw Error("study setting 'base': no model at " + b.model);
+    if (!s.base_tokenizer.empty()) {
+      b.tokenizer = fs::absolute(s.base_tokenizer).string();
+    } else if (fs::is_directory(b.model)) {
+      b.tokenizer = b.model;
+    } else if (fs::exists(fs::path(b.model).parent_path() / "tok512.bin") &&
+               fs::path(b.model).extension() == ".bin") {
+      b.tokenizer = (fs::path(b.model).parent_path() / "tok512.bin").string();
+    } else {
+      b.tokenizer = b.model;  // a GGUF file holds its vocabulary
+    }
+  }
+  if (!s.base_tokenizer.empty()) b.tokenizer = fs::absolute(s.base_tokenizer).string();
+  return b;
+}
+
+// The stage "world": the tokenizer and the model's config.json (from scratch), or the pretrained
+// base model's size.
 json write_world(const fs::path& dir, const StudySettings& s) {
+  if (s.base != "scratch") {
+    const Base b = resolve_base(s, dir);
+    const auto tok = tokenizer::load_tokenizer(b.tokenizer);
+    return {{"base", b.model}, {"tokenizer", b.tokenizer}, {"vocab", tok->vocab_size()}};
+  }
   study::ScratchModelSize size;
   size.hidden = s.hidden;
   size.layers = s.layers;
@@ -169,7 +221,7 @@ json write_world(const fs::path& dir, const StudySettings& s) {
 
 // The stage "data": the arms' training files (seqit JSONL: the chain of each record in its meta).
 json write_arms(const fs::path& dir, const fs::path& world_dir, const StudySettings& s) {
-  const auto tok = tokenizer::load_tokenizer(world_dir / "tokenizer.json");
+  const auto tok = tokenizer::load_tokenizer(resolve_base(s, world_dir).tokenizer);
   ArmOptions o;
   o.seed = s.data_seed;
   o.items = s.items;
@@ -200,9 +252,10 @@ train::TrainRecipe study_recipe(const StudySettings& s, const fs::path& world_di
                                 const fs::path& data_dir, const std::string& arm, uint64_t seed,
                                 const fs::path& out) {
   train::TrainRecipe r;
-  r.model = (world_dir / "config.json").string();
-  r.init = "random";
-  r.tokenizer = (world_dir / "tokenizer.json").string();
+  const Base base = resolve_base(s, world_dir);
+  r.model = base.model;
+  r.init = base.scratch ? "random" : "pretrained";
+  r.tokenizer = base.tokenizer;
   r.data = {(data_dir / (arm + ".jsonl")).string()};
   r.output_dir = out.string();
   r.chat_template = "tulu";
@@ -227,14 +280,22 @@ train::TrainRecipe study_recipe(const StudySettings& s, const fs::path& world_di
 }
 
 json world_key(const StudySettings& s) {
+  if (s.base != "scratch")
+    return {{"base", s.base}, {"base_tokenizer", s.base_tokenizer}, {"world", kWorldVersion}};
   return {{"hidden", s.hidden},     {"layers", s.layers}, {"heads", s.heads},
           {"kv_heads", s.kv_heads}, {"ffn", s.ffn},       {"context", s.context},
           {"world", kWorldVersion}};
 }
+// The data depend on the tokenizer (the token-matched arm counts tokens), not on the model's size.
 json data_key(const StudySettings& s) {
-  return {{"data_seed", s.data_seed},       {"items", s.items},
-          {"pool_items", s.pool_items},     {"iterations", s.iterations},
-          {"corrupt_rate", s.corrupt_rate}, {"arms", s.arms},
+  return {{"base", s.base},
+          {"base_tokenizer", s.base_tokenizer},
+          {"data_seed", s.data_seed},
+          {"items", s.items},
+          {"pool_items", s.pool_items},
+          {"iterations", s.iterations},
+          {"corrupt_rate", s.corrupt_rate},
+          {"arms", s.arms},
           {"world", kWorldVersion}};
 }
 json train_key(const StudySettings& s, const StageInfo& world, const StageInfo& data,
@@ -336,12 +397,12 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
         lo.max_batch = 16;
         lo.chat_template = "tulu";
         auto backend = llm::LocalBackend::open((train.dir / "run" / "final" / "model").string(),
-                                               (world.dir / "tokenizer.json").string(), lo);
+                                               resolve_base(s, world.dir).tokenizer, lo);
         WorldEvalOptions eo;
         eo.max_tokens = s.eval_max_tokens;
         std::unique_ptr<Progress> bar;
         if (progress.bars)
-          bar = std::make_unique<Progress>(ename, static_cast<int64_t>(items.size()), "items");
+          bar = std::make_unique<Progress>(ename, static_cast<int64_t>(asked.size()), "items");
         eo.progress = [&](int64_t done, int64_t) {
           if (bar) bar->set(done);
         };
@@ -360,6 +421,8 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
       run.results_file = fs::relative(ev.dir / "results.jsonl", out).string();
       run.grades = read_grades(items, ev.dir / "results.jsonl");
       run.gate_grades = read_grades(gates, ev.dir / "results.jsonl");
+      for (const auto& g : gates)
+        run.gate_tasks.emplace_back(synth::task_info(g.chain.steps.front().task).name);
       run.metrics = train::read_metrics(train.dir / "run" / "metrics.jsonl");
       runs.push_back(std::move(run));
     }
@@ -369,17 +432,22 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
   const fs::path report_dir = out / "report";
   fs::create_directories(report_dir);
   const StudyReport report = build_study_report(items, runs);
+  const std::string model_md =
+      s.base == "scratch"
+          ? fmt::format("from scratch, hidden {}, {} layers, {} heads ({} kv), ffn {}, context {}",
+                        s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.context)
+          : fmt::format("pretrained `{}` (`{}`, tokenizer `{}`)", s.base,
+                        resolve_base(s, world.dir).model, resolve_base(s, world.dir).tokenizer);
   std::string settings_md = fmt::format(
       "- study: `{}`; arms: {}; seeds: {}\n- data: {} single-task items (seed {}), {} Seq-Instruct "
-      "passes; arm sizes: {}\n- model: from scratch, hidden {}, {} layers, {} heads ({} kv), ffn "
-      "{}, context {}\n- training: {} steps of {} rows (max {} tokens), lr {}, warmup {}\n- "
-      "evaluation: {} held-out chains of each length 1..{} (held-out phrasings, task pairs and "
-      "inputs), greedy, {} tokens; gate: {} single tasks in training phrasings on held-out "
-      "inputs\n- all settings: `{}`\n",
+      "passes; arm sizes: {}\n- model: {}\n- training: {} steps of {} rows (max {} tokens), lr {}, "
+      "warmup {}\n- evaluation: {} held-out chains of each length 1..{} (held-out phrasings, task "
+      "pairs and inputs), greedy, {} tokens; gate: {} single tasks in training phrasings on "
+      "held-out inputs\n- all settings: `{}`\n",
       s.name, fmt::join(s.arms, ", "), fmt::join(s.seeds, ", "), s.items, s.data_seed, s.iterations,
-      data_summary.dump(), s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.context, s.steps,
-      s.micro_batch, s.max_len, s.lr, s.warmup_ratio, s.eval_per_length, s.eval_max_steps,
-      s.eval_max_tokens, gates.size(), (out / "settings.json").string());
+      data_summary.dump(), model_md, s.steps, s.micro_batch, s.max_len, s.lr, s.warmup_ratio,
+      s.eval_per_length, s.eval_max_steps, s.eval_max_tokens, gates.size(),
+      (out / "settings.json").string());
   write_study_report(report_dir, report, runs, settings_md);
   return {report_dir, report.verdict, report.meaningful};
 }

@@ -38,7 +38,12 @@ struct StudySettings {
   int64_t eval_per_length = 40;
   int eval_max_steps = 5;
   int eval_max_tokens = 96;
-  // The model (from scratch) and its training.
+  // The model: "scratch" (a small Llama from random weights with the world's tokenizer, sized by
+  // hidden..context), "stories260K" (the pretrained tiny Llama in $SEQIT_SHARED_DATA or
+  // ../shared/data, with its own tokenizer), or the path of any pretrained model (HF folder, GGUF
+  // or llama2.c .bin; base_tokenizer names its tokenizer when the model holds none).
+  std::string base = "scratch";
+  std::string base_tokenizer;
   int64_t hidden = 96, layers = 3, heads = 4, kv_heads = 2, ffn = 256, context = 192;
   int64_t steps = 400, micro_batch = 16, max_len = 160;
   double lr = 3e-3, warmup_ratio = 0.05;

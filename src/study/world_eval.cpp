@@ -8,6 +8,7 @@
 
 #include "data/record.h"
 #include "llm/in_flight.h"
+#include "synth/task.h"
 #include "util/error.h"
 #include "util/jsonl_writer.h"
 
@@ -22,9 +23,11 @@ std::string eval_prompt(const synth::Item& item) {
 namespace {
 
 json grade_json(const synth::Item& item, const std::string& response, const synth::Grade& g) {
-  json steps = json::array();
+  json steps = json::array(), tasks = json::array();
   for (const auto& s : g.steps) steps.push_back(s.correct);
+  for (const auto& s : item.chain.steps) tasks.push_back(synth::task_info(s.task).name);
   return {{"id", item.id},        {"length", item.chain.steps.size()},
+          {"tasks", tasks},       {"prompt", eval_prompt(item)},
           {"response", response}, {"following", g.following},
           {"depth", g.depth},     {"final_correct", g.final_correct},
           {"step_correct", steps}};

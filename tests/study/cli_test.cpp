@@ -140,5 +140,49 @@ TEST(StudyCli, QuickStudyReportIsTraceableAndReproducible) {
   EXPECT_EQ(after, stages);
 }
 
+// base=stories260K: every arm continues the pretrained tiny Llama with its own tokenizer (tok512)
+// instead of a model from scratch with the world's; the evaluation asks through that tokenizer.
+TEST(StudyCli, PretrainedBaseTrainsAndAnswersWithItsOwnTokenizer) {
+  allow_seconds(300);
+  TempDir tmp;
+  const fs::path stories = shared_data("models/stories260K");
+  const std::string env = "SEQIT_SHARED_DATA=" + shell_quote(shared_data_dir().string()) + " ";
+  std::vector<std::string> args = study_args(tmp / "s");
+  for (const char* o : {"base=stories260K", "arms=[it]", "steps=6", "eval_per_length=2",
+                        "eval_max_steps=2", "eval_max_tokens=24", "max_len=320"})
+    args.emplace_back(o);
+  std::string out;
+  ASSERT_EQ(run_command(env + command(args), &out), 0) << out;
+  const fs::path train = only(tmp / "s", "train-it-s1");
+  ASSERT_FALSE(train.empty());
+  const std::string recipe = slurp(train / "run/recipe.yaml");
+  EXPECT_NE(recipe.find("init: \"pretrained\""), std::string::npos) << recipe;
+  EXPECT_NE(recipe.find(fs::absolute(stories / "stories260K.bin").string()), std::string::npos);
+  EXPECT_NE(recipe.find(fs::absolute(stories / "tok512.bin").string()), std::string::npos);
+  // The answers: 2 chains of each length and 2 gate items, each with its prompt and tasks.
+  std::ifstream in(only(tmp / "s", "eval-it-s1") / "results.jsonl");
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    const json r = json::parse(line);
+    EXPECT_FALSE(r["prompt"].get<std::string>().empty());
+    EXPECT_EQ(r["tasks"].size(), r["length"].get<size_t>());
+    ++lines;
+  }
+  EXPECT_EQ(lines, 6);
+  EXPECT_NE(slurp(tmp / "s/report/report.md").find("pretrained `stories260K`"), std::string::npos);
+  const json report = json::parse(slurp(tmp / "s/report/report.json"));
+  int64_t asked = 0;
+  for (const auto& [task, counts] : report["gate"]["by_task"].items())
+    asked += counts["asked"].get<int64_t>();
+  EXPECT_EQ(asked, 2);
+
+  // A base that is not there: an error naming the setting, before any stage runs.
+  args = study_args(tmp / "t");
+  args.emplace_back("base=" + (tmp / "no-such-model").string());
+  EXPECT_NE(run_command(command(args), &out), 0);
+  EXPECT_NE(out.find("study setting 'base'"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace seqit::testing

@@ -22,7 +22,8 @@ synth::Grade grade(size_t steps, bool all_right) {
 std::vector<ArmRun> runs(const std::vector<synth::Item>& items, double it_single) {
   std::vector<ArmRun> out;
   for (uint64_t seed : {1, 2}) {
-    ArmRun it{"it", seed, {}, {}, {}, "it.jsonl"}, sit{"sit", seed, {}, {}, {}, "sit.jsonl"};
+    ArmRun it{"it", seed, {}, {}, {}, "it.jsonl", {}},
+        sit{"sit", seed, {}, {}, {}, "sit.jsonl", {}};
     size_t k = 0, single = 0;
     for (const auto& item : items) {
       const size_t n = item.chain.steps.size();
@@ -91,11 +92,18 @@ TEST(StudyReport, GateItemsDecideTheGateWhenPresent) {
   auto r = runs(items, 0.0);  // IT misses every held-out single-step chain ...
   for (auto& run : r)
     if (run.arm == "it")  // ... but does 9 of 10 gate tasks (training phrasings, new inputs)
-      for (int i = 0; i < 10; ++i) run.gate_grades.push_back(grade(1, i != 0));
+      for (int i = 0; i < 10; ++i) {
+        run.gate_grades.push_back(grade(1, i != 0));
+        run.gate_tasks.push_back(i < 4 ? "reverse" : "count");  // the miss is a reverse item
+      }
   const StudyReport report = build_study_report(items, r);
   EXPECT_TRUE(report.gate_on_gate_items);
   EXPECT_DOUBLE_EQ(report.gate_value, 0.9);
   EXPECT_TRUE(report.meaningful);
+  // Per task, summed over the baseline's runs (two seeds): which tasks the models have learned.
+  ASSERT_EQ(report.gate_by_task.size(), 2u);
+  EXPECT_EQ(report.gate_by_task.at("reverse"), std::make_pair(int64_t{6}, int64_t{8}));
+  EXPECT_EQ(report.gate_by_task.at("count"), std::make_pair(int64_t{12}, int64_t{12}));
 }
 
 }  // namespace
