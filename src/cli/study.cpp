@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "cli/command.h"
 #include "study/study.h"
@@ -18,6 +19,7 @@ namespace fs = std::filesystem;
 struct StudyOptions {
   std::string output = "runs/study";
   bool quick = false;
+  bool print_settings = false;
   std::vector<std::string> settings;
 };
 
@@ -30,6 +32,10 @@ study::StudySettings settings_of(const StudyOptions& o) {
 
 void run(const StudyOptions& o) {
   const study::StudySettings s = settings_of(o);
+  if (o.print_settings) {
+    std::printf("%s\n", s.to_json().dump(2).c_str());
+    return;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   study::StudyProgress progress;
   progress.bars = !globals().quiet;
@@ -64,9 +70,11 @@ void setup(CLI::App& cmd) {
   cmd.add_flag("--quick", o->quick,
                "A small study for a smoke test (one seed, IT vs SIT, a small model): about 2 "
                "minutes on 2 cores");
+  cmd.add_flag("--print-settings", o->print_settings,
+               "Print every setting (JSON) after --quick and the overrides, and exit");
   cmd.add_option("settings", o->settings,
                  "key=value settings over the defaults, e.g. steps=600 seeds=[1,2,3,4] "
-                 "arms=[it,sit] (see docs/study.md)");
+                 "arms=[it,sit] base=stories260K (--print-settings lists them; docs/study.md)");
   cmd.footer(
       "Stages (world, data, train and eval per arm and seed) are cached by the hash of their "
       "settings: a rerun after Ctrl-C or kill -9 redoes only what is not done, and training "

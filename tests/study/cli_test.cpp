@@ -140,6 +140,21 @@ TEST(StudyCli, QuickStudyReportIsTraceableAndReproducible) {
   EXPECT_EQ(after, stages);
 }
 
+TEST(StudyCli, PrintSettingsShowsTheResolvedSettingsAndRunsNothing) {
+  TempDir tmp;
+  std::vector<std::string> args = study_args(tmp / "p");
+  for (const char* o : {"--print-settings", "steps=7", "base=stories260K", "seeds=[4,5]"})
+    args.emplace_back(o);
+  std::string out;
+  ASSERT_EQ(run_command(command(args) + " 2>/dev/null", &out), 0) << out;
+  const json s = json::parse(out);
+  EXPECT_EQ(s["name"], "quick");
+  EXPECT_EQ(s["steps"], 7);
+  EXPECT_EQ(s["base"], "stories260K");
+  EXPECT_EQ(s["seeds"], json::array({4, 5}));
+  EXPECT_FALSE(fs::exists(tmp / "p"));
+}
+
 // base=stories260K: every arm continues the pretrained tiny Llama with its own tokenizer (tok512)
 // instead of a model from scratch with the world's; the evaluation asks through that tokenizer.
 TEST(StudyCli, PretrainedBaseTrainsAndAnswersWithItsOwnTokenizer) {
