@@ -113,7 +113,8 @@ Arms build_arms(const ArmOptions& o, const tokenizer::Tokenizer& tok) {
   if (o.work_dir.empty()) throw Error("the arms need a work folder for the pipeline traces");
   std::filesystem::create_directories(o.work_dir);
 
-  const std::vector<synth::Item> pool_items = synth::make_it_items(o.seed, o.items * o.pool_factor);
+  const std::vector<synth::Item> pool_items =
+      synth::make_it_items(o.seed, o.items * o.pool_factor, o.shape);
   const std::vector<seqinstruct::SourceItem> pool = sources(pool_items);
   const std::vector<seqinstruct::SourceItem> items(pool.begin(), pool.begin() + o.items);
 

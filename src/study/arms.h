@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "data/record.h"
+#include "synth/task.h"
 #include "tokenizer/tokenizer.h"
 
 namespace seqit::study {
@@ -35,6 +36,7 @@ struct ArmOptions {
   int iterations = 2;       // SIT passes
   double corrupt = 0.5;     // sit_corrupted: probability per intermediate step
   double token_tolerance = 0.02;
+  synth::InputShape shape;         // of the source items' inputs
   std::filesystem::path work_dir;  // required: the pipelines' traces
   bool fresh = false;
 };

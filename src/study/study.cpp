@@ -53,6 +53,11 @@ json StudySettings::to_json() const {
           {"items", items},
           {"pool_items", pool_items},
           {"iterations", iterations},
+          {"lexicon", lexicon},
+          {"input_words", input_words},
+          {"input_numbers", input_numbers},
+          {"input_facts", input_facts},
+          {"max_number", max_number},
           {"base", base},
           {"base_tokenizer", base_tokenizer},
           {"corrupt_rate", corrupt_rate},
@@ -126,6 +131,11 @@ void StudySettings::apply(const std::vector<std::string>& overrides) {
     eval_per_length = j["eval_per_length"];
     eval_max_steps = j["eval_max_steps"];
     eval_max_tokens = j["eval_max_tokens"];
+    lexicon = j["lexicon"];
+    input_words = j["input_words"].get<std::vector<int>>();
+    input_numbers = j["input_numbers"].get<std::vector<int>>();
+    input_facts = j["input_facts"].get<std::vector<int>>();
+    max_number = j["max_number"];
     base = j["base"];
     base_tokenizer = j["base_tokenizer"];
     hidden = j["hidden"];
@@ -147,6 +157,27 @@ void StudySettings::apply(const std::vector<std::string>& overrides) {
     if (arm != "it" && arm != "sit" && arm != "it_matched" && arm != "sit_corrupted")
       throw Error("unknown arm '" + arm + "' (it, sit, it_matched, sit_corrupted)");
   if (seeds.empty()) throw Error("study setting 'seeds': at least one seed");
+  for (const auto& [key, range] : {std::pair{"input_words", &input_words},
+                                   {"input_numbers", &input_numbers},
+                                   {"input_facts", &input_facts}})
+    if (range->size() != 2)
+      throw Error(fmt::format("study setting '{}': [min, max], e.g. {}=[2,4]", key, key));
+  try {
+    input_shape().validate();
+  } catch (const Error& e) {
+    throw Error(std::string("study settings: ") + e.what());
+  }
+}
+
+synth::InputShape StudySettings::input_shape() const {
+  synth::InputShape shape;
+  shape.lexicon = lexicon;
+  if (input_words.size() == 2) shape.min_words = input_words[0], shape.max_words = input_words[1];
+  if (input_numbers.size() == 2)
+    shape.min_numbers = input_numbers[0], shape.max_numbers = input_numbers[1];
+  if (input_facts.size() == 2) shape.min_facts = input_facts[0], shape.max_facts = input_facts[1];
+  shape.max_number = max_number;
+  return shape;
 }
 
 namespace {
@@ -229,6 +260,7 @@ json write_arms(const fs::path& dir, const fs::path& world_dir, const StudySetti
       std::max<int64_t>(4, (s.pool_items + s.items - 1) / std::max<int64_t>(1, s.items));
   o.iterations = s.iterations;
   o.corrupt = s.corrupt_rate;
+  o.shape = s.input_shape();
   o.work_dir = dir / "work";
   const Arms arms = build_arms(o, *tok);
   json summary = json::object();
@@ -286,10 +318,19 @@ json world_key(const StudySettings& s) {
           {"kv_heads", s.kv_heads}, {"ffn", s.ffn},       {"context", s.context},
           {"world", kWorldVersion}};
 }
+json shape_json(const StudySettings& s) {
+  return {{"lexicon", s.lexicon},
+          {"words", s.input_words},
+          {"numbers", s.input_numbers},
+          {"facts", s.input_facts},
+          {"max_number", s.max_number}};
+}
+
 // The data depend on the tokenizer (the token-matched arm counts tokens), not on the model's size.
 json data_key(const StudySettings& s) {
   return {{"base", s.base},
           {"base_tokenizer", s.base_tokenizer},
+          {"inputs", shape_json(s)},
           {"data_seed", s.data_seed},
           {"items", s.items},
           {"pool_items", s.pool_items},
@@ -306,6 +347,7 @@ json train_key(const StudySettings& s, const StageInfo& world, const StageInfo& 
 }
 json eval_key(const StudySettings& s, const StageInfo& train) {
   return {{"train", train.hash},
+          {"inputs", shape_json(s)},
           {"data_seed", s.data_seed},
           {"eval_per_length", s.eval_per_length},
           {"eval_max_steps", s.eval_max_steps},
@@ -321,7 +363,8 @@ std::string eval_name(const std::string& arm, uint64_t seed) {
 
 // The held-out evaluation items (a seed of their own, derived from the data seed).
 std::vector<synth::Item> eval_items(const StudySettings& s) {
-  return synth::make_eval_items(s.data_seed * 1000003 + 17, s.eval_per_length, s.eval_max_steps);
+  return synth::make_eval_items(s.data_seed * 1000003 + 17, s.eval_per_length, s.eval_max_steps,
+                                s.input_shape());
 }
 
 // The sanity gate's items: single atomic tasks in their *training* phrasings on *held-out* inputs
@@ -334,7 +377,8 @@ std::vector<synth::Item> gate_items(const StudySettings& s) {
     std::vector<synth::Kind> kinds;
     for (synth::Kind k : synth::kInputKinds)
       if (synth::accepts(t, k)) kinds.push_back(k);
-    const std::string input = synth::random_split_input(rng.pick(kinds), synth::Split::kEval, rng);
+    const std::string input =
+        synth::random_split_input(rng.pick(kinds), synth::Split::kEval, rng, s.input_shape());
     synth::Chain chain{{{t, synth::random_phrasing(t, false, rng)}}, synth::Connective::kFirstThen};
     out.push_back(synth::make_item(fmt::format("synth-gate-{:05d}", i), std::move(chain), input));
   }
@@ -440,13 +484,14 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
                         resolve_base(s, world.dir).model, resolve_base(s, world.dir).tokenizer);
   std::string settings_md = fmt::format(
       "- study: `{}`; arms: {}; seeds: {}\n- data: {} single-task items (seed {}), {} Seq-Instruct "
-      "passes; arm sizes: {}\n- model: {}\n- training: {} steps of {} rows (max {} tokens), lr {}, "
+      "passes; arm sizes: {}\n- inputs: {}\n- model: {}\n- training: {} steps of {} rows (max {} "
+      "tokens), lr {}, "
       "warmup {}\n- evaluation: {} held-out chains of each length 1..{} (held-out phrasings, task "
       "pairs and inputs), greedy, {} tokens; gate: {} single tasks in training phrasings on "
       "held-out inputs\n- all settings: `{}`\n",
       s.name, fmt::join(s.arms, ", "), fmt::join(s.seeds, ", "), s.items, s.data_seed, s.iterations,
-      data_summary.dump(), model_md, s.steps, s.micro_batch, s.max_len, s.lr, s.warmup_ratio,
-      s.eval_per_length, s.eval_max_steps, s.eval_max_tokens, gates.size(),
+      data_summary.dump(), shape_json(s).dump(), model_md, s.steps, s.micro_batch, s.max_len, s.lr,
+      s.warmup_ratio, s.eval_per_length, s.eval_max_steps, s.eval_max_tokens, gates.size(),
       (out / "settings.json").string());
   write_study_report(report_dir, report, runs, settings_md);
   return {report_dir, report.verdict, report.meaningful};

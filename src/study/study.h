@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "study/stage.h"
+#include "synth/task.h"
 
 namespace seqit::study {
 
@@ -32,6 +33,11 @@ struct StudySettings {
   int64_t items = 1500;       // source single-task items (IT and SIT are made from the same ones)
   int64_t pool_items = 6000;  // the IT pool the token-matched arm is drawn from
   int iterations = 2;         // Seq-Instruct passes
+  // The world's inputs (synth::InputShape): the English/Vellan words drawn from (0: all 66), the
+  // words, numbers and facts per input [min, max], the largest number.
+  int lexicon = 0;
+  std::vector<int> input_words = {3, 8}, input_numbers = {2, 5}, input_facts = {2, 4};
+  int max_number = 19;
   double corrupt_rate =
       0.5;  // sit_corrupted: share of responses whose intermediate steps are wrong
   // Evaluation: held-out chains of each length 1..eval_max_steps.
@@ -49,6 +55,7 @@ struct StudySettings {
   double lr = 3e-3, warmup_ratio = 0.05;
   int threads = 0;  // 0: every core
 
+  synth::InputShape input_shape() const;
   static StudySettings quick();  // one seed, two arms, a smaller everything: for CI (< 2 min)
   nlohmann::json to_json() const;
   // Applies key=value overrides (e.g. "steps=200", "seeds=[1,2]"); throws naming the key.

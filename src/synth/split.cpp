@@ -25,9 +25,9 @@ bool is_eval_input(std::string_view input) {
   return fnv1a64(canonical_text(input)) % 5 == 0;
 }
 
-std::string random_split_input(Kind kind, Split split, Rng& rng) {
+std::string random_split_input(Kind kind, Split split, Rng& rng, const InputShape& shape) {
   for (int i = 0; i < kMaxTries; ++i) {
-    std::string s = random_input(kind, rng);
+    std::string s = random_input(kind, rng, shape);
     if (is_eval_input(s) == (split == Split::kEval)) return s;
   }
   throw Error(fmt::format("synth: no {} input of kind {} found",
@@ -73,7 +73,8 @@ Item make_item(std::string id, Chain chain, std::string_view input) {
   return item;
 }
 
-std::vector<Item> make_it_items(uint64_t seed, int64_t count) {
+std::vector<Item> make_it_items(uint64_t seed, int64_t count, const InputShape& shape) {
+  shape.validate();
   Rng rng = Rng(seed).fork(kSaltIt);
   std::vector<Item> out;
   for (int64_t i = 0; i < count; ++i) {
@@ -81,7 +82,7 @@ std::vector<Item> make_it_items(uint64_t seed, int64_t count) {
     std::vector<Kind> kinds;
     for (Kind k : kInputKinds)
       if (accepts(t, k)) kinds.push_back(k);
-    std::string input = random_split_input(rng.pick(kinds), Split::kTrain, rng);
+    std::string input = random_split_input(rng.pick(kinds), Split::kTrain, rng, shape);
     Chain c{{{t, random_phrasing(t, false, rng)}}, Connective::kFirstThen};
     out.push_back(make_item(fmt::format("synth-it-{:06d}", i), std::move(c), input));
   }
@@ -104,7 +105,9 @@ std::vector<Item> make_train_chain_items(uint64_t seed, int64_t count, int max_s
   return out;
 }
 
-std::vector<Item> make_eval_items(uint64_t seed, int64_t per_length, int max_steps) {
+std::vector<Item> make_eval_items(uint64_t seed, int64_t per_length, int max_steps,
+                                  const InputShape& shape) {
+  shape.validate();
   if (max_steps < 1 || max_steps > kMaxEvalSteps)
     throw Error(
         fmt::format("synth: evaluation chains have 1..{} steps, not {}", kMaxEvalSteps, max_steps));
@@ -114,7 +117,7 @@ std::vector<Item> make_eval_items(uint64_t seed, int64_t per_length, int max_ste
     for (int64_t i = 0; i < per_length; ++i) {
       Kind kind = random_input_kind(rng);
       Chain c = random_chain(kind, steps, Split::kEval, rng);
-      std::string input = random_split_input(kind, Split::kEval, rng);
+      std::string input = random_split_input(kind, Split::kEval, rng, shape);
       out.push_back(make_item(fmt::format("synth-eval-{}-{:05d}", steps, i), std::move(c), input));
     }
   }

@@ -36,7 +36,7 @@ struct Item {
 // inputs are reserved for evaluation).
 bool is_eval_input(std::string_view input);
 // A random input of `kind` on the `split` side of the rule.
-std::string random_split_input(Kind kind, Split split, Rng& rng);
+std::string random_split_input(Kind kind, Split split, Rng& rng, const InputShape& shape = {});
 
 // A random type-valid chain of `steps` atomic steps for input of kind `input`, every step allowed
 // after the one before it (may_follow). kTrain: training phrasings, no held-out pair. kEval:
@@ -49,14 +49,15 @@ Item make_item(std::string id, Chain chain, std::string_view input);
 
 // (a) Instruction tuning: `count` single-task items (80% atomic tasks, 20% compound), training
 // phrasings, training inputs of a kind the task accepts.
-std::vector<Item> make_it_items(uint64_t seed, int64_t count);
+std::vector<Item> make_it_items(uint64_t seed, int64_t count, const InputShape& shape = {});
 // Training chains of 1..max_steps atomic steps (uniform length), training phrasings and inputs,
 // no held-out pair; max_steps <= kMaxTrainSteps.
 std::vector<Item> make_train_chain_items(uint64_t seed, int64_t count,
                                          int max_steps = kMaxTrainSteps);
 // (b) Held-out evaluation: `per_length` chains of each length 1..max_steps (max_steps <=
 // kMaxEvalSteps), held-out phrasings, held-out pairs, held-out inputs; ordered by length.
-std::vector<Item> make_eval_items(uint64_t seed, int64_t per_length, int max_steps = kMaxEvalSteps);
+std::vector<Item> make_eval_items(uint64_t seed, int64_t per_length, int max_steps = kMaxEvalSteps,
+                                  const InputShape& shape = {});
 
 // The item as a seqit record: id, instruction, input, output = response; meta "synth_chain" =
 // describe(chain), "synth_steps" = number of steps.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 
 #include "util/error.h"
 
@@ -324,20 +325,64 @@ std::vector<std::string> distinct_words(const std::vector<std::string>& pool, in
 }
 }  // namespace
 
-std::string random_input(Kind kind, Rng& rng) {
+void InputShape::validate() const {
+  auto bad = [](const char* field, const std::string& why) {
+    throw Error(fmt::format("synth input shape: {}: {}", field, why));
+  };
+  const int words = static_cast<int>(english_words().size());
+  if (lexicon < 0 || lexicon > words)
+    bad("lexicon", fmt::format("{} is not in 0..{} (0: every word)", lexicon, words));
+  if (min_words < 1 || min_words > max_words)
+    bad("min_words", fmt::format("{} is not in 1..max_words ({})", min_words, max_words));
+  if (max_words > (lexicon == 0 ? words : lexicon))
+    bad("max_words", fmt::format("{} distinct words need a lexicon of at least {} (it has {})",
+                                 max_words, max_words, lexicon == 0 ? words : lexicon));
+  if (min_numbers < 1 || min_numbers > max_numbers)
+    bad("min_numbers", fmt::format("{} is not in 1..max_numbers ({})", min_numbers, max_numbers));
+  if (max_number < 1 || static_cast<int64_t>(max_number) * max_numbers > kMaxNumber)
+    bad("max_number", fmt::format("max_numbers x max_number = {} x {} must be at most {} (sums "
+                                  "stay numbers of the world)",
+                                  max_numbers, max_number, kMaxNumber));
+  const int keys = static_cast<int>(fact_keys().size());
+  if (min_facts < 1 || min_facts > max_facts || max_facts > keys)
+    bad("min_facts", fmt::format("{}..{} is not a range within 1..{}", min_facts, max_facts, keys));
+}
+
+namespace {
+const std::vector<std::string>& english_pool(int lexicon) {
+  static const std::vector<std::string>& all = english_words();
+  if (lexicon == 0 || lexicon == static_cast<int>(all.size())) return all;
+  thread_local std::map<int, std::vector<std::string>> pools;
+  auto [it, added] = pools.try_emplace(lexicon);
+  if (added) it->second.assign(all.begin(), all.begin() + lexicon);
+  return it->second;
+}
+const std::vector<std::string>& vellan_pool(int lexicon) {
+  if (lexicon == 0 || lexicon == static_cast<int>(english_words().size())) return vellan_words();
+  thread_local std::map<int, std::vector<std::string>> pools;
+  auto [it, added] = pools.try_emplace(lexicon);
+  if (added)
+    for (const std::string& w : english_pool(lexicon)) it->second.push_back(*to_vellan(w));
+  return it->second;
+}
+}  // namespace
+
+std::string random_input(Kind kind, Rng& rng, const InputShape& shape) {
   switch (kind) {
     case Kind::kEnglish:
-      return join_words(distinct_words(english_words(), rng.between(3, 8), rng));
+      return join_words(distinct_words(english_pool(shape.lexicon),
+                                       rng.between(shape.min_words, shape.max_words), rng));
     case Kind::kForeign:
-      return join_words(distinct_words(vellan_words(), rng.between(3, 8), rng));
+      return join_words(distinct_words(vellan_pool(shape.lexicon),
+                                       rng.between(shape.min_words, shape.max_words), rng));
     case Kind::kNumbers: {
       std::vector<std::string> w;
-      int64_t n = rng.between(2, 5);
-      for (int64_t i = 0; i < n; ++i) w.push_back(std::to_string(rng.between(0, 19)));
+      int64_t n = rng.between(shape.min_numbers, shape.max_numbers);
+      for (int64_t i = 0; i < n; ++i) w.push_back(std::to_string(rng.between(0, shape.max_number)));
       return join_words(w);
     }
     case Kind::kFacts: {
-      int64_t n = rng.between(2, 4);
+      int64_t n = rng.between(shape.min_facts, shape.max_facts);
       std::vector<std::string> keys = distinct_words(fact_keys(), n, rng);
       Facts f;
       for (const std::string& k : keys) f.pairs.emplace_back(k, rng.pick(fact_values()));
@@ -350,11 +395,11 @@ std::string random_input(Kind kind, Rng& rng) {
   throw Error(fmt::format("synth: no inputs are generated of kind {}", kind_name(kind)));
 }
 
-std::string random_input_for(TaskId id, Rng& rng) {
+std::string random_input_for(TaskId id, Rng& rng, const InputShape& shape) {
   std::vector<Kind> ok;
   for (Kind k : kInputKinds)
     if (accepts(id, k)) ok.push_back(k);
-  return random_input(rng.pick(ok), rng);
+  return random_input(rng.pick(ok), rng, shape);
 }
 
 bool may_follow(TaskId prev, TaskId next) {

@@ -98,14 +98,28 @@ inline bool accepts(TaskId id, Kind in) {
 // accepts. The output is in canonical spelling (canonical_text).
 std::string apply_task(TaskId id, std::string_view input);
 
-// A random input of kind `kind` (english, vellan, numbers or facts; never upper):
+// The shape of generated inputs. The defaults are the world's (docs/synth.md); a smaller shape
+// makes an easier world for small models (`seqit study lexicon=20 max_words=4 ...`).
+struct InputShape {
+  int lexicon = 0;  // English inputs draw from the first `lexicon` words of
+                    // english_words(), Vellan inputs from their translations; 0: all
+  int min_words = 3, max_words = 8;      // distinct words per English / Vellan input
+  int min_numbers = 2, max_numbers = 5;  // integers per numbers input ...
+  int max_number = 19;               // ... each in 0..max_number (max_numbers x max_number <= 99)
+  int min_facts = 2, max_facts = 4;  // facts per facts input
+  bool operator==(const InputShape&) const = default;
+  // Throws seqit::Error naming the field when the shape cannot be generated.
+  void validate() const;
+};
+
+// A random input of kind `kind` (english, vellan, numbers or facts; never upper); by default
 //   english / vellan: 3-8 distinct words; numbers: 2-5 integers in 0..19; facts: 2-4 facts.
-std::string random_input(Kind kind, Rng& rng);
+std::string random_input(Kind kind, Rng& rng, const InputShape& shape = {});
 // The kinds a chain can start from, and an input generator per task: a random input of a kind
 // the task accepts.
 inline constexpr Kind kInputKinds[] = {Kind::kEnglish, Kind::kForeign, Kind::kNumbers,
                                        Kind::kFacts};
-std::string random_input_for(TaskId id, Rng& rng);
+std::string random_input_for(TaskId id, Rng& rng, const InputShape& shape = {});
 
 // Whether atomic task `next` may directly follow `prev` in a generated or edited chain: never the
 // same task twice in a row, and never one translation right after the other (it would undo it).

@@ -181,3 +181,47 @@ TEST(SynthVocabulary, CoversEveryGeneratedTokenAndIsSmall) {
   // Nearly all of the vocabulary is reached by a few thousand items.
   EXPECT_GT(used.size(), vocab.size() * 8 / 10);
 }
+
+// A smaller input shape (the study's easier worlds): every generated input keeps to it, on both
+// sides of the split, and the default shape is the world's (the pinned items above).
+TEST(SynthSplit, InputShapeBoundsEveryInput) {
+  InputShape shape;
+  shape.lexicon = 12;
+  shape.min_words = 2, shape.max_words = 3;
+  shape.min_numbers = 2, shape.max_numbers = 2;
+  shape.max_number = 9;
+  shape.min_facts = 2, shape.max_facts = 2;
+  const std::set<std::string> english(english_words().begin(), english_words().begin() + 12);
+  std::set<std::string> vellan;
+  for (const auto& w : english) vellan.insert(*to_vellan(w));
+  std::set<size_t> word_counts;
+  auto check = [&](const Item& item) {
+    const auto kind = classify_text(item.input);
+    ASSERT_TRUE(kind.has_value()) << item.input;
+    const auto words = split_world_tokens(item.input);
+    if (*kind == Kind::kEnglish || *kind == Kind::kForeign) {
+      word_counts.insert(words.size());
+      for (const auto& w : words)
+        EXPECT_TRUE((*kind == Kind::kEnglish ? english : vellan).count(w)) << item.input;
+    } else if (*kind == Kind::kNumbers) {
+      ASSERT_EQ(words.size(), 2u) << item.input;
+      for (const auto& w : words) EXPECT_LE(std::stoi(w), 9) << item.input;
+    } else if (*kind == Kind::kFacts) {
+      EXPECT_EQ(parse_facts(item.input)->pairs.size(), 2u) << item.input;
+    }
+  };
+  for (const Item& item : make_it_items(3, 400, shape)) check(item);
+  for (const Item& item : make_eval_items(3, 40, 3, shape)) check(item);
+  EXPECT_EQ(word_counts, (std::set<size_t>{2, 3}));
+  EXPECT_EQ(make_it_items(3, 50), make_it_items(3, 50, InputShape{}));
+
+  InputShape bad = shape;
+  bad.max_words = 13;  // 13 distinct words from a lexicon of 12
+  EXPECT_THROW(make_it_items(3, 1, bad), seqit::Error);
+  bad = shape;
+  bad.max_numbers = 12;  // 12 numbers up to 9 can sum past 99
+  EXPECT_THROW(make_eval_items(3, 1, 1, bad), seqit::Error);
+  bad = shape;
+  bad.min_words = 4;  // min above max
+  EXPECT_THROW(bad.validate(), seqit::Error);
+}
