@@ -149,6 +149,11 @@ CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tenso
   // One chunk of logits, reused: chunk × vocab f32 (e.g. 256 × 32000 × 4 = 33 MB), never N × vocab.
   Tensor logits = Tensor::empty({chunk, vocab}, DType::f32);
   float* lg = logits.mutable_data<float>();
+  // bf16 h and w (bf16 compute): the logits' gradient is rounded to bf16 too, so the two backward
+  // GEMMs take bf16 operands like the forward one (f32 accumulation into dh and dw).
+  const bool bf16_grads =
+      H.dtype == DType::bf16 && W.dtype == DType::bf16 && (dh.defined() || dw.defined());
+  Tensor glogits16 = bf16_grads ? Tensor::empty({chunk, vocab}, DType::bf16) : Tensor();
   const MatrixRef wt{W.base, W.dtype, c, vocab, 1, W.row_stride, 0};  // wᵀ [c, vocab]
   const MatrixRef wm{W.base, W.dtype, vocab, c, W.row_stride, 1, 0};
   CrossEntropyResult total;
@@ -164,13 +169,19 @@ CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tenso
     total.loss_sum += part.loss_sum;
     total.tokens += part.tokens;
     if (!grads) continue;
-    const MatrixRef g{lg, DType::f32, rows, vocab, vocab, 1, 0};
+    const void* gdata = lg;
+    const DType gtype = bf16_grads ? DType::bf16 : DType::f32;
+    if (bf16_grads) {
+      convert_f32_to_bf16(lg, glogits16.mutable_data<bf16>(), static_cast<size_t>(rows * vocab));
+      gdata = glogits16.data<bf16>();
+    }
+    const MatrixRef g{gdata, gtype, rows, vocab, vocab, 1, 0};
     if (dH.base) {
       gemm_any(1, g, wm, MutableMatrixRef{dH.row(r0), dH.dtype, rows, c, dH.row_stride, 1, 0},
                nullptr, 1.0f, true);
     }
     if (dW.base) {
-      const MatrixRef gt{lg, DType::f32, vocab, rows, 1, vocab, 0};  // dlogitsᵀ [vocab, rows]
+      const MatrixRef gt{gdata, gtype, vocab, rows, 1, vocab, 0};  // dlogitsᵀ [vocab, rows]
       gemm_any(1, gt, hc, MutableMatrixRef{dW.base, dW.dtype, vocab, c, dW.row_stride, 1, 0},
                nullptr, 1.0f, true);
     }
