@@ -176,7 +176,10 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& targets, in
 // at a time (never all N×V at once) and dropped after use. When dh / dw are defined their gradients
 // (of grad_scale · loss_sum) accumulate. The large-vocabulary training path. With h and w both bf16
 // (bf16 compute) each chunk's logit gradient is rounded to bf16 for the two backward GEMMs (a
-// chunk_rows × V bf16 buffer more); the loss and its softmax are f32 throughout.
+// chunk_rows × V bf16 buffer more). With bf16 h and an f32 w (bf16 compute over f32 masters), w is
+// rounded to bf16 one block of vocabulary rows at a time and the softmax runs online over the
+// blocks: no bf16 copy of w and no V-wide logits, for a second logits GEMM (chunk_rows unused). The
+// loss and its softmax are f32 throughout.
 CrossEntropyResult linear_cross_entropy(const Tensor& h, const Tensor& w, const Tensor& targets,
                                         int32_t ignore_index, const Tensor& dh = {},
                                         const Tensor& dw = {}, float grad_scale = 1.0f,
