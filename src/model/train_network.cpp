@@ -428,36 +428,43 @@ void TrainNetwork::adapter_backward(int64_t layer, int module, const Tensor& dx,
 
 // ---- weights in the compute dtype ---------------------------------------------------------------
 
-const TrainNetwork::ComputeWeights& TrainNetwork::compute_weights(int64_t layer) const {
-  ComputeWeights& cw = compute_weights_;
-  if (cw.layer == layer) return cw;
-  const LayerWeights& L = model_.weights().layers[static_cast<size_t>(layer)];
-  if (!bf16_compute() || L.wqkv.dtype() == DType::bf16) {
-    // The model's own (f32 compute; or bf16 compute over a bf16 base).
-    cw.wqkv = L.wqkv, cw.wo = L.wo, cw.w_gate_up = L.w_gate_up, cw.w_down = L.w_down;
-  } else {
-    // bf16 copies of this layer's f32 masters: one layer's worth of memory, rounded per pass (the
-    // masters change with every step).
-    auto round = [](Tensor& dst, const Tensor& src) {
-      if (!dst.defined() || dst.dtype() != DType::bf16 || dst.shape() != src.shape())
-        dst = Tensor::empty(src.shape(), DType::bf16);
-      dst.copy_from(src);
-    };
-    round(cw.wqkv, L.wqkv);
-    round(cw.wo, L.wo);
-    round(cw.w_gate_up, L.w_gate_up);
-    round(cw.w_down, L.w_down);
+Tensor TrainNetwork::compute_weight(const Tensor& w) const {
+  if (!bf16_compute() || w.dtype() == DType::bf16) return w;
+  if (weight16_source_ != w.raw_data() || weight16_.numel() != w.numel()) {
+    if (!weight16_.defined() || weight16_.numel() < w.numel())
+      weight16_ = Tensor::empty({w.numel()}, DType::bf16);
+    weight16_source_ = nullptr;  // while converting
+    weight16_.narrow(0, 0, w.numel()).view(w.shape()).copy_from(w);
+    weight16_source_ = w.raw_data();
   }
-  cw.layer = layer;
-  return cw;
+  return weight16_.narrow(0, 0, w.numel()).view(w.shape());
 }
 
-Tensor TrainNetwork::compute_head() const {
-  const Tensor& head = model_.weights().lm_head;
-  if (!bf16_compute() || head.dtype() == DType::bf16) return head;
-  Tensor copy = Tensor::empty(head.shape(), DType::bf16);  // [V, C], for the head's three GEMMs
-  copy.copy_from(head);
-  return copy;
+void TrainNetwork::gate_up_forward(const LayerWeights& L, const Saved& s) const {
+  const int64_t F = model_.config().intermediate_size;
+  if (!bf16_compute() || L.w_gate_up.dtype() == DType::bf16) {
+    tensor::linear_forward(s.gate_up, s.h, L.w_gate_up);  // gate_up [N, 2F]
+    return;
+  }
+  tensor::linear_forward(s.gate, s.h, compute_weight(L.w_gate_up.narrow(0, 0, F)));  // [N, F]
+  tensor::linear_forward(s.up, s.h, compute_weight(L.w_gate_up.narrow(0, F, F)));
+}
+
+// dh [N, C] += d(gate|up) · w_gate_up; dw_gate_up [2F, C] += d(gate|up)ᵀ · h. d(gate|up) is in
+// s.gate / s.up (written over them).
+void TrainNetwork::gate_up_backward(const LayerWeights& L, const LayerGrads& g, const Tensor& dh,
+                                    const Saved& s) {
+  const int64_t F = model_.config().intermediate_size;
+  if (!bf16_compute() || L.w_gate_up.dtype() == DType::bf16) {
+    tensor::linear_backward(dh, g.w_gate_up, {}, s.gate_up, s.h, L.w_gate_up);
+    return;
+  }
+  for (int64_t half = 0; half < 2; ++half) {
+    const Tensor dy = half == 0 ? s.gate : s.up;  // [N, F]
+    const Tensor dw = g.w_gate_up.defined() ? g.w_gate_up.narrow(0, half * F, F) : Tensor();
+    tensor::linear_backward(dh, dw, {}, dy, s.h,
+                            compute_weight(L.w_gate_up.narrow(0, half * F, F)));
+  }
 }
 
 // ---- one block ----------------------------------------------------------------------------------
@@ -471,14 +478,13 @@ void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor
   using namespace tensor;
   const ModelConfig& c = model_.config();
   const LayerWeights& L = model_.weights().layers[static_cast<size_t>(layer)];
-  const ComputeWeights& W = compute_weights(layer);
   const auto eps = static_cast<float>(c.rms_norm_eps);
   const int64_t qd = c.q_dim(), kvd = c.kv_dim();
 
   // Attention: x_mid = x_in + wo · attend(rope(q), rope(k), v),
   // q|k|v = wqkv · rmsnorm(x_in) (+ bias).
   rmsnorm_forward(s.h, s.rstd1, x_in, L.attn_norm, eps);  // h = h1 [N, C], rstd1 [N]
-  linear_forward(s.qkv, s.h, W.wqkv, L.bqkv);             // qkv [N, W]
+  linear_forward(s.qkv, s.h, compute_weight(L.wqkv), L.bqkv);  // qkv [N, W]
   adapter_forward(layer, kQ, s.qkv.narrow(1, 0, qd), s.h, s);
   adapter_forward(layer, kK, s.qkv.narrow(1, qd, kvd), s.h, s);
   adapter_forward(layer, kV, s.qkv.narrow(1, qd + kvd, kvd), s.h, s);
@@ -486,17 +492,17 @@ void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor
   rope_forward(s.k, s.k, bv.positions, model_.rope());  // k [B, T, Hkv, D]
   // attn [B, T, Hq, D], lse [B, Hq, T]; segment ids keep packed examples apart.
   attention_forward(s.attn4, s.lse, s.q, s.k, s.v, bv.attention);
-  linear_forward(s.x_mid, s.attn, W.wo, L.bo);  // o [N, C]
+  linear_forward(s.x_mid, s.attn, compute_weight(L.wo), L.bo);  // o [N, C]
   adapter_forward(layer, kO, s.x_mid, s.attn, s);
   add_inplace(s.x_mid, x_in);  // x_mid = x_in + o
 
   // MLP: x_out = x_mid + w_down · (silu(gate) · up), gate|up = w_gate_up · rmsnorm(x_mid).
   rmsnorm_forward(s.h, s.rstd2, s.x_mid, L.ffn_norm, eps);  // h = h2 [N, C], rstd2 [N]
-  linear_forward(s.gate_up, s.h, W.w_gate_up);              // gate_up [N, 2F]
+  gate_up_forward(L, s);                                    // gate_up [N, 2F]
   adapter_forward(layer, kGate, s.gate, s.h, s);
   adapter_forward(layer, kUp, s.up, s.h, s);
   swiglu_forward(s.act, s.gate, s.up);     // act [N, F]
-  linear_forward(x_out, s.act, W.w_down);  // mlp [N, C]
+  linear_forward(x_out, s.act, compute_weight(L.w_down));  // mlp [N, C]
   adapter_forward(layer, kDown, x_out, s.act, s);
   add_inplace(x_out, s.x_mid);  // x_out = x_mid + mlp
 }
@@ -509,7 +515,6 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   using namespace tensor;
   const ModelConfig& c = model_.config();
   const LayerWeights& L = model_.weights().layers[static_cast<size_t>(layer)];
-  const ComputeWeights& W = compute_weights(layer);
   static const LayerGrads kNoGrads;  // LoRA: the base gets no gradient (undefined = skipped)
   const LayerGrads& g = options_.lora ? kNoGrads : grads_[static_cast<size_t>(layer)];
   const auto eps = static_cast<float>(c.rms_norm_eps);
@@ -517,7 +522,6 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   Tensor dh = ws_.dh.narrow(0, 0, N);              // [N, C]
   Tensor dqkv = ws_.dqkv.narrow(0, 0, N);          // [N, W]
   Tensor dattn = ws_.dattn.narrow(0, 0, N);        // [N, qd]
-  const Tensor& dgate_up = s.gate_up;  // [N, 2F]: the gradient overwrites gate|up, last read here
   Tensor dact = ws_.dact.narrow(0, 0, N);          // [N, F]
   // A gradient as a GEMM operand: itself (f32), or rounded to bf16 into dy16 (bf16 compute; a bias
   // gradient is then summed from the f32 gradient).
@@ -533,7 +537,7 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   };
 
   if (!x_mid_current) {  // x_mid = x_in + wo · attn (+ bias, adapter), recomputed
-    linear_forward(s.x_mid, s.attn, W.wo, L.bo);
+    linear_forward(s.x_mid, s.attn, compute_weight(L.wo), L.bo);
     adapter_forward(layer, kO, s.x_mid, s.attn, s);
     add_inplace(s.x_mid, x_in);
   }
@@ -542,14 +546,15 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   // h2 = rmsnorm(x_mid).
   swiglu_forward(s.act, s.gate, s.up);  // act [N, F], recomputed
   dact.zero();
-  linear_backward(dact, g.w_down, {}, gemm_operand(dx), s.act, W.w_down);  // dact, dw_down [C, F]
+  linear_backward(dact, g.w_down, {}, gemm_operand(dx), s.act,
+                  compute_weight(L.w_down));  // dact, dw_down [C, F]
   adapter_backward(layer, kDown, dact, dx, s.act, s);
   const Tensor dgate = s.gate, dup = s.up;
   swiglu_backward(dgate, dup, dact, s.gate, s.up);     // dgate, dup [N, F], in place
   rmsnorm_forward(s.h, {}, s.x_mid, L.ffn_norm, eps);  // h = h2 [N, C], recomputed
   dh.zero();
   // dh2 [N, C], dw_gate_up [2F, C]
-  linear_backward(dh, g.w_gate_up, {}, dgate_up, s.h, W.w_gate_up);
+  gate_up_backward(L, g, dh, s);
   adapter_backward(layer, kGate, dh, dgate, s.h, s);
   adapter_backward(layer, kUp, dh, dup, s.h, s);
   rmsnorm_backward(dx, g.ffn_norm, dh, s.x_mid, L.ffn_norm, s.rstd2);  // dx = d(x_mid)
@@ -557,7 +562,8 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   // Attention: x_mid = x_in + wo · attn, attn = attend(rope(q), rope(k), v), q|k|v = wqkv · h1.
   dattn.zero();
   // dattn [N, qd], dwo [C, qd]
-  linear_backward(dattn, g.wo, b16 ? Tensor() : g.bo, gemm_operand(dx), s.attn, W.wo);
+  linear_backward(dattn, g.wo, b16 ? Tensor() : g.bo, gemm_operand(dx), s.attn,
+                  compute_weight(L.wo));
   bias_grad(g.bo, dx, L.wo);
   adapter_backward(layer, kO, dattn, dx, s.attn, s);
   dqkv.zero();
@@ -571,7 +577,8 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   rmsnorm_forward(s.h, {}, x_in, L.attn_norm, eps);  // h = h1 [N, C], recomputed
   dh.zero();
   // dh1 [N, C], dwqkv [W, C], dbqkv [W]
-  linear_backward(dh, g.wqkv, b16 ? Tensor() : g.bqkv, gemm_operand(dqkv), s.h, W.wqkv);
+  linear_backward(dh, g.wqkv, b16 ? Tensor() : g.bqkv, gemm_operand(dqkv), s.h,
+                  compute_weight(L.wqkv));
   bias_grad(g.bqkv, dqkv, L.wqkv);
   adapter_backward(layer, kQ, dh, dqkv.narrow(1, 0, qd), s.h, s);
   adapter_backward(layer, kK, dh, dqkv.narrow(1, qd, kvd), s.h, s);
@@ -594,7 +601,7 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
   // one set that each layer's backward refills by recomputing its forward.
   reserve(N, layers + 1, checkpoint ? 1 : layers, true);
   const BatchViews bv = prepare(batch);
-  compute_weights_.layer = -1;  // the weights may have changed since the last pass
+  weight16_source_ = nullptr;  // the weights may have changed since the last pass
   auto residual = [&](size_t l) { return ws_.residual[l].narrow(0, 0, N); };  // [N, C]
   auto saved = [&](size_t l) { return saved_views(ws_.layers[checkpoint ? 0 : l], bv); };
 
@@ -612,10 +619,11 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
   dhN.zero();
   // A tied head's gradient goes into the embedding's (embedding_backward adds the lookup's later).
   const Tensor d_head = options_.lora ? Tensor() : (d_lm_head_.defined() ? d_lm_head_ : d_embed_);
-  // bf16 compute: hN is bf16 and the head a bf16 copy; half the rows per chunk, as the chunk's
-  // logit gradient is held in bf16 too.
+  // bf16 compute: hN is bf16; an f32 head is rounded to bf16 block by block inside the op, a bf16
+  // head (a bf16 LoRA base) taken as it is, half the rows per chunk then, as the chunk's logit
+  // gradient is held in bf16 too.
   const tensor::CrossEntropyResult result = tensor::linear_cross_entropy(
-      hN, compute_head(), bv.targets, kIgnore, dhN, d_head, grad_scale, bf16_compute() ? 128 : 256);
+      hN, w.lm_head, bv.targets, kIgnore, dhN, d_head, grad_scale, bf16_compute() ? 128 : 256);
 
   // backward
   Tensor dx = ws_.dx.narrow(0, 0, N);  // [N, C] gradient of the residual stream
@@ -642,14 +650,14 @@ tensor::CrossEntropyResult TrainNetwork::forward_loss(const TrainBatch& batch) {
   reserve(N, 1, 1, false);
   training_pass_ = false;
   const BatchViews bv = prepare(batch);
-  compute_weights_.layer = -1;
+  weight16_source_ = nullptr;
   const Tensor x = ws_.residual[0].narrow(0, 0, N);  // [N, C], updated in place layer by layer
   const Saved s = saved_views(ws_.layers[0], bv);
   tensor::embedding_forward(x, bv.ids, w.embed);
   for (int64_t l = 0; l < c.num_layers; ++l) block_forward(l, x, x, s, bv);
   const Tensor hN = ws_.final_h.narrow(0, 0, N);
   tensor::rmsnorm_forward(hN, {}, x, w.final_norm, static_cast<float>(c.rms_norm_eps));
-  return tensor::linear_cross_entropy(hN, compute_head(), bv.targets, kIgnore);
+  return tensor::linear_cross_entropy(hN, w.lm_head, bv.targets, kIgnore);
 }
 
 void TrainNetwork::merge_lora_into_base() {
@@ -675,7 +683,7 @@ void TrainNetwork::merge_lora_into_base() {
     }
   }
   merged_ = true;
-  compute_weights_.layer = -1;
+  weight16_source_ = nullptr;
 }
 
 }  // namespace seqit::model

@@ -21,6 +21,7 @@
 namespace seqit::model {
 
 class LlamaModel;
+struct LayerWeights;
 
 // Which projections carry an adapter, its rank and scale (PEFT's LoraConfig).
 struct LoraSpec {
@@ -126,12 +127,6 @@ class TrainNetwork {
     tensor::Tensor rstd1, qkv, attn, lse, rstd2, gate_up;
     std::array<tensor::Tensor, kModules> xa;  // [cap · r] each, for targeted projections
   };
-  // One layer's projection weights in the compute dtype (bf16 compute from f32 weights: rounded
-  // copies, refilled per layer and pass; otherwise views of the model's own).
-  struct ComputeWeights {
-    int64_t layer = -1;  // the layer the copies hold; -1: none (stale)
-    tensor::Tensor wqkv, wo, w_gate_up, w_down;
-  };
   struct Saved;       // the [N, ...] views of one LayerBuffers for the current batch
   struct BatchViews;  // the batch's ids, targets, positions, segments and dims
   struct Workspace {
@@ -167,11 +162,14 @@ class TrainNetwork {
                       const Saved& s, const BatchViews& bv, bool x_mid_current);
   void build_parameters();
   bool bf16_compute() const { return options_.compute == tensor::DType::bf16; }
-  // Layer `layer`'s projection weights in the compute dtype (converted when stale).
-  const ComputeWeights& compute_weights(int64_t layer) const;
-  // The output head in the compute dtype (a bf16 copy for the duration of the head, or the
-  // model's).
-  tensor::Tensor compute_head() const;
+  // A weight matrix (or row block) in the compute dtype: itself, or (bf16 compute from f32 masters)
+  // its bf16 rounding in weight16_, one matrix at a time (the previous one's copy is replaced).
+  tensor::Tensor compute_weight(const tensor::Tensor& w) const;
+  // y [N, 2F] (gate|up) = x · w_gate_upᵀ: one GEMM; with a bf16 copy, one per half (so a bf16 copy
+  // never holds more than F rows). And its backward.
+  void gate_up_forward(const LayerWeights& L, const Saved& s) const;
+  void gate_up_backward(const LayerWeights& L, const LayerGrads& g, const tensor::Tensor& dh,
+                        const Saved& s);
 
   LlamaModel& model_;
   TrainOptions options_;
@@ -185,7 +183,9 @@ class TrainNetwork {
   tensor::Tensor d_embed_, d_final_norm_, d_lm_head_;  // d_lm_head_ undefined when tied
   std::vector<Parameter> parameters_;
   Workspace ws_;
-  mutable ComputeWeights compute_weights_;
+  // The bf16 copy of one weight matrix, and which matrix it holds (null: none; reset every pass).
+  mutable tensor::Tensor weight16_;
+  mutable const void* weight16_source_ = nullptr;
 };
 
 }  // namespace seqit::model
