@@ -430,12 +430,12 @@ void TrainNetwork::adapter_backward(int64_t layer, int module, const Tensor& dx,
 
 Tensor TrainNetwork::compute_weight(const Tensor& w) const {
   if (!bf16_compute() || w.dtype() == DType::bf16) return w;
-  if (weight16_source_ != w.raw_data() || weight16_.numel() != w.numel()) {
+  if (weight16_source_ != w.raw_data() || weight16_count_ != w.numel()) {
     if (!weight16_.defined() || weight16_.numel() < w.numel())
       weight16_ = Tensor::empty({w.numel()}, DType::bf16);
     weight16_source_ = nullptr;  // while converting
     weight16_.narrow(0, 0, w.numel()).view(w.shape()).copy_from(w);
-    weight16_source_ = w.raw_data();
+    weight16_source_ = w.raw_data(), weight16_count_ = w.numel();
   }
   return weight16_.narrow(0, 0, w.numel()).view(w.shape());
 }

@@ -183,9 +183,11 @@ class TrainNetwork {
   tensor::Tensor d_embed_, d_final_norm_, d_lm_head_;  // d_lm_head_ undefined when tied
   std::vector<Parameter> parameters_;
   Workspace ws_;
-  // The bf16 copy of one weight matrix, and which matrix it holds (null: none; reset every pass).
+  // The bf16 copy of one weight matrix (a grow-only buffer), and which matrix it holds: its data
+  // and element count (null: none; reset every pass).
   mutable tensor::Tensor weight16_;
   mutable const void* weight16_source_ = nullptr;
+  mutable int64_t weight16_count_ = 0;
 };
 
 }  // namespace seqit::model
