@@ -49,7 +49,9 @@ namespace {
 constexpr const char* kLlamaCppAnchor = "~52-60 tok/s";
 
 struct Mode {
-  std::string name;  // full, lora, lora-bf16
+  // full, lora (f32 base) or lora-bf16 (bf16 base); a "+bf16" suffix computes in bf16
+  // (TrainOptions::compute), e.g. full+bf16.
+  std::string name;
   int64_t seq = 1024;
   bool checkpoint = false;
 };
@@ -85,13 +87,15 @@ bool cpu_flag(const std::string& flag) {
 
 int run_child(const Mode& mode, int steps, int threads) {
   const model::ModelConfig config = bench::llama_155m_config();
-  const bool lora = mode.name != "full";
+  const bool lora = mode.name.starts_with("lora");
+  const bool bf16_base = mode.name.starts_with("lora-bf16");
+  const bool bf16_compute = mode.name.ends_with("+bf16");
   const double start = bench::now_seconds();
   const double rss_runtime = bench::current_rss_mb();
-  auto m = model::LlamaModel::load(
-      model::RandomWeights(config, 1, 0.02f),
-      {.dtype = mode.name == "lora-bf16" ? tensor::DType::bf16 : tensor::DType::f32});
+  auto m = model::LlamaModel::load(model::RandomWeights(config, 1, 0.02f),
+                                   {.dtype = bf16_base ? tensor::DType::bf16 : tensor::DType::f32});
   model::TrainOptions options;
+  options.compute = bf16_compute ? tensor::DType::bf16 : tensor::DType::f32;
   options.lora = lora;
   options.lora_spec.rank = 16;
   options.lora_spec.alpha = 32;
@@ -223,6 +227,7 @@ int main(int argc, char** argv) {
   tensor::establish_openmp_wait_policy(argv);  // as the seqit executable does
   int threads = 2, steps = 3;
   bool torch = true, quick = false;
+  std::string only;  // ",full,torch," (--only): the configurations to run; empty: all
   std::optional<Mode> child;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -232,6 +237,8 @@ int main(int argc, char** argv) {
       steps = std::max(1, std::atoi(argv[++i]));
     else if (a == "--quick")
       quick = true;
+    else if (a == "--only" && i + 1 < argc)
+      only = "," + std::string(argv[++i]) + ",";
     else if (a == "--no-torch")
       torch = false;
     else if (a == "--child" && i + 3 < argc) {
@@ -252,6 +259,10 @@ int main(int argc, char** argv) {
           "  --threads N   compute threads (default 2), for seqit and torch alike\n"
           "  --steps N     timed steps per configuration after one warm-up step (default 3)\n"
           "  --quick       one timed step per configuration\n"
+          "  --only LIST   only these configurations, comma-separated: full, full+bf16, lora, "
+          "lora-bf16,\n"
+          "                lora+bf16, lora-bf16+bf16 (T=1024), full-ckpt, full-2k, full-2k-ckpt, "
+          "torch\n"
           "  --no-torch    skip the PyTorch reference (bench/torch_train_reference.py, "
           "/usr/bin/python3)\n");
       return 0;
@@ -277,6 +288,13 @@ int main(int argc, char** argv) {
               tensor::onednn_matmul_implementation().c_str(), tensor::openmp_wait_policy());
   std::printf("load average at start: %s\n", bench::load_average().c_str());
   const tensor::FmaPeak peak = tensor::measure_fma_peak(threads);
+  const tensor::FmaPeak peak16 = tensor::measure_bf16_dot_peak(threads);
+  std::printf(
+      "bf16 arithmetic: %s; bf16 dot-product peak measured now: %.0f GFLOP/s by wall time, %.0f by "
+      "CPU time\n",
+      tensor::cpu_has_bf16_arithmetic() ? "yes (bf16 rows compute natively)"
+                                        : "no (bf16 rows are emulated through f32 GEMMs)",
+      peak16.gflops, peak16.gflops_cpu);
   std::printf(
       "FMA peak measured now (tensor::measure_fma_peak, f32 %s, %d threads): %.0f GFLOP/s by wall "
       "time, %.0f by "
@@ -290,7 +308,12 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   const std::string self = self_path();
-  auto seqit_run = [&](const std::string& name, int64_t seq, bool ckpt) {
+  auto wanted = [&](const std::string& key) {
+    return only.empty() || only.find("," + key + ",") != std::string::npos;
+  };
+  auto seqit_run = [&](const std::string& name, int64_t seq, bool ckpt) -> std::optional<json> {
+    const std::string key = name + (seq == 2048 ? "-2k" : "") + (ckpt ? "-ckpt" : "");
+    if (!wanted(key)) return std::nullopt;
     return run_json(fmt::format("'{}' --child {} {} {} --threads {} --steps {}", self, name, seq,
                                 ckpt ? 1 : 0, threads, steps),
                     "RESULT ");
@@ -298,6 +321,7 @@ int main(int argc, char** argv) {
   std::optional<json> tf32, tbf16;
   std::string torch_note;
   const auto script = bench::repository_root() / "bench/torch_train_reference.py";
+  if (!wanted("torch")) torch = false;
   if (torch) {
     if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
       torch_note =
@@ -313,6 +337,7 @@ int main(int argc, char** argv) {
   };
   // Adjacent runs see the same machine (its speed drifts when shared): seqit, then torch.
   std::optional<json> full = seqit_run("full", 1024, false);
+  std::optional<json> full16 = seqit_run("full+bf16", 1024, false);
   if (torch) {
     tf32 = torch_run("f32");
     tbf16 = torch_run("bf16");
@@ -320,6 +345,8 @@ int main(int argc, char** argv) {
   std::optional<json> full_ckpt = seqit_run("full", 1024, true);
   std::optional<json> lora = seqit_run("lora", 1024, false);
   std::optional<json> lora16 = seqit_run("lora-bf16", 1024, false);
+  std::optional<json> lora_c16 = seqit_run("lora+bf16", 1024, false);
+  std::optional<json> lora16_c16 = seqit_run("lora-bf16+bf16", 1024, false);
   std::optional<json> full2k = seqit_run("full", 2048, false);
   std::optional<json> ckpt2k = seqit_run("full", 2048, true);
 
@@ -333,7 +360,7 @@ int main(int argc, char** argv) {
   auto row = [&](const char* name, const std::optional<json>& r, const std::optional<json>& ref,
                  const char* ref_name) {
     if (!r) {
-      std::printf("| %s | failed | | | | |\n", name);
+      if (only.empty()) std::printf("| %s | failed | | | | |\n", name);
       return;
     }
     const Rate a = rate_of(*r);
@@ -355,10 +382,13 @@ int main(int argc, char** argv) {
       tbest ? fmt::format("torch {}", tbest->at("dtype").get<std::string>()) : "";
   row("seqit full FT f32, T=1024", full, tbest, best_name.c_str());
   row("seqit full FT f32, T=1024, checkpointed", full_ckpt, tbest, best_name.c_str());
+  row("seqit full FT bf16 compute, T=1024", full16, tbest, best_name.c_str());
   row("PyTorch eager f32, T=1024", tf32, std::nullopt, "");
   row("PyTorch eager bf16 autocast, T=1024", tbf16, std::nullopt, "");
   row("seqit LoRA r16 (7 proj), f32 base", lora, full, "full FT");
   row("seqit LoRA r16 (7 proj), bf16 base", lora16, full, "full FT");
+  row("seqit LoRA r16 (7 proj), f32 base, bf16 compute", lora_c16, full16, "full FT bf16");
+  row("seqit LoRA r16 (7 proj), bf16 base, bf16 compute", lora16_c16, full16, "full FT bf16");
   row("seqit full FT, T=2048", full2k, std::nullopt, "");
   row("seqit full FT, T=2048, checkpointed", ckpt2k, full2k, "no ckpt");
   std::printf(
@@ -387,6 +417,34 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
   }
+  if (full16) {
+    const Rate a = rate_of(*full16);
+    const double gf_wall = a.wall * fpt1k / 1e9, gf_cpu = a.cpu * fpt1k / 1e9;
+    if (peak16.gflops > 0) {
+      std::printf(
+          "MFU of seqit full FT bf16 compute: best step %.0f GFLOP/s = %.0f%% of the bf16 "
+          "dot-product "
+          "peak (%.0f%% of the f32 FMA peak); by CPU time %.0f%% of the CPU-time bf16 peak\n",
+          gf_wall, 100 * gf_wall / peak16.gflops, 100 * gf_wall / peak.gflops,
+          100 * gf_cpu / peak16.gflops_cpu);
+    }
+    if (tbest) {
+      const Rate b = rate_of(*tbest);
+      std::printf(
+          "bf16 compute vs PyTorch's best (%s): %.2fx tokens/s (best steps), %.2fx by CPU time, at "
+          "%.0f%% of its "
+          "peak RSS\n",
+          best_name.c_str(), a.wall / b.wall, a.cpu / b.cpu, 100 * a.rss / b.rss);
+    }
+    if (full) {
+      std::printf(
+          "bf16 compute vs f32: %.2fx tokens/s (best steps), peak RSS %.0f vs %.0f MB; loss after "
+          "the timed steps "
+          "%.5f vs %.5f\n",
+          a.wall / rate_of(*full).wall, a.rss, rate_of(*full).rss,
+          full16->at("loss_last").get<double>(), full->at("loss_last").get<double>());
+    }
+  }
   if (full && lora) {
     const Rate a = rate_of(*lora), b = rate_of(*full);
     std::printf(
@@ -412,7 +470,10 @@ int main(int argc, char** argv) {
         100 * (a.wall / b.wall - 1), 100 * (a.cpu / b.cpu - 1));
   }
   std::printf(
-      "\nseqit: train::Trainer::step (forward + backward, global-norm clip, AdamW), f32, batch 1. "
+      "\nseqit: train::Trainer::step (forward + backward, global-norm clip, AdamW), f32 unless the "
+      "row says bf16 "
+      "compute (bf16 GEMM operands, f32 accumulation, f32 master weights/gradients/AdamW), batch "
+      "1. "
       "tok/s (CPU time) = tokens / (process CPU time / threads): idle OpenMP workers sleep after a "
       "short spin and a thread the hypervisor or another process holds off counts nothing, so on a "
       "loaded machine it errs fast. Peak RSS = VmHWM of the configuration's own process (runtime "

@@ -95,18 +95,20 @@ struct TrainNetwork::BatchViews {
   tensor::AttentionOptions attention;  // segment_ids [B, T] when packed
 };
 
-// One layer's saved activations for this batch: [N, ...] views of a LayerBuffers.
+// One layer's saved activations for this batch: [N, ...] views of a LayerBuffers, plus views of
+// the workspace's shared h, act and x_mid (recomputed, never saved per layer). x_mid, the rstds and
+// lse are f32; the rest is in the compute dtype.
 struct TrainNetwork::Saved {
-  Tensor x_mid;                     // [N, C] residual after attention
-  Tensor h1, rstd1;                 // [N, C] rmsnorm(x_in), [N]
+  Tensor x_mid;                     // [N, C] shared: residual after attention
+  Tensor rstd1, rstd2;              // [N] of rmsnorm(x_in), rmsnorm(x_mid)
   Tensor qkv;                       // [N, W] q|k after RoPE, v
   Tensor q, k, v;                   // [B, T, Hq|Hkv, D] views of qkv
   Tensor attn, attn4;               // [N, qd] attention output and its [B, T, Hq, D] view
   Tensor lse;                       // [B, Hq, T]
-  Tensor h2, rstd2;                 // [N, C] rmsnorm(x_mid), [N]
   Tensor gate_up, gate, up;         // [N, 2F] and its two [N, F] column blocks
-  Tensor act;                       // [N, F] silu(gate)·up
   std::array<Tensor, kModules> xa;  // [N, r] dropout(x)·Aᵀ per adapter
+  Tensor h;                         // [N, C] shared: rmsnorm(x_in), then rmsnorm(x_mid)
+  Tensor act;                       // [N, F] shared: silu(gate)·up
 };
 
 TrainNetwork::TrainNetwork(LlamaModel& model, const TrainOptions& options)
@@ -114,6 +116,10 @@ TrainNetwork::TrainNetwork(LlamaModel& model, const TrainOptions& options)
   const ModelConfig& c = model.config();
   if (model.packed())
     throw Error("training needs the plain weight layout (load without pack_for_inference)");
+  if (options.compute != DType::f32 && options.compute != DType::bf16) {
+    throw Error(fmt::format("training computes in f32 or bf16, not {}",
+                            tensor::dtype_name(options.compute)));
+  }
   LlamaWeights& w = model.mutable_weights();
   if (!options.lora) {
     if (model.dtype() != DType::f32) {
@@ -231,18 +237,15 @@ void TrainNetwork::zero_grads() {
 
 TrainNetwork::LayerBuffers TrainNetwork::allocate_layer_buffers(int64_t rows) const {
   const ModelConfig& c = model_.config();
-  const int64_t C = c.hidden_size, F = c.intermediate_size, qd = c.q_dim(), W = qd + 2 * c.kv_dim();
+  const int64_t F = c.intermediate_size, qd = c.q_dim(), W = qd + 2 * c.kv_dim();
+  const DType cd = options_.compute;
   LayerBuffers b;
-  b.x_mid = Tensor::empty({rows, C}, DType::f32);
-  b.h1 = Tensor::empty({rows, C}, DType::f32);
   b.rstd1 = Tensor::empty({rows}, DType::f32);
-  b.qkv = Tensor::empty({rows, W}, DType::f32);
-  b.attn = Tensor::empty({rows, qd}, DType::f32);
+  b.qkv = Tensor::empty({rows, W}, cd);
+  b.attn = Tensor::empty({rows, qd}, cd);
   b.lse = Tensor::empty({rows * c.num_heads}, DType::f32);
-  b.h2 = Tensor::empty({rows, C}, DType::f32);
   b.rstd2 = Tensor::empty({rows}, DType::f32);
-  b.gate_up = Tensor::empty({rows, 2 * F}, DType::f32);
-  b.act = Tensor::empty({rows, F}, DType::f32);
+  b.gate_up = Tensor::empty({rows, 2 * F}, cd);
   if (options_.lora) {
     for (int m = 0; m < kModules; ++m) {
       if (adapters_[0][static_cast<size_t>(m)].a.defined()) {
@@ -272,8 +275,11 @@ void TrainNetwork::reserve(int64_t rows, size_t residuals, size_t layer_sets, bo
     ws_.targets = Tensor::empty({rows}, DType::i32);
     ws_.positions = Tensor::empty({rows}, DType::i32);
     ws_.segments = Tensor::empty({rows}, DType::i32);
-    ws_.final_h = Tensor::empty({rows, C}, DType::f32);
+    ws_.final_h = Tensor::empty({rows, C}, options_.compute);
     ws_.final_rstd = Tensor::empty({rows}, DType::f32);
+    ws_.h = Tensor::empty({rows, C}, options_.compute);
+    ws_.act = Tensor::empty({rows, F}, options_.compute);
+    ws_.x_mid = Tensor::empty({rows, C}, DType::f32);
     backward = backward || keep_backward;
   }
   while (ws_.residual.size() < residuals)
@@ -284,8 +290,8 @@ void TrainNetwork::reserve(int64_t rows, size_t residuals, size_t layer_sets, bo
     ws_.dh = Tensor::empty({ws_.rows, C}, DType::f32);
     ws_.dqkv = Tensor::empty({ws_.rows, W}, DType::f32);
     ws_.dattn = Tensor::empty({ws_.rows, qd}, DType::f32);
-    ws_.dgate_up = Tensor::empty({ws_.rows, 2 * F}, DType::f32);
     ws_.dact = Tensor::empty({ws_.rows, F}, DType::f32);
+    if (bf16_compute()) ws_.dy16 = Tensor::empty({ws_.rows * std::max(C, W)}, DType::bf16);
   }
 }
 
@@ -296,14 +302,12 @@ int64_t TrainNetwork::workspace_bytes() const {
   };
   for (const Tensor& r : ws_.residual) add(r);
   for (const LayerBuffers& b : ws_.layers) {
-    for (const Tensor* t :
-         {&b.x_mid, &b.h1, &b.rstd1, &b.qkv, &b.attn, &b.lse, &b.h2, &b.rstd2, &b.gate_up, &b.act})
-      add(*t);
+    for (const Tensor* t : {&b.rstd1, &b.qkv, &b.attn, &b.lse, &b.rstd2, &b.gate_up}) add(*t);
     for (const Tensor& t : b.xa) add(t);
   }
-  for (const Tensor* t :
-       {&ws_.ids, &ws_.targets, &ws_.positions, &ws_.segments, &ws_.final_h, &ws_.final_rstd,
-        &ws_.dx, &ws_.dh, &ws_.dqkv, &ws_.dattn, &ws_.dgate_up, &ws_.dact})
+  for (const Tensor* t : {&ws_.ids, &ws_.targets, &ws_.positions, &ws_.segments, &ws_.final_h,
+                          &ws_.final_rstd, &ws_.h, &ws_.act, &ws_.x_mid, &ws_.dx, &ws_.dh,
+                          &ws_.dqkv, &ws_.dattn, &ws_.dact, &ws_.dy16})
     add(*t);
   return bytes;
 }
@@ -366,8 +370,7 @@ TrainNetwork::Saved TrainNetwork::saved_views(const LayerBuffers& b, const Batch
                 kvd = c.kv_dim();
   const int64_t Hq = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
   Saved s;
-  s.x_mid = b.x_mid.narrow(0, 0, N);
-  s.h1 = b.h1.narrow(0, 0, N);
+  s.x_mid = ws_.x_mid.narrow(0, 0, N);
   s.rstd1 = b.rstd1.narrow(0, 0, N);
   s.qkv = b.qkv.narrow(0, 0, N);
   s.q = s.qkv.narrow(1, 0, qd).view({B, T, Hq, D});
@@ -376,12 +379,12 @@ TrainNetwork::Saved TrainNetwork::saved_views(const LayerBuffers& b, const Batch
   s.attn = b.attn.narrow(0, 0, N);
   s.attn4 = s.attn.view({B, T, Hq, D});
   s.lse = b.lse.narrow(0, 0, N * Hq).view({B, Hq, T});
-  s.h2 = b.h2.narrow(0, 0, N);
   s.rstd2 = b.rstd2.narrow(0, 0, N);
   s.gate_up = b.gate_up.narrow(0, 0, N);
   s.gate = s.gate_up.narrow(1, 0, F);
   s.up = s.gate_up.narrow(1, F, F);
-  s.act = b.act.narrow(0, 0, N);
+  s.h = ws_.h.narrow(0, 0, N);
+  s.act = ws_.act.narrow(0, 0, N);
   const int64_t r = options_.lora_spec.rank;
   for (size_t m = 0; m < kModules; ++m) {
     if (b.xa[m].defined()) s.xa[m] = b.xa[m].narrow(0, 0, N * r).view({N, r});
@@ -423,10 +426,53 @@ void TrainNetwork::adapter_backward(int64_t layer, int module, const Tensor& dx,
                         lora_config(layer, module));
 }
 
+// ---- weights in the compute dtype ---------------------------------------------------------------
+
+Tensor TrainNetwork::compute_weight(const Tensor& w) const {
+  if (!bf16_compute() || w.dtype() == DType::bf16) return w;
+  if (weight16_source_ != w.raw_data() || weight16_count_ != w.numel()) {
+    if (!weight16_.defined() || weight16_.numel() < w.numel())
+      weight16_ = Tensor::empty({w.numel()}, DType::bf16);
+    weight16_source_ = nullptr;  // while converting
+    weight16_.narrow(0, 0, w.numel()).view(w.shape()).copy_from(w);
+    weight16_source_ = w.raw_data(), weight16_count_ = w.numel();
+  }
+  return weight16_.narrow(0, 0, w.numel()).view(w.shape());
+}
+
+void TrainNetwork::gate_up_forward(const LayerWeights& L, const Saved& s) const {
+  const int64_t F = model_.config().intermediate_size;
+  if (!bf16_compute() || L.w_gate_up.dtype() == DType::bf16) {
+    tensor::linear_forward(s.gate_up, s.h, L.w_gate_up);  // gate_up [N, 2F]
+    return;
+  }
+  tensor::linear_forward(s.gate, s.h, compute_weight(L.w_gate_up.narrow(0, 0, F)));  // [N, F]
+  tensor::linear_forward(s.up, s.h, compute_weight(L.w_gate_up.narrow(0, F, F)));
+}
+
+// dh [N, C] += d(gate|up) · w_gate_up; dw_gate_up [2F, C] += d(gate|up)ᵀ · h. d(gate|up) is in
+// s.gate / s.up (written over them).
+void TrainNetwork::gate_up_backward(const LayerWeights& L, const LayerGrads& g, const Tensor& dh,
+                                    const Saved& s) {
+  const int64_t F = model_.config().intermediate_size;
+  if (!bf16_compute() || L.w_gate_up.dtype() == DType::bf16) {
+    tensor::linear_backward(dh, g.w_gate_up, {}, s.gate_up, s.h, L.w_gate_up);
+    return;
+  }
+  for (int64_t half = 0; half < 2; ++half) {
+    const Tensor dy = half == 0 ? s.gate : s.up;  // [N, F]
+    const Tensor dw = g.w_gate_up.defined() ? g.w_gate_up.narrow(0, half * F, F) : Tensor();
+    tensor::linear_backward(dh, dw, {}, dy, s.h,
+                            compute_weight(L.w_gate_up.narrow(0, half * F, F)));
+  }
+}
+
 // ---- one block ----------------------------------------------------------------------------------
 
 // x_out[N, C] = x_in + attention(x_in) + mlp(...), saving in `s` what block_backward needs. x_out
-// may alias x_in (x_in is last read before x_out is written).
+// may alias x_in (x_in is last read before x_out is written). The projections multiply in the
+// compute dtype: with bf16, h, attn, act and the weights are bf16 and the products accumulate in
+// f32 (into f32 x_mid / x_out, rounded once into bf16 qkv / gate_up).
 void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor& x_out,
                                  const Saved& s, const BatchViews& bv) const {
   using namespace tensor;
@@ -437,64 +483,88 @@ void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor
 
   // Attention: x_mid = x_in + wo · attend(rope(q), rope(k), v),
   // q|k|v = wqkv · rmsnorm(x_in) (+ bias).
-  rmsnorm_forward(s.h1, s.rstd1, x_in, L.attn_norm, eps);  // h1 [N, C], rstd1 [N]
-  linear_forward(s.qkv, s.h1, L.wqkv, L.bqkv);             // qkv [N, W]
-  adapter_forward(layer, kQ, s.qkv.narrow(1, 0, qd), s.h1, s);
-  adapter_forward(layer, kK, s.qkv.narrow(1, qd, kvd), s.h1, s);
-  adapter_forward(layer, kV, s.qkv.narrow(1, qd + kvd, kvd), s.h1, s);
+  rmsnorm_forward(s.h, s.rstd1, x_in, L.attn_norm, eps);  // h = h1 [N, C], rstd1 [N]
+  linear_forward(s.qkv, s.h, compute_weight(L.wqkv), L.bqkv);  // qkv [N, W]
+  adapter_forward(layer, kQ, s.qkv.narrow(1, 0, qd), s.h, s);
+  adapter_forward(layer, kK, s.qkv.narrow(1, qd, kvd), s.h, s);
+  adapter_forward(layer, kV, s.qkv.narrow(1, qd + kvd, kvd), s.h, s);
   rope_forward(s.q, s.q, bv.positions, model_.rope());  // q [B, T, Hq, D]
   rope_forward(s.k, s.k, bv.positions, model_.rope());  // k [B, T, Hkv, D]
   // attn [B, T, Hq, D], lse [B, Hq, T]; segment ids keep packed examples apart.
   attention_forward(s.attn4, s.lse, s.q, s.k, s.v, bv.attention);
-  linear_forward(s.x_mid, s.attn, L.wo, L.bo);  // o [N, C]
+  linear_forward(s.x_mid, s.attn, compute_weight(L.wo), L.bo);  // o [N, C]
   adapter_forward(layer, kO, s.x_mid, s.attn, s);
   add_inplace(s.x_mid, x_in);  // x_mid = x_in + o
 
   // MLP: x_out = x_mid + w_down · (silu(gate) · up), gate|up = w_gate_up · rmsnorm(x_mid).
-  rmsnorm_forward(s.h2, s.rstd2, s.x_mid, L.ffn_norm, eps);  // h2 [N, C], rstd2 [N]
-  linear_forward(s.gate_up, s.h2, L.w_gate_up);              // gate_up [N, 2F]
-  adapter_forward(layer, kGate, s.gate, s.h2, s);
-  adapter_forward(layer, kUp, s.up, s.h2, s);
+  rmsnorm_forward(s.h, s.rstd2, s.x_mid, L.ffn_norm, eps);  // h = h2 [N, C], rstd2 [N]
+  gate_up_forward(L, s);                                    // gate_up [N, 2F]
+  adapter_forward(layer, kGate, s.gate, s.h, s);
+  adapter_forward(layer, kUp, s.up, s.h, s);
   swiglu_forward(s.act, s.gate, s.up);     // act [N, F]
-  linear_forward(x_out, s.act, L.w_down);  // mlp [N, C]
+  linear_forward(x_out, s.act, compute_weight(L.w_down));  // mlp [N, C]
   adapter_forward(layer, kDown, x_out, s.act, s);
   add_inplace(x_out, s.x_mid);  // x_out = x_mid + mlp
 }
 
 // The block's backward, in reverse. dx [N, C] holds d(x_out) on entry and d(x_in) on exit (each
-// rmsnorm_backward adds its input gradient onto the residual gradient that passes through).
+// rmsnorm_backward adds its input gradient onto the residual gradient that passes through). h1, h2
+// and act are recomputed from the saved inputs by the same ops as in the forward: the same bits.
 void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor& x_in,
-                                  const Saved& s, const BatchViews& bv) {
+                                  const Saved& s, const BatchViews& bv, bool x_mid_current) {
   using namespace tensor;
   const ModelConfig& c = model_.config();
   const LayerWeights& L = model_.weights().layers[static_cast<size_t>(layer)];
   static const LayerGrads kNoGrads;  // LoRA: the base gets no gradient (undefined = skipped)
   const LayerGrads& g = options_.lora ? kNoGrads : grads_[static_cast<size_t>(layer)];
-  const int64_t N = bv.N, qd = c.q_dim(), kvd = c.kv_dim(), F = c.intermediate_size;
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  const int64_t N = bv.N, qd = c.q_dim(), kvd = c.kv_dim();
   Tensor dh = ws_.dh.narrow(0, 0, N);              // [N, C]
   Tensor dqkv = ws_.dqkv.narrow(0, 0, N);          // [N, W]
   Tensor dattn = ws_.dattn.narrow(0, 0, N);        // [N, qd]
-  Tensor dgate_up = ws_.dgate_up.narrow(0, 0, N);  // [N, 2F]
   Tensor dact = ws_.dact.narrow(0, 0, N);          // [N, F]
+  // A gradient as a GEMM operand: itself (f32), or rounded to bf16 into dy16 (bf16 compute; a bias
+  // gradient is then summed from the f32 gradient).
+  const bool b16 = bf16_compute();
+  auto gemm_operand = [&](const Tensor& grad) {  // grad [N, cols] contiguous
+    if (!b16) return grad;
+    Tensor r = ws_.dy16.narrow(0, 0, grad.numel()).view(grad.shape());
+    r.copy_from(grad);
+    return r;
+  };
+  auto bias_grad = [&](const Tensor& dbias, const Tensor& dy, const Tensor& w) {
+    if (b16 && dbias.defined()) linear_backward({}, {}, dbias, dy, {}, w);
+  };
+
+  if (!x_mid_current) {  // x_mid = x_in + wo · attn (+ bias, adapter), recomputed
+    linear_forward(s.x_mid, s.attn, compute_weight(L.wo), L.bo);
+    adapter_forward(layer, kO, s.x_mid, s.attn, s);
+    add_inplace(s.x_mid, x_in);
+  }
 
   // MLP: x_out = x_mid + down(act), act = swiglu(gate_up), gate_up = w_gate_up · h2,
   // h2 = rmsnorm(x_mid).
+  swiglu_forward(s.act, s.gate, s.up);  // act [N, F], recomputed
   dact.zero();
-  linear_backward(dact, g.w_down, {}, dx, s.act, L.w_down);  // dact [N, F], dw_down [C, F]
+  linear_backward(dact, g.w_down, {}, gemm_operand(dx), s.act,
+                  compute_weight(L.w_down));  // dact, dw_down [C, F]
   adapter_backward(layer, kDown, dact, dx, s.act, s);
-  dgate_up.zero();
-  const Tensor dgate = dgate_up.narrow(1, 0, F), dup = dgate_up.narrow(1, F, F);
-  swiglu_backward(dgate, dup, dact, s.gate, s.up);  // dgate, dup [N, F]
+  const Tensor dgate = s.gate, dup = s.up;
+  swiglu_backward(dgate, dup, dact, s.gate, s.up);     // dgate, dup [N, F], in place
+  rmsnorm_forward(s.h, {}, s.x_mid, L.ffn_norm, eps);  // h = h2 [N, C], recomputed
   dh.zero();
   // dh2 [N, C], dw_gate_up [2F, C]
-  linear_backward(dh, g.w_gate_up, {}, dgate_up, s.h2, L.w_gate_up);
-  adapter_backward(layer, kGate, dh, dgate, s.h2, s);
-  adapter_backward(layer, kUp, dh, dup, s.h2, s);
+  gate_up_backward(L, g, dh, s);
+  adapter_backward(layer, kGate, dh, dgate, s.h, s);
+  adapter_backward(layer, kUp, dh, dup, s.h, s);
   rmsnorm_backward(dx, g.ffn_norm, dh, s.x_mid, L.ffn_norm, s.rstd2);  // dx = d(x_mid)
 
   // Attention: x_mid = x_in + wo · attn, attn = attend(rope(q), rope(k), v), q|k|v = wqkv · h1.
   dattn.zero();
-  linear_backward(dattn, g.wo, g.bo, dx, s.attn, L.wo);  // dattn [N, qd], dwo [C, qd]
+  // dattn [N, qd], dwo [C, qd]
+  linear_backward(dattn, g.wo, b16 ? Tensor() : g.bo, gemm_operand(dx), s.attn,
+                  compute_weight(L.wo));
+  bias_grad(g.bo, dx, L.wo);
   adapter_backward(layer, kO, dattn, dx, s.attn, s);
   dqkv.zero();
   const Tensor dq = dqkv.narrow(1, 0, qd).view(s.q.shape());    // [B, T, Hq, D]
@@ -504,11 +574,15 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
                      bv.attention);
   rope_backward(dq, dq, bv.positions, model_.rope());  // d(q before RoPE)
   rope_backward(dk, dk, bv.positions, model_.rope());
+  rmsnorm_forward(s.h, {}, x_in, L.attn_norm, eps);  // h = h1 [N, C], recomputed
   dh.zero();
-  linear_backward(dh, g.wqkv, g.bqkv, dqkv, s.h1, L.wqkv);  // dh1 [N, C], dwqkv [W, C], dbqkv [W]
-  adapter_backward(layer, kQ, dh, dqkv.narrow(1, 0, qd), s.h1, s);
-  adapter_backward(layer, kK, dh, dqkv.narrow(1, qd, kvd), s.h1, s);
-  adapter_backward(layer, kV, dh, dqkv.narrow(1, qd + kvd, kvd), s.h1, s);
+  // dh1 [N, C], dwqkv [W, C], dbqkv [W]
+  linear_backward(dh, g.wqkv, b16 ? Tensor() : g.bqkv, gemm_operand(dqkv), s.h,
+                  compute_weight(L.wqkv));
+  bias_grad(g.bqkv, dqkv, L.wqkv);
+  adapter_backward(layer, kQ, dh, dqkv.narrow(1, 0, qd), s.h, s);
+  adapter_backward(layer, kK, dh, dqkv.narrow(1, qd, kvd), s.h, s);
+  adapter_backward(layer, kV, dh, dqkv.narrow(1, qd + kvd, kvd), s.h, s);
   rmsnorm_backward(dx, g.attn_norm, dh, x_in, L.attn_norm, s.rstd1);  // dx = d(x_in)
 }
 
@@ -527,6 +601,7 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
   // one set that each layer's backward refills by recomputing its forward.
   reserve(N, layers + 1, checkpoint ? 1 : layers, true);
   const BatchViews bv = prepare(batch);
+  weight16_source_ = nullptr;  // the weights may have changed since the last pass
   auto residual = [&](size_t l) { return ws_.residual[l].narrow(0, 0, N); };  // [N, C]
   auto saved = [&](size_t l) { return saved_views(ws_.layers[checkpoint ? 0 : l], bv); };
 
@@ -544,8 +619,11 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
   dhN.zero();
   // A tied head's gradient goes into the embedding's (embedding_backward adds the lookup's later).
   const Tensor d_head = options_.lora ? Tensor() : (d_lm_head_.defined() ? d_lm_head_ : d_embed_);
-  const tensor::CrossEntropyResult result =
-      tensor::linear_cross_entropy(hN, w.lm_head, bv.targets, kIgnore, dhN, d_head, grad_scale);
+  // bf16 compute: hN is bf16; an f32 head is rounded to bf16 block by block inside the op, a bf16
+  // head (a bf16 LoRA base) taken as it is, half the rows per chunk then, as the chunk's logit
+  // gradient is held in bf16 too.
+  const tensor::CrossEntropyResult result = tensor::linear_cross_entropy(
+      hN, w.lm_head, bv.targets, kIgnore, dhN, d_head, grad_scale, bf16_compute() ? 128 : 256);
 
   // backward
   Tensor dx = ws_.dx.narrow(0, 0, N);  // [N, C] gradient of the residual stream
@@ -557,7 +635,9 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
     if (checkpoint) {  // refill the shared buffers: the same ops on the same input, the same bits
       block_forward(static_cast<int64_t>(l), residual(l), residual(l + 1), s, bv);
     }
-    block_backward(static_cast<int64_t>(l), dx, residual(l), s, bv);
+    // The top layer's x_mid is still in place from the forward, as is every layer's after its
+    // recomputed forward.
+    block_backward(static_cast<int64_t>(l), dx, residual(l), s, bv, checkpoint || l + 1 == layers);
   }
   if (!options_.lora) tensor::embedding_backward(d_embed_, dx, bv.ids);
   return result;
@@ -570,6 +650,7 @@ tensor::CrossEntropyResult TrainNetwork::forward_loss(const TrainBatch& batch) {
   reserve(N, 1, 1, false);
   training_pass_ = false;
   const BatchViews bv = prepare(batch);
+  weight16_source_ = nullptr;
   const Tensor x = ws_.residual[0].narrow(0, 0, N);  // [N, C], updated in place layer by layer
   const Saved s = saved_views(ws_.layers[0], bv);
   tensor::embedding_forward(x, bv.ids, w.embed);
@@ -602,6 +683,7 @@ void TrainNetwork::merge_lora_into_base() {
     }
   }
   merged_ = true;
+  weight16_source_ = nullptr;
 }
 
 }  // namespace seqit::model

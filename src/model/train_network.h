@@ -21,6 +21,7 @@
 namespace seqit::model {
 
 class LlamaModel;
+struct LayerWeights;
 
 // Which projections carry an adapter, its rank and scale (PEFT's LoraConfig).
 struct LoraSpec {
@@ -51,6 +52,14 @@ struct TrainOptions {
   LoraSpec lora_spec;
   // Keep only each layer's input residual; recompute the layer's forward inside its backward.
   bool checkpoint_activations = false;
+  // The GEMMs' operand dtype. f32: everything in f32. bf16 (mixed precision, like torch's bf16
+  // autocast): every projection and the output head multiply bf16 operands with f32 accumulation —
+  // the weights are rounded from the f32 masters one layer at a time for each pass, the GEMM inputs
+  // and outputs that are saved (q|k|v, the attention output, gate|up) and the gradients fed to
+  // GEMMs are bf16 — while the residual stream, norms, softmax, the loss, every weight gradient and
+  // the optimiser stay f32. On a CPU without bf16 arithmetic the same rounding is computed through
+  // f32 GEMMs (the same numbers, slower); tensor::cpu_has_bf16_arithmetic() says which.
+  tensor::DType compute = tensor::DType::f32;
 };
 
 // A trainable tensor. value and grad are views: for full fine-tuning, row blocks of the model's
@@ -110,9 +119,12 @@ class TrainNetwork {
   struct LayerGrads {
     tensor::Tensor attn_norm, wqkv, bqkv, wo, bo, ffn_norm, w_gate_up, w_down;
   };
-  // One layer's activations at capacity rows (views of N rows are taken per batch).
+  // One layer's saved activations at capacity rows (views of N rows are taken per batch). The
+  // normalised inputs, the SwiGLU product and the mid-block residual are not saved: the backward
+  // recomputes them (element-wise work and the o projection, the same bits) into the workspace's
+  // shared h, act and x_mid.
   struct LayerBuffers {
-    tensor::Tensor x_mid, h1, rstd1, qkv, attn, lse, h2, rstd2, gate_up, act;
+    tensor::Tensor rstd1, qkv, attn, lse, rstd2, gate_up;
     std::array<tensor::Tensor, kModules> xa;  // [cap · r] each, for targeted projections
   };
   struct Saved;       // the [N, ...] views of one LayerBuffers for the current batch
@@ -122,8 +134,16 @@ class TrainNetwork {
     std::vector<tensor::Tensor> residual;  // [cap, C] layer inputs (and the final residual)
     std::vector<LayerBuffers> layers;
     tensor::Tensor ids, targets, positions, segments;    // [cap] i32
-    tensor::Tensor final_h, final_rstd;                  // [cap, C], [cap]
-    tensor::Tensor dx, dh, dqkv, dattn, dgate_up, dact;  // backward scratch at capacity
+    tensor::Tensor final_h, final_rstd;                  // [cap, C] (compute dtype), [cap]
+    // [cap, C] and [cap, F] in the compute dtype: rmsnorm(x) and silu(gate)·up of the layer being
+    // computed, forward or backward (one pair for the whole network).
+    tensor::Tensor h, act;
+    tensor::Tensor
+        x_mid;  // [cap, C] f32: the residual after attention, of the layer being computed
+    // Backward scratch at capacity (d(gate|up) overwrites the layer's saved gate|up).
+    tensor::Tensor dx, dh, dqkv, dattn, dact;
+    // bf16 compute: [cap, max(C, W)] bf16, the residual or q|k|v gradient rounded for the GEMMs.
+    tensor::Tensor dy16;
   };
 
   void reserve(int64_t rows, size_t residuals, size_t layer_sets, bool backward);
@@ -137,9 +157,19 @@ class TrainNetwork {
                         const tensor::Tensor& dy, const tensor::Tensor& x, const Saved& s);
   void block_forward(int64_t layer, const tensor::Tensor& x_in, const tensor::Tensor& x_out,
                      const Saved& s, const BatchViews& bv) const;
+  // x_mid_current: s.x_mid already holds this layer's x_mid (its forward just ran again).
   void block_backward(int64_t layer, const tensor::Tensor& dx, const tensor::Tensor& x_in,
-                      const Saved& s, const BatchViews& bv);
+                      const Saved& s, const BatchViews& bv, bool x_mid_current);
   void build_parameters();
+  bool bf16_compute() const { return options_.compute == tensor::DType::bf16; }
+  // A weight matrix (or row block) in the compute dtype: itself, or (bf16 compute from f32 masters)
+  // its bf16 rounding in weight16_, one matrix at a time (the previous one's copy is replaced).
+  tensor::Tensor compute_weight(const tensor::Tensor& w) const;
+  // y [N, 2F] (gate|up) = x · w_gate_upᵀ: one GEMM; with a bf16 copy, one per half (so a bf16 copy
+  // never holds more than F rows). And its backward.
+  void gate_up_forward(const LayerWeights& L, const Saved& s) const;
+  void gate_up_backward(const LayerWeights& L, const LayerGrads& g, const tensor::Tensor& dh,
+                        const Saved& s);
 
   LlamaModel& model_;
   TrainOptions options_;
@@ -153,6 +183,11 @@ class TrainNetwork {
   tensor::Tensor d_embed_, d_final_norm_, d_lm_head_;  // d_lm_head_ undefined when tied
   std::vector<Parameter> parameters_;
   Workspace ws_;
+  // The bf16 copy of one weight matrix (a grow-only buffer), and which matrix it holds: its data
+  // and element count (null: none; reset every pass).
+  mutable tensor::Tensor weight16_;
+  mutable const void* weight16_source_ = nullptr;
+  mutable int64_t weight16_count_ = 0;
 };
 
 }  // namespace seqit::model

@@ -53,6 +53,21 @@ __attribute__((target("avx512f"))) double fma_chains_avx512(int64_t iterations) 
   return _mm512_reduce_add_ps(s);
 }
 
+// The same with bf16 dot products (vdpbf16ps: 16 lanes, each adds two bf16 products: 64 FLOPs).
+__attribute__((target("avx512f,avx512bf16"))) double bf16_dot_chains(int64_t iterations) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i) * 1e-3f);
+  const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3f), _mm512_set1_ps(1e-3f));
+  const __m512bh b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-4f), _mm512_set1_ps(1e-4f));
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+  }
+  __m512 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
 double fma_chains_scalar(int64_t iterations) {
   float acc[12];
   for (int i = 0; i < 12; ++i) acc[i] = static_cast<float>(i) * 1e-3f;
@@ -77,7 +92,9 @@ double run_chains(int threads, int64_t iterations, int width, double* cpu = null
 #pragma omp parallel num_threads(threads) reduction(+ : sink, cpu_sum)
   {
     const double c0 = thread_cpu_seconds();
-    if (width == 16)
+    if (width == 32)
+      sink += bf16_dot_chains(iterations);
+    else if (width == 16)
       sink += fma_chains_avx512(iterations);
     else if (width == 8)
       sink += fma_chains_avx2(iterations);
@@ -129,6 +146,23 @@ FmaPeak measure_fma_peak(int threads, double seconds) {
     }
   }
   return peak;
+}
+
+FmaPeak measure_bf16_dot_peak(int threads, double seconds) {
+  if (!__builtin_cpu_supports("avx512bf16")) return {};
+  detail::apply_threads();
+  threads = std::max(1, threads);
+  int64_t iterations = 1 << 16;
+  while (run_chains(threads, iterations, 32) < seconds / 8 && iterations < (int64_t{1} << 34))
+    iterations *= 2;
+  double best = 1e30, best_cpu = 1e30;
+  for (int r = 0; r < 3; ++r) {
+    double cpu = 0;
+    best = std::min(best, run_chains(threads, iterations, 32, &cpu));
+    best_cpu = std::min(best_cpu, cpu);
+  }
+  const double flops = static_cast<double>(iterations) * 12 * 64 * threads;
+  return FmaPeak{flops / best / 1e9, flops / best_cpu / 1e9, "avx512_bf16"};
 }
 
 ReadBandwidth measure_read_bandwidth(int threads, size_t bytes, int repeats) {
@@ -190,6 +224,11 @@ std::string cpu_features() {
   add("avx512_bf16", __builtin_cpu_supports("avx512bf16"));
   add("amx_bf16", __builtin_cpu_supports("amx-bf16"));
   return s.empty() ? "scalar" : s;
+}
+
+bool cpu_has_bf16_arithmetic() {
+  const bool cpu = __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+  return cpu && detail::onednn_has_fast_bf16();
 }
 
 std::string onednn_matmul_implementation() {

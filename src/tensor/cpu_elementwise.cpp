@@ -264,6 +264,16 @@ void CpuBackend::swiglu_backward(const Tensor& dgate, const Tensor& dup, const T
     dU = rows_of(op, "dup", dup, true);
     same_rows(op, "dup and up differ", dU, U);
   }
+  // dgate/dup written over gate/up themselves (the inputs are consumed): each row's inputs are
+  // copied before its gradients are stored, which are then written, not accumulated.
+  auto same = [](const RowsRef& a, const RowsRef& b) {
+    return a.base == b.base && a.row_stride == b.row_stride && a.dtype == b.dtype;
+  };
+  const bool in_place = dG.base && dU.base && same(dG, G) && same(dU, U);
+  if (!in_place && ((dG.base && same(dG, G)) || (dU.base && same(dU, U)) ||
+                    (dG.base && same(dG, U)) || (dU.base && same(dU, G)))) {
+    fail(op, "dgate and dup may overwrite gate and up only both at once");
+  }
   const int64_t c = G.cols;
   apply_threads();
 #pragma omp parallel if (G.rows * c >= kParallelThreshold)
@@ -279,6 +289,16 @@ void CpuBackend::swiglu_backward(const Tensor& dgate, const Tensor& dup, const T
       const float* u = load_f32(U.row(r), U.dtype, bu, c);
       const float* d = load_f32(dO.row(r), dO.dtype, bd, c);
       sigmoid_row(g, bs, c);
+      if (in_place) {
+        if (g != bg) std::copy(g, g + c, bg), g = bg;
+        if (u != bu) std::copy(u, u + c, bu), u = bu;
+        for (int64_t i = 0; i < c; ++i) bgrad[i] = d[i] * g[i] * bs[i];
+        store_f32(bgrad, dU.row(r), dU.dtype, c);  // dup = dout · silu(g)
+        for (int64_t i = 0; i < c; ++i)
+          bgrad[i] = d[i] * u[i] * bs[i] * (1.0f + g[i] * (1.0f - bs[i]));
+        store_f32(bgrad, dG.row(r), dG.dtype, c);  // dgate = dout · up · silu'(g)
+        continue;
+      }
       if (dU.base) {
         // dup += dout · silu(g)
         float* acc = dU.dtype == DType::f32 ? static_cast<float*>(dU.row(r)) : bgrad;

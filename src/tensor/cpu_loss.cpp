@@ -85,6 +85,106 @@ CrossEntropyResult cross_entropy_rows(const RowsRef& L, const int32_t* target, i
   return result;
 }
 
+// bf16 h against an f32 w (bf16 compute over f32 master weights): w is rounded to bf16 one block of
+// kHeadBlock vocabulary rows at a time and the softmax is taken online over the blocks (each row's
+// running max and sum), so neither a bf16 copy of w nor a V-wide chunk of logits ever exists —
+// [N, block] logits, their bf16 gradient and one bf16 block of w (4 + 2 + 2 MB at N = 1024, C =
+// 1024; the block narrows for larger N), instead of a 64 MB copy of a 32k-vocabulary head plus
+// chunks. The price: the logits are computed twice when gradients are wanted (once for the softmax
+// statistics, once for the gradient). The numbers are those of a bf16 copy of w, up to f32
+// summation order.
+constexpr int64_t kHeadBlock = 1024;
+
+CrossEntropyResult blocked_bf16_head(const RowsRef& H, const RowsRef& W, const int32_t* t,
+                                     int32_t ignore, const RowsRef& dH, const RowsRef& dW,
+                                     float grad_scale) {
+  // Blocks of up to kHeadBlock vocabulary rows, fewer for long batches (~1M logits at a time).
+  const int64_t n = H.rows, vocab = W.rows, c = H.cols;
+  const int64_t vb = std::min(
+      vocab,
+      std::clamp<int64_t>((int64_t{1} << 20) / std::max<int64_t>(n, 1) / 64 * 64, 256, kHeadBlock));
+  const bool grads = dH.base || dW.base;
+  Tensor w16 = Tensor::empty({vb, c}, DType::bf16);
+  Tensor logits = Tensor::empty({n, vb}, DType::f32);
+  Tensor g16 = grads ? Tensor::empty({n, vb}, DType::bf16) : Tensor();
+  float* lg = logits.mutable_data<float>();
+  bf16* w16p = w16.mutable_data<bf16>();
+  const MatrixRef hm{H.base, DType::bf16, n, c, H.row_stride, 1, 0};
+  // logits[:, 0..rows) = h · bf16(w[v0 .. v0 + rows))ᵀ
+  auto block_logits = [&](int64_t v0, int64_t rows) {
+    if (W.row_stride == c) {
+      convert_f32_to_bf16(static_cast<const float*>(W.row(v0)), w16p,
+                          static_cast<size_t>(rows * c));
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        convert_f32_to_bf16(static_cast<const float*>(W.row(v0 + r)), w16p + r * c,
+                            static_cast<size_t>(c));
+    }
+    gemm_any(1, hm, MatrixRef{w16p, DType::bf16, c, rows, 1, c, 0},
+             MutableMatrixRef{lg, DType::f32, n, rows, vb, 1, 0}, nullptr, 1.0f, false);
+  };
+  apply_threads();
+  const int threads = n * vb >= kParallelThreshold && n > 1 ? num_threads() : 1;
+  // Pass 1: each row's max, sum of exp(logit - max) and target logit, block by block.
+  std::vector<float> mx(static_cast<size_t>(n), -INFINITY), target_logit(static_cast<size_t>(n), 0);
+  std::vector<double> sum(static_cast<size_t>(n), 0.0);
+  for (int64_t v0 = 0; v0 < vocab; v0 += vb) {
+    const int64_t rows = std::min(vb, vocab - v0);
+    block_logits(v0, rows);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < n; ++r) {
+      if (t[r] == ignore) continue;
+      const float* x = lg + r * vb;
+      const size_t i = static_cast<size_t>(r);
+      const float m = std::max(mx[i], max_of(x, rows));
+      if (m > mx[i]) sum[i] *= std::exp(static_cast<double>(mx[i]) - m), mx[i] = m;
+      sum[i] += exp_shift_sum(x, m, scratch_f32(1, static_cast<size_t>(vb)), rows);
+      if (t[r] >= v0 && t[r] < v0 + rows) target_logit[i] = x[t[r] - v0];
+    }
+  }
+  CrossEntropyResult total;
+  std::vector<float> lse(static_cast<size_t>(n), 0);
+  for (int64_t r = 0; r < n; ++r) {
+    if (t[r] == ignore) continue;
+    const size_t i = static_cast<size_t>(r);
+    const double l = mx[i] + std::log(sum[i]);
+    lse[i] = static_cast<float>(l);
+    total.loss_sum += l - target_logit[i];
+    ++total.tokens;
+  }
+  if (!grads) return total;
+  // Pass 2: the logits again; grad_scale · (softmax - onehot) in bf16 (0 on ignored rows) into both
+  // GEMMs: dh += g · bf16(w block), dw[block] += gᵀ · h.
+  bf16* gp = g16.mutable_data<bf16>();
+  for (int64_t v0 = 0; v0 < vocab; v0 += vb) {
+    const int64_t rows = std::min(vb, vocab - v0);
+    block_logits(v0, rows);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < n; ++r) {
+      float* e = scratch_f32(1, static_cast<size_t>(vb));
+      if (t[r] == ignore) {
+        std::fill(e, e + rows, 0.0f);
+      } else {
+        exp_shift_sum(lg + r * vb, lse[static_cast<size_t>(r)], e, rows);
+        scale(e, grad_scale, rows);
+        if (t[r] >= v0 && t[r] < v0 + rows) e[t[r] - v0] -= grad_scale;
+      }
+      store_f32(e, gp + r * vb, DType::bf16, rows);
+    }
+    if (dH.base) {
+      gemm_any(1, MatrixRef{gp, DType::bf16, n, rows, vb, 1, 0},
+               MatrixRef{w16p, DType::bf16, rows, c, c, 1, 0},
+               MutableMatrixRef{dH.base, dH.dtype, n, c, dH.row_stride, 1, 0}, nullptr, 1.0f, true);
+    }
+    if (dW.base) {
+      gemm_any(1, MatrixRef{gp, DType::bf16, rows, n, 1, vb, 0}, hm,
+               MutableMatrixRef{dW.row(v0), dW.dtype, rows, c, dW.row_stride, 1, 0}, nullptr, 1.0f,
+               true);
+    }
+  }
+  return total;
+}
+
 }  // namespace
 
 CrossEntropyResult CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets,
@@ -145,10 +245,17 @@ CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tenso
     dW = rows_of(op, "dw", dw, true);
   }
   if (chunk_rows <= 0) fail(op, "chunk_rows must be positive");
+  if (H.dtype == DType::bf16 && W.dtype == DType::f32)
+    return blocked_bf16_head(H, W, t, ignore_index, dH, dW, grad_scale);
   const int64_t chunk = std::min(chunk_rows, std::max<int64_t>(n, 1));
   // One chunk of logits, reused: chunk × vocab f32 (e.g. 256 × 32000 × 4 = 33 MB), never N × vocab.
   Tensor logits = Tensor::empty({chunk, vocab}, DType::f32);
   float* lg = logits.mutable_data<float>();
+  // bf16 h and w (bf16 compute): the logits' gradient is rounded to bf16 too, so the two backward
+  // GEMMs take bf16 operands like the forward one (f32 accumulation into dh and dw).
+  const bool bf16_grads =
+      H.dtype == DType::bf16 && W.dtype == DType::bf16 && (dh.defined() || dw.defined());
+  Tensor glogits16 = bf16_grads ? Tensor::empty({chunk, vocab}, DType::bf16) : Tensor();
   const MatrixRef wt{W.base, W.dtype, c, vocab, 1, W.row_stride, 0};  // wᵀ [c, vocab]
   const MatrixRef wm{W.base, W.dtype, vocab, c, W.row_stride, 1, 0};
   CrossEntropyResult total;
@@ -164,13 +271,19 @@ CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tenso
     total.loss_sum += part.loss_sum;
     total.tokens += part.tokens;
     if (!grads) continue;
-    const MatrixRef g{lg, DType::f32, rows, vocab, vocab, 1, 0};
+    const void* gdata = lg;
+    const DType gtype = bf16_grads ? DType::bf16 : DType::f32;
+    if (bf16_grads) {
+      convert_f32_to_bf16(lg, glogits16.mutable_data<bf16>(), static_cast<size_t>(rows * vocab));
+      gdata = glogits16.data<bf16>();
+    }
+    const MatrixRef g{gdata, gtype, rows, vocab, vocab, 1, 0};
     if (dH.base) {
       gemm_any(1, g, wm, MutableMatrixRef{dH.row(r0), dH.dtype, rows, c, dH.row_stride, 1, 0},
                nullptr, 1.0f, true);
     }
     if (dW.base) {
-      const MatrixRef gt{lg, DType::f32, vocab, rows, 1, vocab, 0};  // dlogitsᵀ [vocab, rows]
+      const MatrixRef gt{gdata, gtype, vocab, rows, 1, vocab, 0};  // dlogitsᵀ [vocab, rows]
       gemm_any(1, gt, hc, MutableMatrixRef{dW.base, dW.dtype, vocab, c, dW.row_stride, 1, 0},
                nullptr, 1.0f, true);
     }

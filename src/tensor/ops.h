@@ -84,6 +84,8 @@ void rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dou
                       const Tensor& weight, const Tensor& rstd);
 
 // SwiGLU: out[N, F] = silu(gate) · up. gate and up may be column blocks of one fused projection.
+// swiglu_backward may write dgate and dup over gate and up (both, the same views): the gradients
+// then replace the inputs instead of accumulating (the trainer's backward, which needs no scratch).
 void swiglu_forward(const Tensor& out, const Tensor& gate, const Tensor& up);
 void swiglu_backward(const Tensor& dgate, const Tensor& dup, const Tensor& dout, const Tensor& gate,
                      const Tensor& up);
@@ -172,7 +174,12 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& targets, in
                                  const Tensor& dlogits = {}, float grad_scale = 1.0f);
 // The output projection fused with the loss: logits = h[N, C] · w[V, C]ᵀ are formed chunk_rows rows
 // at a time (never all N×V at once) and dropped after use. When dh / dw are defined their gradients
-// (of grad_scale · loss_sum) accumulate. The large-vocabulary training path.
+// (of grad_scale · loss_sum) accumulate. The large-vocabulary training path. With h and w both bf16
+// (bf16 compute) each chunk's logit gradient is rounded to bf16 for the two backward GEMMs (a
+// chunk_rows × V bf16 buffer more). With bf16 h and an f32 w (bf16 compute over f32 masters), w is
+// rounded to bf16 one block of vocabulary rows at a time and the softmax runs online over the
+// blocks: no bf16 copy of w and no V-wide logits, for a second logits GEMM (chunk_rows unused). The
+// loss and its softmax are f32 throughout.
 CrossEntropyResult linear_cross_entropy(const Tensor& h, const Tensor& w, const Tensor& targets,
                                         int32_t ignore_index, const Tensor& dh = {},
                                         const Tensor& dw = {}, float grad_scale = 1.0f,

@@ -43,7 +43,30 @@ struct Setup {
   int64_t grad_accum = 1;
   int64_t batches_per_epoch = 0;
   double flops_per_token = 0;  // forward + backward, for MFU
+  std::string compute_note;    // why the compute dtype is what it is (printed at start)
 };
+
+// compute_dtype -> the network's GEMM dtype. auto: bf16 where the CPU has bf16 arithmetic
+// (AVX512_BF16 or AMX, with oneDNN using it), else f32. An explicit bf16 on a CPU without it is
+// computed anyway, with the same rounding, through f32 GEMMs: correct, and slower than f32.
+tensor::DType resolve_compute(ComputeDtype asked, std::string& note) {
+  const bool native = tensor::cpu_has_bf16_arithmetic();
+  switch (asked) {
+    case ComputeDtype::f32:
+      note = "f32 (as asked)";
+      return tensor::DType::f32;
+    case ComputeDtype::bf16:
+      note = native ? "bf16 (as asked; this CPU has bf16 arithmetic)"
+                    : "bf16 (as asked; this CPU has no bf16 arithmetic: emulated through f32 GEMMs "
+                      "with the "
+                      "same rounding, slower than compute_dtype=f32)";
+      return tensor::DType::bf16;
+    default:
+      note = native ? "bf16 (auto: this CPU has bf16 arithmetic)"
+                    : "f32 (auto: this CPU has no bf16 arithmetic)";
+      return native ? tensor::DType::bf16 : tensor::DType::f32;
+  }
+}
 
 ExampleOptions example_options(const TrainRecipe& r) {
   ExampleOptions o;
@@ -152,6 +175,7 @@ Setup prepare(const TrainRecipe& r) {
   to.lora_spec.targets = r.lora.targets;
   to.lora_spec.seed = r.seed;
   to.checkpoint_activations = r.activation_checkpointing;
+  to.compute = resolve_compute(r.compute_dtype, s.compute_note);
   OptimizerConfig oc;
   oc.beta1 = static_cast<float>(r.adam_beta1);
   oc.beta2 = static_cast<float>(r.adam_beta2);
@@ -237,15 +261,14 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
                             out.string()));
   log::info("train: recipe\n{}", to_yaml(r));
   Setup s = prepare(r);
-  const bool bf16_cpu = tensor::onednn_native_bf16();
-  log::info("train: compute f32{} ({} trainable tensors{}); {} optimiser steps ({} per epoch, up to {} "
-            "micro-batches each), warmup {}",
-            r.compute_dtype == ComputeDtype::bf16 || (r.compute_dtype == ComputeDtype::auto_ && bf16_cpu)
-                ? " (this CPU computes bf16 natively, but the trainer's compute is f32 only; see docs/training.md)"
-                : "",
-            s.trainer->network().parameters().size(), r.method == TrainMethod::lora ? ", LoRA" : "",
-            s.schedule.total_steps, (s.batches_per_epoch + s.grad_accum - 1) / s.grad_accum, s.grad_accum,
-            s.schedule.warmup_steps);
+  log::info(
+      "train: compute {}; master weights, gradients and AdamW f32 ({} trainable tensors{}); {} "
+      "optimiser "
+      "steps ({} per epoch, up to {} micro-batches each), warmup {}",
+      s.compute_note, s.trainer->network().parameters().size(),
+      r.method == TrainMethod::lora ? ", LoRA" : "", s.schedule.total_steps,
+      (s.batches_per_epoch + s.grad_accum - 1) / s.grad_accum, s.grad_accum,
+      s.schedule.warmup_steps);
   result.total_steps = s.schedule.total_steps;
 
   // Resume: weights, optimiser moments, step and data position from the newest checkpoint.
@@ -272,7 +295,10 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
   write_file_atomic(run.recipe_file(), to_yaml(r));
   MetricsLog metrics(run.metrics_file(), resumed_at);
 
-  const double peak_gflops = tensor::measure_fma_peak(tensor::num_threads(), 0.2).gflops;
+  // MFU against the peak of the dtype computed (bf16: the dot-product peak, where the CPU has one).
+  const bool bf16 = s.trainer->network().options().compute == tensor::DType::bf16;
+  double peak_gflops = bf16 ? tensor::measure_bf16_dot_peak(tensor::num_threads(), 0.2).gflops : 0;
+  if (peak_gflops <= 0) peak_gflops = tensor::measure_fma_peak(tensor::num_threads(), 0.2).gflops;
   BatchStream stream(*s.plan, position);
   InterruptGuard interrupt;
   Progress progress("train", s.schedule.total_steps, "step");

@@ -113,6 +113,20 @@ TEST(SwiGlu, ForwardBackwardOnColumnBlocksOfAFusedProjection) {
   }
   EXPECT_LT(rel_error(got_g, dg), 1e-5);
   EXPECT_LT(rel_error(got_u, du), 1e-5);
+  // In place (the trainer's backward): the gradients overwrite gate|up, written, not accumulated,
+  // with the same bits as into zeroed buffers; f32 and bf16.
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    Tensor inputs = to_tensor(gu, {n, 2 * f}, dtype), grads = Tensor::zeros({n, 2 * f}, dtype);
+    swiglu_backward(grads.narrow(1, 0, f), grads.narrow(1, f, f), to_tensor(dy, {n, f}),
+                    inputs.narrow(1, 0, f), inputs.narrow(1, f, f));
+    swiglu_backward(inputs.narrow(1, 0, f), inputs.narrow(1, f, f), to_tensor(dy, {n, f}),
+                    inputs.narrow(1, 0, f), inputs.narrow(1, f, f));
+    EXPECT_EQ(to_vec(inputs), to_vec(grads)) << dtype_name(dtype);
+  }
+  // Overwriting only one of the two would corrupt the other's input: refused.
+  EXPECT_THROW(swiglu_backward(fused.narrow(1, 0, f), dfused.narrow(1, f, f), to_tensor(dy, {n, f}),
+                               gate, up),
+               Error);
   // Extreme gates do not overflow: silu(-100) ~ 0, silu(100) = 100.
   Tensor big = Tensor::from_floats(std::vector<float>{-100.0f, 100.0f, -1000.0f}, {1, 3});
   Tensor ones = Tensor::full({1, 3}, 1.0, DType::f32), res = Tensor::empty({1, 3}, DType::f32);

@@ -357,5 +357,44 @@ TEST(LinearCrossEntropy, ChunkedEqualsFullLogitsPathWithGradients) {
       h, dh, "dh");
 }
 
+// bf16 compute over f32 master weights: bf16 h against an f32 head. The op rounds w to bf16 block
+// by block (3000 rows: two blocks of 1024 and one of 952) with an online softmax; the reference is
+// the fp64 loss of the bf16-rounded h and w. The gradients differ from it by the bf16 rounding of
+// the logit gradient (relative 2^-9 per element), hence 5e-3; the loss only by f32 summation.
+TEST(LinearCrossEntropy, Bf16HiddenAgainstF32WeightsRoundsTheWeightsBlockByBlock) {
+  const int64_t n = 37, c = 24, vocab = 3000;
+  const Vec h = reference::random_vec(static_cast<size_t>(n * c), 62);
+  const Vec w = reference::random_vec(static_cast<size_t>(vocab * c), 63, 0.3);
+  std::vector<int32_t> targets(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    targets[static_cast<size_t>(i)] = static_cast<int32_t>((i * 911) % vocab);
+  targets[5] = -100;
+  targets[36] = -100;
+  const float grad_scale = 1.0f / 35.0f;
+  const Vec hr = reference::rounded(h, DType::bf16), wr = reference::rounded(w, DType::bf16);
+  Vec dlogits, dh, dw, db;
+  int64_t tokens = 0;
+  const double loss = reference::cross_entropy(reference::linear(hr, wr, nullptr, n, c, vocab),
+                                               targets, vocab, -100, &dlogits, grad_scale, &tokens);
+  reference::linear_backward(dlogits, hr, wr, n, c, vocab, dh, dw, db);
+  const Tensor h16 = to_tensor(h, {n, c}, DType::bf16), t = Tensor::from_ints(targets, {n});
+  Tensor tdh = Tensor::zeros({n, c}, DType::f32), tdw = Tensor::zeros({vocab, c}, DType::f32);
+  const CrossEntropyResult r =
+      linear_cross_entropy(h16, to_tensor(w, {vocab, c}), t, -100, tdh, tdw, grad_scale);
+  EXPECT_EQ(r.tokens, 35);
+  EXPECT_NEAR(r.loss_sum, loss, 1e-5 * std::abs(loss));
+  EXPECT_LT(rel_error(to_vec(tdh), dh), 5e-3);
+  EXPECT_LT(rel_error(to_vec(tdw), dw), 5e-3);
+  // Without gradients: the first pass alone, the same loss.
+  EXPECT_EQ(linear_cross_entropy(h16, to_tensor(w, {vocab, c}), t, -100).loss_sum, r.loss_sum);
+  // And the path with a whole bf16 copy of w agrees.
+  Tensor cdh = Tensor::zeros({n, c}, DType::f32), cdw = Tensor::zeros({vocab, c}, DType::f32);
+  const CrossEntropyResult rc = linear_cross_entropy(h16, to_tensor(w, {vocab, c}, DType::bf16), t,
+                                                     -100, cdh, cdw, grad_scale);
+  EXPECT_NEAR(rc.loss_sum, r.loss_sum, 1e-5 * std::abs(loss));
+  EXPECT_LT(rel_error(to_vec(cdh), to_vec(tdh)), 5e-3);
+  EXPECT_LT(rel_error(to_vec(cdw), to_vec(tdw)), 5e-3);
+}
+
 }  // namespace
 }  // namespace seqit::tensor
