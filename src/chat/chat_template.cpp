@@ -249,10 +249,14 @@ Rendered ChatTemplate::render(const jinja::Value& messages, const RenderOptions&
     for (const auto& a : tokens_.additional) extra.emplace_back(a);
     vars.emplace_back("additional_special_tokens", jinja::Value::list(std::move(extra)));
   }
-  for (const auto& [k, v] : options.variables) {
+  for (const auto& variable : options.variables) {
+    // Not a structured binding: clang before 16 cannot capture one (the fuzz build uses clang 14).
+    const std::string& k = variable.first;
     auto it = std::find_if(vars.begin(), vars.end(), [&](const auto& p) { return p.first == k; });
-    if (it != vars.end()) it->second = v;
-    else vars.emplace_back(k, v);
+    if (it != vars.end())
+      it->second = variable.second;
+    else
+      vars.emplace_back(k, variable.second);
   }
   jinja::RenderSettings settings;
   settings.now_unix = options.now_unix;

@@ -115,10 +115,12 @@ Value from_json(const nlohmann::json& j) { return convert(j); }
 Value from_json(const nlohmann::ordered_json& j) { return convert(j); }
 
 Value parse_json_value(std::string_view text, const std::string& source_name) {
+  // convert() recurses once per level: deeper JSON gets parse_json's positioned depth error.
+  if (json_too_deep(text)) parse_json(text, source_name);
   nlohmann::ordered_json j;
   try {
     j = nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // a parse error, or a number out of range
     // Re-parse with the util reader for a positioned error message.
     parse_json(text, source_name);
     throw Error(clean_json_error(e.what())).in_file(source_name);

@@ -357,8 +357,10 @@ Value Interpreter::make_macro(const Stmt& s, const std::shared_ptr<Scope>& defin
         }
         std::vector<std::pair<Value, Value>> kwargs;
         for (const auto& [k, v] : args.kwargs) {
+          // `key` rather than `k` in the lambda: clang before 16 cannot capture a structured
+          // binding (the fuzz build uses clang 14).
           auto it = std::find_if(params.begin(), params.end(),
-                                 [&](const Parameter& p) { return p.name == k; });
+                                 [&key = k](const Parameter& p) { return p.name == key; });
           if (it != params.end()) {
             size_t i = size_t(it - params.begin());
             if (bound[i])

@@ -25,6 +25,7 @@ struct ServeOptions {
   std::string api_key, api_key_env;
   int64_t max_batch = 16, max_context = 0;
   int http_threads = 256;
+  size_t max_body_bytes = llm::ServerOptions{}.max_body_bytes;
   bool bf16 = false;
 };
 
@@ -48,6 +49,7 @@ void run(const ServeOptions& o) {
   server_options.host = o.host;
   server_options.port = o.port;
   server_options.threads = o.http_threads;
+  server_options.max_body_bytes = o.max_body_bytes;
   server_options.api_key = o.api_key;
   if (server_options.api_key.empty() && !o.api_key_env.empty()) {
     const char* key = std::getenv(o.api_key_env.c_str());
@@ -82,8 +84,9 @@ void run(const ServeOptions& o) {
     stopper.join();
   }
   auto st = server.stats();
-  log::info("serve: stopped after {} requests ({} answered, {} failed)", st.requests, st.succeeded,
-            st.failed);
+  log::info(
+      "serve: stopped after {} requests ({} answered, {} failed, {} abandoned by their client)",
+      st.requests, st.succeeded, st.failed, st.cancelled);
 }
 
 void setup(CLI::App& cmd) {
@@ -116,9 +119,14 @@ void setup(CLI::App& cmd) {
   cmd.add_option("--http-threads", o->http_threads, "Connections served at once")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd.add_option("--max-body-bytes", o->max_body_bytes,
+                 "Largest request body accepted; a larger one gets 413 without being read")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd.add_flag("--bf16", o->bf16, "Keep weight matrices in bf16 (half the memory)");
   cmd.footer(
-      "Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions and /v1/completions "
+      "Endpoints: GET /health, GET /metrics (Prometheus), GET /v1/models, POST "
+      "/v1/chat/completions and /v1/completions "
       "(stream=true for "
       "server-sent events; echo+logprobs for scoring). Chat messages are joined by blank lines "
       "(the 'plain' format). "

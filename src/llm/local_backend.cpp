@@ -268,8 +268,9 @@ struct LocalBackend::Impl {
                                      std::string(infer::finish_reason_name(result.finish))};
     job->response.usage.completion_tokens += static_cast<int64_t>(result.tokens.size());
     if (--job->remaining > 0) return;
-    auto owned =
-        std::find_if(active.begin(), active.end(), [job](const auto& j) { return j.get() == job; });
+    // An init-capture, not [job]: clang before 16 cannot capture a structured binding.
+    auto owned = std::find_if(active.begin(), active.end(),
+                              [finished = job](const auto& j) { return j.get() == finished; });
     std::unique_ptr<Job> done = std::move(*owned);
     active.erase(owned);
     if (done->cancelled) {

@@ -7,6 +7,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "util/json_io.h"
 #include "util/utf8.h"
 
 namespace seqit::llm {
@@ -603,6 +604,33 @@ json openai_error_body(const std::string& message, const std::string& type, cons
             {"type", type},
             {"param", param.empty() ? json(nullptr) : json(param)},
             {"code", code.empty() ? json(nullptr) : json(code)}}}};
+}
+
+Result<ServerRequest> parse_openai_request_body(RequestKind endpoint, std::string_view body) {
+  auto invalid = [](std::string message) {
+    return LlmError{ErrorKind::invalid_request, std::move(message), 0, 0, {}};
+  };
+  // JSON text must be UTF-8 (RFC 8259); the parser does not check strings, and a body that is
+  // not would fail later, when the answer or the cache key is written, as a 500.
+  if (const size_t bad = utf8::first_invalid(body); bad != std::string_view::npos)
+    return invalid(fmt::format(
+        "The body of your request is not valid UTF-8 (byte {}): JSON text must be UTF-8", bad));
+  // Deep nesting costs a stack frame per level wherever a value is copied or compared.
+  if (const auto deep = json_too_deep(body))
+    return invalid(
+        fmt::format("The JSON body of your request nests deeper than {} levels (byte {})",
+                    kMaxJsonDepth, *deep));
+  json parsed;
+  try {
+    parsed = json::parse(body);
+  } catch (const json::out_of_range& e) {
+    // A number JSON allows but a double cannot hold ("temperature": 1e999).
+    return invalid("A number in your request is out of range: " + clean_json_error(e.what()));
+  } catch (const json::exception& e) {
+    return invalid("We could not parse the JSON body of your request: " +
+                   clean_json_error(e.what()));
+  }
+  return parse_openai_server_request(endpoint, parsed);
 }
 
 }  // namespace seqit::llm

@@ -59,6 +59,10 @@ struct ServerRequest {
 // Parses a chat (endpoint == chat) or completion request body. Errors are invalid_request and name
 // the field, e.g. "'messages[2].content' must be a string or an array of text parts".
 Result<ServerRequest> parse_openai_server_request(RequestKind endpoint, const nlohmann::json& body);
+// The same from the raw HTTP body, as the server receives it: text that is not UTF-8, not JSON,
+// nested deeper than kMaxJsonDepth or holding a number no double can hold is an invalid_request
+// error too (the server's 400), never an exception.
+Result<ServerRequest> parse_openai_request_body(RequestKind endpoint, std::string_view body);
 
 // Response bodies. `id` is e.g. "chatcmpl-12", `created` Unix seconds.
 nlohmann::json to_openai_chat_response(const Response& response, const std::string& id,

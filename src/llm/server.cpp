@@ -10,12 +10,11 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "llm/http_connection.h"
 #include "llm/http_listen.h"
 #include "llm/openai_json.h"
 #include "util/error.h"
-#include "util/json_io.h"
 #include "util/log.h"
-#include "util/utf8.h"
 
 namespace seqit::llm {
 using nlohmann::json;
@@ -62,6 +61,16 @@ const char* type_for(int status) {
   }
 }
 
+// How often a handler waiting for the engine checks whether its client is still there.
+constexpr auto kClientCheckInterval = std::chrono::milliseconds(50);
+
+// Whether the client of the request this thread serves has gone (see http_connection.h); a 100
+// Continue probe is allowed before any of the answer is written, to an HTTP/1.1 client.
+bool client_gone(const httplib::Request& req) {
+  ClientConnection* client = ClientConnection::current();
+  return client && client->gone(/*may_probe=*/req.version == "HTTP/1.1");
+}
+
 void send_error(httplib::Response& res, int status, const std::string& message,
                 const std::string& code = {}, const std::string& param = {}) {
   res.status = status;
@@ -84,13 +93,16 @@ struct StreamState {
 struct OpenAiServer::Impl {
   Backend& backend;
   ServerOptions options;
-  httplib::Server http;
+  ConnectionServer http;
   std::unique_ptr<HttpListener> listener;
   std::mutex stop_mutex;
   std::condition_variable finished_cv;
   bool started = false, stopped = false, finished = false;
   std::atomic<int64_t> next_id{1};
-  std::atomic<int64_t> requests{0}, succeeded{0}, failed{0}, streamed{0};
+  std::atomic<int64_t> requests{0}, succeeded{0}, failed{0}, streamed{0}, cancelled{0};
+  // Requests whose backend work has not finished; shared with the backend's callbacks, which may
+  // come after the handler (and even the server) is gone.
+  std::shared_ptr<std::atomic<int64_t>> running = std::make_shared<std::atomic<int64_t>>(0);
 
   Impl(Backend& b, ServerOptions o) : backend(b), options(std::move(o)) {
     if (options.model_names.empty()) options.model_names.push_back(backend.default_model());
@@ -119,6 +131,27 @@ struct OpenAiServer::Impl {
     send_error(res, status, message, code, param);
   }
 
+  // The counters of stats() in Prometheus' text format (what vLLM and llama.cpp serve at /metrics).
+  std::string metrics() const {
+    std::string out;
+    auto add = [&out](const char* name, const char* type, const char* help, int64_t value) {
+      out += fmt::format("# HELP seqit_{0} {1}\n# TYPE seqit_{0} {2}\nseqit_{0} {3}\n", name, help,
+                         type, value);
+    };
+    add("requests_total", "counter", "API requests received.", requests.load());
+    add("requests_succeeded_total", "counter", "Requests answered 200.", succeeded.load());
+    add("requests_failed_total", "counter", "Requests answered with an error status.",
+        failed.load());
+    add("requests_streamed_total", "counter", "Succeeded requests answered as server-sent events.",
+        streamed.load());
+    add("requests_cancelled_total", "counter",
+        "Requests abandoned by a client that went away before the answer was done.",
+        cancelled.load());
+    add("requests_running", "gauge", "Requests whose backend work has not finished.",
+        running->load());
+    return out;
+  }
+
   void models(const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res)) return;
     json data = json::array();
@@ -133,28 +166,7 @@ struct OpenAiServer::Impl {
       failed.fetch_add(1);
       return;
     }
-    json body;
-    // JSON text must be UTF-8 (RFC 8259); the parser does not check strings, and a body that is
-    // not would fail later, when the answer or the cache key is written, as a 500.
-    if (const size_t bad = utf8::first_invalid(req.body); bad != std::string_view::npos) {
-      fail(res, 400,
-           fmt::format("The body of your request is not valid UTF-8 (byte {}): JSON text must "
-                       "be UTF-8",
-                       bad));
-      return;
-    }
-    try {
-      body = json::parse(req.body);
-    } catch (const json::out_of_range& e) {
-      // A number JSON allows but a double cannot hold ("temperature": 1e999).
-      fail(res, 400, "A number in your request is out of range: " + clean_json_error(e.what()));
-      return;
-    } catch (const json::exception& e) {
-      fail(res, 400,
-           "We could not parse the JSON body of your request: " + clean_json_error(e.what()));
-      return;
-    }
-    Result<ServerRequest> parsed = parse_openai_server_request(endpoint, body);
+    Result<ServerRequest> parsed = parse_openai_request_body(endpoint, req.body);
     if (!parsed.ok()) {
       fail(res, 400, parsed.error().message);
       return;
@@ -173,23 +185,44 @@ struct OpenAiServer::Impl {
     const std::string id = fmt::format("{}-{}", endpoint == RequestKind::chat ? "chatcmpl" : "cmpl",
                                        next_id.fetch_add(1));
     if (request.stream)
-      stream(request, id, model, res);
+      stream(request, id, model, req, res);
     else
-      answer(request, id, model, res);
+      answer(request, id, model, req, res);
+  }
+
+  // A request abandoned by its client: the status is for the log, the client reads nothing.
+  void abandon(httplib::Response& res) {
+    cancelled.fetch_add(1);
+    send_error(res, 499, "The client closed the connection before the answer was ready.");
   }
 
   void answer(ServerRequest& request, const std::string& id, const std::string& model,
-              httplib::Response& res) {
+              const httplib::Request& req, httplib::Response& res) {
+    // One flag for all of the request's prompts: a client that goes away abandons them all, and
+    // the engine drops their sequences at its next step.
+    auto abandoned = std::make_shared<std::atomic<bool>>(false);
     std::vector<std::future<Result<Response>>> futures;
-    for (Request& r : request.requests) futures.push_back(backend.submit_async(r));
+    running->fetch_add(1);
+    for (Request& r : request.requests) {
+      r.cancelled = abandoned;
+      futures.push_back(backend.submit_async(r));
+    }
     std::vector<Response> responses;
     std::optional<LlmError> error;
     for (auto& f : futures) {
-      Result<Response> r = f.get();  // every future is waited for, even after an error
+      // Every future is waited for, even after an error or a cancellation.
+      while (f.wait_for(kClientCheckInterval) == std::future_status::timeout)
+        if (!abandoned->load() && client_gone(req)) abandoned->store(true);
+      Result<Response> r = f.get();
       if (r.ok())
         responses.push_back(std::move(r).value());
       else if (!error)
         error = r.error();
+    }
+    running->fetch_sub(1);
+    if (abandoned->load()) {
+      abandon(res);
+      return;
     }
     if (error) {
       fail(res, status_for(error->kind), error->message);
@@ -204,7 +237,7 @@ struct OpenAiServer::Impl {
   }
 
   void stream(ServerRequest& request, const std::string& id, const std::string& model,
-              httplib::Response& res) {
+              const httplib::Request& req, httplib::Response& res) {
     auto state = std::make_shared<StreamState>();
     Request r = request.requests.front();
     r.cancelled = state->cancelled;
@@ -215,18 +248,29 @@ struct OpenAiServer::Impl {
       }
       state->changed.notify_all();
     };
-    backend.submit(std::move(r), [state](Result<Response> result) {
+    running->fetch_add(1);
+    backend.submit(std::move(r), [running = running, state](Result<Response> result) {
       {
         std::lock_guard lock(state->mutex);
         state->done = std::move(result);
       }
       state->changed.notify_all();
+      running->fetch_sub(1);
     });
     // Wait for the first piece of text or the end, so that a request the backend refuses (a prompt
     // longer than the context, say) still gets a proper status and JSON error instead of a stream.
+    // Until then nothing is written, so the client is watched as a non-streaming one is.
     {
       std::unique_lock lock(state->mutex);
-      state->changed.wait(lock, [&] { return !state->deltas.empty() || state->done.has_value(); });
+      while (!state->changed.wait_for(lock, kClientCheckInterval, [&] {
+        return !state->deltas.empty() || state->done.has_value();
+      })) {
+        if (client_gone(req)) {
+          state->cancelled->store(true);
+          abandon(res);
+          return;
+        }
+      }
       if (state->deltas.empty() && !state->done->ok()) {
         fail(res, status_for(state->done->error().kind), state->done->error().message);
         return;
@@ -324,15 +368,14 @@ struct OpenAiServer::Impl {
             }
             out += "data: [DONE]\n\n";
           }
-          if (!out.empty() && !sink.write(out.data(), out.size())) {
-            state->cancelled->store(true);  // the client went away: stop generating for it
-            return false;
-          }
+          // A write that fails means the client went away: the releaser below stops the work.
+          if (!out.empty() && !sink.write(out.data(), out.size())) return false;
           if (finished) sink.done();
           return true;
         },
-        [state](bool success) {
-          if (!success) state->cancelled->store(true);
+        [this, state](bool success) {
+          // The answer could not be written to the end: the client has gone.
+          if (!success && !state->cancelled->exchange(true)) cancelled.fetch_add(1);
         });
   }
 };
@@ -353,6 +396,9 @@ OpenAiServer::OpenAiServer(Backend& backend, ServerOptions options)
   im.http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
   });
+  im.http.Get("/metrics", [&im](const httplib::Request&, httplib::Response& res) {
+    res.set_content(im.metrics(), "text/plain; version=0.0.4");
+  });
   im.http.Get("/v1/models",
               [&im](const httplib::Request& req, httplib::Response& res) { im.models(req, res); });
   im.http.Post("/v1/chat/completions", [&im](const httplib::Request& req, httplib::Response& res) {
@@ -361,14 +407,22 @@ OpenAiServer::OpenAiServer(Backend& backend, ServerOptions options)
   im.http.Post("/v1/completions", [&im](const httplib::Request& req, httplib::Response& res) {
     im.generate(RequestKind::completion, req, res);
   });
-  im.http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  im.http.set_error_handler([&im](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler already wrote an OpenAI error
-    if (res.status == 413)
-      send_error(res, 413, "The request body is too large.");
-    else if (res.status == 404)
+    if (res.status == 413) {
+      const std::string sent = req.has_header("Content-Length")
+                                   ? req.get_header_value("Content-Length") + " bytes"
+                                   : std::string("a chunked body over the limit");
+      send_error(res, 413,
+                 fmt::format("The request body is too large ({}); this server accepts at most {} "
+                             "bytes (--max-body-bytes)",
+                             sent, im.options.max_body_bytes),
+                 "request_too_large");
+    } else if (res.status == 404) {
       send_error(res, 404, fmt::format("Unknown path: {} {}", req.method, req.path));
-    else
+    } else {
       send_error(res, res.status, fmt::format("HTTP {}", res.status));
+    }
   });
   im.http.set_exception_handler(
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
@@ -421,7 +475,7 @@ void OpenAiServer::stop() {
 
 ServerStats OpenAiServer::stats() const {
   return {impl_->requests.load(), impl_->succeeded.load(), impl_->failed.load(),
-          impl_->streamed.load()};
+          impl_->streamed.load(), impl_->cancelled.load(), impl_->running->load()};
 }
 
 }  // namespace seqit::llm

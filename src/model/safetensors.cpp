@@ -43,7 +43,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
   json header;
   try {
     header = json::parse(header_text.begin(), header_text.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, or out_of_range for a number no double can hold (1e999): both are bad input.
     fail(p, "safetensors header is not valid JSON: " + clean_json_error(e.what()));
   }
   if (!header.is_object()) fail(p, "safetensors header is not a JSON object");

@@ -218,11 +218,11 @@ std::string cpu_features() {
   };
   add("avx2", __builtin_cpu_supports("avx2"));
   add("fma", __builtin_cpu_supports("fma"));
-  add("f16c", __builtin_cpu_supports("f16c"));
+  add("f16c", detail::cpu_has_f16c());
   add("avx512f", __builtin_cpu_supports("avx512f"));
   add("avx512bw", __builtin_cpu_supports("avx512bw"));
   add("avx512_bf16", __builtin_cpu_supports("avx512bf16"));
-  add("amx_bf16", __builtin_cpu_supports("amx-bf16"));
+  add("amx_bf16", detail::cpu_has_amx_bf16());
   return s.empty() ? "scalar" : s;
 }
 

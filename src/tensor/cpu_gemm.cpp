@@ -664,8 +664,8 @@ GemvBlockFn pick(GemvIsa isa, int64_t rows) {
 }
 
 bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
+  static const bool has =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && detail::cpu_has_f16c();
   return has;
 }
 bool cpu_has_avx512() {

@@ -1,6 +1,8 @@
 // Internal to src/tensor/ (not for other modules): helpers shared by the CPU kernels.
 #pragma once
 
+#include <cpuid.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -12,6 +14,17 @@ namespace seqit::tensor::detail {
 
 // Applies num_threads() to the calling thread's OpenMP ICV (see threading.cpp).
 void apply_threads();
+
+// CPU features that __builtin_cpu_supports cannot name under every compiler seqit is built with
+// (clang before 16 lacks "f16c" and "amx-bf16"; the fuzz build uses clang 14): read from CPUID.
+inline bool cpu_has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
+inline bool cpu_has_amx_bf16() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 22)) != 0;
+}
 
 // Work below this many elements runs on one thread: a parallel region costs more than it saves.
 // 256K elements is ~0.1-0.5 ms of one core's element-wise work. A parallel region costs a few

@@ -583,8 +583,8 @@ Tensor Tensor::to(DType dtype) const {
 // without -march=native stays correct), a scalar loop otherwise.
 namespace {
 bool cpu_has_avx2_f16c() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-                          __builtin_cpu_supports("fma");
+  static const bool has =
+      __builtin_cpu_supports("avx2") && detail::cpu_has_f16c() && __builtin_cpu_supports("fma");
   return has;
 }
 

@@ -74,7 +74,10 @@ BpeModel::BpeModel(std::vector<std::pair<std::string, TokenId>> vocab,
   merges_.reserve(merges.size());
   const size_t prefix_len = options_.continuing_subword_prefix.size();
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& [left, right] = merges[rank];
+    // Named references, not a structured binding: clang before 16 cannot capture those (the
+    // fuzz build uses clang 14).
+    const std::string& left = merges[rank].first;
+    const std::string& right = merges[rank].second;
     auto find = [&](const std::string& t) -> TokenId {
       auto it = file_vocab_.find(t);
       if (it == file_vocab_.end()) {

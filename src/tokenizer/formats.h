@@ -12,6 +12,8 @@
 namespace seqit::tokenizer {
 
 // llama2.c tokenizer.bin: int32 max_token_length, then per token float score, int32 length, bytes.
+// looks_like_llama2c checks the header only, so that a corrupt file gets the loader's error (which
+// token, which field, which byte) rather than "unrecognised format".
 bool looks_like_llama2c(const MappedFile& file);
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::filesystem::path& path);
 

@@ -49,7 +49,7 @@ ResumableJsonlWriter::ResumableJsonlWriter(fs::path path, std::string id_field, 
       json rec;
       try {
         rec = json::parse(text.begin(), text.end());
-      } catch (const json::parse_error& e) {
+      } catch (const json::exception& e) {  // a parse error, or a number out of range (1e999)
         throw Error("cannot resume: a complete line is not valid JSON (" + clean_json_error(e.what()) +
                     "); fix or remove the file")
             .in_file(path_.string())

@@ -24,6 +24,8 @@ class ServeProcess {
   int stop(int signal);
   // Resident memory in KiB (VmRSS from /proc/<pid>/status).
   long rss_kib() const;
+  // CPU time used so far, user + system, in seconds (/proc/<pid>/stat).
+  double cpu_seconds() const;
 
  private:
   pid_t pid_ = -1;

@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 
 #include "testing.h"
@@ -181,6 +182,70 @@ TEST(Llama2cTokenizer, MalformedFilesGiveClearErrors) {
   auto empty = dir / "empty.bin";
   seqit::testing::spit(empty, "");
   EXPECT_THROW(load_tokenizer(empty), Error);
+}
+
+// Each corruption of a real tokenizer.bin is reported as what it is: which token, which field, at
+// which byte — not "unrecognised tokenizer format".
+TEST(Llama2cTokenizer, CorruptFilesNameTheTokenFieldAndByte) {
+  seqit::testing::TempDir dir;
+  const std::string good = seqit::testing::slurp(shared_data("models/stories260K/tok512.bin"));
+  // Token 0 starts at byte 4: score (4-7), len (8-11), bytes (12..).
+  int32_t len0;
+  std::memcpy(&len0, good.data() + 8, 4);
+  const size_t token1 = 12 + size_t(len0);
+  auto put_i32 = [](std::string s, size_t at, int32_t v) {
+    std::memcpy(s.data() + at, &v, 4);
+    return s;
+  };
+  auto put_f32 = [](std::string s, size_t at, float v) {
+    std::memcpy(s.data() + at, &v, 4);
+    return s;
+  };
+  auto with_ff_at = [](std::string s, size_t at) {
+    s[at] = '\xFF';
+    return s;
+  };
+  auto error_for = [&](const std::string& name, const std::string& bytes) -> std::string {
+    seqit::testing::spit(dir / name, bytes);
+    try {
+      load_tokenizer(dir / name);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(loaded)";
+  };
+  struct Case {
+    std::string name, bytes;
+    std::vector<std::string> expected;  // substrings of the error
+  };
+  const std::vector<Case> cases = {
+      {"negative_len.bin",
+       put_i32(good, token1 + 4, -5),
+       {"corrupt llama2.c tokenizer.bin", "token 1 (at byte " + std::to_string(token1) + ")",
+        "len field (byte " + std::to_string(token1 + 4) + ") is -5", "max_token_length"}},
+      {"long_len.bin",
+       put_i32(good, 8, 1 << 20),
+       {"token 0 (at byte 4)", "len field (byte 8) is 1048576"}},
+      {"nan_score.bin",
+       put_f32(good, token1, std::numeric_limits<float>::quiet_NaN()),
+       {"token 1 (at byte " + std::to_string(token1) + ")", "score", "not a finite number"}},
+      {"cut_in_fields.bin",
+       good.substr(0, token1 + 5),
+       {"token 1 (at byte " + std::to_string(token1) + ") is truncated", "score and len fields",
+        "5 left"}},
+      {"cut_in_bytes.bin", good.substr(0, good.size() - 1), {"is truncated: its len field says"}},
+      {"header_only.bin", good.substr(0, 4), {"holds no tokens"}},
+      {"bad_utf8.bin",
+       with_ff_at(good, 12),  // "<unk>" becomes "\xFFunk>"
+       {"token 0 (bytes at 12) is not valid UTF-8 (byte 12)"}},
+  };
+  for (const Case& c : cases) {
+    const std::string what = error_for(c.name, c.bytes);
+    EXPECT_NE(what.find(c.name), std::string::npos) << what;
+    EXPECT_EQ(what.find("unrecognised"), std::string::npos) << what;
+    for (const std::string& e : c.expected)
+      EXPECT_NE(what.find(e), std::string::npos) << c.name << ": " << what;
+  }
 }
 
 }  // namespace
