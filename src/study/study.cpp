@@ -40,6 +40,8 @@ StudySettings StudySettings::quick() {
   s.eval_max_steps = 4;
   s.hidden = 64;
   s.layers = 2;
+  s.heads = 4;
+  s.kv_heads = 2;
   s.ffn = 172;
   s.steps = 60;
   return s;
