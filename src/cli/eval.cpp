@@ -14,6 +14,7 @@
 #include "eval/seqeval.h"
 #include "eval/tasks.h"
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/interrupt.h"
 #include "util/log.h"
 #include "util/progress.h"
@@ -31,10 +32,7 @@ struct EvalOptions {
 };
 
 std::string default_data_dir() {
-  if (const char* env = std::getenv("SEQIT_SHARED_DATA")) return fs::path(env) / "eval";
-  for (const char* candidate : {"../shared/data/eval", "shared/data/eval"})
-    if (fs::exists(candidate)) return candidate;
-  return "../shared/data/eval";
+  return find_shared_data("eval").value_or("../shared/data/eval").string();
 }
 
 // What changes the answers (so a resume must match it); the limit and the backend's address may

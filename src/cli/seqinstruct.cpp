@@ -17,6 +17,7 @@
 #include "seqinstruct/report.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/file_io.h"
 #include "util/interrupt.h"
 #include "util/log.h"
 #include "util/progress.h"
@@ -42,10 +43,7 @@ struct RunOptions {
 };
 
 std::string default_eval_dir() {
-  if (const char* env = std::getenv("SEQIT_SHARED_DATA")) return fs::path(env) / "eval";
-  for (const char* candidate : {"../shared/data/eval", "shared/data/eval"})
-    if (fs::exists(candidate)) return candidate;
-  return {};
+  return find_shared_data("eval").value_or(fs::path()).string();
 }
 
 void print_messages(const char* stage, const std::vector<llm::Message>& messages) {

@@ -188,14 +188,6 @@ namespace {
 // makes, so that cached stages of an older world are not reused.
 constexpr const char* kWorldVersion = "world-1";
 
-// Where the shared data lives: $SEQIT_SHARED_DATA, else ../shared/data or shared/data.
-fs::path shared_data_dir() {
-  if (const char* env = std::getenv("SEQIT_SHARED_DATA")) return env;
-  for (const char* candidate : {"../shared/data", "shared/data"})
-    if (fs::exists(candidate)) return candidate;
-  return "../shared/data";
-}
-
 // The model every arm starts from and its tokenizer.
 struct Base {
   std::string model, tokenizer;
@@ -206,25 +198,21 @@ Base resolve_base(const StudySettings& s, const fs::path& world_dir) {
     return {(world_dir / "config.json").string(), (world_dir / "tokenizer.json").string(), true};
   Base b;
   if (s.base == "stories260K") {
-    const fs::path dir = shared_data_dir() / "models" / "stories260K";
-    b.model = fs::absolute(dir / "stories260K.bin").string();
-    b.tokenizer = fs::absolute(dir / "tok512.bin").string();
-    if (!fs::exists(b.model))
-      throw Error("study setting base=stories260K: no " + b.model +
-                  " (set SEQIT_SHARED_DATA to the shared data folder)");
+    const auto dir = find_shared_data("models/stories260K");
+    if (!dir || !fs::exists(*dir / "stories260K.bin"))
+      throw Error(
+          "study setting base=stories260K: no models/stories260K/stories260K.bin in the "
+          "shared data (set SEQIT_SHARED_DATA to the shared data folder)");
+    b.model = fs::absolute(*dir / "stories260K.bin").string();
+    b.tokenizer = fs::absolute(*dir / "tok512.bin").string();
   } else {
-    b.model = fs::absolute(s.base).string();
-    if (!fs::exists(b.model)) throw Error("study setting 'base': no model at " + b.model);
-    if (!s.base_tokenizer.empty()) {
-      b.tokenizer = fs::absolute(s.base_tokenizer).string();
-    } else if (fs::is_directory(b.model)) {
-      b.tokenizer = b.model;
-    } else if (fs::exists(fs::path(b.model).parent_path() / "tok512.bin") &&
-               fs::path(b.model).extension() == ".bin") {
-      b.tokenizer = (fs::path(b.model).parent_path() / "tok512.bin").string();
-    } else {
-      b.tokenizer = b.model;  // a GGUF file holds its vocabulary
-    }
+    const fs::path model = fs::absolute(s.base);
+    if (!fs::exists(model)) throw Error("study setting 'base': no model at " + model.string());
+    b.model = model.string();
+    // A folder or a GGUF file holds its tokenizer; a llama2.c .bin has its tok512.bin beside it.
+    b.tokenizer = model.extension() == ".bin" && fs::exists(model.parent_path() / "tok512.bin")
+                      ? (model.parent_path() / "tok512.bin").string()
+                      : b.model;
   }
   if (!s.base_tokenizer.empty()) b.tokenizer = fs::absolute(s.base_tokenizer).string();
   return b;
@@ -232,9 +220,8 @@ Base resolve_base(const StudySettings& s, const fs::path& world_dir) {
 
 // The stage "world": the tokenizer and the model's config.json (from scratch), or the pretrained
 // base model's size.
-json write_world(const fs::path& dir, const StudySettings& s) {
-  if (s.base != "scratch") {
-    const Base b = resolve_base(s, dir);
+json write_world(const fs::path& dir, const StudySettings& s, const Base& b) {
+  if (!b.scratch) {
     const auto tok = tokenizer::load_tokenizer(b.tokenizer);
     return {{"base", b.model}, {"tokenizer", b.tokenizer}, {"vocab", tok->vocab_size()}};
   }
@@ -253,8 +240,8 @@ json write_world(const fs::path& dir, const StudySettings& s) {
 }
 
 // The stage "data": the arms' training files (seqit JSONL: the chain of each record in its meta).
-json write_arms(const fs::path& dir, const fs::path& world_dir, const StudySettings& s) {
-  const auto tok = tokenizer::load_tokenizer(resolve_base(s, world_dir).tokenizer);
+json write_arms(const fs::path& dir, const Base& base, const StudySettings& s) {
+  const auto tok = tokenizer::load_tokenizer(base.tokenizer);
   ArmOptions o;
   o.seed = s.data_seed;
   o.items = s.items;
@@ -280,13 +267,11 @@ json write_arms(const fs::path& dir, const fs::path& world_dir, const StudySetti
   return summary;
 }
 
-// The training recipe of one arm and seed: a model from scratch (init: random) on the arm's file,
+// The training recipe of one arm and seed: the base (from scratch: init random) on the arm's file,
 // the same steps and batch for every arm; no system block, as the evaluation asks.
-train::TrainRecipe study_recipe(const StudySettings& s, const fs::path& world_dir,
-                                const fs::path& data_dir, const std::string& arm, uint64_t seed,
-                                const fs::path& out) {
+train::TrainRecipe study_recipe(const StudySettings& s, const Base& base, const fs::path& data_dir,
+                                const std::string& arm, uint64_t seed, const fs::path& out) {
   train::TrainRecipe r;
-  const Base base = resolve_base(s, world_dir);
   r.model = base.model;
   r.init = base.scratch ? "random" : "pretrained";
   r.tokenizer = base.tokenizer;
@@ -397,6 +382,8 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
 
   // The plan, for `seqit study status` (keys of later stages depend on earlier hashes).
   const StageInfo world0 = store.info("world", world_key(s));
+  // The model every arm starts from (checked before any stage runs).
+  const Base base = resolve_base(s, world0.dir);
   const StageInfo data0 = store.info("data", data_key(s));
   std::vector<std::pair<std::string, json>> plan = {{"world", world_key(s)}, {"data", data_key(s)}};
   for (const auto& arm : s.arms)
@@ -409,12 +396,12 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
   write_file_atomic(out / "settings.json", s.to_json().dump(2) + "\n");
 
   started("world", "tokenizer and model config");
-  const StageInfo world =
-      store.run("world", world_key(s), [&](const fs::path& dir) { return write_world(dir, s); });
+  const StageInfo world = store.run("world", world_key(s),
+                                    [&](const fs::path& dir) { return write_world(dir, s, base); });
   started("data", "the arms' training sets through Seq-Instruct and the teacher");
   json data_summary;
   const StageInfo data = store.run(
-      "data", data_key(s), [&](const fs::path& dir) { return write_arms(dir, world.dir, s); },
+      "data", data_key(s), [&](const fs::path& dir) { return write_arms(dir, base, s); },
       &data_summary);
 
   const std::vector<synth::Item> items = eval_items(s), gates = gate_items(s);
@@ -427,7 +414,7 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
       started(tname, fmt::format("{} steps on {}", s.steps, arm));
       const StageInfo train =
           store.run(tname, train_key(s, world, data, arm, seed), [&](const fs::path& dir) {
-            train::TrainRecipe r = study_recipe(s, world.dir, data.dir, arm, seed, dir / "run");
+            train::TrainRecipe r = study_recipe(s, base, data.dir, arm, seed, dir / "run");
             train::RunOptions ro;
             ro.resume = true;
             ro.progress = progress.bars;
@@ -443,7 +430,7 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
         lo.max_batch = 16;
         lo.chat_template = "tulu";
         auto backend = llm::LocalBackend::open((train.dir / "run" / "final" / "model").string(),
-                                               resolve_base(s, world.dir).tokenizer, lo);
+                                               base.tokenizer, lo);
         WorldEvalOptions eo;
         eo.max_tokens = s.eval_max_tokens;
         std::unique_ptr<Progress> bar;
@@ -482,8 +469,8 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
       s.base == "scratch"
           ? fmt::format("from scratch, hidden {}, {} layers, {} heads ({} kv), ffn {}, context {}",
                         s.hidden, s.layers, s.heads, s.kv_heads, s.ffn, s.context)
-          : fmt::format("pretrained `{}` (`{}`, tokenizer `{}`)", s.base,
-                        resolve_base(s, world.dir).model, resolve_base(s, world.dir).tokenizer);
+          : fmt::format("pretrained `{}` (`{}`, tokenizer `{}`)", s.base, base.model,
+                        base.tokenizer);
   std::string settings_md = fmt::format(
       "- study: `{}`; arms: {}; seeds: {}\n- data: {} single-task items (seed {}), {} Seq-Instruct "
       "passes; arm sizes: {}\n- inputs: {}\n- model: {}\n- training: {} steps of {} rows (max {} "

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -124,6 +125,16 @@ TextPosition position_of_offset(std::string_view text, size_t offset) {
   }
   pos.column = static_cast<int64_t>(offset - line_start) + 1;
   return pos;
+}
+
+std::optional<std::filesystem::path> find_shared_data(std::string_view relative) {
+  if (const char* env = std::getenv("SEQIT_SHARED_DATA"))
+    return std::filesystem::path(env) / relative;
+  for (const char* base : {"../shared/data", "shared/data"}) {
+    const std::filesystem::path candidate = std::filesystem::path(base) / relative;
+    if (std::filesystem::exists(candidate)) return candidate;
+  }
+  return std::nullopt;
 }
 
 }  // namespace seqit

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -43,5 +44,10 @@ TextPosition position_of_offset(std::string_view text, size_t offset);
 
 // fsync a folder so a rename or a new file in it survives a crash.
 void fsync_directory(const std::filesystem::path& dir);
+
+// `relative` inside the shared data folder (test data, evaluation sets, stories260K):
+// $SEQIT_SHARED_DATA/relative when that is set, else ../shared/data/relative or
+// shared/data/relative, whichever exists; nullopt when neither does.
+std::optional<std::filesystem::path> find_shared_data(std::string_view relative);
 
 }  // namespace seqit
