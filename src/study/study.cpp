@@ -2,7 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "data/writer.h"
 #include "llm/local_backend.h"
@@ -16,6 +21,7 @@
 #include "synth/split.h"
 #include "synth/task.h"
 #include "synth/world_tokenizer.h"
+#include "tensor/threading.h"
 #include "tokenizer/tokenizer.h"
 #include "train/metrics.h"
 #include "train/recipe.h"
@@ -77,7 +83,8 @@ json StudySettings::to_json() const {
           {"max_len", max_len},
           {"lr", lr},
           {"warmup_ratio", warmup_ratio},
-          {"threads", threads}};
+          {"threads", threads},
+          {"jobs", jobs}};
 }
 
 void StudySettings::apply(const std::vector<std::string>& overrides) {
@@ -152,6 +159,7 @@ void StudySettings::apply(const std::vector<std::string>& overrides) {
     lr = j["lr"];
     warmup_ratio = j["warmup_ratio"];
     threads = j["threads"];
+    jobs = j["jobs"];
   } catch (const json::exception& e) {
     throw Error(std::string("study settings: ") + e.what());
   }
@@ -159,6 +167,8 @@ void StudySettings::apply(const std::vector<std::string>& overrides) {
     if (arm != "it" && arm != "sit" && arm != "it_matched" && arm != "sit_corrupted")
       throw Error("unknown arm '" + arm + "' (it, sit, it_matched, sit_corrupted)");
   if (seeds.empty()) throw Error("study setting 'seeds': at least one seed");
+  if (threads < 0) throw Error(fmt::format("study setting 'threads': 0 (every core) or more, got {}", threads));
+  if (jobs < 0) throw Error(fmt::format("study setting 'jobs': 0 (one per thread) or more, got {}", jobs));
   for (const auto& [key, range] : {std::pair{"input_words", &input_words},
                                    {"input_numbers", &input_numbers},
                                    {"input_facts", &input_facts}})
@@ -407,58 +417,134 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
   const std::vector<synth::Item> items = eval_items(s), gates = gate_items(s);
   std::vector<synth::Item> asked = items;
   asked.insert(asked.end(), gates.begin(), gates.end());
-  std::vector<ArmRun> runs;
-  for (const auto& arm : s.arms) {
-    for (uint64_t seed : s.seeds) {
-      const std::string tname = train_name(arm, seed);
-      started(tname, fmt::format("{} steps on {}", s.steps, arm));
-      const StageInfo train =
-          store.run(tname, train_key(s, world, data, arm, seed), [&](const fs::path& dir) {
-            train::TrainRecipe r = study_recipe(s, base, data.dir, arm, seed, dir / "run");
-            train::RunOptions ro;
-            ro.resume = true;
-            ro.progress = progress.bars;
-            const train::RunResult result = train::run_training(r, ro);
-            if (!result.finished) throw Error("training stopped before the end; rerun to continue");
-            return json{{"steps", result.steps}, {"final_loss", result.last_loss}};
-          });
-      const std::string ename = eval_name(arm, seed);
+  // One job per arm and seed: train, then answer the held-out items. Jobs are independent and run
+  // `jobs` at a time; a job's results do not depend on what runs beside it.
+  struct Job {
+    std::string arm;
+    uint64_t seed;
+  };
+  std::vector<Job> jobs;
+  for (const auto& arm : s.arms)
+    for (uint64_t seed : s.seeds) jobs.push_back({arm, seed});
+  int64_t pending = 0;
+  for (const Job& job : jobs) {
+    const StageInfo t = store.info(train_name(job.arm, job.seed),
+                                   train_key(s, world, data, job.arm, job.seed));
+    pending += !t.done || !store.info(eval_name(job.arm, job.seed), eval_key(s, t)).done;
+  }
+  const int threads =
+      s.threads > 0 ? s.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int parallel = static_cast<int>(std::clamp<int64_t>(s.jobs > 0 ? s.jobs : threads, 1,
+                                                            std::max<int64_t>(1, pending)));
+  const int job_threads = std::max(1, threads / parallel);
+  const bool job_bars = progress.bars && parallel == 1;
+  // With several jobs at once, one bar counts the optimiser steps of them all.
+  std::unique_ptr<Progress> overall;
+  if (parallel > 1) {
+    log::info("study: {} jobs at once, {} thread{} each", parallel, job_threads,
+              job_threads == 1 ? "" : "s");
+    overall = std::make_unique<Progress>("study: training", pending * s.steps, "steps");
+    overall->set_visible(progress.bars);
+  }
+  std::mutex started_mutex;
+  std::atomic<bool> failed{false};
+  std::exception_ptr first_error;
+  std::mutex error_mutex;
+
+  auto run_job = [&](const Job& job) {
+    const std::string tname = train_name(job.arm, job.seed);
+    {
+      std::lock_guard lock(started_mutex);
+      started(tname, fmt::format("{} steps on {}", s.steps, job.arm));
+    }
+    const StageInfo train =
+        store.run(tname, train_key(s, world, data, job.arm, job.seed), [&](const fs::path& dir) {
+          train::TrainRecipe r = study_recipe(s, base, data.dir, job.arm, job.seed, dir / "run");
+          r.threads = job_threads;
+          train::RunOptions ro;
+          ro.resume = true;
+          ro.progress = job_bars;
+          int64_t last = -1;  // the steps already counted on the overall bar
+          ro.on_step = [&](int64_t done, int64_t) {
+            if (!overall) return;
+            if (last >= 0) overall->add(done - last);
+            else overall->add(1);  // the first step of this invocation (a resumed run starts late)
+            last = done;
+          };
+          ro.stop_requested = [&] { return failed.load(); };
+          const train::RunResult result = train::run_training(r, ro);
+          if (!result.finished) throw Error("training stopped before the end; rerun to continue");
+          return json{{"steps", result.steps}, {"final_loss", result.last_loss}};
+        });
+    const std::string ename = eval_name(job.arm, job.seed);
+    {
+      std::lock_guard lock(started_mutex);
       started(ename,
               fmt::format("{} held-out chains and {} gate items", items.size(), gates.size()));
-      store.run(ename, eval_key(s, train), [&](const fs::path& dir) {
-        llm::LocalBackendOptions lo;
-        lo.max_batch = 16;
-        lo.chat_template = "tulu";
-        auto backend = llm::LocalBackend::open((train.dir / "run" / "final" / "model").string(),
-                                               base.tokenizer, lo);
-        WorldEvalOptions eo;
-        eo.max_tokens = s.eval_max_tokens;
-        std::unique_ptr<Progress> bar;
-        if (progress.bars)
-          bar = std::make_unique<Progress>(ename, static_cast<int64_t>(asked.size()), "items");
-        eo.progress = [&](int64_t done, int64_t) {
-          if (bar) bar->set(done);
-        };
-        auto grades = evaluate_world(*backend, asked, dir / "results.jsonl", eo);
-        if (bar) bar->finish();
-        grades.resize(items.size());
-        const auto scores = score_by_length(items, grades);
-        return json{{"final_accuracy", scores.all.final_accuracy},
-                    {"following", scores.all.following_rate}};
-      });
-      // The report reads the results back: every number comes from the results files.
-      const StageInfo ev = store.info(ename, eval_key(s, train));
-      ArmRun run;
-      run.arm = arm;
-      run.seed = seed;
-      run.results_file = fs::relative(ev.dir / "results.jsonl", out).string();
-      run.grades = read_grades(items, ev.dir / "results.jsonl");
-      run.gate_grades = read_grades(gates, ev.dir / "results.jsonl");
-      for (const auto& g : gates)
-        run.gate_tasks.emplace_back(synth::task_info(g.chain.steps.front().task).name);
-      run.metrics = train::read_metrics(train.dir / "run" / "metrics.jsonl");
-      runs.push_back(std::move(run));
     }
+    store.run(ename, eval_key(s, train), [&](const fs::path& dir) {
+      llm::LocalBackendOptions lo;
+      lo.max_batch = 16;
+      lo.chat_template = "tulu";
+      auto backend = llm::LocalBackend::open((train.dir / "run" / "final" / "model").string(),
+                                             base.tokenizer, lo);
+      WorldEvalOptions eo;
+      eo.max_tokens = s.eval_max_tokens;
+      std::unique_ptr<Progress> bar;
+      if (job_bars)
+        bar = std::make_unique<Progress>(ename, static_cast<int64_t>(asked.size()), "items");
+      eo.progress = [&](int64_t done, int64_t) {
+        if (bar) bar->set(done);
+      };
+      auto grades = evaluate_world(*backend, asked, dir / "results.jsonl", eo);
+      if (bar) bar->finish();
+      grades.resize(items.size());
+      const auto scores = score_by_length(items, grades);
+      return json{{"final_accuracy", scores.all.final_accuracy},
+                  {"following", scores.all.following_rate}};
+    });
+  };
+
+  tensor::set_num_threads(job_threads);
+  if (parallel == 1) {
+    for (const Job& job : jobs) run_job(job);
+  } else {
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+      for (size_t i; !failed.load() && (i = next.fetch_add(1)) < jobs.size();) {
+        try {
+          run_job(jobs[i]);
+        } catch (...) {
+          std::lock_guard lock(error_mutex);
+          if (!first_error) first_error = std::current_exception();
+          failed = true;  // the other jobs checkpoint and stop
+        }
+      }
+    };
+    std::vector<std::thread> workers;
+    for (int w = 0; w < parallel; ++w) workers.emplace_back(worker);
+    for (auto& w : workers) w.join();
+    overall->finish();
+    if (first_error) std::rethrow_exception(first_error);
+  }
+
+  // The report reads the results back, in arm and seed order: every number comes from the results
+  // files.
+  std::vector<ArmRun> runs;
+  for (const Job& job : jobs) {
+    const StageInfo train = store.info(train_name(job.arm, job.seed),
+                                       train_key(s, world, data, job.arm, job.seed));
+    const StageInfo ev = store.info(eval_name(job.arm, job.seed), eval_key(s, train));
+    ArmRun run;
+    run.arm = job.arm;
+    run.seed = job.seed;
+    run.results_file = fs::relative(ev.dir / "results.jsonl", out).string();
+    run.grades = read_grades(items, ev.dir / "results.jsonl");
+    run.gate_grades = read_grades(gates, ev.dir / "results.jsonl");
+    for (const auto& g : gates)
+      run.gate_tasks.emplace_back(synth::task_info(g.chain.steps.front().task).name);
+    run.metrics = train::read_metrics(train.dir / "run" / "metrics.jsonl");
+    runs.push_back(std::move(run));
   }
 
   started("report", "comparison");

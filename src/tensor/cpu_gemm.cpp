@@ -178,8 +178,12 @@ class PrimitiveCache {
       map_;
 };
 
+// One cache per thread: Debian's oneDNN is built with DNNL_ENABLE_CONCURRENT_EXEC=OFF, so its
+// scratchpad is shared by the primitives of a thread and a primitive must run on the thread that
+// created it (two studies' jobs training at once on two threads crashed in JIT code with one
+// process-wide cache).
 PrimitiveCache& primitive_cache() {
-  static PrimitiveCache cache;
+  thread_local PrimitiveCache cache;
   return cache;
 }
 

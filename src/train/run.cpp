@@ -302,7 +302,7 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
   BatchStream stream(*s.plan, position);
   InterruptGuard interrupt;
   Progress progress("train", s.schedule.total_steps, "step");
-  if (!options.progress) Progress::set_enabled(false);
+  progress.set_visible(options.progress);
   progress.set(s.trainer->steps());
   const auto t_start = Clock::now();
   int64_t steps_this_run = 0;
@@ -344,10 +344,12 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
     }
     if (done % std::max<int64_t>(1, r.log_every) == 0 || last || row.eval_loss) metrics.append(row);
     progress.set(done);
+    if (options.on_step) options.on_step(done, s.schedule.total_steps);
     progress.set_note(fmt::format("loss {:.4f}{} lr {:.2e} {:.0f} tok/s", smoothed,
                                   row.eval_loss ? fmt::format(" eval {:.4f}", *row.eval_loss) : std::string(), st.lr,
                                   tokens_per_s));
-    const bool stop_now = interrupt.requested() || (options.stop_after > 0 && steps_this_run >= options.stop_after);
+    const bool stop_now = interrupt.requested() || (options.stop_requested && options.stop_requested()) ||
+                          (options.stop_after > 0 && steps_this_run >= options.stop_after);
     if ((r.save_every > 0 && done % r.save_every == 0 && !last) || (stop_now && !last)) {
       CheckpointState state;
       state.step = done;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "train/recipe.h"
@@ -20,6 +21,11 @@ struct RunOptions {
   // end. For tests and for splitting a run over several sessions.
   int64_t stop_after = 0;
   bool progress = true;  // the progress bar (the CLI's --quiet turns it off)
+  // Called after each optimiser step with the steps done (in total) and the run's total.
+  std::function<void(int64_t done, int64_t total)> on_step;
+  // Polled between steps like Ctrl-C: when it returns true the run writes a checkpoint and returns
+  // unfinished (a study stops its other jobs this way when one fails).
+  std::function<bool()> stop_requested;
 };
 
 struct RunResult {

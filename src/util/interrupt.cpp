@@ -3,11 +3,16 @@
 #include <signal.h>
 
 #include <atomic>
+#include <mutex>
 
 namespace seqit {
 namespace {
 
 std::atomic<int> g_signal{0};
+// Guards may overlap (a study trains two arms at once on two threads): the first one installs the
+// handlers and clears the flag, the last one restores the previous handlers.
+std::mutex g_mutex;
+int g_guards = 0;
 struct sigaction g_old_int, g_old_term;
 
 void on_signal(int sig) {
@@ -22,6 +27,8 @@ void on_signal(int sig) {
 }  // namespace
 
 InterruptGuard::InterruptGuard() {
+  std::lock_guard lock(g_mutex);
+  if (g_guards++ > 0) return;
   g_signal = 0;
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -32,6 +39,8 @@ InterruptGuard::InterruptGuard() {
 }
 
 InterruptGuard::~InterruptGuard() {
+  std::lock_guard lock(g_mutex);
+  if (--g_guards > 0) return;
   ::sigaction(SIGINT, &g_old_int, nullptr);
   ::sigaction(SIGTERM, &g_old_term, nullptr);
 }

@@ -69,7 +69,7 @@ void Progress::finish() {
   if (finished_) return;
   finished_ = true;
   maybe_draw_locked(true);
-  if (tty_ && g_enabled.load()) {
+  if (tty_ && visible_ && g_enabled.load()) {
     std::fputc('\n', stderr);
     g_line_dirty.store(false);
   }
@@ -105,8 +105,13 @@ std::string Progress::render_locked(double elapsed) const {
   return line;
 }
 
+void Progress::set_visible(bool visible) {
+  std::lock_guard lock(mutex_);
+  visible_ = visible;
+}
+
 void Progress::maybe_draw_locked(bool force) {
-  if (!g_enabled.load()) return;
+  if (!visible_ || !g_enabled.load()) return;
   auto now = std::chrono::steady_clock::now();
   double since_draw = std::chrono::duration<double>(now - last_draw_).count();
   if (!force && since_draw < (tty_ ? 0.1 : interval_s_)) return;

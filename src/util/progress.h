@@ -23,6 +23,8 @@ class Progress {
   void set_total(int64_t total);
   // Free text shown after the numbers (e.g. "loss 2.31").
   void set_note(std::string note);
+  // A hidden bar counts but never draws (e.g. a job that runs beside others under one bar).
+  void set_visible(bool visible);
   // Prints the final line once; later calls do nothing.
   void finish();
   int64_t done() const;
@@ -41,6 +43,7 @@ class Progress {
   int64_t total_ = -1, done_ = 0;
   bool finished_ = false;
   bool tty_ = false;
+  bool visible_ = true;
   double interval_s_ = 5.0;
   std::chrono::steady_clock::time_point start_, last_draw_;
 };

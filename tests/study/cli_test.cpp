@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -20,10 +21,17 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::vector<std::string> study_args(const fs::path& out) {
+std::vector<std::string> study_args(const fs::path& out, const std::string& jobs = "jobs=1") {
   // One thread: ctest runs two tests at once, and OpenMP teams competing for 2 cores spin.
-  return {
-      seqit_binary().string(), "--quiet", "--threads", "1", "study", "--quick", "-o", out.string()};
+  return {seqit_binary().string(),
+          "--quiet",
+          "--threads",
+          "1",
+          "study",
+          "--quick",
+          "-o",
+          out.string(),
+          jobs};
 }
 
 std::string command(const std::vector<std::string>& args) {
@@ -74,16 +82,32 @@ TEST(StudyCli, QuickStudyReportIsTraceableAndReproducible) {
           << arm << " " << length;
     }
   }
-  // The same settings again: the same data, weights, answers and report, bit for bit.
-  ASSERT_EQ(run_command(command(study_args(tmp / "b")), &out), 0) << out;
+  // The same settings again, with both arms trained at once (two jobs of one thread each): the
+  // same data, weights, answers and report, bit for bit.
+  ASSERT_EQ(run_command(command(study_args(tmp / "b", "jobs=2")), &out), 0) << out;
   EXPECT_TRUE(slurp(tmp / "a/report/report.json") == slurp(tmp / "b/report/report.json"));
-  for (const char* prefix : {"data-", "train-sit-s1", "eval-sit-s1"}) {
+  for (const char* prefix : {"data-", "train-it-s1", "train-sit-s1", "eval-it-s1", "eval-sit-s1"}) {
     const fs::path a = only(tmp / "a", prefix), b = only(tmp / "b", prefix);
     ASSERT_FALSE(a.empty()) << prefix;
     EXPECT_EQ(a.filename(), b.filename());
   }
-  EXPECT_TRUE(slurp(only(tmp / "a", "train-sit-s1") / "run/final/model/model.safetensors") ==
-              slurp(only(tmp / "b", "train-sit-s1") / "run/final/model/model.safetensors"));
+  for (const char* prefix : {"train-it-s1", "train-sit-s1"})
+    EXPECT_TRUE(slurp(only(tmp / "a", prefix) / "run/final/model/model.safetensors") ==
+                slurp(only(tmp / "b", prefix) / "run/final/model/model.safetensors"))
+        << prefix;
+  // The same answers (the lines are written in the order the answers complete).
+  auto sorted_lines = [](const fs::path& file) {
+    std::vector<std::string> lines;
+    std::ifstream in(file);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    std::sort(lines.begin(), lines.end());
+    return lines;
+  };
+  for (const char* prefix : {"eval-it-s1", "eval-sit-s1"}) {
+    const auto a = sorted_lines(only(tmp / "a", prefix) / "results.jsonl");
+    EXPECT_FALSE(a.empty()) << prefix;
+    EXPECT_TRUE(a == sorted_lines(only(tmp / "b", prefix) / "results.jsonl")) << prefix;
+  }
 
   // Killed in the middle of training the SIT arm, then rerun.
   const fs::path c = tmp / "c";
@@ -127,6 +151,46 @@ TEST(StudyCli, QuickStudyReportIsTraceableAndReproducible) {
   EXPECT_TRUE(slurp(tmp / "a/report/report.json") == slurp(c / "report/report.json"));
   EXPECT_TRUE(slurp(only(tmp / "a", "train-sit-s1") / "run/final/model/model.safetensors") ==
               slurp(only(c, "train-sit-s1") / "run/final/model/model.safetensors"));
+
+  // Both arms killed mid-training while they run at once (jobs=2), then rerun the same way: each
+  // resumes from its checkpoint and ends where the uninterrupted run ends.
+  const fs::path d = tmp / "d";
+  const auto args2 = study_args(d, "jobs=2");
+  const pid_t child2 = fork();
+  ASSERT_GE(child2, 0);
+  if (child2 == 0) {
+    std::vector<char*> argv;
+    for (const auto& a : args2) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    if (!freopen("/dev/null", "w", stderr)) _exit(126);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  auto metric_rows = [&](const char* prefix) {
+    const fs::path train = fs::exists(d / "stages") ? only(d, prefix) : fs::path();
+    int rows = 0;
+    if (train.empty()) return rows;
+    std::ifstream m(train / "run/metrics.jsonl");
+    for (std::string line; std::getline(m, line);) ++rows;
+    return rows;
+  };
+  const auto deadline2 = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  bool both = false;
+  while (!both && std::chrono::steady_clock::now() < deadline2) {
+    both = metric_rows("train-it-s1") >= 5 && metric_rows("train-sit-s1") >= 5;
+    if (!both) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  kill(child2, SIGKILL);
+  waitpid(child2, &status, 0);
+  ASSERT_TRUE(both) << "never saw both arms training at once";
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the study finished before it could be killed";
+  ASSERT_EQ(run_command(command(args2), &out), 0) << out;
+  EXPECT_TRUE(slurp(tmp / "a/report/report.json") == slurp(d / "report/report.json"));
+  for (const char* prefix : {"train-it-s1", "train-sit-s1"})
+    EXPECT_TRUE(slurp(only(tmp / "a", prefix) / "run/final/model/model.safetensors") ==
+                slurp(only(d, prefix) / "run/final/model/model.safetensors"))
+        << prefix;
+
   // status: every stage done, and nothing run (CLI11 would run `study` itself after `status`).
   size_t stages = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(c / "stages")) ++stages;

@@ -1,11 +1,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <csignal>
+#include <optional>
 #include <fstream>
 
 #include "testing.h"
 #include "util/error.h"
 #include "util/gguf.h"
+#include "util/interrupt.h"
 #include "util/progress.h"
 #include "util/thread_pool.h"
 #include "util/utf8.h"
@@ -80,4 +83,25 @@ TEST(Gguf, TruncatedFileNamesTheProblem) {
   }
   seqit::testing::spit(dir / "bad.gguf", "GGUX-not-a-gguf-file-at-all-0123456789");
   EXPECT_THROW(seqit::gguf::File::open(dir / "bad.gguf"), seqit::Error);
+}
+
+// Guards that overlap (two jobs training at once) share the flag; the handler stays until the last
+// guard goes, and a new guard after that starts clean.
+TEST(InterruptGuard, OverlappingGuardsShareTheFlagUntilTheLastGoes) {
+  std::optional<seqit::InterruptGuard> a(std::in_place), b(std::in_place);
+  EXPECT_FALSE(a->requested());
+  std::raise(SIGINT);  // caught: only raises the flag
+  EXPECT_TRUE(a->requested());
+  EXPECT_TRUE(b->requested());
+  EXPECT_EQ(b->signal(), SIGINT);
+  a.reset();
+  EXPECT_TRUE(b->requested());  // the first guard leaving neither clears it nor uninstalls
+  std::optional<seqit::InterruptGuard> c(std::in_place);
+  EXPECT_TRUE(c->requested());  // joining a live group keeps the request
+  b.reset();
+  c.reset();
+  seqit::InterruptGuard fresh;
+  EXPECT_FALSE(fresh.requested());
+  std::raise(SIGTERM);
+  EXPECT_EQ(fresh.signal(), SIGTERM);
 }
