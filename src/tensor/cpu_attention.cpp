@@ -120,10 +120,10 @@ inline bool visible(int64_t j, int64_t limit, const int32_t* kseg, int32_t seg) 
   return j <= limit && (!kseg || kseg[j] == seg);
 }
 
-// Sets the invisible entries of one score row (keys j0 + [0, kBk)) to -inf. Returns false when no
-// key in the tile is visible to the row.
-inline bool mask_row(float* s, int64_t j0, int64_t nk, int64_t limit, const int32_t* kseg,
-                     int32_t seg) {
+// Sets the invisible entries of one score row (keys j0 + [0, w), of which the first nk exist) to
+// -inf. Returns false when no key in the tile is visible to the row.
+inline bool mask_row(float* s, int64_t j0, int64_t nk, int64_t w, int64_t limit,
+                     const int32_t* kseg, int32_t seg) {
   bool any = false;
   if (!kseg && limit >= j0 + nk - 1) {
     any = nk > 0;
@@ -135,7 +135,7 @@ inline bool mask_row(float* s, int64_t j0, int64_t nk, int64_t limit, const int3
         s[j] = -INFINITY;
     }
   }
-  for (int64_t j = nk; j < kBk; ++j) s[j] = -INFINITY;
+  for (int64_t j = nk; j < w; ++j) s[j] = -INFINITY;
   return any;
 }
 
@@ -158,18 +158,21 @@ void attend_rows(const float* qs, int64_t nq, int64_t dp, const int64_t* limit, 
   std::fill(l, l + nq, 0.0f);
   for (int64_t j0 = kbegin; j0 < kend; j0 += kBk) {
     const int64_t j1 = std::min(kend, j0 + kBk), nk = j1 - j0;
+    // Only the tile's first w = round_up8(nk) columns are computed (short sequences: a 40-token
+    // row used to pay for 64); the rest of the row stride is never read.
+    const int64_t w = round_up8(nk);
     load(j0, j1, kt, v);
-    tile_gemm(qs, dp, 1, kt, kBk, s, kBk, nq, dp, kBk, false);
+    tile_gemm(qs, dp, 1, kt, kBk, s, kBk, nq, dp, w, false);
     for (int64_t i = 0; i < nq; ++i) {
       float* row = s + i * kBk;
-      if (limit[i] < j0 || !mask_row(row, j0, nk, limit[i], kseg, qseg ? qseg[i] : 0)) {
-        std::fill(row, row + kBk, 0.0f);  // contributes nothing to P·V
+      if (limit[i] < j0 || !mask_row(row, j0, nk, w, limit[i], kseg, qseg ? qseg[i] : 0)) {
+        std::fill(row, row + w, 0.0f);  // contributes nothing to P·V
         continue;
       }
-      const float mx = max_of(row, kBk);
+      const float mx = max_of(row, w);
       const float m_new = std::max(m[i], mx);
       const float alpha = m[i] == -INFINITY ? 0.0f : exp_scalar(m[i] - m_new);
-      const float sum = exp_shift_sum(row, m_new, row, kBk);
+      const float sum = exp_shift_sum(row, m_new, row, w);
       l[i] = l[i] * alpha + sum;
       if (alpha != 1.0f) scale(o + i * dp, alpha, dp);
       m[i] = m_new;
@@ -467,19 +470,20 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
           run_start.empty() ? 0 : run_start[static_cast<size_t>(b * s.tokens + t0)];
       for (int64_t j0 = kbegin; j0 < t1; j0 += kBk) {
         const int64_t j1 = std::min(t1, j0 + kBk), nk = j1 - j0;
+        const int64_t w = round_up8(nk);  // columns computed (as in the forward)
         load_key_tiles(K, V, b, g, j0, j1, s.d, s.dp, KeyTiles{kt, kr, nullptr, vt}, row_buffer);
-        tile_gemm(qs, s.dp, 1, kt, kBk, p, kBk, nq, s.dp, kBk, false);        // S
-        tile_gemm(go, s.dp, 1, vt, kBk, dp_tile, kBk, nq, s.dp, kBk, false);  // dP = dO·Vᵀ
+        tile_gemm(qs, s.dp, 1, kt, kBk, p, kBk, nq, s.dp, w, false);        // S
+        tile_gemm(go, s.dp, 1, vt, kBk, dp_tile, kBk, nq, s.dp, w, false);  // dP = dO·Vᵀ
         for (int64_t i = 0; i < nq; ++i) {
           float* prow = p + i * kBk;
           float* dsrow = dp_tile + i * kBk;
-          if (limit[i] < j0 || !mask_row(prow, j0, nk, limit[i], kseg, qseg[i])) {
-            std::fill(prow, prow + kBk, 0.0f);
-            std::fill(dsrow, dsrow + kBk, 0.0f);
+          if (limit[i] < j0 || !mask_row(prow, j0, nk, w, limit[i], kseg, qseg[i])) {
+            std::fill(prow, prow + w, 0.0f);
+            std::fill(dsrow, dsrow + w, 0.0f);
             continue;
           }
-          exp_shift_sum(prow, row_lse[i], prow, kBk);  // P = exp(S - lse); masked -> 0
-          for (int64_t j = 0; j < kBk; ++j) dsrow[j] = prow[j] * (dsrow[j] - delta[i]);
+          exp_shift_sum(prow, row_lse[i], prow, w);  // P = exp(S - lse); masked -> 0
+          for (int64_t j = 0; j < w; ++j) dsrow[j] = prow[j] * (dsrow[j] - delta[i]);
         }
         tile_gemm(dp_tile, kBk, 1, kr, s.dp, dq_acc, s.dp, nq, nk, s.dp, true);  // dQ += dS·K
         // dV += Pᵀ·dO and dK += dSᵀ·(scale·Q): the tiles are read transposed through A's strides.
