@@ -118,6 +118,19 @@ StudyReport build_study_report(const std::vector<synth::Item>& items,
                                       static_cast<int64_t>(multi.size())});
       }
     }
+    // Does the quality of the intermediate steps matter? The corrupted arm against clean SIT.
+    const auto has = [&](const char* arm) {
+      return std::find(arms.begin(), arms.end(), arm) != arms.end();
+    };
+    if (has("sit_corrupted") && has("sit") && o.baseline != "sit")
+      for (const char* metric : {"final_accuracy", "following"}) {
+        eval::BootstrapOptions bo;
+        bo.seed = o.bootstrap_seed;
+        const auto ci = eval::paired_bootstrap_diff_ci(per_item("sit_corrupted", metric),
+                                                       per_item("sit", metric), bo);
+        report.comparisons.push_back({"sit_corrupted", "sit", metric, ci.estimate, ci.lower,
+                                      ci.upper, static_cast<int64_t>(multi.size())});
+      }
   }
 
   // The gate: the baseline must solve single tasks, or nothing it is compared with means much.
