@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "study/recipe.h"
 #include "study/study.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -20,6 +21,8 @@ struct StudyOptions {
   std::string output = "runs/study";
   bool quick = false;
   bool print_settings = false;
+  std::string recipe;
+  int64_t limit = -1;
   std::vector<std::string> settings;
 };
 
@@ -30,7 +33,50 @@ study::StudySettings settings_of(const StudyOptions& o) {
   return s;
 }
 
+// `seqit study --recipe FILE`: the stages are seqit commands (study/recipe.h).
+void run_recipe(const StudyOptions& o) {
+  if (o.quick) throw Error("--quick is for the embedded study; a recipe takes --limit N");
+  if (o.print_settings) {
+    const study::RecipePlan plan = study::plan_recipe(o.recipe, o.output, o.settings, o.limit);
+    std::printf("# %s: %s\n# params\n", plan.name.c_str(), plan.about.c_str());
+    for (const auto& [name, value] : plan.params)
+      std::printf("%s=%s\n", name.c_str(), value.c_str());
+    std::printf("# stages (%zu)\n", plan.stages.size());
+    for (const auto& st : plan.stages) {
+      std::string cmd = "seqit";
+      for (const auto& a : st.args) cmd += " " + a;
+      std::printf("%s: %s\n", st.name.c_str(), cmd.c_str());
+    }
+    return;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return Progress::format_duration(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  };
+  study::RecipeRunOptions ro;
+  ro.executable = fs::read_symlink("/proc/self/exe");
+  size_t index = 0, total = 0;
+  ro.stage_started = [&](const study::RecipeStage& st, bool done) {
+    ++index;
+    if (done) return;
+    log::info("study [{}]: stage {} ({}/{}): seqit {} (log: {})", elapsed(), st.name, index,
+              total, st.args.empty() ? "" : st.args.front(), (st.dir / "log.txt").string());
+  };
+  ro.stage_done = [&](const study::RecipeStage& st, double seconds) {
+    log::info("study [{}]: stage {} done in {}", elapsed(), st.name,
+              Progress::format_duration(seconds));
+  };
+  total = study::plan_recipe(o.recipe, o.output, o.settings, o.limit).stages.size();
+  const study::RecipePlan plan =
+      study::run_recipe_study(o.recipe, o.output, o.settings, o.limit, ro);
+  std::printf("\nstudy %s: %zu stages done\nreport: %s (took %s)\n", plan.name.c_str(),
+              plan.stages.size(), (fs::path(o.output) / "report.md").c_str(), elapsed().c_str());
+}
+
 void run(const StudyOptions& o) {
+  if (!o.recipe.empty()) return run_recipe(o);
+  if (o.limit >= 0) throw Error("--limit is for --recipe studies");
   const study::StudySettings s = settings_of(o);
   if (o.print_settings) {
     std::printf("%s\n", s.to_json().dump(2).c_str());
@@ -71,7 +117,17 @@ void setup(CLI::App& cmd) {
                "A small study for a smoke test (one seed, IT vs SIT, a small model): about 2 "
                "minutes on 2 cores");
   cmd.add_flag("--print-settings", o->print_settings,
-               "Print every setting (JSON) after --quick and the overrides, and exit");
+               "Print every setting (JSON) after --quick and the overrides (with --recipe: the params and "
+               "each stage's command), and exit");
+  cmd.add_option("--recipe", o->recipe,
+                 "Run the experiment a recipe describes (configs/study/paper-alpaca.yaml, "
+                 "paper-flancot.yaml: the paper's runs) instead of the embedded one; settings are "
+                 "then the recipe's params (model=..., generator=..., judge=...)")
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--limit", o->limit,
+                 "With --recipe: a small end-to-end run (each param the recipe's `limits` names "
+                 "becomes N x its factor)")
+      ->check(CLI::NonNegativeNumber);
   cmd.add_option("settings", o->settings,
                  "key=value settings over the defaults, e.g. steps=600 seeds=[1,2,3,4] "
                  "arms=[it,sit] base=stories260K (--print-settings lists them; docs/study.md)");
@@ -79,7 +135,10 @@ void setup(CLI::App& cmd) {
       "Stages (world, data, train and eval per arm and seed) are cached by the hash of their "
       "settings: a rerun after Ctrl-C or kill -9 redoes only what is not done, and training "
       "resumes from its last checkpoint. The report (report/report.md, report.json, scores.png, "
-      "loss.png) is recomputed from the evaluation results every run.");
+      "loss.png) is recomputed from the evaluation results every run.\n\nThe paper's runs: seqit "
+      "study --recipe configs/study/paper-alpaca.yaml -o runs/paper model=PATH generator='--url "
+      "URL --model NAME' judge='--judge-url URL --judge-model NAME' (--print-settings shows every "
+      "stage's command; --limit 4 runs it end to end on a few items).");
   auto* st = cmd.add_subcommand("status", "Which stages of a study are done");
   st->add_option("-o,--output", o->output, "The study folder")->capture_default_str();
   st->callback([o] { status(*o); });
