@@ -27,7 +27,8 @@ inline model::ModelConfig llama_155m_config() {
 }
 
 // Uniform values in [-scale/2, scale/2) from a linear congruential generator seeded by `seed`.
-inline tensor::Tensor random_tensor(const tensor::Shape& shape, tensor::DType dtype, float scale, uint32_t seed) {
+inline tensor::Tensor random_tensor(const tensor::Shape& shape, tensor::DType dtype, float scale,
+                                    uint32_t seed) {
   std::vector<float> v(static_cast<size_t>(tensor::shape_numel(shape)));
   uint32_t x = seed * 2654435761u + 1;
   for (float& f : v) {

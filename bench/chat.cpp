@@ -44,17 +44,21 @@ int main(int argc, char** argv) {
   if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
     std::printf(
         "usage: bench_chat [SHARED_DATA_DIR]\n"
-        "Rendering a two-turn conversation with real chat templates, and rendering + assistant-masking\n"
-        "it, against tokenizing the rendered text once. SHARED_DATA_DIR defaults to $SEQIT_SHARED_DATA\n"
+        "Rendering a two-turn conversation with real chat templates, and rendering + "
+        "assistant-masking\n"
+        "it, against tokenizing the rendered text once. SHARED_DATA_DIR defaults to "
+        "$SEQIT_SHARED_DATA\n"
         "or ../shared/data.\n");
     return 0;
   }
-  fs::path data = argc > 1 ? fs::path(argv[1])
-                           : (std::getenv("SEQIT_SHARED_DATA") ? fs::path(std::getenv("SEQIT_SHARED_DATA"))
-                                                               : fs::path(SEQIT_SHARED_DATA_DEFAULT));
+  fs::path data =
+      argc > 1 ? fs::path(argv[1])
+               : (std::getenv("SEQIT_SHARED_DATA") ? fs::path(std::getenv("SEQIT_SHARED_DATA"))
+                                                   : fs::path(SEQIT_SHARED_DATA_DEFAULT));
   const Setup setups[] = {
       {"Llama-3 (tokenizer_config.json template)", data / "tokenizers/llama3/tokenizer.json",
-       data / "tokenizers/llama3/tokenizer_config.json", data / "tokenizers/llama3/tokenizer_config.json"},
+       data / "tokenizers/llama3/tokenizer_config.json",
+       data / "tokenizers/llama3/tokenizer_config.json"},
       {"Qwen2.5 chatml (Qwen tokenizer)", data / "tokenizers/qwen/qwen3_tokenizer.json",
        data / "tokenizers/chat_templates/llamacpp/Qwen-Qwen2.5-7B-Instruct.jinja",
        data / "tokenizers/qwen/qwen3_tokenizer_config.json"},
@@ -64,11 +68,16 @@ int main(int argc, char** argv) {
       {"user", "Translate 'good morning' into French, then use it in a sentence."},
       {"assistant", "Bonjour. Example: « Bonjour, comment allez-vous ce matin ? »"},
       {"user", "Now do the same for 'thank you very much', and explain when it is used."},
-      {"assistant", "Merci beaucoup. Example: « Merci beaucoup pour votre aide ! » It is a polite, "
-                    "slightly emphatic way to thank someone, used in speech and writing."},
+      {"assistant",
+       "Merci beaucoup. Example: « Merci beaucoup pour votre aide ! » It is a polite, "
+       "slightly emphatic way to thank someone, used in speech and writing."},
   };
-  std::printf("bench_chat: 2-turn conversation (system + 2 user/assistant pairs), mean per conversation\n\n");
-  std::printf("| setup | tokens | encode text (reference) | render | render + assistant mask | mask / encode |\n");
+  std::printf(
+      "bench_chat: 2-turn conversation (system + 2 user/assistant pairs), mean per "
+      "conversation\n\n");
+  std::printf(
+      "| setup | tokens | encode text (reference) | render | render + assistant mask | mask / "
+      "encode |\n");
   std::printf("|---|---:|---:|---:|---:|---:|\n");
   for (const auto& s : setups) {
     auto tok = tokenizer::load_tokenizer(s.tokenizer);
@@ -85,10 +94,13 @@ int main(int argc, char** argv) {
     });
     double render_us = time_us([&] { (void)t.render(messages); });
     size_t masked = 0;
-    double mask_us = time_us([&] { masked = chat::encode_with_assistant_mask(t, *tok, messages).masked_count(); });
-    std::printf("| %s | %zu (%zu learned) | %.1f µs | %.1f µs | %.1f µs | %.2fx |\n", s.name, tokens, masked, encode_us,
-                render_us, mask_us, mask_us / encode_us);
+    double mask_us = time_us(
+        [&] { masked = chat::encode_with_assistant_mask(t, *tok, messages).masked_count(); });
+    std::printf("| %s | %zu (%zu learned) | %.1f µs | %.1f µs | %.1f µs | %.2fx |\n", s.name,
+                tokens, masked, encode_us, render_us, mask_us, mask_us / encode_us);
   }
-  std::printf("\nrender + mask includes the generation-prompt renders used to anchor each turn and one encode.\n");
+  std::printf(
+      "\nrender + mask includes the generation-prompt renders used to anchor each turn and one "
+      "encode.\n");
   return 0;
 }

@@ -7,8 +7,8 @@
 // shared data so that llama.cpp accepts the token ids) and bench/llama_cpp_reference.mjs runs it
 // through node-llama-cpp's prebuilt CPU binaries (scripts/bench-oracles installs them into
 // build/bench-oracles) with the same thread count, token ids and token counts. Without node or that
-// package (or with --no-llama-cpp) the llama.cpp figures of docs/ENGINE_NOTES.md are printed instead,
-// marked as quoted.
+// package (or with --no-llama-cpp) the llama.cpp figures of docs/ENGINE_NOTES.md are printed
+// instead, marked as quoted.
 //
 // The model is loaded as seqit generate / serve load it (projections packed for decoding); --plain
 // measures the plain row-major layout instead (what training uses).
@@ -45,7 +45,9 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 std::string load_average() {
   std::ifstream f("/proc/loadavg");
@@ -70,24 +72,29 @@ struct LlamaCppFigures {
 // Writes the model as GGUF and has llama.cpp time it; nullopt (with the reason on stderr) when it
 // could not run.
 // The GGUF is written to `keep_dir` and kept when that is set, else to a temporary folder.
-std::optional<LlamaCppFigures> measure_llama_cpp(const model::WeightSource& weights, model::StorageType type,
-                                                 const char* dtype, int threads, int decode_tokens,
-                                                 int prefill_reps, const std::string& keep_dir) {
+std::optional<LlamaCppFigures> measure_llama_cpp(const model::WeightSource& weights,
+                                                 model::StorageType type, const char* dtype,
+                                                 int threads, int decode_tokens, int prefill_reps,
+                                                 const std::string& keep_dir) {
   const fs::path root = bench::repository_root();
-  const fs::path script = root / "bench/llama_cpp_reference.mjs", packages = root / "build/bench-oracles";
+  const fs::path script = root / "bench/llama_cpp_reference.mjs",
+                 packages = root / "build/bench-oracles";
   if (std::system("command -v node >/dev/null 2>&1") != 0) {
     std::fprintf(stderr, "bench_model: node is not installed; llama.cpp figures are quoted\n");
     return std::nullopt;
   }
   if (!fs::exists(packages / "node_modules/node-llama-cpp")) {
-    std::fprintf(stderr, "bench_model: %s has no node-llama-cpp (run scripts/bench-oracles); llama.cpp figures are quoted\n",
+    std::fprintf(stderr,
+                 "bench_model: %s has no node-llama-cpp (run scripts/bench-oracles); llama.cpp "
+                 "figures are quoted\n",
                  packages.c_str());
     return std::nullopt;
   }
   const fs::path dir = fs::temp_directory_path() / fmt::format("seqit-bench-model-{}", ::getpid());
   fs::create_directories(dir);
   if (!keep_dir.empty()) fs::create_directories(keep_dir);
-  const fs::path gguf = (keep_dir.empty() ? dir : fs::path(keep_dir)) / fmt::format("bench-model-{}.gguf", dtype);
+  const fs::path gguf =
+      (keep_dir.empty() ? dir : fs::path(keep_dir)) / fmt::format("bench-model-{}.gguf", dtype);
   const fs::path out = dir / "llama_cpp.json";
   model::ExportOptions options;
   options.type = type;
@@ -97,24 +104,30 @@ std::optional<LlamaCppFigures> measure_llama_cpp(const model::WeightSource& weig
   try {
     model::write_gguf_model(weights, gguf, options);
     std::string cmd = fmt::format(
-        "SEQIT_BENCH_ORACLE_DIR='{}' node '{}' bench '{}' --threads {} --prefill-tokens 512 --prefill-reps {} "
+        "SEQIT_BENCH_ORACLE_DIR='{}' node '{}' bench '{}' --threads {} --prefill-tokens 512 "
+        "--prefill-reps {} "
         "--prompt-tokens 16 --warmup-tokens 3 --decode-tokens {} --sequences 16 > '{}'",
-        packages.string(), script.string(), gguf.string(), threads, prefill_reps, decode_tokens, out.string());
+        packages.string(), script.string(), gguf.string(), threads, prefill_reps, decode_tokens,
+        out.string());
     if (std::system(cmd.c_str()) == 0) {
       std::ifstream in(out);
       nlohmann::json j = nlohmann::json::parse(in);
       LlamaCppFigures f;
-      f.prefill = j.at("prefill_tps"), f.decode = j.at("decode_tps"), f.batched = j.at("batched_tps");
+      f.prefill = j.at("prefill_tps"), f.decode = j.at("decode_tps"),
+      f.batched = j.at("batched_tps");
       f.prefill_wall = j.at("prefill_wall_tps"), f.decode_wall = j.at("decode_wall_tps");
       f.batched_wall = j.at("batched_wall_tps");
       f.measured = true;
       f.info = j;
       figures = f;
     } else {
-      std::fprintf(stderr, "bench_model: the llama.cpp reference failed on %s; its figures are quoted\n", gguf.c_str());
+      std::fprintf(stderr,
+                   "bench_model: the llama.cpp reference failed on %s; its figures are quoted\n",
+                   gguf.c_str());
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_model: llama.cpp reference: %s; its figures are quoted\n", e.what());
+    std::fprintf(stderr, "bench_model: llama.cpp reference: %s; its figures are quoted\n",
+                 e.what());
   }
   fs::remove_all(dir);
   return figures;
@@ -151,13 +164,15 @@ double streamed_bytes(const model::LlamaModel& m) {
     return static_cast<double>(packed.defined() ? packed.panels.nbytes() : plain.nbytes());
   };
   for (const auto& L : w.layers) {
-    bytes += matrix(L.wqkv, L.wqkv_packed) + matrix(L.wo, L.wo_packed) + matrix(L.w_gate_up, L.w_gate_up_packed) +
-             matrix(L.w_down, L.w_down_packed) + L.attn_norm.nbytes() + L.ffn_norm.nbytes();
+    bytes += matrix(L.wqkv, L.wqkv_packed) + matrix(L.wo, L.wo_packed) +
+             matrix(L.w_gate_up, L.w_gate_up_packed) + matrix(L.w_down, L.w_down_packed) +
+             L.attn_norm.nbytes() + L.ffn_norm.nbytes();
   }
   return bytes + matrix(w.lm_head, w.lm_head_packed) + w.final_norm.nbytes();
 }
 
-Timings run_model(const model::LlamaModel& m, int decode_tokens, int prefill_reps, bool batched_only = false) {
+Timings run_model(const model::LlamaModel& m, int decode_tokens, int prefill_reps,
+                  bool batched_only = false) {
   using tensor::Tensor;
   Timings t;
   const int64_t V = m.config().vocab_size;
@@ -194,7 +209,8 @@ Timings run_model(const model::LlamaModel& m, int decode_tokens, int prefill_rep
       b.chunks.clear();
       b.logit_rows.clear();
       for (int s = 0; s < sequences; ++s) {
-        b.tokens.push_back(tensor::argmax({logits.narrow(0, s, 1).data<float>(), static_cast<size_t>(V)}));
+        b.tokens.push_back(
+            tensor::argmax({logits.narrow(0, s, 1).data<float>(), static_cast<size_t>(V)}));
         b.chunks.push_back({&caches[s], 1});
         b.logit_rows.push_back(s);
       }
@@ -234,7 +250,8 @@ int main(int argc, char** argv) {
   int threads = 2, decode_tokens = 48, prefill_reps = 3;
   bool llama_cpp = true, packed = true, batched_only = false;
   tensor::DType batched_dtype = tensor::DType::f32;  // of --batched-only
-  std::string keep_gguf;  // a folder to keep the GGUF files in (to run llama.cpp's own tools on them)
+  std::string
+      keep_gguf;  // a folder to keep the GGUF files in (to run llama.cpp's own tools on them)
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
@@ -247,17 +264,23 @@ int main(int argc, char** argv) {
     if (a == "--keep-gguf" && i + 1 < argc) keep_gguf = argv[++i];
     if (a == "--help" || a == "-h") {
       std::printf(
-          "usage: bench_model [--threads N] [--decode-tokens N] [--quick] [--no-llama-cpp] [--plain]\n"
+          "usage: bench_model [--threads N] [--decode-tokens N] [--quick] [--no-llama-cpp] "
+          "[--plain]\n"
           "                   [--keep-gguf DIR] [--batched-only [--bf16]]\n"
-          "Prefill, single-sequence and 16-sequence decode of a 155.7M Llama in f32 and bf16, next to\n"
-          "llama.cpp in the same run (scripts/bench-oracles installs it) and this machine's limits.\n"
+          "Prefill, single-sequence and 16-sequence decode of a 155.7M Llama in f32 and bf16, next "
+          "to\n"
+          "llama.cpp in the same run (scripts/bench-oracles installs it) and this machine's "
+          "limits.\n"
           "  --threads N        compute threads (default 2)\n"
-          "  --decode-tokens N  tokens per decode round (default 48; %d rounds alternate 1 and 16 sequences)\n"
+          "  --decode-tokens N  tokens per decode round (default 48; %d rounds alternate 1 and 16 "
+          "sequences)\n"
           "  --quick            8 decode tokens, one prefill repetition\n"
           "  --no-llama-cpp     print the quoted llama.cpp figures instead of measuring them\n"
-          "  --plain            plain row-major weights (as training holds them) instead of decoding panels\n"
+          "  --plain            plain row-major weights (as training holds them) instead of "
+          "decoding panels\n"
           "  --keep-gguf DIR    keep the GGUF files written for llama.cpp in DIR\n"
-          "  --batched-only     only the 16-sequence decode loop, f32 or with --bf16 bf16 (for a profiler)\n",
+          "  --batched-only     only the 16-sequence decode loop, f32 or with --bf16 bf16 (for a "
+          "profiler)\n",
           kDecodeRounds);
       return 0;
     }
@@ -267,21 +290,27 @@ int main(int argc, char** argv) {
     // Just the 16-sequence decode loop (to run under a profiler).
     auto m = model::LlamaModel::load(model::RandomWeights(bench::llama_155m_config(), 1, 0.02f),
                                      {.dtype = batched_dtype, .pack_for_inference = packed});
-    std::printf("%s decode, 16 sequences: %.1f t/s\n", std::string(tensor::dtype_name(batched_dtype)).c_str(),
+    std::printf("%s decode, 16 sequences: %.1f t/s\n",
+                std::string(tensor::dtype_name(batched_dtype)).c_str(),
                 run_model(*m, decode_tokens, 0, true).batched_tps);
     return 0;
   }
-  std::printf("bench_model: Llama 155.7M (hidden 1024, 8 layers, 16/4 heads, ffn 2816, vocab 32000), %d threads, "
-              "%s weights\n",
-              threads, packed ? "packed (decoding panels)" : "plain row-major");
+  std::printf(
+      "bench_model: Llama 155.7M (hidden 1024, 8 layers, 16/4 heads, ffn 2816, vocab 32000), %d "
+      "threads, "
+      "%s weights\n",
+      threads, packed ? "packed (decoding panels)" : "plain row-major");
   std::printf("load average at start: %s\n", load_average().c_str());
   // The library's probes (tensor/calibrate.h), as bench_tensor_gemm reports them.
   const double peak = tensor::measure_fma_peak(threads).gflops;
   const double bandwidth = tensor::measure_read_bandwidth(threads).gbs;
-  const double gemm_f32 = gemm_gflops(tensor::DType::f32), gemm_bf16 = gemm_gflops(tensor::DType::bf16);
-  std::printf("machine, measured now: fp32 FMA peak %.0f GFLOP/s, read bandwidth %.1f GB/s, oneDNN GEMM [512x1024x2816] "
-              "f32 %.0f / bf16-weights %.0f GFLOP/s\n\n",
-              peak, bandwidth, gemm_f32, gemm_bf16);
+  const double gemm_f32 = gemm_gflops(tensor::DType::f32),
+               gemm_bf16 = gemm_gflops(tensor::DType::bf16);
+  std::printf(
+      "machine, measured now: fp32 FMA peak %.0f GFLOP/s, read bandwidth %.1f GB/s, oneDNN GEMM "
+      "[512x1024x2816] "
+      "f32 %.0f / bf16-weights %.0f GFLOP/s\n\n",
+      peak, bandwidth, gemm_f32, gemm_bf16);
 
   model::ModelConfig config = bench::llama_155m_config();
   model::RandomWeights weights(config, 1, 0.02f);
@@ -292,16 +321,19 @@ int main(int argc, char** argv) {
   // FLOPs per decoded token: the blocks and the output head (attention over a few dozen positions
   // is left out, so the bound below errs high).
   const double decode_flops_per_token = 2 * (block_params + 32000.0 * 1024);
-  // llama.cpp -t 2 on a 2-core AVX-512 Zen 4 (docs/ENGINE_NOTES.md), printed when it cannot run here.
+  // llama.cpp -t 2 on a 2-core AVX-512 Zen 4 (docs/ENGINE_NOTES.md), printed when it cannot run
+  // here.
   struct Quoted {
     const char* dtype;
     model::StorageType type;
     double prefill, decode;
   };
-  const Quoted quoted[] = {{"f32", model::StorageType::f32, 794, 81}, {"bf16", model::StorageType::bf16, 1515, 123}};
+  const Quoted quoted[] = {{"f32", model::StorageType::f32, 794, 81},
+                           {"bf16", model::StorageType::bf16, 1515, 123}};
   bool any_quoted = false;
   std::vector<std::string> notes;
-  std::printf("%-6s %-22s %12s %12s %12s %28s\n", "dtype", "measure", "seqit", "llama.cpp", "seqit/llama", "vs this machine");
+  std::printf("%-6s %-22s %12s %12s %12s %28s\n", "dtype", "measure", "seqit", "llama.cpp",
+              "seqit/llama", "vs this machine");
   for (const Quoted& q : quoted) {
     auto dtype = q.type == model::StorageType::f32 ? tensor::DType::f32 : tensor::DType::bf16;
     auto m = model::LlamaModel::load(weights, {.dtype = dtype, .pack_for_inference = packed});
@@ -310,7 +342,9 @@ int main(int argc, char** argv) {
     const double gbs = t.decode_tps * step_bytes / 1e9;
     m.reset();  // llama.cpp runs next, with the memory to itself
     std::optional<LlamaCppFigures> ref;
-    if (llama_cpp) ref = measure_llama_cpp(weights, q.type, q.dtype, threads, decode_tokens, prefill_reps, keep_gguf);
+    if (llama_cpp)
+      ref = measure_llama_cpp(weights, q.type, q.dtype, threads, decode_tokens, prefill_reps,
+                              keep_gguf);
     if (!ref) {
       ref = LlamaCppFigures{};
       ref->prefill = q.prefill, ref->decode = q.decode;
@@ -318,32 +352,45 @@ int main(int argc, char** argv) {
     } else {
       const auto& i = ref->info;
       notes.push_back(fmt::format(
-          "{}: llama.cpp {} ({}), CPU backend variant {}, {} threads, flash attention {}, KV cache {}; timed around "
+          "{}: llama.cpp {} ({}), CPU backend variant {}, {} threads, flash attention {}, KV cache "
+          "{}; timed around "
           "node-llama-cpp's calls instead: prefill {:.0f}, decode {:.1f}, 16 sequences {:.1f} t/s",
-          q.dtype, i.value("llama_cpp_release", "?"), i.value("build", "?"), i.value("cpu_variant", "?"),
-          i.value("context_threads", 0), i.value("flash_attention", false) ? "on" : "off", i.value("kv_cache_type", "?"),
+          q.dtype, i.value("llama_cpp_release", "?"), i.value("build", "?"),
+          i.value("cpu_variant", "?"), i.value("context_threads", 0),
+          i.value("flash_attention", false) ? "on" : "off", i.value("kv_cache_type", "?"),
           ref->prefill_wall, ref->decode_wall, ref->batched_wall));
       if (notes.size() == 1) notes.push_back("      " + i.value("system_info", std::string("?")));
     }
     const char* mark = ref->measured ? "" : "*";
-    auto rate = [](double tps, const char* m) { return tps > 0 ? fmt::format("{:.1f}{} t/s", tps, m) : std::string("-"); };
-    auto ratio = [](double a, double b) { return b > 0 ? fmt::format("{:.2f}x", a / b) : std::string("-"); };
+    auto rate = [](double tps, const char* m) {
+      return tps > 0 ? fmt::format("{:.1f}{} t/s", tps, m) : std::string("-");
+    };
+    auto ratio = [](double a, double b) {
+      return b > 0 ? fmt::format("{:.2f}x", a / b) : std::string("-");
+    };
     const double prefill_gflops = t.prefill_tps * flops_per_token / 1e9;
-    std::printf("%-6s %-22s %12s %12s %12s %18.0f%% of FMA peak\n", q.dtype, "prefill 512", rate(t.prefill_tps, "").c_str(),
-                rate(ref->prefill, mark).c_str(), ratio(t.prefill_tps, ref->prefill).c_str(), 100 * prefill_gflops / peak);
-    std::printf("%-6s %-22s %12s %12s %12s %13.1f GB/s = %3.0f%% bw\n", q.dtype, "decode, 1 sequence",
-                rate(t.decode_tps, "").c_str(), rate(ref->decode, mark).c_str(), ratio(t.decode_tps, ref->decode).c_str(),
-                gbs, 100 * gbs / bandwidth);
-    // The most 16 sequences could gain over one: a 16-token step takes at least its FLOPs at the FMA
-    // peak (and its weight bytes at the read bandwidth), the single-sequence step what it measured.
-    const double step16_min = std::max(16 * decode_flops_per_token / (peak * 1e9), step_bytes / (bandwidth * 1e9));
+    std::printf("%-6s %-22s %12s %12s %12s %18.0f%% of FMA peak\n", q.dtype, "prefill 512",
+                rate(t.prefill_tps, "").c_str(), rate(ref->prefill, mark).c_str(),
+                ratio(t.prefill_tps, ref->prefill).c_str(), 100 * prefill_gflops / peak);
+    std::printf("%-6s %-22s %12s %12s %12s %13.1f GB/s = %3.0f%% bw\n", q.dtype,
+                "decode, 1 sequence", rate(t.decode_tps, "").c_str(),
+                rate(ref->decode, mark).c_str(), ratio(t.decode_tps, ref->decode).c_str(), gbs,
+                100 * gbs / bandwidth);
+    // The most 16 sequences could gain over one: a 16-token step takes at least its FLOPs at the
+    // FMA peak (and its weight bytes at the read bandwidth), the single-sequence step what it
+    // measured.
+    const double step16_min =
+        std::max(16 * decode_flops_per_token / (peak * 1e9), step_bytes / (bandwidth * 1e9));
     const double bound = 16 / t.decode_tps / step16_min;  // against the median single rate
-    std::printf("%-6s %-22s %12s %12s %12s %9.2fx of 1 seq (bound %.1fx)\n", q.dtype, "decode, 16 sequences",
-                rate(t.batched_tps, "").c_str(), rate(ref->batched, mark).c_str(), ratio(t.batched_tps, ref->batched).c_str(),
+    std::printf("%-6s %-22s %12s %12s %12s %9.2fx of 1 seq (bound %.1fx)\n", q.dtype,
+                "decode, 16 sequences", rate(t.batched_tps, "").c_str(),
+                rate(ref->batched, mark).c_str(), ratio(t.batched_tps, ref->batched).c_str(),
                 t.batched_gain, bound);
   }
-  std::printf("\nbound: the 16-sequence gain if a 16-token step ran at the FMA peak (or streamed its weights at the read "
-              "bandwidth, if slower), against the single-sequence rate measured.\n");
+  std::printf(
+      "\nbound: the 16-sequence gain if a 16-token step ran at the FMA peak (or streamed its "
+      "weights at the read "
+      "bandwidth, if slower), against the single-sequence rate measured.\n");
   std::printf("this machine: %s.\n",
 #if defined(__AVX512F__)
               "AVX-512"
@@ -352,13 +399,17 @@ int main(int argc, char** argv) {
 #endif
   );
   if (!notes.empty()) {
-    std::printf("llama.cpp measured now on the same weights (GGUF), token ids and counts; its figures are the time inside "
-                "llama_decode, as llama-bench reports it:\n");
+    std::printf(
+        "llama.cpp measured now on the same weights (GGUF), token ids and counts; its figures are "
+        "the time inside "
+        "llama_decode, as llama-bench reports it:\n");
     for (const auto& n : notes) std::printf("  %s\n", n.c_str());
   }
   if (any_quoted) {
-    std::printf("* quoted, not measured here: llama.cpp -t 2 on a 2-core AVX-512 Zen 4 (docs/ENGINE_NOTES.md); "
-                "scripts/bench-oracles installs the llama.cpp reference.\n");
+    std::printf(
+        "* quoted, not measured here: llama.cpp -t 2 on a 2-core AVX-512 Zen 4 "
+        "(docs/ENGINE_NOTES.md); "
+        "scripts/bench-oracles installs the llama.cpp reference.\n");
   }
   std::printf("load average at end: %s\n", load_average().c_str());
   return 0;

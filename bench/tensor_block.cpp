@@ -191,7 +191,8 @@ int main(int argc, char** argv) {
     std::printf(
         "usage: bench_tensor_block [THREADS] [SECONDS]\n"
         "One Llama decoder block (hidden 1024, 16/4 heads of 64, ffn 2816), 512 tokens, forward +\n"
-        "backward in f32 and bf16: tokens/s, the share of each op family, peak memory, GEMM rate vs\n"
+        "backward in f32 and bf16: tokens/s, the share of each op family, peak memory, GEMM rate "
+        "vs\n"
         "the FMA peak. THREADS defaults to 2, SECONDS (per dtype) to 4.\n");
     return 0;
   }

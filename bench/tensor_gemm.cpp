@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
     std::printf(
         "usage: bench_tensor_gemm [THREADS]\n"
-        "GEMM rates of the Llama 155.7M projections (forward and both backward passes, f32 and bf16)\n"
+        "GEMM rates of the Llama 155.7M projections (forward and both backward passes, f32 and "
+        "bf16)\n"
         "against this machine's FMA peak, then decode GEMV rates (1 and 16 rows, plain and packed\n"
         "weights) against its read bandwidth. THREADS defaults to 2.\n");
     return 0;
@@ -112,12 +113,13 @@ int main(int argc, char** argv) {
       "thread: %.1f wall "
       "(%.1f CPU)\n",
       bw.gbs, bw.gbs_cpu, threads, bw1.gbs, bw1.gbs_cpu);
-  // Plain row-major weights (what training uses) next to the same weights packed into decoding panels
-  // (what seqit generate / serve load), for 1 row (single-sequence decode: bandwidth-bound) and 16
-  // rows (batched decode: 32 flops per weight element loaded, compute-bound); each packed row is
-  // timed right after its plain row, so the ratio holds even on a noisy machine.
+  // Plain row-major weights (what training uses) next to the same weights packed into decoding
+  // panels (what seqit generate / serve load), for 1 row (single-sequence decode: bandwidth-bound)
+  // and 16 rows (batched decode: 32 flops per weight element loaded, compute-bound); each packed
+  // row is timed right after its plain row, so the ratio holds even on a noisy machine.
   std::printf(
-      "| decode (8 layers x 7 matrices) | layout | rows | weight bytes | ms/step wall | GB/s wall | "
+      "| decode (8 layers x 7 matrices) | layout | rows | weight bytes | ms/step wall | GB/s wall "
+      "| "
       "%% of read bw | GFLOP/s | %% of FMA peak | packed / plain |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<std::pair<int64_t, int64_t>> mats{{c, c}, {kv, c}, {kv, c}, {c, c},
@@ -153,11 +155,12 @@ int main(int argc, char** argv) {
             threads, 1.0);
         if (!use_packed) plain_s = tm.median;
         const double gbs = bytes / tm.median / 1e9, gflops = 2 * params * rows / tm.median / 1e9;
-        std::printf("| %s | %s | %lld | %.0f MB | %.2f | %.1f | %.0f%% | %.1f | %.0f%% | %s |\n",
-                    std::string(dtype_name(dt)).c_str(), use_packed ? "packed" : "plain",
-                    static_cast<long long>(rows), bytes / 1e6, tm.median * 1e3, gbs,
-                    100 * gbs / bw.gbs, gflops, 100 * gflops / peak.gflops,
-                    use_packed ? (std::to_string(plain_s / tm.median).substr(0, 4) + "x").c_str() : "");
+        std::printf(
+            "| %s | %s | %lld | %.0f MB | %.2f | %.1f | %.0f%% | %.1f | %.0f%% | %s |\n",
+            std::string(dtype_name(dt)).c_str(), use_packed ? "packed" : "plain",
+            static_cast<long long>(rows), bytes / 1e6, tm.median * 1e3, gbs, 100 * gbs / bw.gbs,
+            gflops, 100 * gflops / peak.gflops,
+            use_packed ? (std::to_string(plain_s / tm.median).substr(0, 4) + "x").c_str() : "");
       }
     }
   }

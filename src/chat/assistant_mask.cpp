@@ -17,8 +17,10 @@ bool is_end_marker_text(std::string_view token_text, const std::optional<std::st
   if (token_text.empty()) return false;
   if (eos_token && token_text == *eos_token) return true;
   std::string lower(token_text);
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  if (lower.find("start") != std::string::npos || lower.find("begin") != std::string::npos) return false;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return char(std::tolower(c)); });
+  if (lower.find("start") != std::string::npos || lower.find("begin") != std::string::npos)
+    return false;
   if (lower.rfind("</", 0) == 0) return true;  // </s>
   for (const char* word : {"end", "eot", "eom", "eos"}) {
     if (lower.find(word) != std::string::npos) return true;
@@ -49,9 +51,12 @@ bool whitespace_only(std::string_view s) {
 }
 
 // Why no end marker was found after a reply ending at `content_end`.
-std::string describe_missing_marker(const std::string& text, size_t content_end, const std::optional<std::string>& eos) {
+std::string describe_missing_marker(const std::string& text, size_t content_end,
+                                    const std::optional<std::string>& eos) {
   std::string_view rest = std::string_view(text).substr(content_end);
-  if (rest.empty()) return "no end-of-turn token follows its content (the text ends), so the model would not learn to stop";
+  if (rest.empty())
+    return "no end-of-turn token follows its content (the text ends), so the model would not learn "
+           "to stop";
   std::string shown;
   for (char c : rest.substr(0, 24)) shown += c == '\n' ? std::string("\\n") : std::string(1, c);
   if (rest.size() > 24) shown += "...";
@@ -85,7 +90,8 @@ bool has_text_content(const jinja::Value& m) {
 
 MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
                                               const tokenizer::Tokenizer& tok,
-                                              const jinja::Value& messages, const MaskOptions& options) {
+                                              const jinja::Value& messages,
+                                              const MaskOptions& options) {
   Rendered r = chat_template.render(messages, options.render);
   MaskedConversation out;
   out.text = std::move(r.text);
@@ -93,7 +99,8 @@ MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
   eo.add_special = options.add_special.value_or(chat_template.tokenizer_adds_special_tokens());
   eo.parse_special = true;
   out.ids = tok.encode(out.text, eo, &out.spans);
-  if (out.spans.size() != out.ids.size()) throw Error("tokenizer returned no byte spans: cannot build the assistant mask");
+  if (out.spans.size() != out.ids.size())
+    throw Error("tokenizer returned no byte spans: cannot build the assistant mask");
   out.mask.assign(out.ids.size(), 0);
   // Spans must be monotone for the searches below. A zero-width span that points backwards (some
   // encoders give byte-fallback pieces of one character no bytes of their own) is moved to where
@@ -101,8 +108,10 @@ MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
   for (size_t k = 1; k < out.spans.size(); ++k) {
     if (out.spans[k].begin < out.spans[k - 1].end) {
       size_t at = out.spans[k - 1].end;
-      if (out.spans[k].end <= at) out.spans[k] = {at, at};
-      else out.spans[k].begin = at;
+      if (out.spans[k].end <= at)
+        out.spans[k] = {at, at};
+      else
+        out.spans[k].begin = at;
     }
   }
 
@@ -112,10 +121,12 @@ MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
   }
   const size_t n = out.ids.size();
   auto token_view = [&](size_t k) {
-    return std::string_view(out.text).substr(out.spans[k].begin, out.spans[k].end - out.spans[k].begin);
+    return std::string_view(out.text).substr(out.spans[k].begin,
+                                             out.spans[k].end - out.spans[k].begin);
   };
   auto is_marker = [&](size_t k) {
-    return out.spans[k].end > out.spans[k].begin && tok.is_special(out.ids[k]) && is_end_marker_text(token_view(k), eos);
+    return out.spans[k].end > out.spans[k].begin && tok.is_special(out.ids[k]) &&
+           is_end_marker_text(token_view(k), eos);
   };
   // Does [b, e) hold any content byte of a message other than `self`?
   auto holds_other_content = [&](size_t b, size_t e, size_t self) {
@@ -149,7 +160,8 @@ MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
     try {
       std::optional<bool> template_has_prompt = chat_template.has_generation_prompt();
       if (template_has_prompt.value_or(true)) {
-        jinja::Value head = jinja::Value::list(std::vector<jinja::Value>(list.begin(), list.begin() + long(mi)));
+        jinja::Value head =
+            jinja::Value::list(std::vector<jinja::Value>(list.begin(), list.begin() + long(mi)));
         RenderOptions prompt_options = options.render;
         prompt_options.add_generation_prompt = true;
         std::string prompt = chat_template.render(head, prompt_options).text;
@@ -158,7 +170,8 @@ MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
           prompt_options.add_generation_prompt = false;
           changes_text = prompt != chat_template.render(head, prompt_options).text;
         }
-        if (changes_text && out.text.compare(0, prompt.size(), prompt) == 0) turn.prompt_end = prompt.size();
+        if (changes_text && out.text.compare(0, prompt.size(), prompt) == 0)
+          turn.prompt_end = prompt.size();
       }
     } catch (const Error&) {
       // Templates may refuse a conversation that ends before an assistant turn; no prompt then.
@@ -177,9 +190,10 @@ MaskedConversation encode_with_assistant_mask(const ChatTemplate& chat_template,
       region_begin = *turn.prompt_end;
     } else {
       if (has_text_content(list[mi])) {
-        out.warnings.push_back("assistant message " + std::to_string(mi) +
-                               ": its content does not appear in the rendered text (the template drops or "
-                               "rewrites it), so nothing is learned from it");
+        out.warnings.push_back(
+            "assistant message " + std::to_string(mi) +
+            ": its content does not appear in the rendered text (the template drops or "
+            "rewrites it), so nothing is learned from it");
       }
       out.turns.push_back(std::move(turn));
       continue;

@@ -38,7 +38,8 @@ struct MaskOptions {
 
 struct MaskedTurn {
   size_t message_index = 0;
-  std::vector<ByteRange> content;  // assistant content in the text; empty when the template dropped it
+  std::vector<ByteRange>
+      content;  // assistant content in the text; empty when the template dropped it
   // Where the generation prompt for this turn ends in the text, when the template renders it
   // consistently (the learned region starts there).
   std::optional<size_t> prompt_end;

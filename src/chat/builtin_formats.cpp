@@ -4,14 +4,15 @@
 // tulu  — the SIT paper's training format (open-instruct encode_with_messages_format, see
 //         shared/docs/SIT_SPEC.md §3.2): "<|system|>\n{sys}\n<|user|>\n{user}\n<|assistant|>\n
 //         {reply}{eos}\n", contents stripped, the whole text stripped (so the last EOS ends it);
-//         the generation prompt is "<|assistant|>\n" (open-instruct's create_prompt_with_tulu_chat_format).
-//         No BOS in the text: the tokenizer adds it.
+//         the generation prompt is "<|assistant|>\n" (open-instruct's
+//         create_prompt_with_tulu_chat_format). No BOS in the text: the tokenizer adds it.
 // alpaca — alpaca-lora's templates/alpaca.json (the SIT repository's legacy recipe): preamble,
 //         "### Instruction:\n...\n\n", "### Response:\n{reply}{eos}"; a system message replaces the
 //         preamble. No BOS in the text: the tokenizer adds it.
 // chatml — "<|im_start|>{role}\n{content}<|im_end|>\n", prompt "<|im_start|>assistant\n".
-// llama3 — Llama-3 Instruct: BOS, "<|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|>".
-// mistral — Mistral-7B-Instruct v0.1: BOS, "[INST] {user} [/INST]{reply}{eos}", a system message
+// llama3 — Llama-3 Instruct: BOS,
+// "<|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|>". mistral —
+// Mistral-7B-Instruct v0.1: BOS, "[INST] {user} [/INST]{reply}{eos}", a system message
 //         folded into the first user turn, roles must alternate.
 #include <string>
 

@@ -59,7 +59,8 @@ std::string read_text(const fs::path& path) {
 // A token in tokenizer_config.json: "<s>" or {"content": "<s>", ...} (AddedToken).
 std::optional<std::string> token_text(const nlohmann::json& j) {
   if (j.is_string()) return j.get<std::string>();
-  if (j.is_object() && j.contains("content") && j["content"].is_string()) return j["content"].get<std::string>();
+  if (j.is_object() && j.contains("content") && j["content"].is_string())
+    return j["content"].get<std::string>();
   return std::nullopt;
 }
 
@@ -73,7 +74,8 @@ SpecialTokens special_tokens_from(const nlohmann::json& config) {
       if (auto text = token_text(config[n])) t.set(n, *text);
     }
   }
-  if (config.contains("additional_special_tokens") && config["additional_special_tokens"].is_array()) {
+  if (config.contains("additional_special_tokens") &&
+      config["additional_special_tokens"].is_array()) {
     for (const auto& x : config["additional_special_tokens"]) {
       if (auto text = token_text(x)) t.additional.push_back(*text);
     }
@@ -106,7 +108,8 @@ std::string template_from_config(const nlohmann::json& config, const std::string
   const auto& t = config["chat_template"];
   if (t.is_string()) {
     if (!template_name.empty() && template_name != "default") {
-      throw Error("this file has a single chat template; there is no template named '" + template_name + "'")
+      throw Error("this file has a single chat template; there is no template named '" +
+                  template_name + "'")
           .in_file(path)
           .in_field("chat_template");
     }
@@ -129,7 +132,9 @@ std::string template_from_config(const nlohmann::json& config, const std::string
         .in_file(path)
         .in_field("chat_template");
   }
-  throw Error("\"chat_template\" must be a string or a list of {name, template}").in_file(path).in_field("chat_template");
+  throw Error("\"chat_template\" must be a string or a list of {name, template}")
+      .in_file(path)
+      .in_field("chat_template");
 }
 
 }  // namespace
@@ -143,7 +148,8 @@ SpecialTokens read_special_tokens(const fs::path& tokenizer_config) {
 // ---------------------------------------------------------------------------------------------
 // ChatTemplate
 
-ChatTemplate ChatTemplate::from_source(std::string_view source, std::string name, SpecialTokens tokens) {
+ChatTemplate ChatTemplate::from_source(std::string_view source, std::string name,
+                                       SpecialTokens tokens) {
   ChatTemplate t;
   t.source_ = std::string(source);
   t.template_ = jinja::Template::parse(source, std::move(name));
@@ -160,7 +166,8 @@ ChatTemplate ChatTemplate::from_file(const fs::path& path, const std::string& te
       return from_source(read_text(jinja_file), jinja_file.string(), std::move(tokens));
     }
     if (fs::exists(config)) return from_file(config, template_name);
-    throw Error("no chat_template.jinja or tokenizer_config.json in this folder").in_file(path.string());
+    throw Error("no chat_template.jinja or tokenizer_config.json in this folder")
+        .in_file(path.string());
   }
   if (!fs::exists(path)) throw Error("file not found").in_file(path.string());
   std::string text = read_text(path);
@@ -171,7 +178,8 @@ ChatTemplate ChatTemplate::from_file(const fs::path& path, const std::string& te
   }
   SpecialTokens tokens;
   fs::path sibling = path.parent_path() / "tokenizer_config.json";
-  if (path.filename() == "chat_template.jinja" && fs::exists(sibling)) tokens = read_special_tokens(sibling);
+  if (path.filename() == "chat_template.jinja" && fs::exists(sibling))
+    tokens = read_special_tokens(sibling);
   return from_source(text, path.string(), std::move(tokens));
 }
 
@@ -200,7 +208,8 @@ jinja::Value tag_contents(const jinja::Value& messages) {
   std::vector<jinja::Value> out = messages.items();
   for (size_t i = 0; i < out.size(); ++i) {
     const jinja::Value& m = out[i];
-    if (!m.is_dict()) throw Error("message must be an object with role and content").at_record(int64_t(i));
+    if (!m.is_dict())
+      throw Error("message must be an object with role and content").at_record(int64_t(i));
     const jinja::Value* content = m.dict_data().find("content");
     if (!content) continue;
     jinja::Value copy = jinja::Value::dict(m.dict_data().items);
@@ -276,7 +285,8 @@ Rendered ChatTemplate::render(const jinja::Value& messages, const RenderOptions&
     if (p.tag < 0) continue;
     if (r.messages.empty() || r.messages.back().message_index != size_t(p.tag)) {
       const jinja::Value* role = messages.items()[size_t(p.tag)].dict_data().find("role");
-      r.messages.push_back({size_t(p.tag), role && role->is_string() ? role->str() : std::string(), {}});
+      r.messages.push_back(
+          {size_t(p.tag), role && role->is_string() ? role->str() : std::string(), {}});
     }
     add_range(r.messages.back().content, p.begin, p.end);
   }
@@ -307,7 +317,8 @@ const MessageText* Rendered::find(size_t index) const {
   return nullptr;
 }
 
-Rendered ChatTemplate::render(const std::vector<Message>& messages, const RenderOptions& options) const {
+Rendered ChatTemplate::render(const std::vector<Message>& messages,
+                              const RenderOptions& options) const {
   return render(messages_value(messages), options);
 }
 

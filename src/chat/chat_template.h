@@ -6,9 +6,9 @@
 
 #include <atomic>
 #include <cstddef>
-#include <memory>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,8 +33,8 @@ struct SpecialTokens {
   std::vector<std::string> all;
   // tokenizer_config.json "add_bos_token" when present.
   std::optional<bool> add_bos_token;
-  // Read from a tokenizer config: then a token it leaves unset (Qwen's bos_token: null) stays unset,
-  // as transformers passes it.
+  // Read from a tokenizer config: then a token it leaves unset (Qwen's bos_token: null) stays
+  // unset, as transformers passes it.
   bool from_config = false;
 
   std::optional<std::string> get(std::string_view name) const;
@@ -67,16 +67,17 @@ struct RenderOptions {
 
 // Where one message's content landed in the rendered text.
 struct MessageText {
-  size_t message_index = 0;          // index in the messages list
+  size_t message_index = 0;  // index in the messages list
   std::string role;
-  std::vector<ByteRange> content;    // sorted, disjoint; the template may trim or split the content
+  std::vector<ByteRange> content;  // sorted, disjoint; the template may trim or split the content
 };
 
 struct Rendered {
   std::string text;
   // One entry per message whose content (or part of it) appears in the text, in message order.
   std::vector<MessageText> messages;
-  // Output of {% generation %} blocks (transformers' assistant-mask markers), when the template has them.
+  // Output of {% generation %} blocks (transformers' assistant-mask markers), when the template has
+  // them.
   std::vector<ByteRange> generation;
 
   // The entry for message `index`, or nullptr when none of its content is in the text.
@@ -92,12 +93,14 @@ jinja::Value messages_value(const std::vector<Message>& messages);
 class ChatTemplate {
  public:
   // Jinja source text; `name` is used in error messages.
-  static ChatTemplate from_source(std::string_view source, std::string name, SpecialTokens tokens = {});
+  static ChatTemplate from_source(std::string_view source, std::string name,
+                                  SpecialTokens tokens = {});
   // A file or folder: a tokenizer folder (chat_template.jinja, else tokenizer_config.json), a
   // tokenizer_config.json / mistral.rs JSON ("chat_template" string or [{name, template}] list;
   // `template_name` picks one, "default" otherwise), or any other file as Jinja text. Special
   // tokens come from the same JSON or the folder's tokenizer_config.json.
-  static ChatTemplate from_file(const std::filesystem::path& path, const std::string& template_name = "");
+  static ChatTemplate from_file(const std::filesystem::path& path,
+                                const std::string& template_name = "");
   // tulu, alpaca, chatml, llama3, mistral (see builtin_formats.cpp and docs/chat.md).
   static ChatTemplate builtin(std::string_view name, SpecialTokens tokens = {});
   static std::vector<std::string> builtin_names();

@@ -29,7 +29,9 @@ StringData Template::render(const std::vector<std::pair<std::string, Value>>& va
   return interpreter.render(variables);
 }
 
-const std::string& Template::name() const { return program_->name; }
+const std::string& Template::name() const {
+  return program_->name;
+}
 
 namespace {
 
@@ -71,7 +73,8 @@ bool Template::has_generation_blocks() const {
 std::vector<std::string> Template::unknown_filters_and_tests() const {
   std::vector<std::string> unknown;
   auto add = [&](std::string name) {
-    if (std::find(unknown.begin(), unknown.end(), name) == unknown.end()) unknown.push_back(std::move(name));
+    if (std::find(unknown.begin(), unknown.end(), name) == unknown.end())
+      unknown.push_back(std::move(name));
   };
   auto on_stmt = [](const Stmt&) {};
   auto on_expr = [&](const Expr& e) {
@@ -87,12 +90,18 @@ namespace {
 template <typename Json>
 Value convert(const Json& j) {
   switch (j.type()) {
-    case nlohmann::json::value_t::null: return Value::none();
-    case nlohmann::json::value_t::boolean: return Value(j.template get<bool>());
-    case nlohmann::json::value_t::number_integer: return Value(j.template get<int64_t>());
-    case nlohmann::json::value_t::number_unsigned: return Value(int64_t(j.template get<uint64_t>()));
-    case nlohmann::json::value_t::number_float: return Value(j.template get<double>());
-    case nlohmann::json::value_t::string: return Value(j.template get<std::string>());
+    case nlohmann::json::value_t::null:
+      return Value::none();
+    case nlohmann::json::value_t::boolean:
+      return Value(j.template get<bool>());
+    case nlohmann::json::value_t::number_integer:
+      return Value(j.template get<int64_t>());
+    case nlohmann::json::value_t::number_unsigned:
+      return Value(int64_t(j.template get<uint64_t>()));
+    case nlohmann::json::value_t::number_float:
+      return Value(j.template get<double>());
+    case nlohmann::json::value_t::string:
+      return Value(j.template get<std::string>());
     case nlohmann::json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
@@ -102,17 +111,23 @@ Value convert(const Json& j) {
     case nlohmann::json::value_t::object: {
       std::vector<std::pair<Value, Value>> items;
       items.reserve(j.size());
-      for (auto it = j.begin(); it != j.end(); ++it) items.emplace_back(Value(it.key()), convert(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it)
+        items.emplace_back(Value(it.key()), convert(it.value()));
       return Value::dict(std::move(items));
     }
-    default: return Value::none();
+    default:
+      return Value::none();
   }
 }
 
 }  // namespace
 
-Value from_json(const nlohmann::json& j) { return convert(j); }
-Value from_json(const nlohmann::ordered_json& j) { return convert(j); }
+Value from_json(const nlohmann::json& j) {
+  return convert(j);
+}
+Value from_json(const nlohmann::ordered_json& j) {
+  return convert(j);
+}
 
 Value parse_json_value(std::string_view text, const std::string& source_name) {
   // convert() recurses once per level: deeper JSON gets parse_json's positioned depth error.

@@ -27,7 +27,9 @@ std::string require_string(const Value& v, const char* what) {
 }
 
 // soft_str: jinja2's str() for filters (Undefined -> "").
-Value soft_str(const Value& v) { return to_string_value(v); }
+Value soft_str(const Value& v) {
+  return to_string_value(v);
+}
 
 char32_t decode(std::string_view s, size_t i, size_t* n) {
   utf8proc_int32_t cp = -1;
@@ -54,25 +56,44 @@ std::string map_code_points(std::string_view s, F f) {
   return out;
 }
 
-char32_t upper_cp(char32_t c) { return char32_t(utf8proc_toupper(utf8proc_int32_t(c))); }
-char32_t lower_cp(char32_t c) { return char32_t(utf8proc_tolower(utf8proc_int32_t(c))); }
-char32_t title_cp(char32_t c) { return char32_t(utf8proc_totitle(utf8proc_int32_t(c))); }
+char32_t upper_cp(char32_t c) {
+  return char32_t(utf8proc_toupper(utf8proc_int32_t(c)));
+}
+char32_t lower_cp(char32_t c) {
+  return char32_t(utf8proc_tolower(utf8proc_int32_t(c)));
+}
+char32_t title_cp(char32_t c) {
+  return char32_t(utf8proc_totitle(utf8proc_int32_t(c)));
+}
 
-std::string str_upper(std::string_view s) { return map_code_points(s, upper_cp); }
-std::string str_lower(std::string_view s) { return map_code_points(s, lower_cp); }
+std::string str_upper(std::string_view s) {
+  return map_code_points(s, upper_cp);
+}
+std::string str_lower(std::string_view s) {
+  return map_code_points(s, lower_cp);
+}
 
-bool is_cased_upper(char32_t c) { return utf8proc_category(utf8proc_int32_t(c)) == UTF8PROC_CATEGORY_LU || utf8proc_category(utf8proc_int32_t(c)) == UTF8PROC_CATEGORY_LT; }
-bool is_cased_lower(char32_t c) { return utf8proc_category(utf8proc_int32_t(c)) == UTF8PROC_CATEGORY_LL; }
+bool is_cased_upper(char32_t c) {
+  return utf8proc_category(utf8proc_int32_t(c)) == UTF8PROC_CATEGORY_LU ||
+         utf8proc_category(utf8proc_int32_t(c)) == UTF8PROC_CATEGORY_LT;
+}
+bool is_cased_lower(char32_t c) {
+  return utf8proc_category(utf8proc_int32_t(c)) == UTF8PROC_CATEGORY_LL;
+}
 bool is_alpha(char32_t c) {
   auto cat = utf8proc_category(utf8proc_int32_t(c));
   return cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO;
 }
-bool is_digit(char32_t c) { return utf8proc_category(utf8proc_int32_t(c)) == UTF8PROC_CATEGORY_ND; }
+bool is_digit(char32_t c) {
+  return utf8proc_category(utf8proc_int32_t(c)) == UTF8PROC_CATEGORY_ND;
+}
 bool is_numeric(char32_t c) {
   auto cat = utf8proc_category(utf8proc_int32_t(c));
   return cat == UTF8PROC_CATEGORY_ND || cat == UTF8PROC_CATEGORY_NL || cat == UTF8PROC_CATEGORY_NO;
 }
-bool is_word(char32_t c) { return is_alpha(c) || is_numeric(c) || c == '_'; }
+bool is_word(char32_t c) {
+  return is_alpha(c) || is_numeric(c) || c == '_';
+}
 
 std::string str_capitalize(std::string_view s) {
   std::string out;
@@ -94,7 +115,8 @@ std::string str_title(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     size_t n;
     char32_t cp = decode(s, i, &n);
-    bool cased = is_cased_upper(cp) || is_cased_lower(cp) || cp != lower_cp(cp) || cp != upper_cp(cp);
+    bool cased =
+        is_cased_upper(cp) || is_cased_lower(cp) || cp != lower_cp(cp) || cp != upper_cp(cp);
     utf8::append(out, previous_cased ? lower_cp(cp) : title_cp(cp));
     previous_cased = cased;
     i += n;
@@ -103,7 +125,8 @@ std::string str_title(std::string_view s) {
 }
 
 // Byte ranges [begin, end) of `s` after Python strip/lstrip/rstrip with optional `chars`.
-std::pair<size_t, size_t> strip_range(std::string_view s, const Value* chars, bool left, bool right) {
+std::pair<size_t, size_t> strip_range(std::string_view s, const Value* chars, bool left,
+                                      bool right) {
   std::vector<char32_t> set;
   bool use_set = chars && !chars->is_none() && !chars->is_undefined();
   if (use_set) {
@@ -142,7 +165,8 @@ Value strip_value(const Value& v, const Value* chars, bool left, bool right) {
 }
 
 // Python str.split / rsplit.
-std::vector<Value> split_value(const Value& v, const Value* sep_v, int64_t maxsplit, bool from_right) {
+std::vector<Value> split_value(const Value& v, const Value* sep_v, int64_t maxsplit,
+                               bool from_right) {
   const std::string& s = v.str();
   std::vector<std::pair<size_t, size_t>> parts;
   bool whitespace = !sep_v || sep_v->is_none();
@@ -193,7 +217,8 @@ std::vector<Value> split_value(const Value& v, const Value* sep_v, int64_t maxsp
     if (!from_right) {
       size_t start = 0;
       while (true) {
-        size_t p = (maxsplit < 0 || int64_t(parts.size()) < maxsplit) ? s.find(sep, start) : std::string::npos;
+        size_t p = (maxsplit < 0 || int64_t(parts.size()) < maxsplit) ? s.find(sep, start)
+                                                                      : std::string::npos;
         if (p == std::string::npos) {
           parts.emplace_back(start, s.size());
           break;
@@ -231,8 +256,8 @@ std::vector<std::pair<size_t, size_t>> splitlines_ranges(std::string_view s, boo
   while (i < s.size()) {
     size_t n;
     char32_t cp = decode(s, i, &n);
-    bool boundary = cp == '\n' || cp == '\r' || cp == 0x0b || cp == 0x0c || cp == 0x1c || cp == 0x1d ||
-                    cp == 0x1e || cp == 0x85 || cp == 0x2028 || cp == 0x2029;
+    bool boundary = cp == '\n' || cp == '\r' || cp == 0x0b || cp == 0x0c || cp == 0x1c ||
+                    cp == 0x1d || cp == 0x1e || cp == 0x85 || cp == 0x2028 || cp == 0x2029;
     if (boundary) {
       size_t eol = i + n;
       if (cp == '\r' && eol < s.size() && s[eol] == '\n') ++eol;
@@ -247,7 +272,8 @@ std::vector<std::pair<size_t, size_t>> splitlines_ranges(std::string_view s, boo
 }
 
 // Python str.replace with provenance kept on the unchanged pieces.
-Value replace_value(const Value& v, const std::string& old_s, const Value& replacement, int64_t count) {
+Value replace_value(const Value& v, const std::string& old_s, const Value& replacement,
+                    int64_t count) {
   const std::string& s = v.str();
   StringData out;
   if (old_s.empty()) {
@@ -332,7 +358,8 @@ int64_t to_int_arg(const Value& v, const char* what) {
 }
 
 // Code point index -> byte offset with Python's negative/clamped start/end semantics.
-std::pair<size_t, size_t> search_window(std::string_view s, const Value* start_v, const Value* end_v) {
+std::pair<size_t, size_t> search_window(std::string_view s, const Value* start_v,
+                                        const Value* end_v) {
   auto offsets = code_point_offsets(s);
   int64_t n = int64_t(offsets.size()) - 1;
   auto clamp = [&](const Value* v, int64_t fallback) {
@@ -346,7 +373,9 @@ std::pair<size_t, size_t> search_window(std::string_view s, const Value* start_v
   return {offsets[size_t(b)], offsets[size_t(e)]};
 }
 
-int64_t byte_to_cp_index(std::string_view s, size_t byte) { return int64_t(code_point_count(s.substr(0, byte))); }
+int64_t byte_to_cp_index(std::string_view s, size_t byte) {
+  return int64_t(code_point_count(s.substr(0, byte)));
+}
 
 // ---------------------------------------------------------------------------------------------
 // attribute paths for map/selectattr/sort/...: "a.b.0" (jinja2's make_attrgetter)
@@ -356,7 +385,8 @@ Value get_path(Interpreter& in, const Value& item, const std::string& path) {
   size_t start = 0;
   while (true) {
     size_t dot = path.find('.', start);
-    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     bool digits = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
     v = in.get_item(v, digits ? Value(int64_t(std::stoll(part))) : Value(part));
     if (dot == std::string::npos) return v;
@@ -435,7 +465,8 @@ Value f_capitalize(Interpreter&, const Value& v, CallArgs& a) {
 
 Value f_center(Interpreter&, const Value& v, CallArgs& a) {
   a.check("center", 1, {"width"});
-  return like(v, str_center(to_str(v), to_int_arg(a.get_or(0, "width", Value(int64_t(80))), "width"), ' '));
+  return like(
+      v, str_center(to_str(v), to_int_arg(a.get_or(0, "width", Value(int64_t(80))), "width"), ' '));
 }
 
 Value f_default(Interpreter&, const Value& v, CallArgs& a) {
@@ -457,7 +488,8 @@ Value f_dictsort(Interpreter&, const Value& v, CallArgs& a) {
   std::vector<Value> items;
   for (const auto& [k, val] : v.dict_data().items) items.push_back(Value::list({k, val}, true));
   std::stable_sort(items.begin(), items.end(), [&](const Value& x, const Value& y) {
-    Value kx = sort_key(x.items()[index], case_sensitive), ky = sort_key(y.items()[index], case_sensitive);
+    Value kx = sort_key(x.items()[index], case_sensitive),
+          ky = sort_key(y.items()[index], case_sensitive);
     return reverse ? less_than(ky, kx) : less_than(kx, ky);
   });
   return Value::list(std::move(items));
@@ -511,7 +543,9 @@ std::optional<double> parse_python_float(std::string_view s) {
   if (body == "inf" || body == "infinity") return sign * INFINITY;
   if (body == "nan") return NAN;
   for (char c : body) {
-    if (!std::isdigit(static_cast<unsigned char>(c)) && c != '.' && c != 'e' && c != '+' && c != '-') return std::nullopt;
+    if (!std::isdigit(static_cast<unsigned char>(c)) && c != '.' && c != 'e' && c != '+' &&
+        c != '-')
+      return std::nullopt;
   }
   char* end = nullptr;
   double d = std::strtod(t.c_str(), &end);
@@ -540,9 +574,12 @@ std::optional<int64_t> parse_python_int(std::string_view s, int base) {
   for (; i < t.size(); ++i) {
     int d;
     char c = char(std::tolower(static_cast<unsigned char>(t[i])));
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (c >= 'a' && c <= 'z') d = c - 'a' + 10;
-    else return std::nullopt;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'z')
+      d = c - 'a' + 10;
+    else
+      return std::nullopt;
     if (d >= base) return std::nullopt;
     value = value * base + d;
   }
@@ -603,12 +640,14 @@ Value f_groupby(Interpreter& in, const Value& v, CallArgs& a) {
     if (k.is_undefined() && fallback) k = *fallback;
     keyed.emplace_back(sort_key(k, case_sensitive), item);
   }
-  std::stable_sort(keyed.begin(), keyed.end(), [](auto& x, auto& y) { return less_than(x.first, y.first); });
+  std::stable_sort(keyed.begin(), keyed.end(),
+                   [](auto& x, auto& y) { return less_than(x.first, y.first); });
   std::vector<Value> groups;
   for (size_t i = 0; i < keyed.size();) {
     size_t j = i;
     std::vector<Value> members;
-    while (j < keyed.size() && equals(keyed[j].first, keyed[i].first)) members.push_back(keyed[j++].second);
+    while (j < keyed.size() && equals(keyed[j].first, keyed[i].first))
+      members.push_back(keyed[j++].second);
     Value grouper = keyed[i].first;
     if (!case_sensitive) {
       Value original = get_path(in, members.front(), *attribute);
@@ -623,7 +662,10 @@ Value f_groupby(Interpreter& in, const Value& v, CallArgs& a) {
 Value f_indent(Interpreter&, const Value& v, CallArgs& a) {
   a.check("indent", 3, {"width", "first", "blank"});
   Value width = a.get_or(0, "width", Value(int64_t(4)));
-  std::string indention = width.is_string() ? width.str() : std::string(size_t(std::max<int64_t>(0, to_int_arg(width, "width"))), ' ');
+  std::string indention =
+      width.is_string()
+          ? width.str()
+          : std::string(size_t(std::max<int64_t>(0, to_int_arg(width, "width"))), ' ');
   bool first = a.get_or(1, "first", Value(false)).truthy();
   bool blank = a.get_or(2, "blank", Value(false)).truthy();
   std::string s = to_str(v) + "\n";
@@ -694,7 +736,8 @@ Value f_map(Interpreter& in, const Value& v, CallArgs& a) {
   std::vector<Value> out;
   if (!v.truthy()) return Value::list();  // jinja2 skips falsy inputs
   if (const Value* attr = a.kwarg("attribute")) {
-    if (!a.positional.empty()) throw EvalError("map() with attribute= takes no positional arguments");
+    if (!a.positional.empty())
+      throw EvalError("map() with attribute= takes no positional arguments");
     const Value* fallback = a.kwarg("default");
     for (auto& item : iterate(v)) {
       Value x = get_path(in, item, *attr);
@@ -727,17 +770,23 @@ Value min_max(Interpreter& in, const Value& v, CallArgs& a, bool want_max) {
     return sort_key(k, case_sensitive);
   };
   for (size_t i = 1; i < items.size(); ++i) {
-    bool better = want_max ? less_than(key(items[best]), key(items[i])) : less_than(key(items[i]), key(items[best]));
+    bool better = want_max ? less_than(key(items[best]), key(items[i]))
+                           : less_than(key(items[i]), key(items[best]));
     if (better) best = i;
   }
   return items[best];
 }
 
-Value f_max(Interpreter& in, const Value& v, CallArgs& a) { return min_max(in, v, a, true); }
-Value f_min(Interpreter& in, const Value& v, CallArgs& a) { return min_max(in, v, a, false); }
+Value f_max(Interpreter& in, const Value& v, CallArgs& a) {
+  return min_max(in, v, a, true);
+}
+Value f_min(Interpreter& in, const Value& v, CallArgs& a) {
+  return min_max(in, v, a, false);
+}
 
 // select/reject/selectattr/rejectattr (jinja2's select_or_reject).
-Value select_or_reject(Interpreter& in, const Value& v, CallArgs& a, bool by_attribute, bool select) {
+Value select_or_reject(Interpreter& in, const Value& v, CallArgs& a, bool by_attribute,
+                       bool select) {
   size_t next = 0;
   Value attribute;
   if (by_attribute) {
@@ -768,10 +817,18 @@ Value select_or_reject(Interpreter& in, const Value& v, CallArgs& a, bool by_att
   return Value::list(std::move(out));
 }
 
-Value f_select(Interpreter& in, const Value& v, CallArgs& a) { return select_or_reject(in, v, a, false, true); }
-Value f_reject(Interpreter& in, const Value& v, CallArgs& a) { return select_or_reject(in, v, a, false, false); }
-Value f_selectattr(Interpreter& in, const Value& v, CallArgs& a) { return select_or_reject(in, v, a, true, true); }
-Value f_rejectattr(Interpreter& in, const Value& v, CallArgs& a) { return select_or_reject(in, v, a, true, false); }
+Value f_select(Interpreter& in, const Value& v, CallArgs& a) {
+  return select_or_reject(in, v, a, false, true);
+}
+Value f_reject(Interpreter& in, const Value& v, CallArgs& a) {
+  return select_or_reject(in, v, a, false, false);
+}
+Value f_selectattr(Interpreter& in, const Value& v, CallArgs& a) {
+  return select_or_reject(in, v, a, true, true);
+}
+Value f_rejectattr(Interpreter& in, const Value& v, CallArgs& a) {
+  return select_or_reject(in, v, a, true, false);
+}
 
 Value f_replace(Interpreter&, const Value& v, CallArgs& a) {
   a.check("replace", 3, {"old", "new", "count"});
@@ -867,7 +924,8 @@ Value f_string(Interpreter&, const Value& v, CallArgs& a) {
 Value f_striptags(Interpreter&, const Value& v, CallArgs& a) {
   a.check("striptags", 0, {});
   std::string s = to_str(v), no_tags;
-  // Drop comments and tags, then collapse whitespace runs to single spaces (jinja2's Markup.striptags).
+  // Drop comments and tags, then collapse whitespace runs to single spaces (jinja2's
+  // Markup.striptags).
   for (size_t i = 0; i < s.size();) {
     if (s.compare(i, 4, "<!--") == 0) {
       size_t e = s.find("-->", i + 4);
@@ -891,7 +949,8 @@ Value f_sum(Interpreter& in, const Value& v, CallArgs& a) {
   for (auto& item : iterate(v)) {
     Value x = attr && !attr->is_none() ? get_path(in, item, *attr) : item;
     if (!x.is_number() || !total.is_number()) {
-      throw EvalError("unsupported operand type(s) for +: '" + total.type_name() + "' and '" + x.type_name() + "'");
+      throw EvalError("unsupported operand type(s) for +: '" + total.type_name() + "' and '" +
+                      x.type_name() + "'");
     }
     total = (total.is_float() || x.is_float()) ? Value(total.as_double() + x.as_double())
                                                : Value(total.as_int() + x.as_int());
@@ -903,7 +962,9 @@ Value f_title(Interpreter&, const Value& v, CallArgs& a) {
   a.check("title", 0, {});
   // jinja2 splits on runs of [-\s({[<] and capitalises each remaining chunk.
   std::string s = to_str(v), out;
-  auto is_sep = [](char32_t c) { return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || python_isspace(c); };
+  auto is_sep = [](char32_t c) {
+    return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || python_isspace(c);
+  };
   bool at_chunk_start = true;
   for (size_t i = 0; i < s.size();) {
     size_t n;
@@ -925,12 +986,14 @@ Value f_tojson(Interpreter&, const Value& v, CallArgs& a) {
   JsonOptions o;
   o.ensure_ascii = a.get_or(0, "ensure_ascii", Value(false)).truthy();
   Value indent = a.get_or(1, "indent", Value::none());
-  if (indent.is_string()) o.indent_string = indent.str();
-  else if (!indent.is_none()) o.indent = int(to_int_arg(indent, "indent"));
+  if (indent.is_string())
+    o.indent_string = indent.str();
+  else if (!indent.is_none())
+    o.indent = int(to_int_arg(indent, "indent"));
   Value separators = a.get_or(2, "separators", Value::none());
   if (!separators.is_none()) {
-    if (!separators.is_list() || separators.items().size() != 2 || !separators.items()[0].is_string() ||
-        !separators.items()[1].is_string())
+    if (!separators.is_list() || separators.items().size() != 2 ||
+        !separators.items()[0].is_string() || !separators.items()[1].is_string())
       throw EvalError("separators must be a (item_separator, key_separator) pair of strings");
     o.separators_given = true;
     o.item_separator = separators.items()[0].str();
@@ -958,7 +1021,9 @@ Value f_truncate(Interpreter&, const Value& v, CallArgs& a) {
   Value leeway_v = a.get_or(3, "leeway", Value::none());
   int64_t leeway = leeway_v.is_none() ? 5 : to_int_arg(leeway_v, "leeway");
   int64_t end_len = int64_t(code_point_count(end));
-  if (length < end_len) throw EvalError("expected length >= " + std::to_string(end_len) + ", got " + std::to_string(length));
+  if (length < end_len)
+    throw EvalError("expected length >= " + std::to_string(end_len) + ", got " +
+                    std::to_string(length));
   if (leeway < 0) throw EvalError("expected leeway >= 0, got " + std::to_string(leeway));
   auto offsets = code_point_offsets(s);
   int64_t n = int64_t(offsets.size()) - 1;
@@ -1002,22 +1067,53 @@ Value f_wordcount(Interpreter&, const Value& v, CallArgs& a) {
 
 const std::unordered_map<std::string_view, FilterFn>& filters() {
   static const std::unordered_map<std::string_view, FilterFn> table = {
-      {"abs", f_abs},         {"attr", f_attr},           {"batch", f_batch},
-      {"capitalize", f_capitalize}, {"center", f_center}, {"count", f_length},
-      {"d", f_default},       {"default", f_default},     {"dictsort", f_dictsort},
-      {"e", f_escape},        {"escape", f_escape},       {"first", f_first},
-      {"float", f_float},     {"forceescape", f_forceescape},  {"format", f_format},
-      {"groupby", f_groupby}, {"indent", f_indent},       {"int", f_int},
-      {"items", f_items},     {"join", f_join},           {"last", f_last},
-      {"length", f_length},   {"list", f_list},           {"lower", f_lower},
-      {"map", f_map},         {"max", f_max},             {"min", f_min},
-      {"reject", f_reject},   {"rejectattr", f_rejectattr}, {"replace", f_replace},
-      {"reverse", f_reverse}, {"round", f_round},         {"safe", f_safe},
-      {"select", f_select},   {"selectattr", f_selectattr}, {"slice", f_slice},
-      {"sort", f_sort},       {"string", f_string},       {"striptags", f_striptags},
-      {"sum", f_sum},         {"title", f_title},         {"tojson", f_tojson},
-      {"trim", f_trim},       {"truncate", f_truncate},   {"unique", f_unique},
-      {"upper", f_upper},     {"wordcount", f_wordcount},
+      {"abs", f_abs},
+      {"attr", f_attr},
+      {"batch", f_batch},
+      {"capitalize", f_capitalize},
+      {"center", f_center},
+      {"count", f_length},
+      {"d", f_default},
+      {"default", f_default},
+      {"dictsort", f_dictsort},
+      {"e", f_escape},
+      {"escape", f_escape},
+      {"first", f_first},
+      {"float", f_float},
+      {"forceescape", f_forceescape},
+      {"format", f_format},
+      {"groupby", f_groupby},
+      {"indent", f_indent},
+      {"int", f_int},
+      {"items", f_items},
+      {"join", f_join},
+      {"last", f_last},
+      {"length", f_length},
+      {"list", f_list},
+      {"lower", f_lower},
+      {"map", f_map},
+      {"max", f_max},
+      {"min", f_min},
+      {"reject", f_reject},
+      {"rejectattr", f_rejectattr},
+      {"replace", f_replace},
+      {"reverse", f_reverse},
+      {"round", f_round},
+      {"safe", f_safe},
+      {"select", f_select},
+      {"selectattr", f_selectattr},
+      {"slice", f_slice},
+      {"sort", f_sort},
+      {"string", f_string},
+      {"striptags", f_striptags},
+      {"sum", f_sum},
+      {"title", f_title},
+      {"tojson", f_tojson},
+      {"trim", f_trim},
+      {"truncate", f_truncate},
+      {"unique", f_unique},
+      {"upper", f_upper},
+      {"wordcount", f_wordcount},
   };
   return table;
 }
@@ -1025,40 +1121,83 @@ const std::unordered_map<std::string_view, FilterFn>& filters() {
 // ---------------------------------------------------------------------------------------------
 // tests
 
-bool t_boolean(Interpreter&, const Value& v, CallArgs&) { return v.is_bool(); }
+bool t_boolean(Interpreter&, const Value& v, CallArgs&) {
+  return v.is_bool();
+}
 bool t_callable(Interpreter&, const Value& v, CallArgs&) {
   return v.is_function() || (v.is_object() && v.object_data().find("__call__"));
 }
-bool t_defined(Interpreter&, const Value& v, CallArgs&) { return !v.is_undefined(); }
-bool t_undefined(Interpreter&, const Value& v, CallArgs&) { return v.is_undefined(); }
-bool t_none(Interpreter&, const Value& v, CallArgs&) { return v.is_none(); }
-bool t_true(Interpreter&, const Value& v, CallArgs&) { return v.is_bool() && v.as_bool(); }
-bool t_false(Interpreter&, const Value& v, CallArgs&) { return v.is_bool() && !v.as_bool(); }
-bool t_integer(Interpreter&, const Value& v, CallArgs&) { return v.is_int(); }
-bool t_float(Interpreter&, const Value& v, CallArgs&) { return v.is_float(); }
-bool t_number(Interpreter&, const Value& v, CallArgs&) { return v.is_number(); }
-bool t_string(Interpreter&, const Value& v, CallArgs&) { return v.is_string(); }
-bool t_mapping(Interpreter&, const Value& v, CallArgs&) { return v.is_dict(); }
+bool t_defined(Interpreter&, const Value& v, CallArgs&) {
+  return !v.is_undefined();
+}
+bool t_undefined(Interpreter&, const Value& v, CallArgs&) {
+  return v.is_undefined();
+}
+bool t_none(Interpreter&, const Value& v, CallArgs&) {
+  return v.is_none();
+}
+bool t_true(Interpreter&, const Value& v, CallArgs&) {
+  return v.is_bool() && v.as_bool();
+}
+bool t_false(Interpreter&, const Value& v, CallArgs&) {
+  return v.is_bool() && !v.as_bool();
+}
+bool t_integer(Interpreter&, const Value& v, CallArgs&) {
+  return v.is_int();
+}
+bool t_float(Interpreter&, const Value& v, CallArgs&) {
+  return v.is_float();
+}
+bool t_number(Interpreter&, const Value& v, CallArgs&) {
+  return v.is_number();
+}
+bool t_string(Interpreter&, const Value& v, CallArgs&) {
+  return v.is_string();
+}
+bool t_mapping(Interpreter&, const Value& v, CallArgs&) {
+  return v.is_dict();
+}
 // iter() works on strings, lists, dicts and jinja2's Undefined.
 bool t_iterable(Interpreter&, const Value& v, CallArgs&) {
   return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined();
 }
-bool t_sequence(Interpreter&, const Value& v, CallArgs&) { return v.is_string() || v.is_list() || v.is_dict(); }
-bool t_escaped(Interpreter&, const Value&, CallArgs&) { return false; }
+bool t_sequence(Interpreter&, const Value& v, CallArgs&) {
+  return v.is_string() || v.is_list() || v.is_dict();
+}
+bool t_escaped(Interpreter&, const Value&, CallArgs&) {
+  return false;
+}
 
 const Value& test_arg(CallArgs& a, const char* test) {
-  if (a.positional.empty()) throw EvalError(std::string("test '") + test + "' requires an argument");
+  if (a.positional.empty())
+    throw EvalError(std::string("test '") + test + "' requires an argument");
   return a.positional[0];
 }
 
-bool t_eq(Interpreter&, const Value& v, CallArgs& a) { return equals(v, test_arg(a, "eq")); }
-bool t_ne(Interpreter&, const Value& v, CallArgs& a) { return !equals(v, test_arg(a, "ne")); }
-bool t_lt(Interpreter&, const Value& v, CallArgs& a) { return less_than(v, test_arg(a, "lt")); }
-bool t_gt(Interpreter&, const Value& v, CallArgs& a) { return less_than(test_arg(a, "gt"), v); }
-bool t_le(Interpreter&, const Value& v, CallArgs& a) { return !less_than(test_arg(a, "le"), v); }
-bool t_ge(Interpreter&, const Value& v, CallArgs& a) { return !less_than(v, test_arg(a, "ge")); }
-bool t_in(Interpreter&, const Value& v, CallArgs& a) { return contains(test_arg(a, "in"), v); }
-bool t_sameas(Interpreter&, const Value& v, CallArgs& a) { return v.same_as(test_arg(a, "sameas")); }
+bool t_eq(Interpreter&, const Value& v, CallArgs& a) {
+  return equals(v, test_arg(a, "eq"));
+}
+bool t_ne(Interpreter&, const Value& v, CallArgs& a) {
+  return !equals(v, test_arg(a, "ne"));
+}
+bool t_lt(Interpreter&, const Value& v, CallArgs& a) {
+  return less_than(v, test_arg(a, "lt"));
+}
+bool t_gt(Interpreter&, const Value& v, CallArgs& a) {
+  return less_than(test_arg(a, "gt"), v);
+}
+bool t_le(Interpreter&, const Value& v, CallArgs& a) {
+  return !less_than(test_arg(a, "le"), v);
+}
+bool t_ge(Interpreter&, const Value& v, CallArgs& a) {
+  return !less_than(v, test_arg(a, "ge"));
+}
+bool t_in(Interpreter&, const Value& v, CallArgs& a) {
+  return contains(test_arg(a, "in"), v);
+}
+bool t_sameas(Interpreter&, const Value& v, CallArgs& a) {
+  return v.same_as(test_arg(a, "sameas"));
+}
 bool t_odd(Interpreter&, const Value& v, CallArgs&) {
   if (!v.is_int() && !v.is_bool()) throw EvalError("odd test requires an integer");
   return (v.as_int() % 2) != 0;
@@ -1098,20 +1237,53 @@ bool t_upper(Interpreter&, const Value& v, CallArgs&) {
   }
   return cased;
 }
-bool t_filter(Interpreter& in, const Value& v, CallArgs&) { return v.is_string() && in.has_filter(v.str()); }
-bool t_test(Interpreter& in, const Value& v, CallArgs&) { return v.is_string() && in.has_test(v.str()); }
+bool t_filter(Interpreter& in, const Value& v, CallArgs&) {
+  return v.is_string() && in.has_filter(v.str());
+}
+bool t_test(Interpreter& in, const Value& v, CallArgs&) {
+  return v.is_string() && in.has_test(v.str());
+}
 
 const std::unordered_map<std::string_view, TestFn>& tests() {
   static const std::unordered_map<std::string_view, TestFn> table = {
-      {"boolean", t_boolean}, {"callable", t_callable}, {"defined", t_defined},
-      {"divisibleby", t_divisibleby}, {"eq", t_eq}, {"equalto", t_eq}, {"==", t_eq},
-      {"escaped", t_escaped}, {"even", t_even}, {"false", t_false}, {"filter", t_filter},
-      {"float", t_float}, {"ge", t_ge}, {">=", t_ge}, {"gt", t_gt}, {"greaterthan", t_gt},
-      {">", t_gt}, {"in", t_in}, {"integer", t_integer}, {"iterable", t_iterable},
-      {"le", t_le}, {"<=", t_le}, {"lower", t_lower}, {"lt", t_lt}, {"lessthan", t_lt},
-      {"<", t_lt}, {"mapping", t_mapping}, {"ne", t_ne}, {"!=", t_ne}, {"none", t_none},
-      {"number", t_number}, {"odd", t_odd}, {"sameas", t_sameas}, {"sequence", t_sequence},
-      {"string", t_string}, {"test", t_test}, {"true", t_true}, {"undefined", t_undefined},
+      {"boolean", t_boolean},
+      {"callable", t_callable},
+      {"defined", t_defined},
+      {"divisibleby", t_divisibleby},
+      {"eq", t_eq},
+      {"equalto", t_eq},
+      {"==", t_eq},
+      {"escaped", t_escaped},
+      {"even", t_even},
+      {"false", t_false},
+      {"filter", t_filter},
+      {"float", t_float},
+      {"ge", t_ge},
+      {">=", t_ge},
+      {"gt", t_gt},
+      {"greaterthan", t_gt},
+      {">", t_gt},
+      {"in", t_in},
+      {"integer", t_integer},
+      {"iterable", t_iterable},
+      {"le", t_le},
+      {"<=", t_le},
+      {"lower", t_lower},
+      {"lt", t_lt},
+      {"lessthan", t_lt},
+      {"<", t_lt},
+      {"mapping", t_mapping},
+      {"ne", t_ne},
+      {"!=", t_ne},
+      {"none", t_none},
+      {"number", t_number},
+      {"odd", t_odd},
+      {"sameas", t_sameas},
+      {"sequence", t_sequence},
+      {"string", t_string},
+      {"test", t_test},
+      {"true", t_true},
+      {"undefined", t_undefined},
       {"upper", t_upper},
   };
   return table;
@@ -1122,9 +1294,18 @@ const std::unordered_map<std::string_view, TestFn>& tests() {
 
 using Method = Value (*)(Interpreter&, const Value& self, CallArgs& args);
 
-Value m_strip(Interpreter&, const Value& s, CallArgs& a) { a.check("strip", 1, {}); return strip_value(s, a.get(0, ""), true, true); }
-Value m_lstrip(Interpreter&, const Value& s, CallArgs& a) { a.check("lstrip", 1, {}); return strip_value(s, a.get(0, ""), true, false); }
-Value m_rstrip(Interpreter&, const Value& s, CallArgs& a) { a.check("rstrip", 1, {}); return strip_value(s, a.get(0, ""), false, true); }
+Value m_strip(Interpreter&, const Value& s, CallArgs& a) {
+  a.check("strip", 1, {});
+  return strip_value(s, a.get(0, ""), true, true);
+}
+Value m_lstrip(Interpreter&, const Value& s, CallArgs& a) {
+  a.check("lstrip", 1, {});
+  return strip_value(s, a.get(0, ""), true, false);
+}
+Value m_rstrip(Interpreter&, const Value& s, CallArgs& a) {
+  a.check("rstrip", 1, {});
+  return strip_value(s, a.get(0, ""), false, true);
+}
 
 Value split_method(const Value& s, CallArgs& a, bool right) {
   a.check(right ? "rsplit" : "split", 2, {"sep", "maxsplit"});
@@ -1132,8 +1313,12 @@ Value split_method(const Value& s, CallArgs& a, bool right) {
   int64_t maxsplit = to_int_arg(a.get_or(1, "maxsplit", Value(int64_t(-1))), "maxsplit");
   return Value::list(split_value(s, sep, maxsplit, right));
 }
-Value m_split(Interpreter&, const Value& s, CallArgs& a) { return split_method(s, a, false); }
-Value m_rsplit(Interpreter&, const Value& s, CallArgs& a) { return split_method(s, a, true); }
+Value m_split(Interpreter&, const Value& s, CallArgs& a) {
+  return split_method(s, a, false);
+}
+Value m_rsplit(Interpreter&, const Value& s, CallArgs& a) {
+  return split_method(s, a, true);
+}
 
 Value m_splitlines(Interpreter&, const Value& s, CallArgs& a) {
   a.check("splitlines", 1, {"keepends"});
@@ -1145,22 +1330,33 @@ Value m_splitlines(Interpreter&, const Value& s, CallArgs& a) {
 
 bool affix_match(const Value& s, CallArgs& a, bool prefix) {
   a.check(prefix ? "startswith" : "endswith", 3, {});
-  if (a.positional.empty()) throw EvalError(std::string(prefix ? "startswith" : "endswith") + "() takes at least 1 argument (0 given)");
+  if (a.positional.empty())
+    throw EvalError(std::string(prefix ? "startswith" : "endswith") +
+                    "() takes at least 1 argument (0 given)");
   auto [b, e] = search_window(s.str(), a.get(1, ""), a.get(2, ""));
   std::string_view window = std::string_view(s.str()).substr(b, e - b);
   std::vector<Value> candidates;
-  if (a.positional[0].is_tuple()) candidates = a.positional[0].items();
-  else if (a.positional[0].is_string()) candidates = {a.positional[0]};
-  else throw EvalError(std::string(prefix ? "startswith" : "endswith") + " first arg must be str or a tuple of str, not " + a.positional[0].type_name());
+  if (a.positional[0].is_tuple())
+    candidates = a.positional[0].items();
+  else if (a.positional[0].is_string())
+    candidates = {a.positional[0]};
+  else
+    throw EvalError(std::string(prefix ? "startswith" : "endswith") +
+                    " first arg must be str or a tuple of str, not " + a.positional[0].type_name());
   for (const auto& c : candidates) {
     std::string x = require_string(c, "tuple item");
     if (x.size() > window.size()) continue;
-    if (prefix ? window.substr(0, x.size()) == x : window.substr(window.size() - x.size()) == x) return true;
+    if (prefix ? window.substr(0, x.size()) == x : window.substr(window.size() - x.size()) == x)
+      return true;
   }
   return false;
 }
-Value m_startswith(Interpreter&, const Value& s, CallArgs& a) { return Value(affix_match(s, a, true)); }
-Value m_endswith(Interpreter&, const Value& s, CallArgs& a) { return Value(affix_match(s, a, false)); }
+Value m_startswith(Interpreter&, const Value& s, CallArgs& a) {
+  return Value(affix_match(s, a, true));
+}
+Value m_endswith(Interpreter&, const Value& s, CallArgs& a) {
+  return Value(affix_match(s, a, false));
+}
 
 Value m_replace(Interpreter&, const Value& s, CallArgs& a) {
   a.check("replace", 3, {"count"});
@@ -1169,24 +1365,43 @@ Value m_replace(Interpreter&, const Value& s, CallArgs& a) {
   require_string(a.positional[1], "replace() argument 2");
   require_string(a.positional[0], "replace() argument 1");
   if (s.is_markup()) {  // Markup.replace escapes its arguments
-    return replace_value(s, html_escape(a.positional[0]).str(), html_escape(a.positional[1]), count);
+    return replace_value(s, html_escape(a.positional[0]).str(), html_escape(a.positional[1]),
+                         count);
   }
   return replace_value(s, a.positional[0].str(), a.positional[1], count);
 }
 
-Value m_upper(Interpreter&, const Value& s, CallArgs& a) { a.check("upper", 0, {}); return like(s, str_upper(s.str())); }
-Value m_lower(Interpreter&, const Value& s, CallArgs& a) { a.check("lower", 0, {}); return like(s, str_lower(s.str())); }
-Value m_casefold(Interpreter&, const Value& s, CallArgs& a) { a.check("casefold", 0, {}); return like(s, str_lower(s.str())); }
-Value m_title(Interpreter&, const Value& s, CallArgs& a) { a.check("title", 0, {}); return like(s, str_title(s.str())); }
-Value m_capitalize(Interpreter&, const Value& s, CallArgs& a) { a.check("capitalize", 0, {}); return like(s, str_capitalize(s.str())); }
+Value m_upper(Interpreter&, const Value& s, CallArgs& a) {
+  a.check("upper", 0, {});
+  return like(s, str_upper(s.str()));
+}
+Value m_lower(Interpreter&, const Value& s, CallArgs& a) {
+  a.check("lower", 0, {});
+  return like(s, str_lower(s.str()));
+}
+Value m_casefold(Interpreter&, const Value& s, CallArgs& a) {
+  a.check("casefold", 0, {});
+  return like(s, str_lower(s.str()));
+}
+Value m_title(Interpreter&, const Value& s, CallArgs& a) {
+  a.check("title", 0, {});
+  return like(s, str_title(s.str()));
+}
+Value m_capitalize(Interpreter&, const Value& s, CallArgs& a) {
+  a.check("capitalize", 0, {});
+  return like(s, str_capitalize(s.str()));
+}
 Value m_swapcase(Interpreter&, const Value& s, CallArgs& a) {
   a.check("swapcase", 0, {});
-  return like(s, map_code_points(s.str(), [](char32_t c) { return is_cased_upper(c) ? lower_cp(c) : is_cased_lower(c) ? upper_cp(c) : c; }));
+  return like(s, map_code_points(s.str(), [](char32_t c) {
+                return is_cased_upper(c) ? lower_cp(c) : is_cased_lower(c) ? upper_cp(c) : c;
+              }));
 }
 
 Value find_method_impl(const Value& s, CallArgs& a, bool reverse, bool raise, const char* name) {
   a.check(name, 3, {});
-  if (a.positional.empty()) throw EvalError(std::string(name) + "() takes at least 1 argument (0 given)");
+  if (a.positional.empty())
+    throw EvalError(std::string(name) + "() takes at least 1 argument (0 given)");
   std::string sub = require_string(a.positional[0], "substring");
   auto [b, e] = search_window(s.str(), a.get(1, ""), a.get(2, ""));
   std::string_view window = std::string_view(s.str()).substr(b, e - b);
@@ -1197,10 +1412,18 @@ Value find_method_impl(const Value& s, CallArgs& a, bool reverse, bool raise, co
   }
   return Value(byte_to_cp_index(s.str(), b + p));
 }
-Value m_find(Interpreter&, const Value& s, CallArgs& a) { return find_method_impl(s, a, false, false, "find"); }
-Value m_rfind(Interpreter&, const Value& s, CallArgs& a) { return find_method_impl(s, a, true, false, "rfind"); }
-Value m_index(Interpreter&, const Value& s, CallArgs& a) { return find_method_impl(s, a, false, true, "index"); }
-Value m_rindex(Interpreter&, const Value& s, CallArgs& a) { return find_method_impl(s, a, true, true, "rindex"); }
+Value m_find(Interpreter&, const Value& s, CallArgs& a) {
+  return find_method_impl(s, a, false, false, "find");
+}
+Value m_rfind(Interpreter&, const Value& s, CallArgs& a) {
+  return find_method_impl(s, a, true, false, "rfind");
+}
+Value m_index(Interpreter&, const Value& s, CallArgs& a) {
+  return find_method_impl(s, a, false, true, "index");
+}
+Value m_rindex(Interpreter&, const Value& s, CallArgs& a) {
+  return find_method_impl(s, a, true, true, "rindex");
+}
 
 Value m_count(Interpreter&, const Value& s, CallArgs& a) {
   a.check("count", 3, {});
@@ -1210,7 +1433,9 @@ Value m_count(Interpreter&, const Value& s, CallArgs& a) {
   std::string_view window = std::string_view(s.str()).substr(b, e - b);
   if (sub.empty()) return Value(int64_t(code_point_count(window) + 1));
   int64_t n = 0;
-  for (size_t p = window.find(sub); p != std::string_view::npos; p = window.find(sub, p + sub.size())) ++n;
+  for (size_t p = window.find(sub); p != std::string_view::npos;
+       p = window.find(sub, p + sub.size()))
+    ++n;
   return Value(n);
 }
 
@@ -1245,11 +1470,19 @@ Value char_class(Interpreter&, const Value& s, CallArgs& a) {
   }
   return Value(true);
 }
-bool is_alnum(char32_t c) { return is_alpha(c) || is_numeric(c); }
-bool is_space_cp(char32_t c) { return python_isspace(c); }
+bool is_alnum(char32_t c) {
+  return is_alpha(c) || is_numeric(c);
+}
+bool is_space_cp(char32_t c) {
+  return python_isspace(c);
+}
 
-Value m_islower(Interpreter& in, const Value& s, CallArgs& a) { return Value(t_lower(in, s, a)); }
-Value m_isupper(Interpreter& in, const Value& s, CallArgs& a) { return Value(t_upper(in, s, a)); }
+Value m_islower(Interpreter& in, const Value& s, CallArgs& a) {
+  return Value(t_lower(in, s, a));
+}
+Value m_isupper(Interpreter& in, const Value& s, CallArgs& a) {
+  return Value(t_upper(in, s, a));
+}
 Value m_istitle(Interpreter&, const Value& s, CallArgs& a) {
   a.check("istitle", 0, {});
   return Value(!s.str().empty() && str_title(s.str()) == s.str() && s.str() != str_lower(s.str()));
@@ -1257,21 +1490,29 @@ Value m_istitle(Interpreter&, const Value& s, CallArgs& a) {
 
 Value justify(const Value& s, CallArgs& a, char align, const char* name) {
   a.check(name, 2, {});
-  if (a.positional.empty()) throw EvalError(std::string(name) + "() takes at least 1 argument (0 given)");
+  if (a.positional.empty())
+    throw EvalError(std::string(name) + "() takes at least 1 argument (0 given)");
   int64_t width = to_int_arg(a.positional[0], "width");
   char32_t fill = ' ';
   if (a.positional.size() > 1) {
     std::string f = require_string(a.positional[1], "fill character");
-    if (code_point_count(f) != 1) throw EvalError("The fill character must be exactly one character long");
+    if (code_point_count(f) != 1)
+      throw EvalError("The fill character must be exactly one character long");
     size_t n;
     fill = decode(f, 0, &n);
   }
   if (align == '^') return like(s, str_center(s.str(), width, fill));
   return like(s, pad_string(s.str(), width, fill, align == '<' ? '<' : '>'));
 }
-Value m_center(Interpreter&, const Value& s, CallArgs& a) { return justify(s, a, '^', "center"); }
-Value m_ljust(Interpreter&, const Value& s, CallArgs& a) { return justify(s, a, '<', "ljust"); }
-Value m_rjust(Interpreter&, const Value& s, CallArgs& a) { return justify(s, a, '>', "rjust"); }
+Value m_center(Interpreter&, const Value& s, CallArgs& a) {
+  return justify(s, a, '^', "center");
+}
+Value m_ljust(Interpreter&, const Value& s, CallArgs& a) {
+  return justify(s, a, '<', "ljust");
+}
+Value m_rjust(Interpreter&, const Value& s, CallArgs& a) {
+  return justify(s, a, '>', "rjust");
+}
 
 Value m_zfill(Interpreter&, const Value& s, CallArgs& a) {
   a.check("zfill", 1, {});
@@ -1281,7 +1522,8 @@ Value m_zfill(Interpreter&, const Value& s, CallArgs& a) {
   int64_t len = int64_t(code_point_count(str));
   if (width <= len) return s;
   std::string zeros(size_t(width - len), '0');
-  if (!str.empty() && (str[0] == '+' || str[0] == '-')) return like(s, str.substr(0, 1) + zeros + str.substr(1));
+  if (!str.empty() && (str[0] == '+' || str[0] == '-'))
+    return like(s, str.substr(0, 1) + zeros + str.substr(1));
   return like(s, zeros + str);
 }
 
@@ -1296,10 +1538,16 @@ Value partition_impl(const Value& s, CallArgs& a, bool right) {
     if (right) return Value::list({Value(std::string()), Value(std::string()), s}, true);
     return Value::list({s, Value(std::string()), Value(std::string())}, true);
   }
-  return Value::list({substring(s, 0, p), substring(s, p, p + sep.size()), substring(s, p + sep.size(), str.size())}, true);
+  return Value::list({substring(s, 0, p), substring(s, p, p + sep.size()),
+                      substring(s, p + sep.size(), str.size())},
+                     true);
 }
-Value m_partition(Interpreter&, const Value& s, CallArgs& a) { return partition_impl(s, a, false); }
-Value m_rpartition(Interpreter&, const Value& s, CallArgs& a) { return partition_impl(s, a, true); }
+Value m_partition(Interpreter&, const Value& s, CallArgs& a) {
+  return partition_impl(s, a, false);
+}
+Value m_rpartition(Interpreter&, const Value& s, CallArgs& a) {
+  return partition_impl(s, a, true);
+}
 
 Value m_removeprefix(Interpreter&, const Value& s, CallArgs& a) {
   a.check("removeprefix", 1, {});
@@ -1313,7 +1561,8 @@ Value m_removesuffix(Interpreter&, const Value& s, CallArgs& a) {
   if (a.positional.empty()) throw EvalError("removesuffix() takes exactly one argument (0 given)");
   std::string p = require_string(a.positional[0], "suffix");
   const std::string& str = s.str();
-  if (!p.empty() && str.size() >= p.size() && str.compare(str.size() - p.size(), p.size(), p) == 0) {
+  if (!p.empty() && str.size() >= p.size() &&
+      str.compare(str.size() - p.size(), p.size(), p) == 0) {
     return substring(s, 0, str.size() - p.size());
   }
   return s;
@@ -1373,19 +1622,45 @@ Value m_dict_copy(Interpreter&, const Value& d, CallArgs& a) {
 
 const std::unordered_map<std::string_view, Method>& string_methods() {
   static const std::unordered_map<std::string_view, Method> table = {
-      {"strip", m_strip}, {"lstrip", m_lstrip}, {"rstrip", m_rstrip}, {"split", m_split},
-      {"rsplit", m_rsplit}, {"splitlines", m_splitlines}, {"startswith", m_startswith},
-      {"endswith", m_endswith}, {"replace", m_replace}, {"upper", m_upper}, {"lower", m_lower},
-      {"casefold", m_casefold}, {"title", m_title}, {"capitalize", m_capitalize},
-      {"swapcase", m_swapcase}, {"find", m_find}, {"rfind", m_rfind}, {"index", m_index},
-      {"rindex", m_rindex}, {"count", m_count}, {"join", m_join}, {"format", m_format},
-      {"isalpha", char_class<is_alpha>}, {"isdigit", char_class<is_digit>},
-      {"isdecimal", char_class<is_digit>}, {"isnumeric", char_class<is_numeric>},
-      {"isalnum", char_class<is_alnum>}, {"isspace", char_class<is_space_cp>},
-      {"islower", m_islower}, {"isupper", m_isupper}, {"istitle", m_istitle},
-      {"center", m_center}, {"ljust", m_ljust}, {"rjust", m_rjust}, {"zfill", m_zfill},
-      {"partition", m_partition}, {"rpartition", m_rpartition},
-      {"removeprefix", m_removeprefix}, {"removesuffix", m_removesuffix},
+      {"strip", m_strip},
+      {"lstrip", m_lstrip},
+      {"rstrip", m_rstrip},
+      {"split", m_split},
+      {"rsplit", m_rsplit},
+      {"splitlines", m_splitlines},
+      {"startswith", m_startswith},
+      {"endswith", m_endswith},
+      {"replace", m_replace},
+      {"upper", m_upper},
+      {"lower", m_lower},
+      {"casefold", m_casefold},
+      {"title", m_title},
+      {"capitalize", m_capitalize},
+      {"swapcase", m_swapcase},
+      {"find", m_find},
+      {"rfind", m_rfind},
+      {"index", m_index},
+      {"rindex", m_rindex},
+      {"count", m_count},
+      {"join", m_join},
+      {"format", m_format},
+      {"isalpha", char_class<is_alpha>},
+      {"isdigit", char_class<is_digit>},
+      {"isdecimal", char_class<is_digit>},
+      {"isnumeric", char_class<is_numeric>},
+      {"isalnum", char_class<is_alnum>},
+      {"isspace", char_class<is_space_cp>},
+      {"islower", m_islower},
+      {"isupper", m_isupper},
+      {"istitle", m_istitle},
+      {"center", m_center},
+      {"ljust", m_ljust},
+      {"rjust", m_rjust},
+      {"zfill", m_zfill},
+      {"partition", m_partition},
+      {"rpartition", m_rpartition},
+      {"removeprefix", m_removeprefix},
+      {"removesuffix", m_removesuffix},
   };
   return table;
 }
@@ -1397,16 +1672,19 @@ const std::unordered_map<std::string_view, Method>& list_methods() {
 }
 
 const std::unordered_map<std::string_view, Method>& dict_methods() {
-  static const std::unordered_map<std::string_view, Method> table = {
-      {"get", m_dict_get}, {"items", m_dict_items}, {"keys", m_dict_keys},
-      {"values", m_dict_values}, {"copy", m_dict_copy}};
+  static const std::unordered_map<std::string_view, Method> table = {{"get", m_dict_get},
+                                                                     {"items", m_dict_items},
+                                                                     {"keys", m_dict_keys},
+                                                                     {"values", m_dict_values},
+                                                                     {"copy", m_dict_copy}};
   return table;
 }
 
 // The sandbox refuses methods that modify lists and dicts (transformers renders with jinja2's
 // ImmutableSandboxedEnvironment).
 bool is_mutating_method(const Value& object, std::string_view name) {
-  static const char* const list_mutators[] = {"append", "clear", "extend", "insert", "pop", "remove", "reverse", "sort"};
+  static const char* const list_mutators[] = {"append", "clear",  "extend",  "insert",
+                                              "pop",    "remove", "reverse", "sort"};
   static const char* const dict_mutators[] = {"clear", "pop", "popitem", "setdefault", "update"};
   if (object.is_list() && !object.is_tuple()) {
     for (const char* m : list_mutators) {
@@ -1449,7 +1727,9 @@ Value g_range(Interpreter&, CallArgs& a) {
 
 // dict(mapping or pairs, **kwargs) / namespace(...): the initial entries.
 std::vector<std::pair<Value, Value>> dict_entries(CallArgs& a, const char* name) {
-  if (a.positional.size() > 1) throw EvalError(std::string(name) + " expected at most 1 argument, got " + std::to_string(a.positional.size()));
+  if (a.positional.size() > 1)
+    throw EvalError(std::string(name) + " expected at most 1 argument, got " +
+                    std::to_string(a.positional.size()));
   std::vector<std::pair<Value, Value>> out;
   Value d = Value::dict();
   if (!a.positional.empty()) {
@@ -1459,7 +1739,9 @@ std::vector<std::pair<Value, Value>> dict_entries(CallArgs& a, const char* name)
     } else {
       for (auto& pair : iterate(src)) {
         auto kv = iterate(pair);
-        if (kv.size() != 2) throw EvalError("dictionary update sequence element has length " + std::to_string(kv.size()) + "; 2 is required");
+        if (kv.size() != 2)
+          throw EvalError("dictionary update sequence element has length " +
+                          std::to_string(kv.size()) + "; 2 is required");
         d.dict_data().set(kv[0], kv[1]);
       }
     }
@@ -1468,7 +1750,9 @@ std::vector<std::pair<Value, Value>> dict_entries(CallArgs& a, const char* name)
   return d.dict_data().items;
 }
 
-Value g_dict(Interpreter&, CallArgs& a) { return Value::dict(dict_entries(a, "dict")); }
+Value g_dict(Interpreter&, CallArgs& a) {
+  return Value::dict(dict_entries(a, "dict"));
+}
 
 Value g_namespace(Interpreter&, CallArgs& a) {
   std::vector<std::pair<std::string, Value>> attrs;
@@ -1489,16 +1773,16 @@ Value g_cycler(Interpreter&, CallArgs& a) {
   // `current` is refreshed by next()/reset(); the functions live inside the object they update.
   ObjectData* raw = &c.object_data();
   c.object_data().set("next", Value::function("next", [items, pos, raw](Interpreter&, CallArgs&) {
-    Value v = (*items)[*pos];
-    *pos = (*pos + 1) % items->size();
-    raw->set("current", (*items)[*pos]);
-    return v;
-  }));
+                        Value v = (*items)[*pos];
+                        *pos = (*pos + 1) % items->size();
+                        raw->set("current", (*items)[*pos]);
+                        return v;
+                      }));
   c.object_data().set("reset", Value::function("reset", [items, pos, raw](Interpreter&, CallArgs&) {
-    *pos = 0;
-    raw->set("current", (*items)[0]);
-    return Value::none();
-  }));
+                        *pos = 0;
+                        raw->set("current", (*items)[0]);
+                        return Value::none();
+                      }));
   return c;
 }
 
@@ -1553,31 +1837,38 @@ TestFn find_test(std::string_view name) {
 
 std::optional<Value> find_method(const Value& object, std::string_view name) {
   const std::unordered_map<std::string_view, Method>* table = nullptr;
-  if (object.is_string()) table = &string_methods();
-  else if (object.is_list()) table = &list_methods();
-  else if (object.is_dict()) table = &dict_methods();
+  if (object.is_string())
+    table = &string_methods();
+  else if (object.is_list())
+    table = &list_methods();
+  else if (object.is_dict())
+    table = &dict_methods();
   if (!table) return std::nullopt;
   auto it = table->find(name);
   if (it == table->end()) {
     if (is_mutating_method(object, name)) {
       // What the sandbox returns: an Undefined that fails, with this message, when used.
-      return Value::undefined("access to attribute '" + std::string(name) + "' of '" + object.type_name() +
-                              "' object is unsafe.");
+      return Value::undefined("access to attribute '" + std::string(name) + "' of '" +
+                              object.type_name() + "' object is unsafe.");
     }
     return std::nullopt;
   }
   Method m = it->second;
   Value self = object;
-  return Value::function(std::string(name), [m, self](Interpreter& in, CallArgs& args) { return m(in, self, args); });
+  return Value::function(std::string(name),
+                         [m, self](Interpreter& in, CallArgs& args) { return m(in, self, args); });
 }
 
 std::vector<std::pair<std::string, Value>> builtin_globals() {
   auto fn = [](const char* name, Value (*f)(Interpreter&, CallArgs&)) {
     return std::pair<std::string, Value>(name, Value::function(name, f));
   };
-  return {fn("range", g_range),        fn("dict", g_dict),
-          fn("namespace", g_namespace), fn("cycler", g_cycler),
-          fn("joiner", g_joiner),      fn("raise_exception", g_raise_exception),
+  return {fn("range", g_range),
+          fn("dict", g_dict),
+          fn("namespace", g_namespace),
+          fn("cycler", g_cycler),
+          fn("joiner", g_joiner),
+          fn("raise_exception", g_raise_exception),
           fn("strftime_now", g_strftime_now)};
 }
 
@@ -1611,7 +1902,8 @@ std::string apply_width(std::string body, const Spec& spec, char default_align, 
   char align = spec.align ? spec.align : (spec.zero && numeric ? '=' : default_align);
   char32_t fill = spec.align ? spec.fill : (spec.zero && numeric ? U'0' : spec.fill);
   if (align == '=') {
-    size_t sign_len = (!body.empty() && (body[0] == '-' || body[0] == '+' || body[0] == ' ')) ? 1 : 0;
+    size_t sign_len =
+        (!body.empty() && (body[0] == '-' || body[0] == '+' || body[0] == ' ')) ? 1 : 0;
     std::string fill_s;
     utf8::append(fill_s, fill);
     std::string pad;
@@ -1624,7 +1916,8 @@ std::string apply_width(std::string body, const Spec& spec, char default_align, 
 std::string format_number(const Value& v, const Spec& spec) {
   char type = spec.type;
   if (v.is_int() || v.is_bool()) {
-    if (type == '\0' || type == 'd' || type == 'n' || type == 'x' || type == 'X' || type == 'o' || type == 'b' || type == 'c') {
+    if (type == '\0' || type == 'd' || type == 'n' || type == 'x' || type == 'X' || type == 'o' ||
+        type == 'b' || type == 'c') {
       int64_t i = v.as_int();
       if (type == 'c') {
         std::string s;
@@ -1641,7 +1934,8 @@ std::string format_number(const Value& v, const Spec& spec) {
       } while (mag);
       if (spec.grouping && base == 10) digits = group_thousands(digits);
       std::string prefix;
-      if (spec.alternate && base != 10) prefix = type == 'x' ? "0x" : type == 'X' ? "0X" : type == 'o' ? "0o" : "0b";
+      if (spec.alternate && base != 10)
+        prefix = type == 'x' ? "0x" : type == 'X' ? "0X" : type == 'o' ? "0o" : "0b";
       std::string sign = i < 0 ? "-" : spec.sign == '+' ? "+" : spec.sign == ' ' ? " " : "";
       return apply_width(sign + prefix + digits, spec, '>', true);
     }
@@ -1726,12 +2020,14 @@ Spec parse_format_spec(std::string_view s) {
 std::string format_value(const Value& v, const Spec& spec) {
   if (v.is_number() && !(v.is_bool() && spec.type == '\0')) return format_number(v, spec);
   if (spec.type != '\0' && spec.type != 's') {
-    throw EvalError(std::string("Unknown format code '") + spec.type + "' for object of type '" + v.type_name() + "'");
+    throw EvalError(std::string("Unknown format code '") + spec.type + "' for object of type '" +
+                    v.type_name() + "'");
   }
   std::string s = to_str(v);
   if (spec.precision >= 0) {
     auto offsets = code_point_offsets(s);
-    if (int64_t(offsets.size()) - 1 > spec.precision) s = s.substr(0, offsets[size_t(spec.precision)]);
+    if (int64_t(offsets.size()) - 1 > spec.precision)
+      s = s.substr(0, offsets[size_t(spec.precision)]);
   }
   return apply_width(s, spec, '<', false);
 }
@@ -1741,9 +2037,12 @@ std::string format_value(const Value& v, const Spec& spec) {
 std::string percent_format(const std::string& format, const Value& args) {
   std::vector<Value> positional;
   const Value* mapping = nullptr;
-  if (args.is_tuple()) positional = args.items();
-  else if (args.is_dict()) mapping = &args;
-  else positional = {args};
+  if (args.is_tuple())
+    positional = args.items();
+  else if (args.is_dict())
+    mapping = &args;
+  else
+    positional = {args};
   size_t next = 0;
   std::string out;
   for (size_t i = 0; i < format.size(); ++i) {
@@ -1768,11 +2067,16 @@ std::string percent_format(const std::string& format, const Value& args) {
     Spec spec;
     while (i < format.size() && std::strchr("-+ #0", format[i])) {
       char f = format[i++];
-      if (f == '-') spec.align = '<';
-      else if (f == '+') spec.sign = '+';
-      else if (f == ' ') { if (spec.sign != '+') spec.sign = ' '; }
-      else if (f == '#') spec.alternate = true;
-      else spec.zero = true;
+      if (f == '-')
+        spec.align = '<';
+      else if (f == '+')
+        spec.sign = '+';
+      else if (f == ' ') {
+        if (spec.sign != '+') spec.sign = ' ';
+      } else if (f == '#')
+        spec.alternate = true;
+      else
+        spec.zero = true;
     }
     size_t w = i;
     while (i < format.size() && std::isdigit(static_cast<unsigned char>(format[i]))) ++i;
@@ -1796,44 +2100,61 @@ std::string percent_format(const std::string& format, const Value& args) {
         arg = positional[next++];
       }
     }
-    if (spec.align != '<' && spec.zero) spec.align = '\0';
-    else if (spec.align != '<') spec.align = '>';
+    if (spec.align != '<' && spec.zero)
+      spec.align = '\0';
+    else if (spec.align != '<')
+      spec.align = '>';
     switch (conv) {
       case 's': {
         std::string text = to_str(arg);
         if (spec.precision >= 0) {
           auto offsets = code_point_offsets(text);
-          if (int64_t(offsets.size()) - 1 > spec.precision) text = text.substr(0, offsets[size_t(spec.precision)]);
+          if (int64_t(offsets.size()) - 1 > spec.precision)
+            text = text.substr(0, offsets[size_t(spec.precision)]);
         }
         out += pad_string(text, spec.width, ' ', spec.align == '<' ? '<' : '>');
         break;
       }
       case 'r':
-      case 'a': out += pad_string(to_repr(arg), spec.width, ' ', spec.align == '<' ? '<' : '>'); break;
+      case 'a':
+        out += pad_string(to_repr(arg), spec.width, ' ', spec.align == '<' ? '<' : '>');
+        break;
       case 'd':
       case 'i':
       case 'u': {
-        if (!arg.is_number()) throw EvalError("%d format: a real number is required, not " + arg.type_name());
+        if (!arg.is_number())
+          throw EvalError("%d format: a real number is required, not " + arg.type_name());
         Spec s = spec;
         s.type = 'd';
         s.precision = -1;
-        out += format_number(Value(arg.is_float() ? int64_t(std::trunc(arg.as_double())) : arg.as_int()), s);
+        out += format_number(
+            Value(arg.is_float() ? int64_t(std::trunc(arg.as_double())) : arg.as_int()), s);
         break;
       }
-      case 'f': case 'F': case 'e': case 'E': case 'g': case 'G': {
-        if (!arg.is_number()) throw EvalError(std::string("must be real number, not ") + arg.type_name());
+      case 'f':
+      case 'F':
+      case 'e':
+      case 'E':
+      case 'g':
+      case 'G': {
+        if (!arg.is_number())
+          throw EvalError(std::string("must be real number, not ") + arg.type_name());
         Spec s = spec;
         s.type = conv;
         out += format_number(Value(arg.as_double()), s);
         break;
       }
-      case 'x': case 'X': case 'o': case 'c': {
+      case 'x':
+      case 'X':
+      case 'o':
+      case 'c': {
         Spec s = spec;
         s.type = conv;
         out += format_number(arg, s);
         break;
       }
-      default: throw EvalError(std::string("unsupported format character '") + conv + "'");
+      default:
+        throw EvalError(std::string("unsupported format character '") + conv + "'");
     }
   }
   if (!mapping && next < positional.size() && args.is_tuple()) {
@@ -1881,11 +2202,14 @@ std::string brace_format(Interpreter& in, const std::string& format, CallArgs& a
     std::string name = field.substr(0, name_end);
     Value v;
     if (name.empty()) {
-      if (auto_index >= args.positional.size()) throw EvalError("Replacement index " + std::to_string(auto_index) + " out of range for positional args tuple");
+      if (auto_index >= args.positional.size())
+        throw EvalError("Replacement index " + std::to_string(auto_index) +
+                        " out of range for positional args tuple");
       v = args.positional[auto_index++];
     } else if (std::all_of(name.begin(), name.end(), ::isdigit)) {
       size_t k = std::stoul(name);
-      if (k >= args.positional.size()) throw EvalError("Replacement index " + name + " out of range for positional args tuple");
+      if (k >= args.positional.size())
+        throw EvalError("Replacement index " + name + " out of range for positional args tuple");
       v = args.positional[k];
     } else {
       const Value* kv = args.kwarg(name);
@@ -1896,7 +2220,8 @@ std::string brace_format(Interpreter& in, const std::string& format, CallArgs& a
     for (size_t p = name_end; p != std::string::npos && p < field.size();) {
       if (field[p] == '.') {
         size_t e = field.find_first_of(".[", p + 1);
-        v = in.get_attribute(v, field.substr(p + 1, e == std::string::npos ? std::string::npos : e - p - 1));
+        v = in.get_attribute(
+            v, field.substr(p + 1, e == std::string::npos ? std::string::npos : e - p - 1));
         p = e;
       } else {
         size_t e = field.find(']', p);
@@ -1907,9 +2232,12 @@ std::string brace_format(Interpreter& in, const std::string& format, CallArgs& a
         p = e + 1;
       }
     }
-    if (conversion == "r" || conversion == "a") v = Value(to_repr(v));
-    else if (conversion == "s") v = Value(to_str(v));
-    else if (!conversion.empty()) throw EvalError("Unknown conversion specifier " + conversion);
+    if (conversion == "r" || conversion == "a")
+      v = Value(to_repr(v));
+    else if (conversion == "s")
+      v = Value(to_str(v));
+    else if (!conversion.empty())
+      throw EvalError("Unknown conversion specifier " + conversion);
     out += format_value(v, parse_format_spec(spec_text));
   }
   return out;

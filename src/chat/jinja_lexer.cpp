@@ -15,9 +15,24 @@ namespace seqit::chat::jinja {
 
 bool python_isspace(char32_t cp) {
   switch (cp) {
-    case ' ': case '\t': case '\n': case '\v': case '\f': case '\r':
-    case 0x1c: case 0x1d: case 0x1e: case 0x1f: case 0x85: case 0xa0: case 0x1680:
-    case 0x2028: case 0x2029: case 0x202f: case 0x205f: case 0x3000:
+    case ' ':
+    case '\t':
+    case '\n':
+    case '\v':
+    case '\f':
+    case '\r':
+    case 0x1c:
+    case 0x1d:
+    case 0x1e:
+    case 0x1f:
+    case 0x85:
+    case 0xa0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202f:
+    case 0x205f:
+    case 0x3000:
       return true;
     default:
       return cp >= 0x2000 && cp <= 0x200a;
@@ -66,8 +81,12 @@ bool all_space(std::string_view s) {
   return skip_space(s, 0) == s.size();
 }
 
-bool is_name_start(unsigned char c) { return std::isalpha(c) || c == '_' || c >= 0x80; }
-bool is_name_char(unsigned char c) { return std::isalnum(c) || c == '_' || c >= 0x80; }
+bool is_name_start(unsigned char c) {
+  return std::isalpha(c) || c == '_' || c >= 0x80;
+}
+bool is_name_char(unsigned char c) {
+  return std::isalnum(c) || c == '_' || c >= 0x80;
+}
 
 class Lexer {
  public:
@@ -143,8 +162,10 @@ class Lexer {
     size_t lo = 0, hi = line_starts_.size();
     while (hi - lo > 1) {
       size_t mid = (lo + hi) / 2;
-      if (line_starts_[mid] <= offset) lo = mid;
-      else hi = mid;
+      if (line_starts_[mid] <= offset)
+        lo = mid;
+      else
+        hi = mid;
     }
     t.line = int(lo + 1);
     t.column = int(offset - line_starts_[lo] + 1);
@@ -218,7 +239,8 @@ class Lexer {
         if (q < src_.size() && (src_[q] == '-' || src_[q] == '+')) close_sign = src_[q++];
         if (src_.compare(q, 2, "%}") == 0) {
           size_t text_end = open;
-          if (open_sign == '-') text_end = body + rstrip_length(std::string_view(src_).substr(body, open - body));
+          if (open_sign == '-')
+            text_end = body + rstrip_length(std::string_view(src_).substr(body, open - body));
           emit_text(body, text_end, body);
           return after_close(q + 2, close_sign, true);
         }
@@ -237,8 +259,9 @@ class Lexer {
     size_t p = inner;
     while (true) {
       p = skip_space(src_, p);
-      if (p >= src_.size()) fail(tag, block ? "unexpected end of template: unclosed '{%' tag"
-                                            : "unexpected end of template: unclosed '{{' tag");
+      if (p >= src_.size())
+        fail(tag, block ? "unexpected end of template: unclosed '{%' tag"
+                        : "unexpected end of template: unclosed '{{' tag");
       if (brackets.empty()) {
         const char* close = block ? "%}" : "}}";
         char sign = '\0';
@@ -294,7 +317,11 @@ class Lexer {
               std::string msg = std::string("unexpected '") + char(c) + "'";
               if (!brackets.empty()) {
                 char open = brackets.back();
-                msg += std::string(", expected '") + (open == '(' ? ')' : open == '[' ? ']' : '}') + "'";
+                msg += std::string(", expected '") +
+                       (open == '('   ? ')'
+                        : open == '[' ? ']'
+                                      : '}') +
+                       "'";
               }
               fail(p - 1, msg);
             }
@@ -324,17 +351,38 @@ class Lexer {
       char e = src_[q + 1];
       q += 2;
       switch (e) {
-        case '\n': break;  // line continuation
-        case '\\': out += '\\'; break;
-        case '\'': out += '\''; break;
-        case '"': out += '"'; break;
-        case 'a': out += '\a'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'v': out += '\v'; break;
+        case '\n':
+          break;  // line continuation
+        case '\\':
+          out += '\\';
+          break;
+        case '\'':
+          out += '\'';
+          break;
+        case '"':
+          out += '"';
+          break;
+        case 'a':
+          out += '\a';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'v':
+          out += '\v';
+          break;
         case 'x':
         case 'u':
         case 'U': {
@@ -345,8 +393,9 @@ class Lexer {
               fail(q - 2, std::string("truncated \\") + e + " escape in string literal");
             }
             char h = src_[q + k];
-            cp = cp * 16 + uint32_t(std::isdigit(static_cast<unsigned char>(h)) ? h - '0'
-                                                                              : (std::tolower(h) - 'a' + 10));
+            cp = cp * 16 + uint32_t(std::isdigit(static_cast<unsigned char>(h))
+                                        ? h - '0'
+                                        : (std::tolower(h) - 'a' + 10));
           }
           q += digits;
           if (cp > 0x10ffff) fail(q - digits - 2, "illegal Unicode character in string literal");
@@ -356,7 +405,8 @@ class Lexer {
         default:
           if (e >= '0' && e <= '7') {
             uint32_t cp = uint32_t(e - '0');
-            for (int k = 0; k < 2 && q < src_.size() && src_[q] >= '0' && src_[q] <= '7'; ++k, ++q) {
+            for (int k = 0; k < 2 && q < src_.size() && src_[q] >= '0' && src_[q] <= '7';
+                 ++k, ++q) {
               cp = cp * 8 + uint32_t(src_[q] - '0');
             }
             utf8::append(out, char32_t(cp));
@@ -379,7 +429,9 @@ class Lexer {
         if (base == 2) return c == '0' || c == '1';
         return bool(std::isdigit(static_cast<unsigned char>(c)));
       };
-      while (q < src_.size() && (ok(src_[q]) || (src_[q] == '_' && q + 1 < src_.size() && ok(src_[q + 1])))) ++q;
+      while (q < src_.size() &&
+             (ok(src_[q]) || (src_[q] == '_' && q + 1 < src_.size() && ok(src_[q + 1]))))
+        ++q;
       return q;
     };
     auto clean = [](std::string s) {
@@ -403,7 +455,8 @@ class Lexer {
     bool is_float = false;
     if (!after_dot) {
       size_t r = q;
-      if (r + 1 < src_.size() && src_[r] == '.' && std::isdigit(static_cast<unsigned char>(src_[r + 1]))) {
+      if (r + 1 < src_.size() && src_[r] == '.' &&
+          std::isdigit(static_cast<unsigned char>(src_[r + 1]))) {
         r = digits(r + 1, 10);
         is_float = true;
       }

@@ -19,11 +19,11 @@ enum class TokenType : uint8_t {
   BlockBegin,     // {%
   BlockEnd,       // %}
   Name,
-  String,   // value: the decoded string
-  Integer,  // int_value
-  Float,    // float_value
-  Operator, // value: + - * / // % ** ~ == != < <= > >= = . : | , ( ) [ ] { } ;
-  End,      // end of the template
+  String,    // value: the decoded string
+  Integer,   // int_value
+  Float,     // float_value
+  Operator,  // value: + - * / // % ** ~ == != < <= > >= = . : | , ( ) [ ] { } ;
+  End,       // end of the template
 };
 
 struct Token {

@@ -101,7 +101,8 @@ Value Value::function(std::string name, std::function<Value(Interpreter&, CallAr
 Value Value::object(std::string kind, std::vector<std::pair<std::string, Value>> attributes,
                     bool assignable) {
   Value v(Kind::Object);
-  v.ptr_ = std::make_shared<ObjectData>(ObjectData{std::move(kind), std::move(attributes), assignable});
+  v.ptr_ =
+      std::make_shared<ObjectData>(ObjectData{std::move(kind), std::move(attributes), assignable});
   return v;
 }
 
@@ -112,41 +113,63 @@ std::string Value::undefined_hint() const {
 
 double Value::as_double() const {
   switch (kind_) {
-    case Kind::Bool: return num_.b ? 1.0 : 0.0;
-    case Kind::Int: return double(num_.i);
-    case Kind::Float: return num_.f;
-    default: return 0.0;
+    case Kind::Bool:
+      return num_.b ? 1.0 : 0.0;
+    case Kind::Int:
+      return double(num_.i);
+    case Kind::Float:
+      return num_.f;
+    default:
+      return 0.0;
   }
 }
 
 bool Value::truthy() const {
   switch (kind_) {
     case Kind::Undefined:
-    case Kind::None: return false;
-    case Kind::Bool: return num_.b;
-    case Kind::Int: return num_.i != 0;
-    case Kind::Float: return num_.f != 0.0;
-    case Kind::String: return !str().empty();
-    case Kind::List: return !items().empty();
-    case Kind::Dict: return !dict_data().items.empty();
+    case Kind::None:
+      return false;
+    case Kind::Bool:
+      return num_.b;
+    case Kind::Int:
+      return num_.i != 0;
+    case Kind::Float:
+      return num_.f != 0.0;
+    case Kind::String:
+      return !str().empty();
+    case Kind::List:
+      return !items().empty();
+    case Kind::Dict:
+      return !dict_data().items.empty();
     case Kind::Function:
-    case Kind::Object: return true;
+    case Kind::Object:
+      return true;
   }
   return false;
 }
 
 std::string Value::type_name() const {
   switch (kind_) {
-    case Kind::Undefined: return "Undefined";
-    case Kind::None: return "NoneType";
-    case Kind::Bool: return "bool";
-    case Kind::Int: return "int";
-    case Kind::Float: return "float";
-    case Kind::String: return "str";
-    case Kind::List: return list_data().tuple ? "tuple" : "list";
-    case Kind::Dict: return "dict";
-    case Kind::Function: return "function";
-    case Kind::Object: return object_data().kind;
+    case Kind::Undefined:
+      return "Undefined";
+    case Kind::None:
+      return "NoneType";
+    case Kind::Bool:
+      return "bool";
+    case Kind::Int:
+      return "int";
+    case Kind::Float:
+      return "float";
+    case Kind::String:
+      return "str";
+    case Kind::List:
+      return list_data().tuple ? "tuple" : "list";
+    case Kind::Dict:
+      return "dict";
+    case Kind::Function:
+      return "function";
+    case Kind::Object:
+      return object_data().kind;
   }
   return "object";
 }
@@ -155,11 +178,16 @@ bool Value::same_as(const Value& other) const {
   if (kind_ != other.kind_) return false;
   switch (kind_) {
     case Kind::Undefined:
-    case Kind::None: return true;
-    case Kind::Bool: return num_.b == other.num_.b;
-    case Kind::Int: return num_.i == other.num_.i;
-    case Kind::Float: return num_.f == other.num_.f;
-    default: return ptr_ == other.ptr_;
+    case Kind::None:
+      return true;
+    case Kind::Bool:
+      return num_.b == other.num_.b;
+    case Kind::Int:
+      return num_.i == other.num_.i;
+    case Kind::Float:
+      return num_.f == other.num_.f;
+    default:
+      return ptr_ == other.ptr_;
   }
 }
 
@@ -175,8 +203,10 @@ bool equals(const Value& a, const Value& b) {
   if (a.kind() != b.kind()) return false;
   switch (a.kind()) {
     case K::Undefined:
-    case K::None: return true;
-    case K::String: return a.str() == b.str();
+    case K::None:
+      return true;
+    case K::String:
+      return a.str() == b.str();
     case K::List: {
       const auto &x = a.list_data(), &y = b.list_data();
       if (x.tuple != y.tuple || x.items.size() != y.items.size()) return false;
@@ -194,7 +224,8 @@ bool equals(const Value& a, const Value& b) {
       }
       return true;
     }
-    default: return a.same_as(b);
+    default:
+      return a.same_as(b);
   }
 }
 
@@ -203,7 +234,8 @@ bool less_than(const Value& a, const Value& b) {
     if (a.is_float() || b.is_float()) return a.as_double() < b.as_double();
     return a.as_int() < b.as_int();
   }
-  if (a.is_string() && b.is_string()) return a.str() < b.str();  // UTF-8 byte order = code point order
+  if (a.is_string() && b.is_string())
+    return a.str() < b.str();  // UTF-8 byte order = code point order
   if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
     const auto &x = a.items(), &y = b.items();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
@@ -281,8 +313,10 @@ bool python_printable(char32_t cp) {
     case UTF8PROC_CATEGORY_CN:
     case UTF8PROC_CATEGORY_ZL:
     case UTF8PROC_CATEGORY_ZP:
-    case UTF8PROC_CATEGORY_ZS: return false;
-    default: return true;
+    case UTF8PROC_CATEGORY_ZS:
+      return false;
+    default:
+      return true;
   }
 }
 
@@ -305,9 +339,12 @@ std::string string_repr(std::string_view s) {
       out += "\\t";
     } else if (!python_printable(cp)) {
       char buf[16];
-      if (cp <= 0xff) std::snprintf(buf, sizeof buf, "\\x%02x", unsigned(cp));
-      else if (cp <= 0xffff) std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(cp));
-      else std::snprintf(buf, sizeof buf, "\\U%08x", unsigned(cp));
+      if (cp <= 0xff)
+        std::snprintf(buf, sizeof buf, "\\x%02x", unsigned(cp));
+      else if (cp <= 0xffff)
+        std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(cp));
+      else
+        std::snprintf(buf, sizeof buf, "\\U%08x", unsigned(cp));
       out += buf;
     } else {
       out.append(s.substr(i, n));
@@ -323,7 +360,9 @@ void repr_into(const Value& v, std::string& out);
 void repr_into(const Value& v, std::string& out) {
   using K = Value::Kind;
   switch (v.kind()) {
-    case K::String: out += string_repr(v.str()); return;
+    case K::String:
+      out += string_repr(v.str());
+      return;
     case K::List: {
       const auto& d = v.list_data();
       out += d.tuple ? '(' : '[';
@@ -348,8 +387,12 @@ void repr_into(const Value& v, std::string& out) {
       out += '}';
       return;
     }
-    case K::Undefined: out += "Undefined"; return;
-    default: out += to_str(v); return;
+    case K::Undefined:
+      out += "Undefined";
+      return;
+    default:
+      out += to_str(v);
+      return;
   }
 }
 
@@ -358,15 +401,23 @@ void repr_into(const Value& v, std::string& out) {
 std::string to_str(const Value& v) {
   using K = Value::Kind;
   switch (v.kind()) {
-    case K::Undefined: return "";
-    case K::None: return "None";
-    case K::Bool: return v.as_bool() ? "True" : "False";
-    case K::Int: return std::to_string(v.as_int());
-    case K::Float: return float_repr(v.as_double());
-    case K::String: return v.str();
+    case K::Undefined:
+      return "";
+    case K::None:
+      return "None";
+    case K::Bool:
+      return v.as_bool() ? "True" : "False";
+    case K::Int:
+      return std::to_string(v.as_int());
+    case K::Float:
+      return float_repr(v.as_double());
+    case K::String:
+      return v.str();
     case K::List:
-    case K::Dict: return to_repr(v);
-    case K::Function: return "<function " + v.function_data().name + ">";
+    case K::Dict:
+      return to_repr(v);
+    case K::Function:
+      return "<function " + v.function_data().name + ">";
     case K::Object: {
       const auto& o = v.object_data();
       std::string out = "<" + o.kind + " {";
@@ -407,8 +458,8 @@ struct JsonWriter {
 
   explicit JsonWriter(const JsonOptions& options) : o(options) {
     indented = o.indent >= 0 || !o.indent_string.empty();
-    indent_unit = o.indent_string.empty() ? std::string(size_t(std::max(o.indent, 0)), ' ')
-                                          : o.indent_string;
+    indent_unit =
+        o.indent_string.empty() ? std::string(size_t(std::max(o.indent, 0)), ' ') : o.indent_string;
     if (o.separators_given) {
       item_sep = o.item_separator;
       key_sep = o.key_separator;
@@ -425,24 +476,40 @@ struct JsonWriter {
 
   std::string key_text(const Value& k) const {
     switch (k.kind()) {
-      case Value::Kind::String: return k.str();
-      case Value::Kind::Int: return std::to_string(k.as_int());
-      case Value::Kind::Bool: return k.as_bool() ? "true" : "false";
-      case Value::Kind::None: return "null";
-      case Value::Kind::Float: return json_float(k.as_double());
+      case Value::Kind::String:
+        return k.str();
+      case Value::Kind::Int:
+        return std::to_string(k.as_int());
+      case Value::Kind::Bool:
+        return k.as_bool() ? "true" : "false";
+      case Value::Kind::None:
+        return "null";
+      case Value::Kind::Float:
+        return json_float(k.as_double());
       default:
-        throw std::runtime_error("keys must be str, int, float, bool or None, not " + k.type_name());
+        throw std::runtime_error("keys must be str, int, float, bool or None, not " +
+                                 k.type_name());
     }
   }
 
   void write(const Value& v, int level, std::string& out) const {
     using K = Value::Kind;
     switch (v.kind()) {
-      case K::None: out += "null"; return;
-      case K::Bool: out += v.as_bool() ? "true" : "false"; return;
-      case K::Int: out += std::to_string(v.as_int()); return;
-      case K::Float: out += json_float(v.as_double()); return;
-      case K::String: append_python_json_string(out, v.str(), o.ensure_ascii); return;
+      case K::None:
+        out += "null";
+        return;
+      case K::Bool:
+        out += v.as_bool() ? "true" : "false";
+        return;
+      case K::Int:
+        out += std::to_string(v.as_int());
+        return;
+      case K::Float:
+        out += json_float(v.as_double());
+        return;
+      case K::String:
+        append_python_json_string(out, v.str(), o.ensure_ascii);
+        return;
       case K::List: {
         const auto& items = v.items();
         if (items.empty()) {
@@ -522,7 +589,9 @@ void append_string(StringData& out, const StringData& piece) {
   }
 }
 
-void append_string(StringData& out, std::string_view text) { out.text.append(text); }
+void append_string(StringData& out, std::string_view text) {
+  out.text.append(text);
+}
 
 Value substring(const Value& v, size_t begin, size_t end) {
   const StringData& s = v.string_data();
@@ -542,12 +611,23 @@ Value html_escape(const Value& v) {
   for (size_t i = 0; i < text.size(); ++i) {
     const char* entity = nullptr;
     switch (text[i]) {
-      case '&': entity = "&amp;"; break;
-      case '<': entity = "&lt;"; break;
-      case '>': entity = "&gt;"; break;
-      case '"': entity = "&#34;"; break;
-      case '\'': entity = "&#39;"; break;
-      default: break;
+      case '&':
+        entity = "&amp;";
+        break;
+      case '<':
+        entity = "&lt;";
+        break;
+      case '>':
+        entity = "&gt;";
+        break;
+      case '"':
+        entity = "&#34;";
+        break;
+      case '\'':
+        entity = "&#39;";
+        break;
+      default:
+        break;
     }
     if (!entity) continue;
     append_string(out, substring(s, start, i).string_data());

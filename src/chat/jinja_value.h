@@ -68,10 +68,22 @@ struct ObjectData {
 
 class Value {
  public:
-  enum class Kind : uint8_t { Undefined, None, Bool, Int, Float, String, List, Dict, Function, Object };
+  enum class Kind : uint8_t {
+    Undefined,
+    None,
+    Bool,
+    Int,
+    Float,
+    String,
+    List,
+    Dict,
+    Function,
+    Object
+  };
 
   Value() = default;  // Undefined
-  static Value undefined(std::string hint);  // hint: why, for the error when it is used ("'x' is undefined")
+  static Value undefined(
+      std::string hint);  // hint: why, for the error when it is used ("'x' is undefined")
   static Value none() { return Value(Kind::None); }
   Value(bool b) : kind_(Kind::Bool) { num_.b = b; }
   Value(int v) : kind_(Kind::Int) { num_.i = v; }
@@ -94,7 +106,9 @@ class Value {
   bool is_bool() const { return kind_ == Kind::Bool; }
   bool is_int() const { return kind_ == Kind::Int; }
   bool is_float() const { return kind_ == Kind::Float; }
-  bool is_number() const { return kind_ == Kind::Int || kind_ == Kind::Float || kind_ == Kind::Bool; }
+  bool is_number() const {
+    return kind_ == Kind::Int || kind_ == Kind::Float || kind_ == Kind::Bool;
+  }
   bool is_string() const { return kind_ == Kind::String; }
   bool is_markup() const { return kind_ == Kind::String && string_data().markup; }
   bool is_list() const { return kind_ == Kind::List; }
@@ -156,11 +170,11 @@ std::string to_repr(const Value& v);
 std::string float_repr(double d);
 
 struct JsonOptions {
-  int indent = -1;               // < 0: single line
-  std::string indent_string;     // used when indent is given as a string
-  bool ensure_ascii = false;     // HF's tojson default (Python json.dumps would escape)
+  int indent = -1;            // < 0: single line
+  std::string indent_string;  // used when indent is given as a string
+  bool ensure_ascii = false;  // HF's tojson default (Python json.dumps would escape)
   bool sort_keys = false;
-  std::string item_separator;    // empty = Python's default for the indent mode
+  std::string item_separator;  // empty = Python's default for the indent mode
   std::string key_separator;
   bool separators_given = false;
 };

@@ -1,7 +1,7 @@
 #include "chat/model_template.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "chat/assistant_mask.h"
@@ -30,12 +30,13 @@ bool is_gguf(const fs::path& p) {
 
 }  // namespace
 
-std::optional<ChatTemplate> find_model_chat_template(const fs::path& model,
-                                                     const std::optional<fs::path>& tokenizer_file) {
+std::optional<ChatTemplate> find_model_chat_template(
+    const fs::path& model, const std::optional<fs::path>& tokenizer_file) {
   std::vector<fs::path> folders;
   if (fs::is_directory(model)) folders.push_back(model);
   if (tokenizer_file) {
-    folders.push_back(fs::is_directory(*tokenizer_file) ? *tokenizer_file : tokenizer_file->parent_path());
+    folders.push_back(fs::is_directory(*tokenizer_file) ? *tokenizer_file
+                                                        : tokenizer_file->parent_path());
   }
   for (const fs::path& dir : folders) {
     if (!dir.empty() && folder_has_template(dir)) return ChatTemplate::from_file(dir);
@@ -52,16 +53,19 @@ std::optional<ChatTemplate> find_model_chat_template(const fs::path& model,
 }
 
 ChatTemplate resolve_chat_template(std::string_view spec, const fs::path& model,
-                                   const std::optional<fs::path>& tokenizer_file, const tokenizer::Tokenizer& tok) {
+                                   const std::optional<fs::path>& tokenizer_file,
+                                   const tokenizer::Tokenizer& tok) {
   std::optional<ChatTemplate> tmpl;
   const std::vector<std::string> builtins = ChatTemplate::builtin_names();
   if (spec.empty()) {
     tmpl = find_model_chat_template(model, tokenizer_file);
     if (!tmpl) {
-      throw Error(fmt::format(
-                      "the model has no chat template (no chat_template.jinja, tokenizer_config.json template or "
-                      "GGUF tokenizer.chat_template); pass --chat-template with a file or one of: {}",
-                      fmt::join(builtins, ", ")))
+      throw Error(
+          fmt::format(
+              "the model has no chat template (no chat_template.jinja, tokenizer_config.json "
+              "template or "
+              "GGUF tokenizer.chat_template); pass --chat-template with a file or one of: {}",
+              fmt::join(builtins, ", ")))
           .in_file(model.string());
     }
   } else if (std::find(builtins.begin(), builtins.end(), spec) != builtins.end()) {
@@ -85,7 +89,8 @@ ChatPromptText render_chat_prompt(const ChatTemplate& tmpl, const std::vector<Me
   return out;
 }
 
-std::vector<tokenizer::TokenId> end_of_turn_tokens(const ChatTemplate& tmpl, const tokenizer::Tokenizer& tok) {
+std::vector<tokenizer::TokenId> end_of_turn_tokens(const ChatTemplate& tmpl,
+                                                   const tokenizer::Tokenizer& tok) {
   std::vector<tokenizer::TokenId> ids;
   auto add = [&](tokenizer::TokenId id) {
     if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
@@ -99,7 +104,8 @@ std::vector<tokenizer::TokenId> end_of_turn_tokens(const ChatTemplate& tmpl, con
     const auto t = static_cast<tokenizer::TokenId>(id);
     if (!tok.is_special(t)) continue;
     std::string text = tok.token_text(t);
-    if (!text.empty() && tmpl.source().find(text) != std::string::npos) candidates.push_back(std::move(text));
+    if (!text.empty() && tmpl.source().find(text) != std::string::npos)
+      candidates.push_back(std::move(text));
   }
   for (const std::string& text : candidates) {
     if (text.find("header") != std::string::npos) continue;  // <|end_header_id|> closes a role name

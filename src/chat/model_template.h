@@ -17,11 +17,11 @@
 namespace seqit::chat {
 
 // The template that comes with a model, looked up in this order: chat_template.jinja or a
-// tokenizer_config.json "chat_template" in the model folder (or beside the tokenizer file), then the
-// GGUF metadata key tokenizer.chat_template. nullopt when the model ships none (base models such as
-// stories260K, llama2.c files).
-std::optional<ChatTemplate> find_model_chat_template(const std::filesystem::path& model,
-                                                     const std::optional<std::filesystem::path>& tokenizer_file);
+// tokenizer_config.json "chat_template" in the model folder (or beside the tokenizer file), then
+// the GGUF metadata key tokenizer.chat_template. nullopt when the model ships none (base models
+// such as stories260K, llama2.c files).
+std::optional<ChatTemplate> find_model_chat_template(
+    const std::filesystem::path& model, const std::optional<std::filesystem::path>& tokenizer_file);
 
 // `spec` is a builtin format name (tulu, alpaca, chatml, llama3, mistral), a template file or a
 // tokenizer folder; empty means the model's own template, and an error that lists the choices when
@@ -39,6 +39,7 @@ ChatPromptText render_chat_prompt(const ChatTemplate& tmpl, const std::vector<Me
 
 // Token ids that end an assistant turn: the tokenizer's EOS, plus the special tokens the template
 // text writes that are end-of-turn markers (<|eot_id|>, <|im_end|>, <|end|>, </s>, ...).
-std::vector<tokenizer::TokenId> end_of_turn_tokens(const ChatTemplate& tmpl, const tokenizer::Tokenizer& tok);
+std::vector<tokenizer::TokenId> end_of_turn_tokens(const ChatTemplate& tmpl,
+                                                   const tokenizer::Tokenizer& tok);
 
 }  // namespace seqit::chat

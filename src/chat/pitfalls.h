@@ -37,7 +37,8 @@ struct CheckOptions {
 
 // Runs every check; `tokenizer` may be null (then token-level checks use the text and the
 // template's special tokens). Findings come in the order of the list above.
-std::vector<Finding> check_template(const ChatTemplate& chat_template, const tokenizer::Tokenizer* tokenizer,
+std::vector<Finding> check_template(const ChatTemplate& chat_template,
+                                    const tokenizer::Tokenizer* tokenizer,
                                     const CheckOptions& options = {});
 
 }  // namespace seqit::chat

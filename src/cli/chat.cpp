@@ -23,7 +23,8 @@ struct ChatOptions {
 };
 
 constexpr const char* kHelp =
-    "Type a message and press Enter. Commands: /reset (forget the conversation), /system TEXT (set the "
+    "Type a message and press Enter. Commands: /reset (forget the conversation), /system TEXT (set "
+    "the "
     "system message and reset), /exit (or end of input).\n";
 
 void run(ChatOptions o) {
@@ -36,8 +37,9 @@ void run(ChatOptions o) {
   engine_options.max_batch = 1;
   infer::Engine engine(*m.model, m.tokenizer.get(), engine_options);
   if (interactive) {
-    std::fprintf(stderr, "seqit chat: %s, template %s, context %lld tokens. %s", o.model.model.c_str(),
-                 tmpl.name().c_str(), static_cast<long long>(context), kHelp);
+    std::fprintf(stderr, "seqit chat: %s, template %s, context %lld tokens. %s",
+                 o.model.model.c_str(), tmpl.name().c_str(), static_cast<long long>(context),
+                 kHelp);
   }
 
   std::string system = o.model.system;
@@ -72,11 +74,14 @@ void run(ChatOptions o) {
       prompt = m.tokenizer->encode(text.text, enc);
       if (static_cast<int64_t>(prompt.size()) < context || history.size() <= 1) break;
       history.erase(history.begin(), history.begin() + std::min<size_t>(2, history.size() - 1));
-      log::warn("the conversation no longer fits the context of {} tokens; dropped the oldest turn", context);
+      log::warn("the conversation no longer fits the context of {} tokens; dropped the oldest turn",
+                context);
     }
     if (static_cast<int64_t>(prompt.size()) >= context) {
-      std::fprintf(stderr, "seqit chat: the message is %zu tokens, more than the model's context (%lld); not sent\n",
-                   prompt.size(), static_cast<long long>(context));
+      std::fprintf(
+          stderr,
+          "seqit chat: the message is %zu tokens, more than the model's context (%lld); not sent\n",
+          prompt.size(), static_cast<long long>(context));
       history.pop_back();
       continue;
     }
@@ -86,8 +91,8 @@ void run(ChatOptions o) {
     request.sampling = o.sampling.sampling();
     request.stop = o.sampling.stop_params();
     request.stop.stop_tokens = end_tokens;
-    request.stop.max_new_tokens =
-        std::min<int64_t>(request.stop.max_new_tokens, context - static_cast<int64_t>(request.prompt.size()));
+    request.stop.max_new_tokens = std::min<int64_t>(
+        request.stop.max_new_tokens, context - static_cast<int64_t>(request.prompt.size()));
     request.text_standalone = true;
     request.on_text = [](std::string_view piece) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -96,7 +101,8 @@ void run(ChatOptions o) {
     infer::GenerationResult r = engine.generate({std::move(request)})[0];
     std::fputc('\n', stdout);
     std::fflush(stdout);
-    if (r.finish == infer::FinishReason::length) log::info("(reply cut at {} tokens; --max-tokens)", r.tokens.size());
+    if (r.finish == infer::FinishReason::length)
+      log::info("(reply cut at {} tokens; --max-tokens)", r.tokens.size());
     history.push_back({"assistant", r.text});
   }
 }
@@ -104,9 +110,12 @@ void run(ChatOptions o) {
 void setup(CLI::App& cmd) {
   auto o = std::make_shared<ChatOptions>();
   cmd.description(
-      "Chat with a local model in the terminal. Each line you type is a user message; the reply streams back "
-      "as it is generated, formatted with the model's chat template (or --chat-template). The conversation is "
-      "kept until /reset; when it outgrows the context the oldest turns are dropped. Also works with standard "
+      "Chat with a local model in the terminal. Each line you type is a user message; the reply "
+      "streams back "
+      "as it is generated, formatted with the model's chat template (or --chat-template). The "
+      "conversation is "
+      "kept until /reset; when it outgrows the context the oldest turns are dropped. Also works "
+      "with standard "
       "input from a file or pipe: one message per line, replies on standard output.");
   add_model_options(cmd, o->model, /*chat_flag=*/false);
   add_sampling_options(cmd, o->sampling);
@@ -114,5 +123,6 @@ void setup(CLI::App& cmd) {
 }
 
 }  // namespace
-SEQIT_COMMAND("chat", "Interactive chat with a local model (streaming, with its chat template)", setup);
+SEQIT_COMMAND("chat", "Interactive chat with a local model (streaming, with its chat template)",
+              setup);
 }  // namespace seqit::cli

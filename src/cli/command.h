@@ -10,9 +10,9 @@
 namespace seqit::cli {
 
 struct GlobalOptions {
-  int threads = 0;           // 0 = all cores
+  int threads = 0;  // 0 = all cores
   std::string log_level = "info";
-  bool quiet = false;        // no progress bars, warnings and errors only
+  bool quiet = false;  // no progress bars, warnings and errors only
 };
 // The global options as parsed (valid inside command callbacks).
 const GlobalOptions& globals();
@@ -33,6 +33,6 @@ const std::vector<Command>& registered_commands();
 #define SEQIT_CONCAT_INNER(a, b) a##b
 #define SEQIT_CONCAT(a, b) SEQIT_CONCAT_INNER(a, b)
 // SEQIT_COMMAND("name", "one-line summary", setup_function);
-#define SEQIT_COMMAND(name, summary, setup)                        \
+#define SEQIT_COMMAND(name, summary, setup)                                   \
   [[maybe_unused]] static const bool SEQIT_CONCAT(seqit_command_, __LINE__) = \
       ::seqit::cli::register_command({name, summary, setup})

@@ -30,13 +30,15 @@ void run(const GenerateOptions& o) {
   job.engine.max_batch = o.batch;
   infer::PromptBuilder builder = prompt_builder(m, o.model, &job.stop.stop_tokens);
   if (!o.prompts.empty()) {
-    if (o.out.empty()) throw Error("--prompts needs --out FILE.jsonl (results are appended there and resumed)");
+    if (o.out.empty())
+      throw Error("--prompts needs --out FILE.jsonl (results are appended there and resumed)");
     job.prompts = o.prompts;
     job.out = o.out;
     job.fresh = o.fresh;
     job.include_ids = o.ids;
     infer::GenerateJobStats stats = infer::run_generate_job(*m.model, *m.tokenizer, job, builder);
-    log::info("{} outputs written to {} ({} tokens), {} already there", stats.written, o.out, stats.tokens, stats.skipped);
+    log::info("{} outputs written to {} ({} tokens), {} already there", stats.written, o.out,
+              stats.tokens, stats.skipped);
     return;
   }
   nlohmann::json record = {{"prompt", o.prompt}};
@@ -73,25 +75,32 @@ void run(const GenerateOptions& o) {
 void setup(CLI::App& cmd) {
   auto o = std::make_shared<GenerateOptions>();
   cmd.description(
-      "Generate text with a local model (HF folder, GGUF or llama2.c .bin). One --prompt prints a JSON line "
-      "{prompt, output, finish_reason, ...} (or streams the text with --stream); --prompts FILE.jsonl generates "
-      "for every record ({\"id\", \"prompt\"} or, with --chat, {\"id\", \"messages\"}) in batches and appends "
+      "Generate text with a local model (HF folder, GGUF or llama2.c .bin). One --prompt prints a "
+      "JSON line "
+      "{prompt, output, finish_reason, ...} (or streams the text with --stream); --prompts "
+      "FILE.jsonl generates "
+      "for every record ({\"id\", \"prompt\"} or, with --chat, {\"id\", \"messages\"}) in batches "
+      "and appends "
       "results to --out, resuming where a previous run stopped.");
   add_model_options(cmd, o->model);
-  auto* prompt = cmd.add_option("--prompt", o->prompt, "The prompt text (the tokenizer adds BOS where the model uses it)");
+  auto* prompt = cmd.add_option("--prompt", o->prompt,
+                                "The prompt text (the tokenizer adds BOS where the model uses it)");
   auto* prompts = cmd.add_option("--prompts", o->prompts, "JSONL file of prompt records");
   prompt->excludes(prompts);
   cmd.add_option("--out", o->out, "Output JSONL (required with --prompts)");
   add_sampling_options(cmd, o->sampling);
   cmd.add_flag("--ids", o->ids, "Also write the token ids");
-  cmd.add_flag("--stream", o->stream, "With --prompt: print the text as it is generated instead of JSON");
+  cmd.add_flag("--stream", o->stream,
+               "With --prompt: print the text as it is generated instead of JSON");
   cmd.add_flag("--fresh", o->fresh, "With --prompts: start --out over instead of resuming it");
-  cmd.add_option("--batch", o->batch, "Prompts generated together (continuous batching)")->check(CLI::PositiveNumber);
+  cmd.add_option("--batch", o->batch, "Prompts generated together (continuous batching)")
+      ->check(CLI::PositiveNumber);
   cmd.callback([o, prompt, prompts] {
     if (!*prompt && !*prompts) throw Error("give --prompt TEXT or --prompts FILE.jsonl");
     run(*o);
   });
 }
 }  // namespace
-SEQIT_COMMAND("generate", "Generate text from prompts with a local model (batched, resumable JSONL)", setup);
+SEQIT_COMMAND("generate",
+              "Generate text from prompts with a local model (batched, resumable JSONL)", setup);
 }  // namespace seqit::cli

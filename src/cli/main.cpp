@@ -20,7 +20,9 @@ std::vector<Command>& registry() {
 }
 }  // namespace
 
-const GlobalOptions& globals() { return g_options; }
+const GlobalOptions& globals() {
+  return g_options;
+}
 
 int thread_count() {
   if (g_options.threads > 0) return g_options.threads;
@@ -32,15 +34,19 @@ bool register_command(const Command& command) {
   return true;
 }
 
-const std::vector<Command>& registered_commands() { return registry(); }
+const std::vector<Command>& registered_commands() {
+  return registry();
+}
 
 }  // namespace seqit::cli
 
 int main(int argc, char** argv) {
   using namespace seqit;
-  tensor::establish_openmp_wait_policy(argv);  // may re-execute this process once; see docs/engine.md
-  CLI::App app{"seqit: sequential instruction tuning of LLMs — data, tokenizers, training, evaluation",
-               "seqit"};
+  tensor::establish_openmp_wait_policy(
+      argv);  // may re-execute this process once; see docs/engine.md
+  CLI::App app{
+      "seqit: sequential instruction tuning of LLMs — data, tokenizers, training, evaluation",
+      "seqit"};
   app.set_version_flag("--version", std::string("seqit ") + SEQIT_VERSION);
   app.require_subcommand(1);
   app.fallthrough();
@@ -48,19 +54,22 @@ int main(int argc, char** argv) {
   if (const char* env = std::getenv("SEQIT_LOG_LEVEL")) g.log_level = env;
   app.add_option("--threads,-t", g.threads, "Worker threads for compute (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--log-level", g.log_level, "debug, info, warn, error or off (env SEQIT_LOG_LEVEL)");
+  app.add_option("--log-level", g.log_level,
+                 "debug, info, warn, error or off (env SEQIT_LOG_LEVEL)");
   app.add_flag("--quiet,-q", g.quiet, "No progress bars; only warnings and errors");
 
   auto commands = cli::registered_commands();
-  std::sort(commands.begin(), commands.end(),
-            [](const cli::Command& a, const cli::Command& b) { return std::string(a.name) < b.name; });
+  std::sort(commands.begin(), commands.end(), [](const cli::Command& a, const cli::Command& b) {
+    return std::string(a.name) < b.name;
+  });
   for (const auto& c : commands) {
     CLI::App* sub = app.add_subcommand(c.name, c.summary);
     c.setup(*sub);
   }
   app.parse_complete_callback([&] {
-    log::set_level(g.quiet && log::parse_level(g.log_level) < log::Level::warn ? log::Level::warn
-                                                                               : log::parse_level(g.log_level));
+    log::set_level(g.quiet && log::parse_level(g.log_level) < log::Level::warn
+                       ? log::Level::warn
+                       : log::parse_level(g.log_level));
     Progress::set_enabled(!g.quiet);
   });
 

@@ -12,15 +12,21 @@
 namespace seqit::cli {
 
 void add_model_options(CLI::App& cmd, ModelOptions& o, bool chat_flag) {
-  cmd.add_option("--model,-m", o.model, "Model: HF folder, .gguf file or llama2.c .bin")->required();
+  cmd.add_option("--model,-m", o.model, "Model: HF folder, .gguf file or llama2.c .bin")
+      ->required();
   cmd.add_option("--tokenizer", o.tokenizer,
-                 "Tokenizer (tokenizer.json / folder / .model / tokenizer.bin / .gguf); default: found with the model");
-  cmd.add_option("--dtype", o.dtype, "Compute dtype of the weights: f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}));
-  if (chat_flag) cmd.add_flag("--chat", o.chat, "Wrap prompts in the model's chat template (records may give \"messages\")");
+                 "Tokenizer (tokenizer.json / folder / .model / tokenizer.bin / .gguf); default: "
+                 "found with the model");
+  cmd.add_option("--dtype", o.dtype, "Compute dtype of the weights: f32 or bf16")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  if (chat_flag)
+    cmd.add_flag("--chat", o.chat,
+                 "Wrap prompts in the model's chat template (records may give \"messages\")");
   cmd.add_option("--system", o.system, "System message for chat prompts");
-  cmd.add_option("--chat-template", o.chat_template,
-                 "Chat template: a builtin format (tulu, alpaca, chatml, llama3, mistral), a .jinja / "
-                 "tokenizer_config.json file or a tokenizer folder; default: the model's own");
+  cmd.add_option(
+      "--chat-template", o.chat_template,
+      "Chat template: a builtin format (tulu, alpaca, chatml, llama3, mistral), a .jinja / "
+      "tokenizer_config.json file or a tokenizer folder; default: the model's own");
 }
 
 LoadedModel load_model(const ModelOptions& o) {
@@ -41,12 +47,13 @@ LoadedModel load_model(const ModelOptions& o) {
   m.tokenizer = tokenizer::load_tokenizer(tok);
   m.tokenizer_file = tok;
   if (static_cast<int64_t>(m.tokenizer->vocab_size()) > m.model->config().vocab_size) {
-    throw Error(fmt::format("the tokenizer has {} tokens but the model only {}", m.tokenizer->vocab_size(),
-                            m.model->config().vocab_size))
+    throw Error(fmt::format("the tokenizer has {} tokens but the model only {}",
+                            m.tokenizer->vocab_size(), m.model->config().vocab_size))
         .in_file(tok.string());
   }
-  log::debug("model {} ({} layers, {} parameters), tokenizer {}", o.model, m.model->config().num_layers,
-             m.model->config().parameter_count(), m.tokenizer->describe());
+  log::debug("model {} ({} layers, {} parameters), tokenizer {}", o.model,
+             m.model->config().num_layers, m.model->config().parameter_count(),
+             m.tokenizer->describe());
   return m;
 }
 
@@ -69,19 +76,22 @@ infer::PromptBuilder prompt_builder(const LoadedModel& m, const ModelOptions& o,
     std::vector<chat::Message> messages;
     if (!system.empty()) messages.push_back({"system", system});
     if (auto it = record.find("messages"); it != record.end()) {
-      if (!it->is_array()) throw Error("\"messages\" must be a list of {role, content}").in_field("messages");
+      if (!it->is_array())
+        throw Error("\"messages\" must be a list of {role, content}").in_field("messages");
       for (size_t i = 0; i < it->size(); ++i) {
         const nlohmann::json& msg = (*it)[i];
-        if (!msg.is_object() || !msg.contains("role") || !msg["role"].is_string() || !msg.contains("content") ||
-            !msg["content"].is_string()) {
-          throw Error(fmt::format("message {} needs string \"role\" and \"content\"", i)).in_field("messages");
+        if (!msg.is_object() || !msg.contains("role") || !msg["role"].is_string() ||
+            !msg.contains("content") || !msg["content"].is_string()) {
+          throw Error(fmt::format("message {} needs string \"role\" and \"content\"", i))
+              .in_field("messages");
         }
         messages.push_back({msg["role"].get<std::string>(), msg["content"].get<std::string>()});
       }
     } else if (auto p = record.find("prompt"); p != record.end() && p->is_string()) {
       messages.push_back({"user", p->get<std::string>()});
     } else {
-      throw Error("the record has neither \"messages\" nor a string \"prompt\"").in_field("messages");
+      throw Error("the record has neither \"messages\" nor a string \"prompt\"")
+          .in_field("messages");
     }
     chat::ChatPromptText prompt = chat::render_chat_prompt(*tmpl, messages);
     *standalone = true;
@@ -112,15 +122,22 @@ infer::StopParams SamplingOptions::stop_params() const {
 }
 
 void add_sampling_options(CLI::App& cmd, SamplingOptions& o) {
-  cmd.add_option("--temperature", o.temperature, "Sampling temperature; 0 = greedy (default)")->check(CLI::NonNegativeNumber);
-  cmd.add_option("--top-k", o.top_k, "Keep only the k most likely tokens (0 = off)")->check(CLI::NonNegativeNumber);
-  cmd.add_option("--top-p", o.top_p, "Nucleus sampling: smallest set with probability >= p (1 = off)")
+  cmd.add_option("--temperature", o.temperature, "Sampling temperature; 0 = greedy (default)")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--top-k", o.top_k, "Keep only the k most likely tokens (0 = off)")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--top-p", o.top_p,
+                 "Nucleus sampling: smallest set with probability >= p (1 = off)")
       ->check(CLI::Range(0.0, 1.0));
-  cmd.add_option("--min-p", o.min_p, "Drop tokens below min-p x the top probability (0 = off)")->check(CLI::Range(0.0, 1.0));
-  cmd.add_option("--repeat-penalty", o.repeat_penalty, "Repetition penalty (1 = off; 1.1 is typical)");
-  cmd.add_option("--repeat-last-n", o.repeat_last_n, "Tokens the repetition penalty looks back at (0 = all)");
+  cmd.add_option("--min-p", o.min_p, "Drop tokens below min-p x the top probability (0 = off)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd.add_option("--repeat-penalty", o.repeat_penalty,
+                 "Repetition penalty (1 = off; 1.1 is typical)");
+  cmd.add_option("--repeat-last-n", o.repeat_last_n,
+                 "Tokens the repetition penalty looks back at (0 = all)");
   cmd.add_option("--seed", o.seed, "Random seed (same seed, same text)");
-  cmd.add_option("--max-tokens,-n", o.max_tokens, "Maximum new tokens per prompt")->check(CLI::PositiveNumber);
+  cmd.add_option("--max-tokens,-n", o.max_tokens, "Maximum new tokens per prompt")
+      ->check(CLI::PositiveNumber);
   cmd.add_option("--stop", o.stop, "Stop string (repeatable); the output ends before it");
   cmd.add_flag("--ignore-eos", o.ignore_eos, "Keep generating past the end-of-sequence token");
 }

@@ -30,9 +30,9 @@ struct LoadedModel {
 // Loads the model (threads from --threads) and its tokenizer (--tokenizer, else the one found with
 // the model; an error when there is none).
 LoadedModel load_model(const ModelOptions& o);
-// How a prompt record becomes ids: the text encoded, or with --chat the messages through the model's
-// chat template.
-// `stop_tokens` receives the template's end-of-turn tokens when --chat is on.
+// How a prompt record becomes ids: the text encoded, or with --chat the messages through the
+// model's chat template. `stop_tokens` receives the template's end-of-turn tokens when --chat is
+// on.
 infer::PromptBuilder prompt_builder(const LoadedModel& m, const ModelOptions& o,
                                     std::vector<infer::TokenId>* stop_tokens = nullptr);
 // The chat template --chat uses: --chat-template, else the model's own (an error when it has none).

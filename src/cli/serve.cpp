@@ -95,10 +95,11 @@ void setup(CLI::App& cmd) {
       ->required();
   cmd.add_option("--tokenizer", o->tokenizer,
                  "Tokenizer file or folder (default: the one found with the model)");
-  cmd.add_option("--chat-template", o->chat_template,
-                 "How chat messages become a prompt: 'plain' (contents joined by blank lines), a builtin "
-                 "format (tulu, alpaca, chatml, llama3, mistral) or a template file; default: the model's "
-                 "own template, else plain");
+  cmd.add_option(
+      "--chat-template", o->chat_template,
+      "How chat messages become a prompt: 'plain' (contents joined by blank lines), a builtin "
+      "format (tulu, alpaca, chatml, llama3, mistral) or a template file; default: the model's "
+      "own template, else plain");
   cmd.add_option("--model-name", o->model_name,
                  "Model id clients use (default: the model file's stem)");
   cmd.add_option("--host", o->host, "Address to listen on")->capture_default_str();

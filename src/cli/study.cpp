@@ -60,8 +60,8 @@ void run_recipe(const StudyOptions& o) {
   ro.stage_started = [&](const study::RecipeStage& st, bool done) {
     ++index;
     if (done) return;
-    log::info("study [{}]: stage {} ({}/{}): seqit {} (log: {})", elapsed(), st.name, index,
-              total, st.args.empty() ? "" : st.args.front(), (st.dir / "log.txt").string());
+    log::info("study [{}]: stage {} ({}/{}): seqit {} (log: {})", elapsed(), st.name, index, total,
+              st.args.empty() ? "" : st.args.front(), (st.dir / "log.txt").string());
   };
   ro.stage_done = [&](const study::RecipeStage& st, double seconds) {
     log::info("study [{}]: stage {} done in {}", elapsed(), st.name,
@@ -116,9 +116,10 @@ void setup(CLI::App& cmd) {
   cmd.add_flag("--quick", o->quick,
                "A small study for a smoke test (one seed, IT vs SIT, a small model): about 2 "
                "minutes on 2 cores");
-  cmd.add_flag("--print-settings", o->print_settings,
-               "Print every setting (JSON) after --quick and the overrides (with --recipe: the params and "
-               "each stage's command), and exit");
+  cmd.add_flag(
+      "--print-settings", o->print_settings,
+      "Print every setting (JSON) after --quick and the overrides (with --recipe: the params and "
+      "each stage's command), and exit");
   cmd.add_option("--recipe", o->recipe,
                  "Run the experiment a recipe describes (configs/study/paper-alpaca.yaml, "
                  "paper-flancot.yaml: the paper's runs) instead of the embedded one; settings are "

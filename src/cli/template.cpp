@@ -27,32 +27,42 @@ struct SourceOptions {
 
 void add_source_options(CLI::App& cmd, SourceOptions& o) {
   auto* group = cmd.add_option_group("template", "Where the chat template comes from (one of)");
-  group->add_option("--template", o.template_file,
-                    "A Jinja file, chat_template.jinja, a tokenizer_config.json or a tokenizer folder");
-  group->add_option("--tokenizer-config", o.tokenizer_config, "A tokenizer_config.json with \"chat_template\"");
-  group->add_option("--builtin", o.builtin, "A builtin format: tulu, alpaca, chatml, llama3, mistral");
+  group->add_option(
+      "--template", o.template_file,
+      "A Jinja file, chat_template.jinja, a tokenizer_config.json or a tokenizer folder");
+  group->add_option("--tokenizer-config", o.tokenizer_config,
+                    "A tokenizer_config.json with \"chat_template\"");
+  group->add_option("--builtin", o.builtin,
+                    "A builtin format: tulu, alpaca, chatml, llama3, mistral");
   group->require_option(0, 1);
-  cmd.add_option("--template-name", o.template_name, "Which template of a named list (default: \"default\")");
-  cmd.add_option("--tokenizer", o.tokenizer,
-                 "Tokenizer (folder, tokenizer.json, .model, .gguf): special tokens, masks; with no template "
-                 "option, a folder's own chat template is used");
+  cmd.add_option("--template-name", o.template_name,
+                 "Which template of a named list (default: \"default\")");
+  cmd.add_option(
+      "--tokenizer", o.tokenizer,
+      "Tokenizer (folder, tokenizer.json, .model, .gguf): special tokens, masks; with no template "
+      "option, a folder's own chat template is used");
   cmd.add_option("--bos-token", o.bos_token, "Override bos_token");
   cmd.add_option("--eos-token", o.eos_token, "Override eos_token");
-  cmd.add_option("--var", o.variables, "Extra template variable KEY=JSON (e.g. --var enable_thinking=false)");
-  cmd.add_option("--now", o.now, "strftime_now() clock as seconds since the epoch (UTC), for reproducible output");
+  cmd.add_option("--var", o.variables,
+                 "Extra template variable KEY=JSON (e.g. --var enable_thinking=false)");
+  cmd.add_option("--now", o.now,
+                 "strftime_now() clock as seconds since the epoch (UTC), for reproducible output");
 }
 
 chat::ChatTemplate load_template(const SourceOptions& o, const tokenizer::Tokenizer* tok) {
   chat::ChatTemplate t = [&] {
     if (!o.builtin.empty()) return chat::ChatTemplate::builtin(o.builtin);
-    if (!o.tokenizer_config.empty()) return chat::ChatTemplate::from_file(o.tokenizer_config, o.template_name);
-    if (!o.template_file.empty()) return chat::ChatTemplate::from_file(o.template_file, o.template_name);
+    if (!o.tokenizer_config.empty())
+      return chat::ChatTemplate::from_file(o.tokenizer_config, o.template_name);
+    if (!o.template_file.empty())
+      return chat::ChatTemplate::from_file(o.template_file, o.template_name);
     if (!o.tokenizer.empty() && std::filesystem::is_directory(o.tokenizer)) {
       return chat::ChatTemplate::from_file(o.tokenizer, o.template_name);
     }
     throw Error("give a template: --template FILE, --tokenizer-config FILE or --builtin NAME");
   }();
-  if (!o.tokenizer.empty() && std::filesystem::is_directory(o.tokenizer) && !t.special_tokens().eos()) {
+  if (!o.tokenizer.empty() && std::filesystem::is_directory(o.tokenizer) &&
+      !t.special_tokens().eos()) {
     auto config = std::filesystem::path(o.tokenizer) / "tokenizer_config.json";
     if (std::filesystem::exists(config)) t.special_tokens() = chat::read_special_tokens(config);
   }
@@ -86,11 +96,14 @@ Conversation read_messages(const std::string& path) {
   } else {
     throw Error("expected a JSON array of messages or an object with \"messages\"").in_file(path);
   }
-  if (!c.messages.is_list()) throw Error("\"messages\" must be an array").in_file(path).in_field("messages");
+  if (!c.messages.is_list())
+    throw Error("\"messages\" must be an array").in_file(path).in_field("messages");
   for (size_t i = 0; i < c.messages.items().size(); ++i) {
     const auto& m = c.messages.items()[i];
     if (!m.is_dict() || !m.dict_data().find("role")) {
-      throw Error("each message must be an object with \"role\" and \"content\"").in_file(path).at_record(int64_t(i));
+      throw Error("each message must be an object with \"role\" and \"content\"")
+          .in_file(path)
+          .at_record(int64_t(i));
     }
   }
   return c;
@@ -125,9 +138,11 @@ void setup_render(CLI::App& cmd) {
   auto o = std::make_shared<SourceOptions>();
   auto messages = std::make_shared<std::string>();
   add_source_options(cmd, *o);
-  cmd.add_option("--messages", *messages, "JSON file: [{role, content}, ...] or {\"messages\": [...], \"tools\": [...]}")
+  cmd.add_option("--messages", *messages,
+                 "JSON file: [{role, content}, ...] or {\"messages\": [...], \"tools\": [...]}")
       ->required();
-  cmd.add_flag("--add-generation-prompt", o->add_generation_prompt, "End with the prompt for the assistant's reply");
+  cmd.add_flag("--add-generation-prompt", o->add_generation_prompt,
+               "End with the prompt for the assistant's reply");
   cmd.callback([o, messages] {
     auto tok = maybe_tokenizer(*o);
     chat::ChatTemplate t = load_template(*o, tok.get());
@@ -160,8 +175,9 @@ void show_mask(const chat::MaskedConversation& mc, const tokenizer::Tokenizer& t
       out += learned ? on : off;
       in_mask = learned;
     }
-    std::string piece = s.end > s.begin ? mc.text.substr(s.begin, s.end - s.begin)
-                                        : (tok.is_special(mc.ids[k]) ? tok.token_text(mc.ids[k]) : std::string());
+    std::string piece =
+        s.end > s.begin ? mc.text.substr(s.begin, s.end - s.begin)
+                        : (tok.is_special(mc.ids[k]) ? tok.token_text(mc.ids[k]) : std::string());
     bool special = tok.is_special(mc.ids[k]);
     if (special && !learned) out += special_on;
     out += piece;
@@ -176,14 +192,18 @@ void setup_check(CLI::App& cmd) {
   auto o = std::make_shared<SourceOptions>();
   auto c = std::make_shared<CheckSettings>();
   add_source_options(cmd, *o);
-  cmd.add_option("--messages", c->messages, "Show the learned tokens of this conversation (needs --tokenizer)");
-  cmd.add_option("--color", c->color, "auto, always or never")->check(CLI::IsMember({"auto", "always", "never"}));
-  cmd.add_option("--add-special", c->add_special,
-                 "1: the tokenizer adds BOS/EOS to the rendered text, 0: it does not (default: 0 for HF "
-                 "templates, as apply_chat_template; 1 for tulu/alpaca)");
+  cmd.add_option("--messages", c->messages,
+                 "Show the learned tokens of this conversation (needs --tokenizer)");
+  cmd.add_option("--color", c->color, "auto, always or never")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  cmd.add_option(
+      "--add-special", c->add_special,
+      "1: the tokenizer adds BOS/EOS to the rendered text, 0: it does not (default: 0 for HF "
+      "templates, as apply_chat_template; 1 for tulu/alpaca)");
   cmd.add_flag("--strict", c->strict, "Exit with status 3 when a check warns");
   cmd.footer(
-      "Checks: end-marker (no end-of-turn token after an assistant reply), double-bos, system-dropped, "
+      "Checks: end-marker (no end-of-turn token after an assistant reply), double-bos, "
+      "system-dropped, "
       "generation-prompt (inference prompt differs from the training text), unknown-filter.");
   cmd.callback([o, c] {
     auto tok = maybe_tokenizer(*o);
@@ -193,10 +213,12 @@ void setup_check(CLI::App& cmd) {
     if (c->add_special >= 0) co.add_special = c->add_special == 1;
     auto findings = chat::check_template(t, tok.get(), co);
     size_t warnings = 0;
-    std::printf("template: %s%s\n", t.name().c_str(), tok ? (" with " + tok->describe()).c_str() : "");
+    std::printf("template: %s%s\n", t.name().c_str(),
+                tok ? (" with " + tok->describe()).c_str() : "");
     for (const auto& f : findings) {
       warnings += f.severity == chat::Severity::warning;
-      std::printf("%s [%s] %s\n", f.severity == chat::Severity::warning ? "warning:" : "note:", f.check.c_str(),
+      std::printf("%s [%s] %s\n",
+                  f.severity == chat::Severity::warning ? "warning:" : "note:", f.check.c_str(),
                   f.message.c_str());
     }
     if (findings.empty()) std::printf("no problems found\n");
@@ -224,10 +246,14 @@ void setup_check(CLI::App& cmd) {
 
 void setup(CLI::App& cmd) {
   cmd.require_subcommand(1);
-  setup_render(*cmd.add_subcommand("render", "Render a conversation with a chat template (to stdout)"));
-  setup_check(*cmd.add_subcommand("check", "Check a chat template for fine-tuning pitfalls; show learned tokens"));
+  setup_render(
+      *cmd.add_subcommand("render", "Render a conversation with a chat template (to stdout)"));
+  setup_check(*cmd.add_subcommand(
+      "check", "Check a chat template for fine-tuning pitfalls; show learned tokens"));
 }
 
 }  // namespace
-SEQIT_COMMAND("template", "Chat templates: render conversations, check for pitfalls, show assistant masks", setup);
+SEQIT_COMMAND("template",
+              "Chat templates: render conversations, check for pitfalls, show assistant masks",
+              setup);
 }  // namespace seqit::cli

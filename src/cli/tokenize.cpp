@@ -17,7 +17,8 @@ namespace {
 struct Options {
   std::string tokenizer_path;
   std::string input;  // empty or "-" = stdin
-  bool ids = false, tokens = false, count = false, add_special = false, no_parse_special = false, describe = false;
+  bool ids = false, tokens = false, count = false, add_special = false, no_parse_special = false,
+       describe = false;
 };
 
 std::string read_input(const std::string& path) {
@@ -45,14 +46,17 @@ void run(const Options& o) {
     return;
   }
   std::string text = read_input(o.input);
-  tokenizer::EncodeOptions options{.add_special = o.add_special, .parse_special = !o.no_parse_special};
+  tokenizer::EncodeOptions options{.add_special = o.add_special,
+                                   .parse_special = !o.no_parse_special};
   auto ids = tok->encode(text, options);
   if (o.count) {
     std::printf("%zu\n", ids.size());
   } else if (o.tokens) {
     // One JSON string per line: tokens may hold spaces, newlines or bytes that are not text.
-    for (auto id : ids) std::printf("%s\n", nlohmann::json(tok->token_text(id)).dump(-1, ' ', false,
-                                                                                  nlohmann::json::error_handler_t::replace).c_str());
+    for (auto id : ids)
+      std::printf("%s\n", nlohmann::json(tok->token_text(id))
+                              .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                              .c_str());
   } else {
     std::string line;
     for (size_t k = 0; k < ids.size(); ++k) {
@@ -66,21 +70,27 @@ void run(const Options& o) {
 void setup(CLI::App& cmd) {
   auto o = std::make_shared<Options>();
   cmd.description(
-      "Tokenize a text (FILE, or standard input) with a model's tokenizer and print the token ids (the "
-      "default), the tokens as JSON strings one per line (--tokens), or how many tokens there are (--count).\n"
-      "TOKENIZER is a tokenizer.json (with tokenizer_config.json beside it when present), a SentencePiece "
+      "Tokenize a text (FILE, or standard input) with a model's tokenizer and print the token ids "
+      "(the "
+      "default), the tokens as JSON strings one per line (--tokens), or how many tokens there are "
+      "(--count).\n"
+      "TOKENIZER is a tokenizer.json (with tokenizer_config.json beside it when present), a "
+      "SentencePiece "
       ".model, a llama2.c tokenizer.bin, a GGUF file, or a model folder holding one of them.");
   cmd.add_option("--tokenizer", o->tokenizer_path, "Tokenizer file or model folder")->required();
   cmd.add_option("file", o->input, "Text file to tokenize (default: standard input)");
   auto* ids = cmd.add_flag("--ids", o->ids, "Print token ids separated by spaces (default)");
-  auto* tokens = cmd.add_flag("--tokens", o->tokens, "Print each token as a JSON string, one per line");
+  auto* tokens =
+      cmd.add_flag("--tokens", o->tokens, "Print each token as a JSON string, one per line");
   auto* count = cmd.add_flag("--count", o->count, "Print only the number of tokens");
   ids->excludes(tokens)->excludes(count);
   tokens->excludes(count);
-  cmd.add_flag("--add-special", o->add_special, "Add the tokens the tokenizer adds around a text (e.g. BOS)");
+  cmd.add_flag("--add-special", o->add_special,
+               "Add the tokens the tokenizer adds around a text (e.g. BOS)");
   cmd.add_flag("--no-parse-special", o->no_parse_special,
                "Tokenize special-token text such as \"<|eot_id|>\" as plain text");
-  cmd.add_flag("--describe", o->describe, "Print the tokenizer's format, vocabulary size and BOS/EOS, then exit");
+  cmd.add_flag("--describe", o->describe,
+               "Print the tokenizer's format, vocabulary size and BOS/EOS, then exit");
   cmd.callback([o] { run(*o); });
 }
 

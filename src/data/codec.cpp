@@ -14,13 +14,20 @@ namespace {
 
 std::string type_name(const Json& v) {
   switch (v.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::boolean: return "a boolean";
-    case Json::value_t::string: return "a string";
-    case Json::value_t::array: return "an array";
-    case Json::value_t::object: return "an object";
-    case Json::value_t::number_float: return "a number";
-    default: return "an integer";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::boolean:
+      return "a boolean";
+    case Json::value_t::string:
+      return "a string";
+    case Json::value_t::array:
+      return "an array";
+    case Json::value_t::object:
+      return "an object";
+    case Json::value_t::number_float:
+      return "a number";
+    default:
+      return "an integer";
   }
 }
 
@@ -119,14 +126,15 @@ void require_plain_messages(const Conversation& c, Schema schema) {
   }
 }
 
-// ---- roles ---------------------------------------------------------------------------------------
+// ---- roles
+// ---------------------------------------------------------------------------------------
 
 // ShareGPT speaker names: the common spellings become seqit's roles; anything else (e.g.
 // "function_call", "observation") is kept verbatim.
 std::string role_from_sharegpt(const std::string& from) {
   if (from == "human" || from == "user") return std::string(kRoleUser);
-  if (from == "gpt" || from == "assistant" || from == "chatgpt" || from == "bard" || from == "bing" ||
-      from == "model") {
+  if (from == "gpt" || from == "assistant" || from == "chatgpt" || from == "bard" ||
+      from == "bing" || from == "model") {
     return std::string(kRoleAssistant);
   }
   return from;
@@ -140,8 +148,9 @@ std::string role_to_sharegpt(const std::string& role) {
 
 // Reads an array of message objects with string fields `role_key` and `content_key`; the other
 // fields of each message go to its meta.
-std::vector<Message> take_messages(Json& object, const std::string& key, const std::string& role_key,
-                                   const std::string& content_key, bool sharegpt_roles) {
+std::vector<Message> take_messages(Json& object, const std::string& key,
+                                   const std::string& role_key, const std::string& content_key,
+                                   bool sharegpt_roles) {
   auto it = object.find(key);
   if (it == object.end()) throw Error(fmt::format("missing field '{}'", key)).in_field(key);
   if (!it->is_array()) throw_wrong_type(key, "an array of messages", *it);
@@ -184,7 +193,8 @@ Json encode_messages(const std::vector<Message>& messages, const std::string& ro
     const Json& extra = m.meta.object();
     for (auto it = extra.begin(); it != extra.end(); ++it) {
       if (obj.contains(it.key())) {
-        throw Error(fmt::format("message meta field '{}' has the name of a message field", it.key()))
+        throw Error(
+            fmt::format("message meta field '{}' has the name of a message field", it.key()))
             .in_field(fmt::format("messages[{}].meta", k));
       }
       obj[it.key()] = *it;
@@ -194,13 +204,15 @@ Json encode_messages(const std::vector<Message>& messages, const std::string& ro
   return out;
 }
 
-// ---- schemas -------------------------------------------------------------------------------------
+// ---- schemas
+// -------------------------------------------------------------------------------------
 
 Record decode_seqit(Json&& object) {
   bool conversation = object.contains("messages");
   static const std::initializer_list<std::string_view> kInstructionKeys = {
       "id", "system", "instruction", "input", "output", "meta"};
-  static const std::initializer_list<std::string_view> kConversationKeys = {"id", "messages", "meta"};
+  static const std::initializer_list<std::string_view> kConversationKeys = {"id", "messages",
+                                                                            "meta"};
   const auto& allowed = conversation ? kConversationKeys : kInstructionKeys;
   for (auto it = object.begin(); it != object.end(); ++it) {
     if (std::find(allowed.begin(), allowed.end(), it.key()) == allowed.end()) {
@@ -411,7 +423,8 @@ Json encode_seqeval(const Record& record) {
   require_no_system(r, Schema::seqeval);
   if (!r.output.empty()) throw Error("seqeval records have no output field").in_field("output");
   if (!r.meta.get_integer("iteration")) {
-    throw Error("seqeval records need an integer 'iteration' (kept in meta)").in_field("meta.iteration");
+    throw Error("seqeval records need an integer 'iteration' (kept in meta)")
+        .in_field("meta.iteration");
   }
   Meta meta = meta_with_input(r);
   Json out = start_object(r.id, meta);
@@ -470,7 +483,8 @@ Record decode_sifo(Json&& object) {
   for (int k = 1;; ++k) {
     std::string instruction_key = fmt::format("instruction_{}", k);
     std::string answer_key = fmt::format("answer_{}", k);
-    bool has_instruction = object.contains(instruction_key), has_answer = object.contains(answer_key);
+    bool has_instruction = object.contains(instruction_key),
+         has_answer = object.contains(answer_key);
     if (!has_instruction && !has_answer) break;
     std::string instruction = *take_string(object, instruction_key, true);
     std::string answer = *take_string(object, answer_key, true);
@@ -481,8 +495,8 @@ Record decode_sifo(Json&& object) {
   if (pairs == 0) throw Error("missing field 'instruction_1'").in_field("instruction_1");
   for (auto it = object.begin(); it != object.end(); ++it) {
     if (it.key().starts_with("instruction_") || it.key().starts_with("answer_")) {
-      throw Error(fmt::format("field '{}' does not follow instruction_{} / answer_{}", it.key(), pairs,
-                              pairs))
+      throw Error(fmt::format("field '{}' does not follow instruction_{} / answer_{}", it.key(),
+                              pairs, pairs))
           .in_field(it.key());
     }
   }
@@ -495,7 +509,8 @@ Json encode_sifo(const Record& record) {
   require_plain_messages(c, Schema::sifo);
   Json out = start_object(c.id, c.meta);
   size_t k = 0;
-  if (k < c.messages.size() && c.messages[k].role == kRoleSystem) out["context"] = c.messages[k++].content;
+  if (k < c.messages.size() && c.messages[k].role == kRoleSystem)
+    out["context"] = c.messages[k++].content;
   int pair = 0;
   for (; k < c.messages.size(); k += 2) {
     ++pair;
@@ -516,10 +531,11 @@ Json encode_sifo(const Record& record) {
   return out;
 }
 
-// ---- FlanCoT TSV ---------------------------------------------------------------------------------
-// FLAN reads these files one line per example, splits on tabs and turns the two characters "\n"
-// into a newline in the question and the rationale (flan/v2 preprocessors.simple_cot_tsv). There is
-// no quoting. The rationale and answer become one output with FLAN's own CoT target template
+// ---- FlanCoT TSV
+// --------------------------------------------------------------------------------- FLAN reads
+// these files one line per example, splits on tabs and turns the two characters "\n" into a newline
+// in the question and the rationale (flan/v2 preprocessors.simple_cot_tsv). There is no quoting.
+// The rationale and answer become one output with FLAN's own CoT target template
 // "{rationale} So the answer is {answer}." so that the record trains like FLAN's CoT data.
 constexpr std::string_view kAnswerMarker = "So the answer is ";
 
@@ -600,30 +616,48 @@ Record decode(Schema schema, Json&& record) {
     throw Error(fmt::format("expected a JSON object, found {}", type_name(record)));
   }
   switch (schema) {
-    case Schema::seqit: return decode_seqit(std::move(record));
-    case Schema::alpaca: return decode_alpaca(std::move(record));
-    case Schema::sharegpt: return decode_sharegpt(std::move(record));
-    case Schema::openai: return decode_openai(std::move(record));
-    case Schema::flancot: return decode_flancot(std::move(record));
-    case Schema::lima: return decode_lima(std::move(record));
-    case Schema::seqeval: return decode_seqeval(std::move(record));
-    case Schema::sifo: return decode_sifo(std::move(record));
-    case Schema::gsm8k: return decode_gsm8k(std::move(record));
+    case Schema::seqit:
+      return decode_seqit(std::move(record));
+    case Schema::alpaca:
+      return decode_alpaca(std::move(record));
+    case Schema::sharegpt:
+      return decode_sharegpt(std::move(record));
+    case Schema::openai:
+      return decode_openai(std::move(record));
+    case Schema::flancot:
+      return decode_flancot(std::move(record));
+    case Schema::lima:
+      return decode_lima(std::move(record));
+    case Schema::seqeval:
+      return decode_seqeval(std::move(record));
+    case Schema::sifo:
+      return decode_sifo(std::move(record));
+    case Schema::gsm8k:
+      return decode_gsm8k(std::move(record));
   }
   throw Error("unknown schema");
 }
 
 Json encode(Schema schema, const Record& record) {
   switch (schema) {
-    case Schema::seqit: return encode_seqit(record);
-    case Schema::alpaca: return encode_alpaca(record);
-    case Schema::sharegpt: return encode_sharegpt(record);
-    case Schema::openai: return encode_openai(record);
-    case Schema::flancot: return encode_flancot(record);
-    case Schema::lima: return encode_lima(record);
-    case Schema::seqeval: return encode_seqeval(record);
-    case Schema::sifo: return encode_sifo(record);
-    case Schema::gsm8k: return encode_gsm8k(record);
+    case Schema::seqit:
+      return encode_seqit(record);
+    case Schema::alpaca:
+      return encode_alpaca(record);
+    case Schema::sharegpt:
+      return encode_sharegpt(record);
+    case Schema::openai:
+      return encode_openai(record);
+    case Schema::flancot:
+      return encode_flancot(record);
+    case Schema::lima:
+      return encode_lima(record);
+    case Schema::seqeval:
+      return encode_seqeval(record);
+    case Schema::sifo:
+      return encode_sifo(record);
+    case Schema::gsm8k:
+      return encode_gsm8k(record);
   }
   throw Error("unknown schema");
 }
@@ -637,13 +671,14 @@ Record decode_flancot_tsv(std::string_view line) {
   size_t start = 0;
   for (;;) {
     size_t tab = line.find('\t', start);
-    fields.push_back(line.substr(start, tab == std::string_view::npos ? std::string_view::npos : tab - start));
+    fields.push_back(
+        line.substr(start, tab == std::string_view::npos ? std::string_view::npos : tab - start));
     if (tab == std::string_view::npos) break;
     start = tab + 1;
   }
   if (fields.size() != 3) {
-    throw Error(fmt::format("expected 3 tab-separated fields (question, answer, rationale), found {}",
-                            fields.size()));
+    throw Error(fmt::format(
+        "expected 3 tab-separated fields (question, answer, rationale), found {}", fields.size()));
   }
   Instruction r;
   r.instruction = unescape_newlines(fields[0]);
@@ -672,13 +707,14 @@ std::string encode_flancot_tsv(const Record& record) {
         .in_field("output");
   }
   std::string rationale = marker == 0 ? std::string() : out.substr(0, marker - 1);
-  std::string answer = out.substr(marker + kAnswerMarker.size(),
-                                  out.size() - 1 - (marker + kAnswerMarker.size()));
+  std::string answer =
+      out.substr(marker + kAnswerMarker.size(), out.size() - 1 - (marker + kAnswerMarker.size()));
   return escape_for_tsv(user_prompt(r), "instruction", true) + "\t" +
          escape_for_tsv(answer, "output", false) + "\t" + escape_for_tsv(rationale, "output", true);
 }
 
-// ---- Python-compatible JSON text -----------------------------------------------------------------
+// ---- Python-compatible JSON text
+// -----------------------------------------------------------------
 
 namespace {
 void dump_string(const std::string& s, bool ascii, std::string& out) {
@@ -696,7 +732,9 @@ void newline_indent(const WriteOptions& style, int level, std::string& out) {
 
 void dump(const Json& value, const WriteOptions& style, int level, std::string& out) {
   switch (value.type()) {
-    case Json::value_t::string: dump_string(value.get_ref<const std::string&>(), style.ascii, out); return;
+    case Json::value_t::string:
+      dump_string(value.get_ref<const std::string&>(), style.ascii, out);
+      return;
     case Json::value_t::array:
     case Json::value_t::object: {
       bool is_object = value.is_object();
@@ -720,24 +758,34 @@ void dump(const Json& value, const WriteOptions& style, int level, std::string& 
       out.push_back(is_object ? '}' : ']');
       return;
     }
-    default: out += value.dump(); return;  // null, booleans and numbers read the same in Python
+    default:
+      out += value.dump();
+      return;  // null, booleans and numbers read the same in Python
   }
 }
 
 std::string expected_fields(Schema schema, Container container) {
   switch (schema) {
     case Schema::seqit:
-      return "{id, system, instruction, input, output, meta} or {id, messages: [{role, content}], meta}";
-    case Schema::alpaca: return "{instruction, input?, output?, system_prompt?}";
-    case Schema::sharegpt: return "{conversations: [{from, value}, ...]}";
-    case Schema::openai: return "{messages: [{role, content}, ...]}";
+      return "{id, system, instruction, input, output, meta} or {id, messages: [{role, content}], "
+             "meta}";
+    case Schema::alpaca:
+      return "{instruction, input?, output?, system_prompt?}";
+    case Schema::sharegpt:
+      return "{conversations: [{from, value}, ...]}";
+    case Schema::openai:
+      return "{messages: [{role, content}, ...]}";
     case Schema::flancot:
       return container == Container::tsv ? "question<TAB>answer<TAB>rationale"
                                          : "{question, response, system_prompt?}";
-    case Schema::lima: return "{conversations: [\"user turn\", \"assistant turn\", ...]}";
-    case Schema::seqeval: return "{instruction, iteration}";
-    case Schema::sifo: return "{id, context?, instruction_1, answer_1, ...}";
-    case Schema::gsm8k: return "{question, answer}";
+    case Schema::lima:
+      return "{conversations: [\"user turn\", \"assistant turn\", ...]}";
+    case Schema::seqeval:
+      return "{instruction, iteration}";
+    case Schema::sifo:
+      return "{id, context?, instruction_1, answer_1, ...}";
+    case Schema::gsm8k:
+      return "{question, answer}";
   }
   return "";
 }

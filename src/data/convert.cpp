@@ -38,8 +38,9 @@ ConvertReport convert_file(const std::filesystem::path& in, const std::filesyste
   // Keep the first few of both kinds in input order.
   report.bad.count += unwritable.count;
   for (auto& e : unwritable.first) report.bad.first.push_back(std::move(e));
-  std::stable_sort(report.bad.first.begin(), report.bad.first.end(),
-                   [](const Error& a, const Error& b) { return a.context().record < b.context().record; });
+  std::stable_sort(
+      report.bad.first.begin(), report.bad.first.end(),
+      [](const Error& a, const Error& b) { return a.context().record < b.context().record; });
   if (report.bad.first.size() > report.bad.keep) {
     report.bad.first.erase(report.bad.first.begin() + static_cast<ptrdiff_t>(report.bad.keep),
                            report.bad.first.end());

@@ -13,17 +13,18 @@ namespace seqit::data {
 
 struct ConvertOptions {
   ReadOptions read;  // --from, --on-error (the policy covers records that cannot be written, too)
-  FormatRequest to{Schema::seqit, std::nullopt};  // --to; container from the output's extension if unset
+  FormatRequest to{Schema::seqit,
+                   std::nullopt};  // --to; container from the output's extension if unset
   WriteOptions write;
 };
 
 struct ConvertReport {
   Format from, to;
-  int64_t read = 0;         // records read successfully
-  int64_t written = 0;      // records written
-  int64_t unreadable = 0;   // bad input records (skipped)
-  int64_t unwritable = 0;   // good records the output format cannot hold (skipped)
-  BadRecords bad;           // both kinds: the total count and the first few, in input order
+  int64_t read = 0;        // records read successfully
+  int64_t written = 0;     // records written
+  int64_t unreadable = 0;  // bad input records (skipped)
+  int64_t unwritable = 0;  // good records the output format cannot hold (skipped)
+  BadRecords bad;          // both kinds: the total count and the first few, in input order
 };
 
 // Reads `in`, writes `out` atomically: `out` appears complete or not at all, and an existing `out`

@@ -19,9 +19,11 @@ struct SchemaInfo {
 constexpr std::array<SchemaInfo, 9> kSchemas = {{
     {Schema::seqit, "seqit",
      "{id, system, instruction, input, output, meta} or {id, messages: [{role, content}], meta}"},
-    {Schema::alpaca, "alpaca", "{instruction, input?, output?, system_prompt?} (Chain-of-Instructions too)"},
+    {Schema::alpaca, "alpaca",
+     "{instruction, input?, output?, system_prompt?} (Chain-of-Instructions too)"},
     {Schema::sharegpt, "sharegpt", "{conversations: [{from: system|human|gpt, value}]}"},
-    {Schema::openai, "openai", "{messages: [{role: system|user|assistant, content}]} (alias tulu, messages)"},
+    {Schema::openai, "openai",
+     "{messages: [{role: system|user|assistant, content}]} (alias tulu, messages)"},
     {Schema::flancot, "flancot",
      "JSONL {question, response, system_prompt?}; TSV question<TAB>answer<TAB>rationale"},
     {Schema::lima, "lima", "{conversations: [\"user turn\", \"assistant turn\", ...]}"},
@@ -38,13 +40,18 @@ const SchemaInfo& info(Schema schema) {
 }
 }  // namespace
 
-std::string_view schema_name(Schema schema) { return info(schema).name; }
+std::string_view schema_name(Schema schema) {
+  return info(schema).name;
+}
 
 std::string_view container_name(Container container) {
   switch (container) {
-    case Container::jsonl: return "jsonl";
-    case Container::json: return "json";
-    case Container::tsv: return "tsv";
+    case Container::jsonl:
+      return "jsonl";
+    case Container::json:
+      return "json";
+    case Container::tsv:
+      return "tsv";
   }
   return "jsonl";
 }
@@ -76,9 +83,10 @@ FormatRequest parse_format_request(std::string_view name) {
   if (base == "tulu" || base == "messages") schema = Schema::openai;
   if (base == "coi" || base == "chain-of-instructions") schema = Schema::alpaca;
   if (!schema || (container && !schema_supports(*schema, *container))) {
-    throw Error(fmt::format("unknown format '{}'; known formats (add -json, -jsonl or, for flancot, "
-                            "-tsv to choose the container):\n{}",
-                            name, formats_help()));
+    throw Error(
+        fmt::format("unknown format '{}'; known formats (add -json, -jsonl or, for flancot, "
+                    "-tsv to choose the container):\n{}",
+                    name, formats_help()));
   }
   return {*schema, container};
 }

@@ -51,7 +51,8 @@ std::optional<Container> sniff_container(const fs::path& path) {
   in.read(head.data(), static_cast<std::streamsize>(head.size()));
   head.resize(static_cast<size_t>(in.gcount()));
   size_t i = head.starts_with("\xEF\xBB\xBF") ? 3 : 0;
-  while (i < head.size() && (head[i] == ' ' || head[i] == '\n' || head[i] == '\r' || head[i] == '\t')) {
+  while (i < head.size() &&
+         (head[i] == ' ' || head[i] == '\n' || head[i] == '\r' || head[i] == '\t')) {
     ++i;
   }
   if (i == head.size()) return std::nullopt;
@@ -60,7 +61,8 @@ std::optional<Container> sniff_container(const fs::path& path) {
   std::string_view first_line = std::string_view(head).substr(0, head.find('\n'));
   if (first_line.find('\t') != std::string_view::npos) return Container::tsv;
   throw Error(
-      "cannot tell the format: the file starts with neither '[' (a JSON array) nor '{' (JSON lines), "
+      "cannot tell the format: the file starts with neither '[' (a JSON array) nor '{' (JSON "
+      "lines), "
       "and its first line has no tab (FlanCoT TSV)")
       .in_file(path.string())
       .at_line(1, 1);
@@ -83,9 +85,10 @@ class RecordStream {
     }
     if (options_.from) {
       schema_ = options_.from->schema;
-      if (!container) container = options_.from->schema == Schema::flancot && path_.extension() == ".tsv"
-                                      ? Container::tsv
-                                      : Container::jsonl;
+      if (!container)
+        container = options_.from->schema == Schema::flancot && path_.extension() == ".tsv"
+                        ? Container::tsv
+                        : Container::jsonl;
       if (!schema_supports(*schema_, *container)) {
         throw Error(fmt::format("{} records cannot be read from a {} file", schema_name(*schema_),
                                 container_name(*container)))
@@ -111,9 +114,15 @@ class RecordStream {
     }
     try {
       switch (container_) {
-        case Container::jsonl: read_jsonl(); break;
-        case Container::json: read_json_array(); break;
-        case Container::tsv: read_tsv(); break;
+        case Container::jsonl:
+          read_jsonl();
+          break;
+        case Container::json:
+          read_json_array();
+          break;
+        case Container::tsv:
+          read_tsv();
+          break;
       }
     } catch (const StopAfterDetection&) {
     }
@@ -155,8 +164,9 @@ class RecordStream {
         } else {
           what = fmt::format("a JSON {} instead of an object", object.type_name());
         }
-        throw Error(fmt::format("unknown format: found {}; expected one of these (or give --from):\n{}",
-                                what, formats_help()))
+        throw Error(
+            fmt::format("unknown format: found {}; expected one of these (or give --from):\n{}",
+                        what, formats_help()))
             .add_context(where);
       }
       if (!schema_supports(*guess, container_)) {
@@ -178,8 +188,9 @@ class RecordStream {
         message += fmt::format(
             " (this record looks like {} instead: mixed formats? {}; --from chooses one)",
             schema_name(*looks_like),
-            detected_from_ >= 0 ? fmt::format("the format was detected from record {}", detected_from_)
-                                : std::string("the format was given with --from"));
+            detected_from_ >= 0
+                ? fmt::format("the format was detected from record {}", detected_from_)
+                : std::string("the format was given with --from"));
       }
       Error error(message, e.context());
       error.add_context(where);
@@ -199,7 +210,8 @@ class RecordStream {
         handle_bad(e);  // a line that is not JSON; the reader goes on with the next line
         continue;
       }
-      process(std::move(object), ErrorContext{path_.string(), reader.line(), 0, reader.record(), ""});
+      process(std::move(object),
+              ErrorContext{path_.string(), reader.line(), 0, reader.record(), ""});
     }
   }
 
@@ -213,7 +225,8 @@ class RecordStream {
   // trailing carriage return (CRLF files) is dropped.
   void read_tsv() {
     std::ifstream in(path_, std::ios::binary);
-    if (!in) throw Error(fmt::format("cannot open: {}", std::strerror(errno))).in_file(path_.string());
+    if (!in)
+      throw Error(fmt::format("cannot open: {}", std::strerror(errno))).in_file(path_.string());
     std::string line;
     int64_t line_number = 0, record = -1;
     while (std::getline(in, line)) {
@@ -228,7 +241,8 @@ class RecordStream {
         decoded = codec::decode_flancot_tsv(line);
       } catch (const Error& e) {
         std::string message = fmt::format("{}; {}", e.message(), expected());
-        if (!ended_with_newline) message += " (the last line has no newline: the file may be truncated)";
+        if (!ended_with_newline)
+          message += " (the last line has no newline: the file may be truncated)";
         Error error(message, e.context());
         error.add_context(where);
         handle_bad(std::move(error));
@@ -252,13 +266,15 @@ class RecordStream {
 
 }  // namespace
 
-ReadReport read_records(const fs::path& path, const ReadOptions& options, const RecordVisitor& visit) {
+ReadReport read_records(const fs::path& path, const ReadOptions& options,
+                        const RecordVisitor& visit) {
   return RecordStream(path, options, visit, false).run();
 }
 
 std::vector<Record> read_all(const fs::path& path, const ReadOptions& options) {
   std::vector<Record> records;
-  read_records(path, options, [&](Record&& r, const ErrorContext&) { records.push_back(std::move(r)); });
+  read_records(path, options,
+               [&](Record&& r, const ErrorContext&) { records.push_back(std::move(r)); });
   return records;
 }
 

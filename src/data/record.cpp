@@ -19,8 +19,9 @@ const ordered_json& empty_object() {
 Meta::Meta() = default;
 Meta::~Meta() = default;
 Meta::Meta(const Meta& other)
-    : object_(other.object_ && !other.object_->empty() ? std::make_unique<ordered_json>(*other.object_)
-                                                        : nullptr) {}
+    : object_(other.object_ && !other.object_->empty()
+                  ? std::make_unique<ordered_json>(*other.object_)
+                  : nullptr) {}
 Meta& Meta::operator=(const Meta& other) {
   if (this != &other) *this = Meta(other);
   return *this;
@@ -28,8 +29,12 @@ Meta& Meta::operator=(const Meta& other) {
 Meta::Meta(Meta&& other) noexcept = default;
 Meta& Meta::operator=(Meta&& other) noexcept = default;
 
-bool Meta::empty() const { return !object_ || object_->empty(); }
-size_t Meta::size() const { return object_ ? object_->size() : 0; }
+bool Meta::empty() const {
+  return !object_ || object_->empty();
+}
+size_t Meta::size() const {
+  return object_ ? object_->size() : 0;
+}
 
 bool Meta::contains(std::string_view key) const {
   return object_ && object_->is_object() && object_->contains(key);
@@ -56,8 +61,12 @@ std::optional<int64_t> Meta::get_integer(std::string_view key) const {
   return std::nullopt;
 }
 
-void Meta::set_string(const std::string& key, std::string value) { object()[key] = std::move(value); }
-void Meta::set_integer(const std::string& key, int64_t value) { object()[key] = value; }
+void Meta::set_string(const std::string& key, std::string value) {
+  object()[key] = std::move(value);
+}
+void Meta::set_integer(const std::string& key, int64_t value) {
+  object()[key] = value;
+}
 
 bool Meta::erase(std::string_view key) {
   if (!contains(key)) return false;
@@ -69,7 +78,9 @@ std::string Meta::dump() const {
   return object().dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
 
-const ordered_json& Meta::object() const { return object_ ? *object_ : empty_object(); }
+const ordered_json& Meta::object() const {
+  return object_ ? *object_ : empty_object();
+}
 
 ordered_json& Meta::object() {
   if (!object_) object_ = std::make_unique<ordered_json>(ordered_json::object());
@@ -129,19 +140,21 @@ std::optional<std::string> why_not_instruction(const Conversation& conversation)
   size_t i = 0;
   if (i < m.size() && m[i].role == kRoleSystem) ++i;
   if (i >= m.size() || m[i].role != kRoleUser) {
-    return fmt::format("message {} must be the user turn (found {}); an instruction is an optional "
-                       "system message, one user message and an optional assistant message",
-                       i, i < m.size() ? "role '" + m[i].role + "'" : "no message");
+    return fmt::format(
+        "message {} must be the user turn (found {}); an instruction is an optional "
+        "system message, one user message and an optional assistant message",
+        i, i < m.size() ? "role '" + m[i].role + "'" : "no message");
   }
   ++i;
   if (i < m.size() && m[i].role == kRoleAssistant) ++i;
   if (i < m.size()) {
     size_t user_turns = 0;
     for (const auto& msg : m) user_turns += msg.role == kRoleUser;
-    return fmt::format("the conversation has {} messages ({} user turns); only a single-turn "
-                       "conversation (optional system, one user, optional assistant) maps to an "
-                       "instruction",
-                       m.size(), user_turns);
+    return fmt::format(
+        "the conversation has {} messages ({} user turns); only a single-turn "
+        "conversation (optional system, one user, optional assistant) maps to an "
+        "instruction",
+        m.size(), user_turns);
   }
   for (size_t k = 0; k < m.size(); ++k) {
     if (!m[k].meta.empty()) {
@@ -154,8 +167,8 @@ std::optional<std::string> why_not_instruction(const Conversation& conversation)
 
 std::pair<std::string, std::string> split_user_prompt(std::string prompt, Meta& meta) {
   std::optional<std::string> input = meta.get_string(kInputMetaKey);
-  if (input && !input->empty() && prompt.size() > input->size() &&
-      prompt.ends_with(*input) && prompt[prompt.size() - input->size() - 1] == ' ') {
+  if (input && !input->empty() && prompt.size() > input->size() && prompt.ends_with(*input) &&
+      prompt[prompt.size() - input->size() - 1] == ' ') {
     prompt.resize(prompt.size() - input->size() - 1);
     meta.erase(kInputMetaKey);
     return {std::move(prompt), std::move(*input)};

@@ -89,10 +89,11 @@ using Record = std::variant<Instruction, Conversation>;
 const std::string& record_id(const Record& record);
 const Meta& record_meta(const Record& record);
 
-// ---- Conversion rules ----------------------------------------------------------------------------
-// The meta key that remembers how a user turn splits into instruction and input, so that
-// Instruction -> Conversation -> Instruction (or -> a format without an input field -> back) gives
-// the same record. See user_prompt().
+// ---- Conversion rules
+// ---------------------------------------------------------------------------- The meta key that
+// remembers how a user turn splits into instruction and input, so that Instruction -> Conversation
+// -> Instruction (or -> a format without an input field -> back) gives the same record. See
+// user_prompt().
 inline constexpr std::string_view kInputMetaKey = "input";
 
 // The text of the user turn an Instruction becomes: `instruction`, followed by one space and

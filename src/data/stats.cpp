@@ -35,7 +35,9 @@ LengthSummary summarize_lengths(std::vector<int64_t> values) {
   return s;
 }
 
-int64_t count_chars(std::string_view text) { return static_cast<int64_t>(utf8::count_code_points(text)); }
+int64_t count_chars(std::string_view text) {
+  return static_cast<int64_t>(utf8::count_code_points(text));
+}
 
 namespace {
 bool is_python_space(char32_t cp) {
@@ -113,7 +115,8 @@ DatasetStats compute_stats(const std::filesystem::path& path, const StatsOptions
       if (!r->output.empty()) responses.push_back(r->output);
       user_turns = 1;
       record_key = "I";
-      for (const std::string* f : {&r->system, &r->instruction, &r->input, &r->output}) put(record_key, *f);
+      for (const std::string* f : {&r->system, &r->instruction, &r->input, &r->output})
+        put(record_key, *f);
       prompt_key = "P";
       put(prompt_key, r->system);
       put(prompt_key, joined_prompt);
@@ -185,8 +188,8 @@ nlohmann::ordered_json summary_json(const LengthSummary& s) {
 }
 
 std::string summary_row(std::string_view name, const LengthSummary& s) {
-  return fmt::format("  {:<16} {:>8} {:>10.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8}\n", name, s.min, s.mean,
-                     s.median, s.p90, s.p99, s.max);
+  return fmt::format("  {:<16} {:>8} {:>10.1f} {:>8.1f} {:>8.1f} {:>8.1f} {:>8}\n", name, s.min,
+                     s.mean, s.median, s.p90, s.p99, s.max);
 }
 }  // namespace
 
@@ -234,8 +237,10 @@ std::string stats_to_text(const DatasetStats& s) {
   out += fmt::format("empty input        {} ({:.1f}%)\n", s.empty_input, pct(s.empty_input));
   out += fmt::format("empty prompt       {} ({:.1f}%)\n", s.empty_prompt, pct(s.empty_prompt));
   out += fmt::format("empty response     {} ({:.1f}%)\n", s.empty_response, pct(s.empty_response));
-  out += fmt::format("exact duplicates   {} ({:.1f}%)\n", s.exact_duplicates, pct(s.exact_duplicates));
-  out += fmt::format("duplicate prompts  {} ({:.1f}%)\n", s.duplicate_prompts, pct(s.duplicate_prompts));
+  out +=
+      fmt::format("exact duplicates   {} ({:.1f}%)\n", s.exact_duplicates, pct(s.exact_duplicates));
+  out += fmt::format("duplicate prompts  {} ({:.1f}%)\n", s.duplicate_prompts,
+                     pct(s.duplicate_prompts));
   out += fmt::format("\n  {:<16} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8}\n", "length", "min", "mean",
                      "median", "p90", "p99", "max");
   out += summary_row("prompt chars", s.prompt_chars);

@@ -32,12 +32,12 @@ struct DatasetStats {
   Format format;
   int64_t records = 0;
   int64_t instructions = 0, conversations = 0;  // records of each kind
-  int64_t messages = 0;                         // turns, counting an Instruction as its conversation
-  int64_t multi_turn = 0;                       // records with more than one user turn
-  int64_t empty_input = 0;      // Instruction records whose `input` is empty (Alpaca's notion)
-  int64_t empty_prompt = 0;     // records whose user text is empty
-  int64_t empty_response = 0;   // records with no or only empty assistant text
-  int64_t exact_duplicates = 0; // records equal to an earlier one in everything but id and meta
+  int64_t messages = 0;           // turns, counting an Instruction as its conversation
+  int64_t multi_turn = 0;         // records with more than one user turn
+  int64_t empty_input = 0;        // Instruction records whose `input` is empty (Alpaca's notion)
+  int64_t empty_prompt = 0;       // records whose user text is empty
+  int64_t empty_response = 0;     // records with no or only empty assistant text
+  int64_t exact_duplicates = 0;   // records equal to an earlier one in everything but id and meta
   int64_t duplicate_prompts = 0;  // records whose system + user text equals an earlier record's
   // Prompt = the user text (an Instruction's instruction + " " + input; a conversation's user turns
   // summed); response = the assistant text (output; assistant turns summed).

@@ -36,7 +36,9 @@ std::string encode_record(const Record& record, Format format, const WriteOption
 }
 
 RecordFileWriter::RecordFileWriter(fs::path path, Format format, WriteOptions options)
-    : file_(std::make_unique<AtomicFileWriter>(std::move(path))), format_(format), options_(options) {
+    : file_(std::make_unique<AtomicFileWriter>(std::move(path))),
+      format_(format),
+      options_(options) {
   if (!schema_supports(format.schema, format.container)) {
     throw Error(fmt::format("{} records cannot be written as {}", schema_name(format.schema),
                             container_name(format.container)))
@@ -58,7 +60,8 @@ void RecordFileWriter::write_encoded(std::string_view text) {
   std::string chunk;
   if (array) {
     chunk = records_ == 0 ? "[" : (options_.indent >= 0 ? "," : ", ");
-    if (options_.indent >= 0) chunk += "\n" + std::string(static_cast<size_t>(options_.indent), ' ');
+    if (options_.indent >= 0)
+      chunk += "\n" + std::string(static_cast<size_t>(options_.indent), ' ');
   } else if (records_ > 0) {
     chunk = "\n";
   }
@@ -69,8 +72,10 @@ void RecordFileWriter::write_encoded(std::string_view text) {
 
 void RecordFileWriter::commit() {
   std::string tail;
-  if (format_.container == Container::json) tail = records_ == 0 ? "[]" : (options_.indent >= 0 ? "\n]" : "]");
-  if (options_.final_newline && (format_.container == Container::json || records_ > 0)) tail += "\n";
+  if (format_.container == Container::json)
+    tail = records_ == 0 ? "[]" : (options_.indent >= 0 ? "\n]" : "]");
+  if (options_.final_newline && (format_.container == Container::json || records_ > 0))
+    tail += "\n";
   file_->write(tail);
   file_->commit();
 }
@@ -86,17 +91,29 @@ RecordAppender::RecordAppender(fs::path path, Format format, WriteOptions option
 
 RecordAppender::~RecordAppender() = default;
 
-bool RecordAppender::contains(const std::string& id) const { return out_->has_id(id); }
-int64_t RecordAppender::resumed_records() const { return out_->resumed_records(); }
-int64_t RecordAppender::dropped_bytes() const { return out_->dropped_bytes(); }
-int64_t RecordAppender::records() const { return out_->records(); }
-void RecordAppender::sync() { out_->sync(); }
+bool RecordAppender::contains(const std::string& id) const {
+  return out_->has_id(id);
+}
+int64_t RecordAppender::resumed_records() const {
+  return out_->resumed_records();
+}
+int64_t RecordAppender::dropped_bytes() const {
+  return out_->dropped_bytes();
+}
+int64_t RecordAppender::records() const {
+  return out_->records();
+}
+void RecordAppender::sync() {
+  out_->sync();
+}
 
 void RecordAppender::append(const Record& record) {
   const std::string& id = record_id(record);
-  if (id.empty()) throw Error("a resumable output needs records with ids").in_file(out_->path().string());
+  if (id.empty())
+    throw Error("a resumable output needs records with ids").in_file(out_->path().string());
   if (out_->has_id(id)) {
-    throw Error(fmt::format("record '{}' is already in the output", id)).in_file(out_->path().string());
+    throw Error(fmt::format("record '{}' is already in the output", id))
+        .in_file(out_->path().string());
   }
   out_->append_line(encode_at_level(record, format_, options_, 0), id);
 }

@@ -12,12 +12,18 @@ using tensor::Tensor;
 
 std::string_view finish_reason_name(FinishReason reason) {
   switch (reason) {
-    case FinishReason::none: return "none";
-    case FinishReason::length: return "length";
-    case FinishReason::stop_token: return "stop";
-    case FinishReason::stop_string: return "stop";
-    case FinishReason::context_full: return "length";
-    case FinishReason::cancelled: return "cancelled";
+    case FinishReason::none:
+      return "none";
+    case FinishReason::length:
+      return "length";
+    case FinishReason::stop_token:
+      return "stop";
+    case FinishReason::stop_string:
+      return "stop";
+    case FinishReason::context_full:
+      return "length";
+    case FinishReason::cancelled:
+      return "cancelled";
   }
   return "?";
 }
@@ -34,8 +40,12 @@ struct Engine::Sequence {
   bool cancelled = false;
 
   Sequence(RequestId id_, GenerationRequest req, model::KvCache cache_)
-      : id(id_), request(std::move(req)), cache(std::move(cache_)), tokens(request.prompt),
-        prompt_length(static_cast<int64_t>(request.prompt.size())), sampler(request.sampling) {
+      : id(id_),
+        request(std::move(req)),
+        cache(std::move(cache_)),
+        tokens(request.prompt),
+        prompt_length(static_cast<int64_t>(request.prompt.size())),
+        sampler(request.sampling) {
     result.id = id;
     result.prompt_tokens = prompt_length;
   }
@@ -43,13 +53,15 @@ struct Engine::Sequence {
   int64_t unfed() const { return static_cast<int64_t>(tokens.size()) - cache.length(); }
 };
 
-Engine::Engine(const model::LlamaModel& model, const tokenizer::Tokenizer* tokenizer, EngineOptions options)
+Engine::Engine(const model::LlamaModel& model, const tokenizer::Tokenizer* tokenizer,
+               EngineOptions options)
     : model_(model), tokenizer_(tokenizer), options_(options) {
   if (options_.max_batch < 1) throw Error("engine: max_batch must be at least 1");
   if (options_.max_step_tokens < options_.max_batch) options_.max_step_tokens = options_.max_batch;
   eos_ids_ = model.config().eos_token_ids;
   if (tokenizer_) {
-    if (auto eos = tokenizer_->eos_id(); eos && std::find(eos_ids_.begin(), eos_ids_.end(), *eos) == eos_ids_.end()) {
+    if (auto eos = tokenizer_->eos_id();
+        eos && std::find(eos_ids_.begin(), eos_ids_.end(), *eos) == eos_ids_.end()) {
       eos_ids_.push_back(*eos);
     }
   }
@@ -59,18 +71,22 @@ Engine::~Engine() = default;
 
 RequestId Engine::add(GenerationRequest request) {
   const model::ModelConfig& c = model_.config();
-  if (request.prompt.empty()) throw Error("generation needs a prompt of at least one token (e.g. BOS)");
+  if (request.prompt.empty())
+    throw Error("generation needs a prompt of at least one token (e.g. BOS)");
   for (TokenId id : request.prompt) {
     if (id < 0 || id >= c.vocab_size) {
-      throw Error(fmt::format("prompt token id {} is outside the model's vocabulary of {}", id, c.vocab_size));
+      throw Error(fmt::format("prompt token id {} is outside the model's vocabulary of {}", id,
+                              c.vocab_size));
     }
   }
   model::KvCache cache = model_.new_cache(options_.max_context);
   if (static_cast<int64_t>(request.prompt.size()) >= cache.max_length()) {
-    throw Error(fmt::format("the prompt has {} tokens; the context holds {}, leaving no room to generate",
-                            request.prompt.size(), cache.max_length()));
+    throw Error(
+        fmt::format("the prompt has {} tokens; the context holds {}, leaving no room to generate",
+                    request.prompt.size(), cache.max_length()));
   }
-  if (!tokenizer_ && !request.stop.stop_strings.empty()) throw Error("stop strings need a tokenizer");
+  if (!tokenizer_ && !request.stop.stop_strings.empty())
+    throw Error("stop strings need a tokenizer");
   if (request.stop.max_new_tokens < 1) throw Error("max new tokens must be at least 1");
   RequestId id = next_id_++;
   auto seq = std::make_unique<Sequence>(id, std::move(request), std::move(cache));
@@ -96,7 +112,9 @@ void Engine::cancel(RequestId id) {
   }
 }
 
-bool Engine::idle() const { return waiting_.empty() && running_.empty(); }
+bool Engine::idle() const {
+  return waiting_.empty() && running_.empty();
+}
 
 void Engine::finish(Sequence& s, FinishReason reason, StepEvent& event) {
   if (s.stream) {
@@ -165,7 +183,8 @@ std::vector<StepEvent> Engine::step() {
   }
   const int64_t V = model_.config().vocab_size;
   const auto R = static_cast<int64_t>(batch.logit_rows.size());
-  if (!logits_.defined() || logits_.size(0) < R) logits_ = Tensor::empty({std::max<int64_t>(R, 1), V}, tensor::DType::f32);
+  if (!logits_.defined() || logits_.size(0) < R)
+    logits_ = Tensor::empty({std::max<int64_t>(R, 1), V}, tensor::DType::f32);
   Tensor logits = logits_.narrow(0, 0, R);
   model_.forward(batch, logits, workspace_);
 
@@ -174,9 +193,11 @@ std::vector<StepEvent> Engine::step() {
     std::span<float> row(logits.narrow(0, r, 1).data<float>(), static_cast<size_t>(V));
     TokenId next = s.sampler.sample(row, s.tokens);
     StepEvent& event = event_for(s);
-    const bool is_eos = !s.request.stop.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end();
-    const bool is_stop = std::find(s.request.stop.stop_tokens.begin(), s.request.stop.stop_tokens.end(), next) !=
-                         s.request.stop.stop_tokens.end();
+    const bool is_eos = !s.request.stop.ignore_eos &&
+                        std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end();
+    const bool is_stop =
+        std::find(s.request.stop.stop_tokens.begin(), s.request.stop.stop_tokens.end(), next) !=
+        s.request.stop.stop_tokens.end();
     if (is_eos || is_stop) {
       finish(s, FinishReason::stop_token, event);
       continue;
@@ -211,7 +232,9 @@ std::vector<StepEvent> Engine::step() {
     }
   }
   running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                [&](const std::unique_ptr<Sequence>& s) { return s->result.finish != FinishReason::none; }),
+                                [&](const std::unique_ptr<Sequence>& s) {
+                                  return s->result.finish != FinishReason::none;
+                                }),
                  running_.end());
   return events;
 }

@@ -33,9 +33,10 @@ using RequestId = int64_t;
 
 struct StopParams {
   int64_t max_new_tokens = 256;
-  std::vector<std::string> stop_strings;  // generation ends before the first occurrence (not included)
-  std::vector<TokenId> stop_tokens;       // end-of-turn tokens etc., in addition to the model's EOS
-  bool ignore_eos = false;                // keep going past EOS (benchmarks)
+  std::vector<std::string>
+      stop_strings;                  // generation ends before the first occurrence (not included)
+  std::vector<TokenId> stop_tokens;  // end-of-turn tokens etc., in addition to the model's EOS
+  bool ignore_eos = false;           // keep going past EOS (benchmarks)
 };
 
 enum class FinishReason { none, length, stop_token, stop_string, context_full, cancelled };
@@ -58,12 +59,12 @@ struct GenerationRequest {
 
 struct GenerationResult {
   RequestId id = 0;
-  std::vector<TokenId> tokens;  // generated tokens (a final stop token is not included)
+  std::vector<TokenId> tokens;        // generated tokens (a final stop token is not included)
   std::vector<float> token_logprobs;  // one per token when the request asked for logprobs
-  std::string text;             // their text, cut before a stop string
+  std::string text;                   // their text, cut before a stop string
   FinishReason finish = FinishReason::none;
   int64_t prompt_tokens = 0;
-  std::string stop_string;      // the stop string that ended it, if any
+  std::string stop_string;  // the stop string that ended it, if any
 };
 
 // What one step did for one request.
@@ -73,19 +74,20 @@ struct StepEvent {
   std::vector<float> logprobs;  // their log-probabilities, when the request asked for them
   std::string text;             // text released this step
   bool finished = false;
-  GenerationResult result;      // complete when finished
+  GenerationResult result;  // complete when finished
 };
 
 struct EngineOptions {
-  int64_t max_batch = 16;          // requests decoded together
-  int64_t max_step_tokens = 512;   // tokens per forward pass (decode tokens + prefill chunks)
-  int64_t max_context = 0;         // positions per request; 0 = the model's context length
+  int64_t max_batch = 16;         // requests decoded together
+  int64_t max_step_tokens = 512;  // tokens per forward pass (decode tokens + prefill chunks)
+  int64_t max_context = 0;        // positions per request; 0 = the model's context length
 };
 
 class Engine {
  public:
   // `tokenizer` may be null: then no text is produced (token ids only, no stop strings).
-  Engine(const model::LlamaModel& model, const tokenizer::Tokenizer* tokenizer, EngineOptions options = {});
+  Engine(const model::LlamaModel& model, const tokenizer::Tokenizer* tokenizer,
+         EngineOptions options = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;

@@ -18,8 +18,9 @@ PromptBuilder text_prompt_builder(const tokenizer::Tokenizer& tokenizer) {
   return [&tokenizer](const json& record, bool* standalone) {
     auto it = record.find("prompt");
     if (it == record.end() || !it->is_string()) {
-      throw Error(record.contains("messages") ? "a record with \"messages\" needs --chat (a chat template)"
-                                              : "the record has no string \"prompt\"")
+      throw Error(record.contains("messages")
+                      ? "a record with \"messages\" needs --chat (a chat template)"
+                      : "the record has no string \"prompt\"")
           .in_field("prompt");
     }
     *standalone = false;
@@ -45,7 +46,8 @@ void apply_record_overrides(const json& record, SamplingParams& sampling, StopPa
       stop.stop_strings.push_back(it->get<std::string>());
     } else if (it->is_array()) {
       for (const json& s : *it) {
-        if (!s.is_string()) throw Error("\"stop\" must be a string or a list of strings").in_field("stop");
+        if (!s.is_string())
+          throw Error("\"stop\" must be a string or a list of strings").in_field("stop");
         stop.stop_strings.push_back(s.get<std::string>());
       }
     } else {
@@ -54,8 +56,10 @@ void apply_record_overrides(const json& record, SamplingParams& sampling, StopPa
   }
 }
 
-GenerateJobStats run_generate_job(const model::LlamaModel& model, const tokenizer::Tokenizer& tokenizer,
-                                  const GenerateJobOptions& options, const PromptBuilder& build_prompt) {
+GenerateJobStats run_generate_job(const model::LlamaModel& model,
+                                  const tokenizer::Tokenizer& tokenizer,
+                                  const GenerateJobOptions& options,
+                                  const PromptBuilder& build_prompt) {
   ResumableJsonlWriter out(options.out, "id", options.fresh);
   JsonlReader in(options.prompts);
   GenerateJobStats stats;
@@ -114,7 +118,8 @@ GenerateJobStats run_generate_job(const model::LlamaModel& model, const tokenize
     }
   }
   progress.finish();
-  if (stats.skipped > 0) log::info("{}: {} prompts were already done (resumed)", options.out.string(), stats.skipped);
+  if (stats.skipped > 0)
+    log::info("{}: {} prompts were already done (resumed)", options.out.string(), stats.skipped);
   return stats;
 }
 

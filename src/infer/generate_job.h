@@ -1,12 +1,12 @@
-// `seqit generate --prompts FILE.jsonl`: generation for every record of a JSONL file, many at a time
-// through the engine, each result appended to a resumable JSONL output as soon as it finishes (so a
-// rerun after a crash or Ctrl-C skips the ids already written and never duplicates a row).
+// `seqit generate --prompts FILE.jsonl`: generation for every record of a JSONL file, many at a
+// time through the engine, each result appended to a resumable JSONL output as soon as it finishes
+// (so a rerun after a crash or Ctrl-C skips the ids already written and never duplicates a row).
 //
-// Input records: {"id": any (default: the record's 0-based index), "prompt": "text"} or, with a chat
-// template, {"id": ..., "messages": [{"role": ..., "content": ...}, ...]}; optional per-record
-// overrides: "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop" (string or list).
-// Output records: {"id", "output", "finish_reason", "prompt_tokens", "completion_tokens"} plus
-// "token_ids" when asked; in the order requests finish.
+// Input records: {"id": any (default: the record's 0-based index), "prompt": "text"} or, with a
+// chat template, {"id": ..., "messages": [{"role": ..., "content": ...}, ...]}; optional per-record
+// overrides: "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop" (string or
+// list). Output records: {"id", "output", "finish_reason", "prompt_tokens", "completion_tokens"}
+// plus "token_ids" when asked; in the order requests finish.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +21,8 @@ namespace seqit::infer {
 
 // The prompt of one input record as token ids; `standalone` tells whether the reply is read on its
 // own (a chat answer). Throws seqit::Error (field named) for a record it cannot use.
-using PromptBuilder = std::function<std::vector<TokenId>(const nlohmann::json& record, bool* standalone)>;
+using PromptBuilder =
+    std::function<std::vector<TokenId>(const nlohmann::json& record, bool* standalone)>;
 
 // The default builder: record["prompt"] encoded with the tokenizer's special tokens (e.g. BOS).
 PromptBuilder text_prompt_builder(const tokenizer::Tokenizer& tokenizer);
@@ -42,10 +43,13 @@ struct GenerateJobStats {
   int64_t tokens = 0;   // tokens generated in this run
 };
 
-GenerateJobStats run_generate_job(const model::LlamaModel& model, const tokenizer::Tokenizer& tokenizer,
-                                  const GenerateJobOptions& options, const PromptBuilder& build_prompt);
+GenerateJobStats run_generate_job(const model::LlamaModel& model,
+                                  const tokenizer::Tokenizer& tokenizer,
+                                  const GenerateJobOptions& options,
+                                  const PromptBuilder& build_prompt);
 
 // Applies a record's overrides ("max_tokens", "temperature", ...) to `sampling` / `stop`.
-void apply_record_overrides(const nlohmann::json& record, SamplingParams& sampling, StopParams& stop);
+void apply_record_overrides(const nlohmann::json& record, SamplingParams& sampling,
+                            StopParams& stop);
 
 }  // namespace seqit::infer

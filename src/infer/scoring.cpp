@@ -10,7 +10,8 @@
 namespace seqit::infer {
 using tensor::Tensor;
 
-std::vector<ScoreResult> score_continuations(const model::LlamaModel& model, std::span<const ScoreRequest> requests,
+std::vector<ScoreResult> score_continuations(const model::LlamaModel& model,
+                                             std::span<const ScoreRequest> requests,
                                              const ScoreOptions& options) {
   const model::ModelConfig& c = model.config();
   const int64_t V = c.vocab_size;
@@ -28,12 +29,15 @@ std::vector<ScoreResult> score_continuations(const model::LlamaModel& model, std
   for (size_t i = 0; i < requests.size(); ++i) {
     const ScoreRequest& r = requests[i];
     if (r.context.empty() || r.continuation.empty()) {
-      throw Error(fmt::format("score request {}: context and continuation must both be non-empty", i));
+      throw Error(
+          fmt::format("score request {}: context and continuation must both be non-empty", i));
     }
     Job j{i, r.context, static_cast<int64_t>(r.context.size()) - 1, std::nullopt};
     j.tokens.insert(j.tokens.end(), r.continuation.begin(), r.continuation.end());
     for (int32_t id : j.tokens) {
-      if (id < 0 || id >= V) throw Error(fmt::format("score request {}: token id {} is outside the vocabulary of {}", i, id, V));
+      if (id < 0 || id >= V)
+        throw Error(
+            fmt::format("score request {}: token id {} is outside the vocabulary of {}", i, id, V));
     }
     jobs.push_back(std::move(j));
   }
@@ -44,7 +48,8 @@ std::vector<ScoreResult> score_continuations(const model::LlamaModel& model, std
   // The last token of a request predicts nothing we score, so it is never fed.
   auto fed_total = [](const Job& j) { return static_cast<int64_t>(j.tokens.size()) - 1; };
   while (next_job < jobs.size() || !active.empty()) {
-    // Fill the step: continue active requests, then start new ones, within the token and row budgets.
+    // Fill the step: continue active requests, then start new ones, within the token and row
+    // budgets.
     model::ForwardBatch batch;
     std::vector<std::pair<Job*, int64_t>> row_owner;  // (job, position) of each logits row
     int64_t tokens_left = budget, rows_left = max_rows;
@@ -53,8 +58,8 @@ std::vector<ScoreResult> score_continuations(const model::LlamaModel& model, std
       if (!j.cache) {
         j.cache = model.new_cache(static_cast<int64_t>(j.tokens.size()));
         if (static_cast<int64_t>(j.tokens.size()) > j.cache->max_length()) {
-          throw Error(fmt::format("score request {}: {} tokens exceed the model's context of {}", j.index,
-                                  j.tokens.size(), j.cache->max_length()));
+          throw Error(fmt::format("score request {}: {} tokens exceed the model's context of {}",
+                                  j.index, j.tokens.size(), j.cache->max_length()));
         }
       }
       int64_t start = j.cache->length();
@@ -92,7 +97,8 @@ std::vector<ScoreResult> score_continuations(const model::LlamaModel& model, std
     model.forward(batch, logits, ws);
     if (R > 0) {
       std::vector<int32_t> targets(static_cast<size_t>(R));
-      for (int64_t r = 0; r < R; ++r) targets[r] = row_owner[r].first->tokens[row_owner[r].second + 1];
+      for (int64_t r = 0; r < R; ++r)
+        targets[r] = row_owner[r].first->tokens[row_owner[r].second + 1];
       Tensor target_t = Tensor::from_ints(targets, {R});
       Tensor logprobs = Tensor::empty({R}, tensor::DType::f32);
       tensor::token_logprobs(logprobs, logits, target_t);
@@ -105,7 +111,8 @@ std::vector<ScoreResult> score_continuations(const model::LlamaModel& model, std
         const float* row = logits.narrow(0, r, 1).data<float>();
         // Greedy when no other token scores strictly higher than the target.
         const float target_logit = row[targets[r]];
-        if (std::any_of(row, row + V, [&](float x) { return x > target_logit; })) res.is_greedy = false;
+        if (std::any_of(row, row + V, [&](float x) { return x > target_logit; }))
+          res.is_greedy = false;
       }
     }
     // Requests fed completely leave; their caches are freed.

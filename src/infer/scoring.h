@@ -18,8 +18,8 @@ struct ScoreRequest {
 };
 
 struct ScoreResult {
-  double logprob = 0;                // sum over the continuation tokens
-  bool is_greedy = true;             // every continuation token was the argmax
+  double logprob = 0;                 // sum over the continuation tokens
+  bool is_greedy = true;              // every continuation token was the argmax
   std::vector<float> token_logprobs;  // one per continuation token
 };
 
@@ -27,9 +27,10 @@ struct ScoreOptions {
   int64_t max_step_tokens = 1024;  // tokens per forward pass
 };
 
-// Throws seqit::Error for an empty context or continuation, ids outside the vocabulary, or a request
-// longer than the model's context.
-std::vector<ScoreResult> score_continuations(const model::LlamaModel& model, std::span<const ScoreRequest> requests,
+// Throws seqit::Error for an empty context or continuation, ids outside the vocabulary, or a
+// request longer than the model's context.
+std::vector<ScoreResult> score_continuations(const model::LlamaModel& model,
+                                             std::span<const ScoreRequest> requests,
                                              const ScoreOptions& options = {});
 
 }  // namespace seqit::infer

@@ -54,7 +54,8 @@ bool drops_leading_space(const tokenizer::Tokenizer& tokenizer, tokenizer::Token
   return tokenizer.decode(ids) == bytes.substr(1);
 }
 
-TextStream::TextStream(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stop_strings, bool at_text_start)
+TextStream::TextStream(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stop_strings,
+                       bool at_text_start)
     : tokenizer_(tokenizer), at_text_start_(at_text_start) {
   for (std::string& s : stop_strings) {
     if (!s.empty()) stops_.push_back(std::move(s));

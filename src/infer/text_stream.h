@@ -1,7 +1,7 @@
-// Turns generated tokens into text as they come: valid UTF-8 only (bytes of a character split across
-// tokens are held until it completes; bytes that can never form one become U+FFFD), stop strings
-// detected across token boundaries (text that might begin a stop string is held back until it is
-// clear), special tokens left out of the text.
+// Turns generated tokens into text as they come: valid UTF-8 only (bytes of a character split
+// across tokens are held until it completes; bytes that can never form one become U+FFFD), stop
+// strings detected across token boundaries (text that might begin a stop string is held back until
+// it is clear), special tokens left out of the text.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +17,8 @@ class TextStream {
   // `at_text_start`: the generated text begins a text (nothing but special tokens before it, e.g.
   // only BOS, or a chat reply read on its own), so a SentencePiece-style leading space of the first
   // token is dropped as the tokenizer's decode() would drop it.
-  TextStream(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stop_strings, bool at_text_start);
+  TextStream(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stop_strings,
+             bool at_text_start);
 
   // Adds one generated token; returns the text that became final with it (possibly empty).
   std::string push(tokenizer::TokenId id);
@@ -43,12 +44,14 @@ class TextStream {
   std::string matched_stop_;
 };
 
-// Whether `id`'s text at the start of a decoded text loses its leading space (SentencePiece's rule).
+// Whether `id`'s text at the start of a decoded text loses its leading space (SentencePiece's
+// rule).
 bool drops_leading_space(const tokenizer::Tokenizer& tokenizer, tokenizer::TokenId id);
 
 // Appends `bytes` to `out` as valid UTF-8: complete sequences as they are, each byte that cannot
-// start or continue a valid sequence as U+FFFD; returns the number of bytes consumed. When `final` is
-// false an unfinished sequence at the end is left unconsumed (it may complete with the next bytes).
+// start or continue a valid sequence as U+FFFD; returns the number of bytes consumed. When `final`
+// is false an unfinished sequence at the end is left unconsumed (it may complete with the next
+// bytes).
 size_t append_valid_utf8(std::string& out, std::string_view bytes, bool final);
 
 }  // namespace seqit::infer

@@ -88,15 +88,20 @@ int bind_http_server(httplib::Server& server, const std::string& host, int port,
 }
 
 HttpListener::HttpListener(httplib::Server& server, size_t threads) : server_(server) {
-  server_.new_task_queue = [threads, queued = queued_] { return new CountingQueue(threads, queued); };
+  server_.new_task_queue = [threads, queued = queued_] {
+    return new CountingQueue(threads, queued);
+  };
   // Once stopping, every answer ends its connection (a keep-alive client cannot hold it open).
-  server_.set_pre_routing_handler([draining = draining_](const httplib::Request&, httplib::Response& res) {
-    if (draining->load()) res.set_header("Connection", "close");
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
+  server_.set_pre_routing_handler(
+      [draining = draining_](const httplib::Request&, httplib::Response& res) {
+        if (draining->load()) res.set_header("Connection", "close");
+        return httplib::Server::HandlerResponse::Unhandled;
+      });
 }
 
-HttpListener::~HttpListener() { stop(); }
+HttpListener::~HttpListener() {
+  stop();
+}
 
 int HttpListener::start(const std::string& host, int port) {
   std::lock_guard lock(mutex_);

@@ -33,7 +33,7 @@ struct ChatPrompt {
   std::string text;
   bool add_special_tokens = true;  // let the tokenizer add BOS (false when the template writes it)
   std::vector<std::string>
-      stop_strings;  // end-of-turn markers to stop at, besides the request's own
+      stop_strings;                  // end-of-turn markers to stop at, besides the request's own
   std::vector<int32_t> stop_tokens;  // end-of-turn token ids (<|eot_id|>, <|im_end|>), besides EOS
 };
 using ChatFormatter = std::function<ChatPrompt(const std::vector<Message>& messages)>;

@@ -138,7 +138,8 @@ RequestJobSummary run_request_job(Backend& backend, const fs::path& input, const
     json id = record.is_object() && record.contains("id") ? record["id"] : json(index);
     const std::string id_text = writer.id_of(json{{"id", id}});
     if (!seen_ids.insert(id_text).second) {
-      reject(Error(fmt::format("id {} appears more than once in the input", id.dump())).add_context(where));
+      reject(Error(fmt::format("id {} appears more than once in the input", id.dump()))
+                 .add_context(where));
       continue;
     }
     if (writer.has_id(id_text)) {

@@ -15,9 +15,12 @@ namespace fs = std::filesystem;
 
 std::string_view format_name(CheckpointFormat format) {
   switch (format) {
-    case CheckpointFormat::hf: return "hf";
-    case CheckpointFormat::gguf: return "gguf";
-    case CheckpointFormat::llama2c: return "llama2c";
+    case CheckpointFormat::hf:
+      return "hf";
+    case CheckpointFormat::gguf:
+      return "gguf";
+    case CheckpointFormat::llama2c:
+      return "llama2c";
   }
   return "?";
 }
@@ -55,15 +58,16 @@ std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
   return w;
 }
 
-void permute_rope_rows(const float* in, float* out, int64_t heads, int64_t head_dim, int64_t row_elems,
-                       RopeLayout from, RopeLayout to) {
+void permute_rope_rows(const float* in, float* out, int64_t heads, int64_t head_dim,
+                       int64_t row_elems, RopeLayout from, RopeLayout to) {
   const int64_t half = head_dim / 2;
   const size_t row_bytes = static_cast<size_t>(row_elems) * sizeof(float);
   if (from == to) {
     std::memcpy(out, in, static_cast<size_t>(heads * head_dim) * row_bytes);
     return;
   }
-  // Within a head, interleaved row 2i+j holds what half-layout row j*half+i holds (j = 0 real, 1 imag).
+  // Within a head, interleaved row 2i+j holds what half-layout row j*half+i holds (j = 0 real, 1
+  // imag).
   for (int64_t h = 0; h < heads; ++h) {
     for (int64_t i = 0; i < half; ++i) {
       for (int64_t j = 0; j < 2; ++j) {
@@ -92,7 +96,9 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const fs::path& path) {
       for (const auto& e : fs::directory_iterator(path)) {
         if (e.path().extension() == ".gguf") ggufs.push_back(e.path());
       }
-      if (ggufs.size() != 1) throw Error("not a model folder: no config.json and not exactly one .gguf file").in_file(path.string());
+      if (ggufs.size() != 1)
+        throw Error("not a model folder: no config.json and not exactly one .gguf file")
+            .in_file(path.string());
       c->path_ = ggufs[0].string();
       open_gguf(*c, ggufs[0]);
     }
@@ -174,7 +180,9 @@ bool is_rope_projection(const std::string& name, bool* is_key) {
 }
 }  // namespace
 
-std::string gguf_tensor_name(const std::string& canonical) { return gguf_name_of(canonical); }
+std::string gguf_tensor_name(const std::string& canonical) {
+  return gguf_name_of(canonical);
+}
 
 void Checkpoint::open_gguf(Checkpoint& c, const fs::path& path) {
   c.format_ = CheckpointFormat::gguf;
@@ -184,8 +192,11 @@ void Checkpoint::open_gguf(Checkpoint& c, const fs::path& path) {
   // llama.cpp stores "llama" q/k for interleaved rotation; "qwen2" uses NeoX (half) rotation as is.
   c.layout_ = c.config_.architecture == "llama" ? RopeLayout::interleaved : RopeLayout::half;
   if (const gguf::TensorInfo* rf = f.tensor("rope_freqs.weight")) {
-    if (rf->type != static_cast<uint32_t>(gguf::TensorType::f32) || rf->elements() != c.config_.head_dim / 2) {
-      throw Error(fmt::format("tensor 'rope_freqs.weight': expected {} F32 values", c.config_.head_dim / 2)).in_file(c.path_);
+    if (rf->type != static_cast<uint32_t>(gguf::TensorType::f32) ||
+        rf->elements() != c.config_.head_dim / 2) {
+      throw Error(
+          fmt::format("tensor 'rope_freqs.weight': expected {} F32 values", c.config_.head_dim / 2))
+          .in_file(c.path_);
     }
     c.config_.rope_freq_factors.resize(static_cast<size_t>(rf->elements()));
     std::memcpy(c.config_.rope_freq_factors.data(), rf->data, rf->nbytes);
@@ -199,13 +210,24 @@ void Checkpoint::open_gguf(Checkpoint& c, const fs::path& path) {
     t.file = c.path_;
     for (auto it = ti->dims.rbegin(); it != ti->dims.rend(); ++it) t.shape.push_back(*it);
     switch (static_cast<gguf::TensorType>(ti->type)) {
-      case gguf::TensorType::f32: t.type = StorageType::f32; break;
-      case gguf::TensorType::f16: t.type = StorageType::f16; break;
-      case gguf::TensorType::bf16: t.type = StorageType::bf16; break;
-      case gguf::TensorType::f64: t.type = StorageType::f64; break;
-      case gguf::TensorType::q8_0: t.type = StorageType::q8_0; break;
+      case gguf::TensorType::f32:
+        t.type = StorageType::f32;
+        break;
+      case gguf::TensorType::f16:
+        t.type = StorageType::f16;
+        break;
+      case gguf::TensorType::bf16:
+        t.type = StorageType::bf16;
+        break;
+      case gguf::TensorType::f64:
+        t.type = StorageType::f64;
+        break;
+      case gguf::TensorType::q8_0:
+        t.type = StorageType::q8_0;
+        break;
       default:
-        throw Error(fmt::format("tensor '{}': GGUF type {} is not supported (seqit reads F32, F16, BF16, F64, Q8_0)",
+        throw Error(fmt::format("tensor '{}': GGUF type {} is not supported (seqit reads F32, F16, "
+                                "BF16, F64, Q8_0)",
                                 gname, gguf::tensor_type_name(ti->type)))
             .in_file(c.path_);
     }
@@ -223,27 +245,35 @@ void Checkpoint::open_llama2c(Checkpoint& c, const fs::path& path) {
   const std::string& p = m.path();
   Llama2cHeader h{};
   if (m.size() < sizeof(h)) {
-    throw Error(fmt::format("not a model file: {} bytes is too short for a llama2.c header (28 bytes), and it is "
-                            "neither GGUF nor safetensors",
-                            m.size()))
+    throw Error(
+        fmt::format(
+            "not a model file: {} bytes is too short for a llama2.c header (28 bytes), and it is "
+            "neither GGUF nor safetensors",
+            m.size()))
         .in_file(p);
   }
   std::memcpy(&h, m.data(), sizeof(h));
   if (h.dim == 0x616b3432) {
-    throw Error("llama2.c version 1+ checkpoints (magic 'ak42') are not supported; export with the legacy format").in_file(p);
+    throw Error(
+        "llama2.c version 1+ checkpoints (magic 'ak42') are not supported; export with the legacy "
+        "format")
+        .in_file(p);
   }
   for (int32_t v : {h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.seq_len}) {
     if (v <= 0 || v > (1 << 20)) {
-      throw Error(fmt::format("not a llama2.c checkpoint (header dim={} hidden_dim={} n_layers={} n_heads={} n_kv_heads={} "
+      throw Error(fmt::format("not a llama2.c checkpoint (header dim={} hidden_dim={} n_layers={} "
+                              "n_heads={} n_kv_heads={} "
                               "vocab_size={} seq_len={}), nor GGUF or safetensors",
-                              h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size, h.seq_len))
+                              h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads,
+                              h.vocab_size, h.seq_len))
           .in_file(p);
     }
   }
   c.config_ = config_from_llama2c(h, p);
   c.layout_ = RopeLayout::interleaved;
   const ModelConfig& cfg = c.config_;
-  const int64_t C = cfg.hidden_size, F = cfg.intermediate_size, V = cfg.vocab_size, L = cfg.num_layers;
+  const int64_t C = cfg.hidden_size, F = cfg.intermediate_size, V = cfg.vocab_size,
+                L = cfg.num_layers;
   const int64_t head_size = cfg.head_dim;
   // The legacy layout stores each weight kind for all layers in one block, in this order.
   struct Block {
@@ -274,9 +304,11 @@ void Checkpoint::open_llama2c(Checkpoint& c, const fs::path& path) {
     int64_t copies = b.per_layer ? L : 1;
     uint64_t bytes = static_cast<uint64_t>(n * copies) * 4;
     if (offset + bytes > m.size()) {
-      throw Error(fmt::format("truncated llama2.c checkpoint: weight '{}' needs bytes [{}, {}) but the file has {} "
-                              "(or the header does not match the weights)",
-                              b.part, offset, offset + bytes, m.size()))
+      throw Error(
+          fmt::format(
+              "truncated llama2.c checkpoint: weight '{}' needs bytes [{}, {}) but the file has {} "
+              "(or the header does not match the weights)",
+              b.part, offset, offset + bytes, m.size()))
           .in_file(p);
     }
     if (std::string_view(b.part).rfind("freq_cis", 0) != 0) {
@@ -294,7 +326,8 @@ void Checkpoint::open_llama2c(Checkpoint& c, const fs::path& path) {
     offset += bytes;
   }
   if (offset != m.size()) {
-    throw Error(fmt::format("llama2.c checkpoint has {} bytes after the weights the header describes ({} expected in "
+    throw Error(fmt::format("llama2.c checkpoint has {} bytes after the weights the header "
+                            "describes ({} expected in "
                             "all): header and weights do not match",
                             m.size() - offset, offset))
         .in_file(p);
@@ -324,18 +357,21 @@ void Checkpoint::bind_weights() {
     }
     if (!t) {
       std::string where = format_ == CheckpointFormat::hf ? safetensors_->source() : path_;
-      throw Error(fmt::format("tensor '{}' is missing (the config describes {} layers{})", stored_name, config_.num_layers,
+      throw Error(fmt::format("tensor '{}' is missing (the config describes {} layers{})",
+                              stored_name, config_.num_layers,
                               spec.name == "lm_head.weight" ? " and an untied output head" : ""))
           .in_file(where);
     }
     if (t->shape != spec.shape) {
-      throw Error(fmt::format("tensor '{}' has shape {}, but the config expects {}", stored_name, shape_string(t->shape),
-                              shape_string(spec.shape)))
+      throw Error(fmt::format("tensor '{}' has shape {}, but the config expects {}", stored_name,
+                              shape_string(t->shape), shape_string(spec.shape)))
           .in_file(t->file);
     }
     if (!is_weight_type(t->type)) {
-      throw Error(fmt::format("tensor '{}' is stored as {}, which is not a weight type (F32, F16, BF16, F64, Q8_0)",
-                              stored_name, storage_type_name(t->type)))
+      throw Error(
+          fmt::format(
+              "tensor '{}' is stored as {}, which is not a weight type (F32, F16, BF16, F64, Q8_0)",
+              stored_name, storage_type_name(t->type)))
           .in_file(t->file);
     }
     if (spec.shape.size() == 2) ++counts[static_cast<int>(t->type)];
@@ -365,8 +401,8 @@ const StoredTensor& Checkpoint::stored(const std::string& name) const {
 void Checkpoint::read_f32(const WeightSpec& spec, float* out) const {
   const StoredTensor& t = stored(spec.name);
   if (t.shape != spec.shape) {
-    throw Error(fmt::format("weight '{}' requested as {} but stored as {}", spec.name, shape_string(spec.shape),
-                            shape_string(t.shape)));
+    throw Error(fmt::format("weight '{}' requested as {} but stored as {}", spec.name,
+                            shape_string(spec.shape), shape_string(t.shape)));
   }
   bool is_key = false;
   if (layout_ == RopeLayout::half || !is_rope_projection(spec.name, &is_key)) {

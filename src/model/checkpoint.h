@@ -1,8 +1,8 @@
 // A model checkpoint opened from any supported format, seen through one canonical view: the weights
-// under their Hugging Face names and shapes, in seqit's RoPE layout (half rotation; see RopeLayout),
-// decoded to fp32 on request. Opening validates everything that can be checked without reading the
-// weights (config, every expected tensor present, shapes, types, extents inside the file), so a
-// truncated, corrupt or mismatched file fails before any weight is used.
+// under their Hugging Face names and shapes, in seqit's RoPE layout (half rotation; see
+// RopeLayout), decoded to fp32 on request. Opening validates everything that can be checked without
+// reading the weights (config, every expected tensor present, shapes, types, extents inside the
+// file), so a truncated, corrupt or mismatched file fails before any weight is used.
 //
 // Formats: an HF folder (config.json + model.safetensors or a sharded set with
 // model.safetensors.index.json; F32/F16/BF16), GGUF v2/v3 (architectures llama and qwen2; F32, F16,
@@ -41,8 +41,9 @@ struct WeightSpec {
 // The weights a model with `config` has, in a fixed order (embedding, layers, final norm, head).
 std::vector<WeightSpec> expected_weights(const ModelConfig& config);
 
-// Anything that can hand out a model's canonical weights: an opened checkpoint, or a model in memory.
-// The writers (HF, GGUF) take this, so conversion and saving a trained model share one path.
+// Anything that can hand out a model's canonical weights: an opened checkpoint, or a model in
+// memory. The writers (HF, GGUF) take this, so conversion and saving a trained model share one
+// path.
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
@@ -67,9 +68,9 @@ class Checkpoint : public WeightSource {
   StorageType preferred_type() const override { return preferred_type_; }
   // The stored tensor behind a canonical weight (type, file), for reporting.
   const StoredTensor& stored(const std::string& name) const;
-  // The tokenizer that belongs with this checkpoint, when one is known: the HF folder (tokenizer.json
-  // or tokenizer.model), the GGUF file itself (tokenizer.ggml.*), or for llama2.c a tokenizer.bin or
-  // tok<vocab_size>.bin next to the .bin.
+  // The tokenizer that belongs with this checkpoint, when one is known: the HF folder
+  // (tokenizer.json or tokenizer.model), the GGUF file itself (tokenizer.ggml.*), or for llama2.c a
+  // tokenizer.bin or tok<vocab_size>.bin next to the .bin.
   std::optional<std::filesystem::path> tokenizer_path() const { return tokenizer_path_; }
   // The GGUF file, for a GGUF checkpoint (metadata such as the tokenizer); null otherwise.
   const gguf::File* gguf_file() const { return gguf_.get(); }
@@ -100,7 +101,7 @@ std::string gguf_tensor_name(const std::string& canonical);
 
 // Converts q/k projection rows (weights or biases) of `heads` heads of `head_dim` between the
 // interleaved and half RoPE layouts; `row_elems` values per row (1 for a bias).
-void permute_rope_rows(const float* in, float* out, int64_t heads, int64_t head_dim, int64_t row_elems,
-                       RopeLayout from, RopeLayout to);
+void permute_rope_rows(const float* in, float* out, int64_t heads, int64_t head_dim,
+                       int64_t row_elems, RopeLayout from, RopeLayout to);
 
 }  // namespace seqit::model

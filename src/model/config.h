@@ -1,6 +1,6 @@
 // The shape and hyper-parameters of a Llama-family model (Llama 1/2/3, Mistral, Qwen2, TinyLlama),
-// read from an HF config.json, from GGUF `<arch>.*` metadata, or from a llama2.c header, and written
-// back as config.json / GGUF metadata.
+// read from an HF config.json, from GGUF `<arch>.*` metadata, or from a llama2.c header, and
+// written back as config.json / GGUF metadata.
 #pragma once
 
 #include <cstdint>
@@ -15,9 +15,9 @@ class File;
 
 namespace seqit::model {
 
-// How RoPE pairs the dimensions of each head. seqit computes in the `half` layout (HF/NeoX: dim i pairs
-// with i + D/2); checkpoints stored for `interleaved` rotation (Meta, llama2.c, GGUF "llama": dim 2i
-// pairs with 2i+1) get their q/k rows permuted on load and permuted back on GGUF export.
+// How RoPE pairs the dimensions of each head. seqit computes in the `half` layout (HF/NeoX: dim i
+// pairs with i + D/2); checkpoints stored for `interleaved` rotation (Meta, llama2.c, GGUF "llama":
+// dim 2i pairs with 2i+1) get their q/k rows permuted on load and permuted back on GGUF export.
 enum class RopeLayout { half, interleaved };
 
 struct RopeScaling {
@@ -30,7 +30,8 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string architecture = "llama";  // llama | mistral | qwen2 (the family; decides names and defaults)
+  std::string architecture =
+      "llama";  // llama | mistral | qwen2 (the family; decides names and defaults)
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -42,13 +43,15 @@ struct ModelConfig {
   double rms_norm_eps = 1e-5;
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
-  // Per-frequency divisors of the rotary inverse frequencies (GGUF `rope_freqs.weight`, which llama.cpp
-  // writes for llama3-scaled models); empty when not given. Size head_dim / 2 when present.
+  // Per-frequency divisors of the rotary inverse frequencies (GGUF `rope_freqs.weight`, which
+  // llama.cpp writes for llama3-scaled models); empty when not given. Size head_dim / 2 when
+  // present.
   std::vector<float> rope_freq_factors;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // Qwen2 (and Llama with attention_bias)
   bool o_bias = false;    // Llama with attention_bias
-  std::optional<int64_t> sliding_window;  // Mistral: attention window; generation refuses to exceed it
+  std::optional<int64_t>
+      sliding_window;  // Mistral: attention window; generation refuses to exceed it
   std::optional<int32_t> bos_token_id;
   std::vector<int32_t> eos_token_ids;
 
@@ -57,7 +60,8 @@ struct ModelConfig {
   int64_t q_dim() const { return num_heads * head_dim; }
   int64_t kv_dim() const { return num_kv_heads * head_dim; }
   int64_t parameter_count() const;
-  // Rotary inverse frequencies (head_dim / 2 values), with rope_scaling / rope_freq_factors applied.
+  // Rotary inverse frequencies (head_dim / 2 values), with rope_scaling / rope_freq_factors
+  // applied.
   std::vector<double> rope_inv_freq() const;
 };
 
@@ -67,9 +71,10 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
 // config.json text for `config` (architectures, model_type, sizes, rope, ids, torch_dtype).
 std::string hf_config_json(const ModelConfig& config, const std::string& torch_dtype);
 
-// From GGUF metadata (general.architecture llama | qwen2, `<arch>.*` keys, tokenizer.ggml.*_token_id).
-// The vocabulary size comes from `<arch>.vocab_size`, else the tokenizer, else token_embd.weight;
-// tie_word_embeddings is true when the file has no output.weight.
+// From GGUF metadata (general.architecture llama | qwen2, `<arch>.*` keys,
+// tokenizer.ggml.*_token_id). The vocabulary size comes from `<arch>.vocab_size`, else the
+// tokenizer, else token_embd.weight; tie_word_embeddings is true when the file has no
+// output.weight.
 ModelConfig config_from_gguf(const gguf::File& file);
 
 // llama2.c checkpoint header: 7 int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size,

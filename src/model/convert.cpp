@@ -22,7 +22,8 @@ namespace {
 
 void check_export_type(StorageType type) {
   if (type != StorageType::f32 && type != StorageType::f16 && type != StorageType::bf16) {
-    throw Error(fmt::format("cannot write weights as {} (choose f32, f16 or bf16)", storage_type_name(type)));
+    throw Error(fmt::format("cannot write weights as {} (choose f32, f16 or bf16)",
+                            storage_type_name(type)));
   }
 }
 
@@ -79,15 +80,21 @@ void add_gguf_tokenizer(GgufWriter& w, const fs::path& path, int64_t vocab_size)
     return;
   }
   if (fs::is_directory(path) || path.extension() == ".json" || path.extension() == ".model") {
-    log::warn("{}: writing an HF/SentencePiece tokenizer into GGUF metadata is not supported; the GGUF file has no "
-              "vocabulary (pass --tokenizer when loading it)",
-              path.string());
+    log::warn(
+        "{}: writing an HF/SentencePiece tokenizer into GGUF metadata is not supported; the GGUF "
+        "file has no "
+        "vocabulary (pass --tokenizer when loading it)",
+        path.string());
     return;
   }
   auto vocab = read_llama2c_vocab(path);
-  if (!vocab) throw Error("not a tokenizer seqit can write into GGUF (expected GGUF or llama2.c tokenizer.bin)").in_file(path.string());
+  if (!vocab)
+    throw Error(
+        "not a tokenizer seqit can write into GGUF (expected GGUF or llama2.c tokenizer.bin)")
+        .in_file(path.string());
   if (static_cast<int64_t>(vocab->tokens.size()) != vocab_size) {
-    throw Error(fmt::format("tokenizer has {} tokens but the model's vocabulary has {}", vocab->tokens.size(), vocab_size))
+    throw Error(fmt::format("tokenizer has {} tokens but the model's vocabulary has {}",
+                            vocab->tokens.size(), vocab_size))
         .in_file(path.string());
   }
   // llama2.c writes SentencePiece pieces with U+2581 turned into a space, and BOS/EOS as "\n<s>\n".
@@ -116,7 +123,8 @@ void add_gguf_tokenizer(GgufWriter& w, const fs::path& path, int64_t vocab_size)
   w.set_f32_array("tokenizer.ggml.scores", vocab->scores);
   w.set_i32_array("tokenizer.ggml.token_type", types);
   for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] == "<unk>") w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<uint32_t>(i));
+    if (tokens[i] == "<unk>")
+      w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<uint32_t>(i));
     if (tokens[i] == "<s>") w.set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(i));
     if (tokens[i] == "</s>") w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(i));
   }
@@ -124,7 +132,9 @@ void add_gguf_tokenizer(GgufWriter& w, const fs::path& path, int64_t vocab_size)
   w.set_bool("tokenizer.ggml.add_eos_token", false);
 }
 
-void copy_file_atomic(const fs::path& from, const fs::path& to) { write_file_atomic(to, read_file(from)); }
+void copy_file_atomic(const fs::path& from, const fs::path& to) {
+  write_file_atomic(to, read_file(from));
+}
 
 bool is_rope_projection(const std::string& name, bool* is_key) {
   *is_key = name.find(".self_attn.k_proj.") != std::string::npos;
@@ -135,17 +145,21 @@ bool is_rope_projection(const std::string& name, bool* is_key) {
 void copy_tokenizer_files(const fs::path& tok, const fs::path& out) {
   if (fs::is_directory(tok) || tok.filename() == "tokenizer.json") {
     fs::path folder = fs::is_directory(tok) ? tok : tok.parent_path();
-    for (const char* name : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
-                             "generation_config.json"}) {
-      if (fs::exists(folder / name) && !fs::equivalent(folder, out)) copy_file_atomic(folder / name, out / name);
+    for (const char* name : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+                             "special_tokens_map.json", "generation_config.json"}) {
+      if (fs::exists(folder / name) && !fs::equivalent(folder, out))
+        copy_file_atomic(folder / name, out / name);
     }
   } else if (is_gguf(tok)) {
-    log::warn("{}: a GGUF vocabulary is not exported to HF tokenizer files; pass --tokenizer when loading {}",
-              tok.string(), out.string());
+    log::warn(
+        "{}: a GGUF vocabulary is not exported to HF tokenizer files; pass --tokenizer when "
+        "loading {}",
+        tok.string(), out.string());
   } else if (tok.extension() == ".model") {
     copy_file_atomic(tok, out / "tokenizer.model");
   } else {
-    if (!read_llama2c_vocab(tok)) throw Error("not a tokenizer file seqit can export").in_file(tok.string());
+    if (!read_llama2c_vocab(tok))
+      throw Error("not a tokenizer file seqit can export").in_file(tok.string());
     copy_file_atomic(tok, out / "tokenizer.bin");
   }
 }
@@ -156,7 +170,9 @@ void write_hf_model(const WeightSource& source, const fs::path& out, const Expor
   check_export_type(options.type);
   const ModelConfig& config = source.config();
   if (!config.rope_freq_factors.empty()) {
-    throw Error("this model's RoPE frequencies come from a GGUF rope_freqs tensor, which config.json cannot express")
+    throw Error(
+        "this model's RoPE frequencies come from a GGUF rope_freqs tensor, which config.json "
+        "cannot express")
         .in_file(out.string());
   }
   fs::create_directories(out);
@@ -177,21 +193,24 @@ void write_hf_model(const WeightSource& source, const fs::path& out, const Expor
   nlohmann::json weight_map = nlohmann::json::object();
   for (size_t i = 0; i < shards.size(); ++i) {
     const std::string file = shards.size() == 1 ? "model.safetensors"
-                                                : fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, shards.size());
+                                                : fmt::format("model-{:05d}-of-{:05d}.safetensors",
+                                                              i + 1, shards.size());
     SafetensorsWriter writer;
     writer.set_metadata("format", "pt");
     for (const WeightSpec& spec : shards[i]) {
       weight_map[spec.name] = file;
-      writer.add(spec.name, options.type, spec.shape, [&source, spec, type = options.type](uint8_t* dst) {
-        std::vector<float> values(static_cast<size_t>(spec.elements()));
-        source.read_f32(spec, values.data());
-        encode_from_f32(type, values.data(), spec.elements(), dst);
-      });
+      writer.add(spec.name, options.type, spec.shape,
+                 [&source, spec, type = options.type](uint8_t* dst) {
+                   std::vector<float> values(static_cast<size_t>(spec.elements()));
+                   source.read_f32(spec, values.data());
+                   encode_from_f32(type, values.data(), spec.elements(), dst);
+                 });
     }
     writer.write(out / file);
   }
   if (shards.size() > 1) {
-    const nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+    const nlohmann::json index = {{"metadata", {{"total_size", total_bytes}}},
+                                  {"weight_map", weight_map}};
     write_file_atomic(out / "model.safetensors.index.json", index.dump(2) + "\n");
   } else if (fs::exists(out / "model.safetensors.index.json")) {
     fs::remove(out / "model.safetensors.index.json");  // a stale index would shadow the new file
@@ -213,11 +232,13 @@ void write_hf_model(const WeightSource& source, const fs::path& out, const Expor
   }
 }
 
-void write_gguf_model(const WeightSource& source, const fs::path& out, const ExportOptions& options) {
+void write_gguf_model(const WeightSource& source, const fs::path& out,
+                      const ExportOptions& options) {
   check_export_type(options.type);
   const ModelConfig& c = source.config();
   if (c.architecture == "qwen2" ? c.o_bias : (c.qkv_bias != c.o_bias)) {
-    throw Error("GGUF export: this combination of attention biases has no llama.cpp architecture").in_file(out.string());
+    throw Error("GGUF export: this combination of attention biases has no llama.cpp architecture")
+        .in_file(out.string());
   }
   const std::string arch = c.architecture == "qwen2" ? "qwen2" : "llama";
   // llama.cpp rotates "llama" q/k interleaved; "qwen2" uses NeoX (half) rotation.
@@ -225,7 +246,9 @@ void write_gguf_model(const WeightSource& source, const fs::path& out, const Exp
   GgufWriter w;
   w.set_string("general.architecture", arch);
   w.set_string("general.name", options.name);
-  w.set_u32("general.file_type", options.type == StorageType::f32 ? 0 : options.type == StorageType::f16 ? 1 : 32);
+  w.set_u32("general.file_type", options.type == StorageType::f32   ? 0
+                                 : options.type == StorageType::f16 ? 1
+                                                                    : 32);
   auto key = [&](const char* suffix) { return arch + "." + suffix; };
   w.set_u32(key("context_length"), static_cast<uint32_t>(c.max_position_embeddings));
   w.set_u32(key("embedding_length"), static_cast<uint32_t>(c.hidden_size));
@@ -246,10 +269,14 @@ void write_gguf_model(const WeightSource& source, const fs::path& out, const Exp
     w.set_f32(key("rope.scaling.factor"), static_cast<float>(c.rope_scaling.factor));
   }
   if (options.tokenizer) add_gguf_tokenizer(w, *options.tokenizer, c.vocab_size);
-  if (c.bos_token_id) w.set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(*c.bos_token_id));
-  if (!c.eos_token_ids.empty()) w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(c.eos_token_ids[0]));
-  // GGUF has one more end token: the end of turn (read back into eos_token_ids by config_from_gguf).
-  if (c.eos_token_ids.size() > 1) w.set_u32("tokenizer.ggml.eot_token_id", static_cast<uint32_t>(c.eos_token_ids[1]));
+  if (c.bos_token_id)
+    w.set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(*c.bos_token_id));
+  if (!c.eos_token_ids.empty())
+    w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(c.eos_token_ids[0]));
+  // GGUF has one more end token: the end of turn (read back into eos_token_ids by
+  // config_from_gguf).
+  if (c.eos_token_ids.size() > 1)
+    w.set_u32("tokenizer.ggml.eot_token_id", static_cast<uint32_t>(c.eos_token_ids[1]));
 
   // llama3 scaling travels as llama.cpp does it: per-frequency divisors in rope_freqs.weight.
   if (c.rope_scaling.type == "llama3" || !c.rope_freq_factors.empty()) {
@@ -269,25 +296,26 @@ void write_gguf_model(const WeightSource& source, const fs::path& out, const Exp
                              : type == StorageType::f16 ? gguf::TensorType::f16
                                                         : gguf::TensorType::bf16;
     std::vector<int64_t> dims(spec.shape.rbegin(), spec.shape.rend());
-    w.add_tensor(gguf_tensor_name(spec.name), dims, gtype, [&source, &c, spec, type, layout](uint8_t* dst) {
-      std::vector<float> values(static_cast<size_t>(spec.elements()));
-      source.read_f32(spec, values.data());
-      bool is_key = false;
-      if (layout == RopeLayout::interleaved && is_rope_projection(spec.name, &is_key)) {
-        std::vector<float> permuted(values.size());
-        int64_t row_elems = spec.shape.size() == 2 ? spec.shape[1] : 1;
-        permute_rope_rows(values.data(), permuted.data(), is_key ? c.num_kv_heads : c.num_heads, c.head_dim, row_elems,
-                          RopeLayout::half, RopeLayout::interleaved);
-        values.swap(permuted);
-      }
-      encode_from_f32(type, values.data(), spec.elements(), dst);
-    });
+    w.add_tensor(
+        gguf_tensor_name(spec.name), dims, gtype, [&source, &c, spec, type, layout](uint8_t* dst) {
+          std::vector<float> values(static_cast<size_t>(spec.elements()));
+          source.read_f32(spec, values.data());
+          bool is_key = false;
+          if (layout == RopeLayout::interleaved && is_rope_projection(spec.name, &is_key)) {
+            std::vector<float> permuted(values.size());
+            int64_t row_elems = spec.shape.size() == 2 ? spec.shape[1] : 1;
+            permute_rope_rows(values.data(), permuted.data(), is_key ? c.num_kv_heads : c.num_heads,
+                              c.head_dim, row_elems, RopeLayout::half, RopeLayout::interleaved);
+            values.swap(permuted);
+          }
+          encode_from_f32(type, values.data(), spec.elements(), dst);
+        });
   }
   w.write(out);
 }
 
-void convert_model(const fs::path& in, const fs::path& out, ExportFormat to, std::optional<StorageType> type,
-                   std::optional<fs::path> tokenizer) {
+void convert_model(const fs::path& in, const fs::path& out, ExportFormat to,
+                   std::optional<StorageType> type, std::optional<fs::path> tokenizer) {
   auto checkpoint = Checkpoint::open(in);
   ExportOptions options;
   options.type = type.value_or(checkpoint->preferred_type());

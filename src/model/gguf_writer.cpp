@@ -19,16 +19,30 @@ void put_string(std::string& out, std::string_view s) {
   put<uint64_t>(out, s.size());
   out.append(s);
 }
-void put_type(std::string& out, gguf::ValueType t) { put<uint32_t>(out, static_cast<uint32_t>(t)); }
+void put_type(std::string& out, gguf::ValueType t) {
+  put<uint32_t>(out, static_cast<uint32_t>(t));
+}
 
 size_t scalar_size(gguf::ValueType t) {
   using V = gguf::ValueType;
   switch (t) {
-    case V::u8: case V::i8: case V::boolean: return 1;
-    case V::u16: case V::i16: return 2;
-    case V::u32: case V::i32: case V::f32: return 4;
-    case V::u64: case V::i64: case V::f64: return 8;
-    default: return 0;
+    case V::u8:
+    case V::i8:
+    case V::boolean:
+      return 1;
+    case V::u16:
+    case V::i16:
+      return 2;
+    case V::u32:
+    case V::i32:
+    case V::f32:
+      return 4;
+    case V::u64:
+    case V::i64:
+    case V::f64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -36,18 +50,42 @@ size_t scalar_size(gguf::ValueType t) {
 void encode_value(std::string& out, const gguf::Value& v) {
   using V = gguf::ValueType;
   switch (v.type) {
-    case V::u8: put<uint8_t>(out, static_cast<uint8_t>(v.u)); break;
-    case V::i8: put<int8_t>(out, static_cast<int8_t>(v.i)); break;
-    case V::u16: put<uint16_t>(out, static_cast<uint16_t>(v.u)); break;
-    case V::i16: put<int16_t>(out, static_cast<int16_t>(v.i)); break;
-    case V::u32: put<uint32_t>(out, static_cast<uint32_t>(v.u)); break;
-    case V::i32: put<int32_t>(out, static_cast<int32_t>(v.i)); break;
-    case V::u64: put<uint64_t>(out, v.u); break;
-    case V::i64: put<int64_t>(out, v.i); break;
-    case V::f32: put<float>(out, static_cast<float>(v.f)); break;
-    case V::f64: put<double>(out, v.f); break;
-    case V::boolean: put<uint8_t>(out, v.b ? 1 : 0); break;
-    case V::string: put_string(out, v.str); break;
+    case V::u8:
+      put<uint8_t>(out, static_cast<uint8_t>(v.u));
+      break;
+    case V::i8:
+      put<int8_t>(out, static_cast<int8_t>(v.i));
+      break;
+    case V::u16:
+      put<uint16_t>(out, static_cast<uint16_t>(v.u));
+      break;
+    case V::i16:
+      put<int16_t>(out, static_cast<int16_t>(v.i));
+      break;
+    case V::u32:
+      put<uint32_t>(out, static_cast<uint32_t>(v.u));
+      break;
+    case V::i32:
+      put<int32_t>(out, static_cast<int32_t>(v.i));
+      break;
+    case V::u64:
+      put<uint64_t>(out, v.u);
+      break;
+    case V::i64:
+      put<int64_t>(out, v.i);
+      break;
+    case V::f32:
+      put<float>(out, static_cast<float>(v.f));
+      break;
+    case V::f64:
+      put<double>(out, v.f);
+      break;
+    case V::boolean:
+      put<uint8_t>(out, v.b ? 1 : 0);
+      break;
+    case V::string:
+      put_string(out, v.str);
+      break;
     case V::array:
       put_type(out, v.elem_type);
       put<uint64_t>(out, v.count);
@@ -64,7 +102,8 @@ void encode_value(std::string& out, const gguf::Value& v) {
 }  // namespace
 
 void GgufWriter::set_raw(const std::string& key, std::string encoded) {
-  if (key == "general.alignment") return;  // the writer always aligns to kAlignment and says so itself
+  if (key == "general.alignment")
+    return;  // the writer always aligns to kAlignment and says so itself
   for (auto& [k, v] : kv_) {
     if (k == key) {
       v = std::move(encoded);
@@ -141,18 +180,21 @@ void GgufWriter::set_value(const std::string& key, const gguf::Value& value) {
   set_raw(key, std::move(e));
 }
 
-void GgufWriter::add_tensor(const std::string& name, std::vector<int64_t> dims, gguf::TensorType type, Fill fill) {
+void GgufWriter::add_tensor(const std::string& name, std::vector<int64_t> dims,
+                            gguf::TensorType type, Fill fill) {
   int64_t block_elems, block_bytes;
-  if (!gguf::tensor_type_layout(static_cast<uint32_t>(type), &block_elems, &block_bytes) || dims.empty() ||
-      dims[0] % block_elems != 0) {
-    throw Error(fmt::format("tensor '{}': cannot store as GGUF {}", name, gguf::tensor_type_name(static_cast<uint32_t>(type))));
+  if (!gguf::tensor_type_layout(static_cast<uint32_t>(type), &block_elems, &block_bytes) ||
+      dims.empty() || dims[0] % block_elems != 0) {
+    throw Error(fmt::format("tensor '{}': cannot store as GGUF {}", name,
+                            gguf::tensor_type_name(static_cast<uint32_t>(type))));
   }
   int64_t n = 1;
   for (int64_t d : dims) n *= d;
   for (const Entry& e : tensors_) {
     if (e.name == name) throw Error(fmt::format("tensor '{}' added twice", name));
   }
-  tensors_.push_back({name, std::move(dims), type, static_cast<uint64_t>(n / block_elems * block_bytes), std::move(fill)});
+  tensors_.push_back({name, std::move(dims), type,
+                      static_cast<uint64_t>(n / block_elems * block_bytes), std::move(fill)});
 }
 
 void GgufWriter::write(const std::filesystem::path& path) const {

@@ -31,7 +31,8 @@ class GgufWriter {
   void set_value(const std::string& key, const gguf::Value& value);
 
   // `dims` in ggml order (dims[0] is the row length); `fill` writes the tensor's bytes.
-  void add_tensor(const std::string& name, std::vector<int64_t> dims, gguf::TensorType type, Fill fill);
+  void add_tensor(const std::string& name, std::vector<int64_t> dims, gguf::TensorType type,
+                  Fill fill);
   void write(const std::filesystem::path& path) const;
 
  private:

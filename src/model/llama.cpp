@@ -14,7 +14,8 @@ using tensor::Tensor;
 
 namespace {
 // Reads canonical weight `name` of `shape` as an f32 tensor.
-Tensor read_weight(const WeightSource& source, const std::string& name, const tensor::Shape& shape) {
+Tensor read_weight(const WeightSource& source, const std::string& name,
+                   const tensor::Shape& shape) {
   Tensor t = Tensor::empty(shape, DType::f32);
   source.read_f32(WeightSpec{name, shape}, t.data<float>());
   return t;
@@ -35,7 +36,8 @@ tensor::RopeConfig rope_config_of(const ModelConfig& c) {
     r.linear_factor = c.rope_scaling.factor;
   }
   if (!c.rope_freq_factors.empty()) {
-    throw Error("RoPE frequency factors (GGUF rope_freqs.weight) are not supported yet by the rope op");
+    throw Error(
+        "RoPE frequency factors (GGUF rope_freqs.weight) are not supported yet by the rope op");
   }
   return r;
 }
@@ -49,9 +51,11 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& path, const LoadOpt
   return model;
 }
 
-std::unique_ptr<LlamaModel> LlamaModel::load(const WeightSource& source, const LoadOptions& options) {
+std::unique_ptr<LlamaModel> LlamaModel::load(const WeightSource& source,
+                                             const LoadOptions& options) {
   if (options.dtype != DType::f32 && options.dtype != DType::bf16) {
-    throw Error(fmt::format("models compute in f32 or bf16, not {}", tensor::dtype_name(options.dtype)));
+    throw Error(
+        fmt::format("models compute in f32 or bf16, not {}", tensor::dtype_name(options.dtype)));
   }
   std::unique_ptr<LlamaModel> m(new LlamaModel());
   m->config_ = source.config();
@@ -66,7 +70,8 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const WeightSource& source, const L
     return read_weight(source, name, shape).to(dt);
   };
   // Stacks row blocks read from several weights into one [rows, cols] matrix.
-  auto stacked = [&](const std::vector<std::pair<std::string, int64_t>>& parts, int64_t cols, bool is_vector) {
+  auto stacked = [&](const std::vector<std::pair<std::string, int64_t>>& parts, int64_t cols,
+                     bool is_vector) {
     int64_t rows = 0;
     for (const auto& p : parts) rows += p.second;
     Tensor out = is_vector ? Tensor::empty({rows}, DType::f32) : Tensor::empty({rows, cols}, dt);
@@ -86,16 +91,21 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const WeightSource& source, const L
     const std::string p = fmt::format("model.layers.{}.", l);
     LayerWeights& L = w.layers[l];
     L.attn_norm = read_weight(source, p + "input_layernorm.weight", {C});
-    L.wqkv = stacked({{p + "self_attn.q_proj.weight", qd}, {p + "self_attn.k_proj.weight", kvd}, {p + "self_attn.v_proj.weight", kvd}},
+    L.wqkv = stacked({{p + "self_attn.q_proj.weight", qd},
+                      {p + "self_attn.k_proj.weight", kvd},
+                      {p + "self_attn.v_proj.weight", kvd}},
                      C, false);
     if (c.qkv_bias) {
-      L.bqkv = stacked({{p + "self_attn.q_proj.bias", qd}, {p + "self_attn.k_proj.bias", kvd}, {p + "self_attn.v_proj.bias", kvd}},
+      L.bqkv = stacked({{p + "self_attn.q_proj.bias", qd},
+                        {p + "self_attn.k_proj.bias", kvd},
+                        {p + "self_attn.v_proj.bias", kvd}},
                        0, true);
     }
     L.wo = matrix(p + "self_attn.o_proj.weight", {C, qd});
     if (c.o_bias) L.bo = read_weight(source, p + "self_attn.o_proj.bias", {C});
     L.ffn_norm = read_weight(source, p + "post_attention_layernorm.weight", {C});
-    L.w_gate_up = stacked({{p + "mlp.gate_proj.weight", F}, {p + "mlp.up_proj.weight", F}}, C, false);
+    L.w_gate_up =
+        stacked({{p + "mlp.gate_proj.weight", F}, {p + "mlp.up_proj.weight", F}}, C, false);
     L.w_down = matrix(p + "mlp.down_proj.weight", {C, F});
     (void)W;
   }
@@ -128,8 +138,8 @@ Tensor LlamaModel::plain_weight(const Tensor& plain, const tensor::PackedWeight&
 
 namespace {
 // y = x · wᵀ (+ bias) with whichever form of the weight the model holds.
-void project(const Tensor& y, const Tensor& x, const Tensor& plain, const tensor::PackedWeight& packed,
-             const Tensor& bias = {}) {
+void project(const Tensor& y, const Tensor& x, const Tensor& plain,
+             const tensor::PackedWeight& packed, const Tensor& bias = {}) {
   if (packed.defined())
     tensor::linear_forward(y, x, packed, bias);
   else
@@ -137,7 +147,9 @@ void project(const Tensor& y, const Tensor& x, const Tensor& plain, const tensor
 }
 }  // namespace
 
-StorageType LlamaModel::preferred_type() const { return dtype_ == DType::bf16 ? StorageType::bf16 : StorageType::f32; }
+StorageType LlamaModel::preferred_type() const {
+  return dtype_ == DType::bf16 ? StorageType::bf16 : StorageType::f32;
+}
 
 void LlamaModel::read_f32(const WeightSpec& spec, float* out) const {
   const ModelConfig& c = config_;
@@ -145,7 +157,8 @@ void LlamaModel::read_f32(const WeightSpec& spec, float* out) const {
   auto emit = [&](const Tensor& t) {
     std::vector<float> v = tensor::to_float_vector(t);
     if (static_cast<int64_t>(v.size()) != spec.elements()) {
-      throw Error(fmt::format("weight '{}': {} values in memory, {} requested", spec.name, v.size(), spec.elements()));
+      throw Error(fmt::format("weight '{}': {} values in memory, {} requested", spec.name, v.size(),
+                              spec.elements()));
     }
     std::memcpy(out, v.data(), v.size() * sizeof(float));
   };
@@ -168,8 +181,10 @@ void LlamaModel::read_f32(const WeightSpec& spec, float* out) const {
       if (part == "self_attn.k_proj.weight") return emit(wqkv().narrow(0, qd, kvd));
       if (part == "self_attn.v_proj.weight") return emit(wqkv().narrow(0, qd + kvd, kvd));
       if (part == "self_attn.q_proj.bias" && L.bqkv.defined()) return emit(L.bqkv.narrow(0, 0, qd));
-      if (part == "self_attn.k_proj.bias" && L.bqkv.defined()) return emit(L.bqkv.narrow(0, qd, kvd));
-      if (part == "self_attn.v_proj.bias" && L.bqkv.defined()) return emit(L.bqkv.narrow(0, qd + kvd, kvd));
+      if (part == "self_attn.k_proj.bias" && L.bqkv.defined())
+        return emit(L.bqkv.narrow(0, qd, kvd));
+      if (part == "self_attn.v_proj.bias" && L.bqkv.defined())
+        return emit(L.bqkv.narrow(0, qd + kvd, kvd));
       if (part == "self_attn.o_proj.weight") return emit(plain_weight(L.wo, L.wo_packed));
       if (part == "self_attn.o_proj.bias" && L.bo.defined()) return emit(L.bo);
       if (part == "mlp.gate_proj.weight") return emit(w_gate_up().narrow(0, 0, F));
@@ -203,63 +218,71 @@ void LlamaModel::prepare_workspace(ForwardWorkspace& ws, int64_t rows) const {
   ws.last_normed = Tensor::empty({rows, c.hidden_size}, DType::f32);
 }
 
-void LlamaModel::block_forward(int64_t layer, const Tensor& x, const Tensor& positions, ForwardWorkspace& ws,
-                               const AttendFn& attend) const {
+void LlamaModel::block_forward(int64_t layer, const Tensor& x, const Tensor& positions,
+                               ForwardWorkspace& ws, const AttendFn& attend) const {
   using namespace tensor;
   const ModelConfig& c = config_;
   const LayerWeights& L = weights_.layers[layer];
   const int64_t N = x.size(0), qd = c.q_dim(), kvd = c.kv_dim(), F = c.intermediate_size;
   const int64_t Hq = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
   const auto eps = static_cast<float>(c.rms_norm_eps);
-  Tensor h = ws.h.narrow(0, 0, N);          // [N, C]
-  Tensor qkv = ws.qkv.narrow(0, 0, N);      // [N, W]
-  Tensor attn = ws.attn.narrow(0, 0, N);    // [N, Hq, D]
+  Tensor h = ws.h.narrow(0, 0, N);              // [N, C]
+  Tensor qkv = ws.qkv.narrow(0, 0, N);          // [N, W]
+  Tensor attn = ws.attn.narrow(0, 0, N);        // [N, Hq, D]
   Tensor gate_up = ws.gate_up.narrow(0, 0, N);  // [N, 2F]
-  Tensor act = ws.act.narrow(0, 0, N);      // [N, F]
+  Tensor act = ws.act.narrow(0, 0, N);          // [N, F]
 
   // Attention: x += wo · attend(rope(q), rope(k), v), with q|k|v = wqkv · rmsnorm(x) (+ bias).
-  rmsnorm_forward(h, {}, x, L.attn_norm, eps);                         // [N, C]
-  project(qkv, h, L.wqkv, L.wqkv_packed, L.bqkv);                      // [N, W]
-  Tensor q = qkv.narrow(1, 0, qd).view({N, Hq, D});                    // [N, Hq, D]
-  Tensor k = qkv.narrow(1, qd, kvd).view({N, Hkv, D});                 // [N, Hkv, D]
-  Tensor v = qkv.narrow(1, qd + kvd, kvd).view({N, Hkv, D});           // [N, Hkv, D]
+  rmsnorm_forward(h, {}, x, L.attn_norm, eps);                // [N, C]
+  project(qkv, h, L.wqkv, L.wqkv_packed, L.bqkv);             // [N, W]
+  Tensor q = qkv.narrow(1, 0, qd).view({N, Hq, D});           // [N, Hq, D]
+  Tensor k = qkv.narrow(1, qd, kvd).view({N, Hkv, D});        // [N, Hkv, D]
+  Tensor v = qkv.narrow(1, qd + kvd, kvd).view({N, Hkv, D});  // [N, Hkv, D]
   rope_forward(q, q, positions, rope_);
   rope_forward(k, k, positions, rope_);
-  attend(layer, attn, q, k, v);                                        // [N, Hq, D]
-  project(h, attn.view({N, qd}), L.wo, L.wo_packed, L.bo);             // [N, C]
+  attend(layer, attn, q, k, v);                             // [N, Hq, D]
+  project(h, attn.view({N, qd}), L.wo, L.wo_packed, L.bo);  // [N, C]
   add_inplace(x, h);
 
   // MLP: x += w_down · (silu(gate) * up), with gate|up = w_gate_up · rmsnorm(x).
-  rmsnorm_forward(h, {}, x, L.ffn_norm, eps);                          // [N, C]
-  project(gate_up, h, L.w_gate_up, L.w_gate_up_packed);                // [N, 2F]
+  rmsnorm_forward(h, {}, x, L.ffn_norm, eps);                             // [N, C]
+  project(gate_up, h, L.w_gate_up, L.w_gate_up_packed);                   // [N, 2F]
   swiglu_forward(act, gate_up.narrow(1, 0, F), gate_up.narrow(1, F, F));  // [N, F]
-  project(h, act, L.w_down, L.w_down_packed);                          // [N, C]
+  project(h, act, L.w_down, L.w_down_packed);                             // [N, C]
   add_inplace(x, h);
 }
 
-void LlamaModel::output_logits(const Tensor& x_rows, const Tensor& logits, ForwardWorkspace& ws) const {
+void LlamaModel::output_logits(const Tensor& x_rows, const Tensor& logits,
+                               ForwardWorkspace& ws) const {
   const int64_t R = x_rows.size(0);
-  Tensor normed = ws.last_normed.narrow(0, 0, R);                                         // [R, C]
-  tensor::rmsnorm_forward(normed, {}, x_rows, weights_.final_norm, static_cast<float>(config_.rms_norm_eps));
-  project(logits, normed, weights_.lm_head, weights_.lm_head_packed);                     // [R, V]
+  Tensor normed = ws.last_normed.narrow(0, 0, R);  // [R, C]
+  tensor::rmsnorm_forward(normed, {}, x_rows, weights_.final_norm,
+                          static_cast<float>(config_.rms_norm_eps));
+  project(logits, normed, weights_.lm_head, weights_.lm_head_packed);  // [R, V]
 }
 
-void LlamaModel::forward(const ForwardBatch& batch, const Tensor& logits, ForwardWorkspace& ws) const {
+void LlamaModel::forward(const ForwardBatch& batch, const Tensor& logits,
+                         ForwardWorkspace& ws) const {
   const ModelConfig& c = config_;
   const auto N = static_cast<int64_t>(batch.tokens.size());
   const auto S = static_cast<int64_t>(batch.chunks.size());
   const auto R = static_cast<int64_t>(batch.logit_rows.size());
   int64_t total = 0;
   for (const SequenceChunk& chunk : batch.chunks) total += chunk.count;
-  if (total != N || N == 0) throw Error(fmt::format("forward: chunks cover {} tokens, the batch has {}", total, N));
-  if (logits.dim() != 2 || logits.size(0) != R || logits.size(1) != c.vocab_size || logits.dtype() != DType::f32) {
-    throw Error(fmt::format("forward: logits must be f32 [{}, {}], got {}", R, c.vocab_size, logits.describe()));
+  if (total != N || N == 0)
+    throw Error(fmt::format("forward: chunks cover {} tokens, the batch has {}", total, N));
+  if (logits.dim() != 2 || logits.size(0) != R || logits.size(1) != c.vocab_size ||
+      logits.dtype() != DType::f32) {
+    throw Error(fmt::format("forward: logits must be f32 [{}, {}], got {}", R, c.vocab_size,
+                            logits.describe()));
   }
   for (int32_t id : batch.tokens) {
-    if (id < 0 || id >= c.vocab_size) throw Error(fmt::format("token id {} is outside the vocabulary of {}", id, c.vocab_size));
+    if (id < 0 || id >= c.vocab_size)
+      throw Error(fmt::format("token id {} is outside the vocabulary of {}", id, c.vocab_size));
   }
   prepare_workspace(ws, std::max(N, R));
-  // Per-token positions and the chunk boundaries; reserve cache room first (may throw: nothing changed yet).
+  // Per-token positions and the chunk boundaries; reserve cache room first (may throw: nothing
+  // changed yet).
   std::vector<int32_t> seq_starts(static_cast<size_t>(S + 1)), starts(static_cast<size_t>(S));
   int32_t* positions = ws.positions.data<int32_t>();
   int64_t row = 0;
@@ -268,7 +291,8 @@ void LlamaModel::forward(const ForwardBatch& batch, const Tensor& logits, Forwar
     chunk.cache->reserve(chunk.cache->length() + chunk.count);
     seq_starts[s] = static_cast<int32_t>(row);
     starts[s] = static_cast<int32_t>(chunk.cache->length());
-    for (int64_t i = 0; i < chunk.count; ++i) positions[row++] = static_cast<int32_t>(chunk.cache->length() + i);
+    for (int64_t i = 0; i < chunk.count; ++i)
+      positions[row++] = static_cast<int32_t>(chunk.cache->length() + i);
   }
   seq_starts[S] = static_cast<int32_t>(N);
   Tensor seq_starts_t = Tensor::from_ints(seq_starts, {S + 1});
@@ -281,12 +305,13 @@ void LlamaModel::forward(const ForwardBatch& batch, const Tensor& logits, Forwar
   tensor::embedding_forward(x, ids, weights_.embed);
 
   std::vector<Tensor> k_caches(static_cast<size_t>(S)), v_caches(static_cast<size_t>(S));
-  auto attend = [&](int64_t layer, const Tensor& out, const Tensor& q, const Tensor& k, const Tensor& v) {
+  auto attend = [&](int64_t layer, const Tensor& out, const Tensor& q, const Tensor& k,
+                    const Tensor& v) {
     // Append this step's keys/values to each sequence's cache, then attend over the cache.
     for (int64_t s = 0; s < S; ++s) {
       const SequenceChunk& chunk = batch.chunks[s];
       const int64_t p = starts[s], n = chunk.count;
-      const Tensor& kc = chunk.cache->keys(layer);    // [capacity, Hkv, D]
+      const Tensor& kc = chunk.cache->keys(layer);  // [capacity, Hkv, D]
       const Tensor& vc = chunk.cache->values(layer);
       if (n > 0) {
         kc.narrow(0, p, n).copy_from(k.narrow(0, seq_starts[s], n));
@@ -304,7 +329,8 @@ void LlamaModel::forward(const ForwardBatch& batch, const Tensor& logits, Forwar
   Tensor last = ws.last.narrow(0, 0, R);  // [R, C] rows whose logits are wanted
   for (int64_t r = 0; r < R; ++r) {
     int32_t src = batch.logit_rows[r];
-    if (src < 0 || src >= N) throw Error(fmt::format("forward: logit row {} is outside the batch of {}", src, N));
+    if (src < 0 || src >= N)
+      throw Error(fmt::format("forward: logit row {} is outside the batch of {}", src, N));
     last.narrow(0, r, 1).copy_from(x.narrow(0, src, 1));
   }
   output_logits(last, logits, ws);
@@ -315,7 +341,8 @@ Tensor LlamaModel::forward_sequence(std::span<const int32_t> tokens) const {
   const auto T = static_cast<int64_t>(tokens.size());
   if (T == 0) throw Error("forward_sequence: no tokens");
   for (int32_t id : tokens) {
-    if (id < 0 || id >= c.vocab_size) throw Error(fmt::format("token id {} is outside the vocabulary of {}", id, c.vocab_size));
+    if (id < 0 || id >= c.vocab_size)
+      throw Error(fmt::format("token id {} is outside the vocabulary of {}", id, c.vocab_size));
   }
   ForwardWorkspace ws;
   prepare_workspace(ws, T);

@@ -41,7 +41,7 @@ struct LayerWeights {
 };
 
 struct LlamaWeights {
-  tensor::Tensor embed;       // [V, C]
+  tensor::Tensor embed;  // [V, C]
   std::vector<LayerWeights> layers;
   tensor::Tensor final_norm;  // [C] f32
   tensor::Tensor lm_head;     // [V, C]; the same tensor as embed when tied
@@ -51,8 +51,8 @@ struct LlamaWeights {
 };
 
 // One sequence's part of a forward step: `count` new tokens (consecutive in ForwardBatch::tokens)
-// that continue `cache` at position cache->length(). The step appends their keys/values to the cache
-// and advances it.
+// that continue `cache` at position cache->length(). The step appends their keys/values to the
+// cache and advances it.
 struct SequenceChunk {
   KvCache* cache = nullptr;
   int64_t count = 0;
@@ -82,9 +82,11 @@ struct LoadOptions {
 class LlamaModel : public WeightSource {
  public:
   // Loads every weight of `source` into memory in `options.dtype` (the source may be closed after).
-  static std::unique_ptr<LlamaModel> load(const WeightSource& source, const LoadOptions& options = {});
+  static std::unique_ptr<LlamaModel> load(const WeightSource& source,
+                                          const LoadOptions& options = {});
   // Opens a checkpoint in any format (see Checkpoint::open) and loads it.
-  static std::unique_ptr<LlamaModel> load(const std::filesystem::path& path, const LoadOptions& options = {});
+  static std::unique_ptr<LlamaModel> load(const std::filesystem::path& path,
+                                          const LoadOptions& options = {});
 
   const ModelConfig& config() const override { return config_; }
   tensor::DType dtype() const { return dtype_; }
@@ -93,20 +95,24 @@ class LlamaModel : public WeightSource {
   // Where the model came from and the tokenizer found with it (when loaded from a path).
   const std::string& source_path() const { return source_path_; }
   const std::optional<std::filesystem::path>& tokenizer_path() const { return tokenizer_path_; }
-  // WeightSource: the in-memory weights by canonical name (for saving with write_hf_model/write_gguf_model).
+  // WeightSource: the in-memory weights by canonical name (for saving with
+  // write_hf_model/write_gguf_model).
   void read_f32(const WeightSpec& spec, float* out) const override;
   StorageType preferred_type() const override;
 
   // Whether the projections are held packed (LoadOptions::pack_for_inference).
   bool packed() const { return packed_; }
   // A projection matrix in the plain [O, I] layout: `plain` itself, or `packed` unpacked (a copy).
-  static tensor::Tensor plain_weight(const tensor::Tensor& plain, const tensor::PackedWeight& packed);
-  // A new, empty cache for one sequence of at most `max_length` positions (0 = the model's context).
+  static tensor::Tensor plain_weight(const tensor::Tensor& plain,
+                                     const tensor::PackedWeight& packed);
+  // A new, empty cache for one sequence of at most `max_length` positions (0 = the model's
+  // context).
   KvCache new_cache(int64_t max_length = 0) const;
 
   // Runs one step over a ragged batch: each chunk's tokens continue its cache. Writes the logits of
   // batch.logit_rows into `logits` [R, V] f32 (R = logit_rows.size()).
-  void forward(const ForwardBatch& batch, const tensor::Tensor& logits, ForwardWorkspace& workspace) const;
+  void forward(const ForwardBatch& batch, const tensor::Tensor& logits,
+               ForwardWorkspace& workspace) const;
 
   // The whole sequence at once, without a cache, through the full causal attention op (the path
   // training uses): logits [T, V] f32 for every position.
@@ -117,15 +123,17 @@ class LlamaModel : public WeightSource {
 
   // One transformer block on the residual stream x [N, C] (updated in place). `attend` computes
   // attention output [N, Hq, D] from q [N, Hq, D] (RoPE applied), k, v [N, Hkv, D].
-  using AttendFn = std::function<void(int64_t layer, const tensor::Tensor& out, const tensor::Tensor& q,
-                                      const tensor::Tensor& k, const tensor::Tensor& v)>;
-  void block_forward(int64_t layer, const tensor::Tensor& x, const tensor::Tensor& positions, ForwardWorkspace& ws,
-                     const AttendFn& attend) const;
+  using AttendFn =
+      std::function<void(int64_t layer, const tensor::Tensor& out, const tensor::Tensor& q,
+                         const tensor::Tensor& k, const tensor::Tensor& v)>;
+  void block_forward(int64_t layer, const tensor::Tensor& x, const tensor::Tensor& positions,
+                     ForwardWorkspace& ws, const AttendFn& attend) const;
 
  private:
   LlamaModel() = default;
   void prepare_workspace(ForwardWorkspace& ws, int64_t rows) const;
-  void output_logits(const tensor::Tensor& x_rows, const tensor::Tensor& logits, ForwardWorkspace& ws) const;
+  void output_logits(const tensor::Tensor& x_rows, const tensor::Tensor& logits,
+                     ForwardWorkspace& ws) const;
 
   ModelConfig config_;
   tensor::DType dtype_ = tensor::DType::f32;

@@ -10,8 +10,10 @@ namespace seqit::model {
 
 class RandomWeights : public WeightSource {
  public:
-  // Linear and embedding weights ~ N(0, std^2); norm weights ~ 1 + N(0, (std)^2); biases ~ N(0, std^2).
-  RandomWeights(ModelConfig config, uint64_t seed, float std = 0.02f, StorageType preferred = StorageType::f32);
+  // Linear and embedding weights ~ N(0, std^2); norm weights ~ 1 + N(0, (std)^2); biases ~ N(0,
+  // std^2).
+  RandomWeights(ModelConfig config, uint64_t seed, float std = 0.02f,
+                StorageType preferred = StorageType::f32);
   const ModelConfig& config() const override { return config_; }
   void read_f32(const WeightSpec& spec, float* out) const override;
   StorageType preferred_type() const override { return preferred_; }

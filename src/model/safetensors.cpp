@@ -30,14 +30,17 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
   const std::string& p = f->map_.path();
   const uint8_t* bytes = f->map_.data();
   uint64_t size = f->map_.size();
-  if (size < 8) fail(p, fmt::format("truncated safetensors file: {} bytes, the header length alone needs 8", size));
+  if (size < 8)
+    fail(p, fmt::format("truncated safetensors file: {} bytes, the header length alone needs 8",
+                        size));
   uint64_t header_len;
   std::memcpy(&header_len, bytes, 8);
   if (header_len > kMaxHeaderBytes) {
     fail(p, fmt::format("not a safetensors file: header length {} is implausible", header_len));
   }
   if (header_len > size - 8) {
-    fail(p, fmt::format("truncated safetensors file: header of {} bytes but only {} bytes follow", header_len, size - 8));
+    fail(p, fmt::format("truncated safetensors file: header of {} bytes but only {} bytes follow",
+                        header_len, size - 8));
   }
   std::string_view header_text(reinterpret_cast<const char*>(bytes + 8), header_len);
   json header;
@@ -73,15 +76,16 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
     auto off = entry.find("data_offsets");
     if (dt == entry.end() || !dt->is_string()) throw bad("missing or non-string 'dtype'");
     if (sh == entry.end() || !sh->is_array()) throw bad("missing or non-array 'shape'");
-    if (off == entry.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
-        !(*off)[1].is_number_unsigned()) {
+    if (off == entry.end() || !off->is_array() || off->size() != 2 ||
+        !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned()) {
       throw bad("'data_offsets' must be [begin, end] with non-negative integers");
     }
     StoredTensor t;
     t.name = name;
     t.file = p;
     auto type = parse_storage_type(dt->get<std::string>());
-    if (!type || *type == StorageType::q8_0) throw bad(fmt::format("unknown dtype '{}'", dt->get<std::string>()));
+    if (!type || *type == StorageType::q8_0)
+      throw bad(fmt::format("unknown dtype '{}'", dt->get<std::string>()));
     t.type = *type;
     int64_t elements = 1;
     for (const json& d : *sh) {
@@ -89,21 +93,26 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
       auto v = d.get<uint64_t>();
       if (v > (uint64_t{1} << 40)) throw bad(fmt::format("implausible dimension {}", v));
       t.shape.push_back(static_cast<int64_t>(v));
-      if (v != 0 && elements > (int64_t{1} << 50) / static_cast<int64_t>(v)) throw bad("too many elements");
+      if (v != 0 && elements > (int64_t{1} << 50) / static_cast<int64_t>(v))
+        throw bad("too many elements");
       elements *= static_cast<int64_t>(v);
     }
     uint64_t begin = (*off)[0].get<uint64_t>(), end = (*off)[1].get<uint64_t>();
     if (begin > end) throw bad(fmt::format("data_offsets [{}, {}] run backwards", begin, end));
     if (end > data_size) {
-      throw Error(fmt::format("truncated safetensors file: tensor '{}' needs bytes [{}, {}) of the data section, "
-                              "which has {} bytes",
-                              name, begin, end, data_size))
+      throw Error(
+          fmt::format(
+              "truncated safetensors file: tensor '{}' needs bytes [{}, {}) of the data section, "
+              "which has {} bytes",
+              name, begin, end, data_size))
           .in_file(p);
     }
     auto expected = storage_bytes(t.type, elements);
     if (!expected || *expected != end - begin) {
-      throw bad(fmt::format("{} {} needs {} bytes but data_offsets [{}, {}] hold {}", t.shape.empty() ? "scalar" : shape_string(t.shape),
-                            storage_type_name(t.type), expected ? *expected : 0, begin, end, end - begin));
+      throw bad(fmt::format("{} {} needs {} bytes but data_offsets [{}, {}] hold {}",
+                            t.shape.empty() ? "scalar" : shape_string(t.shape),
+                            storage_type_name(t.type), expected ? *expected : 0, begin, end,
+                            end - begin));
     }
     t.data = data + begin;
     t.nbytes = end - begin;
@@ -141,8 +150,10 @@ std::unique_ptr<SafetensorsSet> SafetensorsSet::open(const fs::path& path) {
         if (e.path().extension() == ".safetensors") found.push_back(e.path());
       }
       if (found.size() != 1) {
-        throw Error(found.empty() ? "no *.safetensors weights in this folder"
-                                  : "several *.safetensors files but no model.safetensors.index.json naming them")
+        throw Error(
+            found.empty()
+                ? "no *.safetensors weights in this folder"
+                : "several *.safetensors files but no model.safetensors.index.json naming them")
             .in_file(path.string());
       }
       target = found[0];
@@ -152,30 +163,37 @@ std::unique_ptr<SafetensorsSet> SafetensorsSet::open(const fs::path& path) {
   if (target.extension() == ".json") {
     json index = read_json_file(target);
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
-      throw Error("a safetensors index needs an object 'weight_map' {tensor: file}").in_file(set->source_).in_field("weight_map");
+      throw Error("a safetensors index needs an object 'weight_map' {tensor: file}")
+          .in_file(set->source_)
+          .in_field("weight_map");
     }
     std::map<std::string, size_t> file_of_shard;
     for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
       if (!it.value().is_string()) {
-        throw Error(fmt::format("tensor '{}': shard file name is not a string", it.key())).in_file(set->source_);
+        throw Error(fmt::format("tensor '{}': shard file name is not a string", it.key()))
+            .in_file(set->source_);
       }
       std::string shard = it.value().get<std::string>();
-      if (shard.find('/') != std::string::npos || shard == ".." ) {
-        throw Error(fmt::format("tensor '{}': shard '{}' must be a file name in the same folder", it.key(), shard))
+      if (shard.find('/') != std::string::npos || shard == "..") {
+        throw Error(fmt::format("tensor '{}': shard '{}' must be a file name in the same folder",
+                                it.key(), shard))
             .in_file(set->source_);
       }
       auto [pos, inserted] = file_of_shard.emplace(shard, set->files_.size());
       if (inserted) {
         fs::path shard_path = target.parent_path() / shard;
         if (!fs::exists(shard_path)) {
-          throw Error(fmt::format("shard '{}' (holding tensor '{}') is missing", shard, it.key())).in_file(set->source_);
+          throw Error(fmt::format("shard '{}' (holding tensor '{}') is missing", shard, it.key()))
+              .in_file(set->source_);
         }
         set->files_.push_back(SafetensorsFile::open(shard_path));
       }
       const SafetensorsFile& file = *set->files_[pos->second];
       const StoredTensor* t = file.find(it.key());
       if (!t) {
-        throw Error(fmt::format("tensor '{}' is listed in the index but not in its shard", it.key())).in_file(file.path());
+        throw Error(
+            fmt::format("tensor '{}' is listed in the index but not in its shard", it.key()))
+            .in_file(file.path());
       }
       set->index_[it.key()] = t;
     }
@@ -201,13 +219,14 @@ std::vector<const StoredTensor*> SafetensorsSet::tensors() const {
   return out;
 }
 
-void SafetensorsWriter::add(const std::string& name, StorageType type, std::vector<int64_t> shape, Fill fill) {
+void SafetensorsWriter::add(const std::string& name, StorageType type, std::vector<int64_t> shape,
+                            Fill fill) {
   int64_t elements = 1;
   for (int64_t d : shape) elements *= d;
   auto nbytes = storage_bytes(type, elements);
   if (!nbytes || type == StorageType::q8_0) {
-    throw Error(fmt::format("tensor '{}': cannot store {} {} in safetensors", name, shape_string(shape),
-                            storage_type_name(type)));
+    throw Error(fmt::format("tensor '{}': cannot store {} {} in safetensors", name,
+                            shape_string(shape), storage_type_name(type)));
   }
   for (const Entry& e : entries_) {
     if (e.name == name) throw Error(fmt::format("tensor '{}' added twice", name));
@@ -221,7 +240,9 @@ void SafetensorsWriter::write(const fs::path& path) const {
   if (!metadata_.empty()) header["__metadata__"] = metadata_;
   uint64_t offset = 0;
   for (const Entry& e : entries_) {
-    header[e.name] = {{"dtype", storage_type_name(e.type)}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.nbytes}}};
+    header[e.name] = {{"dtype", storage_type_name(e.type)},
+                      {"shape", e.shape},
+                      {"data_offsets", {offset, offset + e.nbytes}}};
     offset += e.nbytes;
   }
   std::string text = header.dump();

@@ -12,17 +12,28 @@ namespace seqit::model {
 
 std::string_view storage_type_name(StorageType type) {
   switch (type) {
-    case StorageType::f32: return "F32";
-    case StorageType::f16: return "F16";
-    case StorageType::bf16: return "BF16";
-    case StorageType::f64: return "F64";
-    case StorageType::i8: return "I8";
-    case StorageType::u8: return "U8";
-    case StorageType::i16: return "I16";
-    case StorageType::i32: return "I32";
-    case StorageType::i64: return "I64";
-    case StorageType::boolean: return "BOOL";
-    case StorageType::q8_0: return "Q8_0";
+    case StorageType::f32:
+      return "F32";
+    case StorageType::f16:
+      return "F16";
+    case StorageType::bf16:
+      return "BF16";
+    case StorageType::f64:
+      return "F64";
+    case StorageType::i8:
+      return "I8";
+    case StorageType::u8:
+      return "U8";
+    case StorageType::i16:
+      return "I16";
+    case StorageType::i32:
+      return "I32";
+    case StorageType::i64:
+      return "I64";
+    case StorageType::boolean:
+      return "BOOL";
+    case StorageType::q8_0:
+      return "Q8_0";
   }
   return "?";
 }
@@ -45,10 +56,22 @@ std::optional<uint64_t> storage_bytes(StorageType type, int64_t elements) {
   }
   uint64_t size = 0;
   switch (type) {
-    case StorageType::f64: case StorageType::i64: size = 8; break;
-    case StorageType::f32: case StorageType::i32: size = 4; break;
-    case StorageType::f16: case StorageType::bf16: case StorageType::i16: size = 2; break;
-    default: size = 1; break;
+    case StorageType::f64:
+    case StorageType::i64:
+      size = 8;
+      break;
+    case StorageType::f32:
+    case StorageType::i32:
+      size = 4;
+      break;
+    case StorageType::f16:
+    case StorageType::bf16:
+    case StorageType::i16:
+      size = 2;
+      break;
+    default:
+      size = 1;
+      break;
   }
   if (n > std::numeric_limits<uint64_t>::max() / size) return std::nullopt;
   return n * size;
@@ -65,14 +88,24 @@ int64_t StoredTensor::elements() const {
   return n;
 }
 
-std::string shape_string(const std::vector<int64_t>& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string shape_string(const std::vector<int64_t>& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 // The scalar codecs are tensor/dtype.h's (one implementation of the rounding rules); these
 // overloads take and return the raw bits that file formats store.
-float f16_to_f32(uint16_t bits) { return tensor::f16_to_f32(tensor::f16{bits}); }
-uint16_t f32_to_f16(float value) { return tensor::f32_to_f16(value).bits; }
-float bf16_to_f32(uint16_t bits) { return tensor::bf16_to_f32(tensor::bf16{bits}); }
-uint16_t f32_to_bf16(float value) { return tensor::f32_to_bf16(value).bits; }
+float f16_to_f32(uint16_t bits) {
+  return tensor::f16_to_f32(tensor::f16{bits});
+}
+uint16_t f32_to_f16(float value) {
+  return tensor::f32_to_f16(value).bits;
+}
+float bf16_to_f32(uint16_t bits) {
+  return tensor::bf16_to_f32(tensor::bf16{bits});
+}
+uint16_t f32_to_bf16(float value) {
+  return tensor::f32_to_bf16(value).bits;
+}
 
 void decode_to_f32(StorageType type, const uint8_t* src, int64_t count, float* dst) {
   switch (type) {
@@ -133,7 +166,8 @@ void encode_from_f32(StorageType type, const float* src, int64_t count, uint8_t*
       }
       return;
     default:
-      throw Error(fmt::format("cannot encode weights as {} (supported: F32, F16, BF16)", storage_type_name(type)));
+      throw Error(fmt::format("cannot encode weights as {} (supported: F32, F16, BF16)",
+                              storage_type_name(type)));
   }
 }
 

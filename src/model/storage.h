@@ -1,6 +1,6 @@
 // How tensors lie in weight files (safetensors, GGUF, llama2.c): element types as the formats name
-// them, a zero-copy view of one stored tensor, and decoding/encoding between the float storage types
-// and fp32. These are file-format concerns; compute dtypes belong to tensor/.
+// them, a zero-copy view of one stored tensor, and decoding/encoding between the float storage
+// types and fp32. These are file-format concerns; compute dtypes belong to tensor/.
 #pragma once
 
 #include <cstdint>

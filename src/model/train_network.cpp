@@ -483,7 +483,7 @@ void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor
 
   // Attention: x_mid = x_in + wo · attend(rope(q), rope(k), v),
   // q|k|v = wqkv · rmsnorm(x_in) (+ bias).
-  rmsnorm_forward(s.h, s.rstd1, x_in, L.attn_norm, eps);  // h = h1 [N, C], rstd1 [N]
+  rmsnorm_forward(s.h, s.rstd1, x_in, L.attn_norm, eps);       // h = h1 [N, C], rstd1 [N]
   linear_forward(s.qkv, s.h, compute_weight(L.wqkv), L.bqkv);  // qkv [N, W]
   adapter_forward(layer, kQ, s.qkv.narrow(1, 0, qd), s.h, s);
   adapter_forward(layer, kK, s.qkv.narrow(1, qd, kvd), s.h, s);
@@ -501,7 +501,7 @@ void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor
   gate_up_forward(L, s);                                    // gate_up [N, 2F]
   adapter_forward(layer, kGate, s.gate, s.h, s);
   adapter_forward(layer, kUp, s.up, s.h, s);
-  swiglu_forward(s.act, s.gate, s.up);     // act [N, F]
+  swiglu_forward(s.act, s.gate, s.up);                     // act [N, F]
   linear_forward(x_out, s.act, compute_weight(L.w_down));  // mlp [N, C]
   adapter_forward(layer, kDown, x_out, s.act, s);
   add_inplace(x_out, s.x_mid);  // x_out = x_mid + mlp
@@ -519,10 +519,10 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   const LayerGrads& g = options_.lora ? kNoGrads : grads_[static_cast<size_t>(layer)];
   const auto eps = static_cast<float>(c.rms_norm_eps);
   const int64_t N = bv.N, qd = c.q_dim(), kvd = c.kv_dim();
-  Tensor dh = ws_.dh.narrow(0, 0, N);              // [N, C]
-  Tensor dqkv = ws_.dqkv.narrow(0, 0, N);          // [N, W]
-  Tensor dattn = ws_.dattn.narrow(0, 0, N);        // [N, qd]
-  Tensor dact = ws_.dact.narrow(0, 0, N);          // [N, F]
+  Tensor dh = ws_.dh.narrow(0, 0, N);        // [N, C]
+  Tensor dqkv = ws_.dqkv.narrow(0, 0, N);    // [N, W]
+  Tensor dattn = ws_.dattn.narrow(0, 0, N);  // [N, qd]
+  Tensor dact = ws_.dact.narrow(0, 0, N);    // [N, F]
   // A gradient as a GEMM operand: itself (f32), or rounded to bf16 into dy16 (bf16 compute; a bias
   // gradient is then summed from the f32 gradient).
   const bool b16 = bf16_compute();

@@ -133,8 +133,8 @@ class TrainNetwork {
     int64_t rows = 0;                      // capacity in tokens
     std::vector<tensor::Tensor> residual;  // [cap, C] layer inputs (and the final residual)
     std::vector<LayerBuffers> layers;
-    tensor::Tensor ids, targets, positions, segments;    // [cap] i32
-    tensor::Tensor final_h, final_rstd;                  // [cap, C] (compute dtype), [cap]
+    tensor::Tensor ids, targets, positions, segments;  // [cap] i32
+    tensor::Tensor final_h, final_rstd;                // [cap, C] (compute dtype), [cap]
     // [cap, C] and [cap, F] in the compute dtype: rmsnorm(x) and silu(gate)·up of the layer being
     // computed, forward or backward (one pair for the whole network).
     tensor::Tensor h, act;

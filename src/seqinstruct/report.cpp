@@ -235,52 +235,52 @@ void write_options_chart(const fs::path& png, const RunReport& report) {
   const auto& paper = paper_alpaca_options();
   const int passes = std::max(1, report.iterations);
   const chart::Palette palette = {{255, 255, 255},   // background
-                                   {40, 40, 40},      // ink
-                                   {20, 80, 170},     // this run
-                                   {170, 200, 235},   // the paper
-                                   {225, 225, 225}};  // grid
+                                  {40, 40, 40},      // ink
+                                  {20, 80, 170},     // this run
+                                  {170, 200, 235},   // the paper
+                                  {225, 225, 225}};  // grid
   chart::write_png(png, 1200, 700, palette, [&] {
-  pladv(0);
-  plvpor(0.08, 0.97, 0.12, 0.88);
-  const double groups = passes * 4.0;
-  plwind(0, groups, 0, 110);
-  plcol0(4);
-  plbox("", 0, 0, "g", 0, 0);
-  plcol0(1);
-  plbox("bc", 0, 0, "bcnstv", 20, 0);
-  const char letters[] = {'A', 'B', 'C', 'D'};
-  for (int k = 0; k < passes; ++k) {
-    for (int j = 0; j < 4; ++j) {
-      const double x0 = k * 4.0 + j;
-      double ours = 0;
-      if (k < static_cast<int>(report.options.size()) && report.complete > 0) {
-        auto it = report.options[k].find(letters[j]);
-        if (it != report.options[k].end())
-          ours = 100.0 * static_cast<double>(it->second) / static_cast<double>(report.complete);
+    pladv(0);
+    plvpor(0.08, 0.97, 0.12, 0.88);
+    const double groups = passes * 4.0;
+    plwind(0, groups, 0, 110);
+    plcol0(4);
+    plbox("", 0, 0, "g", 0, 0);
+    plcol0(1);
+    plbox("bc", 0, 0, "bcnstv", 20, 0);
+    const char letters[] = {'A', 'B', 'C', 'D'};
+    for (int k = 0; k < passes; ++k) {
+      for (int j = 0; j < 4; ++j) {
+        const double x0 = k * 4.0 + j;
+        double ours = 0;
+        if (k < static_cast<int>(report.options.size()) && report.complete > 0) {
+          auto it = report.options[k].find(letters[j]);
+          if (it != report.options[k].end())
+            ours = 100.0 * static_cast<double>(it->second) / static_cast<double>(report.complete);
+        }
+        const double theirs = k < static_cast<int>(paper.size()) ? paper[k].at(letters[j]) : 0;
+        auto bar = [&](double left, double right, double height, PLINT colour) {
+          PLFLT xs[4] = {left, left, right, right}, ys[4] = {0, height, height, 0};
+          plcol0(colour);
+          plfill(4, xs, ys);
+        };
+        bar(x0 + 0.12, x0 + 0.48, ours, 2);
+        bar(x0 + 0.52, x0 + 0.88, theirs, 3);
+        plcol0(1);
+        plschr(0, 0.8);
+        plmtex("b", 1.2, (x0 + 0.5) / groups, 0.5, std::string(1, letters[j]).c_str());
+        plptex(x0 + 0.3, ours + 2.5, 1, 0, 0.5, fmt::format("{:.0f}", ours).c_str());
       }
-      const double theirs = k < static_cast<int>(paper.size()) ? paper[k].at(letters[j]) : 0;
-      auto bar = [&](double left, double right, double height, PLINT colour) {
-        PLFLT xs[4] = {left, left, right, right}, ys[4] = {0, height, height, 0};
-        plcol0(colour);
-        plfill(4, xs, ys);
-      };
-      bar(x0 + 0.12, x0 + 0.48, ours, 2);
-      bar(x0 + 0.52, x0 + 0.88, theirs, 3);
-      plcol0(1);
-      plschr(0, 0.8);
-      plmtex("b", 1.2, (x0 + 0.5) / groups, 0.5, std::string(1, letters[j]).c_str());
-      plptex(x0 + 0.3, ours + 2.5, 1, 0, 0.5, fmt::format("{:.0f}", ours).c_str());
+      plschr(0, 1.0);
+      plmtex("b", 2.8, (k * 4.0 + 2.0) / groups, 0.5, fmt::format("iteration {}", k + 1).c_str());
     }
     plschr(0, 1.0);
-    plmtex("b", 2.8, (k * 4.0 + 2.0) / groups, 0.5, fmt::format("iteration {}", k + 1).c_str());
-  }
-  plschr(0, 1.0);
-  plmtex("l", 3.5, 0.5, 0.5, "% of items");
-  plmtex(
-      "t", 2.0, 0.5, 0.5,
-      fmt::format("Options per iteration: this run (dark, {} items) vs the paper's Alpaca (light)",
-                  report.complete)
-          .c_str());
+    plmtex("l", 3.5, 0.5, 0.5, "% of items");
+    plmtex("t", 2.0, 0.5, 0.5,
+           fmt::format(
+               "Options per iteration: this run (dark, {} items) vs the paper's Alpaca (light)",
+               report.complete)
+               .c_str());
   });
 }
 

@@ -126,16 +126,17 @@ std::string resolve(const std::string& token, const Scope& scope) {
   if (auto it = scope.vars.find(token); it != scope.vars.end()) return it->second;
   if (auto it = scope.params.find(token); it != scope.params.end()) {
     if (it->second.required)
-      throw Error(fmt::format("param '{}' is required: add {}=... to the command line", token,
-                              token));
+      throw Error(
+          fmt::format("param '{}' is required: add {}=... to the command line", token, token));
     return it->second.as_text();
   }
   std::vector<std::string> known;
   for (const auto& [k, v] : scope.params) known.push_back(k);
   for (const auto& [k, v] : scope.vars) known.push_back(k);
-  throw Error(fmt::format("${{{}}}: unknown (params and variables: {}; also out, shared, "
-                          "recipe_dir, stage:NAME, stages:GLOB, names:GLOB)",
-                          token, known.empty() ? "none" : join(known, ", ")));
+  throw Error(
+      fmt::format("${{{}}}: unknown (params and variables: {}; also out, shared, "
+                  "recipe_dir, stage:NAME, stages:GLOB, names:GLOB)",
+                  token, known.empty() ? "none" : join(known, ", ")));
 }
 
 // Innermost first: the last "${" has no "${" after it, so its "}" closes it.
@@ -250,7 +251,8 @@ int run_child(const fs::path& exe, const std::vector<std::string>& args, const f
   if (pid < 0) throw Error(fmt::format("cannot start {}: {}", exe.string(), std::strerror(errno)));
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw Error(fmt::format("waiting for {}: {}", exe.string(), std::strerror(errno)));
+    if (errno != EINTR)
+      throw Error(fmt::format("waiting for {}: {}", exe.string(), std::strerror(errno)));
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return WIFSIGNALED(status) ? -WTERMSIG(status) : -1;
@@ -270,7 +272,8 @@ RecipePlan plan_recipe(const fs::path& recipe, const fs::path& out,
     if (e.mark.line >= 0) err.at_line(e.mark.line + 1, e.mark.column + 1);
     throw err;
   }
-  if (!root.IsMap()) throw at_node(recipe, root, "", "a study recipe is a map (name, params, stages)");
+  if (!root.IsMap())
+    throw at_node(recipe, root, "", "a study recipe is a map (name, params, stages)");
   static const std::set<std::string> kTop = {"name", "about", "params", "limits", "stages"};
   for (const auto& kv : root)
     if (!kTop.count(kv.first.Scalar()))
@@ -309,7 +312,8 @@ RecipePlan plan_recipe(const fs::path& recipe, const fs::path& out,
         params[name] = v;
       }
     } else {
-      throw at_node(recipe, root, "limits", "this recipe declares no limits: --limit does nothing here");
+      throw at_node(recipe, root, "limits",
+                    "this recipe declares no limits: --limit does nothing here");
     }
   }
   for (const std::string& o : overrides) {
@@ -317,7 +321,8 @@ RecipePlan plan_recipe(const fs::path& recipe, const fs::path& out,
     if (eq == std::string::npos) throw Error("a recipe param is key=value, not '" + o + "'");
     const std::string key = o.substr(0, eq);
     if (!params.count(key)) {
-      throw Error(fmt::format("{}: no param '{}' (params: {})", recipe.string(), key, join(order, ", ")));
+      throw Error(
+          fmt::format("{}: no param '{}' (params: {})", recipe.string(), key, join(order, ", ")));
     }
     YAML::Node node;
     try {
@@ -349,7 +354,8 @@ RecipePlan plan_recipe(const fs::path& recipe, const fs::path& out,
     // The foreach variables and their values (lists of params expand).
     std::vector<std::pair<std::string, std::vector<std::string>>> loops;
     if (const YAML::Node fe = st["foreach"]) {
-      if (!fe.IsMap()) throw at_node(recipe, fe, field + ".foreach", "foreach is a map var -> list");
+      if (!fe.IsMap())
+        throw at_node(recipe, fe, field + ".foreach", "foreach is a map var -> list");
       for (const auto& kv : fe) {
         const std::string var = kv.first.Scalar();
         const std::string vfield = field + ".foreach." + var;
@@ -406,9 +412,9 @@ RecipePlan plan_recipe(const fs::path& recipe, const fs::path& out,
         throw at_node(recipe, st["name"], field + ".name", e.what());
       }
       if (!valid_stage_name(stage.name))
-        throw at_node(recipe, st["name"], field + ".name",
-                      fmt::format("stage name '{}': letters, digits, '-', '_' and '.' only",
-                                  stage.name));
+        throw at_node(
+            recipe, st["name"], field + ".name",
+            fmt::format("stage name '{}': letters, digits, '-', '_' and '.' only", stage.name));
       if (!names.insert(stage.name).second)
         throw at_node(recipe, st["name"], field + ".name",
                       fmt::format("two stages are named '{}'", stage.name));
@@ -468,10 +474,11 @@ RecipePlan run_recipe_study(const fs::path& recipe, const fs::path& out,
   store.plan(manifest);
   json params = json::object();
   for (const auto& [name, value] : plan.params) params[name] = value;
-  write_file_atomic(out / "recipe.json",
-                    json{{"recipe", fs::absolute(recipe).string()}, {"name", plan.name}, {"params", params}}
-                            .dump(2) +
-                        "\n");
+  write_file_atomic(
+      out / "recipe.json",
+      json{{"recipe", fs::absolute(recipe).string()}, {"name", plan.name}, {"params", params}}.dump(
+          2) +
+          "\n");
 
   InterruptGuard interrupt;
   for (const RecipeStage& s : plan.stages) {
@@ -486,22 +493,24 @@ RecipePlan run_recipe_study(const fs::path& recipe, const fs::path& out,
       const fs::path log = dir / "log.txt";
       const int status = run_child(options.executable, s.args, log);
       if (interrupt.requested())
-        throw Error(fmt::format("stopped (Ctrl-C or SIGTERM) in stage {}; what it did is saved: "
-                                "rerun the same command to continue (log: {})",
-                                s.name, log.string()));
+        throw Error(
+            fmt::format("stopped (Ctrl-C or SIGTERM) in stage {}; what it did is saved: "
+                        "rerun the same command to continue (log: {})",
+                        s.name, log.string()));
       if (status != 0)
-        throw Error(fmt::format("stage {} failed ({}): seqit {}\nlog: {}\n{}", s.name,
-                                status > 0 ? fmt::format("exit {}", status)
-                                           : fmt::format("signal {}", -status),
-                                join(s.args, " "), log.string(), log_tail(log, 15)));
+        throw Error(fmt::format(
+            "stage {} failed ({}): seqit {}\nlog: {}\n{}", s.name,
+            status > 0 ? fmt::format("exit {}", status) : fmt::format("signal {}", -status),
+            join(s.args, " "), log.string(), log_tail(log, 15)));
       return json{{"command", "seqit " + join(s.args, " ")}};
     });
     if (options.stage_done) options.stage_done(s, done.seconds);
   }
 
   // report.md: the settings, the stages, and every comparison the stages wrote.
-  std::string md = fmt::format("# Study `{}`\n\n{}\n\nRecipe: `{}`\n\n## Params\n\n| param | value |\n|---|---|\n",
-                               plan.name, plan.about, fs::absolute(recipe).string());
+  std::string md = fmt::format(
+      "# Study `{}`\n\n{}\n\nRecipe: `{}`\n\n## Params\n\n| param | value |\n|---|---|\n",
+      plan.name, plan.about, fs::absolute(recipe).string());
   for (const auto& [name, value] : plan.params) md += fmt::format("| {} | `{}` |\n", name, value);
   md += "\n## Stages\n\n| stage | took | folder |\n|---|---|---|\n";
   for (const RecipeStage& s : plan.stages) {

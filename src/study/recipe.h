@@ -6,8 +6,9 @@
 //   name, about        what it is
 //   params             name -> value (a string, a number or a list); `null` marks a required one.
 //                      key=value on the command line overrides them.
-//   limits             param -> factor: `--limit N` sets each to N x factor (a small end-to-end run)
-//   stages             in order; each has `name`, `run` (a seqit command line, without "seqit")
+//   limits             param -> factor: `--limit N` sets each to N x factor (a small end-to-end
+//   run) stages             in order; each has `name`, `run` (a seqit command line, without
+//   "seqit")
 //                      and optionally `foreach` (var -> list, or "${list_param}"): one stage per
 //                      combination, first var outermost.
 // In names and command lines:
@@ -21,10 +22,10 @@
 // becomes several arguments (quote with '' or "" to keep one).
 //
 // A stage's key is its expanded command line (other stages' folders by name and hash, its own as
-// ${out}): a changed param reruns exactly the stages whose commands change and those after them that
-// read their folders. Each stage runs as a child seqit process (stdout and stderr to log.txt in its
-// folder), which dies with the study; the commands resume on their own (Seq-Instruct traces, eval
-// results, `train --resume`), so a rerun after kill -9 loses and repeats nothing.
+// ${out}): a changed param reruns exactly the stages whose commands change and those after them
+// that read their folders. Each stage runs as a child seqit process (stdout and stderr to log.txt
+// in its folder), which dies with the study; the commands resume on their own (Seq-Instruct traces,
+// eval results, `train --resume`), so a rerun after kill -9 loses and repeats nothing.
 #pragma once
 
 #include <filesystem>

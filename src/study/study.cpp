@@ -168,8 +168,10 @@ void StudySettings::apply(const std::vector<std::string>& overrides) {
     if (arm != "it" && arm != "sit" && arm != "it_matched" && arm != "sit_corrupted")
       throw Error("unknown arm '" + arm + "' (it, sit, it_matched, sit_corrupted)");
   if (seeds.empty()) throw Error("study setting 'seeds': at least one seed");
-  if (threads < 0) throw Error(fmt::format("study setting 'threads': 0 (every core) or more, got {}", threads));
-  if (jobs < 0) throw Error(fmt::format("study setting 'jobs': 0 (one per thread) or more, got {}", jobs));
+  if (threads < 0)
+    throw Error(fmt::format("study setting 'threads': 0 (every core) or more, got {}", threads));
+  if (jobs < 0)
+    throw Error(fmt::format("study setting 'jobs': 0 (one per thread) or more, got {}", jobs));
   for (const auto& [key, range] : {std::pair{"input_words", &input_words},
                                    {"input_numbers", &input_numbers},
                                    {"input_facts", &input_facts}})
@@ -429,17 +431,19 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
     for (uint64_t seed : s.seeds) jobs.push_back({arm, seed});
   int64_t pending = 0;
   for (const Job& job : jobs) {
-    const StageInfo t = store.info(train_name(job.arm, job.seed),
-                                   train_key(s, world, data, job.arm, job.seed));
+    const StageInfo t =
+        store.info(train_name(job.arm, job.seed), train_key(s, world, data, job.arm, job.seed));
     pending += !t.done || !store.info(eval_name(job.arm, job.seed), eval_key(s, t)).done;
   }
-  const int threads =
-      s.threads > 0 ? s.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int parallel = static_cast<int>(std::clamp<int64_t>(s.jobs > 0 ? s.jobs : threads, 1,
-                                                            std::max<int64_t>(1, pending)));
+  const int threads = s.threads > 0
+                          ? s.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int parallel = static_cast<int>(
+      std::clamp<int64_t>(s.jobs > 0 ? s.jobs : threads, 1, std::max<int64_t>(1, pending)));
   const int job_threads = std::max(1, threads / parallel);
-  // With jobs at once, longest first (rows of SIT chains are ~1.7x as long as IT's), so that two jobs at once do not
-  // end with one long job running alone; the results do not depend on the order.
+  // With jobs at once, longest first (rows of SIT chains are ~1.7x as long as IT's), so that two
+  // jobs at once do not end with one long job running alone; the results do not depend on the
+  // order.
   auto bytes_per_row = [&](const std::string& arm) {
     const fs::path file = data.dir / (arm + ".jsonl");
     const int64_t records = data_summary.contains(arm) ? data_summary[arm].value("records", 0) : 0;
@@ -480,8 +484,10 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
           int64_t last = -1;  // the steps already counted on the overall bar
           ro.on_step = [&](int64_t done, int64_t) {
             if (!overall) return;
-            if (last >= 0) overall->add(done - last);
-            else overall->add(1);  // the first step of this invocation (a resumed run starts late)
+            if (last >= 0)
+              overall->add(done - last);
+            else
+              overall->add(1);  // the first step of this invocation (a resumed run starts late)
             last = done;
           };
           ro.stop_requested = [&] { return failed.load(); };
@@ -548,8 +554,8 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
   for (const auto& arm : s.arms)
     for (uint64_t seed : s.seeds) in_order.push_back({arm, seed});
   for (const Job& job : in_order) {
-    const StageInfo train = store.info(train_name(job.arm, job.seed),
-                                       train_key(s, world, data, job.arm, job.seed));
+    const StageInfo train =
+        store.info(train_name(job.arm, job.seed), train_key(s, world, data, job.arm, job.seed));
     const StageInfo ev = store.info(eval_name(job.arm, job.seed), eval_key(s, train));
     ArmRun run;
     run.arm = job.arm;

@@ -34,7 +34,7 @@ struct StudySettings {
   // of 16 rows see each about 7 times (1,500 items are memorised: held-out accuracy 12%).
   int64_t items = 20000;
   int64_t pool_items = 0;  // the IT pool the token-matched arm is drawn from (at least 4 x items)
-  int iterations = 2;         // Seq-Instruct passes
+  int iterations = 2;      // Seq-Instruct passes
   // The world's inputs (synth::InputShape): the English/Vellan words drawn from (0: all 66), the
   // words, numbers and facts per input [min, max], the largest number. Smaller than synth's own
   // default (3-8 words of 66, 2-5 numbers in 0..19, 2-4 facts), which small models do not learn in

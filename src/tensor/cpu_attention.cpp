@@ -213,7 +213,8 @@ void decode_one_token(const float* qs, int64_t nq, int64_t dp, int64_t d, const 
         for (int64_t x = 0; x < d; x += 8) {
           const __m256 qv = _mm256_loadu_ps(q + x);
 #pragma GCC unroll 8
-          for (int u = 0; u < 8; ++u) acc[u] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[u] + x), acc[u]);
+          for (int u = 0; u < 8; ++u)
+            acc[u] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[u] + x), acc[u]);
         }
         // Eight horizontal sums at once: pairwise hadds leave [s0 s1 s2 s3 | s0' s1' s2' s3'] and
         // [s4 .. s7 | s4' .. s7'] (low and high 128-bit halves); adding the halves gives s0..s7.
@@ -243,7 +244,8 @@ void decode_one_token(const float* qs, int64_t nq, int64_t dp, int64_t d, const 
         const __m256 pj = _mm256_broadcast_ss(p + jj);
         const float* vr = value(jj) + x;
 #pragma GCC unroll 8
-        for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8 * v), acc[v]);
+        for (int v = 0; v < 8; ++v)
+          acc[v] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8 * v), acc[v]);
       }
 #pragma GCC unroll 8
       for (int v = 0; v < 8; ++v) _mm256_storeu_ps(out + x + 8 * v, acc[v]);
@@ -622,11 +624,11 @@ void CpuBackend::attention_decode(const Tensor& out, const Tensor& q,
       decode_one_token(qs, nq, dp, d, K, V, g, kend, arena.take(nq * kend), o);
     } else {
       attend_rows(
-        qs, nq, dp, limit, nullptr, nullptr, 0, kend,
-        [&](int64_t j0, int64_t j1, float* kt, float* vv) {
-          load_key_tiles(K, V, 0, g, j0, j1, d, dp, KeyTiles{kt, nullptr, vv, nullptr}, key_row);
-        },
-        o, lse_rows, arena);
+          qs, nq, dp, limit, nullptr, nullptr, 0, kend,
+          [&](int64_t j0, int64_t j1, float* kt, float* vv) {
+            load_key_tiles(K, V, 0, g, j0, j1, d, dp, KeyTiles{kt, nullptr, vv, nullptr}, key_row);
+          },
+          o, lse_rows, arena);
     }
     for (int64_t hr = 0; hr < group; ++hr)
       for (int64_t t = t0; t < t1; ++t) {

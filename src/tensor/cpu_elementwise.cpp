@@ -214,7 +214,8 @@ void CpuBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const
 // --------------------------------------------------------------------------------------
 
 namespace {
-// sig = σ(g) for a row (SwiGLU needs σ itself: silu(g) = g·σ(g), silu'(g) = σ(g)·(1 + g·(1 - σ(g)))).
+// sig = σ(g) for a row (SwiGLU needs σ itself: silu(g) = g·σ(g), silu'(g) = σ(g)·(1 + g·(1 -
+// σ(g)))).
 void sigmoid_row(const float* g, float* sig, int64_t n) {
   int64_t i = 0;
 #ifdef SEQIT_AVX2

@@ -383,13 +383,14 @@ void gemm_any(int64_t batch, const MatrixRef& a, const MatrixRef& b, const Mutab
     gemm_f32(batch, a32, to_f32(batch, b, 1), c32, bias, alpha, accumulate);
   } else {
     // 16-bit b (a weight matrix): convert ~1M elements at a time so no full f32 copy of a large
-    // weight (an output embedding) ever exists. Blocks are output columns — each GEMM keeps the full
-    // reduction — unless the reduction is so long (> 4096) that a 1M-element column block would be
-    // too narrow; then blocks are reduction rows accumulated into c.
+    // weight (an output embedding) ever exists. Blocks are output columns — each GEMM keeps the
+    // full reduction — unless the reduction is so long (> 4096) that a 1M-element column block
+    // would be too narrow; then blocks are reduction rows accumulated into c.
     constexpr int64_t kBlockElements = int64_t{1} << 20;
     const int64_t k = b.rows, n = b.cols;
     if (k <= 4096) {
-      const int64_t cols_per_block = std::max<int64_t>(64, kBlockElements / std::max<int64_t>(k, 1) / 64 * 64);
+      const int64_t cols_per_block =
+          std::max<int64_t>(64, kBlockElements / std::max<int64_t>(k, 1) / 64 * 64);
       for (int64_t c0 = 0; c0 < n; c0 += cols_per_block) {
         const int64_t cols = std::min(cols_per_block, n - c0);
         // c[:, cols] = a · b[:, cols] (+ bias[cols])
@@ -400,7 +401,8 @@ void gemm_any(int64_t batch, const MatrixRef& a, const MatrixRef& b, const Mutab
         gemm_f32(1, a32, block, c_block, bias ? bias + c0 : nullptr, alpha, accumulate);
       }
     } else {
-      const int64_t rows_per_block = std::max<int64_t>(64, kBlockElements / std::max<int64_t>(n, 1) / 64 * 64);
+      const int64_t rows_per_block =
+          std::max<int64_t>(64, kBlockElements / std::max<int64_t>(n, 1) / 64 * 64);
       for (int64_t r0 = 0; r0 < k; r0 += rows_per_block) {
         const int64_t rows = std::min(rows_per_block, k - r0);
         // c (+)= a[:, rows] · b[rows, :]; the bias once, with the first block.
@@ -538,7 +540,8 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_rows_avx2(int64_t rows, int64
                                                              const float* bias, float* y,
                                                              int64_t ldy, int64_t o) {
   int64_t m = 0;
-  for (; m + 4 <= rows; m += 4) gemv_tile_avx2<4, R, WT>(in, x + m * ldx, ldx, w, ldw, bias, y + m * ldy, ldy, o);
+  for (; m + 4 <= rows; m += 4)
+    gemv_tile_avx2<4, R, WT>(in, x + m * ldx, ldx, w, ldw, bias, y + m * ldy, ldy, o);
   switch (rows - m) {
     case 3:
       gemv_tile_avx2<3, R, WT>(in, x + m * ldx, ldx, w, ldw, bias, y + m * ldy, ldy, o);
@@ -569,7 +572,8 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_multi_avx2(int64_t rows, int6
 
 template <typename WT>
 void gemv_multi_scalar(int64_t rows, int64_t in, const float* x, int64_t ldx, const void* w,
-                       int64_t ldw, const float* bias, float* y, int64_t ldy, int64_t o0, int64_t o1) {
+                       int64_t ldw, const float* bias, float* y, int64_t ldy, int64_t o0,
+                       int64_t o1) {
   gemv_block_scalar<WT>(rows, in, x, ldx, static_cast<const WT*>(w), ldw, bias, y, ldy, o0, o1);
 }
 
@@ -960,14 +964,18 @@ std::array<PanelKernels, 4> panel_kernels() {
 
 }  // namespace
 
-int64_t panel_count(int64_t out) { return (out + kPanel - 1) / kPanel; }
+int64_t panel_count(int64_t out) {
+  return (out + kPanel - 1) / kPanel;
+}
 
 void pack_panels(const void* w, DType dtype, int64_t out, int64_t in, int64_t ldw, void* panels) {
   switch (dtype) {
     case DType::f32:
-      return pack_panels_typed(static_cast<const float*>(w), out, in, ldw, static_cast<float*>(panels));
+      return pack_panels_typed(static_cast<const float*>(w), out, in, ldw,
+                               static_cast<float*>(panels));
     case DType::bf16:
-      return pack_panels_typed(static_cast<const bf16*>(w), out, in, ldw, static_cast<bf16*>(panels));
+      return pack_panels_typed(static_cast<const bf16*>(w), out, in, ldw,
+                               static_cast<bf16*>(panels));
     case DType::f16:
       return pack_panels_typed(static_cast<const f16*>(w), out, in, ldw, static_cast<f16*>(panels));
     default:
@@ -992,11 +1000,14 @@ void unpack_panels_f32(const void* panels, DType dtype, int64_t in, int64_t o0, 
 void unpack_panels(const void* panels, DType dtype, int64_t out, int64_t in, void* dst) {
   switch (dtype) {
     case DType::f32:
-      return unpack_panels_typed(static_cast<const float*>(panels), in, 0, out, static_cast<float*>(dst));
+      return unpack_panels_typed(static_cast<const float*>(panels), in, 0, out,
+                                 static_cast<float*>(dst));
     case DType::bf16:
-      return unpack_panels_typed(static_cast<const bf16*>(panels), in, 0, out, static_cast<bf16*>(dst));
+      return unpack_panels_typed(static_cast<const bf16*>(panels), in, 0, out,
+                                 static_cast<bf16*>(dst));
     case DType::f16:
-      return unpack_panels_typed(static_cast<const f16*>(panels), in, 0, out, static_cast<f16*>(dst));
+      return unpack_panels_typed(static_cast<const f16*>(panels), in, 0, out,
+                                 static_cast<f16*>(dst));
     default:
       fail("unpack_weight", "weights must be f32, bf16 or f16");
   }

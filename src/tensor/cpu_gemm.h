@@ -43,8 +43,8 @@ void gemm_any(int64_t batch, const MatrixRef& a, const MatrixRef& b, const Mutab
 // m < rows <= kGemvMaxRows; x f32 with row stride ldx, w f32/bf16/f16 rows of stride ldw, y f32.
 // Multithreaded over o. `isa` picks a kernel (for tests); kAuto = the best this CPU runs.
 // Up to kGemvFixedRows rows a kernel specialised for the row count runs; above, 4 x 3 register
-// tiles (see cpu_gemm.cpp). Measured against oneDNN's GEMM on the decode shapes (bench_tensor_gemm),
-// streaming wins up to kGemvMaxRows rows.
+// tiles (see cpu_gemm.cpp). Measured against oneDNN's GEMM on the decode shapes
+// (bench_tensor_gemm), streaming wins up to kGemvMaxRows rows.
 constexpr int64_t kGemvFixedRows = 4;
 constexpr int64_t kGemvMaxRows = 32;
 enum class GemvIsa { kAuto, kScalar, kAvx2, kAvx512 };

@@ -105,7 +105,8 @@ void check_panels(const char* op, const Tensor& panels, int64_t out) {
   check_dim(op, "panels", panels, 3);
   check_contiguous(op, "panels", panels);
   if (panels.size(2) != kPanel || panels.size(0) != panel_count(out))
-    fail(op, "panels " + panels.describe() + " do not hold " + std::to_string(out) + " output rows");
+    fail(op,
+         "panels " + panels.describe() + " do not hold " + std::to_string(out) + " output rows");
 }
 }  // namespace
 
@@ -115,7 +116,8 @@ void CpuBackend::pack_weight(const Tensor& panels, const Tensor& w) {
   const int64_t out = w.size(0), in = w.size(1);
   check_panels(op, panels, out);
   check_dtype(op, "panels", panels, w.dtype());
-  if (panels.size(1) != in) fail(op, "panels " + panels.describe() + " do not match w " + w.describe());
+  if (panels.size(1) != in)
+    fail(op, "panels " + panels.describe() + " do not match w " + w.describe());
   pack_panels(w.raw_data(), w.dtype(), out, in, out > 1 ? w.stride(0) : in,
               const_cast<void*>(panels.raw_data()));
 }

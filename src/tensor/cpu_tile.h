@@ -43,7 +43,8 @@ template <int R>
 inline void tile_gemm_rows(const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb,
                            float* C, int64_t ldc, int64_t k, int64_t n, bool accumulate) {
   int64_t j = 0;
-  for (; j + 32 <= n; j += 32) tile_gemm_block<R, 4>(A, a_rs, a_cs, B, ldb, C, ldc, k, j, accumulate);
+  for (; j + 32 <= n; j += 32)
+    tile_gemm_block<R, 4>(A, a_rs, a_cs, B, ldb, C, ldc, k, j, accumulate);
   switch ((n - j) / 8) {
     case 3:
       tile_gemm_block<R, 3>(A, a_rs, a_cs, B, ldb, C, ldc, k, j, accumulate);

@@ -58,7 +58,8 @@ Tensor unpack_weight(const PackedWeight& w);
 // y[N, O] = x[N, I] · wᵀ (+ bias[O]) with w packed: up to 64 rows the packed kernel, more rows
 // (prefill) oneDNN's GEMM over blocks of panels unpacked to f32. Same results as the plain
 // linear_forward up to f32 summation order.
-void linear_forward(const Tensor& y, const Tensor& x, const PackedWeight& w, const Tensor& bias = {});
+void linear_forward(const Tensor& y, const Tensor& x, const PackedWeight& w,
+                    const Tensor& bias = {});
 
 // General (batched) matmul: c[.., M, N] = alpha · a[.., M, K] · b[.., K, N] (+ c when accumulate).
 // a and b may be transposed views (strides describe the layout; no copy). Leading batch dims equal.

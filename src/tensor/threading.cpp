@@ -61,7 +61,9 @@ int num_threads() {
   return n > 0 ? n : omp_get_num_procs();
 }
 
-const char* openmp_wait_policy() { return g_policy.c_str(); }
+const char* openmp_wait_policy() {
+  return g_policy.c_str();
+}
 
 void establish_openmp_wait_policy(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;

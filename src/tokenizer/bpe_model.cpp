@@ -11,7 +11,9 @@ namespace seqit::tokenizer {
 namespace {
 constexpr size_t kMaxCachedWord = 256;
 
-uint64_t pair_key(uint32_t a, uint32_t b) { return (uint64_t(a) << 32) | b; }
+uint64_t pair_key(uint32_t a, uint32_t b) {
+  return (uint64_t(a) << 32) | b;
+}
 
 // Scratch buffers reused by every call on a thread, so merging a word allocates nothing.
 struct MergeScratch {
@@ -34,8 +36,8 @@ bool heap_after(const MergeScratch::Candidate& a, const MergeScratch::Candidate&
 }  // namespace
 
 BpeModel::BpeModel(std::vector<std::pair<std::string, TokenId>> vocab,
-                   const std::vector<std::pair<std::string, std::string>>& merges, BpeOptions options,
-                   const std::string& where)
+                   const std::vector<std::pair<std::string, std::string>>& merges,
+                   BpeOptions options, const std::string& where)
     : options_(std::move(options)), where_(where) {
   TokenId max_id = -1;
   for (const auto& [token, id] : vocab) {
@@ -64,7 +66,8 @@ BpeModel::BpeModel(std::vector<std::pair<std::string, TokenId>> vocab,
     has_id_[id] = true;
     file_vocab_.emplace(std::move(token), id);
   }
-  all_fallback_bytes_ = std::all_of(fallback_ids_.begin(), fallback_ids_.end(), [](TokenId i) { return i >= 0; });
+  all_fallback_bytes_ =
+      std::all_of(fallback_ids_.begin(), fallback_ids_.end(), [](TokenId i) { return i >= 0; });
   if (options_.unk_token) {
     auto it = file_vocab_.find(*options_.unk_token);
     if (it != file_vocab_.end()) unk_id_ = it->second;
@@ -89,7 +92,8 @@ BpeModel::BpeModel(std::vector<std::pair<std::string, TokenId>> vocab,
     };
     TokenId a = find(left), b = find(right);
     std::string merged = left;
-    merged.append(prefix_len > 0 && right.compare(0, prefix_len, options_.continuing_subword_prefix) == 0
+    merged.append(prefix_len > 0 &&
+                          right.compare(0, prefix_len, options_.continuing_subword_prefix) == 0
                       ? right.substr(prefix_len)
                       : right);
     TokenId m = find(merged);
@@ -161,7 +165,8 @@ void BpeModel::tokenize(std::string_view word, std::vector<WordToken>& out) cons
   tokenize_segment(word.substr(start), start, out);
 }
 
-void BpeModel::tokenize_segment(std::string_view word, size_t offset, std::vector<WordToken>& out) const {
+void BpeModel::tokenize_segment(std::string_view word, size_t offset,
+                                std::vector<WordToken>& out) const {
   size_t first = out.size();
   bool cacheable = word.size() <= kMaxCachedWord;
   if (cacheable && cache_.lookup(word, out)) {
@@ -179,7 +184,8 @@ void BpeModel::tokenize_segment(std::string_view word, size_t offset, std::vecto
 }
 
 void BpeModel::initial_symbols(std::string_view word, std::vector<Symbol>& symbols) const {
-  const bool plain = options_.continuing_subword_prefix.empty() && options_.end_of_word_suffix.empty();
+  const bool plain =
+      options_.continuing_subword_prefix.empty() && options_.end_of_word_suffix.empty();
   if (options_.byte_level && plain) {
     bool all_known = true;
     for (size_t i = 0; i < word.size(); ++i) {
@@ -234,7 +240,8 @@ void BpeModel::initial_symbols(std::string_view word, std::vector<Symbol>& symbo
     }
     if (options_.unk_token) {
       if (!unk_id_) {
-        throw Error("the unknown token '" + *options_.unk_token + "' is not in the vocabulary").in_file(where_);
+        throw Error("the unknown token '" + *options_.unk_token + "' is not in the vocabulary")
+            .in_file(where_);
       }
       if (have_unk && options_.fuse_unk) {
         unk.length = uint32_t(begin + len - unk.begin);

@@ -46,7 +46,9 @@ class BpeModel {
   std::optional<TokenId> token_id(std::string_view token) const;
   // The token string as in the file ("Ġthe"); empty for an id the model does not have.
   const std::string& token_text(TokenId id) const;
-  bool has_id(TokenId id) const { return id >= 0 && size_t(id) < id_to_token_.size() && has_id_[id]; }
+  bool has_id(TokenId id) const {
+    return id >= 0 && size_t(id) < id_to_token_.size() && has_id_[id];
+  }
   size_t id_limit() const { return id_to_token_.size(); }
   const BpeOptions& options() const { return options_; }
 
@@ -70,9 +72,9 @@ class BpeModel {
   StringMap<TokenId> model_vocab_;  // byte-level: raw bytes -> id; else same keys as file_vocab_
   std::vector<std::string> id_to_token_;
   std::vector<bool> has_id_;
-  FlatU64Map merges_;  // (left id << 32 | right id) -> (rank << 32 | merged id)
-  std::array<TokenId, 256> byte_ids_;         // byte-level: the single-byte token of each byte
-  std::array<TokenId, 256> fallback_ids_;     // byte_fallback: "<0xXX>" ids
+  FlatU64Map merges_;                      // (left id << 32 | right id) -> (rank << 32 | merged id)
+  std::array<TokenId, 256> byte_ids_;      // byte-level: the single-byte token of each byte
+  std::array<TokenId, 256> fallback_ids_;  // byte_fallback: "<0xXX>" ids
   bool all_fallback_bytes_ = false;
   std::optional<TokenId> unk_id_;
   // Word splitting for SentencePiece-style BPE (no pre-tokenizer: the whole text is one word).

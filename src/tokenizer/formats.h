@@ -21,8 +21,9 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::filesystem::path& p
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::filesystem::path& path);
 // A tokenizer from an already parsed tokenizer.json document (GGUF's BPE vocabularies are turned
 // into one); `description` replaces the default describe() text when not empty.
-std::unique_ptr<Tokenizer> make_hf_tokenizer(const nlohmann::json& doc, const nlohmann::json* config,
-                                             const std::string& where, const std::string& description = {});
+std::unique_ptr<Tokenizer> make_hf_tokenizer(const nlohmann::json& doc,
+                                             const nlohmann::json* config, const std::string& where,
+                                             const std::string& description = {});
 
 // SentencePiece model protobuf (tokenizer.model).
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& path);

@@ -24,8 +24,11 @@ std::string type_of(const json& config, const std::string& what, const std::stri
   return config["type"].get<std::string>();
 }
 
-[[noreturn]] void unsupported(const std::string& what, const std::string& type, const std::string& where) {
-  throw Error(what + " type '" + type + "' is not supported by seqit").in_file(where).in_field(what);
+[[noreturn]] void unsupported(const std::string& what, const std::string& type,
+                              const std::string& where) {
+  throw Error(what + " type '" + type + "' is not supported by seqit")
+      .in_file(where)
+      .in_field(what);
 }
 
 // ---- patterns (HF's Pattern: a literal string or a regex; matches and the gaps between them) ----
@@ -43,7 +46,9 @@ class SplitPattern {
     } else if (pattern.is_object() && pattern.contains("Regex")) {
       regex_ = std::make_unique<Regex>(pattern["Regex"].get<std::string>(), where);
     } else {
-      throw Error("pattern must be {\"String\": ...} or {\"Regex\": ...}").in_file(where).in_field("pattern");
+      throw Error("pattern must be {\"String\": ...} or {\"Regex\": ...}")
+          .in_file(where)
+          .in_field("pattern");
     }
   }
   explicit SplitPattern(std::string literal) : literal_(std::move(literal)) {}
@@ -107,8 +112,10 @@ void apply_behavior(std::vector<Segment>& segs, SplitBehavior behavior) {
     case SplitBehavior::contiguous: {
       bool previous = false;
       for (const auto& s : segs) {
-        if (s.is_match == previous && !out.empty()) out.back().end = s.end;
-        else out.push_back({s.begin, s.end, false});
+        if (s.is_match == previous && !out.empty())
+          out.back().end = s.end;
+        else
+          out.push_back({s.begin, s.end, false});
         previous = s.is_match;
       }
       break;
@@ -116,8 +123,10 @@ void apply_behavior(std::vector<Segment>& segs, SplitBehavior behavior) {
     case SplitBehavior::merged_with_previous: {
       bool previous = false;
       for (const auto& s : segs) {
-        if (s.is_match && !previous && !out.empty()) out.back().end = s.end;
-        else out.push_back({s.begin, s.end, false});
+        if (s.is_match && !previous && !out.empty())
+          out.back().end = s.end;
+        else
+          out.push_back({s.begin, s.end, false});
         previous = s.is_match;
       }
       break;
@@ -126,8 +135,10 @@ void apply_behavior(std::vector<Segment>& segs, SplitBehavior behavior) {
       bool previous = false;
       for (size_t k = segs.size(); k-- > 0;) {
         const auto& s = segs[k];
-        if (s.is_match && !previous && !out.empty()) out.back().begin = s.begin;
-        else out.push_back({s.begin, s.end, false});
+        if (s.is_match && !previous && !out.empty())
+          out.back().begin = s.begin;
+        else
+          out.push_back({s.begin, s.end, false});
         previous = s.is_match;
       }
       std::reverse(out.begin(), out.end());
@@ -139,7 +150,8 @@ void apply_behavior(std::vector<Segment>& segs, SplitBehavior behavior) {
 }
 
 // Splits every part by `pattern` with `behavior` (optionally inverted), dropping empty pieces.
-void split_parts(std::vector<TextPart>& parts, const SplitPattern& pattern, SplitBehavior behavior, bool invert) {
+void split_parts(std::vector<TextPart>& parts, const SplitPattern& pattern, SplitBehavior behavior,
+                 bool invert) {
   thread_local std::vector<Segment> segs;
   std::vector<TextPart> out;
   out.reserve(parts.size() * 2);
@@ -156,7 +168,8 @@ void split_parts(std::vector<TextPart>& parts, const SplitPattern& pattern, Spli
   parts = std::move(out);
 }
 
-// Splits by a character predicate, each matching character being its own match (HF's Fn(char) pattern).
+// Splits by a character predicate, each matching character being its own match (HF's Fn(char)
+// pattern).
 template <typename Pred>
 void split_parts_by_char(std::vector<TextPart>& parts, Pred pred, SplitBehavior behavior) {
   thread_local std::vector<Segment> segs;
@@ -193,7 +206,8 @@ TextPart prepend(const TextPart& part, std::string_view prefix, PartArena& arena
 }
 
 // Replaces every occurrence of `from` with `to` (each replacement aligned to what it replaced).
-TextPart replace_all(const TextPart& part, std::string_view from, std::string_view to, PartArena& arena) {
+TextPart replace_all(const TextPart& part, std::string_view from, std::string_view to,
+                     PartArena& arena) {
   size_t pos = part.text.find(from);
   if (pos == std::string_view::npos || from.empty()) return part;
   PartArena::Builder b(arena);
@@ -217,14 +231,16 @@ bool is_numeric(char32_t cp) {
 
 class UnicodeNormalizer : public Normalizer {
  public:
-  explicit UnicodeNormalizer(utf8proc_option_t options) : options_(utf8proc_option_t(options | UTF8PROC_STABLE)) {}
+  explicit UnicodeNormalizer(utf8proc_option_t options)
+      : options_(utf8proc_option_t(options | UTF8PROC_STABLE)) {}
 
   TextPart apply(const TextPart& part, PartArena& arena) const override {
     std::string_view t = part.text;
     // Segments start at characters that cannot interact with what precedes them, so each is
     // normalised alone and all of its output maps to all of its input.
     size_t first_non_ascii = 0;
-    while (first_non_ascii < t.size() && static_cast<unsigned char>(t[first_non_ascii]) < 0x80) ++first_non_ascii;
+    while (first_non_ascii < t.size() && static_cast<unsigned char>(t[first_non_ascii]) < 0x80)
+      ++first_non_ascii;
     if (first_non_ascii == t.size()) return part;
     thread_local std::vector<size_t> bounds;
     bounds.clear();
@@ -235,7 +251,8 @@ class UnicodeNormalizer : public Normalizer {
     while (i < t.size()) {
       size_t b = i;
       char32_t cp = next_code_point(t, i);
-      if (have_prev && starts_segment(prev, cp, t.substr(bounds.back(), i - bounds.back()), b - bounds.back())) {
+      if (have_prev &&
+          starts_segment(prev, cp, t.substr(bounds.back(), i - bounds.back()), b - bounds.back())) {
         bounds.push_back(b);
       }
       prev = cp, have_prev = true;
@@ -260,8 +277,10 @@ class UnicodeNormalizer : public Normalizer {
         continue;
       }
       normalize(seg, normalized);
-      if (normalized == seg) out.copy(part, b, e);
-      else out.append(normalized, part.original(b, e));
+      if (normalized == seg)
+        out.copy(part, b, e);
+      else
+        out.append(normalized, part.original(b, e));
     }
     return out.finish();
   }
@@ -275,8 +294,8 @@ class UnicodeNormalizer : public Normalizer {
   }
   void normalize(std::string_view s, std::string& out) const {
     utf8proc_uint8_t* result = nullptr;
-    utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), utf8proc_ssize_t(s.size()),
-                                      &result, options_);
+    utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
+                                      utf8proc_ssize_t(s.size()), &result, options_);
     if (n < 0) {
       out.assign(s);
       return;
@@ -380,8 +399,10 @@ class ReplaceNormalizer : public Normalizer {
     if (!any) return part;
     PartArena::Builder out(arena);
     for (const auto& s : segs) {
-      if (s.is_match) out.append(content_, part.original(s.begin, s.end));
-      else out.copy(part, s.begin, s.end);
+      if (s.is_match)
+        out.append(content_, part.original(s.begin, s.end));
+      else
+        out.copy(part, s.begin, s.end);
     }
     return out.finish();
   }
@@ -405,7 +426,8 @@ class PrependNormalizer : public Normalizer {
 
 class SequenceNormalizer : public Normalizer {
  public:
-  explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> steps) : steps_(std::move(steps)) {}
+  explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> steps)
+      : steps_(std::move(steps)) {}
   TextPart apply(const TextPart& part, PartArena& arena) const override {
     TextPart p = part;
     for (const auto& s : steps_) p = s->apply(p, arena);
@@ -441,8 +463,10 @@ class SplitPreTokenizer : public PreTokenizer {
 class ByteLevelPreTokenizer : public PreTokenizer {
  public:
   ByteLevelPreTokenizer(const json& config, const std::string& where)
-      : add_prefix_space_(config.value("add_prefix_space", true)), use_regex_(config.value("use_regex", true)) {
-    if (use_regex_) regex_ = std::make_unique<SplitPattern>(json{{"Regex", std::string(kGpt2Pattern)}}, where);
+      : add_prefix_space_(config.value("add_prefix_space", true)),
+        use_regex_(config.value("use_regex", true)) {
+    if (use_regex_)
+      regex_ = std::make_unique<SplitPattern>(json{{"Regex", std::string(kGpt2Pattern)}}, where);
   }
   void apply(std::vector<TextPart>& parts, PartArena& arena) const override {
     if (add_prefix_space_) {
@@ -468,7 +492,9 @@ PrependScheme parse_prepend_scheme(const json& config, const std::string& where)
     if (s == "always") return PrependScheme::always;
     if (s == "first") return PrependScheme::first;
     if (s == "never") return PrependScheme::never;
-    throw Error("prepend_scheme '" + s + "' is not supported").in_file(where).in_field("prepend_scheme");
+    throw Error("prepend_scheme '" + s + "' is not supported")
+        .in_file(where)
+        .in_field("prepend_scheme");
   }
   return config.value("add_prefix_space", true) ? PrependScheme::always : PrependScheme::never;
 }
@@ -503,7 +529,8 @@ class DigitsPreTokenizer : public PreTokenizer {
  public:
   explicit DigitsPreTokenizer(bool individual) : individual_(individual) {}
   void apply(std::vector<TextPart>& parts, PartArena&) const override {
-    split_parts_by_char(parts, is_numeric, individual_ ? SplitBehavior::isolated : SplitBehavior::contiguous);
+    split_parts_by_char(parts, is_numeric,
+                        individual_ ? SplitBehavior::isolated : SplitBehavior::contiguous);
   }
 
  private:
@@ -519,7 +546,8 @@ class WhitespaceSplitPreTokenizer : public PreTokenizer {
 
 class SequencePreTokenizer : public PreTokenizer {
  public:
-  explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> steps) : steps_(std::move(steps)) {}
+  explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> steps)
+      : steps_(std::move(steps)) {}
   void apply(std::vector<TextPart>& parts, PartArena& arena) const override {
     for (const auto& s : steps_) s->apply(parts, arena);
   }
@@ -536,8 +564,10 @@ class ByteLevelDecoder : public Decoder {
   void decode_chain(std::vector<std::string>& tokens) const override {
     std::string bytes;
     for (const auto& t : tokens) {
-      if (auto b = byte_level_decode(t)) bytes += *b;
-      else bytes += t;
+      if (auto b = byte_level_decode(t))
+        bytes += *b;
+      else
+        bytes += t;
     }
     std::string out;
     append_utf8_lossy(out, bytes);
@@ -588,8 +618,10 @@ class ReplaceDecoder : public Decoder {
     pattern_.find(token, segs);
     std::string out;
     for (const auto& s : segs) {
-      if (s.is_match) out += content_;
-      else out.append(token, s.begin, s.end - s.begin);
+      if (s.is_match)
+        out += content_;
+      else
+        out.append(token, s.begin, s.end - s.begin);
     }
     token = std::move(out);
   }
@@ -691,7 +723,8 @@ class StripDecoder : public Decoder {
 
 class SequenceDecoder : public Decoder {
  public:
-  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> steps) : steps_(std::move(steps)) {}
+  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> steps)
+      : steps_(std::move(steps)) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (const auto& s : steps_) s->decode_chain(tokens);
   }
@@ -715,14 +748,20 @@ std::unique_ptr<Normalizer> make_normalizer(const json& config, const std::strin
   std::string type = type_of(config, "normalizer", where);
   if (type == "NFC") return std::make_unique<UnicodeNormalizer>(UTF8PROC_COMPOSE);
   if (type == "NFD") return std::make_unique<UnicodeNormalizer>(UTF8PROC_DECOMPOSE);
-  if (type == "NFKC") return std::make_unique<UnicodeNormalizer>(utf8proc_option_t(UTF8PROC_COMPOSE | UTF8PROC_COMPAT));
-  if (type == "NFKD") return std::make_unique<UnicodeNormalizer>(utf8proc_option_t(UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT));
+  if (type == "NFKC")
+    return std::make_unique<UnicodeNormalizer>(
+        utf8proc_option_t(UTF8PROC_COMPOSE | UTF8PROC_COMPAT));
+  if (type == "NFKD")
+    return std::make_unique<UnicodeNormalizer>(
+        utf8proc_option_t(UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT));
   if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
   if (type == "Strip") {
-    return std::make_unique<StripNormalizer>(config.value("strip_left", true), config.value("strip_right", true));
+    return std::make_unique<StripNormalizer>(config.value("strip_left", true),
+                                             config.value("strip_right", true));
   }
   if (type == "Replace") return std::make_unique<ReplaceNormalizer>(config, where);
-  if (type == "Prepend") return std::make_unique<PrependNormalizer>(config.at("prepend").get<std::string>());
+  if (type == "Prepend")
+    return std::make_unique<PrependNormalizer>(config.at("prepend").get<std::string>());
   if (type == "Sequence") {
     std::vector<std::unique_ptr<Normalizer>> steps;
     for (const auto& c : config.at("normalizers")) steps.push_back(make_normalizer(c, where));
@@ -736,7 +775,8 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& config, const std::
   if (type == "Split") return std::make_unique<SplitPreTokenizer>(config, where);
   if (type == "ByteLevel") return std::make_unique<ByteLevelPreTokenizer>(config, where);
   if (type == "Metaspace") return std::make_unique<MetaspacePreTokenizer>(config, where);
-  if (type == "Digits") return std::make_unique<DigitsPreTokenizer>(config.value("individual_digits", false));
+  if (type == "Digits")
+    return std::make_unique<DigitsPreTokenizer>(config.value("individual_digits", false));
   if (type == "WhitespaceSplit") return std::make_unique<WhitespaceSplitPreTokenizer>();
   if (type == "Sequence") {
     std::vector<std::unique_ptr<PreTokenizer>> steps;
@@ -744,7 +784,8 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& config, const std::
     for (size_t k = 0; k < list.size(); ++k) {
       auto step = make_pre_tokenizer(list[k], where);
       if (step->is_byte_level() && k + 1 != list.size()) {
-        throw Error("a ByteLevel pre-tokenizer followed by other pre-tokenizers is not supported by seqit")
+        throw Error(
+            "a ByteLevel pre-tokenizer followed by other pre-tokenizers is not supported by seqit")
             .in_file(where)
             .in_field("pre_tokenizer");
       }

@@ -44,7 +44,8 @@ class Decoder {
 // Builders from the JSON objects of tokenizer.json; `where` names the file for errors, which name
 // the unsupported component ("normalizer type 'Precompiled' is not supported").
 std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& config, const std::string& where);
-std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& config, const std::string& where);
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& config,
+                                                 const std::string& where);
 std::unique_ptr<Decoder> make_decoder(const nlohmann::json& config, const std::string& where);
 
 }  // namespace seqit::tokenizer

@@ -32,21 +32,23 @@ namespace {
 struct AddedToken {
   TokenId id = -1;
   std::string content;
-  // What decode() feeds the decoder for this token: HF decodes a "normalized" added token through its
-  // normalised form, so Llama-2's "<s>" decodes as "▁<s>" -> " <s>" after the first token.
+  // What decode() feeds the decoder for this token: HF decodes a "normalized" added token through
+  // its normalised form, so Llama-2's "<s>" decodes as "▁<s>" -> " <s>" after the first token.
   std::string decode_form;
   bool single_word = false, lstrip = false, rstrip = false, normalized = false, special = false;
 };
 
 bool is_word_char(char32_t cp) {
   if (cp == '_') return true;
-  if (cp < 0x80) return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
+  if (cp < 0x80)
+    return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
   return false;  // conservative outside ASCII: single_word is rare and only used with ASCII tokens
 }
 
 std::string content_of(const json& v) {
   if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    return v["content"].get<std::string>();
   return {};
 }
 
@@ -54,11 +56,15 @@ class HfTokenizer : public Tokenizer {
  public:
   HfTokenizer(const json& doc, const json* config, const std::string& where) : where_(where) {
     if (!doc.is_object()) throw Error("tokenizer.json must be a JSON object").in_file(where);
-    load_model(doc.value("model", json()), doc.contains("pre_tokenizer") ? doc["pre_tokenizer"] : json());
-    if (doc.contains("normalizer") && !doc["normalizer"].is_null()) normalizer_ = make_normalizer(doc["normalizer"], where);
-    if (doc.contains("decoder") && !doc["decoder"].is_null()) decoder_ = make_decoder(doc["decoder"], where);
+    load_model(doc.value("model", json()),
+               doc.contains("pre_tokenizer") ? doc["pre_tokenizer"] : json());
+    if (doc.contains("normalizer") && !doc["normalizer"].is_null())
+      normalizer_ = make_normalizer(doc["normalizer"], where);
+    if (doc.contains("decoder") && !doc["decoder"].is_null())
+      decoder_ = make_decoder(doc["decoder"], where);
     load_added_tokens(doc.value("added_tokens", json::array()));
-    if (doc.contains("post_processor") && !doc["post_processor"].is_null()) load_post_processor(doc["post_processor"]);
+    if (doc.contains("post_processor") && !doc["post_processor"].is_null())
+      load_post_processor(doc["post_processor"]);
     if (config) apply_config(*config);
     if (!bos_) bos_ = first_of({"<s>", "<|begin_of_text|>", "<bos>"});
     if (!eos_) eos_ = first_of({"</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>"});
@@ -116,7 +122,8 @@ class HfTokenizer : public Tokenizer {
 
   std::string token_bytes(TokenId id) const override {
     auto added = added_by_id_.find(id);
-    std::string t = added != added_by_id_.end() ? added_[added->second].decode_form : token_text(id);
+    std::string t =
+        added != added_by_id_.end() ? added_[added->second].decode_form : token_text(id);
     if (decoder_) decoder_->token_bytes(t);
     return t;
   }
@@ -146,26 +153,36 @@ class HfTokenizer : public Tokenizer {
 
  private:
   void load_model(const json& model, const json& pre_tokenizer) {
-    if (!model.is_object()) throw Error("tokenizer.json has no \"model\" object").in_file(where_).in_field("model");
+    if (!model.is_object())
+      throw Error("tokenizer.json has no \"model\" object").in_file(where_).in_field("model");
     std::string type = model.value("type", std::string("BPE"));
     if (type != "BPE") {
-      throw Error("model type '" + type + "' is not supported by seqit (only BPE)").in_file(where_).in_field("model.type");
+      throw Error("model type '" + type + "' is not supported by seqit (only BPE)")
+          .in_file(where_)
+          .in_field("model.type");
     }
     if (!pre_tokenizer.is_null()) pre_tokenizer_ = make_pre_tokenizer(pre_tokenizer, where_);
     BpeOptions o;
     o.byte_level = pre_tokenizer_ && pre_tokenizer_->is_byte_level();
-    if (model.contains("unk_token") && model["unk_token"].is_string()) o.unk_token = model["unk_token"].get<std::string>();
-    auto flag = [&](const char* key) { return model.contains(key) && model[key].is_boolean() && model[key].get<bool>(); };
+    if (model.contains("unk_token") && model["unk_token"].is_string())
+      o.unk_token = model["unk_token"].get<std::string>();
+    auto flag = [&](const char* key) {
+      return model.contains(key) && model[key].is_boolean() && model[key].get<bool>();
+    };
     auto text = [&](const char* key) {
-      return model.contains(key) && model[key].is_string() ? model[key].get<std::string>() : std::string();
+      return model.contains(key) && model[key].is_string() ? model[key].get<std::string>()
+                                                           : std::string();
     };
     o.fuse_unk = flag("fuse_unk");
     o.byte_fallback = flag("byte_fallback");
     o.ignore_merges = flag("ignore_merges");
     o.continuing_subword_prefix = text("continuing_subword_prefix");
     o.end_of_word_suffix = text("end_of_word_suffix");
-    if (model.contains("dropout") && model["dropout"].is_number() && model["dropout"].get<double>() > 0) {
-      throw Error("BPE dropout is not supported by seqit (it makes encoding random)").in_file(where_).in_field("model.dropout");
+    if (model.contains("dropout") && model["dropout"].is_number() &&
+        model["dropout"].get<double>() > 0) {
+      throw Error("BPE dropout is not supported by seqit (it makes encoding random)")
+          .in_file(where_)
+          .in_field("model.dropout");
     }
     if (!model.contains("vocab") || !model["vocab"].is_object()) {
       throw Error("the BPE model has no \"vocab\" object").in_file(where_).in_field("model.vocab");
@@ -185,20 +202,26 @@ class HfTokenizer : public Tokenizer {
         const std::string& s = m.get_ref<const std::string&>();
         size_t space = s.find(' ', 1);
         if (space == std::string::npos) {
-          throw Error("merge " + std::to_string(k) + " ('" + s + "') is not two tokens separated by a space")
-              .in_file(where_).in_field("model.merges");
+          throw Error("merge " + std::to_string(k) + " ('" + s +
+                      "') is not two tokens separated by a space")
+              .in_file(where_)
+              .in_field("model.merges");
         }
         merges.emplace_back(s.substr(0, space), s.substr(space + 1));
       } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
         merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
       } else {
-        throw Error("merge " + std::to_string(k) + " is neither \"a b\" nor [\"a\", \"b\"]").in_file(where_).in_field("model.merges");
+        throw Error("merge " + std::to_string(k) + " is neither \"a b\" nor [\"a\", \"b\"]")
+            .in_file(where_)
+            .in_field("model.merges");
       }
     }
     model_ = std::make_unique<BpeModel>(std::move(vocab), merges, o, where_);
     vocab_size_ = model_->id_limit();
     description_ = std::string("tokenizer.json (BPE, ") +
-                   (o.byte_level ? "byte-level" : o.byte_fallback ? "SentencePiece-style, byte fallback" : "character-level") +
+                   (o.byte_level      ? "byte-level"
+                    : o.byte_fallback ? "SentencePiece-style, byte fallback"
+                                      : "character-level") +
                    ", " + std::to_string(model["vocab"].size()) + " tokens)";
   }
 
@@ -218,7 +241,8 @@ class HfTokenizer : public Tokenizer {
   }
 
   void load_added_tokens(const json& list) {
-    if (!list.is_array()) throw Error("\"added_tokens\" must be an array").in_file(where_).in_field("added_tokens");
+    if (!list.is_array())
+      throw Error("\"added_tokens\" must be an array").in_file(where_).in_field("added_tokens");
     for (const auto& t : list) {
       AddedToken a;
       if (!t.is_object() || !t.contains("content") || !t["content"].is_string())
@@ -261,7 +285,9 @@ class HfTokenizer : public Tokenizer {
       return ids;
     }
     if (auto id = token_id(name)) return {*id};
-    throw Error("post-processor special token '" + name + "' is not in the vocabulary").in_file(where_).in_field("post_processor");
+    throw Error("post-processor special token '" + name + "' is not in the vocabulary")
+        .in_file(where_)
+        .in_field("post_processor");
   }
 
   void load_post_processor(const json& p) {
@@ -279,7 +305,8 @@ class HfTokenizer : public Tokenizer {
         if (piece.contains("Sequence")) {
           seen_sequence = true;
         } else if (piece.contains("SpecialToken")) {
-          auto ids = special_ids(p.value("special_tokens", json::object()), piece["SpecialToken"].at("id").get<std::string>());
+          auto ids = special_ids(p.value("special_tokens", json::object()),
+                                 piece["SpecialToken"].at("id").get<std::string>());
           auto& target = seen_sequence ? suffix_ids_ : prefix_ids_;
           target.insert(target.end(), ids.begin(), ids.end());
         }
@@ -291,7 +318,9 @@ class HfTokenizer : public Tokenizer {
       suffix_ids_ = {p.at("sep").at(1).get<TokenId>()};
       return;
     }
-    throw Error("post_processor type '" + type + "' is not supported by seqit").in_file(where_).in_field("post_processor");
+    throw Error("post_processor type '" + type + "' is not supported by seqit")
+        .in_file(where_)
+        .in_field("post_processor");
   }
 
   void apply_config(const json& config) {
@@ -304,10 +333,12 @@ class HfTokenizer : public Tokenizer {
     }
     // transformers rebuilds the post-processor of these classes from add_bos_token/add_eos_token.
     std::string cls = config.value("tokenizer_class", std::string());
-    bool llama_like = cls == "LlamaTokenizer" || cls == "LlamaTokenizerFast" || cls == "CodeLlamaTokenizer" ||
-                      cls == "CodeLlamaTokenizerFast" || cls == "GemmaTokenizer" || cls == "GemmaTokenizerFast";
+    bool llama_like = cls == "LlamaTokenizer" || cls == "LlamaTokenizerFast" ||
+                      cls == "CodeLlamaTokenizer" || cls == "CodeLlamaTokenizerFast" ||
+                      cls == "GemmaTokenizer" || cls == "GemmaTokenizerFast";
     if (llama_like && (config.contains("add_bos_token") || config.contains("add_eos_token"))) {
-      bool add_bos = config.value("add_bos_token", true), add_eos = config.value("add_eos_token", false);
+      bool add_bos = config.value("add_bos_token", true),
+           add_eos = config.value("add_eos_token", false);
       prefix_ids_.clear();
       suffix_ids_.clear();
       if (add_bos && bos_) prefix_ids_.push_back(*bos_);
@@ -379,7 +410,8 @@ class HfTokenizer : public Tokenizer {
     if (start_offset < s.size()) on_text(text.slice(start_offset, s.size()));
   }
 
-  void tokenize_text(const TextPart& piece, PartArena& arena, std::vector<TokenId>& ids, std::vector<Span>* spans) const {
+  void tokenize_text(const TextPart& piece, PartArena& arena, std::vector<TokenId>& ids,
+                     std::vector<Span>* spans) const {
     thread_local std::vector<TextPart> parts;
     thread_local std::vector<WordToken> words;
     parts.assign(1, piece);
@@ -412,22 +444,26 @@ class HfTokenizer : public Tokenizer {
 fs::path config_path_for(const fs::path& path) {
   std::string name = path.filename().string();
   const std::string suffix = "tokenizer.json";
-  if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-    return path.parent_path() / (name.substr(0, name.size() - suffix.size()) + "tokenizer_config.json");
+  if (name.size() >= suffix.size() &&
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    return path.parent_path() /
+           (name.substr(0, name.size() - suffix.size()) + "tokenizer_config.json");
   }
   return path.parent_path() / "tokenizer_config.json";
 }
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> make_hf_tokenizer(const json& doc, const json* config, const std::string& where,
+std::unique_ptr<Tokenizer> make_hf_tokenizer(const json& doc, const json* config,
+                                             const std::string& where,
                                              const std::string& description) {
   try {
     auto tok = std::make_unique<HfTokenizer>(doc, config, where);
     if (!description.empty()) tok->set_description(description);
     return tok;
   } catch (const json::exception& e) {
-    throw Error(std::string("malformed tokenizer description: ") + clean_json_error(e.what())).in_file(where);
+    throw Error(std::string("malformed tokenizer description: ") + clean_json_error(e.what()))
+        .in_file(where);
   }
 }
 
@@ -441,7 +477,8 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer(const fs::path& path) {
   try {
     return std::make_unique<HfTokenizer>(doc, have_config ? &config : nullptr, path.string());
   } catch (const json::exception& e) {
-    throw Error(std::string("malformed tokenizer.json: ") + clean_json_error(e.what())).in_file(path.string());
+    throw Error(std::string("malformed tokenizer.json: ") + clean_json_error(e.what()))
+        .in_file(path.string());
   }
 }
 

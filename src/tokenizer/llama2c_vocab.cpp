@@ -110,7 +110,8 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::filesystem::path& p
   }
   PieceVocab v;
   v.path = path.string();
-  v.description = "llama2.c tokenizer.bin (SentencePiece BPE, " + std::to_string(entries.size()) + " pieces)";
+  v.description =
+      "llama2.c tokenizer.bin (SentencePiece BPE, " + std::to_string(entries.size()) + " pieces)";
   for (size_t id = 0; id < entries.size(); ++id) {
     const RawEntry& e = entries[id];
     std::string trimmed = trim_newlines(e.bytes);
@@ -135,8 +136,10 @@ std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::filesystem::path& p
             .in_file(path.string());
       }
       for (char c : e.bytes) {
-        if (c == ' ') piece += "\xE2\x96\x81";
-        else piece.push_back(c);
+        if (c == ' ')
+          piece += "\xE2\x96\x81";
+        else
+          piece.push_back(c);
       }
     }
     v.pieces.push_back(std::move(piece));

@@ -15,7 +15,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path) {
     for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer.bin"}) {
       if (fs::is_regular_file(path / name, ec)) return load_tokenizer(path / name);
     }
-    throw Error("no tokenizer in this folder (looked for tokenizer.json, tokenizer.model, tokenizer.bin)")
+    throw Error(
+        "no tokenizer in this folder (looked for tokenizer.json, tokenizer.model, tokenizer.bin)")
         .in_file(path.string());
   }
   if (!fs::exists(path, ec)) throw Error("tokenizer file not found").in_file(path.string());
@@ -32,7 +33,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& path) {
   // A SentencePiece model is a protobuf whose first field is a repeated piece (tag byte 0x0A).
   if (p[0] == 0x0A) return load_sentencepiece_tokenizer(path);
   throw Error(
-      "unrecognised tokenizer format (expected a tokenizer.json, a SentencePiece .model, a llama2.c "
+      "unrecognised tokenizer format (expected a tokenizer.json, a SentencePiece .model, a "
+      "llama2.c "
       "tokenizer.bin or a GGUF file)")
       .in_file(path.string());
 }

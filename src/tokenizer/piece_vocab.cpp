@@ -12,7 +12,9 @@ namespace seqit::tokenizer {
 namespace {
 constexpr std::string_view kSpace = "\xE2\x96\x81";  // "▁"
 constexpr size_t kMaxCachedWord = 256;
-uint64_t pair_key(uint32_t a, uint32_t b) { return (uint64_t(a) << 32) | b; }
+uint64_t pair_key(uint32_t a, uint32_t b) {
+  return (uint64_t(a) << 32) | b;
+}
 }  // namespace
 
 struct PieceVocabTokenizer::Impl {
@@ -39,18 +41,20 @@ struct PieceVocabTokenizer::Impl {
   const PieceVocab* vocab = nullptr;
 };
 
-PieceVocabTokenizer::PieceVocabTokenizer(PieceVocab vocab) : vocab_(std::move(vocab)), impl_(std::make_unique<Impl>()) {
+PieceVocabTokenizer::PieceVocabTokenizer(PieceVocab vocab)
+    : vocab_(std::move(vocab)), impl_(std::make_unique<Impl>()) {
   const size_t n = vocab_.pieces.size();
   if (n == 0) throw Error("the vocabulary is empty").in_file(vocab_.path);
   if (vocab_.scores.size() != n || vocab_.types.size() != n) {
-    throw Error("the vocabulary has " + std::to_string(n) + " pieces but " + std::to_string(vocab_.scores.size()) +
-                " scores and " + std::to_string(vocab_.types.size()) + " types")
+    throw Error("the vocabulary has " + std::to_string(n) + " pieces but " +
+                std::to_string(vocab_.scores.size()) + " scores and " +
+                std::to_string(vocab_.types.size()) + " types")
         .in_file(vocab_.path);
   }
   for (auto* special : {&vocab_.unk, &vocab_.bos, &vocab_.eos}) {
     if (*special && (**special < 0 || size_t(**special) >= n)) {
-      throw Error("special token id " + std::to_string(**special) + " is outside the vocabulary of " +
-                  std::to_string(n))
+      throw Error("special token id " + std::to_string(**special) +
+                  " is outside the vocabulary of " + std::to_string(n))
           .in_file(vocab_.path);
     }
   }
@@ -82,7 +86,8 @@ PieceVocabTokenizer::PieceVocabTokenizer(PieceVocab vocab) : vocab_(std::move(vo
         break;
     }
   }
-  im.byte_fallback = std::all_of(im.byte_ids.begin(), im.byte_ids.end(), [](TokenId t) { return t >= 0; });
+  im.byte_fallback =
+      std::all_of(im.byte_ids.begin(), im.byte_ids.end(), [](TokenId t) { return t >= 0; });
   for (const auto& [piece, id] : im.merge_target) {
     if (!utf8::is_valid(piece) || piece.empty()) continue;
     size_t i = 0;
@@ -99,14 +104,16 @@ PieceVocabTokenizer::~PieceVocabTokenizer() = default;
 
 // SentencePiece BPE on one word (see the header): merges by score with a heap, stale entries
 // recognised by the merged length they promised.
-void PieceVocabTokenizer::Impl::merge_word(std::string_view word, std::vector<WordToken>& out) const {
+void PieceVocabTokenizer::Impl::merge_word(std::string_view word,
+                                           std::vector<WordToken>& out) const {
   thread_local std::vector<Symbol> symbols;
   thread_local std::vector<Candidate> heap;
   symbols.clear();
   heap.clear();
   for (size_t i = 0; i < word.size();) {
     size_t len = utf8_char_length(static_cast<unsigned char>(word[i]));
-    symbols.push_back({uint32_t(i), uint32_t(len), int32_t(symbols.size()) - 1, int32_t(symbols.size()) + 1});
+    symbols.push_back(
+        {uint32_t(i), uint32_t(len), int32_t(symbols.size()) - 1, int32_t(symbols.size()) + 1});
     i += len;
   }
   const int32_t n = int32_t(symbols.size());
@@ -146,10 +153,13 @@ void PieceVocabTokenizer::Impl::merge_word(std::string_view word, std::vector<Wo
       out.push_back({it->second, s.begin, s.begin + s.length});
     } else if (byte_fallback) {
       for (uint32_t k = 0; k < s.length; ++k) {
-        out.push_back({byte_ids[static_cast<unsigned char>(text[k])], s.begin + k, s.begin + k + 1});
+        out.push_back(
+            {byte_ids[static_cast<unsigned char>(text[k])], s.begin + k, s.begin + k + 1});
       }
     } else {
-      if (!vocab->unk) throw Error("the vocabulary has no unknown piece for '" + std::string(text) + "'").in_file(vocab->path);
+      if (!vocab->unk)
+        throw Error("the vocabulary has no unknown piece for '" + std::string(text) + "'")
+            .in_file(vocab->path);
       out.push_back({*vocab->unk, s.begin, s.begin + s.length});
     }
   }
@@ -165,7 +175,8 @@ void PieceVocabTokenizer::Impl::tokenize(std::string_view word, std::vector<Word
       merge_word(w, out);
       if (w.size() <= kMaxCachedWord) cache.insert(w, out.data() + first, out.size() - first);
     }
-    for (size_t k = first; k < out.size(); ++k) out[k].begin += uint32_t(start), out[k].end += uint32_t(start);
+    for (size_t k = first; k < out.size(); ++k)
+      out[k].begin += uint32_t(start), out[k].end += uint32_t(start);
   };
   size_t start = 0, i = 0;
   char32_t prev = next_code_point(word, i);
@@ -215,7 +226,8 @@ void PieceVocabTokenizer::encode_fragment(const TextPart& part, std::vector<Toke
   const size_t first = ids.size();
   for (const WordToken& t : tokens) {
     if (fuse_unknown && t.id == *vocab_.unk && ids.size() > first && ids.back() == *vocab_.unk) {
-      if (spans) spans->back().end = std::max(spans->back().end, normalized.original(t.begin, t.end).end);
+      if (spans)
+        spans->back().end = std::max(spans->back().end, normalized.original(t.begin, t.end).end);
       continue;
     }
     ids.push_back(t.id);
@@ -223,7 +235,8 @@ void PieceVocabTokenizer::encode_fragment(const TextPart& part, std::vector<Toke
   }
 }
 
-std::vector<TokenId> PieceVocabTokenizer::encode(std::string_view input, const EncodeOptions& options,
+std::vector<TokenId> PieceVocabTokenizer::encode(std::string_view input,
+                                                 const EncodeOptions& options,
                                                  std::vector<Span>* spans) const {
   std::vector<TokenId> ids;
   if (spans) spans->clear();
@@ -271,7 +284,8 @@ std::string piece_bytes(const std::string& piece, PieceType type) {
 }
 
 std::string decode_pieces(std::span<const TokenId> ids, bool skip_special, bool strip_leading_space,
-                          const std::vector<std::string>& pieces, const std::vector<PieceType>& types) {
+                          const std::vector<std::string>& pieces,
+                          const std::vector<PieceType>& types) {
   std::string out;
   std::string pending_bytes;
   auto flush_bytes = [&] {

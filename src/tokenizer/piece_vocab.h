@@ -15,8 +15,8 @@
 #include <memory>
 #include <optional>
 #include <span>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tokenizer/text.h"
@@ -25,7 +25,14 @@
 namespace seqit::tokenizer {
 
 // SentencePiece's piece types (the values GGUF's tokenizer.ggml.token_type uses).
-enum class PieceType : uint8_t { normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
+enum class PieceType : uint8_t {
+  normal = 1,
+  unknown = 2,
+  control = 3,
+  user_defined = 4,
+  unused = 5,
+  byte = 6
+};
 
 struct PieceVocab {
   std::vector<std::string> pieces;  // SentencePiece form: "▁the", "<0x0A>", "<s>"
@@ -60,7 +67,8 @@ class PieceVocabTokenizer : public Tokenizer {
  protected:
   // Encodes one stretch of valid UTF-8 text without special pieces; appends ids and (when asked)
   // spans in the caller's input.
-  virtual void encode_fragment(const TextPart& part, std::vector<TokenId>& ids, std::vector<Span>* spans) const;
+  virtual void encode_fragment(const TextPart& part, std::vector<TokenId>& ids,
+                               std::vector<Span>* spans) const;
   const PieceVocab& vocab() const { return vocab_; }
 
  private:
@@ -73,7 +81,8 @@ class PieceVocabTokenizer : public Tokenizer {
 // Strip one leading space when `strip_leading_space`); special pieces are kept as their text
 // unless skip_special. `is_special(id)` and `piece(id)` describe the vocabulary.
 std::string decode_pieces(std::span<const TokenId> ids, bool skip_special, bool strip_leading_space,
-                          const std::vector<std::string>& pieces, const std::vector<PieceType>& types);
+                          const std::vector<std::string>& pieces,
+                          const std::vector<PieceType>& types);
 // The bytes one piece stands for ("▁the" -> " the", "<0x0A>" -> "\n", "<s>" -> "<s>").
 std::string piece_bytes(const std::string& piece, PieceType type);
 

@@ -46,8 +46,10 @@ std::string translate_oniguruma_pattern(std::string_view p) {
     if (c == '\\' && i + 1 < p.size()) {
       char e = p[i + 1];
       if (e == 's') {
-        if (in_class) out.append(kWhiteSpaceMembers);
-        else out.append("[").append(kWhiteSpaceMembers).append("]");
+        if (in_class)
+          out.append(kWhiteSpaceMembers);
+        else
+          out.append("[").append(kWhiteSpaceMembers).append("]");
         ++i;
         continue;
       }
@@ -85,15 +87,18 @@ Regex::Regex(std::string_view pattern, const std::string& where)
   if (!code) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error_code, message, sizeof message);
-    throw Error("regular expression '" + std::string(pattern) + "' in " + where + " does not compile: " +
-                reinterpret_cast<const char*>(message) + " (at offset " + std::to_string(error_offset) + ")");
+    throw Error("regular expression '" + std::string(pattern) + "' in " + where +
+                " does not compile: " + reinterpret_cast<const char*>(message) + " (at offset " +
+                std::to_string(error_offset) + ")");
   }
   // JIT is an accelerator only: when it is unavailable the interpreter gives identical results.
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
   code_ = code;
 }
 
-Regex::~Regex() { pcre2_code_free(static_cast<pcre2_code*>(code_)); }
+Regex::~Regex() {
+  pcre2_code_free(static_cast<pcre2_code*>(code_));
+}
 
 bool Regex::next_match(std::string_view text, size_t from, size_t* begin, size_t* end) const {
   ThreadMatchState& state = thread_state();
@@ -103,8 +108,8 @@ bool Regex::next_match(std::string_view text, size_t from, size_t* begin, size_t
   if (rc < 0 && rc != 0) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(rc, message, sizeof message);
-    throw Error("regular expression of " + where_ + " failed while matching: " +
-                reinterpret_cast<const char*>(message));
+    throw Error("regular expression of " + where_ +
+                " failed while matching: " + reinterpret_cast<const char*>(message));
   }
   PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(state.data);
   *begin = ovector[0];

@@ -13,18 +13,21 @@ namespace seqit::tokenizer {
 namespace {
 class SentencePieceTokenizer : public PieceVocabTokenizer {
  public:
-  SentencePieceTokenizer(PieceVocab vocab, std::unique_ptr<sentencepiece::SentencePieceProcessor> processor)
+  SentencePieceTokenizer(PieceVocab vocab,
+                         std::unique_ptr<sentencepiece::SentencePieceProcessor> processor)
       : PieceVocabTokenizer(std::move(vocab)), processor_(std::move(processor)) {}
 
  protected:
-  void encode_fragment(const TextPart& part, std::vector<TokenId>& ids, std::vector<Span>* spans) const override {
+  void encode_fragment(const TextPart& part, std::vector<TokenId>& ids,
+                       std::vector<Span>* spans) const override {
     if (part.text.empty()) return;
     auto encoded = processor_->EncodeAsImmutableProto(part.text);
     for (const auto& piece : encoded.pieces()) {
       ids.push_back(TokenId(piece.id()));
       if (spans) {
         size_t b = piece.begin(), e = piece.end();
-        spans->push_back(b < e ? part.original(b, e) : Span{part.original_begin(), part.original_begin()});
+        spans->push_back(b < e ? part.original(b, e)
+                               : Span{part.original_begin(), part.original_begin()});
       }
     }
   }

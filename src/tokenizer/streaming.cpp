@@ -31,7 +31,8 @@ std::string StreamingDecoder::decode_window() const {
   ids.push_back(*anchor_);
   ids.insert(ids.end(), window_.begin(), window_.end());
   std::string text = tokenizer_.decode(ids, skip_special_);
-  if (text.compare(0, anchor_text_.size(), anchor_text_) == 0) return text.substr(anchor_text_.size());
+  if (text.compare(0, anchor_text_.size(), anchor_text_) == 0)
+    return text.substr(anchor_text_.size());
   return tokenizer_.decode(window_, skip_special_);
 }
 

@@ -137,7 +137,8 @@ Span TextPart::original(size_t begin, size_t end) const {
     if (s.end > hi) hi = s.end;
   }
   if (lo == SIZE_MAX) {
-    size_t at = begin < text.size() ? align[begin].begin : (text.empty() ? 0 : align[text.size() - 1].end);
+    size_t at =
+        begin < text.size() ? align[begin].begin : (text.empty() ? 0 : align[text.size() - 1].end);
     return {at, at};
   }
   return {lo, hi};

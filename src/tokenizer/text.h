@@ -24,7 +24,9 @@ inline char32_t next_code_point(std::string_view s, size_t& i) {
     ++i;
     return c;
   }
-  auto at = [&](size_t k) { return static_cast<char32_t>(static_cast<unsigned char>(s[i + k]) & 0x3F); };
+  auto at = [&](size_t k) {
+    return static_cast<char32_t>(static_cast<unsigned char>(s[i + k]) & 0x3F);
+  };
   char32_t cp;
   if (c < 0xE0) {
     cp = (char32_t(c & 0x1F) << 6) | at(1);
@@ -75,7 +77,8 @@ std::string byte_token_text(uint8_t byte);
 // A view of text plus where each byte came from in the caller's input. When `align` is null the
 // bytes are the input itself: byte i <-> input byte base + i. Otherwise align[i] is the input range
 // that produced byte i; inserted bytes (e.g. a prepended "▁") have an empty range at the insertion
-// point. Replaced text (" " -> "▁", NFC compositions) maps every output byte to the whole input range.
+// point. Replaced text (" " -> "▁", NFC compositions) maps every output byte to the whole input
+// range.
 struct TextPart {
   std::string_view text;
   const Span* align = nullptr;
@@ -92,7 +95,9 @@ struct TextPart {
   // byte range; when every byte was inserted, the empty range at the first insertion point.
   Span original(size_t begin, size_t end) const;
   // Where the part starts in the input (HF's offsets_original().0).
-  size_t original_begin() const { return align ? (text.empty() ? 0 : original(0, text.size()).begin) : base; }
+  size_t original_begin() const {
+    return align ? (text.empty() ? 0 : original(0, text.size()).begin) : base;
+  }
 };
 
 // Owns the strings and alignments that transformed TextParts point into, for one encode call.

@@ -16,7 +16,10 @@ namespace seqit::tokenizer {
 
 class TokenTrie {
  public:
-  TokenTrie() { first_byte_.fill(false); nodes_.emplace_back(); }
+  TokenTrie() {
+    first_byte_.fill(false);
+    nodes_.emplace_back();
+  }
   // Adds `text` (non-empty) carrying `value`; a later add of the same text replaces the value.
   void add(std::string_view text, int32_t value);
   bool empty() const { return nodes_.size() == 1; }

@@ -24,7 +24,8 @@ struct EncodeOptions {
   bool add_special = true;
   // Recognise special tokens written in the text (e.g. "<|eot_id|>") as single tokens, as HF
   // does. When false, special tokens' text is tokenized as ordinary text (HF's
-  // split_special_tokens); non-special added tokens (Qwen3's "<think>") are still matched, as in HF.
+  // split_special_tokens); non-special added tokens (Qwen3's "<think>") are still matched, as in
+  // HF.
   bool parse_special = true;
 };
 
@@ -45,12 +46,13 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  // Token ids for `text`. When `spans` is given it receives one Span per id, mapping each token back
-  // to the bytes of `text` it covers (through normalisation), for assistant-token masks.
+  // Token ids for `text`. When `spans` is given it receives one Span per id, mapping each token
+  // back to the bytes of `text` it covers (through normalisation), for assistant-token masks.
   virtual std::vector<TokenId> encode(std::string_view text, const EncodeOptions& options = {},
                                       std::vector<Span>* spans = nullptr) const = 0;
   // Text for `ids` as the model's tokenizer decodes it (HF decode semantics, including the
-  // SentencePiece leading-space rule). Invalid UTF-8 produced by partial byte tokens becomes U+FFFD.
+  // SentencePiece leading-space rule). Invalid UTF-8 produced by partial byte tokens becomes
+  // U+FFFD.
   virtual std::string decode(std::span<const TokenId> ids, bool skip_special = false) const = 0;
 
   // The raw bytes a token stands for in the output (byte-fallback and byte-level tokens decoded,

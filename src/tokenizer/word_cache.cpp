@@ -48,7 +48,8 @@ std::vector<LocalEntry>& local_entries() {
   thread_local std::vector<LocalEntry> entries(kLocalEntries);
   return entries;
 }
-void remember(uint64_t owner, size_t h, std::string_view word, const WordToken* tokens, size_t count) {
+void remember(uint64_t owner, size_t h, std::string_view word, const WordToken* tokens,
+              size_t count) {
   LocalEntry& e = local_entries()[h % kLocalEntries];
   e.owner = owner;
   e.hash = h;

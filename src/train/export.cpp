@@ -21,13 +21,15 @@ namespace {
 
 constexpr const char* kPrefix = "base_model.model.";
 constexpr const char* kShortNames[] = {"q", "k", "v", "o", "gate", "up", "down"};
-constexpr const char* kLongNames[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+constexpr const char* kLongNames[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                      "gate_proj", "up_proj", "down_proj"};
 
 std::string short_name(const std::string& module) {
   for (size_t i = 0; i < std::size(kLongNames); ++i)
     if (module == kLongNames[i] || module == kShortNames[i]) return kShortNames[i];
-  throw Error(fmt::format("unknown LoRA target module '{}' (valid: q k v o gate up down, or q_proj ... down_proj)",
-                          module));
+  throw Error(fmt::format(
+      "unknown LoRA target module '{}' (valid: q k v o gate up down, or q_proj ... down_proj)",
+      module));
 }
 
 }  // namespace
@@ -39,9 +41,10 @@ std::string peft_module_name(const std::string& target) {
   return s;  // unreachable: short_name throws first
 }
 
-void write_peft_adapter(model::TrainNetwork& network, const fs::path& dir, const std::string& base_model,
-                        model::StorageType type) {
-  if (!network.lora()) throw Error("write_peft_adapter: the network trains all weights, not LoRA adapters");
+void write_peft_adapter(model::TrainNetwork& network, const fs::path& dir,
+                        const std::string& base_model, model::StorageType type) {
+  if (!network.lora())
+    throw Error("write_peft_adapter: the network trains all weights, not LoRA adapters");
   if (type != model::StorageType::f32 && type != model::StorageType::bf16)
     throw Error("write_peft_adapter: adapters are written as f32 or bf16");
   const model::LoraSpec& spec = network.options().lora_spec;
@@ -94,7 +97,8 @@ void write_peft_adapter(model::TrainNetwork& network, const fs::path& dir, const
 PeftAdapter read_peft_adapter(const fs::path& dir, const model::ModelConfig& config) {
   const fs::path config_path = dir / "adapter_config.json";
   if (!fs::exists(config_path))
-    throw Error(fmt::format("{} is not a PEFT adapter folder: no adapter_config.json", dir.string()));
+    throw Error(
+        fmt::format("{} is not a PEFT adapter folder: no adapter_config.json", dir.string()));
   json c;
   try {
     c = json::parse(read_file(config_path));
@@ -109,13 +113,16 @@ PeftAdapter read_peft_adapter(const fs::path& dir, const model::ModelConfig& con
   PeftAdapter a;
   try {
     if (field("peft_type").get<std::string>() != "LORA")
-      throw Error(fmt::format("field 'peft_type': '{}' is not LORA", c["peft_type"].get<std::string>()));
+      throw Error(
+          fmt::format("field 'peft_type': '{}' is not LORA", c["peft_type"].get<std::string>()));
     a.spec.rank = field("r").get<int64_t>();
     a.spec.alpha = field("lora_alpha").get<float>();
     a.spec.dropout = c.value("lora_dropout", 0.0f);
     a.spec.rslora = c.value("use_rslora", false);
-    if (c.value("use_dora", false)) throw Error("field 'use_dora': DoRA adapters are not supported");
-    if (c.value("fan_in_fan_out", false)) throw Error("field 'fan_in_fan_out': true is not supported");
+    if (c.value("use_dora", false))
+      throw Error("field 'use_dora': DoRA adapters are not supported");
+    if (c.value("fan_in_fan_out", false))
+      throw Error("field 'fan_in_fan_out': true is not supported");
     const json& modules = field("target_modules");
     if (!modules.is_array()) throw Error("field 'target_modules': expected a list of module names");
     a.spec.targets.clear();
@@ -133,7 +140,8 @@ PeftAdapter read_peft_adapter(const fs::path& dir, const model::ModelConfig& con
   const fs::path weights_path = dir / "adapter_model.safetensors";
   auto file = model::SafetensorsFile::open(weights_path);
   const int64_t C = config.hidden_size, F = config.intermediate_size;
-  const int64_t qd = config.num_heads * config.head_dim, kvd = config.num_kv_heads * config.head_dim;
+  const int64_t qd = config.num_heads * config.head_dim,
+                kvd = config.num_kv_heads * config.head_dim;
   auto dims = [&](const std::string& s) -> std::pair<int64_t, int64_t> {  // (in, out)
     if (s == "q") return {C, qd};
     if (s == "k" || s == "v") return {C, kvd};
@@ -144,21 +152,26 @@ PeftAdapter read_peft_adapter(const fs::path& dir, const model::ModelConfig& con
   size_t expected = 0;
   for (int64_t l = 0; l < config.num_layers; ++l) {
     for (const char* s : kShortNames) {
-      if (std::find(a.spec.targets.begin(), a.spec.targets.end(), s) == a.spec.targets.end()) continue;
+      if (std::find(a.spec.targets.begin(), a.spec.targets.end(), s) == a.spec.targets.end())
+        continue;
       const std::string module = peft_module_name(s);
-      const bool mlp = std::string(s) == "gate" || std::string(s) == "up" || std::string(s) == "down";
+      const bool mlp =
+          std::string(s) == "gate" || std::string(s) == "up" || std::string(s) == "down";
       const std::string group = mlp ? "mlp" : "self_attn";
       const auto [in, out] = dims(s);
-      for (const auto& [suffix, shape] : {std::pair<const char*, std::vector<int64_t>>{"lora_A.weight", {a.spec.rank, in}},
-                                          {"lora_B.weight", {out, a.spec.rank}}}) {
+      for (const auto& [suffix, shape] :
+           {std::pair<const char*, std::vector<int64_t>>{"lora_A.weight", {a.spec.rank, in}},
+            {"lora_B.weight", {out, a.spec.rank}}}) {
         const std::string name = fmt::format("model.layers.{}.{}.{}.{}", l, group, module, suffix);
         const model::StoredTensor* t = file->find(kPrefix + name);
         if (!t)
-          throw Error(fmt::format("tensor '{}{}' is missing (target_modules lists {})", kPrefix, name, module))
+          throw Error(fmt::format("tensor '{}{}' is missing (target_modules lists {})", kPrefix,
+                                  name, module))
               .in_file(weights_path.string());
         if (t->shape != shape)
-          throw Error(fmt::format("tensor '{}': shape {} where r = {} on this model needs {}", t->name,
-                                  model::shape_string(t->shape), a.spec.rank, model::shape_string(shape)))
+          throw Error(fmt::format("tensor '{}': shape {} where r = {} on this model needs {}",
+                                  t->name, model::shape_string(t->shape), a.spec.rank,
+                                  model::shape_string(shape)))
               .in_file(weights_path.string());
         std::vector<float> values(static_cast<size_t>(t->elements()));
         model::decode_to_f32(t->type, t->data, t->elements(), values.data());
@@ -168,9 +181,11 @@ PeftAdapter read_peft_adapter(const fs::path& dir, const model::ModelConfig& con
     }
   }
   if (file->tensors().size() != expected)
-    throw Error(fmt::format("{} tensors where the adapter's config implies {} (other modules or layers are not "
-                            "supported)",
-                            file->tensors().size(), expected))
+    throw Error(
+        fmt::format(
+            "{} tensors where the adapter's config implies {} (other modules or layers are not "
+            "supported)",
+            file->tensors().size(), expected))
         .in_file(weights_path.string());
   return a;
 }
@@ -178,12 +193,13 @@ PeftAdapter read_peft_adapter(const fs::path& dir, const model::ModelConfig& con
 void load_adapter(model::TrainNetwork& network, const PeftAdapter& adapter) {
   std::vector<model::Parameter>& params = network.parameters();
   if (!network.lora() || params.size() != adapter.tensors.size())
-    throw Error(fmt::format("the adapter has {} tensors, the network {} LoRA parameters", adapter.tensors.size(),
-                            network.lora() ? params.size() : 0));
+    throw Error(fmt::format("the adapter has {} tensors, the network {} LoRA parameters",
+                            adapter.tensors.size(), network.lora() ? params.size() : 0));
   for (size_t i = 0; i < params.size(); ++i) {
     const auto& [name, values] = adapter.tensors[i];
     if (params[i].name != name || static_cast<int64_t>(values.size()) != params[i].value.numel())
-      throw Error(fmt::format("adapter tensor '{}' does not match the network's '{}'", name, params[i].name));
+      throw Error(fmt::format("adapter tensor '{}' does not match the network's '{}'", name,
+                              params[i].name));
     std::memcpy(params[i].value.data<float>(), values.data(), values.size() * sizeof(float));
   }
 }
@@ -213,7 +229,8 @@ void export_model(const ExportRequest& request) {
   options.max_shard_bytes = request.max_shard_bytes;
   if (!request.chat_template.empty()) {
     const auto names = chat::ChatTemplate::builtin_names();
-    const bool builtin = std::find(names.begin(), names.end(), request.chat_template) != names.end();
+    const bool builtin =
+        std::find(names.begin(), names.end(), request.chat_template) != names.end();
     options.chat_template = builtin ? chat::ChatTemplate::builtin(request.chat_template).source()
                                     : chat::ChatTemplate::from_file(request.chat_template).source();
   }

@@ -7,9 +7,9 @@
 
 #include "chat/model_template.h"
 #include "model/checkpoint.h"
-#include "model/random_weights.h"
 #include "model/convert.h"
 #include "model/llama.h"
+#include "model/random_weights.h"
 #include "tensor/calibrate.h"
 #include "tensor/threading.h"
 #include "tokenizer/tokenizer.h"
@@ -34,7 +34,8 @@ namespace {
 struct Setup {
   std::unique_ptr<tokenizer::Tokenizer> tok;
   fs::path tokenizer_file;
-  std::string chat_template;  // the Jinja source the examples were rendered with (shipped in final/)
+  std::string
+      chat_template;  // the Jinja source the examples were rendered with (shipped in final/)
   std::vector<Example> train_examples, eval_examples;
   std::unique_ptr<BatchPlan> plan, eval_plan;
   std::unique_ptr<model::LlamaModel> model;
@@ -78,13 +79,15 @@ ExampleOptions example_options(const TrainRecipe& r) {
   return o;
 }
 
-std::vector<Example> load_examples(const std::vector<std::string>& files, const chat::ChatTemplate& tmpl,
-                                   const tokenizer::Tokenizer& tok, const ExampleOptions& options) {
+std::vector<Example> load_examples(const std::vector<std::string>& files,
+                                   const chat::ChatTemplate& tmpl, const tokenizer::Tokenizer& tok,
+                                   const ExampleOptions& options) {
   std::vector<Example> all;
   for (const std::string& file : files) {
     SftExamples loaded = load_sft_examples(file, tmpl, tok, options);
     log::info("train: {}: {}", file, loaded.summary.describe());
-    if (loaded.examples.empty()) throw Error(fmt::format("{}: no trainable example (see the summary above)", file));
+    if (loaded.examples.empty())
+      throw Error(fmt::format("{}: no trainable example (see the summary above)", file));
     for (Example& e : loaded.examples) all.push_back(std::move(e));
   }
   return all;
@@ -98,7 +101,8 @@ double flops_per_token(const model::ModelConfig& c, bool lora, int64_t mean_len)
   const double qd = double(c.num_heads * c.head_dim), kvd = double(c.num_kv_heads * c.head_dim);
   const double per_layer = double(c.hidden_size) * (qd + 2 * kvd) + qd * double(c.hidden_size) +
                            3.0 * double(c.hidden_size) * double(c.intermediate_size);
-  const double matmul = per_layer * double(c.num_layers) + double(c.vocab_size) * double(c.hidden_size);
+  const double matmul =
+      per_layer * double(c.num_layers) + double(c.vocab_size) * double(c.hidden_size);
   const double attention = 3.0 * 2.0 * 2.0 * (double(mean_len) / 2.0) * qd * double(c.num_layers);
   return (lora ? 4.0 : 6.0) * matmul + attention;
 }
@@ -117,17 +121,19 @@ Setup prepare(const TrainRecipe& r) {
   } else {
     checkpoint = model::Checkpoint::open(r.model);
   }
-  const model::WeightSource& weights = checkpoint ? static_cast<const model::WeightSource&>(*checkpoint) : *random;
+  const model::WeightSource& weights =
+      checkpoint ? static_cast<const model::WeightSource&>(*checkpoint) : *random;
   if (r.tokenizer) {
     s.tokenizer_file = *r.tokenizer;
   } else if (checkpoint && checkpoint->tokenizer_path()) {
     s.tokenizer_file = *checkpoint->tokenizer_path();
   } else {
-    throw Error(fmt::format("model {}: no tokenizer found beside it; set `tokenizer:` in the recipe", r.model));
+    throw Error(fmt::format(
+        "model {}: no tokenizer found beside it; set `tokenizer:` in the recipe", r.model));
   }
   s.tok = tokenizer::load_tokenizer(s.tokenizer_file);
-  const chat::ChatTemplate tmpl =
-      chat::resolve_chat_template(r.chat_template == "model" ? "" : r.chat_template, r.model, s.tokenizer_file, *s.tok);
+  const chat::ChatTemplate tmpl = chat::resolve_chat_template(
+      r.chat_template == "model" ? "" : r.chat_template, r.model, s.tokenizer_file, *s.tok);
   s.chat_template = tmpl.source();
   const ExampleOptions eo = example_options(r);
   std::vector<Example> examples = load_examples(r.data, tmpl, *s.tok, eo);
@@ -135,7 +141,8 @@ Setup prepare(const TrainRecipe& r) {
     s.train_examples = std::move(examples);
     s.eval_examples = load_examples({*r.eval_data}, tmpl, *s.tok, eo);
   } else if (r.eval_count || r.eval_fraction > 0) {
-    const EvalSplit how = r.eval_count ? EvalSplit::of_count(*r.eval_count) : EvalSplit::of_fraction(r.eval_fraction);
+    const EvalSplit how =
+        r.eval_count ? EvalSplit::of_count(*r.eval_count) : EvalSplit::of_fraction(r.eval_fraction);
     auto parts = split(std::move(examples), how, r.seed);
     s.train_examples = std::move(parts.train);
     s.eval_examples = std::move(parts.eval);
@@ -151,11 +158,12 @@ Setup prepare(const TrainRecipe& r) {
   s.plan = std::make_unique<BatchPlan>(s.train_examples, bo, r.seed);
   BatchOptions eval_bo = bo;
   eval_bo.shuffle = false;
-  if (!s.eval_examples.empty()) s.eval_plan = std::make_unique<BatchPlan>(s.eval_examples, eval_bo, r.seed);
+  if (!s.eval_examples.empty())
+    s.eval_plan = std::make_unique<BatchPlan>(s.eval_examples, eval_bo, r.seed);
   const BatchAccounting acc = s.plan->accounting(0);
   s.batches_per_epoch = acc.micro_batches;
-  log::info("train: {} training examples, {} held out; per epoch: {}", s.train_examples.size(), s.eval_examples.size(),
-            acc.describe());
+  log::info("train: {} training examples, {} held out; per epoch: {}", s.train_examples.size(),
+            s.eval_examples.size(), acc.describe());
 
   s.grad_accum = r.gradient_accumulation.value_or(1);
   const int64_t total =
@@ -164,7 +172,8 @@ Setup prepare(const TrainRecipe& r) {
 
   const bool lora = r.method == TrainMethod::lora;
   model::LoadOptions lo;
-  lo.dtype = lora && r.lora.base_dtype == BaseDtype::bf16 ? tensor::DType::bf16 : tensor::DType::f32;
+  lo.dtype =
+      lora && r.lora.base_dtype == BaseDtype::bf16 ? tensor::DType::bf16 : tensor::DType::f32;
   s.model = model::LlamaModel::load(weights, lo);
   model::TrainOptions to;
   to.lora = lora;
@@ -183,7 +192,8 @@ Setup prepare(const TrainRecipe& r) {
   oc.weight_decay = static_cast<float>(r.weight_decay);
   oc.max_grad_norm = r.max_grad_norm;
   s.trainer = std::make_unique<Trainer>(*s.model, to, oc, r.seed);
-  const int64_t mean_len = acc.rows > 0 ? acc.tokens_kept / std::max<int64_t>(1, acc.examples) : r.max_len;
+  const int64_t mean_len =
+      acc.rows > 0 ? acc.tokens_kept / std::max<int64_t>(1, acc.examples) : r.max_len;
   s.flops_per_token = flops_per_token(s.model->config(), lora, mean_len);
   return s;
 }
@@ -201,7 +211,8 @@ std::vector<MicroBatch> next_step_batches(BatchStream& stream, int64_t grad_accu
 EvalStats evaluate(Setup& s) {
   if (!s.eval_plan) return {};
   std::vector<Batch> batches;
-  for (const MicroBatch& mb : s.eval_plan->epoch_batches(0)) batches.push_back(s.eval_plan->materialize(mb));
+  for (const MicroBatch& mb : s.eval_plan->epoch_batches(0))
+    batches.push_back(s.eval_plan->materialize(mb));
   return s.trainer->evaluate(batches);
 }
 
@@ -256,9 +267,10 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
   const fs::path out = r.output_dir;
   const RunDir run{out};
   if (!options.resume && !list_checkpoints(out).empty())
-    throw Error(fmt::format("{} already holds checkpoints of a run: pass --resume to continue it, or choose another "
-                            "output_dir",
-                            out.string()));
+    throw Error(fmt::format(
+        "{} already holds checkpoints of a run: pass --resume to continue it, or choose another "
+        "output_dir",
+        out.string()));
   log::info("train: recipe\n{}", to_yaml(r));
   Setup s = prepare(r);
   log::info(
@@ -272,23 +284,26 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
   result.total_steps = s.schedule.total_steps;
 
   // Resume: weights, optimiser moments, step and data position from the newest checkpoint.
-  const Fingerprint model_fp = model_fingerprint(s.model->config()), recipe_fp = recipe_fingerprint(r);
+  const Fingerprint model_fp = model_fingerprint(s.model->config()),
+                    recipe_fp = recipe_fingerprint(r);
   BatchPosition position;
   int64_t tokens_done = 0;
   double elapsed_before = 0;
   std::optional<int64_t> resumed_at;
   if (options.resume) {
     if (auto latest = latest_checkpoint(out)) {
-      const CheckpointState state = load_checkpoint(*latest, checkpoint_slots(*s.trainer), model_fp, recipe_fp);
+      const CheckpointState state =
+          load_checkpoint(*latest, checkpoint_slots(*s.trainer), model_fp, recipe_fp);
       position = state.data;
       s.trainer->restore_steps(state.step);
       tokens_done = state.tokens;
       elapsed_before = state.elapsed_s;
       resumed_at = state.step;
-      log::info("train: resumed from {} (step {}, epoch {}, batch {})", latest->string(), state.step,
-                position.epoch, position.index);
+      log::info("train: resumed from {} (step {}, epoch {}, batch {})", latest->string(),
+                state.step, position.epoch, position.index);
     } else {
-      log::info("train: --resume: no checkpoint in {} yet; starting from the beginning", out.string());
+      log::info("train: --resume: no checkpoint in {} yet; starting from the beginning",
+                out.string());
     }
   }
   run.create();
@@ -311,7 +326,8 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
     const int64_t step = s.trainer->steps();
     const int64_t epoch = stream.position().epoch;
     std::vector<Batch> micro;
-    for (const MicroBatch& mb : next_step_batches(stream, s.grad_accum)) micro.push_back(s.plan->materialize(mb));
+    for (const MicroBatch& mb : next_step_batches(stream, s.grad_accum))
+      micro.push_back(s.plan->materialize(mb));
     const auto t0 = Clock::now();
     const StepStats st = s.trainer->step(micro, static_cast<float>(s.schedule.lr(step)));
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -327,7 +343,8 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
     const int64_t done = s.trainer->steps();
     MetricsRow row;
     row.step = done;
-    row.epoch = double(epoch) + double(stream.position().epoch == epoch ? stream.position().index : s.batches_per_epoch) /
+    row.epoch = double(epoch) + double(stream.position().epoch == epoch ? stream.position().index
+                                                                        : s.batches_per_epoch) /
                                     double(std::max<int64_t>(1, s.batches_per_epoch));
     if (st.target_tokens > 0) row.loss = st.loss;
     row.lr = st.lr;
@@ -345,10 +362,12 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
     if (done % std::max<int64_t>(1, r.log_every) == 0 || last || row.eval_loss) metrics.append(row);
     progress.set(done);
     if (options.on_step) options.on_step(done, s.schedule.total_steps);
-    progress.set_note(fmt::format("loss {:.4f}{} lr {:.2e} {:.0f} tok/s", smoothed,
-                                  row.eval_loss ? fmt::format(" eval {:.4f}", *row.eval_loss) : std::string(), st.lr,
-                                  tokens_per_s));
-    const bool stop_now = interrupt.requested() || (options.stop_requested && options.stop_requested()) ||
+    progress.set_note(
+        fmt::format("loss {:.4f}{} lr {:.2e} {:.0f} tok/s", smoothed,
+                    row.eval_loss ? fmt::format(" eval {:.4f}", *row.eval_loss) : std::string(),
+                    st.lr, tokens_per_s));
+    const bool stop_now = interrupt.requested() ||
+                          (options.stop_requested && options.stop_requested()) ||
                           (options.stop_after > 0 && steps_this_run >= options.stop_after);
     if ((r.save_every > 0 && done % r.save_every == 0 && !last) || (stop_now && !last)) {
       CheckpointState state;
@@ -365,8 +384,9 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
     if (stop_now && !last) {
       result.interrupted = interrupt.requested();
       if (result.interrupted)
-        log::info("train: {} received: checkpoint written at step {}; rerun with --resume to continue",
-                  interrupt.signal() == 2 ? "SIGINT" : "SIGTERM", done);
+        log::info(
+            "train: {} received: checkpoint written at step {}; rerun with --resume to continue",
+            interrupt.signal() == 2 ? "SIGINT" : "SIGTERM", done);
       break;
     }
   }
@@ -375,8 +395,10 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
   if (result.steps >= s.schedule.total_steps) {
     write_final(r, s, run.final_dir());
     result.finished = true;
-    log::info("train: done: {} steps, last loss {:.4f}{}; model in {}", result.steps, result.last_loss,
-              result.eval_loss >= 0 ? fmt::format(", held-out loss {:.4f}", result.eval_loss) : std::string(),
+    log::info("train: done: {} steps, last loss {:.4f}{}; model in {}", result.steps,
+              result.last_loss,
+              result.eval_loss >= 0 ? fmt::format(", held-out loss {:.4f}", result.eval_loss)
+                                    : std::string(),
               (out / "final").string());
   }
   write_loss_chart(run.chart_file(), metrics.rows());

@@ -1,7 +1,7 @@
 // `seqit train`: a whole fine-tuning run from a recipe (train/recipe.h) — data to examples to
 // batches, the model and its trainable tensors, the optimiser steps with their schedule, held-out
-// evaluation, metrics, checkpoints that resume bit for bit, Ctrl-C/SIGTERM handled with a checkpoint,
-// and the final weights in the ecosystem's formats (docs/training.md).
+// evaluation, metrics, checkpoints that resume bit for bit, Ctrl-C/SIGTERM handled with a
+// checkpoint, and the final weights in the ecosystem's formats (docs/training.md).
 #pragma once
 
 #include <cstdint>
@@ -29,12 +29,12 @@ struct RunOptions {
 };
 
 struct RunResult {
-  int64_t steps = 0;        // optimiser steps done in total (including those before a resume)
-  int64_t total_steps = 0;  // of the whole run
-  bool finished = false;    // the last step is done and final/ is written
-  bool interrupted = false; // stopped by Ctrl-C / SIGTERM (a checkpoint was written)
-  double last_loss = 0;     // the last step's loss
-  double eval_loss = -1;    // the last held-out loss (-1: none)
+  int64_t steps = 0;         // optimiser steps done in total (including those before a resume)
+  int64_t total_steps = 0;   // of the whole run
+  bool finished = false;     // the last step is done and final/ is written
+  bool interrupted = false;  // stopped by Ctrl-C / SIGTERM (a checkpoint was written)
+  double last_loss = 0;      // the last step's loss
+  double eval_loss = -1;     // the last held-out loss (-1: none)
   std::filesystem::path output;
 };
 

@@ -98,8 +98,8 @@ struct DroppedExample {
 
 // What happened to every record: kept, dropped (by reason), bad; tokens and truncation.
 struct ExampleSummary {
-  int64_t records = 0;                   // records read well and turned into conversations
-  int64_t examples = 0;                  // kept
+  int64_t records = 0;   // records read well and turned into conversations
+  int64_t examples = 0;  // kept
   std::array<int64_t, kDropReasonCount> dropped{};  // by DropReason
   std::vector<DroppedExample> first_dropped;
   data::BadRecords bad_records;  // records the reader (or the conversion to a conversation) refused

@@ -1,7 +1,7 @@
 // One optimiser step of supervised fine-tuning, done right: the micro-batches of a step are run
 // forward and backward with their gradients accumulated, the step's loss is the mean over ALL
-// trainable tokens of the step (not a mean of per-micro-batch means: every micro-batch's loss sum is
-// scaled by 1 / the step's total target count before its backward pass, so uneven micro-batches
+// trainable tokens of the step (not a mean of per-micro-batch means: every micro-batch's loss sum
+// is scaled by 1 / the step's total target count before its backward pass, so uneven micro-batches
 // weigh by their tokens, as one big batch would), the global gradient norm is clipped, and AdamW
 // (decoupled weight decay, none on norms and biases) updates every trainable tensor. The reported
 // loss is that same number.

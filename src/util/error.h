@@ -35,7 +35,8 @@ class Error : public std::exception {
   Error& at_line(int64_t line, int64_t column = 0);
   Error& at_record(int64_t record);
   Error& in_field(std::string field);
-  // Adds outer context (e.g. the file name known only to the caller) without overriding inner detail.
+  // Adds outer context (e.g. the file name known only to the caller) without overriding inner
+  // detail.
   Error& add_context(const ErrorContext& outer);
 
  private:

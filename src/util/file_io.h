@@ -12,9 +12,9 @@ namespace seqit {
 // Reads a whole file; errors name the path.
 std::string read_file(const std::filesystem::path& path);
 
-// Writes `content` to `path` atomically: a temporary file in the same folder is written, fsync'ed and
-// renamed over the target (and the folder fsync'ed), so readers see the old or the new file, never
-// a torn one.
+// Writes `content` to `path` atomically: a temporary file in the same folder is written, fsync'ed
+// and renamed over the target (and the folder fsync'ed), so readers see the old or the new file,
+// never a torn one.
 void write_file_atomic(const std::filesystem::path& path, std::string_view content);
 
 // Streaming variant of write_file_atomic for large outputs: write() pieces, then commit(). If the

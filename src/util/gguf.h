@@ -16,16 +16,44 @@
 namespace seqit::gguf {
 
 enum class ValueType : uint32_t {
-  u8 = 0, i8 = 1, u16 = 2, i16 = 3, u32 = 4, i32 = 5, f32 = 6, boolean = 7,
-  string = 8, array = 9, u64 = 10, i64 = 11, f64 = 12,
+  u8 = 0,
+  i8 = 1,
+  u16 = 2,
+  i16 = 3,
+  u32 = 4,
+  i32 = 5,
+  f32 = 6,
+  boolean = 7,
+  string = 8,
+  array = 9,
+  u64 = 10,
+  i64 = 11,
+  f64 = 12,
 };
 std::string_view type_name(ValueType t);
 
 // ggml tensor types seqit knows the block layout of.
 enum class TensorType : uint32_t {
-  f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9,
-  q2_k = 10, q3_k = 11, q4_k = 12, q5_k = 13, q6_k = 14, q8_k = 15,
-  i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, bf16 = 30,
+  f32 = 0,
+  f16 = 1,
+  q4_0 = 2,
+  q4_1 = 3,
+  q5_0 = 6,
+  q5_1 = 7,
+  q8_0 = 8,
+  q8_1 = 9,
+  q2_k = 10,
+  q3_k = 11,
+  q4_k = 12,
+  q5_k = 13,
+  q6_k = 14,
+  q8_k = 15,
+  i8 = 24,
+  i16 = 25,
+  i32 = 26,
+  i64 = 27,
+  f64 = 28,
+  bf16 = 30,
 };
 // Elements per block and bytes per block; false for a type id seqit does not know.
 bool tensor_type_layout(uint32_t type, int64_t* block_elems, int64_t* block_bytes);
@@ -48,15 +76,15 @@ struct Value {
   std::vector<Value> items;  // nested arrays only
 
   bool is_integer() const;
-  int64_t as_int() const;      // any integer or bool; throws otherwise
-  double as_double() const;    // any number
+  int64_t as_int() const;    // any integer or bool; throws otherwise
+  double as_double() const;  // any number
 };
 
 struct TensorInfo {
   std::string name;
   std::vector<int64_t> dims;  // ggml order: dims[0] is the fastest-varying (row length)
   uint32_t type = 0;
-  uint64_t offset = 0;        // relative to the start of the data section
+  uint64_t offset = 0;  // relative to the start of the data section
   uint64_t nbytes = 0;
   const uint8_t* data = nullptr;  // into the map
   int64_t elements() const;
@@ -65,8 +93,8 @@ struct TensorInfo {
 class File {
  public:
   // Maps and parses `path`. Throws seqit::Error naming the file, the key or tensor, and the byte
-  // offset for a bad magic, unsupported version, truncation, an unknown value type or tensor type, or
-  // a tensor that lies outside the file.
+  // offset for a bad magic, unsupported version, truncation, an unknown value type or tensor type,
+  // or a tensor that lies outside the file.
   static std::unique_ptr<File> open(const std::filesystem::path& path);
 
   uint32_t version() const { return version_; }

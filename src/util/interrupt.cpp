@@ -45,7 +45,11 @@ InterruptGuard::~InterruptGuard() {
   ::sigaction(SIGTERM, &g_old_term, nullptr);
 }
 
-bool InterruptGuard::requested() const { return g_signal.load() != 0; }
-int InterruptGuard::signal() const { return g_signal.load(); }
+bool InterruptGuard::requested() const {
+  return g_signal.load() != 0;
+}
+int InterruptGuard::signal() const {
+  return g_signal.load();
+}
 
 }  // namespace seqit

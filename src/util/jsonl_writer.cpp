@@ -18,7 +18,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-std::string id_text(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+std::string id_text(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
 }  // namespace
 
 std::string ResumableJsonlWriter::id_of(const json& record) const {
@@ -27,7 +29,9 @@ std::string ResumableJsonlWriter::id_of(const json& record) const {
   return it == record.end() ? std::string() : id_text(*it);
 }
 
-bool ResumableJsonlWriter::has_id_value(const json& id) const { return ids_.count(id_text(id)) != 0; }
+bool ResumableJsonlWriter::has_id_value(const json& id) const {
+  return ids_.count(id_text(id)) != 0;
+}
 
 ResumableJsonlWriter::ResumableJsonlWriter(fs::path path, std::string id_field, bool fresh)
     : path_(std::move(path)), id_field_(std::move(id_field)) {
@@ -50,8 +54,8 @@ ResumableJsonlWriter::ResumableJsonlWriter(fs::path path, std::string id_field, 
       try {
         rec = json::parse(text.begin(), text.end());
       } catch (const json::exception& e) {  // a parse error, or a number out of range (1e999)
-        throw Error("cannot resume: a complete line is not valid JSON (" + clean_json_error(e.what()) +
-                    "); fix or remove the file")
+        throw Error("cannot resume: a complete line is not valid JSON (" +
+                    clean_json_error(e.what()) + "); fix or remove the file")
             .in_file(path_.string())
             .at_line(line);
       }
@@ -71,7 +75,9 @@ ResumableJsonlWriter::ResumableJsonlWriter(fs::path path, std::string id_field, 
   }
   int flags = O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (fresh ? O_TRUNC : 0);
   fd_ = ::open(path_.c_str(), flags, 0644);
-  if (fd_ < 0) throw Error(fmt::format("cannot open for writing: {}", std::strerror(errno))).in_file(path_.string());
+  if (fd_ < 0)
+    throw Error(fmt::format("cannot open for writing: {}", std::strerror(errno)))
+        .in_file(path_.string());
   if (!exists) fsync_directory(path_.parent_path());
 }
 
@@ -82,16 +88,19 @@ ResumableJsonlWriter::~ResumableJsonlWriter() {
   }
 }
 
-void ResumableJsonlWriter::append(const json& record) { append_line(to_json_line(record), id_of(record)); }
+void ResumableJsonlWriter::append(const json& record) {
+  append_line(to_json_line(record), id_of(record));
+}
 
 void ResumableJsonlWriter::append_line(std::string_view json_line, std::string id) {
   if (json_line.find('\n') != std::string_view::npos) {
-    throw Error("cannot append: the encoded record spans more than one line").in_file(path_.string());
+    throw Error("cannot append: the encoded record spans more than one line")
+        .in_file(path_.string());
   }
   std::string line(json_line);
   line.push_back('\n');
-  // One write() per line: with O_APPEND the line lands whole or (on a crash) as a torn tail that the
-  // next open drops.
+  // One write() per line: with O_APPEND the line lands whole or (on a crash) as a torn tail that
+  // the next open drops.
   std::string_view rest = line;
   while (!rest.empty()) {
     ssize_t n = ::write(fd_, rest.data(), rest.size());

@@ -1,6 +1,6 @@
-// An append-only JSONL output that survives crashes and resumes. Opening an existing file keeps every
-// complete line, cuts off a torn last line (a crash mid-write), and reports which record ids are
-// already there, so a rerun skips finished work and never duplicates a row.
+// An append-only JSONL output that survives crashes and resumes. Opening an existing file keeps
+// every complete line, cuts off a torn last line (a crash mid-write), and reports which record ids
+// are already there, so a rerun skips finished work and never duplicates a row.
 #pragma once
 
 #include <cstdint>

@@ -13,8 +13,12 @@ std::atomic<Level> g_level{Level::info};
 std::mutex g_mutex;
 }  // namespace
 
-void set_level(Level l) { g_level.store(l); }
-Level level() { return g_level.load(std::memory_order_relaxed); }
+void set_level(Level l) {
+  g_level.store(l);
+}
+Level level() {
+  return g_level.load(std::memory_order_relaxed);
+}
 
 Level parse_level(std::string_view name) {
   if (name == "debug") return Level::debug;
@@ -22,7 +26,8 @@ Level parse_level(std::string_view name) {
   if (name == "warn" || name == "warning") return Level::warn;
   if (name == "error") return Level::error;
   if (name == "off" || name == "quiet") return Level::off;
-  throw Error(fmt::format("unknown log level '{}' (expected debug, info, warn, error or off)", name));
+  throw Error(
+      fmt::format("unknown log level '{}' (expected debug, info, warn, error or off)", name));
 }
 
 void write(Level l, std::string_view message) {

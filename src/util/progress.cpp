@@ -35,7 +35,9 @@ Progress::Progress(std::string label, int64_t total, std::string unit)
   start_ = last_draw_ = std::chrono::steady_clock::now();
 }
 
-Progress::~Progress() { finish(); }
+Progress::~Progress() {
+  finish();
+}
 
 void Progress::add(int64_t n) {
   std::lock_guard lock(mutex_);
@@ -75,7 +77,9 @@ void Progress::finish() {
   }
 }
 
-void Progress::set_enabled(bool enabled) { g_enabled.store(enabled); }
+void Progress::set_enabled(bool enabled) {
+  g_enabled.store(enabled);
+}
 
 std::string Progress::format_duration(double s) {
   if (s < 0 || s != s) return "?";
@@ -90,7 +94,8 @@ std::string Progress::render_locked(double elapsed) const {
   double rate = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0.0;
   std::string line = label_ + ": ";
   if (total_ >= 0) {
-    double pct = total_ > 0 ? 100.0 * static_cast<double>(done_) / static_cast<double>(total_) : 100.0;
+    double pct =
+        total_ > 0 ? 100.0 * static_cast<double>(done_) / static_cast<double>(total_) : 100.0;
     line += fmt::format("{}/{} {} ({:.1f}%)", done_, total_, unit_, pct);
   } else {
     line += fmt::format("{} {}", done_, unit_);

@@ -1,5 +1,5 @@
-// Progress reporting for long work. On a terminal: one line redrawn in place with count, rate and ETA.
-// Otherwise (logs, CI): a plain line every few seconds (SEQIT_PROGRESS_INTERVAL, default 5 s).
+// Progress reporting for long work. On a terminal: one line redrawn in place with count, rate and
+// ETA. Otherwise (logs, CI): a plain line every few seconds (SEQIT_PROGRESS_INTERVAL, default 5 s).
 // Thread-safe: workers may call add() concurrently.
 #pragma once
 

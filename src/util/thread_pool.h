@@ -33,8 +33,8 @@ class ThreadPool {
     return result;
   }
 
-  // Runs body(i) for i in [0, n), spread over the workers in contiguous chunks; returns when all are
-  // done. The first exception thrown by a body is rethrown here after every chunk has finished.
+  // Runs body(i) for i in [0, n), spread over the workers in contiguous chunks; returns when all
+  // are done. The first exception thrown by a body is rethrown here after every chunk has finished.
   void parallel_for(size_t n, const std::function<void(size_t)>& body);
 
  private:

@@ -7,10 +7,12 @@
 
 namespace seqit::utf8 {
 
-// Byte offset of the first invalid or incomplete sequence, or std::string_view::npos if `s` is valid
-// UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
+// Byte offset of the first invalid or incomplete sequence, or std::string_view::npos if `s` is
+// valid UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
 size_t first_invalid(std::string_view s);
-inline bool is_valid(std::string_view s) { return first_invalid(s) == std::string_view::npos; }
+inline bool is_valid(std::string_view s) {
+  return first_invalid(s) == std::string_view::npos;
+}
 
 // Length of the longest prefix of `s` that does not end inside a multi-byte sequence: what can be
 // printed now when `s` may continue in the next chunk of a stream.

@@ -1,7 +1,7 @@
 // The interpreter against Python jinja2 semantics: each template's expected output below was
 // produced by Python jinja2 3.1 configured as transformers does (ImmutableSandboxedEnvironment,
-// trim_blocks, lstrip_blocks, loop controls, HF's tojson), so every case is a behaviour transformers
-// users get. Plus syntax and runtime errors with their positions, and raise_exception.
+// trim_blocks, lstrip_blocks, loop controls, HF's tojson), so every case is a behaviour
+// transformers users get. Plus syntax and runtime errors with their positions, and raise_exception.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -13,7 +13,8 @@
 namespace seqit::chat::jinja {
 namespace {
 
-std::string render(const std::string& source, std::vector<std::pair<std::string, Value>> vars = {}) {
+std::string render(const std::string& source,
+                   std::vector<std::pair<std::string, Value>> vars = {}) {
   RenderSettings settings;
   settings.now_unix = 1721995200;  // 2024-07-26 12:00:00 UTC
   return Template::parse(source, "t.jinja").render(vars, settings).text;
@@ -174,12 +175,15 @@ TEST(Jinja, MatchesPythonJinja2OnEachFeature) {
 }
 
 TEST(Jinja, StrftimeNowUsesTheGivenClock) {
-  EXPECT_EQ(render("{{ strftime_now('%Y-%m-%d %d %b %Y %H:%M') }}"), "2024-07-26 26 Jul 2024 12:00");
+  EXPECT_EQ(render("{{ strftime_now('%Y-%m-%d %d %b %Y %H:%M') }}"),
+            "2024-07-26 26 Jul 2024 12:00");
 }
 
 TEST(Jinja, VariablesAndJsonTypes) {
-  Value messages = parse_json_value(R"([{"role": "user", "content": "hi", "n": 1, "f": 1.0, "z": null}])", "m");
-  EXPECT_EQ(render("{% for m in messages %}{{ m.role }}:{{ m['content'] }} {{ m.n }} {{ m.f }} {{ m.z }} {{ m|tojson }}{% endfor %}",
+  Value messages =
+      parse_json_value(R"([{"role": "user", "content": "hi", "n": 1, "f": 1.0, "z": null}])", "m");
+  EXPECT_EQ(render("{% for m in messages %}{{ m.role }}:{{ m['content'] }} {{ m.n }} {{ m.f }} {{ "
+                   "m.z }} {{ m|tojson }}{% endfor %}",
                    {{"messages", messages}}),
             R"(user:hi 1 1.0 None {"role": "user", "content": "hi", "n": 1, "f": 1.0, "z": null})");
 }
@@ -211,11 +215,13 @@ TEST(Jinja, SyntaxErrorsNameLineAndColumn) {
 TEST(Jinja, RuntimeErrorsNameTheExpression) {
   expect_error("line\n{{ x.y }}", 2, 4, "'x' is undefined");
   expect_error("{{ 'a' + 1 }}", 1, 8, "can only concatenate str (not \"int\") to str");
-  expect_error("{% set l = [1] %}{{ l.append(2) }}", 1, 21, "access to attribute 'append' of 'list' object is unsafe");
+  expect_error("{% set l = [1] %}{{ l.append(2) }}", 1, 21,
+               "access to attribute 'append' of 'list' object is unsafe");
   expect_error("{{ 1 / 0 }}", 1, 6, "division by zero");
   expect_error("{{ x|nosuchfilter }}", 1, 6, "no filter named 'nosuchfilter'");
   expect_error("{% for m in none %}{% endfor %}", 1, 13, "'NoneType' object is not iterable");
-  expect_error("{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", 1, 34, "takes not more than 1 argument");
+  expect_error("{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", 1, 34,
+               "takes not more than 1 argument");
 }
 
 TEST(Jinja, RaiseExceptionSurfacesTheTemplateMessage) {
@@ -236,7 +242,8 @@ TEST(Jinja, RaiseExceptionSurfacesTheTemplateMessage) {
 }
 
 TEST(Jinja, UnknownFiltersAreReportedStatically) {
-  Template t = Template::parse("{% if x %}{{ a|from_json }}{% endif %}{{ b is weird }}{{ c|trim }}", "t");
+  Template t =
+      Template::parse("{% if x %}{{ a|from_json }}{% endif %}{{ b is weird }}{{ c|trim }}", "t");
   std::vector<std::string> unknown = t.unknown_filters_and_tests();
   EXPECT_EQ(unknown, (std::vector<std::string>{"filter 'from_json'", "test 'weird'"}));
 }

@@ -44,14 +44,17 @@ std::vector<std::pair<size_t, size_t>> masked_runs(const MaskedConversation& mc)
   std::vector<std::pair<size_t, size_t>> runs;
   for (size_t k = 0; k < mc.mask.size(); ++k) {
     if (!mc.mask[k]) continue;
-    if (!runs.empty() && runs.back().second == k) runs.back().second = k + 1;
-    else runs.emplace_back(k, k + 1);
+    if (!runs.empty() && runs.back().second == k)
+      runs.back().second = k + 1;
+    else
+      runs.emplace_back(k, k + 1);
   }
   return runs;
 }
 
 bool is_space_only(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; });
 }
 
 void check_masks(const ChatTemplate& t, const Tokenizer& tok, const std::vector<Message>& messages,
@@ -87,7 +90,8 @@ void check_masks(const ChatTemplate& t, const Tokenizer& tok, const std::vector<
     size_t lead = decoded.find_first_not_of(' ');
     EXPECT_EQ(decoded.substr(lead == std::string::npos ? 0 : lead), expected);
     ASSERT_TRUE(mc.turns[i].end_marker.has_value());
-    EXPECT_EQ(mc.text.substr(mc.turns[i].end_marker->begin, mc.turns[i].end_marker->end - mc.turns[i].end_marker->begin),
+    EXPECT_EQ(mc.text.substr(mc.turns[i].end_marker->begin,
+                             mc.turns[i].end_marker->end - mc.turns[i].end_marker->begin),
               e.marker);
   }
   // No masked token touches a system or user message; every assistant content byte is masked.
@@ -99,7 +103,8 @@ void check_masks(const ChatTemplate& t, const Tokenizer& tok, const std::vector<
         if (m.role == "assistant") {
           EXPECT_EQ(mc.mask[k], 1) << "assistant byte not learned in token " << k;
         } else {
-          EXPECT_EQ(mc.mask[k], 0) << m.role << " token " << k << " '" << tok.token_text(mc.ids[k]) << "' is learned";
+          EXPECT_EQ(mc.mask[k], 0)
+              << m.role << " token " << k << " '" << tok.token_text(mc.ids[k]) << "' is learned";
         }
       }
     }
@@ -115,7 +120,8 @@ TEST(AssistantMask, Llama3) {
   const Tokenizer* tok = &load("tokenizers/llama3/tokenizer.json");
   ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/llama3/tokenizer_config.json"));
   check_masks(t, *tok, kConversation, {"<|eot_id|>", ""});
-  ChatTemplate llama31 = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/llamacpp/meta-llama-Llama-3.1-8B-Instruct.jinja"));
+  ChatTemplate llama31 = ChatTemplate::from_file(
+      shared_data("tokenizers/chat_templates/llamacpp/meta-llama-Llama-3.1-8B-Instruct.jinja"));
   llama31.special_tokens() = t.special_tokens();
   check_masks(llama31, *tok, kConversation, {"<|eot_id|>", ""});
   // The template writes <|begin_of_text|> itself, so the tokenizer must not add another.
@@ -126,10 +132,13 @@ TEST(AssistantMask, Llama3) {
 
 TEST(AssistantMask, ChatmlQwen25) {
   const Tokenizer* tok = &load("tokenizers/qwen/qwen3_tokenizer.json");
-  ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/llamacpp/Qwen-Qwen2.5-7B-Instruct.jinja"));
-  t.special_tokens() = read_special_tokens(shared_data("tokenizers/qwen/qwen3_tokenizer_config.json"));
+  ChatTemplate t = ChatTemplate::from_file(
+      shared_data("tokenizers/chat_templates/llamacpp/Qwen-Qwen2.5-7B-Instruct.jinja"));
+  t.special_tokens() =
+      read_special_tokens(shared_data("tokenizers/qwen/qwen3_tokenizer_config.json"));
   check_masks(t, *tok, kConversation, {"<|im_end|>", ""});
-  check_masks(ChatTemplate::builtin("chatml", t.special_tokens()), *tok, kConversation, {"<|im_end|>", ""});
+  check_masks(ChatTemplate::builtin("chatml", t.special_tokens()), *tok, kConversation,
+              {"<|im_end|>", ""});
 }
 
 TEST(AssistantMask, TokensMergingAcrossTheContentBoundary) {
@@ -142,15 +151,19 @@ TEST(AssistantMask, TokensMergingAcrossTheContentBoundary) {
   auto runs = masked_runs(mc);
   ASSERT_EQ(runs.size(), 1u);
   size_t first = runs[0].first;
-  EXPECT_LT(mc.spans[first].begin, mc.turns[0].content[0].begin) << "first token should straddle the boundary";
-  std::string masked = mc.text.substr(mc.spans[first].begin, mc.spans[runs[0].second - 1].end - mc.spans[first].begin);
+  EXPECT_LT(mc.spans[first].begin, mc.turns[0].content[0].begin)
+      << "first token should straddle the boundary";
+  std::string masked = mc.text.substr(mc.spans[first].begin,
+                                      mc.spans[runs[0].second - 1].end - mc.spans[first].begin);
   EXPECT_EQ(masked, "\n\n\nHello there\n<|im_end|>");
-  EXPECT_EQ(mc.text.substr(0, mc.spans[first].begin), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant");
+  EXPECT_EQ(mc.text.substr(0, mc.spans[first].begin),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant");
 }
 
 TEST(AssistantMask, MistralSentencePiece) {
   const Tokenizer* v1 = &load("tokenizers/mistral/tokenizer.model.v1");
-  ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/mistralrs_mistral.json"));
+  ChatTemplate t =
+      ChatTemplate::from_file(shared_data("tokenizers/chat_templates/mistralrs_mistral.json"));
   t.special_tokens().fill_from(*v1);
   std::vector<Message> no_system(kConversation.begin() + 1, kConversation.end());
   check_masks(t, *v1, no_system, {"</s>", ""});
@@ -162,11 +175,13 @@ TEST(AssistantMask, MistralSentencePiece) {
 
 TEST(AssistantMask, ZephyrTinyLlama) {
   const Tokenizer* tok = &load("tokenizers/llama2/tokenizer.model");
-  ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/tinyllama_zephyr_chat_template.jinja"));
+  ChatTemplate t = ChatTemplate::from_file(
+      shared_data("tokenizers/chat_templates/tinyllama_zephyr_chat_template.jinja"));
   t.special_tokens() = read_special_tokens(shared_data("tokenizers/llama2/tokenizer_config.json"));
   check_masks(t, *tok, kConversation, {"</s>", ""});
   // Llama-2's own format puts a space before EOS: " {reply} </s>"; the space is learned with it.
-  ChatTemplate llama2 = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/mistralrs_llama2.json"));
+  ChatTemplate llama2 =
+      ChatTemplate::from_file(shared_data("tokenizers/chat_templates/mistralrs_llama2.json"));
   llama2.special_tokens() = t.special_tokens();
   check_masks(llama2, *tok, kConversation, {"</s>", " "});
 }
@@ -177,7 +192,8 @@ TEST(AssistantMask, EosWrittenAsTextThatTheTokenizerDoesNotParseIsReported) {
   // as the plain pieces ".</", "s", ">" and never as token 2. The mask refuses to call that an
   // end marker and says so.
   const Tokenizer* tok = &load("tokenizers/llama2/tokenizer.json");
-  ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/tinyllama_zephyr_chat_template.jinja"));
+  ChatTemplate t = ChatTemplate::from_file(
+      shared_data("tokenizers/chat_templates/tinyllama_zephyr_chat_template.jinja"));
   t.special_tokens() = read_special_tokens(shared_data("tokenizers/llama2/tokenizer_config.json"));
   std::vector<Message> messages = {{"user", "Hi"}, {"assistant", "Hello."}};
   MaskedConversation mc = encode_with_assistant_mask(t, *tok, messages_value(messages));
@@ -190,11 +206,15 @@ TEST(AssistantMask, TuluIsTheSitTrainingFormat) {
   // SIT_SPEC §3.2: <|system|>\n{sys}\n<|user|>\n{user}\n<|assistant|>\n{reply}{eos}\n..., stripped;
   // Llama-3's tokenizer adds <|begin_of_text|>; the loss covers the reply and EOS.
   const Tokenizer* tok = &load("tokenizers/llama3/tokenizer.json");
-  SpecialTokens tokens = read_special_tokens(shared_data("tokenizers/llama3/tokenizer_config.json"));
+  SpecialTokens tokens =
+      read_special_tokens(shared_data("tokenizers/llama3/tokenizer_config.json"));
   ChatTemplate t = ChatTemplate::builtin("tulu", tokens);
-  std::vector<Message> single = {{"system", ""}, {"user", "Translate to French, then answer: Hi?"}, {"assistant", "Salut ? Bonjour !"}};
+  std::vector<Message> single = {{"system", ""},
+                                 {"user", "Translate to French, then answer: Hi?"},
+                                 {"assistant", "Salut ? Bonjour !"}};
   EXPECT_EQ(t.render(single).text,
-            "<|system|>\n\n<|user|>\nTranslate to French, then answer: Hi?\n<|assistant|>\nSalut ? Bonjour !<|end_of_text|>");
+            "<|system|>\n\n<|user|>\nTranslate to French, then answer: Hi?\n<|assistant|>\nSalut ? "
+            "Bonjour !<|end_of_text|>");
   check_masks(t, *tok, single, {"<|end_of_text|>", ""});
   check_masks(t, *tok, kConversation, {"<|end_of_text|>", ""});
   // With Llama-2's SentencePiece tokenizer (the paper's early LLaMA-2 runs): its encoder adds
@@ -212,7 +232,8 @@ TEST(AssistantMask, TuluIsTheSitTrainingFormat) {
 TEST(AssistantMask, WarnsWhenNoEndMarkerFollows) {
   const Tokenizer* tok = &load("tokenizers/qwen/qwen3_tokenizer.json");
   ChatTemplate t = ChatTemplate::from_source(
-      "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}\n{% endfor %}", "no-end.jinja");
+      "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}\n{% endfor %}",
+      "no-end.jinja");
   std::vector<Message> messages = {{"user", "Hi"}, {"assistant", "Hello"}};
   MaskedConversation mc = encode_with_assistant_mask(t, *tok, messages_value(messages));
   ASSERT_EQ(mc.warnings.size(), 1u);
@@ -225,21 +246,27 @@ TEST(AssistantMask, ToolCallTurnsLearnWhatTheTemplateWritesForThem) {
   // An assistant message with only tool_calls has no content; its learned region is what the
   // template writes after the generation prompt, up to and including <|im_end|>.
   const Tokenizer* tok = &load("tokenizers/qwen/qwen3_tokenizer.json");
-  ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/chat_templates/llamacpp/Qwen-Qwen2.5-7B-Instruct.jinja"));
-  t.special_tokens() = read_special_tokens(shared_data("tokenizers/qwen/qwen3_tokenizer_config.json"));
+  ChatTemplate t = ChatTemplate::from_file(
+      shared_data("tokenizers/chat_templates/llamacpp/Qwen-Qwen2.5-7B-Instruct.jinja"));
+  t.special_tokens() =
+      read_special_tokens(shared_data("tokenizers/qwen/qwen3_tokenizer_config.json"));
   jinja::Value messages = jinja::parse_json_value(R"([
     {"role": "user", "content": "Weather in Paris?"},
     {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
     {"role": "tool", "content": "sunny"},
-    {"role": "assistant", "content": "It is sunny."}])", "messages");
+    {"role": "assistant", "content": "It is sunny."}])",
+                                                  "messages");
   MaskedConversation mc = encode_with_assistant_mask(t, *tok, messages);
   EXPECT_TRUE(mc.warnings.empty());
   auto runs = masked_runs(mc);
   ASSERT_EQ(runs.size(), 2u);
   auto text_of = [&](std::pair<size_t, size_t> run) {
-    return mc.text.substr(mc.spans[run.first].begin, mc.spans[run.second - 1].end - mc.spans[run.first].begin);
+    return mc.text.substr(mc.spans[run.first].begin,
+                          mc.spans[run.second - 1].end - mc.spans[run.first].begin);
   };
-  EXPECT_EQ(text_of(runs[0]), "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>");
+  EXPECT_EQ(text_of(runs[0]),
+            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+            "\"Paris\"}}\n</tool_call><|im_end|>");
   EXPECT_EQ(text_of(runs[1]), "It is sunny.<|im_end|>");
 }
 
@@ -248,16 +275,20 @@ TEST(AssistantMask, TemplatesThatRewriteContentAreTrackedThroughStringOperations
   // learned region runs from the end of the generation prompt ("<|im_start|>assistant\n") to
   // <|im_end|>, so the think tags the model must produce are learned with the content.
   const Tokenizer* tok = &load("tokenizers/qwen/qwen3_tokenizer.json");
-  ChatTemplate t = ChatTemplate::from_file(shared_data("tokenizers/qwen/qwen3_tokenizer_config.json"));
-  std::vector<Message> messages = {{"user", "2+2?"}, {"assistant", "<think>\nadd them\n</think>\n\nIt is 4."}};
+  ChatTemplate t =
+      ChatTemplate::from_file(shared_data("tokenizers/qwen/qwen3_tokenizer_config.json"));
+  std::vector<Message> messages = {{"user", "2+2?"},
+                                   {"assistant", "<think>\nadd them\n</think>\n\nIt is 4."}};
   MaskedConversation mc = encode_with_assistant_mask(t, *tok, messages_value(messages));
   EXPECT_TRUE(mc.warnings.empty());
   auto runs = masked_runs(mc);
   std::string learned;
-  for (auto [b, e] : runs) learned += mc.text.substr(mc.spans[b].begin, mc.spans[e - 1].end - mc.spans[b].begin) + "|";
+  for (auto [b, e] : runs)
+    learned += mc.text.substr(mc.spans[b].begin, mc.spans[e - 1].end - mc.spans[b].begin) + "|";
   EXPECT_EQ(learned, "<think>\nadd them\n</think>\n\nIt is 4.<|im_end|>|") << mc.text;
   ASSERT_TRUE(mc.turns[0].prompt_end.has_value());
-  EXPECT_EQ(mc.text.substr(0, *mc.turns[0].prompt_end), "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(mc.text.substr(0, *mc.turns[0].prompt_end),
+            "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
 }
 
 }  // namespace

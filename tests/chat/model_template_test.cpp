@@ -1,5 +1,5 @@
-// The template a model ships with (folder, tokenizer config, GGUF metadata, builtin by name) and the
-// end-of-turn tokens generation stops at, on real tokenizers.
+// The template a model ships with (folder, tokenizer config, GGUF metadata, builtin by name) and
+// the end-of-turn tokens generation stops at, on real tokenizers.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -39,8 +39,9 @@ TEST(ModelTemplate, Llama3FolderStopsAtEotAndEndOfText) {
 
 TEST(ModelTemplate, QwenConfigFileStopsAtImEnd) {
   auto tok = tokenizer::load_tokenizer(shared_data("tokenizers/qwen/qwen3_tokenizer.json"));
-  ChatTemplate tmpl = resolve_chat_template(shared_data("tokenizers/qwen/qwen3_tokenizer_config.json").string(),
-                                            "unused", std::nullopt, *tok);
+  ChatTemplate tmpl =
+      resolve_chat_template(shared_data("tokenizers/qwen/qwen3_tokenizer_config.json").string(),
+                            "unused", std::nullopt, *tok);
   const auto ids = end_of_turn_tokens(tmpl, *tok);
   EXPECT_TRUE(contains(ids, tok->token_id("<|im_end|>")));
   EXPECT_FALSE(contains(ids, tok->token_id("<|im_start|>")));
@@ -48,7 +49,8 @@ TEST(ModelTemplate, QwenConfigFileStopsAtImEnd) {
 
 TEST(ModelTemplate, BuiltinByNameUsesTheTokenizersEos) {
   auto tok = tokenizer::load_tokenizer(shared_data("models/stories260K/tok512.bin"));
-  ChatTemplate tmpl = resolve_chat_template("tulu", shared_data("models/stories260K/stories260K.bin"), std::nullopt, *tok);
+  ChatTemplate tmpl = resolve_chat_template(
+      "tulu", shared_data("models/stories260K/stories260K.bin"), std::nullopt, *tok);
   EXPECT_EQ(tmpl.special_tokens().eos(), tok->token_text(*tok->eos_id()));
   EXPECT_EQ(end_of_turn_tokens(tmpl, *tok), std::vector<tokenizer::TokenId>{*tok->eos_id()});
   ChatPromptText p = render_chat_prompt(tmpl, {{"user", "Hi"}});

@@ -36,15 +36,23 @@ fs::path shared_data(std::string_view relative) {
   return p;
 }
 
-fs::path seqit_binary() { return fs::path(SEQIT_BINARY_DIR) / "bin" / "seqit"; }
-fs::path source_dir() { return fs::path(SEQIT_SOURCE_DIR); }
-fs::path build_dir() { return fs::path(SEQIT_BINARY_DIR); }
+fs::path seqit_binary() {
+  return fs::path(SEQIT_BINARY_DIR) / "bin" / "seqit";
+}
+fs::path source_dir() {
+  return fs::path(SEQIT_SOURCE_DIR);
+}
+fs::path build_dir() {
+  return fs::path(SEQIT_BINARY_DIR);
+}
 
 std::string shell_quote(std::string_view s) {
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
   }
   return out + "'";
 }
@@ -66,7 +74,7 @@ TempDir::TempDir() {
   std::random_device rd;
   for (int attempt = 0; attempt < 100; ++attempt) {
     fs::path p = fs::temp_directory_path() / ("seqit-test-" + std::to_string(::getpid()) + "-" +
-                                               std::to_string(rd() % 1000000));
+                                              std::to_string(rd() % 1000000));
     if (fs::create_directory(p)) {
       path_ = p;
       return;

@@ -18,8 +18,10 @@ std::filesystem::path seqit_binary();
 std::filesystem::path source_dir();
 std::filesystem::path build_dir();
 
-// Runs a shell command, returning its exit status; stdout (and stderr when merge_stderr) go to *output.
-int run_command(const std::string& command, std::string* output = nullptr, bool merge_stderr = true);
+// Runs a shell command, returning its exit status; stdout (and stderr when merge_stderr) go to
+// *output.
+int run_command(const std::string& command, std::string* output = nullptr,
+                bool merge_stderr = true);
 // Quotes a string for the shell.
 std::string shell_quote(std::string_view s);
 

@@ -101,6 +101,8 @@ class WatchdogListener : public ::testing::EmptyTestEventListener {
 
 }  // namespace
 
-void allow_seconds(int seconds) { Watchdog::instance().allow(seconds); }
+void allow_seconds(int seconds) {
+  Watchdog::instance().allow(seconds);
+}
 
 }  // namespace seqit::testing

@@ -8,6 +8,7 @@
 #include "data_testing.h"
 #include "testing.h"
 
+using seqit::data::test::contains;
 using seqit::testing::run_command;
 using seqit::testing::seqit_binary;
 using seqit::testing::shared_data;
@@ -15,13 +16,14 @@ using seqit::testing::shell_quote;
 using seqit::testing::slurp;
 using seqit::testing::spit;
 using seqit::testing::TempDir;
-using seqit::data::test::contains;
 
 namespace {
 int run_seqit(const std::string& args, std::string* output) {
   return run_command(shell_quote(seqit_binary().string()) + " " + args, output);
 }
-std::string q(const std::filesystem::path& p) { return shell_quote(p.string()); }
+std::string q(const std::filesystem::path& p) {
+  return shell_quote(p.string());
+}
 
 size_t occurrences(const std::string& text, const std::string& part) {
   size_t n = 0;
@@ -33,9 +35,9 @@ size_t occurrences(const std::string& text, const std::string& part) {
 TEST(Cli, ConvertsAlpacaToShareGptAndReportsIt) {
   TempDir dir;
   std::string out;
-  int rc = run_seqit("data convert --in " + q(shared_data("train/alpaca/alpaca_5000.json")) + " --to sharegpt --out " +
-                     q(dir / "s.jsonl"),
-                 &out);
+  int rc = run_seqit("data convert --in " + q(shared_data("train/alpaca/alpaca_5000.json")) +
+                         " --to sharegpt --out " + q(dir / "s.jsonl"),
+                     &out);
   ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(contains(out, "wrote 5000 records as sharegpt-jsonl")) << out;
   EXPECT_TRUE(contains(out, "5000 read as alpaca-json")) << out;
@@ -47,9 +49,9 @@ TEST(Cli, ConvertsAlpacaToShareGptAndReportsIt) {
   EXPECT_EQ(last["conversations"][1]["value"], "The Great Recession started in 2007.");
 
   // And back, with Python's layout: the original bytes.
-  rc = run_seqit("-q data convert --in " + q(dir / "s.jsonl") + " --to alpaca --ascii --no-final-newline --out " +
-                 q(dir / "a.json"),
-             &out);
+  rc = run_seqit("-q data convert --in " + q(dir / "s.jsonl") +
+                     " --to alpaca --ascii --no-final-newline --out " + q(dir / "a.json"),
+                 &out);
   ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(out.empty()) << out;
   EXPECT_TRUE(slurp(dir / "a.json") == slurp(shared_data("train/alpaca/alpaca_5000.json")));
@@ -73,12 +75,15 @@ TEST(Cli, ErrorsArePrintedOnceWithTheirLocation) {
   TempDir dir;
   spit(dir / "u.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n");
   std::string out;
-  int rc = run_seqit("data convert --in " + q(dir / "u.jsonl") + " --to alpaca --out " + q(dir / "o.json"), &out);
+  int rc = run_seqit(
+      "data convert --in " + q(dir / "u.jsonl") + " --to alpaca --out " + q(dir / "o.json"), &out);
   EXPECT_EQ(rc, 1);
   EXPECT_EQ(occurrences(out, "error:"), 1u) << out;
   EXPECT_TRUE(contains(out, "u.jsonl:1: record 0: unknown format")) << out;
   EXPECT_FALSE(std::filesystem::exists(dir / "o.json"));
-  rc = run_seqit("data convert --in " + q(dir / "u.jsonl") + " --to nonsense --out " + q(dir / "o.json"), &out);
+  rc = run_seqit(
+      "data convert --in " + q(dir / "u.jsonl") + " --to nonsense --out " + q(dir / "o.json"),
+      &out);
   EXPECT_EQ(rc, 1);
   EXPECT_TRUE(contains(out, "unknown format 'nonsense'")) << out;
 }
@@ -87,19 +92,21 @@ TEST(Cli, SkipReportsTheCountAndFirstLocations) {
   TempDir dir;
   std::string out;
   int rc = run_seqit("data convert --on-error skip --in " + q(shared_data("eval/sifo/math.jsonl")) +
-                     " --to alpaca --out " + q(dir / "o.jsonl"),
-                 &out);
+                         " --to alpaca --out " + q(dir / "o.jsonl"),
+                     &out);
   ASSERT_EQ(rc, 0) << out;
   EXPECT_TRUE(contains(out, "wrote 0 records as alpaca-jsonl")) << out;
   EXPECT_TRUE(contains(out, "200 not representable as alpaca-jsonl")) << out;
   EXPECT_TRUE(contains(out, "200 bad records skipped")) << out;
-  EXPECT_TRUE(contains(out, "math.jsonl:1: record 0, field 'messages': the conversation has 8 messages")) << out;
+  EXPECT_TRUE(
+      contains(out, "math.jsonl:1: record 0, field 'messages': the conversation has 8 messages"))
+      << out;
   EXPECT_TRUE(contains(out, "... and 195 more")) << out;
   EXPECT_EQ(slurp(dir / "o.jsonl"), "");
   // stop (the default) fails on the first and writes nothing.
-  rc = run_seqit("data convert --in " + q(shared_data("eval/sifo/math.jsonl")) + " --to alpaca --out " +
-                 q(dir / "p.jsonl"),
-             &out);
+  rc = run_seqit("data convert --in " + q(shared_data("eval/sifo/math.jsonl")) +
+                     " --to alpaca --out " + q(dir / "p.jsonl"),
+                 &out);
   EXPECT_EQ(rc, 1);
   EXPECT_FALSE(std::filesystem::exists(dir / "p.jsonl"));
 }
@@ -123,19 +130,23 @@ TEST(Cli, HelpEverywhere) {
 // tokenizers/conformance (GPT-2 adds no special tokens, so its input_ids are the plain encoding).
 TEST(Cli, StatsCountsTokensWithTheGivenTokenizer) {
   TempDir dir;
-  auto inputs = nlohmann::json::parse(slurp(shared_data("tokenizers/conformance/inputs.json")))["inputs"];
-  auto expected = nlohmann::json::parse(slurp(shared_data("tokenizers/conformance/openai-community__gpt2.json")))["entries"];
+  auto inputs =
+      nlohmann::json::parse(slurp(shared_data("tokenizers/conformance/inputs.json")))["inputs"];
+  auto expected = nlohmann::json::parse(
+      slurp(shared_data("tokenizers/conformance/openai-community__gpt2.json")))["entries"];
   std::string jsonl;
   std::vector<int64_t> lengths;
   for (const auto& in : inputs) {
     // Prompt and response are the same text, so both distributions must match HF's lengths.
     jsonl += nlohmann::json{{"instruction", in["text"]}, {"output", in["text"]}}.dump() + "\n";
-    lengths.push_back(static_cast<int64_t>(expected[in["id"].get<std::string>()]["input_ids"].size()));
+    lengths.push_back(
+        static_cast<int64_t>(expected[in["id"].get<std::string>()]["input_ids"].size()));
   }
   ASSERT_EQ(lengths.size(), 30u);
   spit(dir / "multilingual.jsonl", jsonl);
   std::string out;
-  int rc = run_seqit("data stats --json --tokenizer " + q(shared_data("tokenizers/gpt2/tokenizer.json")) + " " +
+  int rc = run_seqit("data stats --json --tokenizer " +
+                         q(shared_data("tokenizers/gpt2/tokenizer.json")) + " " +
                          q(dir / "multilingual.jsonl"),
                      &out);
   ASSERT_EQ(rc, 0) << out;
@@ -144,14 +155,18 @@ TEST(Cli, StatsCountsTokensWithTheGivenTokenizer) {
   for (int64_t n : lengths) sum += n;
   for (const char* side : {"prompt_tokens", "response_tokens"}) {
     const auto& s = stats["lengths"][side];
-    EXPECT_EQ(s["min"].get<double>(), static_cast<double>(*std::min_element(lengths.begin(), lengths.end())));
-    EXPECT_EQ(s["max"].get<double>(), static_cast<double>(*std::max_element(lengths.begin(), lengths.end())));
+    EXPECT_EQ(s["min"].get<double>(),
+              static_cast<double>(*std::min_element(lengths.begin(), lengths.end())));
+    EXPECT_EQ(s["max"].get<double>(),
+              static_cast<double>(*std::max_element(lengths.begin(), lengths.end())));
     EXPECT_NEAR(s["mean"].get<double>() * 30, static_cast<double>(sum), 1e-6) << side;
   }
   EXPECT_TRUE(contains(stats["tokenizer"].get<std::string>(), "tokenizer.json")) << out;
-  rc = run_seqit("data stats --tokenizer " + q(shared_data("tokenizers/gpt2/tokenizer.json")) + " " +
-                     q(dir / "multilingual.jsonl"),
+  rc = run_seqit("data stats --tokenizer " + q(shared_data("tokenizers/gpt2/tokenizer.json")) +
+                     " " + q(dir / "multilingual.jsonl"),
                  &out);
   EXPECT_TRUE(contains(out, "prompt tokens")) << out;
-  EXPECT_TRUE(contains(out, fmt::format("{:>8}", *std::max_element(lengths.begin(), lengths.end())))) << out;
+  EXPECT_TRUE(
+      contains(out, fmt::format("{:>8}", *std::max_element(lengths.begin(), lengths.end()))))
+      << out;
 }

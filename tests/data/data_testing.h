@@ -13,18 +13,24 @@
 namespace seqit::data {
 // Readable gtest failure messages.
 inline void PrintTo(const Message& m, std::ostream* os) {
-  *os << "{" << m.role << ": \"" << m.content << "\"" << (m.meta.empty() ? "" : " meta " + m.meta.dump()) << "}";
+  *os << "{" << m.role << ": \"" << m.content << "\""
+      << (m.meta.empty() ? "" : " meta " + m.meta.dump()) << "}";
 }
 inline void PrintTo(const Instruction& r, std::ostream* os) {
   *os << "{id \"" << r.id << "\", system \"" << r.system << "\", instruction \"" << r.instruction
-      << "\", input \"" << r.input << "\", output \"" << r.output << "\", meta " << r.meta.dump() << "}";
+      << "\", input \"" << r.input << "\", output \"" << r.output << "\", meta " << r.meta.dump()
+      << "}";
 }
 }  // namespace seqit::data
 
 namespace seqit::data::test {
 
-inline const Instruction& as_instruction(const Record& r) { return std::get<Instruction>(r); }
-inline const Conversation& as_conversation(const Record& r) { return std::get<Conversation>(r); }
+inline const Instruction& as_instruction(const Record& r) {
+  return std::get<Instruction>(r);
+}
+inline const Conversation& as_conversation(const Record& r) {
+  return std::get<Conversation>(r);
+}
 
 // The error read_all() throws for `path` (fails the test when there is none).
 inline Error read_error(const std::filesystem::path& path, const ReadOptions& options = {}) {

@@ -17,8 +17,9 @@ using test::contains;
 
 TEST(ShareGpt, ReadsRolesExtraFieldsAndIds) {
   TempDir dir;
-  spit(dir / "s.json",
-       R"([{"id": "QWJhYvA_0", "conversations": [{"from": "system", "value": "Be kind."}, {"from": "human", "value": "Hi!"}, {"from": "gpt", "value": "Hello.", "weight": 1}, {"from": "user", "value": "Bye"}, {"from": "assistant", "value": "Bye."}], "source": "sharegpt90k"}])");
+  spit(
+      dir / "s.json",
+      R"([{"id": "QWJhYvA_0", "conversations": [{"from": "system", "value": "Be kind."}, {"from": "human", "value": "Hi!"}, {"from": "gpt", "value": "Hello.", "weight": 1}, {"from": "user", "value": "Bye"}, {"from": "assistant", "value": "Bye."}], "source": "sharegpt90k"}])");
   auto records = read_all(dir / "s.json");
   EXPECT_EQ(detect_format(dir / "s.json"), (Format{Schema::sharegpt, Container::json}));
   ASSERT_EQ(records.size(), 1u);
@@ -37,8 +38,10 @@ TEST(ShareGpt, ReadsRolesExtraFieldsAndIds) {
 TEST(OpenAi, ReadsTuluMessagesWithSystemTurns) {
   TempDir dir;
   spit(dir / "t.jsonl",
-       "{\"dataset\": \"flan_v2\", \"id\": \"flan_v2_0\", \"messages\": [{\"role\": \"system\", \"content\": "
-       "\"S\"}, {\"role\": \"user\", \"content\": \"Q\"}, {\"role\": \"assistant\", \"content\": \"A\"}]}\n"
+       "{\"dataset\": \"flan_v2\", \"id\": \"flan_v2_0\", \"messages\": [{\"role\": \"system\", "
+       "\"content\": "
+       "\"S\"}, {\"role\": \"user\", \"content\": \"Q\"}, {\"role\": \"assistant\", \"content\": "
+       "\"A\"}]}\n"
        "{\"messages\": [{\"role\": \"user\", \"content\": \"only a prompt\"}]}\n");
   EXPECT_EQ(detect_format(dir / "t.jsonl"), (Format{Schema::openai, Container::jsonl}));
   auto records = read_all(dir / "t.jsonl");
@@ -46,15 +49,17 @@ TEST(OpenAi, ReadsTuluMessagesWithSystemTurns) {
   const Conversation& c = as_conversation(records[0]);
   EXPECT_EQ(c.id, "flan_v2_0");
   EXPECT_EQ(c.meta.dump(), R"({"dataset":"flan_v2"})");
-  EXPECT_EQ(c.messages, (std::vector<Message>{{"system", "S", {}}, {"user", "Q", {}}, {"assistant", "A", {}}}));
+  EXPECT_EQ(c.messages,
+            (std::vector<Message>{{"system", "S", {}}, {"user", "Q", {}}, {"assistant", "A", {}}}));
   EXPECT_EQ(as_conversation(records[1]).messages.size(), 1u);
 }
 
 TEST(Lima, ReadsAlternatingTurnsAsPlainStrings) {
   TempDir dir;
-  spit(dir / "lima.jsonl",
-       R"({"conversations": ["Can brain cells move?", "Yes, some can.", "Which ones?", "Neurons, early on."], "source": "stackexchange"})"
-       "\n");
+  spit(
+      dir / "lima.jsonl",
+      R"({"conversations": ["Can brain cells move?", "Yes, some can.", "Which ones?", "Neurons, early on."], "source": "stackexchange"})"
+      "\n");
   EXPECT_EQ(detect_format(dir / "lima.jsonl"), (Format{Schema::lima, Container::jsonl}));
   auto records = read_all(dir / "lima.jsonl");
   const Conversation& c = as_conversation(records[0]);
@@ -66,9 +71,10 @@ TEST(Lima, ReadsAlternatingTurnsAsPlainStrings) {
 
 TEST(FlanCotJsonl, ReadsQuestionResponseAndSystemPrompt) {
   TempDir dir;
-  spit(dir / "f.jsonl",
-       R"({"id": "cot.86217", "system_prompt": "You are an AI assistant that helps people find information.", "question": "Is the sky blue?", "response": "Yes. Rayleigh scattering."})"
-       "\n");
+  spit(
+      dir / "f.jsonl",
+      R"({"id": "cot.86217", "system_prompt": "You are an AI assistant that helps people find information.", "question": "Is the sky blue?", "response": "Yes. Rayleigh scattering."})"
+      "\n");
   EXPECT_EQ(detect_format(dir / "f.jsonl"), (Format{Schema::flancot, Container::jsonl}));
   auto records = read_all(dir / "f.jsonl");
   const Instruction& r = as_instruction(records[0]);
@@ -82,16 +88,21 @@ TEST(FlanCotJsonl, ReadsQuestionResponseAndSystemPrompt) {
 
 TEST(SeqitJsonl, ReadsBothRecordKindsAndRejectsUnknownTopLevelFields) {
   TempDir dir;
-  spit(dir / "o.jsonl",
-       R"({"id": "1", "system": "", "instruction": "I", "input": "x", "output": "O", "meta": {"k": [1]}})" "\n"
-       R"({"id": "2", "messages": [{"role": "user", "content": "hi", "meta": {"name": "bob"}}], "meta": {}})" "\n");
+  spit(
+      dir / "o.jsonl",
+      R"({"id": "1", "system": "", "instruction": "I", "input": "x", "output": "O", "meta": {"k": [1]}})"
+      "\n"
+      R"({"id": "2", "messages": [{"role": "user", "content": "hi", "meta": {"name": "bob"}}], "meta": {}})"
+      "\n");
   EXPECT_EQ(detect_format(dir / "o.jsonl"), (Format{Schema::seqit, Container::jsonl}));
   auto records = read_all(dir / "o.jsonl");
   ASSERT_EQ(records.size(), 2u);
   EXPECT_EQ(as_instruction(records[0]).meta.dump(), R"({"k":[1]})");
   EXPECT_EQ(as_conversation(records[1]).messages[0].meta.dump(), R"({"name":"bob"})");
 
-  spit(dir / "bad.jsonl", R"({"id": "1", "instruction": "I", "output": "O", "meta": {}, "extra": 1})" "\n");
+  spit(dir / "bad.jsonl",
+       R"({"id": "1", "instruction": "I", "output": "O", "meta": {}, "extra": 1})"
+       "\n");
   auto e = test::read_error(dir / "bad.jsonl", test::from("seqit"));
   EXPECT_EQ(e.context().field, "extra");
   EXPECT_TRUE(contains(e.message(), "extra fields belong under 'meta'")) << e.what();
@@ -100,7 +111,8 @@ TEST(SeqitJsonl, ReadsBothRecordKindsAndRejectsUnknownTopLevelFields) {
 TEST(Detection, FromOverridesTheGuess) {
   TempDir dir;
   // Looks like SeqEval (instruction + iteration, no output); read as Alpaca when asked.
-  spit(dir / "x.jsonl", R"({"instruction": "Do it.", "iteration": 2})" "\n");
+  spit(dir / "x.jsonl", R"({"instruction": "Do it.", "iteration": 2})"
+                        "\n");
   EXPECT_EQ(detect_format(dir / "x.jsonl").schema, Schema::seqeval);
   auto records = read_all(dir / "x.jsonl", test::from("alpaca"));
   const Instruction& r = as_instruction(records[0]);
@@ -137,7 +149,9 @@ TEST(Detection, UnknownFormatNamesTheRecordAndWhatWasExpected) {
   auto e = test::read_error(dir / "u.jsonl");
   EXPECT_EQ(e.context().line, 2);
   EXPECT_EQ(e.context().record, 0);
-  EXPECT_TRUE(contains(e.message(), "unknown format: found a record with fields {prompt, completion}")) << e.what();
+  EXPECT_TRUE(
+      contains(e.message(), "unknown format: found a record with fields {prompt, completion}"))
+      << e.what();
   EXPECT_TRUE(contains(e.message(), "alpaca    {instruction, input?, output?")) << e.what();
   // Unknown formats are fatal even when bad records are skipped.
   EXPECT_THROW(read_all(dir / "u.jsonl", test::skipping()), seqit::Error);
@@ -159,25 +173,33 @@ TEST(Detection, UnknownFormatNamesTheRecordAndWhatWasExpected) {
 
 TEST(Detection, MixedFormatsNameTheFirstOffendingRecord) {
   TempDir dir;
-  spit(dir / "m.jsonl",
-       R"({"instruction": "a", "input": "", "output": "b"})" "\n"
-       R"({"instruction": "c", "input": "", "output": "d"})" "\n"
-       R"({"conversations": [{"from": "human", "value": "e"}]})" "\n"
-       R"({"messages": [{"role": "user", "content": "f"}]})" "\n");
+  spit(dir / "m.jsonl", R"({"instruction": "a", "input": "", "output": "b"})"
+                        "\n"
+                        R"({"instruction": "c", "input": "", "output": "d"})"
+                        "\n"
+                        R"({"conversations": [{"from": "human", "value": "e"}]})"
+                        "\n"
+                        R"({"messages": [{"role": "user", "content": "f"}]})"
+                        "\n");
   auto e = test::read_error(dir / "m.jsonl");
   EXPECT_EQ(e.context().line, 3);
   EXPECT_EQ(e.context().record, 2);
   EXPECT_EQ(e.context().field, "instruction");
-  EXPECT_TRUE(contains(e.message(), "missing field 'instruction'; expected alpaca-jsonl records {instruction, input?, output?"))
+  EXPECT_TRUE(contains(
+      e.message(),
+      "missing field 'instruction'; expected alpaca-jsonl records {instruction, input?, output?"))
       << e.what();
-  EXPECT_TRUE(contains(e.message(), "looks like sharegpt instead: mixed formats? the format was detected from record 0"))
+  EXPECT_TRUE(
+      contains(e.message(),
+               "looks like sharegpt instead: mixed formats? the format was detected from record 0"))
       << e.what();
   // With skip: both foreign records are reported, the rest is read.
-  ReadReport report = read_records(dir / "m.jsonl", test::skipping(),
-                                   [](Record&&, const seqit::ErrorContext&) {});
+  ReadReport report =
+      read_records(dir / "m.jsonl", test::skipping(), [](Record&&, const seqit::ErrorContext&) {});
   EXPECT_EQ(report.records, 2);
   EXPECT_EQ(report.bad.count, 2);
   ASSERT_EQ(report.bad.first.size(), 2u);
   EXPECT_EQ(report.bad.first[1].context().line, 4);
-  EXPECT_TRUE(contains(report.bad.first[1].message(), "looks like openai")) << report.bad.first[1].what();
+  EXPECT_TRUE(contains(report.bad.first[1].message(), "looks like openai"))
+      << report.bad.first[1].what();
 }

@@ -93,7 +93,8 @@ TEST(Conversion, EmptyInstructionWithInputRoundTrips) {
 
 TEST(Conversion, MultiTurnConversationCannotBecomeAnInstruction) {
   Conversation c;
-  c.messages = {{"user", "a", {}}, {"assistant", "b", {}}, {"user", "c", {}}, {"assistant", "d", {}}};
+  c.messages = {
+      {"user", "a", {}}, {"assistant", "b", {}}, {"user", "c", {}}, {"assistant", "d", {}}};
   EXPECT_TRUE(why_not_instruction(c).has_value());
   try {
     to_instruction(c);

@@ -45,8 +45,8 @@ const std::vector<RealFile>& real_files() {
       {"eval/chain-of-instructions/test/coi3_test.json", "alpaca-json", layout(false, -1, false)},
       {"eval/chain-of-instructions/test/eng2fra_summarize_then_translate200.json", "alpaca-json",
        layout(false, -1, false)},
-      {"eval/chain-of-instructions/test/spa2eng_summarize_then_translate200.json.json", "alpaca-json",
-       layout(false, -1, false)},
+      {"eval/chain-of-instructions/test/spa2eng_summarize_then_translate200.json.json",
+       "alpaca-json", layout(false, -1, false)},
       {"eval/chain-of-instructions/train/coi_2.json", "alpaca-json", layout(false, -1, false)},
       {"eval/chain-of-instructions/train/coi_3.json", "alpaca-json", layout(true, -1, false)},
       {"train/flan_cot/aqua_train.tsv", "flancot-tsv", layout(false, -1, true)},
@@ -60,8 +60,8 @@ const std::vector<RealFile>& real_files() {
   return files;
 }
 
-ConvertReport convert(const std::filesystem::path& in, const std::filesystem::path& out, const char* to,
-                      WriteOptions write = {}) {
+ConvertReport convert(const std::filesystem::path& in, const std::filesystem::path& out,
+                      const char* to, WriteOptions write = {}) {
   ConvertOptions options;
   options.to = parse_format_request(to);
   options.write = write;
@@ -75,7 +75,8 @@ TEST(RoundTrip, EveryRealFileIsRewrittenByteForByte) {
     auto out = dir / "same";
     ConvertReport r = convert(shared_data(f.path), out, f.format, f.layout);
     EXPECT_EQ(r.bad.count, 0) << f.path;
-    EXPECT_TRUE(slurp(out) == slurp(shared_data(f.path))) << f.path << " differs after a round trip";
+    EXPECT_TRUE(slurp(out) == slurp(shared_data(f.path)))
+        << f.path << " differs after a round trip";
   }
 }
 
@@ -87,7 +88,8 @@ TEST(RoundTrip, ThroughSeqitJsonlEveryRealFileComesBackByteForByte) {
     ConvertReport back = convert(dir / "mid.jsonl", dir / "back", f.format, f.layout);
     EXPECT_EQ(back.from, (Format{Schema::seqit, Container::jsonl})) << f.path;
     EXPECT_EQ(back.written, to_seqit.written) << f.path;
-    EXPECT_TRUE(slurp(dir / "back") == slurp(shared_data(f.path))) << f.path << " differs after seqit JSONL";
+    EXPECT_TRUE(slurp(dir / "back") == slurp(shared_data(f.path)))
+        << f.path << " differs after seqit JSONL";
   }
 }
 
@@ -104,7 +106,8 @@ TEST(RoundTrip, SifoQaComesBackWithTheSameContent) {
     size_t start = 0;
     while (start < text.size()) {
       size_t end = text.find('\n', start);
-      out.push_back(nlohmann::json::parse(text.substr(start, end == std::string::npos ? end : end - start)));
+      out.push_back(
+          nlohmann::json::parse(text.substr(start, end == std::string::npos ? end : end - start)));
       start = end == std::string::npos ? text.size() : end + 1;
     }
     return out;
@@ -154,8 +157,9 @@ TEST(RoundTrip, AlpacaThroughShareGptKeepsTheInputSplitInTheExtraInputField) {
   TempDir dir;
   convert(shared_data("train/alpaca/alpaca_5000.json"), dir / "s.jsonl", "sharegpt");
   std::string first_line = slurp(dir / "s.jsonl").substr(0, slurp(dir / "s.jsonl").find('\n'));
-  EXPECT_EQ(first_line,
-            R"({"conversations": [{"from": "human", "value": "Are the two sentences below grammatically correct? Output yes or no. Sentence 1: I am going to the store.\nSentence 2: I goes to the store."}, {"from": "gpt", "value": "No"}], "input": "Sentence 1: I am going to the store.\nSentence 2: I goes to the store."})");
+  EXPECT_EQ(
+      first_line,
+      R"({"conversations": [{"from": "human", "value": "Are the two sentences below grammatically correct? Output yes or no. Sentence 1: I am going to the store.\nSentence 2: I goes to the store."}, {"from": "gpt", "value": "No"}], "input": "Sentence 1: I am going to the store.\nSentence 2: I goes to the store."})");
 }
 
 TEST(Layout, PythonJsonEscapingAndSeparators) {
@@ -166,10 +170,12 @@ TEST(Layout, PythonJsonEscapingAndSeparators) {
   WriteOptions ascii;
   ascii.ascii = true;
   // Expected strings: python3 -c 'import json; print(json.dumps({...}, ensure_ascii=...))'
-  EXPECT_EQ(encode_record(r, alpaca, ascii),
-            R"({"instruction": "caf\u00e9 \ud83c\udf89 \u001f\u007f \"q\" \\ \t\n/", "input": "", "output": "x"})");
+  EXPECT_EQ(
+      encode_record(r, alpaca, ascii),
+      R"({"instruction": "caf\u00e9 \ud83c\udf89 \u001f\u007f \"q\" \\ \t\n/", "input": "", "output": "x"})");
   EXPECT_EQ(encode_record(r, alpaca),
-            "{\"instruction\": \"caf\u00e9 \U0001F389 \\u001f\x7f \\\"q\\\" \\\\ \\t\\n/\", \"input\": \"\", "
+            "{\"instruction\": \"caf\u00e9 \U0001F389 \\u001f\x7f \\\"q\\\" \\\\ \\t\\n/\", "
+            "\"input\": \"\", "
             "\"output\": \"x\"}");
   r.instruction = std::string("bad \xff byte");
   EXPECT_THROW(encode_record(r, alpaca), seqit::Error);
@@ -194,9 +200,10 @@ TEST(Layout, JsonArraysEmptyOneLineAndIndented) {
     w.write(b);
     w.commit();
   }
-  EXPECT_EQ(slurp(dir / "one.json"),
-            "[{\"instruction\": \"a\", \"input\": \"\", \"output\": \"\", \"tags\": [\"x\", \"y\"]}, "
-            "{\"instruction\": \"b\", \"input\": \"\", \"output\": \"\"}]\n");
+  EXPECT_EQ(
+      slurp(dir / "one.json"),
+      "[{\"instruction\": \"a\", \"input\": \"\", \"output\": \"\", \"tags\": [\"x\", \"y\"]}, "
+      "{\"instruction\": \"b\", \"input\": \"\", \"output\": \"\"}]\n");
   WriteOptions indented;
   indented.indent = 2;
   indented.final_newline = false;
@@ -207,6 +214,7 @@ TEST(Layout, JsonArraysEmptyOneLineAndIndented) {
   }
   // json.dumps([...], indent=2)
   EXPECT_EQ(slurp(dir / "ind.json"),
-            "[\n  {\n    \"instruction\": \"a\",\n    \"input\": \"\",\n    \"output\": \"\",\n    \"tags\": [\n"
+            "[\n  {\n    \"instruction\": \"a\",\n    \"input\": \"\",\n    \"output\": \"\",\n    "
+            "\"tags\": [\n"
             "      \"x\",\n      \"y\"\n    ]\n  }\n]");
 }

@@ -17,8 +17,8 @@ using seqit::testing::spit;
 using seqit::testing::TempDir;
 
 namespace {
-void expect_summary(const LengthSummary& s, double min, double mean, double median, double p90, double p99,
-                    double max, const char* what) {
+void expect_summary(const LengthSummary& s, double min, double mean, double median, double p90,
+                    double p99, double max, const char* what) {
   EXPECT_EQ(s.min, min) << what;
   EXPECT_NEAR(s.mean, mean, 1e-9 * mean) << what;
   EXPECT_NEAR(s.median, median, 1e-9) << what;
@@ -38,7 +38,8 @@ TEST(Stats, Alpaca5000MatchesPython) {
   EXPECT_EQ(s.exact_duplicates, 0);
   expect_summary(s.prompt_chars, 12, 82.4032, 68.0, 134.0, 342.0100000000002, 1312, "prompt chars");
   expect_summary(s.prompt_words, 4, 13.8288, 11.0, 22.100000000000364, 55.0, 198, "prompt words");
-  expect_summary(s.response_chars, 0, 275.893, 196.0, 617.1000000000004, 1222.0600000000013, 2609, "response chars");
+  expect_summary(s.response_chars, 0, 275.893, 196.0, 617.1000000000004, 1222.0600000000013, 2609,
+                 "response chars");
   expect_summary(s.response_words, 0, 45.1714, 32.0, 101.0, 202.0, 471, "response words");
   EXPECT_FALSE(s.prompt_tokens.has_value());
 }
@@ -51,11 +52,14 @@ TEST(Stats, WordsSplitOnUnicodeWhitespaceLikePython) {
   EXPECT_EQ(s.exact_duplicates, 0);
   EXPECT_EQ(s.duplicate_prompts, 1);
   EXPECT_EQ(s.empty_input, 0);
-  expect_summary(s.prompt_words, 20, 325459.0 / 2933, 61.0, 287.2000000000007, 701.0, 1024, "prompt words");
-  expect_summary(s.response_words, 11, 56.35049437436072, 36.0, 96.0, 210.0, 11795, "response words");
-  expect_summary(s.prompt_chars, 111, 676.9372655983634, 374.0, 1716.2000000000007, 4319.0, 6694, "prompt chars");
-  expect_summary(s.response_chars, 49, 332.2311626321173, 197.0, 544.4000000000005, 1402.079999999999, 66834,
-                 "response chars");
+  expect_summary(s.prompt_words, 20, 325459.0 / 2933, 61.0, 287.2000000000007, 701.0, 1024,
+                 "prompt words");
+  expect_summary(s.response_words, 11, 56.35049437436072, 36.0, 96.0, 210.0, 11795,
+                 "response words");
+  expect_summary(s.prompt_chars, 111, 676.9372655983634, 374.0, 1716.2000000000007, 4319.0, 6694,
+                 "prompt chars");
+  expect_summary(s.response_chars, 49, 332.2311626321173, 197.0, 544.4000000000005,
+                 1402.079999999999, 66834, "response chars");
   EXPECT_EQ(count_words("a\u00a0b c\u3000d\u200be"), 4);  // U+200B (zero width) is not whitespace
   EXPECT_EQ(count_chars("caf\u00e9 \U0001F389"), 6);
 }
@@ -65,18 +69,24 @@ TEST(Stats, SeqEvalHasOneEmptyPrompt) {
   EXPECT_EQ(s.records, 805);
   EXPECT_EQ(s.empty_prompt, 1);  // record 547
   EXPECT_EQ(s.empty_response, 805);
-  expect_summary(s.prompt_words, 0, 76.40869565217392, 69.0, 122.60000000000002, 201.8800000000001, 363,
-                 "prompt words");
+  expect_summary(s.prompt_words, 0, 76.40869565217392, 69.0, 122.60000000000002, 201.8800000000001,
+                 363, "prompt words");
 }
 
 TEST(Stats, DuplicatesConversationsAndTheTokenHook) {
   TempDir dir;
-  spit(dir / "d.jsonl",
-       R"({"id": "1", "messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello you"}], "meta": {}})" "\n"
-       R"({"id": "2", "messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello you"}], "meta": {"x": 1}})" "\n"
-       R"({"id": "3", "messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Other"}], "meta": {}})" "\n"
-       R"({"id": "4", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "a b"}, {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}], "meta": {}})" "\n"
-       R"({"id": "5", "system": "", "instruction": "Hi", "input": "there", "output": "Hello you", "meta": {}})" "\n");
+  spit(
+      dir / "d.jsonl",
+      R"({"id": "1", "messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello you"}], "meta": {}})"
+      "\n"
+      R"({"id": "2", "messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello you"}], "meta": {"x": 1}})"
+      "\n"
+      R"({"id": "3", "messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Other"}], "meta": {}})"
+      "\n"
+      R"({"id": "4", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "a b"}, {"role": "assistant", "content": "c"}, {"role": "user", "content": "d"}], "meta": {}})"
+      "\n"
+      R"({"id": "5", "system": "", "instruction": "Hi", "input": "there", "output": "Hello you", "meta": {}})"
+      "\n");
   StatsOptions options;
   // A stand-in tokenizer (one token per byte) proves the hook reaches every prompt and response.
   options.count_tokens = [](std::string_view text) { return static_cast<int64_t>(text.size()); };

@@ -107,7 +107,8 @@ TEST(Resume, AppenderRefusesRecordsWithoutIdsOrTwice) {
   r.id = "1";
   out.append(r);
   EXPECT_THROW(out.append(r), seqit::Error);
-  EXPECT_THROW(RecordAppender(dir / "y.json", Format{Schema::alpaca, Container::json}), seqit::Error);
+  EXPECT_THROW(RecordAppender(dir / "y.json", Format{Schema::alpaca, Container::json}),
+               seqit::Error);
 }
 
 TEST(AtomicConvert, FailedConversionLeavesTheOldOutputAndNoTemporaries) {

@@ -36,9 +36,13 @@ std::vector<json> read_jsonl(const std::filesystem::path& path) {
 
 TEST(GenerateCli, OnePromptPrintsAJsonLine) {
   std::string out;
-  ASSERT_EQ(run_command(base_command() + " --prompt '' --max-tokens 24 --ids", &out, false), 0) << out;
+  ASSERT_EQ(run_command(base_command() + " --prompt '' --max-tokens 24 --ids", &out, false), 0)
+      << out;
   json row = json::parse(out);
-  EXPECT_EQ(row["output"].get<std::string>().rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << out;
+  EXPECT_EQ(row["output"].get<std::string>().rfind(
+                "Once upon a time, there was a little girl named Lily.", 0),
+            0u)
+      << out;
   EXPECT_EQ(row["finish_reason"], "length");
   EXPECT_EQ(row["completion_tokens"], 24);
   EXPECT_EQ(row["prompt_token_ids"], json::array({1}));
@@ -47,9 +51,11 @@ TEST(GenerateCli, OnePromptPrintsAJsonLine) {
 
 TEST(GenerateCli, PromptFileResumesWithoutDuplicates) {
   TempDir dir;
-  spit(dir / "p.jsonl", "{\"id\": \"a\", \"prompt\": \"Lily\"}\n{\"prompt\": \"The dog\", \"max_tokens\": 5}\n");
-  std::string cmd = base_command() + " --prompts " + shell_quote((dir / "p.jsonl").string()) + " --out " +
-                    shell_quote((dir / "o.jsonl").string()) + " --max-tokens 12 --batch 2";
+  spit(dir / "p.jsonl",
+       "{\"id\": \"a\", \"prompt\": \"Lily\"}\n{\"prompt\": \"The dog\", \"max_tokens\": 5}\n");
+  std::string cmd = base_command() + " --prompts " + shell_quote((dir / "p.jsonl").string()) +
+                    " --out " + shell_quote((dir / "o.jsonl").string()) +
+                    " --max-tokens 12 --batch 2";
   std::string out;
   ASSERT_EQ(run_command(cmd, &out), 0) << out;
   auto rows = read_jsonl(dir / "o.jsonl");
@@ -62,12 +68,16 @@ TEST(GenerateCli, PromptFileResumesWithoutDuplicates) {
     }
     if (r["id"] == "a") {
       EXPECT_EQ(r["completion_tokens"], 12);
-      EXPECT_EQ(r["output"].get<std::string>().rfind(" and", 0), 0u) << "continues the prompt, space kept: " << r;
+      EXPECT_EQ(r["output"].get<std::string>().rfind(" and", 0), 0u)
+          << "continues the prompt, space kept: " << r;
     }
   }
   EXPECT_EQ(ids, (std::set<std::string>{"\"a\"", "1"}));
-  // Two more prompts appended, and the output torn mid-line as if killed: a rerun finishes the rest only.
-  spit(dir / "p.jsonl", slurp(dir / "p.jsonl") + "{\"id\": \"c\", \"prompt\": \"Tom\"}\n{\"id\": \"d\", \"prompt\": \"Sue\", \"seed\": 3, \"temperature\": 0.9}\n");
+  // Two more prompts appended, and the output torn mid-line as if killed: a rerun finishes the rest
+  // only.
+  spit(dir / "p.jsonl", slurp(dir / "p.jsonl") +
+                            "{\"id\": \"c\", \"prompt\": \"Tom\"}\n{\"id\": \"d\", \"prompt\": "
+                            "\"Sue\", \"seed\": 3, \"temperature\": 0.9}\n");
   spit(dir / "o.jsonl", slurp(dir / "o.jsonl") + "{\"id\": \"c\", \"outp");
   ASSERT_EQ(run_command(cmd, &out), 0) << out;
   rows = read_jsonl(dir / "o.jsonl");
@@ -81,27 +91,30 @@ TEST(GenerateCli, BadRecordIsReportedWithItsLine) {
   TempDir dir;
   spit(dir / "p.jsonl", "{\"prompt\": \"Lily\"}\n{\"text\": \"no prompt here\"}\n");
   std::string out;
-  int rc = run_command(base_command() + " --prompts " + shell_quote((dir / "p.jsonl").string()) + " --out " +
-                           shell_quote((dir / "o.jsonl").string()),
+  int rc = run_command(base_command() + " --prompts " + shell_quote((dir / "p.jsonl").string()) +
+                           " --out " + shell_quote((dir / "o.jsonl").string()),
                        &out);
   EXPECT_EQ(rc, 1);
   EXPECT_NE(out.find("p.jsonl:2"), std::string::npos) << out;
   EXPECT_NE(out.find("prompt"), std::string::npos) << out;
   rc = run_command(base_command() + " --prompt x --max-tokens 4 --temperature -1", &out);
   EXPECT_NE(rc, 0);
-  rc = run_command(shell_quote(seqit_binary().string()) + " generate --model /no/such/model --prompt x", &out);
+  rc = run_command(
+      shell_quote(seqit_binary().string()) + " generate --model /no/such/model --prompt x", &out);
   EXPECT_EQ(rc, 1);
   EXPECT_NE(out.find("/no/such/model"), std::string::npos) << out;
 }
 
 namespace {
 std::string model_args() {
-  return " --model " + shell_quote(shared_data("models/stories260K/stories260K.bin").string()) + " --tokenizer " +
-         shell_quote(shared_data("models/stories260K/tok512.bin").string());
+  return " --model " + shell_quote(shared_data("models/stories260K/stories260K.bin").string()) +
+         " --tokenizer " + shell_quote(shared_data("models/stories260K/tok512.bin").string());
 }
 json generate_chat_row(const std::string& extra) {
   std::string out;
-  EXPECT_EQ(run_command(base_command() + " --chat --chat-template chatml --max-tokens 20" + extra, &out, false), 0)
+  EXPECT_EQ(run_command(base_command() + " --chat --chat-template chatml --max-tokens 20" + extra,
+                        &out, false),
+            0)
       << out;
   return json::parse(out);
 }
@@ -110,12 +123,13 @@ json generate_chat_row(const std::string& extra) {
 TEST(GenerateCli, ChatPromptIsTheTemplatesTextEncoded) {
   // The ChatML text written out by hand, tokenized on its own: what --chat must feed the model.
   TempDir dir;
-  spit(dir / "t.txt", "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello there<|im_end|>\n"
-                      "<|im_start|>assistant\n");
+  spit(dir / "t.txt",
+       "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello there<|im_end|>\n"
+       "<|im_start|>assistant\n");
   std::string ids;
   ASSERT_EQ(run_command(shell_quote(seqit_binary().string()) + " tokenize --tokenizer " +
-                            shell_quote(shared_data("models/stories260K/tok512.bin").string()) + " " +
-                            shell_quote((dir / "t.txt").string()),
+                            shell_quote(shared_data("models/stories260K/tok512.bin").string()) +
+                            " " + shell_quote((dir / "t.txt").string()),
                         &ids, false),
             0);
   json expected = json::array();
@@ -142,16 +156,19 @@ TEST(ChatCli, RepliesMatchGenerateAndKeepTheConversation) {
                                {{"role", "user"}, {"content", "Tell me more"}}});
   spit(dir / "p.jsonl", json({{"id", 0}, {"messages", messages}}).dump() + "\n");
   std::string out;
-  ASSERT_EQ(run_command(base_command() + " --chat --chat-template chatml --max-tokens 20 --prompts " +
-                            shell_quote((dir / "p.jsonl").string()) + " --out " + shell_quote((dir / "o.jsonl").string()),
-                        &out),
-            0)
+  ASSERT_EQ(
+      run_command(base_command() + " --chat --chat-template chatml --max-tokens 20 --prompts " +
+                      shell_quote((dir / "p.jsonl").string()) + " --out " +
+                      shell_quote((dir / "o.jsonl").string()),
+                  &out),
+      0)
       << out;
   const std::string second = read_jsonl(dir / "o.jsonl").at(0)["output"];
 
   spit(dir / "in.txt", "Hello there\nTell me more\n/reset\nHello there\n/exit\nnot read\n");
   ASSERT_EQ(run_command(shell_quote(seqit_binary().string()) + " --threads 2 chat" + model_args() +
-                            " --chat-template chatml --max-tokens 20 < " + shell_quote((dir / "in.txt").string()),
+                            " --chat-template chatml --max-tokens 20 < " +
+                            shell_quote((dir / "in.txt").string()),
                         &out, false),
             0)
       << out;

@@ -16,7 +16,8 @@ using seqit::testing::shared_data;
 
 namespace {
 struct Stories {
-  std::unique_ptr<LlamaModel> model = LlamaModel::load(shared_data("models/stories260K/stories260K.bin"));
+  std::unique_ptr<LlamaModel> model =
+      LlamaModel::load(shared_data("models/stories260K/stories260K.bin"));
   std::unique_ptr<seqit::tokenizer::Tokenizer> tok =
       seqit::tokenizer::load_tokenizer(shared_data("models/stories260K/tok512.bin"));
   std::vector<TokenId> encode(const std::string& text) const { return tok->encode(text); }
@@ -41,7 +42,9 @@ GenerationResult alone(GenerationRequest r) {
 
 TEST(Generate, Stories260KGreedyFromBosTellsTheKnownStory) {
   GenerationResult r = alone(request({1}, 40));
-  const std::string story = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.";
+  const std::string story =
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
+      "park.";
   EXPECT_EQ(r.text.substr(0, story.size()), story);
   EXPECT_EQ(r.finish, FinishReason::length);
   EXPECT_EQ(r.tokens.size(), 40u);
@@ -51,9 +54,11 @@ TEST(Generate, Stories260KGreedyFromBosTellsTheKnownStory) {
 }
 
 TEST(Generate, RaggedContinuousBatchEqualsEachPromptAlone) {
-  std::vector<std::string> texts = {"Once upon a time", "The dog", "Tom and Sue went to the big park to play with a ball", "Lily"};
+  std::vector<std::string> texts = {"Once upon a time", "The dog",
+                                    "Tom and Sue went to the big park to play with a ball", "Lily"};
   std::vector<GenerationResult> want;
-  for (const auto& t : texts) want.push_back(alone(request(stories().encode(t), 25 + static_cast<int64_t>(t.size() % 7))));
+  for (const auto& t : texts)
+    want.push_back(alone(request(stories().encode(t), 25 + static_cast<int64_t>(t.size() % 7))));
   // Two at a time, small steps (chunked prefill mixed with decoding), a late arrival.
   EngineOptions o;
   o.max_batch = 2;
@@ -61,13 +66,16 @@ TEST(Generate, RaggedContinuousBatchEqualsEachPromptAlone) {
   Engine engine(*stories().model, stories().tok.get(), o);
   std::vector<RequestId> ids;
   for (size_t i = 0; i + 1 < texts.size(); ++i) {
-    ids.push_back(engine.add(request(stories().encode(texts[i]), 25 + static_cast<int64_t>(texts[i].size() % 7))));
+    ids.push_back(engine.add(
+        request(stories().encode(texts[i]), 25 + static_cast<int64_t>(texts[i].size() % 7))));
   }
   std::map<RequestId, GenerationResult> done;
   std::map<RequestId, std::string> streamed;
   int steps = 0;
   while (!engine.idle() || ids.size() < texts.size()) {
-    if (++steps == 5) ids.push_back(engine.add(request(stories().encode(texts.back()), 25 + static_cast<int64_t>(texts.back().size() % 7))));
+    if (++steps == 5)
+      ids.push_back(engine.add(request(stories().encode(texts.back()),
+                                       25 + static_cast<int64_t>(texts.back().size() % 7))));
     for (StepEvent& e : engine.step()) {
       streamed[e.id] += e.text;
       if (e.finished) done[e.id] = e.result;
@@ -191,10 +199,12 @@ TEST(Score, LogLikelihoodsEqualTheFullForwardAndBatchingChangesNothing) {
   GenerationResult gen = alone(std::move(g));
   ASSERT_EQ(gen.token_logprobs.size(), 12u);
   auto same = score_continuations(m, std::vector<ScoreRequest>{{{1}, gen.tokens}});
-  for (size_t k = 0; k < 12; ++k) EXPECT_NEAR(gen.token_logprobs[k], same[0].token_logprobs[k], 1e-4) << k;
+  for (size_t k = 0; k < 12; ++k)
+    EXPECT_NEAR(gen.token_logprobs[k], same[0].token_logprobs[k], 1e-4) << k;
   EXPECT_TRUE(same[0].is_greedy);
-  std::vector<ScoreRequest> pair = {{{1}, stories().tok->encode("Once upon a time", {false, true})},
-                                    {{1}, stories().tok->encode("time a upon Once", {false, true})}};
+  std::vector<ScoreRequest> pair = {
+      {{1}, stories().tok->encode("Once upon a time", {false, true})},
+      {{1}, stories().tok->encode("time a upon Once", {false, true})}};
   auto two = score_continuations(m, pair);
   EXPECT_GT(two[0].logprob, two[1].logprob);
   EXPECT_THROW(score_continuations(m, std::vector<ScoreRequest>{{{}, {1}}}), seqit::Error);

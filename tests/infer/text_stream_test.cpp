@@ -1,5 +1,6 @@
 // Streaming detokenisation with a small byte-level vocabulary written here: UTF-8 split across
-// tokens, invalid bytes, stop strings across token boundaries, special tokens, the leading-space rule.
+// tokens, invalid bytes, stop strings across token boundaries, special tokens, the leading-space
+// rule.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -10,8 +11,8 @@ using namespace seqit::infer;
 using seqit::tokenizer::TokenId;
 
 namespace {
-// Token i < 256 is byte i; 256 = "<s>" (special); 257 = "▁the" (SentencePiece style: decode drops the
-// leading space at the start of a text); 258 = " and" (byte-level style: keeps it).
+// Token i < 256 is byte i; 256 = "<s>" (special); 257 = "▁the" (SentencePiece style: decode drops
+// the leading space at the start of a text); 258 = " and" (byte-level style: keeps it).
 class ToyTokenizer : public seqit::tokenizer::Tokenizer {
  public:
   std::vector<TokenId> encode(std::string_view, const seqit::tokenizer::EncodeOptions&,
@@ -61,7 +62,8 @@ TEST(TextStream, HoldsMultiByteCharactersUntilComplete) {
   ToyTokenizer tok;
   TextStream s(tok, {}, false);
   auto pieces = run(s, bytes_of("a\xC3\xA9\xE2\x82\xAC!"));  // "aé€!"
-  EXPECT_EQ(pieces, (std::vector<std::string>{"a", "", "\xC3\xA9", "", "", "\xE2\x82\xAC", "!", ""}));
+  EXPECT_EQ(pieces,
+            (std::vector<std::string>{"a", "", "\xC3\xA9", "", "", "\xE2\x82\xAC", "!", ""}));
   EXPECT_EQ(s.text(), "a\xC3\xA9\xE2\x82\xAC!");
 }
 
@@ -71,7 +73,8 @@ TEST(TextStream, InvalidBytesBecomeReplacementCharacters) {
   // A stray continuation byte, a lead followed by ASCII, and an unfinished sequence at the end.
   run(s, bytes_of("x\x80y\xC3z\xE2\x82"));
   EXPECT_EQ(s.text(), "x\xEF\xBF\xBDy\xEF\xBF\xBDz\xEF\xBF\xBD\xEF\xBF\xBD");
-  for (size_t i = 0; i < s.text().size(); ++i) ASSERT_NE(static_cast<unsigned char>(s.text()[i]), 0x80u);
+  for (size_t i = 0; i < s.text().size(); ++i)
+    ASSERT_NE(static_cast<unsigned char>(s.text()[i]), 0x80u);
 }
 
 TEST(TextStream, StopStringsAcrossTokensAreHeldBackAndCut) {

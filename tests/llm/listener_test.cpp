@@ -1,8 +1,8 @@
 // Server lifecycles without races (llm::HttpListener under OpenAiServer and the test FaultServer):
 // a stop at any moment after a start returns promptly and frees the port, and a stop under load
 // answers every request that was sent before it and refuses (never resets) the later ones.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -74,7 +74,8 @@ httplib::Result complete(int port, const std::string& prompt) {
   httplib::Client c("127.0.0.1", port);
   c.set_connection_timeout(5, 0);
   c.set_read_timeout(10, 0);
-  return c.Post("/v1/completions", R"({"model": "echo", "max_tokens": 1, "prompt": ")" + prompt + "\"}",
+  return c.Post("/v1/completions",
+                R"({"model": "echo", "max_tokens": 1, "prompt": ")" + prompt + "\"}",
                 "application/json");
 }
 
@@ -90,15 +91,19 @@ TEST(HttpListener, OpenAiServerStartsAndStopsTwoHundredTimes) {
     server.start();
     const int port = server.port();
     switch (i % 4) {
-      case 0: break;  // stop at once, before the accept loop has served anything
-      case 1: std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000)); break;
+      case 0:
+        break;  // stop at once, before the accept loop has served anything
+      case 1:
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % 2000));
+        break;
       case 2: {
         auto r = complete(port, "x");
         ASSERT_TRUE(r) << "iteration " << i << ": " << httplib::to_string(r.error());
         EXPECT_EQ(r->status, 200);
         break;
       }
-      case 3: break;  // the destructor stops it
+      case 3:
+        break;  // the destructor stops it
     }
     if (i % 4 != 3) {
       server.stop();

@@ -1,5 +1,6 @@
-// HF folders written by write_hf_model: sharded like save_pretrained when large (index + shards that
-// read back to the same weights), generation_config.json, and the chat template shipped both ways.
+// HF folders written by write_hf_model: sharded like save_pretrained when large (index + shards
+// that read back to the same weights), generation_config.json, and the chat template shipped both
+// ways.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -44,7 +45,8 @@ TEST(HfExport, LargeModelsAreShardedWithAnIndexThatReadsBack) {
   EXPECT_FALSE(fs::exists(dir / "model.safetensors"));
   const json index = json::parse(seqit::testing::slurp(dir / "model.safetensors.index.json"));
   std::set<std::string> files;
-  for (const auto& [name, file] : index["weight_map"].items()) files.insert(file.get<std::string>());
+  for (const auto& [name, file] : index["weight_map"].items())
+    files.insert(file.get<std::string>());
   EXPECT_GE(files.size(), 3u);
   EXPECT_TRUE(files.count("model-00001-of-0000" + std::to_string(files.size()) + ".safetensors"));
   EXPECT_EQ(index["weight_map"].size(), expected_weights(tiny()).size());

@@ -1,6 +1,6 @@
 // The Llama network against an independent fp64 forward (reference_llama.h) on real files, and its
-// own invariants: every format gives the same logits, cached decoding equals the full-sequence pass,
-// bf16 stays close to f32.
+// own invariants: every format gives the same logits, cached decoding equals the full-sequence
+// pass, bf16 stays close to f32.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,10 +27,13 @@ std::vector<float> row_of(const Tensor& logits, int64_t r) {
   return std::vector<float>(p, p + logits.size(1));
 }
 
-int argmax(const std::vector<float>& v) { return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin()); }
+int argmax(const std::vector<float>& v) {
+  return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
+}
 
 // Logits of each position, fed one token per step through the KV cache.
-std::vector<std::vector<float>> decode_stepwise(const LlamaModel& m, const std::vector<int32_t>& tokens) {
+std::vector<std::vector<float>> decode_stepwise(const LlamaModel& m,
+                                                const std::vector<int32_t>& tokens) {
   KvCache cache = m.new_cache();
   ForwardWorkspace ws;
   Tensor logits = Tensor::empty({1, m.config().vocab_size}, seqit::tensor::DType::f32);
@@ -67,17 +70,21 @@ std::vector<int32_t> greedy(const LlamaModel& m, std::vector<int32_t> prompt, in
   return out;
 }
 
-void expect_close(const std::vector<float>& got, const std::vector<double>& want, double tol, const std::string& what) {
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, double tol,
+                  const std::string& what) {
   ASSERT_EQ(got.size(), want.size());
   double worst = 0;
-  for (size_t i = 0; i < got.size(); ++i) worst = seqit::testing::nan_max(worst, std::abs(got[i] - want[i]));
+  for (size_t i = 0; i < got.size(); ++i)
+    worst = seqit::testing::nan_max(worst, std::abs(got[i] - want[i]));
   EXPECT_LE(worst, tol) << what;
 }
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol, const std::string& what) {
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol,
+                  const std::string& what) {
   expect_close(got, std::vector<double>(want.begin(), want.end()), tol, what);
 }
 
-const std::vector<int32_t> kStoryPrompt = {1, 403, 407, 261, 378, 430, 289, 266, 360, 263, 275, 281, 296, 400};
+const std::vector<int32_t> kStoryPrompt = {1,   403, 407, 261, 378, 430, 289,
+                                           266, 360, 263, 275, 281, 296, 400};
 }  // namespace
 
 TEST(Network, Stories260KMatchesTheFp64ReferenceAtEveryPosition) {
@@ -90,7 +97,8 @@ TEST(Network, Stories260KMatchesTheFp64ReferenceAtEveryPosition) {
   auto stepwise = decode_stepwise(*model, kStoryPrompt);
   for (size_t t = 0; t < tokens.size(); ++t) {
     // fp32 against fp64 through 5 layers: logits of magnitude ~10 agree to ~1e-5.
-    expect_close(row_of(full, static_cast<int64_t>(t)), want[t], 2e-4, "full sequence, position " + std::to_string(t));
+    expect_close(row_of(full, static_cast<int64_t>(t)), want[t], 2e-4,
+                 "full sequence, position " + std::to_string(t));
     expect_close(stepwise[t], want[t], 2e-4, "cached decode, position " + std::to_string(t));
   }
 }
@@ -103,7 +111,8 @@ TEST(Network, Stories260KGreedyFromBosMatchesTheReference) {
   std::vector<int> seq = {1};
   for (int i = 0; i < 24; ++i) {
     auto logits = ref.logits(seq).back();
-    seq.push_back(static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
+    seq.push_back(
+        static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
   }
   EXPECT_EQ(std::vector<int>(got.begin(), got.end()), std::vector<int>(seq.begin() + 1, seq.end()));
 }
@@ -117,7 +126,8 @@ TEST(Network, TinyRandomGgufMatchesTheFp64Reference) {
   Tensor full = model->forward_sequence(tokens);
   auto stepwise = decode_stepwise(*model, tokens);
   for (size_t t = 0; t < tokens.size(); ++t) {
-    expect_close(row_of(full, static_cast<int64_t>(t)), want[t], 1e-5, "full, position " + std::to_string(t));
+    expect_close(row_of(full, static_cast<int64_t>(t)), want[t], 1e-5,
+                 "full, position " + std::to_string(t));
     expect_close(stepwise[t], want[t], 1e-5, "cached, position " + std::to_string(t));
   }
 }
@@ -134,7 +144,8 @@ TEST(Network, EveryFormatGivesTheSameLogitsAndGreedyText) {
   for (fs::path p : {dir / "hf", dir / "s.gguf", dir / "hf2"}) {
     auto m = LlamaModel::load(p);
     Tensor got = m->forward_sequence(kStoryPrompt);
-    for (int64_t t = 0; t < got.size(0); ++t) expect_close(row_of(got, t), row_of(want, t), 1e-5, p.string());
+    for (int64_t t = 0; t < got.size(0); ++t)
+      expect_close(row_of(got, t), row_of(want, t), 1e-5, p.string());
     EXPECT_EQ(greedy(*m, {1}, 40), want_greedy) << p;
   }
 }
@@ -146,7 +157,8 @@ TEST(Network, CachedChunksEqualTheFullSequenceForEveryFamily) {
     ModelConfig c;
     c.architecture = arch;
     c.vocab_size = 97, c.hidden_size = 48, c.intermediate_size = 80, c.num_layers = 3;
-    c.num_heads = 6, c.num_kv_heads = arch == "qwen2" ? 2 : 3, c.head_dim = 8, c.max_position_embeddings = 64;
+    c.num_heads = 6, c.num_kv_heads = arch == "qwen2" ? 2 : 3, c.head_dim = 8,
+    c.max_position_embeddings = 64;
     c.qkv_bias = arch == "qwen2";
     c.tie_word_embeddings = arch == "qwen2";
     c.rope_theta = arch == "qwen2" ? 1e6 : 1e4;
@@ -163,10 +175,12 @@ TEST(Network, CachedChunksEqualTheFullSequenceForEveryFamily) {
       b.tokens.assign(tokens.begin() + at, tokens.begin() + at + n);
       b.chunks = {{&cache, static_cast<int64_t>(n)}};
       for (size_t i = 0; i < n; ++i) b.logit_rows.push_back(static_cast<int32_t>(i));
-      Tensor logits = Tensor::empty({static_cast<int64_t>(n), c.vocab_size}, seqit::tensor::DType::f32);
+      Tensor logits =
+          Tensor::empty({static_cast<int64_t>(n), c.vocab_size}, seqit::tensor::DType::f32);
       m->forward(b, logits, ws);
       for (size_t i = 0; i < n; ++i) {
-        expect_close(row_of(logits, i), row_of(full, at + i), 1e-5, arch + " position " + std::to_string(at + i));
+        expect_close(row_of(logits, i), row_of(full, at + i), 1e-5,
+                     arch + " position " + std::to_string(at + i));
       }
       at += n;
     }
@@ -176,7 +190,8 @@ TEST(Network, CachedChunksEqualTheFullSequenceForEveryFamily) {
     write_hf_model(*m, dir / "out", {});
     auto back = LlamaModel::load(dir / "out");
     Tensor again = back->forward_sequence(tokens);
-    for (int64_t t = 0; t < 23; ++t) expect_close(row_of(again, t), row_of(full, t), 0, "saved and reloaded");
+    for (int64_t t = 0; t < 23; ++t)
+      expect_close(row_of(again, t), row_of(full, t), 0, "saved and reloaded");
   }
 }
 
@@ -187,7 +202,8 @@ TEST(Network, Bf16WeightsStayCloseToF32) {
   EXPECT_EQ(bf16->weights().layers[0].wqkv.dtype(), seqit::tensor::DType::bf16);
   Tensor a = f32->forward_sequence(kStoryPrompt), b = bf16->forward_sequence(kStoryPrompt);
   // bf16 keeps 8 mantissa bits: per-weight error 2^-9 relative; logits (|x| ~ 10) move by < 0.5.
-  for (int64_t t = 0; t < a.size(0); ++t) expect_close(row_of(b, t), row_of(a, t), 0.5, "bf16 position " + std::to_string(t));
+  for (int64_t t = 0; t < a.size(0); ++t)
+    expect_close(row_of(b, t), row_of(a, t), 0.5, "bf16 position " + std::to_string(t));
   // and the greedy story is the same for its first sentence.
   EXPECT_EQ(greedy(*bf16, {1}, 12), greedy(*f32, {1}, 12));
 }
@@ -197,22 +213,28 @@ TEST(Network, Bf16WeightsStayCloseToF32) {
 // packed kernel's 64 rows: the unpack + GEMM path) equal the plain model's; every weight reads back
 // bit for bit (so saving a packed model loses nothing); tied and untied heads, f32 and bf16.
 TEST(Network, PackedForInferenceEqualsThePlainModel) {
-  for (const char* file : {"models/stories260K/stories260K.bin", "models/gguf-fixtures/llama-2-tiny-random.gguf"}) {
+  for (const char* file :
+       {"models/stories260K/stories260K.bin", "models/gguf-fixtures/llama-2-tiny-random.gguf"}) {
     for (auto dtype : {seqit::tensor::DType::f32, seqit::tensor::DType::bf16}) {
-      const std::string what = std::string(file) + " " + std::string(seqit::tensor::dtype_name(dtype));
+      const std::string what =
+          std::string(file) + " " + std::string(seqit::tensor::dtype_name(dtype));
       auto plain = LlamaModel::load(shared_data(file), {.dtype = dtype});
-      auto packed = LlamaModel::load(shared_data(file), {.dtype = dtype, .pack_for_inference = true});
+      auto packed =
+          LlamaModel::load(shared_data(file), {.dtype = dtype, .pack_for_inference = true});
       ASSERT_TRUE(packed->packed()) << what;
       EXPECT_FALSE(packed->weights().layers[0].wqkv.defined()) << what;  // replaced, not duplicated
       EXPECT_TRUE(packed->weights().layers[0].wqkv_packed.defined()) << what;
       std::vector<int32_t> prompt = kStoryPrompt;
-      for (int i = 0; prompt.size() < 70; ++i) prompt.push_back(kStoryPrompt[i % kStoryPrompt.size()]);
+      for (int i = 0; prompt.size() < 70; ++i)
+        prompt.push_back(kStoryPrompt[i % kStoryPrompt.size()]);
       for (const auto& tokens : {kStoryPrompt, prompt}) {
         Tensor a = plain->forward_sequence(tokens), b = packed->forward_sequence(tokens);
-        for (int64_t t = 0; t < a.size(0); t += 13) expect_close(row_of(b, t), row_of(a, t), 1e-4, what);
+        for (int64_t t = 0; t < a.size(0); t += 13)
+          expect_close(row_of(b, t), row_of(a, t), 1e-4, what);
       }
       auto sa = decode_stepwise(*plain, kStoryPrompt), sb = decode_stepwise(*packed, kStoryPrompt);
-      for (size_t t = 0; t < sa.size(); ++t) expect_close(sb[t], sa[t], 1e-4, what + " step " + std::to_string(t));
+      for (size_t t = 0; t < sa.size(); ++t)
+        expect_close(sb[t], sa[t], 1e-4, what + " step " + std::to_string(t));
       EXPECT_EQ(greedy(*packed, {1}, 20), greedy(*plain, {1}, 20)) << what;
       for (const WeightSpec& spec : expected_weights(plain->config())) {
         std::vector<float> wa(static_cast<size_t>(spec.elements())), wb(wa.size());
@@ -226,7 +248,8 @@ TEST(Network, PackedForInferenceEqualsThePlainModel) {
 
 TEST(Network, RaggedBatchEqualsEachSequenceAlone) {
   auto m = LlamaModel::load(shared_data("models/stories260K/stories260K.bin"));
-  std::vector<std::vector<int32_t>> prompts = {{1, 403, 407, 261}, {1}, {1, 403, 407, 261, 378, 430, 289, 266, 360}};
+  std::vector<std::vector<int32_t>> prompts = {
+      {1, 403, 407, 261}, {1}, {1, 403, 407, 261, 378, 430, 289, 266, 360}};
   std::vector<KvCache> caches;
   for (size_t i = 0; i < prompts.size(); ++i) caches.push_back(m->new_cache());
   ForwardWorkspace ws;
@@ -242,9 +265,10 @@ TEST(Network, RaggedBatchEqualsEachSequenceAlone) {
     Tensor alone = m->forward_sequence(prompts[i]);
     // The ragged batch goes through the cached path (GEMV for short chunks, ragged attention) and
     // the lone sequence through the full causal op: the same sums in different orders, so the
-    // logits (|logit| up to ~15) agree to f32 rounding, ~1e-5 — up to 1.6e-5 in the sanitizer build,
-    // which compiles without -march=native and picks other kernels.
-    expect_close(row_of(logits, i), row_of(alone, alone.size(0) - 1), 3e-5, "sequence " + std::to_string(i));
+    // logits (|logit| up to ~15) agree to f32 rounding, ~1e-5 — up to 1.6e-5 in the sanitizer
+    // build, which compiles without -march=native and picks other kernels.
+    expect_close(row_of(logits, i), row_of(alone, alone.size(0) - 1), 3e-5,
+                 "sequence " + std::to_string(i));
   }
 }
 

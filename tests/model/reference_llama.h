@@ -109,7 +109,8 @@ struct ReferenceLlama {
     ReferenceLlama m;
     int32_t h[7];
     std::memcpy(h, bytes.data(), sizeof(h));
-    m.dim = h[0], m.hidden = h[1], m.layers = h[2], m.heads = h[3], m.kv_heads = h[4], m.vocab = std::abs(h[5]);
+    m.dim = h[0], m.hidden = h[1], m.layers = h[2], m.heads = h[3], m.kv_heads = h[4],
+    m.vocab = std::abs(h[5]);
     bool shared = h[5] > 0;
     int64_t seq_len = h[6], D = m.dim / m.heads, kvd = m.kv_heads * D;
     size_t at = sizeof(h);
@@ -148,7 +149,9 @@ struct ReferenceLlama {
     m.hidden = f->get_int("llama.feed_forward_length");
     m.layers = f->get_int("llama.block_count");
     m.heads = f->get_int("llama.attention.head_count");
-    m.kv_heads = f->has("llama.attention.head_count_kv") ? f->get_int("llama.attention.head_count_kv") : m.heads;
+    m.kv_heads = f->has("llama.attention.head_count_kv")
+                     ? f->get_int("llama.attention.head_count_kv")
+                     : m.heads;
     m.eps = f->get_double("llama.attention.layer_norm_rms_epsilon");
     m.theta = f->has("llama.rope.freq_base") ? f->get_double("llama.rope.freq_base") : 10000.0;
     auto get = [&](const std::string& name) {

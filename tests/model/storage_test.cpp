@@ -27,8 +27,8 @@ TEST(Storage, F16DecodeMatchesCompilerForEveryBitPattern) {
 
 TEST(Storage, F16EncodeRoundsToNearestEvenLikeCompiler) {
   std::mt19937 rng(7);
-  std::vector<float> samples = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.0f, 65520.0f, 1e-8f, 5.96e-8f, 2.98e-8f, 6.1e-5f,
-                                -3.14159f, INFINITY, -INFINITY};
+  std::vector<float> samples = {0.0f,     -0.0f,    1.0f,    65504.0f,  65519.0f, 65520.0f, 1e-8f,
+                                5.96e-8f, 2.98e-8f, 6.1e-5f, -3.14159f, INFINITY, -INFINITY};
   for (int i = 0; i < 200000; ++i) {
     // Random bit patterns over the exponent range half can represent (plus some beyond).
     uint32_t bits = (rng() & 0x807fffff) | (static_cast<uint32_t>(90 + rng() % 60) << 23);

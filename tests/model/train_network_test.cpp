@@ -367,7 +367,8 @@ class TorchReference : public ::testing::Test {
         ASSERT_EQ(g.seqit.size(), g.torch.size()) << out.name << " " << name;
         ASSERT_TRUE(all_finite(g.seqit)) << out.name << " " << name;
         const double rel = rel_error(g.seqit, g.torch), mx = max_error(g.seqit, g.torch);
-        worst_rel = seqit::testing::nan_max(worst_rel, rel), worst_max = seqit::testing::nan_max(worst_max, mx);
+        worst_rel = seqit::testing::nan_max(worst_rel, rel),
+        worst_max = seqit::testing::nan_max(worst_max, mx);
         // f32 against float64 through 2 layers: measured <= ~1e-6 norm-wise; 1e-4 leaves room for
         // other kernels (sanitizer build) and still fails on any wrong term.
         EXPECT_LT(rel, 1e-4) << out.name << " " << name;

@@ -1,8 +1,8 @@
 // `seqit study --recipe`: the expansion of a recipe (params, foreach, stage references, globs,
 // limits) and what a changed param reruns; errors that name the file, line and field; and the
 // paper's Alpaca recipe end to end with stories260K as the model, the generator and the judge
-// (--limit 2): every stage done, a rerun runs nothing, kill -9 in the middle resumes without redoing
-// finished stages and ends with the same comparisons.
+// (--limit 2): every stage done, a rerun runs nothing, kill -9 in the middle resumes without
+// redoing finished stages and ends with the same comparisons.
 #include "study/recipe.h"
 
 #include <gtest/gtest.h>
@@ -68,9 +68,9 @@ TEST(StudyRecipe, ExpandsForeachStageReferencesGlobsAndLimits) {
   // A param with spaces is several arguments; quotes keep one.
   EXPECT_EQ(stage(plan, "other").args[2], "--x");
   const RecipeStage& t = stage(plan, "train-b-s2");
-  EXPECT_EQ(t.args, (std::vector<std::string>{"train", "data=" + (data.dir / "d.json").string(),
-                                              "word=b", "seed=2", "quoted arg",
-                                              "out=" + t.dir.string()}));
+  EXPECT_EQ(t.args,
+            (std::vector<std::string>{"train", "data=" + (data.dir / "d.json").string(), "word=b",
+                                      "seed=2", "quoted arg", "out=" + t.dir.string()}));
   // Globs: every matching earlier stage, in order.
   const RecipeStage& report = stage(plan, "report");
   ASSERT_EQ(report.args.size(), 10u);
@@ -132,7 +132,8 @@ TEST(StudyRecipe, ErrorsNameTheFileLineAndField) {
   EXPECT_NE(e.find("no param 'lr'"), std::string::npos) << e;
   EXPECT_NE(e.find("model, words, seeds, limit, extra"), std::string::npos) << e;
 
-  seqit::testing::spit(tmp / "bad.yaml", "name: x\nstages:\n  - name: a\n    run: eval ${nope} -o ${out}\n");
+  seqit::testing::spit(tmp / "bad.yaml",
+                       "name: x\nstages:\n  - name: a\n    run: eval ${nope} -o ${out}\n");
   e = error_of(tmp / "bad.yaml", {});
   EXPECT_NE(e.find("${nope}: unknown"), std::string::npos) << e;
   EXPECT_NE(e.find("bad.yaml:4:"), std::string::npos) << e;
@@ -159,33 +160,25 @@ TEST(StudyRecipe, ErrorsNameTheFileLineAndField) {
 // The paper's recipe, tiny: stories260K generates the data, is fine-tuned on each arm and judges
 // SeqEval; two items everywhere.
 std::vector<std::string> paper_args(const fs::path& out) {
-  const std::string model = seqit::testing::shared_data("models/stories260K/stories260K.bin").string();
+  const std::string model =
+      seqit::testing::shared_data("models/stories260K/stories260K.bin").string();
   const std::string tok = seqit::testing::shared_data("models/stories260K/tok512.bin").string();
   const std::string local = "--local " + model + " --tokenizer " + tok + " --chat-template tulu";
-  return {seqit::testing::seqit_binary().string(),
-          "--threads",
-          "1",
-          "study",
-          "--recipe",
-          (seqit::testing::source_dir() / "configs/study/paper-alpaca.yaml").string(),
-          "--limit",
-          "2",
-          "-o",
-          out.string(),
-          "model=" + model,
-          "tokenizer=" + tok,
-          "generator=" + local,
-          "seqinstruct_args=--prompts compact --max-tokens 48",
-          // stories260K's 512-token context cannot hold a judge prompt: a tiny random Llama 2
-          // (GGUF fixture, 2048 tokens) judges; its verdicts are gibberish, counted unparsable.
-          "judge=--judge-local " +
-              seqit::testing::shared_data("models/gguf-fixtures/llama-2-tiny-random.gguf").string() +
-              " --judge-chat-template tulu --judge-max-tokens 48",
-          "train_args=max_steps=4 max_len=384 micro_batch_size=2 effective_batch=2 "
-          "activation_checkpointing=false compute_dtype=f32 eval_every=0 save_every=2",
-          // No exemplars: few-shot prompts do not fit stories260K's context.
-          "eval_args=--tokenizer " + tok + " --chat-template tulu --max-tokens 24 --shots 0",
-          "tasks=[gsm8k,arc_challenge]"};
+  return {
+      seqit::testing::seqit_binary().string(), "--threads", "1", "study", "--recipe",
+      (seqit::testing::source_dir() / "configs/study/paper-alpaca.yaml").string(), "--limit", "2",
+      "-o", out.string(), "model=" + model, "tokenizer=" + tok, "generator=" + local,
+      "seqinstruct_args=--prompts compact --max-tokens 48",
+      // stories260K's 512-token context cannot hold a judge prompt: a tiny random Llama 2
+      // (GGUF fixture, 2048 tokens) judges; its verdicts are gibberish, counted unparsable.
+      "judge=--judge-local " +
+          seqit::testing::shared_data("models/gguf-fixtures/llama-2-tiny-random.gguf").string() +
+          " --judge-chat-template tulu --judge-max-tokens 48",
+      "train_args=max_steps=4 max_len=384 micro_batch_size=2 effective_batch=2 "
+      "activation_checkpointing=false compute_dtype=f32 eval_every=0 save_every=2",
+      // No exemplars: few-shot prompts do not fit stories260K's context.
+      "eval_args=--tokenizer " + tok + " --chat-template tulu --max-tokens 24 --shots 0",
+      "tasks=[gsm8k,arc_challenge]"};
 }
 
 std::string command(const std::vector<std::string>& args) {

@@ -212,8 +212,8 @@ TEST(PackedWeight, LinearMatchesTheReferenceForEveryRowCountDtypeAndIsa) {
   struct Shape {
     int64_t in, out;
   };
-  for (const Shape s : {Shape{75, 53}, Shape{300, 24}, Shape{513, 70}, Shape{300, 250},
-                        Shape{513, 200}}) {
+  for (const Shape s :
+       {Shape{75, 53}, Shape{300, 24}, Shape{513, 70}, Shape{300, 250}, Shape{513, 200}}) {
     const Vec w = reference::random_vec(static_cast<size_t>(s.out * s.in), 60, 0.2);
     const Vec b = reference::random_vec(static_cast<size_t>(s.out), 61);
     for (DType wd : {DType::f32, DType::bf16, DType::f16}) {
@@ -225,7 +225,8 @@ TEST(PackedWeight, LinearMatchesTheReferenceForEveryRowCountDtypeAndIsa) {
         const bool with_bias = rows % 2 == 1;
         const Vec want = reference::linear(x, wr, with_bias ? &b : nullptr, rows, s.in, s.out);
         Tensor y = Tensor::empty({rows, s.out}, DType::f32);
-        linear_forward(y, to_tensor(x, {rows, s.in}), p, with_bias ? to_tensor(b, {s.out}) : Tensor{});
+        linear_forward(y, to_tensor(x, {rows, s.in}), p,
+                       with_bias ? to_tensor(b, {s.out}) : Tensor{});
         EXPECT_LT(rel_error(to_vec(y), want), kF32Tol)
             << "rows " << rows << " in " << s.in << " out " << s.out << " " << dtype_name(wd);
         if (rows > detail::kPackedMaxRows) continue;
@@ -260,16 +261,18 @@ TEST(PackedWeight, WritesStridedViewsAndBf16Outputs) {
   for (double v : to_vec(ybuf.narrow(1, 0, 10).contiguous())) EXPECT_EQ(v, 0.0);  // untouched
   Tensor yb = Tensor::empty({rows, out}, DType::bf16);
   linear_forward(yb, to_tensor(x, {rows, in}, DType::bf16), p);
-  EXPECT_LT(rel_error(to_vec(yb), reference::linear(rounded(x, DType::bf16), w, nullptr, rows, in, out)),
-            kBf16OutTol);
+  EXPECT_LT(
+      rel_error(to_vec(yb), reference::linear(rounded(x, DType::bf16), w, nullptr, rows, in, out)),
+      kBf16OutTol);
 }
 
 TEST(PackedWeight, RejectsMismatchedShapes) {
   const PackedWeight p = pack_weight(Tensor::zeros({30, 16}, DType::f32));
   Tensor y = Tensor::empty({2, 30}, DType::f32);
   EXPECT_THROW(linear_forward(y, Tensor::zeros({2, 15}, DType::f32), p), Error);
-  EXPECT_THROW(linear_forward(Tensor::empty({2, 29}, DType::f32), Tensor::zeros({2, 16}, DType::f32), p),
-               Error);
+  EXPECT_THROW(
+      linear_forward(Tensor::empty({2, 29}, DType::f32), Tensor::zeros({2, 16}, DType::f32), p),
+      Error);
   EXPECT_THROW(linear_forward(y, Tensor::zeros({2, 16}, DType::f32), PackedWeight{}), Error);
   EXPECT_THROW(pack_weight(Tensor::zeros({30}, DType::f32)), Error);
 }
@@ -302,8 +305,8 @@ TEST(Matmul, TransposedViewsBatchesAlphaAndAccumulate) {
 }
 
 TEST(Matmul, SixteenBitOperandsAreConvertedInBlocksAlongEitherDimension) {
-  // A reduction longer than 4096 converts b in blocks of rows (accumulated into c); a shorter one in
-  // blocks of output columns. Both must equal the unblocked product.
+  // A reduction longer than 4096 converts b in blocks of rows (accumulated into c); a shorter one
+  // in blocks of output columns. Both must equal the unblocked product.
   for (const auto& [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{3, 9000, 130},
                                 std::tuple<int64_t, int64_t, int64_t>{20, 700, 1600}}) {
     const Vec a = reference::random_vec(static_cast<size_t>(m * k), 70);

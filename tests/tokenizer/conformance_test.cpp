@@ -28,8 +28,8 @@ std::vector<Case> corpus_cases(const std::string& expectations) {
   std::vector<Case> cases;
   for (const auto& in : inputs["inputs"]) {
     const json& e = expected["entries"].at(in["id"].get<std::string>());
-    cases.push_back({in["id"], in["text"], e["input_ids"].get<std::vector<TokenId>>(), e["decoded_with_special"],
-                     e["decoded_skip_special"]});
+    cases.push_back({in["id"], in["text"], e["input_ids"].get<std::vector<TokenId>>(),
+                     e["decoded_with_special"], e["decoded_skip_special"]});
   }
   return cases;
 }
@@ -43,8 +43,9 @@ std::vector<Case> multilingual_cases(const std::string& expectations) {
   for (size_t k = 0; k < texts["entries"].size(); ++k) {
     const json& e = expected["entries"][k];
     EXPECT_EQ(e["id"], texts["entries"][k]["id"]);
-    cases.push_back({e["id"], texts["entries"][k]["decoded_skip_special"], e["input_ids"].get<std::vector<TokenId>>(),
-                     e["decoded_with_special"], e["decoded_skip_special"]});
+    cases.push_back({e["id"], texts["entries"][k]["decoded_skip_special"],
+                     e["input_ids"].get<std::vector<TokenId>>(), e["decoded_with_special"],
+                     e["decoded_skip_special"]});
   }
   return cases;
 }
@@ -103,8 +104,8 @@ TEST(Conformance, SwiftLlama2Passage) {
 }
 
 // The swift-transformers ids come from the Llama-3.2 tokenizer, whose post-processor adds
-// <|begin_of_text|>; the Llama-3 tokenizer.json here has only a ByteLevel post-processor (so HF adds
-// nothing), and shares the 128000 base ids. The text ids must match after the BOS.
+// <|begin_of_text|>; the Llama-3 tokenizer.json here has only a ByteLevel post-processor (so HF
+// adds nothing), and shares the 128000 base ids. The text ids must match after the BOS.
 TEST(Conformance, SwiftLlama3Passage) {
   auto tok = load_tokenizer(shared_data("tokenizers/llama3/tokenizer.json"));
   json d = read_json_file(shared_data("tokenizers/llama3/swift_llama_3.2_encoded.json"));

@@ -36,8 +36,8 @@ const std::vector<std::string>& texts() {
         paragraph += (paragraph.empty() ? "" : "\n") + line;
       }
     }
-    for (std::string extra : {"", " ", "  leading", "trailing  ", "tabs\tand\nnewlines\r\n", "ünïcödé ☃ 🤖",
-                              "12345678901234567890", "a  b   c    d"}) {
+    for (std::string extra : {"", " ", "  leading", "trailing  ", "tabs\tand\nnewlines\r\n",
+                              "ünïcödé ☃ 🤖", "12345678901234567890", "a  b   c    d"}) {
       t.push_back(extra);
     }
     return t;
@@ -71,7 +71,8 @@ TEST(CrossFormat, Gpt2JsonAndGguf) {
 TEST(CrossFormat, Llama2JsonModelGgufAndLlama2c) {
   auto json_tok = load_tokenizer(shared_data("tokenizers/llama2/tokenizer.json"));
   auto model_tok = load_tokenizer(shared_data("tokenizers/llama2/tokenizer.model"));
-  auto gguf_tok = load_tokenizer(shared_data("tokenizers/llamacpp-vocab/ggml-vocab-llama-spm.gguf"));
+  auto gguf_tok =
+      load_tokenizer(shared_data("tokenizers/llamacpp-vocab/ggml-vocab-llama-spm.gguf"));
   auto bin_tok = load_tokenizer(shared_data("tokenizers/llama2/llama2c_tokenizer.bin"));
   for (const auto* t : {model_tok.get(), gguf_tok.get(), bin_tok.get()}) {
     EXPECT_EQ(t->vocab_size(), 32000u);
@@ -86,7 +87,8 @@ TEST(CrossFormat, Llama2JsonModelGgufAndLlama2c) {
 TEST(CrossFormat, GgufModelFixtureCarriesItsVocabulary) {
   auto gguf_tok = load_tokenizer(shared_data("models/gguf-fixtures/llama-2-tiny-random.gguf"));
   auto json_tok = load_tokenizer(shared_data("tokenizers/llama2/tokenizer.json"));
-  for (const auto& text : texts()) EXPECT_EQ(gguf_tok->encode(text), json_tok->encode(text)) << text;
+  for (const auto& text : texts())
+    EXPECT_EQ(gguf_tok->encode(text), json_tok->encode(text)) << text;
 }
 
 }  // namespace

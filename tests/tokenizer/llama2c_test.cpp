@@ -49,7 +49,9 @@ std::vector<TokenId> llama2c_encode(const RawVocab& v, const std::string& text, 
   if (!text.empty()) body.push_back(lookup.at(" "));
   for (size_t i = 0; i < text.size();) {
     size_t len = 1;
-    while (i + len < text.size() && (static_cast<unsigned char>(text[i + len]) & 0xC0) == 0x80 && len < 4) ++len;
+    while (i + len < text.size() && (static_cast<unsigned char>(text[i + len]) & 0xC0) == 0x80 &&
+           len < 4)
+      ++len;
     std::string ch = text.substr(i, len);
     auto it = lookup.find(ch);
     if (it != lookup.end()) {

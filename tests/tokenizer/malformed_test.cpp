@@ -25,7 +25,8 @@ std::string load_error(const std::string& name, const std::string& content) {
   return {};
 }
 
-const char* kTinyBpe = R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]} %s})";
+const char* kTinyBpe =
+    R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]} %s})";
 
 std::string tiny(const std::string& extra) {
   char buf[512];
@@ -35,19 +36,35 @@ std::string tiny(const std::string& extra) {
 
 TEST(Malformed, TokenizerJsonComponents) {
   EXPECT_NE(load_error("tokenizer.json", "{\"model\": ").find("tokenizer.json"), std::string::npos);
-  EXPECT_NE(load_error("tokenizer.json", R"({"model": {"type": "WordPiece", "vocab": {}}})").find("WordPiece"), std::string::npos);
-  EXPECT_NE(load_error("tokenizer.json", tiny(R"(, "normalizer": {"type": "Precompiled"})")).find("Precompiled"), std::string::npos);
-  EXPECT_NE(load_error("tokenizer.json", tiny(R"(, "pre_tokenizer": {"type": "BertPreTokenizer"})")).find("BertPreTokenizer"),
+  EXPECT_NE(load_error("tokenizer.json", R"({"model": {"type": "WordPiece", "vocab": {}}})")
+                .find("WordPiece"),
             std::string::npos);
-  EXPECT_NE(load_error("tokenizer.json", tiny(R"(, "decoder": {"type": "WordPiece"})")).find("decoder type 'WordPiece'"),
+  EXPECT_NE(load_error("tokenizer.json", tiny(R"(, "normalizer": {"type": "Precompiled"})"))
+                .find("Precompiled"),
             std::string::npos);
-  EXPECT_NE(load_error("tokenizer.json", tiny(R"(, "post_processor": {"type": "Mystery"})")).find("Mystery"), std::string::npos);
-  EXPECT_NE(load_error("tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a zz"]}})").find("zz"),
+  EXPECT_NE(load_error("tokenizer.json", tiny(R"(, "pre_tokenizer": {"type": "BertPreTokenizer"})"))
+                .find("BertPreTokenizer"),
             std::string::npos);
-  EXPECT_NE(load_error("tokenizer.json", tiny(R"(, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated"})"))
-                .find("(unclosed"),
+  EXPECT_NE(load_error("tokenizer.json", tiny(R"(, "decoder": {"type": "WordPiece"})"))
+                .find("decoder type 'WordPiece'"),
             std::string::npos);
-  EXPECT_NE(load_error("tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []}})").find("vocab"),
+  EXPECT_NE(load_error("tokenizer.json", tiny(R"(, "post_processor": {"type": "Mystery"})"))
+                .find("Mystery"),
+            std::string::npos);
+  EXPECT_NE(load_error("tokenizer.json",
+                       R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a zz"]}})")
+                .find("zz"),
+            std::string::npos);
+  EXPECT_NE(
+      load_error(
+          "tokenizer.json",
+          tiny(
+              R"(, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated"})"))
+          .find("(unclosed"),
+      std::string::npos);
+  EXPECT_NE(load_error("tokenizer.json",
+                       R"({"model": {"type": "BPE", "vocab": {"a": "zero"}, "merges": []}})")
+                .find("vocab"),
             std::string::npos);
 }
 
@@ -56,12 +73,16 @@ TEST(Malformed, TinyTokenizerJsonWorks) {
   seqit::testing::spit(dir / "tokenizer.json", tiny(""));
   auto tok = load_tokenizer(dir / "tokenizer.json");
   EXPECT_EQ(tok->encode("abba"), (std::vector<TokenId>{2, 1, 0}));
-  EXPECT_EQ(tok->decode(std::vector<TokenId>{2, 1, 0}), "ab b a");  // no decoder: HF joins with spaces
+  EXPECT_EQ(tok->decode(std::vector<TokenId>{2, 1, 0}),
+            "ab b a");  // no decoder: HF joins with spaces
 }
 
 TEST(Malformed, OtherFormats) {
-  EXPECT_NE(load_error("vocab.gguf", std::string("GGUF\x03\x00\x00\x00", 8)).find("vocab.gguf"), std::string::npos);
-  EXPECT_NE(load_error("bad.model", std::string("\x0A\xFF\xFF\xFF\xFF\x0F garbage", 14)).find("bad.model"), std::string::npos);
+  EXPECT_NE(load_error("vocab.gguf", std::string("GGUF\x03\x00\x00\x00", 8)).find("vocab.gguf"),
+            std::string::npos);
+  EXPECT_NE(load_error("bad.model", std::string("\x0A\xFF\xFF\xFF\xFF\x0F garbage", 14))
+                .find("bad.model"),
+            std::string::npos);
   EXPECT_NE(load_error("random.bin", "\x01\x02\x03").find("unrecognised"), std::string::npos);
 }
 
@@ -73,7 +94,8 @@ TEST(Malformed, GgufWithoutVocabularyOrUnsupportedModel) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("bert"), std::string::npos) << e.what();
   }
-  auto deepseek = seqit::testing::shared_data("tokenizers/llamacpp-vocab/ggml-vocab-deepseek-llm.gguf");
+  auto deepseek =
+      seqit::testing::shared_data("tokenizers/llamacpp-vocab/ggml-vocab-deepseek-llm.gguf");
   try {
     load_tokenizer(deepseek);
     FAIL();

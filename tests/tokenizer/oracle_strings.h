@@ -9,8 +9,8 @@
 
 namespace seqit::tokenizer::testing {
 
-// `count` strings from `seed` (same seed, same strings, on every platform: only mt19937's raw output
-// is used).
+// `count` strings from `seed` (same seed, same strings, on every platform: only mt19937's raw
+// output is used).
 std::vector<std::string> oracle_strings(size_t count, uint32_t seed);
 
 }  // namespace seqit::tokenizer::testing

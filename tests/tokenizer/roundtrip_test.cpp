@@ -18,7 +18,8 @@ void expect_lossless(const char* path, bool spm_style = false) {
   auto tok = load_tokenizer(shared_data(path));
   auto strings = testing::oracle_strings(10000, 20251126);
   if (spm_style) {
-    std::erase_if(strings, [](const std::string& s) { return s.find("\xE2\x96\x81") != std::string::npos; });
+    std::erase_if(strings,
+                  [](const std::string& s) { return s.find("\xE2\x96\x81") != std::string::npos; });
     EXPECT_GT(strings.size(), 9000u);
   }
   size_t equal = 0, seen = 0;
@@ -26,19 +27,33 @@ void expect_lossless(const char* path, bool spm_style = false) {
     ++seen;
     auto ids = tok->encode(s, {.add_special = false, .parse_special = false});
     std::string back = tok->decode(ids);
-    if (back == s) ++equal;
-    else ADD_FAILURE() << path << ": " << s << " -> " << back;
+    if (back == s)
+      ++equal;
+    else
+      ADD_FAILURE() << path << ": " << s << " -> " << back;
     if (equal + 5 < seen) break;  // stop flooding the log on a systematic failure
   }
   EXPECT_EQ(equal, strings.size()) << path;
 }
 
-TEST(RoundTrip, Gpt2IsLossless) { expect_lossless("tokenizers/gpt2/tokenizer.json"); }
-TEST(RoundTrip, Llama3IsLossless) { expect_lossless("tokenizers/llama3/tokenizer.json"); }
-TEST(RoundTrip, Llama2JsonIsLossless) { expect_lossless("tokenizers/llama2/tokenizer.json", true); }
-TEST(RoundTrip, Llama2SentencePieceModelIsLossless) { expect_lossless("tokenizers/llama2/tokenizer.model", true); }
-TEST(RoundTrip, Llama2GgufIsLossless) { expect_lossless("tokenizers/llamacpp-vocab/ggml-vocab-llama-spm.gguf", true); }
-TEST(RoundTrip, Gpt2GgufIsLossless) { expect_lossless("tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf"); }
+TEST(RoundTrip, Gpt2IsLossless) {
+  expect_lossless("tokenizers/gpt2/tokenizer.json");
+}
+TEST(RoundTrip, Llama3IsLossless) {
+  expect_lossless("tokenizers/llama3/tokenizer.json");
+}
+TEST(RoundTrip, Llama2JsonIsLossless) {
+  expect_lossless("tokenizers/llama2/tokenizer.json", true);
+}
+TEST(RoundTrip, Llama2SentencePieceModelIsLossless) {
+  expect_lossless("tokenizers/llama2/tokenizer.model", true);
+}
+TEST(RoundTrip, Llama2GgufIsLossless) {
+  expect_lossless("tokenizers/llamacpp-vocab/ggml-vocab-llama-spm.gguf", true);
+}
+TEST(RoundTrip, Gpt2GgufIsLossless) {
+  expect_lossless("tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf");
+}
 
 // Qwen normalises to NFC, so the round trip gives the NFC form: identical for NFC input.
 TEST(RoundTrip, QwenIsLosslessOnNfcText) {
@@ -46,9 +61,12 @@ TEST(RoundTrip, QwenIsLosslessOnNfcText) {
   for (std::string s : {"café", "한글 음절", "e\xCC\x81", "\xE1\x84\x92\xE1\x85\xA1\xE1\x86\xAB"}) {
     auto ids = tok->encode(s);
     std::string back = tok->decode(ids);
-    if (s == "e\xCC\x81") EXPECT_EQ(back, "\xC3\xA9");                            // NFC composes e + U+0301
-    else if (s[0] == '\xE1') EXPECT_EQ(back, "\xED\x95\x9C");                     // jamo compose to 한
-    else EXPECT_EQ(back, s);
+    if (s == "e\xCC\x81")
+      EXPECT_EQ(back, "\xC3\xA9");  // NFC composes e + U+0301
+    else if (s[0] == '\xE1')
+      EXPECT_EQ(back, "\xED\x95\x9C");  // jamo compose to 한
+    else
+      EXPECT_EQ(back, s);
   }
 }
 

@@ -1,5 +1,6 @@
 // SentencePiece .model files (Mistral v1 and v3): they load, round-trip text, and control pieces
-// written in the text ("[INST]") become their ids when parse_special, splitting the text around them.
+// written in the text ("[INST]") become their ids when parse_special, splitting the text around
+// them.
 #include <gtest/gtest.h>
 
 #include "oracle_strings.h"
@@ -13,7 +14,8 @@ using seqit::testing::shared_data;
 
 TEST(SentencePiece, MistralModelsLoadAndRoundTrip) {
   auto v1 = load_tokenizer(shared_data("tokenizers/mistral/tokenizer.model.v1"));
-  auto v3 = load_tokenizer(shared_data("tokenizers/mistral/mistral_instruct_tokenizer_240323.model.v3"));
+  auto v3 =
+      load_tokenizer(shared_data("tokenizers/mistral/mistral_instruct_tokenizer_240323.model.v3"));
   EXPECT_EQ(v1->vocab_size(), 32000u);
   EXPECT_EQ(v3->vocab_size(), 32768u);
   for (const auto* tok : {v1.get(), v3.get()}) {
@@ -29,7 +31,8 @@ TEST(SentencePiece, MistralModelsLoadAndRoundTrip) {
 }
 
 TEST(SentencePiece, ControlPiecesInTextAreSplitOut) {
-  auto v3 = load_tokenizer(shared_data("tokenizers/mistral/mistral_instruct_tokenizer_240323.model.v3"));
+  auto v3 =
+      load_tokenizer(shared_data("tokenizers/mistral/mistral_instruct_tokenizer_240323.model.v3"));
   auto inst = v3->token_id("[INST]"), inst_end = v3->token_id("[/INST]");
   ASSERT_TRUE(inst && inst_end);
   EXPECT_TRUE(v3->is_special(*inst));

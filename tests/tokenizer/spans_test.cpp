@@ -11,7 +11,8 @@ namespace {
 
 using seqit::testing::shared_data;
 
-std::vector<std::pair<size_t, size_t>> spans_of(const Tokenizer& tok, const std::string& text, EncodeOptions o = {}) {
+std::vector<std::pair<size_t, size_t>> spans_of(const Tokenizer& tok, const std::string& text,
+                                                EncodeOptions o = {}) {
   std::vector<Span> spans;
   auto ids = tok.encode(text, o, &spans);
   EXPECT_EQ(ids.size(), spans.size());
@@ -45,7 +46,8 @@ TEST(Spans, ByteLevelAndSpecialTokens) {
   auto llama3 = load_tokenizer(shared_data("tokenizers/llama3/tokenizer.json"));
   EXPECT_EQ(spans_of(*llama3, "<|begin_of_text|>hi<|eot_id|>"), (P{{0, 17}, {17, 19}, {19, 29}}));
   // Invalid UTF-8 is repaired to U+FFFD, spanning the bad byte.
-  auto bad = spans_of(*gpt2, std::string("a\xFF" "b"));
+  auto bad = spans_of(*gpt2, std::string("a\xFF"
+                                         "b"));
   ASSERT_FALSE(bad.empty());
   EXPECT_EQ(bad.front(), (std::pair<size_t, size_t>{0, 1}));
   EXPECT_EQ(bad.back().second, 3u);
@@ -64,7 +66,8 @@ TEST(Spans, ThroughNfc) {
 // On the generated strings, spans are ordered, inside the input, and cover every input byte that
 // is not a special token stripped by nothing (all bytes here, as parse_special is off).
 TEST(Spans, CoverTheInputInOrder) {
-  for (const char* path : {"tokenizers/gpt2/tokenizer.json", "tokenizers/llama2/tokenizer.json", "tokenizers/qwen/qwen3_tokenizer.json"}) {
+  for (const char* path : {"tokenizers/gpt2/tokenizer.json", "tokenizers/llama2/tokenizer.json",
+                           "tokenizers/qwen/qwen3_tokenizer.json"}) {
     auto tok = load_tokenizer(shared_data(path));
     for (const auto& s : testing::oracle_strings(1500, 5)) {
       std::vector<Span> spans;
@@ -75,7 +78,8 @@ TEST(Spans, CoverTheInputInOrder) {
         ASSERT_LE(sp.end, s.size()) << path << ": " << s;
         ASSERT_GE(sp.begin, last_begin) << path << ": " << s;
         if (sp.begin > covered_to) {
-          ADD_FAILURE() << path << ": bytes " << covered_to << ".." << sp.begin << " uncovered in " << s;
+          ADD_FAILURE() << path << ": bytes " << covered_to << ".." << sp.begin << " uncovered in "
+                        << s;
         }
         covered_to = std::max(covered_to, sp.end);
         last_begin = sp.begin;

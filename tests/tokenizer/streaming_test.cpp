@@ -44,10 +44,18 @@ void expect_stream_matches_decode(const char* path) {
   EXPECT_GT(held_back, 0u) << path << ": no string made the decoder hold a token back";
 }
 
-TEST(Streaming, Gpt2) { expect_stream_matches_decode("tokenizers/gpt2/tokenizer.json"); }
-TEST(Streaming, Llama2Json) { expect_stream_matches_decode("tokenizers/llama2/tokenizer.json"); }
-TEST(Streaming, Llama2SentencePiece) { expect_stream_matches_decode("tokenizers/llama2/tokenizer.model"); }
-TEST(Streaming, Stories260k) { expect_stream_matches_decode("models/stories260K/tok512.bin"); }
+TEST(Streaming, Gpt2) {
+  expect_stream_matches_decode("tokenizers/gpt2/tokenizer.json");
+}
+TEST(Streaming, Llama2Json) {
+  expect_stream_matches_decode("tokenizers/llama2/tokenizer.json");
+}
+TEST(Streaming, Llama2SentencePiece) {
+  expect_stream_matches_decode("tokenizers/llama2/tokenizer.model");
+}
+TEST(Streaming, Stories260k) {
+  expect_stream_matches_decode("models/stories260K/tok512.bin");
+}
 
 TEST(Streaming, HoldsBackSplitCharactersAndKeepsLaterSpaces) {
   auto tok = load_tokenizer(shared_data("tokenizers/llama2/tokenizer.json"));
@@ -79,10 +87,11 @@ TEST(Batch, EncodeBatchEqualsEncodeAndCountsTokens) {
   ASSERT_EQ(batch.size(), strings.size());
   for (size_t i = 0; i < strings.size(); ++i) {
     EXPECT_EQ(batch[i], tok->encode(strings[i]));
-    EXPECT_EQ(count_tokens(*tok, strings[i]), tok->encode(strings[i], {.add_special = false}).size());
+    EXPECT_EQ(count_tokens(*tok, strings[i]),
+              tok->encode(strings[i], {.add_special = false}).size());
   }
   auto llama = load_tokenizer(shared_data("tokenizers/llama2/tokenizer.json"));
-  EXPECT_EQ(count_tokens(*llama, "Hello world"), 2u);                      // no BOS
+  EXPECT_EQ(count_tokens(*llama, "Hello world"), 2u);                         // no BOS
   EXPECT_EQ(count_tokens(*llama, "Hello world", {.add_special = true}), 3u);  // with BOS
 }
 

@@ -111,7 +111,8 @@ TEST(PeftAdapter, ReadsBackBitForBitAndMergesToTheSameLoss) {
   write_peft_adapter(net, dir.path(), "base");
   const PeftAdapter read = read_peft_adapter(dir.path(), tiny_config());
   EXPECT_EQ(read.spec.rank, 4);
-  EXPECT_EQ(read.spec.targets, (std::vector<std::string>{"q", "k", "v", "o", "gate", "up", "down"}));
+  EXPECT_EQ(read.spec.targets,
+            (std::vector<std::string>{"q", "k", "v", "o", "gate", "up", "down"}));
   ASSERT_EQ(read.tensors.size(), net.parameters().size());
   for (size_t i = 0; i < read.tensors.size(); ++i) {
     const model::Parameter& p = net.parameters()[i];
@@ -183,20 +184,22 @@ TEST(SeqitExport, MergedAdapterToHfAndGgufReloadsToTheSameLogits) {
     SCOPED_TRACE(to);
     const fs::path out = dir / (std::string("merged.") + to);
     std::string output;
-    ASSERT_EQ(seqit::testing::run_command(
-                  seqit::testing::shell_quote(seqit::testing::seqit_binary().string()) + " export --model " +
-                      seqit::testing::shell_quote(base.string()) + " --adapter " +
-                      seqit::testing::shell_quote((dir / "adapter").string()) + " --to " + to + " --out " +
-                      seqit::testing::shell_quote(out.string()) + " --chat-template tulu",
-                  &output),
-              0)
+    ASSERT_EQ(
+        seqit::testing::run_command(
+            seqit::testing::shell_quote(seqit::testing::seqit_binary().string()) +
+                " export --model " + seqit::testing::shell_quote(base.string()) + " --adapter " +
+                seqit::testing::shell_quote((dir / "adapter").string()) + " --to " + to +
+                " --out " + seqit::testing::shell_quote(out.string()) + " --chat-template tulu",
+            &output),
+        0)
         << output;
     auto reloaded = LlamaModel::load(out);
     const tensor::Tensor got = reloaded->forward_sequence(tokens);
     ASSERT_EQ(got.numel(), want.numel());
     double worst = 0;
     for (int64_t i = 0; i < got.numel(); ++i)
-      worst = seqit::testing::nan_max(worst, std::abs(double(got.data<float>()[i]) - double(want.data<float>()[i])));
+      worst = seqit::testing::nan_max(
+          worst, std::abs(double(got.data<float>()[i]) - double(want.data<float>()[i])));
     EXPECT_LT(worst, 1e-4);
   }
   EXPECT_TRUE(fs::exists(dir / "merged.hf" / "tokenizer.bin"));

@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "testing.h"
-#include "train_testing.h"
 #include "train/recipe.h"
+#include "train_testing.h"
 #include "util/error.h"
 
 namespace seqit::train {
@@ -18,7 +18,6 @@ using ::testing::HasSubstr;
 fs::path config(const char* name) {
   return seqit::testing::source_dir() / "configs" / name;
 }
-
 
 TrainRecipe parse(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
   return parse_recipe(yaml, "recipe.yaml", overrides);

@@ -14,8 +14,8 @@
 #include <limits>
 
 #include "testing.h"
-#include "train_testing.h"
 #include "train/run_dir.h"
+#include "train_testing.h"
 #include "util/error.h"
 #include "util/file_io.h"
 
@@ -124,7 +124,6 @@ CheckpointState make_state(int64_t step) {
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
-
 
 TEST(Checkpoint, RoundTripIsBitExact) {
   TempDir tmp;

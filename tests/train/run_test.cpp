@@ -20,10 +20,10 @@
 #include "model/convert.h"
 #include "model/llama.h"
 #include "model/random_weights.h"
-#include "train/metrics.h"
-#include "train/run_dir.h"
-#include "train/recipe.h"
 #include "testing.h"
+#include "train/metrics.h"
+#include "train/recipe.h"
+#include "train/run_dir.h"
 
 namespace seqit::train {
 namespace {
@@ -36,7 +36,8 @@ fs::path small_data(const seqit::testing::TempDir& dir) {
   const json all = json::parse(seqit::testing::slurp(shared_data("train/alpaca/alpaca_5000.json")));
   json picked = json::array();
   for (const json& r : all) {
-    if (r["output"].get<std::string>().size() < 200 && r["instruction"].get<std::string>().size() < 120)
+    if (r["output"].get<std::string>().size() < 200 &&
+        r["instruction"].get<std::string>().size() < 120)
       picked.push_back(r);
     if (picked.size() == 40) break;
   }
@@ -71,7 +72,8 @@ TrainRecipe recipe(const fs::path& data, const fs::path& out, bool lora) {
       "seed=7",
   };
   if (lora) {
-    for (const char* s : {"method=lora", "lora.rank=4", "lora.alpha=8", "lora.dropout=0.1"}) o.push_back(s);
+    for (const char* s : {"method=lora", "lora.rank=4", "lora.alpha=8", "lora.dropout=0.1"})
+      o.push_back(s);
   }
   return recipe_from_overrides(o);
 }
@@ -80,13 +82,14 @@ TrainRecipe recipe(const fs::path& data, const fs::path& out, bool lora) {
 std::vector<std::string> numbers(const fs::path& metrics) {
   std::vector<std::string> out;
   for (const MetricsRow& r : read_metrics(metrics))
-    out.push_back(fmt::format("{} {} {} {} {} {}", r.step, r.loss.value_or(-1), r.lr, r.grad_norm.value_or(-1),
-                              r.eval_loss.value_or(-1), r.tokens));
+    out.push_back(fmt::format("{} {} {} {} {} {}", r.step, r.loss.value_or(-1), r.lr,
+                              r.grad_norm.value_or(-1), r.eval_loss.value_or(-1), r.tokens));
   return out;
 }
 
 void expect_same_final(const fs::path& a, const fs::path& b) {
-  for (const char* f : {"final/model/model.safetensors", "final/adapter/adapter_model.safetensors"}) {
+  for (const char* f :
+       {"final/model/model.safetensors", "final/adapter/adapter_model.safetensors"}) {
     SCOPED_TRACE(f);
     ASSERT_EQ(fs::exists(a / f), fs::exists(b / f));
     if (fs::exists(a / f)) {
@@ -125,7 +128,8 @@ TEST_P(Resume, StoppedAndResumedRunsEndBitForBitWhereTheStraightRunEnds) {
   expect_same_final(dir / "straight", dir / "split");
   // keep_last 2: the checkpoints at 3 and 11 remain, nothing half-written beside them.
   std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir / "split/checkpoints")) names.push_back(e.path().filename());
+  for (const auto& e : fs::directory_iterator(dir / "split/checkpoints"))
+    names.push_back(e.path().filename());
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"step-000003", "step-000011"}));
   EXPECT_TRUE(fs::exists(dir / "split/loss.png"));
@@ -174,7 +178,8 @@ TEST(Run, FromScratchWithAConfigAndATokenizer) {
   // No tokenizer: an error naming the field.
   try {
     (void)recipe_from_overrides({"model=" + (dir / "config.json").string(), "init=random",
-                                 "data=[" + data.string() + "]", "output_dir=" + (dir / "d").string()});
+                                 "data=[" + data.string() + "]",
+                                 "output_dir=" + (dir / "d").string()});
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("tokenizer"), std::string::npos) << e.what();
@@ -196,7 +201,8 @@ TEST(Run, RefusesToOverwriteARunAndAForeignCheckpoint) {
   }
   // The same run folder resumed with another model (stories260K's vocabulary and tokenizer, other
   // sizes): the checkpoint's fingerprint says what differs.
-  model::ModelConfig c = model::LlamaModel::load(shared_data("models/stories260K/stories260K.bin"))->config();
+  model::ModelConfig c =
+      model::LlamaModel::load(shared_data("models/stories260K/stories260K.bin"))->config();
   c.hidden_size = 32;
   c.head_dim = 4;
   c.num_layers = 2;
@@ -210,7 +216,8 @@ TEST(Run, RefusesToOverwriteARunAndAForeignCheckpoint) {
     run_training(other, part);
     ADD_FAILURE() << "a checkpoint of another model must be refused";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("hidden_size: checkpoint 64, now 32"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("hidden_size: checkpoint 64, now 32"), std::string::npos)
+        << e.what();
     EXPECT_NE(std::string(e.what()).find("num_layers"), std::string::npos) << e.what();
   }
   // Recipe fields that fix the data stream are fingerprinted too.
@@ -226,16 +233,19 @@ TEST(Run, RefusesToOverwriteARunAndAForeignCheckpoint) {
 
 // ---- the command line ---------------------------------------------------------------------------
 
-std::string train_command(const fs::path& data, const fs::path& out, const std::string& extra = "") {
+std::string train_command(const fs::path& data, const fs::path& out,
+                          const std::string& extra = "") {
   return seqit::testing::shell_quote(seqit::testing::seqit_binary().string()) +
-         " --quiet train configs/tiny-stories.yaml data=[" + data.string() + "] output_dir=" + out.string() +
+         " --quiet train configs/tiny-stories.yaml data=[" + data.string() +
+         "] output_dir=" + out.string() +
          " max_steps=12 save_every=1 keep_last=3 eval_count=4 eval_every=6 max_len=192 " + extra;
 }
 
 // Runs `command` from the source folder as a child whose pid is the command's own (exec).
 pid_t spawn(const std::string& command) {
-  const std::string line =
-      "cd " + seqit::testing::shell_quote(seqit::testing::source_dir().string()) + " && exec " + command + " >/dev/null 2>&1";
+  const std::string line = "cd " +
+                           seqit::testing::shell_quote(seqit::testing::source_dir().string()) +
+                           " && exec " + command + " >/dev/null 2>&1";
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
@@ -257,9 +267,11 @@ TEST(TrainCli, KillNineAndSigtermLoseNothingAndDuplicateNothing) {
   seqit::testing::allow_seconds(150);
   seqit::testing::TempDir dir;
   const fs::path data = small_data(dir);
-  const std::string cd = "cd " + seqit::testing::shell_quote(seqit::testing::source_dir().string()) + " && ";
+  const std::string cd =
+      "cd " + seqit::testing::shell_quote(seqit::testing::source_dir().string()) + " && ";
   std::string output;
-  ASSERT_EQ(seqit::testing::run_command(cd + train_command(data, dir / "straight"), &output), 0) << output;
+  ASSERT_EQ(seqit::testing::run_command(cd + train_command(data, dir / "straight"), &output), 0)
+      << output;
 
   // kill -9 as soon as the second checkpoint exists; then resume to the end.
   const pid_t killed = spawn(train_command(data, dir / "killed"));
@@ -268,7 +280,8 @@ TEST(TrainCli, KillNineAndSigtermLoseNothingAndDuplicateNothing) {
   int status = 0;
   ::waitpid(killed, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before it could be killed";
-  ASSERT_EQ(seqit::testing::run_command(cd + train_command(data, dir / "killed", "--resume"), &output), 0)
+  ASSERT_EQ(
+      seqit::testing::run_command(cd + train_command(data, dir / "killed", "--resume"), &output), 0)
       << output;
   expect_same_final(dir / "straight", dir / "killed");
 
@@ -280,7 +293,9 @@ TEST(TrainCli, KillNineAndSigtermLoseNothingAndDuplicateNothing) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   ASSERT_FALSE(latest_checkpoint(dir / "stopped") == std::nullopt);
-  ASSERT_EQ(seqit::testing::run_command(cd + train_command(data, dir / "stopped", "--resume"), &output), 0)
+  ASSERT_EQ(
+      seqit::testing::run_command(cd + train_command(data, dir / "stopped", "--resume"), &output),
+      0)
       << output;
   expect_same_final(dir / "straight", dir / "stopped");
 }
@@ -288,11 +303,13 @@ TEST(TrainCli, KillNineAndSigtermLoseNothingAndDuplicateNothing) {
 TEST(TrainCli, BadRecipesNameTheFileLineAndField) {
   seqit::testing::TempDir dir;
   const fs::path bad = dir / "bad.yaml";
-  seqit::testing::spit(bad, "model: m.bin\ndata: [d.json]\noutput_dir: out\nlora:\n  targets: [q, lm_head]\n");
+  seqit::testing::spit(
+      bad, "model: m.bin\ndata: [d.json]\noutput_dir: out\nlora:\n  targets: [q, lm_head]\n");
   std::string output;
-  EXPECT_NE(seqit::testing::run_command(seqit::testing::shell_quote(seqit::testing::seqit_binary().string()) +
-                                            " train " + seqit::testing::shell_quote(bad.string()),
-                                        &output),
+  EXPECT_NE(seqit::testing::run_command(
+                seqit::testing::shell_quote(seqit::testing::seqit_binary().string()) + " train " +
+                    seqit::testing::shell_quote(bad.string()),
+                &output),
             0);
   EXPECT_NE(output.find("bad.yaml:5"), std::string::npos) << output;
   EXPECT_NE(output.find("lm_head"), std::string::npos) << output;

@@ -190,7 +190,8 @@ TEST(Trainer, ClippingScalesTheGlobalNormAndEmptyStepsChangeNothing) {
   EXPECT_EQ(values(ta.state_tensors()[0].tensor), before);
 }
 
-// ---- a real run ----------------------------------------------------------------------------------
+// ---- a real run
+// ----------------------------------------------------------------------------------
 
 // Greedy continuation of `prompt` (ids) by `count` tokens, through the full-sequence forward.
 std::vector<TokenId> greedy(const LlamaModel& model, std::vector<TokenId> ids, int count) {
@@ -208,7 +209,8 @@ std::vector<TokenId> greedy(const LlamaModel& model, std::vector<TokenId> ids, i
 TEST(Trainer, FineTuningStories260KOnAlpacaLowersHeldOutLossAndTeachesTheAnswers) {
   seqit::testing::allow_seconds(120);
   const auto model_path = seqit::testing::shared_data("models/stories260K/stories260K.bin");
-  auto tok = tokenizer::load_tokenizer(seqit::testing::shared_data("models/stories260K/tok512.bin"));
+  auto tok =
+      tokenizer::load_tokenizer(seqit::testing::shared_data("models/stories260K/tok512.bin"));
   auto model = LlamaModel::load(model_path);
   // Short Alpaca instructions with short answers: 48 to train on, 16 held out.
   auto records = data::read_all(seqit::testing::shared_data("train/alpaca/alpaca_5000.json"));
@@ -235,7 +237,8 @@ TEST(Trainer, FineTuningStories260KOnAlpacaLowersHeldOutLossAndTeachesTheAnswers
   bo.max_len = 256;
   BatchPlan plan(train_set, bo, 42), eval_plan(held_out, bo, 42);
   std::vector<Batch> eval_batches;
-  for (const MicroBatch& mb : eval_plan.epoch_batches(0)) eval_batches.push_back(eval_plan.materialize(mb));
+  for (const MicroBatch& mb : eval_plan.epoch_batches(0))
+    eval_batches.push_back(eval_plan.materialize(mb));
 
   // Which training answers the model reproduces greedily (first 4 tokens after the prompt).
   auto answers_learned = [&](const LlamaModel& m) {
@@ -274,9 +277,10 @@ TEST(Trainer, FineTuningStories260KOnAlpacaLowersHeldOutLossAndTeachesTheAnswers
     last_loss = st.loss;
   }
   const int learned_after = answers_learned(*model);
-  std::printf("[train] stories260K on 48 Alpaca examples, %d steps: train loss %.3f -> %.3f, held-out "
-              "%.3f -> %.3f after 8 steps, greedy answers learned %d/16 -> %d/16\n",
-              steps, first_loss, last_loss, eval_before, eval_early, learned_before, learned_after);
+  std::printf(
+      "[train] stories260K on 48 Alpaca examples, %d steps: train loss %.3f -> %.3f, held-out "
+      "%.3f -> %.3f after 8 steps, greedy answers learned %d/16 -> %d/16\n",
+      steps, first_loss, last_loss, eval_before, eval_early, learned_before, learned_after);
   EXPECT_LT(last_loss, 0.2 * first_loss);
   EXPECT_LT(eval_early, eval_before - 0.8);
   EXPECT_LE(learned_before, 1);

@@ -6,7 +6,8 @@ using seqit::Error;
 using seqit::ErrorContext;
 
 TEST(Error, FormatsEveryKnownPartOfTheLocation) {
-  Error e = Error("missing field").in_file("data.jsonl").at_line(12, 5).at_record(11).in_field("output");
+  Error e =
+      Error("missing field").in_file("data.jsonl").at_line(12, 5).at_record(11).in_field("output");
   EXPECT_STREQ(e.what(), "data.jsonl:12:5: record 11, field 'output': missing field");
   EXPECT_EQ(e.message(), "missing field");
   EXPECT_EQ(e.context().line, 12);

@@ -10,9 +10,9 @@
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using seqit::testing::TempDir;
 using seqit::testing::slurp;
 using seqit::testing::spit;
+using seqit::testing::TempDir;
 
 TEST(AtomicWrite, ReplacesWholeFileAndLeavesNoTemporaries) {
   TempDir dir;

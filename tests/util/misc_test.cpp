@@ -2,8 +2,8 @@
 
 #include <atomic>
 #include <csignal>
-#include <optional>
 #include <fstream>
+#include <optional>
 
 #include "testing.h"
 #include "util/error.h"
@@ -15,10 +15,10 @@
 
 TEST(Utf8, FindsFirstInvalidByte) {
   EXPECT_TRUE(seqit::utf8::is_valid("héllo ✓ 🎉"));
-  EXPECT_EQ(seqit::utf8::first_invalid("ab\xC3"), 2u);              // truncated 2-byte
-  EXPECT_EQ(seqit::utf8::first_invalid("a\xC0\x80"), 1u);           // overlong
-  EXPECT_EQ(seqit::utf8::first_invalid("ab\xED\xA0\x80"), 2u);      // surrogate
-  EXPECT_EQ(seqit::utf8::first_invalid("\xF4\x90\x80\x80"), 0u);    // above U+10FFFF
+  EXPECT_EQ(seqit::utf8::first_invalid("ab\xC3"), 2u);            // truncated 2-byte
+  EXPECT_EQ(seqit::utf8::first_invalid("a\xC0\x80"), 1u);         // overlong
+  EXPECT_EQ(seqit::utf8::first_invalid("ab\xED\xA0\x80"), 2u);    // surrogate
+  EXPECT_EQ(seqit::utf8::first_invalid("\xF4\x90\x80\x80"), 0u);  // above U+10FFFF
 }
 
 TEST(Utf8, CompletePrefixHoldsBackUnfinishedSequences) {
@@ -36,9 +36,10 @@ TEST(ThreadPool, ParallelForVisitsEveryIndexOnceAndPropagatesErrors) {
   std::vector<std::atomic<int>> hits(1000);
   pool.parallel_for(hits.size(), [&](size_t i) { hits[i]++; });
   for (auto& h : hits) EXPECT_EQ(h.load(), 1);
-  EXPECT_THROW(pool.parallel_for(10, [](size_t i) {
-                 if (i == 7) throw seqit::Error("seven");
-               }),
+  EXPECT_THROW(pool.parallel_for(10,
+                                 [](size_t i) {
+                                   if (i == 7) throw seqit::Error("seven");
+                                 }),
                seqit::Error);
   EXPECT_EQ(pool.submit([] { return 41 + 1; }).get(), 42);
 }
@@ -51,7 +52,8 @@ TEST(Progress, FormatsDurations) {
 }
 
 TEST(Gguf, ReadsRealVocabularyFile) {
-  auto f = seqit::gguf::File::open(seqit::testing::shared_data("tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf"));
+  auto f = seqit::gguf::File::open(
+      seqit::testing::shared_data("tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf"));
   EXPECT_EQ(f->version(), 3u);
   EXPECT_EQ(f->get_string("tokenizer.ggml.model"), "gpt2");
   auto tokens = f->get_string_array("tokenizer.ggml.tokens");
@@ -61,7 +63,8 @@ TEST(Gguf, ReadsRealVocabularyFile) {
 }
 
 TEST(Gguf, ReadsTensorsOfTinyModel) {
-  auto f = seqit::gguf::File::open(seqit::testing::shared_data("models/gguf-fixtures/llama-2-tiny-random.gguf"));
+  auto f = seqit::gguf::File::open(
+      seqit::testing::shared_data("models/gguf-fixtures/llama-2-tiny-random.gguf"));
   EXPECT_EQ(f->get_string("general.architecture"), "llama");
   ASSERT_FALSE(f->tensors().empty());
   const auto* emb = f->tensor("token_embd.weight");
@@ -72,7 +75,8 @@ TEST(Gguf, ReadsTensorsOfTinyModel) {
 
 TEST(Gguf, TruncatedFileNamesTheProblem) {
   seqit::testing::TempDir dir;
-  std::string bytes = seqit::testing::slurp(seqit::testing::shared_data("models/gguf-fixtures/llama-2-tiny-random.gguf"));
+  std::string bytes = seqit::testing::slurp(
+      seqit::testing::shared_data("models/gguf-fixtures/llama-2-tiny-random.gguf"));
   seqit::testing::spit(dir / "cut.gguf", bytes.substr(0, bytes.size() - 100));
   try {
     seqit::gguf::File::open(dir / "cut.gguf");

@@ -32,10 +32,12 @@ TEST(Watchdog, EndsAHungTestAndNamesIt) {
   std::string output;
   const auto t0 = std::chrono::steady_clock::now();
   const int status = run_self("Watchdog.DISABLED_HangsOnPurpose", &output);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(status, 124) << output;
-  EXPECT_NE(output.find("[watchdog] Watchdog.DISABLED_HangsOnPurpose did not finish within its 1 s"),
-            std::string::npos)
+  EXPECT_NE(
+      output.find("[watchdog] Watchdog.DISABLED_HangsOnPurpose did not finish within its 1 s"),
+      std::string::npos)
       << output;
   EXPECT_LT(seconds, 10.0);
 }
