@@ -56,6 +56,7 @@ void run_recipe(const StudyOptions& o) {
   };
   study::RecipeRunOptions ro;
   ro.executable = fs::read_symlink("/proc/self/exe");
+  if (globals().threads > 0) ro.global_args = {"--threads", std::to_string(globals().threads)};
   size_t index = 0, total = 0;
   ro.stage_started = [&](const study::RecipeStage& st, bool done) {
     ++index;

@@ -491,7 +491,9 @@ RecipePlan run_recipe_study(const fs::path& recipe, const fs::path& out,
                   "; rerun the same command to continue");
     const StageInfo done = store.run(s.name, key, [&](const fs::path& dir) {
       const fs::path log = dir / "log.txt";
-      const int status = run_child(options.executable, s.args, log);
+      std::vector<std::string> args = options.global_args;
+      args.insert(args.end(), s.args.begin(), s.args.end());
+      const int status = run_child(options.executable, args, log);
       if (interrupt.requested())
         throw Error(
             fmt::format("stopped (Ctrl-C or SIGTERM) in stage {}; what it did is saved: "

@@ -58,6 +58,8 @@ RecipePlan plan_recipe(const std::filesystem::path& recipe, const std::filesyste
 
 struct RecipeRunOptions {
   std::filesystem::path executable;  // the seqit binary the stages run
+  // Global options put before every stage's command (e.g. "--threads", "2"); not part of the keys.
+  std::vector<std::string> global_args;
   std::function<void(const RecipeStage& stage, bool already_done)> stage_started;
   std::function<void(const RecipeStage& stage, double seconds)> stage_done;
 };

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -197,6 +198,8 @@ std::map<std::string, fs::file_time_type> done_times(const fs::path& out) {
 
 TEST(StudyRecipeCli, PaperAlpacaRecipeRunsEndToEndAndResumesAfterKill) {
   seqit::testing::allow_seconds(400);
+  // The recipe's source is ${shared}/...: ctest runs in the build folder, so say where it is.
+  setenv("SEQIT_SHARED_DATA", seqit::testing::shared_data_dir().c_str(), 1);
   TempDir tmp;
   std::string out;
   const auto args = paper_args(tmp / "a");
