@@ -227,7 +227,7 @@ std::string cpu_features() {
 }
 
 bool cpu_has_bf16_arithmetic() {
-  const bool cpu = __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+  const bool cpu = __builtin_cpu_supports("avx512bf16") || detail::cpu_has_amx_bf16();
   return cpu && detail::onednn_has_fast_bf16();
 }
 
