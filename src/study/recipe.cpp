@@ -260,9 +260,11 @@ int run_child(const fs::path& exe, const std::vector<std::string>& args, const f
 
 }  // namespace
 
-RecipePlan plan_recipe(const fs::path& recipe, const fs::path& out,
+RecipePlan plan_recipe(const fs::path& recipe, const fs::path& study_dir,
                        const std::vector<std::string>& overrides, int64_t limit) {
   if (!fs::exists(recipe)) throw Error("no such recipe: " + recipe.string());
+  // Absolute: the stages' commands name each other's folders (the keys do not depend on it).
+  const fs::path out = fs::absolute(study_dir).lexically_normal();
   YAML::Node root;
   try {
     root = YAML::LoadFile(recipe.string());
