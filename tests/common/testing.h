@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace seqit::testing {
 
@@ -24,6 +25,9 @@ int run_command(const std::string& command, std::string* output = nullptr,
                 bool merge_stderr = true);
 // Quotes a string for the shell.
 std::string shell_quote(std::string_view s);
+// Starts args[0] with args (no shell) in the background, stderr to /dev/null; returns its pid (for
+// the kill -9 tests). The caller waits for it.
+int start_in_background(const std::vector<std::string>& args);
 
 // A fresh temporary folder, removed with everything in it when the object goes away.
 class TempDir {

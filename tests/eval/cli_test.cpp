@@ -81,19 +81,6 @@ Summary summary_of(const std::string& output) {
   return s;
 }
 
-pid_t start_in_background(const std::vector<std::string>& args) {
-  const pid_t child = fork();
-  if (child == 0) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    if (!freopen("/dev/null", "w", stderr)) _exit(126);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return child;
-}
-
 void wait_for_lines(const fs::path& path, size_t n) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < deadline) {

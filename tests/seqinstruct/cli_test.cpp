@@ -119,16 +119,8 @@ TEST(SeqinstructCli, RunsAgainstServeAndResumesAfterKill9) {
   // Killed mid-run: started in the background, SIGKILLed once the trace has a few items.
   const fs::path out = tmp / "killed";
   const auto args = run_args(server.base_url(), out);
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    freopen("/dev/null", "w", stderr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  const pid_t child = seqit::testing::start_in_background(args);
+  ASSERT_GT(child, 0);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   size_t seen = 0;
   while (std::chrono::steady_clock::now() < deadline) {

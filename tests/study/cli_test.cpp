@@ -112,16 +112,8 @@ TEST(StudyCli, QuickStudyReportIsTraceableAndReproducible) {
   // Killed in the middle of training the SIT arm, then rerun.
   const fs::path c = tmp / "c";
   const auto args = study_args(c);
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    if (!freopen("/dev/null", "w", stderr)) _exit(126);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  const pid_t child = seqit::testing::start_in_background(args);
+  ASSERT_GT(child, 0);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   bool mid_training = false;
   while (!mid_training && std::chrono::steady_clock::now() < deadline) {
@@ -156,16 +148,8 @@ TEST(StudyCli, QuickStudyReportIsTraceableAndReproducible) {
   // resumes from its checkpoint and ends where the uninterrupted run ends.
   const fs::path d = tmp / "d";
   const auto args2 = study_args(d, "jobs=2");
-  const pid_t child2 = fork();
-  ASSERT_GE(child2, 0);
-  if (child2 == 0) {
-    std::vector<char*> argv;
-    for (const auto& a : args2) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    if (!freopen("/dev/null", "w", stderr)) _exit(126);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  const pid_t child2 = seqit::testing::start_in_background(args2);
+  ASSERT_GT(child2, 0);
   auto metric_rows = [&](const char* prefix) {
     const fs::path train = fs::exists(d / "stages") ? only(d, prefix) : fs::path();
     int rows = 0;

@@ -234,16 +234,8 @@ TEST(StudyRecipeCli, PaperAlpacaRecipeRunsEndToEndAndResumesAfterKill) {
   // Killed once a training stage has started, then rerun.
   const fs::path b = tmp / "b";
   auto args_b = paper_args(b);
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    std::vector<char*> argv;
-    for (auto& a : args_b) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (!freopen("/dev/null", "w", stderr)) _exit(126);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  const pid_t child = seqit::testing::start_in_background(args_b);
+  ASSERT_GT(child, 0);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
   bool training = false;
   while (!training && std::chrono::steady_clock::now() < deadline) {
