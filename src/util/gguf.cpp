@@ -39,6 +39,7 @@ class Cursor {
     return at;
   }
   size_t pos() const { return pos_; }
+  size_t remaining() const { return size_ - pos_; }
   [[noreturn]] void fail(const std::string& msg) const {
     throw Error(fmt::format("{} (at byte {})", msg, pos_)).in_file(path_);
   }
@@ -141,12 +142,20 @@ void read_value(Cursor& c, ValueType t, Value& v, const std::string& key, int de
       if (v.count > (uint64_t{1} << 40))
         c.fail(fmt::format("key '{}': implausible array length {}", key, v.count));
       v.raw = c.skip(v.count * sz, "array data");
-    } else if (et == ValueType::string) {
-      v.strings.reserve(v.count);
-      for (uint64_t k = 0; k < v.count; ++k) v.strings.push_back(c.read_string("array string"));
-    } else if (et == ValueType::array) {
-      v.items.resize(v.count);
-      for (uint64_t k = 0; k < v.count; ++k) read_value(c, et, v.items[k], key, depth + 1);
+    } else if (et == ValueType::string || et == ValueType::array) {
+      // Each element takes at least its 8-byte length (a nested array also its 4-byte type): a
+      // count the rest of the file cannot hold is an error, not a giant allocation.
+      const uint64_t min_element = et == ValueType::string ? 8 : 12;
+      if (v.count > c.remaining() / min_element)
+        c.fail(fmt::format("key '{}': array of {} elements, but only {} bytes are left", key,
+                           v.count, c.remaining()));
+      if (et == ValueType::string) {
+        v.strings.reserve(v.count);
+        for (uint64_t k = 0; k < v.count; ++k) v.strings.push_back(c.read_string("array string"));
+      } else {
+        v.items.resize(v.count);
+        for (uint64_t k = 0; k < v.count; ++k) read_value(c, et, v.items[k], key, depth + 1);
+      }
     } else {
       c.fail(
           fmt::format("key '{}': unknown array element type {}", key, static_cast<uint32_t>(et)));
