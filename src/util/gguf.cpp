@@ -372,10 +372,15 @@ std::unique_ptr<File> File::open(const std::filesystem::path& path) {
     ti.name = std::string(c.read_string("tensor name"));
     uint32_t n_dims = c.read<uint32_t>("tensor rank");
     if (n_dims == 0 || n_dims > 8) c.fail(fmt::format("tensor '{}': bad rank {}", ti.name, n_dims));
+    uint64_t elements = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       auto dim = c.read<uint64_t>("tensor dimension");
       if (dim == 0 || dim > (uint64_t{1} << 40))
         c.fail(fmt::format("tensor '{}': bad dimension {}", ti.name, dim));
+      // The product must fit too (each dimension alone may: 2^40 x 2^40 does not).
+      if (elements > (uint64_t{1} << 50) / dim)
+        c.fail(fmt::format("tensor '{}': more than 2^50 elements", ti.name));
+      elements *= dim;
       ti.dims.push_back(static_cast<int64_t>(dim));
     }
     ti.type = c.read<uint32_t>("tensor type");
