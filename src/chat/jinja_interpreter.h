@@ -21,11 +21,6 @@ namespace seqit::chat::jinja {
 // Provenance tag of the output of {% generation %} blocks (assistant tags are >= 0).
 constexpr int32_t kGenerationTag = -1;
 
-// A Python-level error inside the template (TypeError, UndefinedError, ...). The interpreter
-// turns it into a seqit::Error carrying the template location of the expression that failed.
-struct EvalError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 // raise_exception(message) inside the template.
 struct RaisedByTemplate {
   std::string message;

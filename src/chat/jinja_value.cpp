@@ -243,8 +243,8 @@ bool less_than(const Value& a, const Value& b) {
     }
     return x.size() < y.size();
   }
-  throw std::runtime_error("'<' not supported between instances of '" + a.type_name() + "' and '" +
-                           b.type_name() + "'");
+  throw EvalError("'<' not supported between instances of '" + a.type_name() + "' and '" +
+                  b.type_name() + "'");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,8 +487,7 @@ struct JsonWriter {
       case Value::Kind::Float:
         return json_float(k.as_double());
       default:
-        throw std::runtime_error("keys must be str, int, float, bool or None, not " +
-                                 k.type_name());
+        throw EvalError("keys must be str, int, float, bool or None, not " + k.type_name());
     }
   }
 
@@ -550,7 +549,7 @@ struct JsonWriter {
         return;
       }
       default:
-        throw std::runtime_error("Object of type " + v.type_name() + " is not JSON serializable");
+        throw EvalError("Object of type " + v.type_name() + " is not JSON serializable");
     }
   }
 };

@@ -12,12 +12,21 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 namespace seqit::chat::jinja {
+
+// A Python-level error inside the template (TypeError, UndefinedError, ...). The interpreter
+// turns it into a seqit::Error carrying the template location of the expression that failed.
+// Everything a template can provoke (comparisons, dict keys, JSON) throws this, never a bare
+// std::runtime_error, which would escape the interpreter without a location.
+struct EvalError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 // Bytes [begin, end) of a string were copied from the input string tagged `tag`.
 struct Provenance {
