@@ -290,7 +290,14 @@ Interpreter::Flow Interpreter::exec_body(const Body& body, const std::shared_ptr
                 " levels (a macro or loop() that calls itself without end?)");
   }
   for (const auto& s : body) {
-    Flow f = exec(*s, scope);
+    Flow f = Flow::Normal;
+    try {
+      f = exec(*s, scope);
+    } catch (const EvalError& err) {
+      // What no expression caught (unpacking in set/for, iterating a non-sequence, ...): located
+      // at the statement.
+      fail_at(s->line, s->column, err.what());
+    }
     if (f != Flow::Normal) return f;
   }
   return Flow::Normal;
