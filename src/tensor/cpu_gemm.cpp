@@ -17,7 +17,6 @@
 #include <dnnl.hpp>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
@@ -146,20 +145,14 @@ dnnl::matmul::primitive_desc make_primitive_desc(const GemmShape& s) {
 // forever.
 class PrimitiveCache {
  public:
+  // One cache per thread (primitive_cache()): no locking.
   std::shared_ptr<dnnl::matmul> get(const GemmShape& shape) {
     const std::string key = cache_key(shape);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto it = map_.find(key);
-      if (it != map_.end()) {
-        order_.splice(order_.begin(), order_, it->second.second);
-        return it->second.first;
-      }
+    if (auto it = map_.find(key); it != map_.end()) {
+      order_.splice(order_.begin(), order_, it->second.second);
+      return it->second.first;
     }
     auto primitive = std::make_shared<dnnl::matmul>(make_primitive_desc(shape));
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = map_.find(key);
-    if (it != map_.end()) return it->second.first;
     order_.push_front(key);
     map_.emplace(key, std::make_pair(primitive, order_.begin()));
     if (map_.size() > kCapacity) {
@@ -171,7 +164,6 @@ class PrimitiveCache {
 
  private:
   static constexpr size_t kCapacity = 256;
-  std::mutex mutex_;
   std::list<std::string> order_;
   std::unordered_map<std::string,
                      std::pair<std::shared_ptr<dnnl::matmul>, std::list<std::string>::iterator>>
