@@ -42,11 +42,9 @@ void run_recipe(const StudyOptions& o) {
     for (const auto& [name, value] : plan.params)
       std::printf("%s=%s\n", name.c_str(), value.c_str());
     std::printf("# stages (%zu)\n", plan.stages.size());
-    for (const auto& st : plan.stages) {
-      std::string cmd = "seqit";
-      for (const auto& a : st.args) cmd += " " + a;
-      std::printf("%s: %s\n", st.name.c_str(), cmd.c_str());
-    }
+    for (const auto& st : plan.stages)
+      std::printf("%s: seqit %s\n", st.name.c_str(),
+                  fmt::format("{}", fmt::join(st.args, " ")).c_str());
     return;
   }
   const auto t0 = std::chrono::steady_clock::now();
@@ -57,9 +55,7 @@ void run_recipe(const StudyOptions& o) {
   study::RecipeRunOptions ro;
   ro.executable = fs::read_symlink("/proc/self/exe");
   if (globals().threads > 0) ro.global_args = {"--threads", std::to_string(globals().threads)};
-  size_t index = 0, total = 0;
-  ro.stage_started = [&](const study::RecipeStage& st, bool done) {
-    ++index;
+  ro.stage_started = [&](const study::RecipeStage& st, bool done, size_t index, size_t total) {
     if (done) return;
     log::info("study [{}]: stage {} ({}/{}): seqit {} (log: {})", elapsed(), st.name, index, total,
               st.args.empty() ? "" : st.args.front(), (st.dir / "log.txt").string());
@@ -68,7 +64,6 @@ void run_recipe(const StudyOptions& o) {
     log::info("study [{}]: stage {} done in {}", elapsed(), st.name,
               Progress::format_duration(seconds));
   };
-  total = study::plan_recipe(o.recipe, o.output, o.settings, o.limit).stages.size();
   const study::RecipePlan plan =
       study::run_recipe_study(o.recipe, o.output, o.settings, o.limit, ro);
   std::printf("\nstudy %s: %zu stages done\nreport: %s (took %s)\n", plan.name.c_str(),

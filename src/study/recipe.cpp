@@ -34,19 +34,15 @@ namespace {
 // Markers of the symbolic form of a command line (the stage key): replaced by real paths last.
 constexpr char kMark = '\x01';
 
-std::string join(const std::vector<std::string>& parts, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
-  return out;
-}
-
 // A param or foreach value: a string or a list of strings.
 struct Value {
   bool is_list = false;
   bool required = false;  // null in the recipe and not set on the command line
   std::string text;
   std::vector<std::string> items;
-  std::string as_text() const { return is_list ? "[" + join(items, ",") + "]" : text; }
+  std::string as_text() const {
+    return is_list ? fmt::format("[{}]", fmt::join(items, ",")) : text;
+  }
 };
 
 Error at_node(const fs::path& file, const YAML::Node& node, const std::string& field,
@@ -116,12 +112,12 @@ std::string resolve(const std::string& token, const Scope& scope) {
   if (token.rfind("stages:", 0) == 0) {
     std::vector<std::string> refs;
     for (const RecipeStage* s : matching(token.substr(7))) refs.push_back(stage_ref(*s));
-    return join(refs, " ");
+    return fmt::format("{}", fmt::join(refs, " "));
   }
   if (token.rfind("names:", 0) == 0) {
     std::vector<std::string> names;
     for (const RecipeStage* s : matching(token.substr(6))) names.push_back(s->name);
-    return join(names, " ");
+    return fmt::format("{}", fmt::join(names, " "));
   }
   if (auto it = scope.vars.find(token); it != scope.vars.end()) return it->second;
   if (auto it = scope.params.find(token); it != scope.params.end()) {
@@ -136,7 +132,7 @@ std::string resolve(const std::string& token, const Scope& scope) {
   throw Error(
       fmt::format("${{{}}}: unknown (params and variables: {}; also out, shared, "
                   "recipe_dir, stage:NAME, stages:GLOB, names:GLOB)",
-                  token, known.empty() ? "none" : join(known, ", ")));
+                  token, known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", "))));
 }
 
 // Innermost first: the last "${" has no "${" after it, so its "}" closes it.
@@ -227,7 +223,7 @@ int run_child(const fs::path& exe, const std::vector<std::string>& args, const f
   const std::time_t now = std::time(nullptr);
   char when[64];
   std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&now));
-  const std::string header = fmt::format("=== {} seqit {}\n", when, join(args, " "));
+  const std::string header = fmt::format("=== {} seqit {}\n", when, fmt::join(args, " "));
   if (::write(fd, header.data(), header.size()) < 0) {
     // The log is for people; a failed write of its header does not stop the stage.
   }
@@ -323,8 +319,8 @@ RecipePlan plan_recipe(const fs::path& recipe, const fs::path& study_dir,
     if (eq == std::string::npos) throw Error("a recipe param is key=value, not '" + o + "'");
     const std::string key = o.substr(0, eq);
     if (!params.count(key)) {
-      throw Error(
-          fmt::format("{}: no param '{}' (params: {})", recipe.string(), key, join(order, ", ")));
+      throw Error(fmt::format("{}: no param '{}' (params: {})", recipe.string(), key,
+                              fmt::join(order, ", ")));
     }
     YAML::Node node;
     try {
@@ -374,22 +370,20 @@ RecipePlan plan_recipe(const fs::path& recipe, const fs::path& study_dir,
             if (p != params.end() && p->second.is_list) {
               values = p->second.items;
             } else {
+              // A list written out ("[a,b]", or a list param inside other text) reads as YAML.
               const std::string s = substitute(text, scope);
+              YAML::Node list;
               if (s.size() >= 2 && s.front() == '[' && s.back() == ']') {
-                for (std::string& item : split_args(s.substr(1, s.size() - 2) + " ")) {
-                  std::string part;
-                  for (char c : item + ",") {
-                    if (c == ',') {
-                      if (!part.empty()) values.push_back(part);
-                      part.clear();
-                    } else {
-                      part += c;
-                    }
-                  }
+                try {
+                  list = YAML::Load(s);
+                } catch (const YAML::Exception& e) {
+                  throw Error("not a list: " + s + " (" + e.msg + ")");
                 }
-              } else {
-                values.push_back(s);
               }
+              if (list.IsSequence())
+                values = value_of(recipe, list, vfield).items;
+              else
+                values.push_back(s);
             }
           } else {
             throw Error("a list or ${a list param} expected");
@@ -448,6 +442,7 @@ RecipePlan plan_recipe(const fs::path& recipe, const fs::path& study_dir,
   }
   for (const std::string& name : order) {
     const Value& v = params[name];
+    if (v.required) plan.missing.push_back(name);
     std::string shown = v.required ? "(required, not set)" : v.as_text();
     if (!v.required) {
       try {  // as the stages see it (${shared}, ${recipe_dir}, other params filled in)
@@ -466,10 +461,9 @@ RecipePlan run_recipe_study(const fs::path& recipe, const fs::path& out,
                             const std::vector<std::string>& overrides, int64_t limit,
                             const RecipeRunOptions& options) {
   RecipePlan plan = plan_recipe(recipe, out, overrides, limit);
-  for (const auto& [name, value] : plan.params)
-    if (value == "(required, not set)")
-      throw Error(fmt::format("{}: param '{}' is required: add {}=... to the command line",
-                              recipe.string(), name, name));
+  if (!plan.missing.empty())
+    throw Error(fmt::format("{}: param '{}' is required: add {}=... to the command line",
+                            recipe.string(), plan.missing.front(), plan.missing.front()));
   StageStore store(out);
   std::vector<std::pair<std::string, json>> manifest;
   for (const RecipeStage& s : plan.stages) manifest.emplace_back(s.name, json::parse(s.key));
@@ -483,10 +477,13 @@ RecipePlan run_recipe_study(const fs::path& recipe, const fs::path& out,
           "\n");
 
   InterruptGuard interrupt;
-  for (const RecipeStage& s : plan.stages) {
-    const json key = json::parse(s.key);
+  std::vector<double> seconds;  // per stage, for the report
+  for (size_t i = 0; i < plan.stages.size(); ++i) {
+    const RecipeStage& s = plan.stages[i];
+    const json& key = manifest[i].second;
     const StageInfo info = store.info(s.name, key);
-    if (options.stage_started) options.stage_started(s, info.done);
+    if (options.stage_started) options.stage_started(s, info.done, i + 1, plan.stages.size());
+    seconds.push_back(info.seconds);
     if (info.done) continue;
     if (interrupt.requested())
       throw Error("stopped (Ctrl-C or SIGTERM) before stage " + s.name +
@@ -505,9 +502,10 @@ RecipePlan run_recipe_study(const fs::path& recipe, const fs::path& out,
         throw Error(fmt::format(
             "stage {} failed ({}): seqit {}\nlog: {}\n{}", s.name,
             status > 0 ? fmt::format("exit {}", status) : fmt::format("signal {}", -status),
-            join(s.args, " "), log.string(), log_tail(log, 15)));
-      return json{{"command", "seqit " + join(s.args, " ")}};
+            fmt::join(s.args, " "), log.string(), log_tail(log, 15)));
+      return json{{"command", fmt::format("seqit {}", fmt::join(s.args, " "))}};
     });
+    seconds.back() = done.seconds;
     if (options.stage_done) options.stage_done(s, done.seconds);
   }
 
@@ -517,11 +515,9 @@ RecipePlan run_recipe_study(const fs::path& recipe, const fs::path& out,
       plan.name, plan.about, fs::absolute(recipe).string());
   for (const auto& [name, value] : plan.params) md += fmt::format("| {} | `{}` |\n", name, value);
   md += "\n## Stages\n\n| stage | took | folder |\n|---|---|---|\n";
-  for (const RecipeStage& s : plan.stages) {
-    const StageInfo info = store.info(s.name, json::parse(s.key));
-    md += fmt::format("| {} | {:.1f} s | `{}` |\n", s.name, info.seconds,
-                      fs::relative(s.dir, out).string());
-  }
+  for (size_t i = 0; i < plan.stages.size(); ++i)
+    md += fmt::format("| {} | {:.1f} s | `{}` |\n", plan.stages[i].name, seconds[i],
+                      fs::relative(plan.stages[i].dir, out).string());
   for (const RecipeStage& s : plan.stages) {
     const fs::path compare = s.dir / "compare.md";
     if (!fs::exists(compare)) continue;

@@ -47,6 +47,7 @@ struct RecipeStage {
 struct RecipePlan {
   std::string name, about;
   std::vector<std::pair<std::string, std::string>> params;  // as resolved, in recipe order
+  std::vector<std::string> missing;                         // required params not set
   std::vector<RecipeStage> stages;
 };
 
@@ -60,7 +61,9 @@ struct RecipeRunOptions {
   std::filesystem::path executable;  // the seqit binary the stages run
   // Global options put before every stage's command (e.g. "--threads", "2"); not part of the keys.
   std::vector<std::string> global_args;
-  std::function<void(const RecipeStage& stage, bool already_done)> stage_started;
+  // `index` counts from 1 over the `total` stages of the plan.
+  std::function<void(const RecipeStage& stage, bool already_done, size_t index, size_t total)>
+      stage_started;
   std::function<void(const RecipeStage& stage, double seconds)> stage_done;
 };
 

@@ -426,34 +426,36 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
     std::string arm;
     uint64_t seed;
   };
-  std::vector<Job> jobs;
+  std::vector<Job> in_order;  // arm by arm, seed by seed: the report's order
   for (const auto& arm : s.arms)
-    for (uint64_t seed : s.seeds) jobs.push_back({arm, seed});
+    for (uint64_t seed : s.seeds) in_order.push_back({arm, seed});
+  std::vector<Job> jobs = in_order;  // the order they run in
   int64_t pending = 0;
   for (const Job& job : jobs) {
     const StageInfo t =
         store.info(train_name(job.arm, job.seed), train_key(s, world, data, job.arm, job.seed));
     pending += !t.done || !store.info(eval_name(job.arm, job.seed), eval_key(s, t)).done;
   }
-  const int threads = s.threads > 0
-                          ? s.threads
-                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = s.threads > 0 ? s.threads : tensor::num_threads();
   const int parallel = static_cast<int>(
       std::clamp<int64_t>(s.jobs > 0 ? s.jobs : threads, 1, std::max<int64_t>(1, pending)));
   const int job_threads = std::max(1, threads / parallel);
   // With jobs at once, longest first (rows of SIT chains are ~1.7x as long as IT's), so that two
   // jobs at once do not end with one long job running alone; the results do not depend on the
   // order.
-  auto bytes_per_row = [&](const std::string& arm) {
-    const fs::path file = data.dir / (arm + ".jsonl");
-    const int64_t records = data_summary.contains(arm) ? data_summary[arm].value("records", 0) : 0;
-    return records > 0 && fs::exists(file) ? double(fs::file_size(file)) / double(records) : 0.0;
-  };
-  std::map<std::string, double> cost;
-  for (const auto& arm : s.arms) cost[arm] = bytes_per_row(arm);
-  if (parallel > 1)
-    std::stable_sort(jobs.begin(), jobs.end(),
-                     [&](const Job& a, const Job& b) { return cost[a.arm] > cost[b.arm]; });
+  if (parallel > 1) {
+    std::map<std::string, double> bytes_per_row;
+    for (const auto& arm : s.arms) {
+      const fs::path file = data.dir / (arm + ".jsonl");
+      const int64_t records =
+          data_summary.contains(arm) ? data_summary[arm].value("records", 0) : 0;
+      bytes_per_row[arm] =
+          records > 0 && fs::exists(file) ? double(fs::file_size(file)) / double(records) : 0.0;
+    }
+    std::stable_sort(jobs.begin(), jobs.end(), [&](const Job& a, const Job& b) {
+      return bytes_per_row[a.arm] > bytes_per_row[b.arm];
+    });
+  }
   const bool job_bars = progress.bars && parallel == 1;
   // With several jobs at once, one bar counts the optimiser steps of them all.
   std::unique_ptr<Progress> overall;
@@ -481,13 +483,10 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
           train::RunOptions ro;
           ro.resume = true;
           ro.progress = job_bars;
-          int64_t last = -1;  // the steps already counted on the overall bar
+          // Counts the steps of this invocation (a resumed run starts late).
+          int64_t last = -1;
           ro.on_step = [&](int64_t done, int64_t) {
-            if (!overall) return;
-            if (last >= 0)
-              overall->add(done - last);
-            else
-              overall->add(1);  // the first step of this invocation (a resumed run starts late)
+            if (overall) overall->add(last < 0 ? 1 : done - last);
             last = done;
           };
           ro.stop_requested = [&] { return failed.load(); };
@@ -550,9 +549,6 @@ StudyResult run_study(const fs::path& out, const StudySettings& s, const StudyPr
   // The report reads the results back, in arm and seed order: every number comes from the results
   // files.
   std::vector<ArmRun> runs;
-  std::vector<Job> in_order;
-  for (const auto& arm : s.arms)
-    for (uint64_t seed : s.seeds) in_order.push_back({arm, seed});
   for (const Job& job : in_order) {
     const StageInfo train =
         store.info(train_name(job.arm, job.seed), train_key(s, world, data, job.arm, job.seed));

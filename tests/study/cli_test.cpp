@@ -46,6 +46,16 @@ fs::path only(const fs::path& dir, const std::string& prefix) {
   return {};
 }
 
+// The metrics rows a training stage has written so far (0 before it starts).
+int metric_rows(const fs::path& study, const std::string& stage_prefix) {
+  const fs::path train = fs::exists(study / "stages") ? only(study, stage_prefix) : fs::path();
+  if (train.empty()) return 0;
+  std::ifstream m(train / "run/metrics.jsonl");
+  int rows = 0;
+  for (std::string line; std::getline(m, line);) ++rows;
+  return rows;
+}
+
 TEST(StudyCli, QuickStudyReportIsTraceableAndReproducible) {
   allow_seconds(300);
   TempDir tmp;
@@ -117,16 +127,7 @@ TEST(StudyCli, QuickStudyReportIsTraceableAndReproducible) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   bool mid_training = false;
   while (!mid_training && std::chrono::steady_clock::now() < deadline) {
-    if (fs::exists(c / "stages")) {
-      const fs::path train = only(c, "train-sit-s1");
-      if (!train.empty() && fs::exists(train / "run/metrics.jsonl")) {
-        std::ifstream m(train / "run/metrics.jsonl");
-        int rows = 0;
-        std::string line;
-        while (std::getline(m, line)) ++rows;
-        mid_training = rows >= 5;
-      }
-    }
+    mid_training = metric_rows(c, "train-sit-s1") >= 5;
     if (!mid_training) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   kill(child, SIGKILL);
@@ -150,18 +151,10 @@ TEST(StudyCli, QuickStudyReportIsTraceableAndReproducible) {
   const auto args2 = study_args(d, "jobs=2");
   const pid_t child2 = seqit::testing::start_in_background(args2);
   ASSERT_GT(child2, 0);
-  auto metric_rows = [&](const char* prefix) {
-    const fs::path train = fs::exists(d / "stages") ? only(d, prefix) : fs::path();
-    int rows = 0;
-    if (train.empty()) return rows;
-    std::ifstream m(train / "run/metrics.jsonl");
-    for (std::string line; std::getline(m, line);) ++rows;
-    return rows;
-  };
   const auto deadline2 = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   bool both = false;
   while (!both && std::chrono::steady_clock::now() < deadline2) {
-    both = metric_rows("train-it-s1") >= 5 && metric_rows("train-sit-s1") >= 5;
+    both = metric_rows(d, "train-it-s1") >= 5 && metric_rows(d, "train-sit-s1") >= 5;
     if (!both) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   kill(child2, SIGKILL);
