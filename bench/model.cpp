@@ -134,9 +134,10 @@ std::optional<LlamaCppFigures> measure_llama_cpp(const model::WeightSource& weig
 }
 
 // oneDNN GEMM rate through the tensor op on a Llama-sized shape: y[512, 2816] = x[512, 1024] w^T.
-double gemm_gflops(tensor::DType dtype) {
+// x_dtype bf16: both operands bf16 (oneDNN's native bf16 matmul where the CPU has one).
+double gemm_gflops(tensor::DType dtype, tensor::DType x_dtype = tensor::DType::f32) {
   using tensor::Tensor;
-  Tensor x = Tensor::full({512, 1024}, 0.01, tensor::DType::f32);
+  Tensor x = Tensor::full({512, 1024}, 0.01, x_dtype);
   Tensor w = Tensor::full({2816, 1024}, 0.02, dtype);
   Tensor y = Tensor::empty({512, 2816}, tensor::DType::f32);
   tensor::linear_forward(y, x, w);
@@ -305,12 +306,21 @@ int main(int argc, char** argv) {
   const double peak = tensor::measure_fma_peak(threads).gflops;
   const double bandwidth = tensor::measure_read_bandwidth(threads).gbs;
   const double gemm_f32 = gemm_gflops(tensor::DType::f32),
-               gemm_bf16 = gemm_gflops(tensor::DType::bf16);
+               gemm_bf16 = gemm_gflops(tensor::DType::bf16),
+               gemm_bf16x = gemm_gflops(tensor::DType::bf16, tensor::DType::bf16);
+  // The bf16 rows run bf16 x bf16 where the CPU has bf16 arithmetic (tensor/ops.h); their
+  // "vs this machine" column is then against the bf16 dot-product peak (2x f32 on AVX512_BF16).
+  const bool bf16_math = tensor::bf16_activations() == tensor::Bf16Activations::kBf16;
+  const double peak16 = tensor::measure_bf16_dot_peak(threads).gflops;
   std::printf(
-      "machine, measured now: fp32 FMA peak %.0f GFLOP/s, read bandwidth %.1f GB/s, oneDNN GEMM "
-      "[512x1024x2816] "
-      "f32 %.0f / bf16-weights %.0f GFLOP/s\n\n",
-      peak, bandwidth, gemm_f32, gemm_bf16);
+      "machine, measured now: %s; fp32 FMA peak %.0f GFLOP/s, bf16 dot-product peak %s, read "
+      "bandwidth %.1f GB/s; oneDNN GEMM [512x1024x2816] f32 %.0f, bf16 weights x f32 %.0f, bf16 x "
+      "bf16 %.0f GFLOP/s\n",
+      tensor::cpu_features().c_str(), peak,
+      peak16 > 0 ? fmt::format("{:.0f} GFLOP/s", peak16).c_str() : "- (no AVX512_BF16)", bandwidth,
+      gemm_f32, gemm_bf16, gemm_bf16x);
+  std::printf("bf16 weights compute with %s activations (SEQIT_BF16_ACTIVATIONS=auto|f32|bf16)\n\n",
+              bf16_math ? "bf16" : "f32");
 
   model::ModelConfig config = bench::llama_155m_config();
   model::RandomWeights weights(config, 1, 0.02f);
@@ -369,9 +379,13 @@ int main(int argc, char** argv) {
       return b > 0 ? fmt::format("{:.2f}x", a / b) : std::string("-");
     };
     const double prefill_gflops = t.prefill_tps * flops_per_token / 1e9;
-    std::printf("%-6s %-22s %12s %12s %12s %18.0f%% of FMA peak\n", q.dtype, "prefill 512",
+    // The compute peak this dtype's products run against.
+    const bool on_bf16_peak = dtype == tensor::DType::bf16 && bf16_math && peak16 > 0;
+    const double dtype_peak = on_bf16_peak ? peak16 : peak;
+    std::printf("%-6s %-22s %12s %12s %12s %18.0f%% of %s peak\n", q.dtype, "prefill 512",
                 rate(t.prefill_tps, "").c_str(), rate(ref->prefill, mark).c_str(),
-                ratio(t.prefill_tps, ref->prefill).c_str(), 100 * prefill_gflops / peak);
+                ratio(t.prefill_tps, ref->prefill).c_str(), 100 * prefill_gflops / dtype_peak,
+                on_bf16_peak ? "bf16" : "FMA");
     std::printf("%-6s %-22s %12s %12s %12s %13.1f GB/s = %3.0f%% bw\n", q.dtype,
                 "decode, 1 sequence", rate(t.decode_tps, "").c_str(),
                 rate(ref->decode, mark).c_str(), ratio(t.decode_tps, ref->decode).c_str(), gbs,
@@ -380,7 +394,7 @@ int main(int argc, char** argv) {
     // FMA peak (and its weight bytes at the read bandwidth), the single-sequence step what it
     // measured.
     const double step16_min =
-        std::max(16 * decode_flops_per_token / (peak * 1e9), step_bytes / (bandwidth * 1e9));
+        std::max(16 * decode_flops_per_token / (dtype_peak * 1e9), step_bytes / (bandwidth * 1e9));
     const double bound = 16 / t.decode_tps / step16_min;  // against the median single rate
     std::printf("%-6s %-22s %12s %12s %12s %9.2fx of 1 seq (bound %.1fx)\n", q.dtype,
                 "decode, 16 sequences", rate(t.batched_tps, "").c_str(),
@@ -388,16 +402,14 @@ int main(int argc, char** argv) {
                 t.batched_gain, bound);
   }
   std::printf(
-      "\nbound: the 16-sequence gain if a 16-token step ran at the FMA peak (or streamed its "
-      "weights at the read "
-      "bandwidth, if slower), against the single-sequence rate measured.\n");
-  std::printf("this machine: %s.\n",
-#if defined(__AVX512F__)
-              "AVX-512"
-#else
-              "AVX2 only (no AVX-512, no native bf16)"
-#endif
-  );
+      "\nbound: the 16-sequence gain if a 16-token step ran at the compute peak of its row (or "
+      "streamed its weights at the read bandwidth, if slower), against the single-sequence rate "
+      "measured.\n");
+  std::printf(
+      "llama.cpp column: the npm prebuilt (node-llama-cpp), not a native build. A llama.cpp "
+      "built from source with GGML_NATIVE=ON on a 2-core Zen 5 ran 1.5-2.5x that prebuilt (f32 "
+      "prefill 1.49x, bf16 prefill 1.45x, f32 decode 1.58x, bf16 decode 2.52x; issue 19, "
+      "docs/engine.md): divide the seqit/llama ratios by those to compare with it.\n");
   if (!notes.empty()) {
     std::printf(
         "llama.cpp measured now on the same weights (GGUF), token ids and counts; its figures are "

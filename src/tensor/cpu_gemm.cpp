@@ -924,27 +924,30 @@ void panel_kernel_scalar(int64_t kc, const float* xp, const WT* wp, int64_t pstr
     }
 }
 
-using PanelKernel = void (*)(int64_t, const float*, const void*, int64_t, float*, int64_t, bool,
+// xp: the activations in the kernel's own layout (f32 values, or bf16 pairs for the dot-product
+// kernels).
+using PanelKernel = void (*)(int64_t, const void*, const void*, int64_t, float*, int64_t, bool,
                              const char*, int64_t);
 template <int MR, int NP, typename WT, bool kSimd>
-void panel_entry(int64_t kc, const float* xp, const void* wp, int64_t pstride, float* c,
+void panel_entry(int64_t kc, const void* xpv, const void* wp, int64_t pstride, float* c,
                  int64_t ldc, bool first, const char* pf, int64_t pf_step) {
   const auto* w = static_cast<const WT*>(wp);
+  const auto* xp = static_cast<const float*>(xpv);
   if constexpr (kSimd)
     panel_kernel_avx2<MR, NP, WT>(kc, xp, w, pstride, c, ldc, first, pf, pf_step);
   else
     panel_kernel_scalar<MR, NP, WT>(kc, xp, w, pstride, c, ldc, first, pf, pf_step);
 }
 
-// For MR = 1..4 rows (index MR - 1): the kernel for one panel and the one for `wide` panels at
+// For MR = 1..G rows (index MR - 1): the kernel for one panel and the one for `wide` panels at
 // once. A single thread streaming one panel after another reads ~10-20% below the bandwidth the
 // row-major GEMV's 8 row streams reach (measured, f32 and bf16); walking 4 panels (1 row) or 2
-// (2 rows) side by side gives the memory system as many streams and fills the 12 accumulators.
-// 3-4 rows fill them with one panel; several groups of 4 rows prefetch instead (packed_gemv).
+// (2 rows) side by side gives the memory system as many streams and fills the accumulators.
+// More rows fill them with one panel; several groups of G rows prefetch instead (packed_gemv).
 struct PanelKernels {
-  PanelKernel one;
-  PanelKernel wide;
-  int64_t wide_panels;
+  PanelKernel one = nullptr;
+  PanelKernel wide = nullptr;
+  int64_t wide_panels = 1;
 };
 template <typename WT, bool kSimd>
 std::array<PanelKernels, 4> panel_kernels() {
@@ -952,6 +955,177 @@ std::array<PanelKernels, 4> panel_kernels() {
           PanelKernels{panel_entry<2, 1, WT, kSimd>, panel_entry<2, 2, WT, kSimd>, 2},
           PanelKernels{panel_entry<3, 1, WT, kSimd>, panel_entry<3, 1, WT, kSimd>, 1},
           PanelKernels{panel_entry<4, 1, WT, kSimd>, panel_entry<4, 1, WT, kSimd>, 1}};
+}
+
+// ---- bf16 panels x bf16 activations: AVX512_BF16 dot products
+//
+// vdpbf16ps adds, in each f32 lane, the products of two adjacent bf16 pairs: twice the
+// multiply-adds of an f32 FMA per instruction, and no widening of the weights. The panels keep
+// their layout (24 outputs per input, input-major); a step takes two inputs i, i+1 — two 48-byte
+// panel rows, loaded as 64 + 32 bytes — and interleaves them with two vpermt2w into (w[o][i],
+// w[o][i+1]) pairs: 16 outputs in a zmm, the other 8 in a ymm. Each activation row contributes
+// its (x[i], x[i+1]) pair as one broadcast 32-bit lane. With MR rows a step is 2 permutes and
+// 2·MR dot products; groups of 8 rows (16 accumulators) make the permutes a small share.
+alignas(64) constexpr uint16_t kPairLow[32] = {0,  24, 1,  25, 2,  26, 3,  27, 4,  28, 5,
+                                               29, 6,  30, 7,  31, 8,  32, 9,  33, 10, 34,
+                                               11, 35, 12, 36, 13, 37, 14, 38, 15, 39};
+alignas(64) constexpr uint16_t kPairHigh[32] = {16, 40, 17, 41, 18, 42, 19, 43, 20, 44, 21,
+                                                45, 22, 46, 23, 47, 16, 40, 17, 41, 18, 42,
+                                                19, 43, 20, 44, 21, 45, 22, 46, 23, 47};
+static_assert(kPanel == 24, "the pair permutes assume 24-output panels");
+
+// MR rows x NP panels over inputs [0, kc) (kc even): xq[j·MR + m] holds row m's bf16 pair for
+// inputs (2j, 2j + 1), low half first; otherwise as panel_kernel_avx2.
+template <int MR, int NP>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void panel_kernel_dp(
+    int64_t kc, const void* xpv, const void* wpv, int64_t pstride, float* c, int64_t ldc,
+    bool first, const char* pf, int64_t pf_step) {
+  static_assert(2 * MR * NP <= 26, "accumulators and operands must fit the 32 zmm registers");
+  const auto* xq = static_cast<const uint32_t*>(xpv);
+  const auto* wp = static_cast<const uint16_t*>(wpv);
+  const __m512i idx_lo = _mm512_load_si512(kPairLow);
+  const __m512i idx_hi = _mm512_load_si512(kPairHigh);
+  __m512 lo[MR][NP];
+  __m256 hi[MR][NP];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) {
+      float* cp = c + m * ldc + q * kPanel;
+      lo[m][q] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(cp);
+      hi[m][q] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(cp + 16);
+    }
+  auto step = [&](auto prefetch, int64_t j) __attribute__((always_inline)) {
+    if constexpr (decltype(prefetch)::value) _mm_prefetch(pf + j * pf_step, _MM_HINT_T0);
+    // Live registers: the accumulators, the pair vectors of the panels and the broadcasts. One
+    // panel: its two pair vectors, then one broadcast per row (12 rows: 24 + 2 + 1). Several
+    // panels (1-2 rows): every row's broadcast first, reused across the panels.
+    auto pair_vectors = [&](int q, __m512bh& wl, __m256bh& wh) __attribute__((always_inline)) {
+      const uint16_t* w = wp + q * pstride + j * 2 * kPanel;
+      const __m512i a = _mm512_loadu_si512(w);
+      const __m512i b =
+          _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32)));
+      wl = reinterpret_cast<__m512bh>(_mm512_permutex2var_epi16(a, idx_lo, b));
+      wh = reinterpret_cast<__m256bh>(
+          _mm512_castsi512_si256(_mm512_permutex2var_epi16(a, idx_hi, b)));
+    };
+    auto dot = [&](int m, int q, __m512i xb, __m512bh wl, __m256bh wh)
+        __attribute__((always_inline)) {
+      lo[m][q] = _mm512_dpbf16_ps(lo[m][q], wl, reinterpret_cast<__m512bh>(xb));
+      hi[m][q] =
+          _mm256_dpbf16_ps(hi[m][q], wh, reinterpret_cast<__m256bh>(_mm512_castsi512_si256(xb)));
+    };
+    if constexpr (NP == 1) {
+      __m512bh wl;
+      __m256bh wh;
+      pair_vectors(0, wl, wh);
+#pragma GCC unroll 16
+      for (int m = 0; m < MR; ++m)
+        dot(m, 0, _mm512_set1_epi32(static_cast<int>(xq[j * MR + m])), wl, wh);
+    } else {
+      __m512i xb[MR];
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; ++m) xb[m] = _mm512_set1_epi32(static_cast<int>(xq[j * MR + m]));
+#pragma GCC unroll 4
+      for (int q = 0; q < NP; ++q) {
+        __m512bh wl;
+        __m256bh wh;
+        pair_vectors(q, wl, wh);
+#pragma GCC unroll 8
+        for (int m = 0; m < MR; ++m) dot(m, q, xb[m], wl, wh);
+      }
+    }
+  };
+  const int64_t pairs = kc / 2;
+  if (pf)
+    for (int64_t j = 0; j < pairs; ++j) step(std::true_type{}, j);
+  else
+    for (int64_t j = 0; j < pairs; ++j) step(std::false_type{}, j);
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) {
+      float* cp = c + m * ldc + q * kPanel;
+      _mm512_storeu_ps(cp, lo[m][q]);
+      _mm256_storeu_ps(cp + 16, hi[m][q]);
+    }
+}
+
+std::array<PanelKernels, 8> panel_kernels_dp() {
+  return {PanelKernels{panel_kernel_dp<1, 1>, panel_kernel_dp<1, 4>, 4},
+          PanelKernels{panel_kernel_dp<2, 1>, panel_kernel_dp<2, 2>, 2},
+          PanelKernels{panel_kernel_dp<3, 1>, panel_kernel_dp<3, 1>, 1},
+          PanelKernels{panel_kernel_dp<4, 1>, panel_kernel_dp<4, 1>, 1},
+          PanelKernels{panel_kernel_dp<5, 1>, panel_kernel_dp<5, 1>, 1},
+          PanelKernels{panel_kernel_dp<6, 1>, panel_kernel_dp<6, 1>, 1},
+          PanelKernels{panel_kernel_dp<7, 1>, panel_kernel_dp<7, 1>, 1},
+          PanelKernels{panel_kernel_dp<8, 1>, panel_kernel_dp<8, 1>, 1}};
+}
+
+// The packed product's driver, shared by both kernel families: kernels[mr - 1] for groups of up to
+// `group` rows; the activations xp of group g start at element g·group·in/per_elem of xp (per_elem
+// inputs per element: 1 for f32 values, 2 for bf16 pairs), inputs [k0, ...) of a group of mr rows
+// at k0/per_elem·mr elements further. Splits the panels over the threads.
+template <typename XE, size_t N>
+void drive_panels(int64_t rows, int64_t in, int64_t out, const XE* xp, int64_t per_elem,
+                  const std::array<PanelKernels, N>& kernels, int64_t group, const void* panels,
+                  DType dtype, const float* bias, float* y, int64_t ldy) {
+  const int64_t groups = (rows + group - 1) / group;
+  const int64_t panels_n = panel_count(out);
+  const size_t panel_elems = static_cast<size_t>(in * kPanel);
+  const size_t esize = dtype_size(dtype);
+  auto run = [&](int64_t p0, int64_t p1) {
+    float tail[kPackedMaxRows * kPanel];  // the last, partial panel's outputs
+    // With one group, whole panels go `wide` at a time where they can.
+    const int64_t wide = groups == 1 ? kernels[rows - 1].wide_panels : 1;
+    for (int64_t p = p0; p < p1;) {
+      const int64_t np = p + wide <= p1 && (p + wide) * kPanel <= out ? wide : 1;
+      const auto* wp = static_cast<const std::byte*>(panels) + p * panel_elems * esize;
+      const int64_t o = p * kPanel, width = std::min(np * kPanel, out - o);
+      float* c = width == np * kPanel ? y + o : tail;
+      const int64_t ldc = width == np * kPanel ? ldy : kPanel;
+      for (int64_t k0 = 0; k0 < in; k0 += kPackedKc) {
+        const int64_t kc = std::min(kPackedKc, in - k0);
+        const std::byte* block = wp + k0 * kPanel * esize;
+        // Only the first group's pass over a block waits on memory; the later passes compute from
+        // L1 while the memory system idles. So every pass prefetches its share of the next block
+        // (the weights that follow in memory: this panel's next inputs or the next panel) and
+        // streaming overlaps computing — measured 1.4-1.6x on 16 rows. One group is plain
+        // streams, which the hardware prefetcher follows on its own.
+        const int64_t steps = kc / per_elem;
+        const int64_t block_bytes = kc * kPanel * static_cast<int64_t>(esize);
+        const int64_t share = (block_bytes + groups - 1) / groups;
+        const int64_t pf_step = (share + steps - 1) / steps;  // <= 64 bytes when groups > 1
+        const auto* next = reinterpret_cast<const char*>(block + block_bytes);
+        for (int64_t g = 0; g < groups; ++g) {
+          const int64_t mr = std::min<int64_t>(group, rows - g * group);
+          const PanelKernels& k = kernels[mr - 1];
+          (np == 1 ? k.one : k.wide)(kc, xp + g * group * in / per_elem + k0 / per_elem * mr, block,
+                                     static_cast<int64_t>(panel_elems), c + g * group * ldc, ldc,
+                                     k0 == 0, groups > 1 ? next + g * share : nullptr, pf_step);
+        }
+      }
+      if (width < np * kPanel || bias)
+        for (int64_t m = 0; m < rows; ++m)
+          for (int64_t r = 0; r < width; ++r)
+            y[m * ldy + o + r] = c[m * ldc + r] + (bias ? bias[o + r] : 0.0f);
+      p += np;
+    }
+  };
+  if (out * in * std::min<int64_t>(rows, 4) < kParallelThreshold || panels_n < 2) {
+    run(0, panels_n);
+    return;
+  }
+  // Runs of whole panels handed to whichever thread is free: on a shared VM one core is often
+  // slower than the other for a while, and with fixed halves the faster one waited at the barrier
+  // (three alternating bench_model pairs: 16-sequence gain 8.54x -> 9.32x f32, 4.85x -> 5.45x
+  // bf16; single-sequence decode unchanged). A run of >= 8 panels (>= 192 outputs) keeps the
+  // weights streaming in address order and the 1-row walk 4 panels wide.
+  const int64_t chunk = std::max<int64_t>(8, panels_n / 16);
+  const int64_t chunks = (panels_n + chunk - 1) / chunk;
+  apply_threads();
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t ci = 0; ci < chunks; ++ci) run(ci * chunk, std::min(panels_n, (ci + 1) * chunk));
 }
 
 }  // namespace
@@ -989,16 +1163,16 @@ void unpack_panels_f32(const void* panels, DType dtype, int64_t in, int64_t o0, 
   }
 }
 
-void unpack_panels(const void* panels, DType dtype, int64_t out, int64_t in, void* dst) {
+void unpack_panels(const void* panels, DType dtype, int64_t in, int64_t o0, int64_t o1, void* dst) {
   switch (dtype) {
     case DType::f32:
-      return unpack_panels_typed(static_cast<const float*>(panels), in, 0, out,
+      return unpack_panels_typed(static_cast<const float*>(panels), in, o0, o1,
                                  static_cast<float*>(dst));
     case DType::bf16:
-      return unpack_panels_typed(static_cast<const bf16*>(panels), in, 0, out,
+      return unpack_panels_typed(static_cast<const bf16*>(panels), in, o0, o1,
                                  static_cast<bf16*>(dst));
     case DType::f16:
-      return unpack_panels_typed(static_cast<const f16*>(panels), in, 0, out,
+      return unpack_panels_typed(static_cast<const f16*>(panels), in, o0, o1,
                                  static_cast<f16*>(dst));
     default:
       fail("unpack_weight", "weights must be f32, bf16 or f16");
@@ -1038,60 +1212,48 @@ void packed_gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t 
       for (int64_t i = 0; i < in; ++i) dst[i * mr + m] = src[i];
     }
   }
-  const int64_t panels_n = panel_count(out);
-  const size_t panel_elems = static_cast<size_t>(in * kPanel);
-  const size_t esize = dtype_size(dtype);
-  auto run = [&](int64_t p0, int64_t p1) {
-    float tail[kPackedMaxRows * kPanel];  // the last, partial panel's outputs
-    // With one group (<= 4 rows), whole panels go `wide` at a time where they can.
-    const int64_t wide = groups == 1 ? kernels[rows - 1].wide_panels : 1;
-    for (int64_t p = p0; p < p1;) {
-      const int64_t np = p + wide <= p1 && (p + wide) * kPanel <= out ? wide : 1;
-      const auto* wp = static_cast<const std::byte*>(panels) + p * panel_elems * esize;
-      const int64_t o = p * kPanel, width = std::min(np * kPanel, out - o);
-      float* c = width == np * kPanel ? y + o : tail;
-      const int64_t ldc = width == np * kPanel ? ldy : kPanel;
-      for (int64_t k0 = 0; k0 < in; k0 += kPackedKc) {
-        const int64_t kc = std::min(kPackedKc, in - k0);
-        const std::byte* block = wp + k0 * kPanel * esize;
-        // Only the first group's pass over a block waits on memory; the later passes compute from
-        // L1 while the memory system idles. So every pass prefetches its share of the next block
-        // (the weights that follow in memory: this panel's next inputs or the next panel) and
-        // streaming overlaps computing — measured 1.4-1.6x on 16 rows. One group (1-4 rows) is
-        // plain streams, which the hardware prefetcher follows on its own.
-        const int64_t block_bytes = kc * kPanel * static_cast<int64_t>(esize);
-        const int64_t share = (block_bytes + groups - 1) / groups;
-        const int64_t pf_step = (share + kc - 1) / kc;  // <= 24·4 / 2 bytes: groups > 1
-        const auto* next = reinterpret_cast<const char*>(block + block_bytes);
-        for (int64_t g = 0; g < groups; ++g) {
-          const int64_t mr = std::min<int64_t>(4, rows - g * 4);
-          const PanelKernels& k = kernels[mr - 1];
-          (np == 1 ? k.one : k.wide)(kc, xp + g * 4 * in + k0 * mr, block,
-                                     static_cast<int64_t>(panel_elems), c + g * 4 * ldc, ldc,
-                                     k0 == 0, groups > 1 ? next + g * share : nullptr, pf_step);
+  drive_panels(rows, in, out, xp, 1, kernels, 4, panels, dtype, bias, y, ldy);
+}
+
+bool cpu_has_avx512_bf16() {
+  static const bool has = cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+  return has;
+}
+
+void packed_gemv_bf16(int64_t rows, int64_t in, int64_t out, const void* x, DType x_dtype,
+                      int64_t ldx, const void* panels, const float* bias, float* y, int64_t ldy) {
+  if (rows < 1 || rows > kPackedMaxRows)
+    fail("packed_gemv", "rows must be 1.." + std::to_string(kPackedMaxRows));
+  if (!cpu_has_avx512_bf16()) fail("packed_gemv", "this CPU has no AVX512_BF16");
+  if (in % 2 != 0) fail("packed_gemv", "bf16 dot products need an even input size");
+  if (x_dtype != DType::f32 && x_dtype != DType::bf16)
+    fail("packed_gemv", "activations must be f32 or bf16");
+  if (out == 0) return;
+  static const std::array<PanelKernels, 8> kernels = panel_kernels_dp();
+  // bf16 pairs, input-major in groups of 8 rows: group g at xq + g·8·in/2, pair (j, m) at j·MR + m.
+  constexpr int64_t kGroup = 8;  // (6 and 12 measured 5-10% slower on 16 rows)
+  const int64_t groups = (rows + kGroup - 1) / kGroup, pairs = in / 2;
+  auto* xq = reinterpret_cast<uint32_t*>(scratch_f32(4, static_cast<size_t>(rows * pairs)));
+  const size_t xs = dtype_size(x_dtype);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t mr = std::min<int64_t>(kGroup, rows - g * kGroup);
+    uint32_t* dst = xq + g * kGroup * pairs;
+    for (int64_t m = 0; m < mr; ++m) {
+      const void* src = static_cast<const std::byte*>(x) + (g * kGroup + m) * ldx * xs;
+      for (int64_t j = 0; j < pairs; ++j) {
+        uint32_t lo, hi;
+        if (x_dtype == DType::f32) {
+          lo = f32_to_bf16(static_cast<const float*>(src)[2 * j]).bits;
+          hi = f32_to_bf16(static_cast<const float*>(src)[2 * j + 1]).bits;
+        } else {
+          lo = static_cast<const bf16*>(src)[2 * j].bits;
+          hi = static_cast<const bf16*>(src)[2 * j + 1].bits;
         }
+        dst[j * mr + m] = lo | hi << 16;
       }
-      if (width < np * kPanel || bias)
-        for (int64_t m = 0; m < rows; ++m)
-          for (int64_t r = 0; r < width; ++r)
-            y[m * ldy + o + r] = c[m * ldc + r] + (bias ? bias[o + r] : 0.0f);
-      p += np;
     }
-  };
-  if (out * in * std::min<int64_t>(rows, 4) < kParallelThreshold || panels_n < 2) {
-    run(0, panels_n);
-    return;
   }
-  // Runs of whole panels handed to whichever thread is free: on a shared VM one core is often
-  // slower than the other for a while, and with fixed halves the faster one waited at the barrier
-  // (three alternating bench_model pairs: 16-sequence gain 8.54x -> 9.32x f32, 4.85x -> 5.45x
-  // bf16; single-sequence decode unchanged). A run of >= 8 panels (>= 192 outputs) keeps the
-  // weights streaming in address order and the 1-row walk 4 panels wide.
-  const int64_t chunk = std::max<int64_t>(8, panels_n / 16);
-  const int64_t chunks = (panels_n + chunk - 1) / chunk;
-  apply_threads();
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t ci = 0; ci < chunks; ++ci) run(ci * chunk, std::min(panels_n, (ci + 1) * chunk));
+  drive_panels(rows, in, out, xq, 2, kernels, kGroup, panels, DType::bf16, bias, y, ldy);
 }
 
 }  // namespace seqit::tensor::detail

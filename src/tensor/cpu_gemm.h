@@ -68,14 +68,21 @@ void pack_panels(const void* w, DType dtype, int64_t out, int64_t in, int64_t ld
 // Output rows [o0, o1) of packed panels as f32 rows: dst[(o - o0)·in + i] = w[o, i].
 void unpack_panels_f32(const void* panels, DType dtype, int64_t in, int64_t o0, int64_t o1,
                        float* dst);
-// The same rows in the panels' own dtype (for unpack_weight).
-void unpack_panels(const void* panels, DType dtype, int64_t out, int64_t in, void* dst);
+// The same rows in the panels' own dtype (unpack_weight: all of them).
+void unpack_panels(const void* panels, DType dtype, int64_t in, int64_t o0, int64_t o1, void* dst);
 // y[m, o] = Σ_i x[m, i] · w[o, i] (+ bias[o]) for m < rows <= kPackedMaxRows, w packed; x, y f32.
 // Multithreaded over panels. `isa` kScalar forces the portable kernel (tests); otherwise AVX2 when
 // this CPU has it.
 void packed_gemv(int64_t rows, int64_t in, int64_t out, const float* x, int64_t ldx,
                  const void* panels, DType dtype, const float* bias, float* y, int64_t ldy,
                  GemvIsa isa = GemvIsa::kAuto);
+
+// The same product with bf16 panels and bf16 activations (x f32, rounded to bf16 here, or bf16; row
+// stride ldx), accumulated in f32 with AVX512_BF16 dot products: twice the multiply-adds of the f32
+// kernels per instruction. Only where cpu_has_avx512_bf16() and `in` is even (throws otherwise).
+void packed_gemv_bf16(int64_t rows, int64_t in, int64_t out, const void* x, DType x_dtype,
+                      int64_t ldx, const void* panels, const float* bias, float* y, int64_t ldy);
+bool cpu_has_avx512_bf16();
 
 // Whether oneDNN runs bf16 matmul with an optimised kernel here (AVX-512 BF16 / AMX), and the name
 // of the implementation it picks for f32 (for benchmark tables).

@@ -2,6 +2,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -129,9 +132,77 @@ void CpuBackend::unpack_weight(const Tensor& w, const Tensor& panels) {
   check_panels(op, panels, w.size(0));
   check_dtype(op, "w", w, panels.dtype());
   if (panels.size(1) != w.size(1)) fail(op, "w " + w.describe() + " does not match the panels");
-  unpack_panels(panels.raw_data(), panels.dtype(), w.size(0), w.size(1),
+  unpack_panels(panels.raw_data(), panels.dtype(), w.size(1), 0, w.size(0),
                 const_cast<void*>(w.raw_data()));
 }
+
+namespace {
+
+std::atomic<int> g_bf16_activations{-1};  // -1: not read from the environment yet
+
+Bf16Activations initial_bf16_activations() {
+  const char* env = std::getenv("SEQIT_BF16_ACTIVATIONS");
+  const std::string v = env ? env : "";
+  if (v.empty() || v == "auto") return Bf16Activations::kAuto;
+  if (v == "f32") return Bf16Activations::kF32;
+  if (v == "bf16") return Bf16Activations::kBf16;
+  throw Error("SEQIT_BF16_ACTIVATIONS must be auto, f32 or bf16, got '" + v + "'");
+}
+
+// x rows (f32 or bf16) rounded to bf16, contiguous [rows, in], in scratch slot `slot`.
+const bf16* bf16_rows(const RowsRef& X, int64_t in, int slot) {
+  auto* dst = reinterpret_cast<bf16*>(scratch_f32(slot, static_cast<size_t>(X.rows * in + 1) / 2));
+  apply_threads();
+#pragma omp parallel for schedule(static) if (X.rows * in >= kParallelThreshold)
+  for (int64_t r = 0; r < X.rows; ++r) {
+    if (X.dtype == DType::bf16)
+      std::memcpy(dst + r * in, X.row(r), static_cast<size_t>(in) * sizeof(bf16));
+    else if (X.dtype == DType::f32)
+      convert_f32_to_bf16(static_cast<const float*>(X.row(r)), dst + r * in,
+                          static_cast<size_t>(in));
+    else {
+      std::vector<float> buffer(static_cast<size_t>(in));
+      convert_f32_to_bf16(load_f32(X.row(r), X.dtype, buffer.data(), in), dst + r * in,
+                          static_cast<size_t>(in));
+    }
+  }
+  return dst;
+}
+
+// linear_forward with packed bf16 weights and activations rounded to bf16 (see ops.h).
+void packed_bf16_activations(const RowsRef& X, const RowsRef& Y, const void* panels, int64_t in,
+                             int64_t out, const float* b) {
+  const int64_t n = X.rows;
+  const auto [yf, ldy] = f32_output(Y, out);
+  if (n <= kPackedMaxRows) {
+    if (cpu_has_avx512_bf16() && in % 2 == 0 && (X.dtype == DType::f32 || X.dtype == DType::bf16)) {
+      packed_gemv_bf16(n, in, out, X.base, X.dtype, X.row_stride, panels, b, yf, ldy);
+    } else {
+      // The same rounding through the f32 kernel (CPUs without bf16 dot products).
+      const bf16* x16 = bf16_rows(X, in, 5);
+      float* xf = scratch_f32(3, static_cast<size_t>(n * in));
+      convert_bf16_to_f32(x16, xf, static_cast<size_t>(n * in));
+      packed_gemv(n, in, out, xf, in, panels, DType::bf16, b, yf, ldy);
+    }
+  } else {
+    // Prefill: x rounded once; blocks of whole panels unpacked to bf16 rows, each block one bf16
+    // GEMM (oneDNN's native kernel where the CPU has one, else gemm_any's f32 conversion).
+    const bf16* x16 = bf16_rows(X, in, 3);
+    const int64_t block = std::min(out, 32 * kPanel);
+    auto* wblock = reinterpret_cast<bf16*>(scratch_f32(4, static_cast<size_t>(block * in + 1) / 2));
+    for (int64_t o0 = 0; o0 < out; o0 += block) {
+      const int64_t rows = std::min(block, out - o0);
+      unpack_panels(panels, DType::bf16, in, o0, o0 + rows, wblock);
+      gemm_any(1, MatrixRef{x16, DType::bf16, n, in, in, 1, 0},
+               MatrixRef{wblock, DType::bf16, in, rows, 1, in, 0},
+               MutableMatrixRef{yf + o0, DType::f32, n, rows, ldy, 1, 0}, b ? b + o0 : nullptr,
+               1.0f, false);
+    }
+  }
+  store_output(Y, yf, out);
+}
+
+}  // namespace
 
 void CpuBackend::linear_forward_packed(const Tensor& y, const Tensor& x, const Tensor& panels,
                                        int64_t out, const Tensor& bias) {
@@ -152,6 +223,8 @@ void CpuBackend::linear_forward_packed(const Tensor& y, const Tensor& x, const T
   const float* b = bias_f32(op, bias, out, bias_holder);
   const int64_t n = X.rows;
   if (n == 0) return;
+  if (panels.dtype() == DType::bf16 && bf16_activations() == Bf16Activations::kBf16)
+    return packed_bf16_activations(X, Y, panels.raw_data(), in, out, b);
   // Both paths want f32 activations in and out.
   const auto [xf, ldx] = f32_input(X, in);
   const auto [yf, ldy] = f32_output(Y, out);
@@ -265,3 +338,27 @@ void CpuBackend::matmul(const Tensor& c, const Tensor& a, const Tensor& b, float
 }
 
 }  // namespace seqit::tensor::detail
+
+namespace seqit::tensor {
+
+using detail::g_bf16_activations;
+
+void set_bf16_activations(Bf16Activations mode) {
+  g_bf16_activations.store(static_cast<int>(mode));
+}
+
+Bf16Activations bf16_activations() {
+  int mode = g_bf16_activations.load();
+  if (mode < 0) {
+    mode = static_cast<int>(detail::initial_bf16_activations());
+    int expected = -1;
+    g_bf16_activations.compare_exchange_strong(expected, mode);
+    mode = g_bf16_activations.load();
+  }
+  if (static_cast<Bf16Activations>(mode) != Bf16Activations::kAuto)
+    return static_cast<Bf16Activations>(mode);
+  static const bool native = detail::cpu_has_avx512_bf16() && detail::onednn_has_fast_bf16();
+  return native ? Bf16Activations::kBf16 : Bf16Activations::kF32;
+}
+
+}  // namespace seqit::tensor

@@ -56,10 +56,25 @@ PackedWeight pack_weight(const Tensor& w);
 // The plain [O, I] matrix back (a new tensor, same dtype).
 Tensor unpack_weight(const PackedWeight& w);
 // y[N, O] = x[N, I] · wᵀ (+ bias[O]) with w packed: up to 64 rows the packed kernel, more rows
-// (prefill) oneDNN's GEMM over blocks of panels unpacked to f32. Same results as the plain
-// linear_forward up to f32 summation order.
+// (prefill) oneDNN's GEMM over blocks of unpacked panels. Same results as the plain
+// linear_forward up to f32 summation order — except for bf16 weights under bf16 activations
+// (below), where x is first rounded to bf16.
 void linear_forward(const Tensor& y, const Tensor& x, const PackedWeight& w,
                     const Tensor& bias = {});
+
+// How products with packed bf16 weights (inference) treat f32 activations:
+// - kF32: x stays f32 and the weights are widened to f32 (exact up to f32 summation order);
+// - kBf16: x is rounded to bf16 and the product runs bf16 x bf16 with f32 accumulation — on a CPU
+//   with bf16 arithmetic (AVX512_BF16) through its dot products (oneDNN's bf16 matmul for prefill,
+//   vdpbf16ps panels for decoding), twice the f32 multiply-add rate; elsewhere the same rounding
+//   through the f32 kernels (so results do not depend on the CPU beyond summation order);
+// - kAuto (the default): kBf16 where the CPU has bf16 arithmetic, else kF32 (nothing gets slower).
+// The environment variable SEQIT_BF16_ACTIVATIONS=auto|f32|bf16 sets the starting mode. Plain
+// (unpacked) weights — training — are not affected: the trainer chooses its compute dtype itself.
+enum class Bf16Activations { kAuto, kF32, kBf16 };
+void set_bf16_activations(Bf16Activations mode);
+// The mode in force, resolved: kF32 or kBf16.
+Bf16Activations bf16_activations();
 
 // General (batched) matmul: c[.., M, N] = alpha · a[.., M, K] · b[.., K, N] (+ c when accumulate).
 // a and b may be transposed views (strides describe the layout; no copy). Leading batch dims equal.

@@ -208,7 +208,17 @@ TEST(PackedWeight, UnpacksToTheSameBitsForEveryDtype) {
 // Every row count up to the packed kernel's limit and past it (the unpack + GEMM path), inputs on
 // both sides of the 256-input block, partial last panels, with and without bias, both ISAs; the
 // wider shapes split their panels over threads and walk 2 or 4 panels at once for 1-2 rows.
+// Sets the bf16 activation mode for one scope (the process default is restored after).
+class Bf16ActivationsScope {
+ public:
+  explicit Bf16ActivationsScope(Bf16Activations mode) { set_bf16_activations(mode); }
+  ~Bf16ActivationsScope() { set_bf16_activations(Bf16Activations::kAuto); }
+  Bf16ActivationsScope(const Bf16ActivationsScope&) = delete;
+  Bf16ActivationsScope& operator=(const Bf16ActivationsScope&) = delete;
+};
+
 TEST(PackedWeight, LinearMatchesTheReferenceForEveryRowCountDtypeAndIsa) {
+  const Bf16ActivationsScope exact(Bf16Activations::kF32);
   struct Shape {
     int64_t in, out;
   };
@@ -241,6 +251,71 @@ TEST(PackedWeight, LinearMatchesTheReferenceForEveryRowCountDtypeAndIsa) {
       }
     }
   }
+}
+
+// Packed bf16 weights under bf16 activations: x is rounded to bf16 and the products (exact in f32)
+// are summed in f32, so the reference is the f64 product of the rounded operands at the f32
+// tolerance. Every row count through the dot-product kernel (groups of 8 rows, 1-2 rows walking
+// 4 / 2 panels), past it (the bf16 GEMM), odd input sizes (the f32 kernels on rounded x), bf16 x.
+TEST(PackedWeight, Bf16ActivationsRoundTheInputsAndSumInF32) {
+  const Bf16ActivationsScope fast(Bf16Activations::kBf16);
+  EXPECT_EQ(bf16_activations(), Bf16Activations::kBf16);
+  struct Shape {
+    int64_t in, out;
+  };
+  for (const Shape s : {Shape{76, 53}, Shape{300, 24}, Shape{514, 70}, Shape{75, 53},
+                        Shape{512, 250}, Shape{1024, 200}}) {
+    const Vec w = reference::random_vec(static_cast<size_t>(s.out * s.in), 90, 0.2);
+    const Vec b = reference::random_vec(static_cast<size_t>(s.out), 91);
+    const PackedWeight p = pack_weight(to_tensor(w, {s.out, s.in}, DType::bf16));
+    const Vec wr = rounded(w, DType::bf16);
+    for (int64_t rows : {1, 2, 3, 5, 8, 9, 16, 17, 24, 31, 64, 65, 100}) {
+      const Vec x =
+          reference::random_vec(static_cast<size_t>(rows * s.in), 92 + static_cast<uint64_t>(rows));
+      const bool with_bias = rows % 2 == 1;
+      const Vec want = reference::linear(rounded(x, DType::bf16), wr, with_bias ? &b : nullptr,
+                                         rows, s.in, s.out);
+      for (DType xd : {DType::f32, DType::bf16}) {
+        Tensor y = Tensor::empty({rows, s.out}, DType::f32);
+        linear_forward(y, to_tensor(x, {rows, s.in}, xd), p,
+                       with_bias ? to_tensor(b, {s.out}) : Tensor{});
+        EXPECT_LT(rel_error(to_vec(y), want), kF32Tol)
+            << "rows " << rows << " in " << s.in << " out " << s.out << " x " << dtype_name(xd);
+      }
+      // Not the f32-activation result: the rounding of x shows (about 2^-9 relative).
+      Tensor y = Tensor::empty({rows, s.out}, DType::f32);
+      linear_forward(y, to_tensor(x, {rows, s.in}), p);
+      EXPECT_GT(rel_error(to_vec(y), reference::linear(x, wr, nullptr, rows, s.in, s.out)), 1e-4);
+    }
+  }
+}
+
+TEST(PackedWeight, Bf16DotProductKernelOnThisCpu) {
+  if (!detail::cpu_has_avx512_bf16()) {
+    GTEST_SKIP() << "this CPU has no AVX512_BF16 (the kernel cannot run here; the f32 path on "
+                    "rounded activations is tested above)";
+  }
+  const int64_t in = 1030, out = 97;  // 4 full k-blocks of 256 and a 6-input tail; a partial panel
+  const Vec w = reference::random_vec(static_cast<size_t>(out * in), 93, 0.2);
+  const PackedWeight p = pack_weight(to_tensor(w, {out, in}, DType::bf16));
+  const Vec b = reference::random_vec(static_cast<size_t>(out), 94);
+  for (int64_t rows = 1; rows <= detail::kPackedMaxRows; ++rows) {
+    const Vec x = reference::random_vec(static_cast<size_t>(rows * (in + 2)),
+                                        95 + static_cast<uint64_t>(rows));
+    const Tensor xt = to_tensor(x, {rows, in + 2}).narrow(1, 2, in);  // a row stride of in + 2
+    Vec xs;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < in; ++i) xs.push_back(x[static_cast<size_t>(r * (in + 2) + 2 + i)]);
+    std::vector<float> bf(b.begin(), b.end()), y(static_cast<size_t>(rows * out));
+    detail::packed_gemv_bf16(rows, in, out, xt.raw_data(), DType::f32, in + 2, p.panels.raw_data(),
+                             bf.data(), y.data(), out);
+    const Vec want =
+        reference::linear(rounded(xs, DType::bf16), rounded(w, DType::bf16), &b, rows, in, out);
+    EXPECT_LT(rel_error(Vec(y.begin(), y.end()), want), kF32Tol) << "rows " << rows;
+  }
+  EXPECT_THROW(
+      detail::packed_gemv_bf16(1, 3, 1, nullptr, DType::f32, 3, nullptr, nullptr, nullptr, 1),
+      Error);  // odd input size
 }
 
 TEST(PackedWeight, WritesStridedViewsAndBf16Outputs) {
