@@ -24,6 +24,9 @@ void add_backend_options(CLI::App& cmd, BackendOptions& o) {
       "--chat-template", o.chat_template,
       "With --local: 'plain', a builtin format (tulu, alpaca, chatml, llama3, mistral) or a "
       "template file; default: the model's own template, else plain");
+  cmd.add_option("--kv-cache", o.kv_cache, "With --local: the KV cache's element type")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
   cmd.add_option("--model", o.model,
                  "Model name sent with requests that name none (with --local: its id)");
   cmd.add_option("--api-key-env", o.api_key_env, "Environment variable holding the API key")
@@ -72,6 +75,7 @@ OpenedBackend open_backend(const BackendOptions& o, const std::string& default_c
     local.model_name = o.model;
     local.max_batch = o.concurrency;
     local.chat_template = o.chat_template;
+    local.kv_cache = o.kv_cache;
     out.backend = llm::LocalBackend::open(o.local_model, o.tokenizer, local);
   }
   if (!o.no_cache) {

@@ -19,7 +19,7 @@ namespace seqit::cli {
 
 struct BackendOptions {
   std::vector<std::string> urls;
-  std::string local_model, tokenizer, chat_template;
+  std::string local_model, tokenizer, chat_template, kv_cache = "f32";
   std::string model;
   std::string api_key_env = "OPENAI_API_KEY";
   std::string cache;

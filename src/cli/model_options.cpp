@@ -19,6 +19,12 @@ void add_model_options(CLI::App& cmd, ModelOptions& o, bool chat_flag) {
                  "found with the model");
   cmd.add_option("--dtype", o.dtype, "Compute dtype of the weights: f32 or bf16")
       ->check(CLI::IsMember({"f32", "bf16"}));
+  cmd.add_option(
+         "--kv-cache", o.kv_cache,
+         "KV cache element type: f32, f16 or bf16 (half the cache memory and reads; llama.cpp's "
+         "default is f16)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
   if (chat_flag)
     cmd.add_flag("--chat", o.chat,
                  "Wrap prompts in the model's chat template (records may give \"messages\")");
@@ -35,6 +41,7 @@ LoadedModel load_model(const ModelOptions& o) {
   model::LoadOptions load;
   load.dtype = o.dtype == "bf16" ? tensor::DType::bf16 : tensor::DType::f32;
   load.pack_for_inference = true;  // generation only: the decoding layout
+  load.kv_cache = model::kv_cache_dtype(o.kv_cache);
   m.model = model::LlamaModel::load(o.model, load);
   std::filesystem::path tok;
   if (!o.tokenizer.empty()) {

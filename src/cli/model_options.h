@@ -16,7 +16,7 @@
 namespace seqit::cli {
 
 struct ModelOptions {
-  std::string model, tokenizer, dtype = "f32";
+  std::string model, tokenizer, dtype = "f32", kv_cache = "f32";
   bool chat = false;
   std::string system, chat_template;
 };

@@ -27,6 +27,7 @@ struct ServeOptions {
   int http_threads = 256;
   size_t max_body_bytes = llm::ServerOptions{}.max_body_bytes;
   bool bf16 = false;
+  std::string kv_cache = "f32";
 };
 
 void run(const ServeOptions& o) {
@@ -43,6 +44,7 @@ void run(const ServeOptions& o) {
   local.max_batch = o.max_batch;
   local.max_context = o.max_context;
   local.chat_template = o.chat_template;
+  local.kv_cache = o.kv_cache;
   auto backend = llm::LocalBackend::open(o.model, o.tokenizer, local, o.bf16);
 
   llm::ServerOptions server_options;
@@ -125,6 +127,12 @@ void setup(CLI::App& cmd) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd.add_flag("--bf16", o->bf16, "Keep weight matrices in bf16 (half the memory)");
+  cmd.add_option(
+         "--kv-cache", o->kv_cache,
+         "KV cache element type: f32, f16 or bf16 (half the cache memory and reads; llama.cpp's "
+         "default is f16)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
   cmd.footer(
       "Endpoints: GET /health, GET /metrics (Prometheus), GET /v1/models, POST "
       "/v1/chat/completions and /v1/completions "

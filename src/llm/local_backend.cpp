@@ -343,6 +343,7 @@ std::unique_ptr<LocalBackend> LocalBackend::open(const fs::path& model_path,
   model::LoadOptions load;
   load.dtype = bf16 ? tensor::DType::bf16 : tensor::DType::f32;
   load.pack_for_inference = true;  // serving only: the decoding layout
+  load.kv_cache = model::kv_cache_dtype(options.kv_cache);
   std::shared_ptr<const model::LlamaModel> model = model::LlamaModel::load(model_path, load);
   fs::path tok_path = tokenizer_path;
   if (tok_path.empty()) {

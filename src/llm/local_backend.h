@@ -52,6 +52,8 @@ struct LocalBackendOptions {
   // when it ships one, else "plain"; "plain"; a builtin format name (tulu, chatml, ...); or a
   // template file / tokenizer folder.
   std::string chat_template;
+  // For open(): the KV cache's element type, "f32", "f16" or "bf16" (model::LoadOptions::kv_cache).
+  std::string kv_cache = "f32";
 };
 
 struct LocalStats {

@@ -51,6 +51,13 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const fs::path& path, const LoadOpt
   return model;
 }
 
+tensor::DType kv_cache_dtype(const std::string& name) {
+  if (name == "f32") return DType::f32;
+  if (name == "f16") return DType::f16;
+  if (name == "bf16") return DType::bf16;
+  throw Error(fmt::format("the KV cache holds f32, f16 or bf16, not '{}'", name));
+}
+
 std::unique_ptr<LlamaModel> LlamaModel::load(const WeightSource& source,
                                              const LoadOptions& options) {
   if (options.dtype != DType::f32 && options.dtype != DType::bf16) {
@@ -60,6 +67,12 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const WeightSource& source,
   std::unique_ptr<LlamaModel> m(new LlamaModel());
   m->config_ = source.config();
   m->dtype_ = options.dtype;
+  if (options.kv_cache != DType::f32 && options.kv_cache != DType::f16 &&
+      options.kv_cache != DType::bf16) {
+    throw Error(fmt::format("the KV cache holds f32, f16 or bf16, not {}",
+                            tensor::dtype_name(options.kv_cache)));
+  }
+  m->kv_cache_ = options.kv_cache;
   m->rope_ = rope_config_of(m->config_);
   const ModelConfig& c = m->config_;
   const int64_t C = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
@@ -198,7 +211,7 @@ void LlamaModel::read_f32(const WeightSpec& spec, float* out) const {
 KvCache LlamaModel::new_cache(int64_t max_length) const {
   int64_t limit = config_.max_position_embeddings;
   if (config_.sliding_window) limit = std::min(limit, *config_.sliding_window);
-  return KvCache(config_, max_length > 0 ? std::min(max_length, limit) : limit);
+  return KvCache(config_, max_length > 0 ? std::min(max_length, limit) : limit, kv_cache_);
 }
 
 void LlamaModel::prepare_workspace(ForwardWorkspace& ws, int64_t rows) const {

@@ -77,7 +77,15 @@ struct LoadOptions {
   // head into decoding panels (tensor::PackedWeight) — batched decoding runs several times faster;
   // same memory. Training needs the plain layout (leave false).
   bool pack_for_inference = false;
+  // Element type of the KV caches new_cache() makes: f32, or f16 / bf16 for half the cache memory
+  // and half the bytes attention reads per decoded token over long contexts (f16 keeps 10 mantissa
+  // bits: llama.cpp's default; bf16 8). Attention computes in f32 either way.
+  tensor::DType kv_cache = tensor::DType::f32;
 };
+
+// "f32" / "f16" / "bf16" -> LoadOptions::kv_cache; anything else throws seqit::Error naming the
+// choices.
+tensor::DType kv_cache_dtype(const std::string& name);
 
 class LlamaModel : public WeightSource {
  public:
@@ -90,6 +98,7 @@ class LlamaModel : public WeightSource {
 
   const ModelConfig& config() const override { return config_; }
   tensor::DType dtype() const { return dtype_; }
+  tensor::DType kv_cache_dtype() const { return kv_cache_; }
   const LlamaWeights& weights() const { return weights_; }
   LlamaWeights& mutable_weights() { return weights_; }
   // Where the model came from and the tokenizer found with it (when loaded from a path).
@@ -137,6 +146,7 @@ class LlamaModel : public WeightSource {
 
   ModelConfig config_;
   tensor::DType dtype_ = tensor::DType::f32;
+  tensor::DType kv_cache_ = tensor::DType::f32;
   bool packed_ = false;
   LlamaWeights weights_;
   tensor::RopeConfig rope_;
