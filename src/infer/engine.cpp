@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "util/error.h"
 
@@ -24,6 +25,8 @@ std::string_view finish_reason_name(FinishReason reason) {
       return "length";
     case FinishReason::cancelled:
       return "cancelled";
+    case FinishReason::dead_end:
+      return "stop";
   }
   return "?";
 }
@@ -38,6 +41,7 @@ struct Engine::Sequence {
   std::optional<TextStream> stream;
   GenerationResult result;
   bool cancelled = false;
+  int32_t constraint_state = 0;  // the constraint automaton's state after the generated text
 
   Sequence(RequestId id_, GenerationRequest req, model::KvCache cache_)
       : id(id_),
@@ -88,6 +92,10 @@ RequestId Engine::add(GenerationRequest request) {
   if (!tokenizer_ && !request.stop.stop_strings.empty())
     throw Error("stop strings need a tokenizer");
   if (request.stop.max_new_tokens < 1) throw Error("max new tokens must be at least 1");
+  if (request.constraint) {
+    if (!tokenizer_) throw Error("constrained decoding needs a tokenizer");
+    if (!trie_) trie_ = std::make_unique<TokenTrie>(*tokenizer_);
+  }
   RequestId id = next_id_++;
   auto seq = std::make_unique<Sequence>(id, std::move(request), std::move(cache));
   if (tokenizer_) {
@@ -191,8 +199,19 @@ std::vector<StepEvent> Engine::step() {
   for (int64_t r = 0; r < R; ++r) {
     Sequence& s = *sampled[r];
     std::span<float> row(logits.narrow(0, r, 1).data<float>(), static_cast<size_t>(V));
-    TokenId next = s.sampler.sample(row, s.tokens);
     StepEvent& event = event_for(s);
+    TokenId next = 0;
+    int32_t next_state = 0;
+    if (s.request.constraint) {
+      const std::optional<TokenId> pick = sample_constrained(s, row, &next_state);
+      if (!pick) {
+        finish(s, FinishReason::dead_end, event);
+        continue;
+      }
+      next = *pick;
+    } else {
+      next = s.sampler.sample(row, s.tokens);
+    }
     const bool is_eos = !s.request.stop.ignore_eos &&
                         std::find(eos_ids_.begin(), eos_ids_.end(), next) != eos_ids_.end();
     const bool is_stop =
@@ -224,6 +243,13 @@ std::vector<StepEvent> Engine::step() {
         continue;
       }
     }
+    if (s.request.constraint) {
+      s.constraint_state = next_state;
+      if (s.request.constraint->complete(next_state)) {
+        finish(s, FinishReason::stop_token, event);
+        continue;
+      }
+    }
     const auto generated = static_cast<int64_t>(s.result.tokens.size());
     if (generated >= s.request.stop.max_new_tokens) {
       finish(s, FinishReason::length, event);
@@ -237,6 +263,42 @@ std::vector<StepEvent> Engine::step() {
                                 }),
                  running_.end());
   return events;
+}
+
+std::optional<TokenId> Engine::sample_constrained(Sequence& s, std::span<const float> row,
+                                                  int32_t* next_state) {
+  const Constraint& c = *s.request.constraint;
+  const int32_t state = s.constraint_state;
+  const auto& allowed = c.allowed(*trie_, state);
+  // Tokens this one may still use, itself included: the budget and the context both bound it.
+  const int64_t left =
+      std::min(s.request.stop.max_new_tokens - static_cast<int64_t>(s.result.tokens.size()),
+               s.cache.max_length() - static_cast<int64_t>(s.tokens.size()));
+  masked_.assign(row.size(), -std::numeric_limits<float>::infinity());
+  // Keep tokens after which the rest still fits (one byte per token at worst); when none does,
+  // those that come closest.
+  int64_t fit = left - 1;
+  int32_t nearest = std::numeric_limits<int32_t>::max();
+  for (const auto& a : allowed) nearest = std::min(nearest, c.distance(a.next));
+  if (nearest > fit) fit = nearest;
+  bool any = false;
+  for (const auto& a : allowed) {
+    if (c.distance(a.next) > fit) continue;
+    masked_[static_cast<size_t>(a.token)] = row[static_cast<size_t>(a.token)];
+    any = true;
+  }
+  if (c.accepting(state)) {
+    for (TokenId e : eos_ids_)
+      masked_[static_cast<size_t>(e)] = row[static_cast<size_t>(e)], any = true;
+    for (TokenId e : s.request.stop.stop_tokens)
+      masked_[static_cast<size_t>(e)] = row[static_cast<size_t>(e)], any = true;
+  }
+  if (!any) return std::nullopt;
+  const TokenId next = s.sampler.sample(masked_, s.tokens);
+  auto it = std::lower_bound(allowed.begin(), allowed.end(), next,
+                             [](const Constraint::Allowed& a, TokenId t) { return a.token < t; });
+  *next_state = it != allowed.end() && it->token == next ? it->next : state;  // an end token
+  return next;
 }
 
 std::vector<GenerationResult> Engine::generate(std::vector<GenerationRequest> requests) {

@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "infer/constraint.h"
 #include "infer/sampler.h"
 #include "infer/text_stream.h"
 #include "model/llama.h"
@@ -39,7 +40,17 @@ struct StopParams {
   bool ignore_eos = false;           // keep going past EOS (benchmarks)
 };
 
-enum class FinishReason { none, length, stop_token, stop_string, context_full, cancelled };
+// dead_end: a constraint admitted no token before it was complete (the tokenizer cannot spell what
+// it needs); reported to OpenAI clients as "stop".
+enum class FinishReason {
+  none,
+  length,
+  stop_token,
+  stop_string,
+  context_full,
+  cancelled,
+  dead_end
+};
 std::string_view finish_reason_name(FinishReason reason);  // OpenAI's words: "length", "stop", ...
 
 struct GenerationRequest {
@@ -53,6 +64,11 @@ struct GenerationRequest {
   // Report log p(token) of each generated token under the model's unmodified distribution (before
   // temperature, penalties and filters), as OpenAI's logprobs do.
   bool logprobs = false;
+  // Constrained decoding: the generated text stays inside this language (infer/constraint.h) and
+  // the request finishes (reason stop) as soon as it is complete; the end tokens are allowed only
+  // where the text is in the language. Tokens that would leave no room to finish within
+  // max_new_tokens are masked too. Needs an engine with a tokenizer.
+  std::shared_ptr<const Constraint> constraint;
   // Called inside step() with each new piece of text (valid UTF-8; never text after a stop string).
   std::function<void(std::string_view text)> on_text;
 };
@@ -114,9 +130,14 @@ class Engine {
  private:
   struct Sequence;
   void finish(Sequence& s, FinishReason reason, StepEvent& event);
+  // Samples from `row` masked to what s's constraint allows; nullopt at a dead end.
+  std::optional<TokenId> sample_constrained(Sequence& s, std::span<const float> row,
+                                            int32_t* next_state);
 
   const model::LlamaModel& model_;
   const tokenizer::Tokenizer* tokenizer_;
+  std::unique_ptr<TokenTrie> trie_;  // built for the first constrained request
+  std::vector<float> masked_;        // a constrained row's logits
   EngineOptions options_;
   std::vector<TokenId> eos_ids_;
   RequestId next_id_ = 1;
