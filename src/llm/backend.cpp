@@ -20,6 +20,22 @@ const char* to_string(RequestKind kind) {
   return "?";
 }
 
+const char* to_string(ResponseFormat::Kind kind) {
+  switch (kind) {
+    case ResponseFormat::Kind::text:
+      return "text";
+    case ResponseFormat::Kind::json_object:
+      return "json_object";
+    case ResponseFormat::Kind::json_schema:
+      return "json_schema";
+    case ResponseFormat::Kind::regex:
+      return "regex";
+    case ResponseFormat::Kind::choice:
+      return "choice";
+  }
+  return "?";
+}
+
 const char* to_string(ErrorKind kind) {
   switch (kind) {
     case ErrorKind::invalid_request:

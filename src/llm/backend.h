@@ -41,6 +41,20 @@ struct SamplingParams {
   bool operator==(const SamplingParams&) const = default;
 };
 
+// Structured output for chat and completion requests: the answer is held to a format. The local
+// backend enforces it while decoding (infer/constraint.h: every answer parses); the HTTP backend
+// sends json_object / json_schema as OpenAI's response_format for the server to enforce.
+struct ResponseFormat {
+  enum class Kind { text, json_object, json_schema, regex, choice };
+  Kind kind = Kind::text;
+  std::string name;                  // json_schema: the schema's name (OpenAI requires one)
+  std::string schema;                // json_schema: the schema as JSON text (its key order kept)
+  std::string pattern;               // regex
+  std::vector<std::string> choices;  // choice
+  bool operator==(const ResponseFormat&) const = default;
+};
+const char* to_string(ResponseFormat::Kind kind);  // "text", "json_object", ...
+
 enum class RequestKind { chat, completion, score };
 const char* to_string(RequestKind kind);
 
@@ -51,6 +65,7 @@ struct Request {
   std::string prompt;                      // completion and score
   std::vector<std::string> continuations;  // score: each is scored as prompt + continuation
   SamplingParams params;                   // chat and completion
+  ResponseFormat response_format;          // chat and completion
   // score: also return every token of prompt + continuation with its log-probability
   // (Response::token_logprobs), as an OpenAI echo + logprobs completion does.
   bool token_logprobs = false;

@@ -1,11 +1,14 @@
 #include "llm/local_backend.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -68,6 +71,36 @@ struct LocalBackend::Impl {
       by_sequence;  // engine id -> (job, choice)
   std::mt19937_64 seeds{std::random_device{}()};
   std::thread thread;
+  std::map<std::string, std::shared_ptr<const infer::Constraint>> constraints;  // by format
+
+  // The decoding constraint of a response format (null for text); compile errors throw
+  // seqit::Error (the request's fault: a 400 from the server).
+  std::shared_ptr<const infer::Constraint> constraint_for(const ResponseFormat& f) {
+    if (f.kind == ResponseFormat::Kind::text) return nullptr;
+    const std::string key = fmt::format("{}\n{}\n{}\n{}", to_string(f.kind), f.schema, f.pattern,
+                                        fmt::join(f.choices, "\x1f"));
+    if (auto it = constraints.find(key); it != constraints.end()) return it->second;
+    std::shared_ptr<const infer::Constraint> c;
+    switch (f.kind) {
+      case ResponseFormat::Kind::json_object:
+        c = infer::Constraint::json_object();
+        break;
+      case ResponseFormat::Kind::json_schema:
+        c = infer::Constraint::json_schema(nlohmann::ordered_json::parse(f.schema));
+        break;
+      case ResponseFormat::Kind::regex:
+        c = infer::Constraint::regex(f.pattern);
+        break;
+      case ResponseFormat::Kind::choice:
+        c = infer::Constraint::choice(f.choices);
+        break;
+      case ResponseFormat::Kind::text:
+        break;
+    }
+    if (constraints.size() >= 64) constraints.clear();  // a bound, not an LRU: formats are few
+    constraints.emplace(key, c);
+    return c;
+  }
 
   void finish(std::unique_ptr<Job> job, Result<Response> result) {
     try {
@@ -213,6 +246,8 @@ struct LocalBackend::Impl {
         return;
       }
       const uint64_t base_seed = p.seed ? *p.seed : seeds();
+      // Compiled once per distinct format (a pipeline sends the same schema many times).
+      const std::shared_ptr<const infer::Constraint> constraint = constraint_for(r.response_format);
       std::vector<std::string> stops = p.stop;
       stops.insert(stops.end(), prompt.stop_strings.begin(), prompt.stop_strings.end());
       Job* raw = job.get();
@@ -228,6 +263,7 @@ struct LocalBackend::Impl {
         g.stop.stop_strings = stops;
         g.stop.stop_tokens = prompt.stop_tokens;
         g.text_standalone = r.kind == RequestKind::chat;
+        g.constraint = constraint;
         if (r.on_delta) {
           g.on_text = [raw, choice](std::string_view text) {
             if (!text.empty()) raw->request.on_delta(choice, text);

@@ -272,8 +272,8 @@ SamplingParams read_sampling(const FieldReader& r, const SamplingParams& default
 
 // Fields whose meaning seqit serve cannot honour: rejected rather than silently ignored.
 void reject_unsupported(const FieldReader& r) {
-  for (const char* key : {"tools", "functions", "tool_choice", "function_call", "logit_bias",
-                          "response_format", "suffix"}) {
+  for (const char* key :
+       {"tools", "functions", "tool_choice", "function_call", "logit_bias", "suffix"}) {
     if (r.find(key)) invalid(fmt::format("'{}' is not supported by seqit serve", key));
   }
   for (const char* key : {"presence_penalty", "frequency_penalty"}) {
@@ -282,6 +282,59 @@ void reject_unsupported(const FieldReader& r) {
   }
   if (r.integer("best_of", 1) > 1 && r.integer("best_of", 1) != r.integer("n", 1))
     invalid("'best_of' is not supported by seqit serve");
+}
+
+// response_format ({"type": "text" | "json_object" | "json_schema", "json_schema": {"name",
+// "schema", "strict"}}) and vLLM's guided_regex / guided_choice.
+ResponseFormat read_response_format(const FieldReader& r) {
+  ResponseFormat f;
+  int given = 0;
+  if (const json* rf = r.find("response_format")) {
+    ++given;
+    if (!rf->is_object()) invalid("'response_format' must be an object");
+    FieldReader fr{*rf};
+    const json* type = fr.find("type");
+    if (!type || !type->is_string())
+      invalid("'response_format.type' must be \"text\", \"json_object\" or \"json_schema\"");
+    const std::string t = type->get<std::string>();
+    if (t == "text") {
+      --given;
+    } else if (t == "json_object") {
+      f.kind = ResponseFormat::Kind::json_object;
+    } else if (t == "json_schema") {
+      f.kind = ResponseFormat::Kind::json_schema;
+      const json* js = fr.find("json_schema");
+      if (!js || !js->is_object()) invalid("'response_format.json_schema' must be an object");
+      FieldReader jr{*js};
+      const json* schema = jr.find("schema");
+      if (!schema || !schema->is_object())
+        invalid("'response_format.json_schema.schema' must be an object");
+      f.schema = schema->dump();
+      f.name = jr.string("name");
+    } else {
+      invalid(
+          "'response_format.type' must be \"text\", \"json_object\" or \"json_schema\", got \"" +
+          t + "\"");
+    }
+  }
+  if (const json* g = r.find("guided_regex")) {
+    ++given;
+    if (!g->is_string()) invalid("'guided_regex' must be a string");
+    f.kind = ResponseFormat::Kind::regex;
+    f.pattern = g->get<std::string>();
+  }
+  if (const json* g = r.find("guided_choice")) {
+    ++given;
+    if (!g->is_array() || g->empty())
+      invalid("'guided_choice' must be a non-empty array of strings");
+    f.kind = ResponseFormat::Kind::choice;
+    for (size_t i = 0; i < g->size(); ++i) {
+      if (!(*g)[i].is_string()) invalid(fmt::format("'guided_choice[{}]' must be a string", i));
+      f.choices.push_back((*g)[i].get<std::string>());
+    }
+  }
+  if (given > 1) invalid("give at most one of 'response_format', 'guided_regex', 'guided_choice'");
+  return f;
 }
 
 std::string message_content(const json& content, const std::string& where) {
@@ -312,6 +365,31 @@ const char* endpoint_path(RequestKind kind) {
   return kind == RequestKind::chat ? "/chat/completions" : "/completions";
 }
 
+// OpenAI's response_format for the JSON kinds; vLLM's guided_regex / guided_choice for the others
+// (servers without them answer 400, which names the field).
+void put_response_format(json& body, const ResponseFormat& f) {
+  switch (f.kind) {
+    case ResponseFormat::Kind::text:
+      return;
+    case ResponseFormat::Kind::json_object:
+      body["response_format"] = {{"type", "json_object"}};
+      return;
+    case ResponseFormat::Kind::json_schema:
+      body["response_format"] = {{"type", "json_schema"},
+                                 {"json_schema",
+                                  {{"name", f.name.empty() ? "answer" : f.name},
+                                   {"schema", json::parse(f.schema)},
+                                   {"strict", true}}}};
+      return;
+    case ResponseFormat::Kind::regex:
+      body["guided_regex"] = f.pattern;
+      return;
+    case ResponseFormat::Kind::choice:
+      body["guided_choice"] = f.choices;
+      return;
+  }
+}
+
 json to_openai_request(const Request& request, const std::string& model) {
   json body = json::object();
   body["model"] = model;
@@ -339,6 +417,7 @@ json to_openai_request(const Request& request, const std::string& model) {
       break;
     }
   }
+  put_response_format(body, request.response_format);
   return body;
 }
 
@@ -424,6 +503,14 @@ json canonical_request(const Request& request, const std::string& model) {
   c["stop"] = p.stop;
   c["seed"] = p.seed ? json(*p.seed) : json(nullptr);
   c["n"] = p.n;
+  // Only when set, so that plain requests keep the keys they had before formats existed.
+  const ResponseFormat& f = request.response_format;
+  if (f.kind != ResponseFormat::Kind::text) {
+    c["response_format"] = {{"type", to_string(f.kind)},
+                            {"schema", f.schema},
+                            {"pattern", f.pattern},
+                            {"choices", f.choices}};
+  }
   return c;
 }
 
@@ -447,6 +534,7 @@ Result<ServerRequest> parse_openai_server_request(RequestKind endpoint, const js
     SamplingParams openai_defaults;
     openai_defaults.max_tokens = 16;  // the OpenAI API's default for completions
     SamplingParams params = read_sampling(r, openai_defaults);
+    const ResponseFormat format = read_response_format(r);
     if (endpoint == RequestKind::chat) {
       const json* messages = r.find("messages");
       if (!messages) invalid("'messages' is required");
@@ -456,6 +544,7 @@ Result<ServerRequest> parse_openai_server_request(RequestKind endpoint, const js
       req.kind = RequestKind::chat;
       req.model = out.model;
       req.params = params;
+      req.response_format = format;
       for (size_t i = 0; i < messages->size(); ++i) {
         const json& m = (*messages)[i];
         const std::string where = fmt::format("messages[{}]", i);
@@ -511,6 +600,7 @@ Result<ServerRequest> parse_openai_server_request(RequestKind endpoint, const js
         req.kind = RequestKind::completion;
         req.prompt = std::move(p);
         req.params = params;
+        req.response_format = format;
       }
       out.requests.push_back(std::move(req));
     }
@@ -630,7 +720,20 @@ Result<ServerRequest> parse_openai_request_body(RequestKind endpoint, std::strin
     return invalid("We could not parse the JSON body of your request: " +
                    clean_json_error(e.what()));
   }
-  return parse_openai_server_request(endpoint, parsed);
+  Result<ServerRequest> out = parse_openai_server_request(endpoint, parsed);
+  // A JSON schema's property order is the order of its answer: take it from the text (the parsed
+  // body above sorts keys).
+  if (out.ok()) {
+    for (Request& req : out.value().requests) {
+      if (req.response_format.kind != ResponseFormat::Kind::json_schema) continue;
+      req.response_format.schema = nlohmann::ordered_json::parse(body)
+                                       .at("response_format")
+                                       .at("json_schema")
+                                       .at("schema")
+                                       .dump();
+    }
+  }
+  return out;
 }
 
 }  // namespace seqit::llm

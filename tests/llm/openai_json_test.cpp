@@ -227,6 +227,52 @@ TEST(OpenAiJson, CanonicalRequestIsStable) {
       canonical_request(a, "m").dump(),
       R"({"kind":"chat","max_tokens":256,"messages":[["user","x"]],"model":"m","n":1,"seed":3,"stop":["\n"],)"
       R"("temperature":1.0,"top_k":0,"top_p":1.0})");
+  // A response format is part of the identity (a plain request's key above did not change).
+  Request f = a;
+  f.response_format.kind = ResponseFormat::Kind::choice;
+  f.response_format.choices = {"yes", "no"};
+  const json cf = canonical_request(f, "m");
+  EXPECT_EQ(cf["response_format"]["type"], "choice");
+  EXPECT_EQ(cf["response_format"]["choices"], json::array({"yes", "no"}));
+  Request g = f;
+  g.response_format.choices = {"no", "yes"};
+  EXPECT_NE(canonical_request(g, "m"), cf);
+  // The client body: OpenAI's response_format for JSON kinds, vLLM's guided_* otherwise.
+  EXPECT_EQ(to_openai_request(f, "m")["guided_choice"], json::array({"yes", "no"}));
+  Request j = a;
+  j.response_format.kind = ResponseFormat::Kind::json_schema;
+  j.response_format.schema = R"({"type":"object"})";
+  const json body = to_openai_request(j, "m");
+  EXPECT_EQ(body["response_format"]["type"], "json_schema");
+  EXPECT_EQ(body["response_format"]["json_schema"]["schema"], json::parse(R"({"type":"object"})"));
+  EXPECT_EQ(body["response_format"]["json_schema"]["strict"], true);
+}
+
+TEST(OpenAiJson, ServerReadsResponseFormats) {
+  auto parse = [](const std::string& body) {
+    return parse_openai_request_body(RequestKind::chat, body);
+  };
+  auto r = parse(R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":
+      "json_schema","json_schema":{"name":"n","schema":{"properties":{"b":{},"a":{}}}}}})");
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  const ResponseFormat& f = r.value().requests[0].response_format;
+  EXPECT_EQ(f.kind, ResponseFormat::Kind::json_schema);
+  EXPECT_EQ(f.name, "n");
+  EXPECT_EQ(f.schema, R"({"properties":{"b":{},"a":{}}})");  // the request's key order
+  auto text =
+      parse(R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"text"}})");
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(text.value().requests[0].response_format.kind, ResponseFormat::Kind::text);
+  auto both = parse(R"({"messages":[{"role":"user","content":"x"}],"guided_regex":"a",
+                        "guided_choice":["a"]})");
+  ASSERT_FALSE(both.ok());
+  EXPECT_NE(both.error().message.find("at most one"), std::string::npos);
+  auto no_schema = parse(R"({"messages":[{"role":"user","content":"x"}],"response_format":
+                            {"type":"json_schema","json_schema":{"name":"n"}}})");
+  ASSERT_FALSE(no_schema.ok());
+  EXPECT_NE(
+      no_schema.error().message.find("'response_format.json_schema.schema' must be an object"),
+      std::string::npos);
 }
 
 }  // namespace
