@@ -633,14 +633,14 @@ bool Constraint::matches(std::string_view text) const {
   return s != kDead && accepting(s);
 }
 
-const std::vector<Constraint::Allowed>& Constraint::allowed(const TokenTrie& trie,
-                                                            int32_t state) const {
+const Constraint::Mask& Constraint::mask(const TokenTrie& trie, int32_t state) const {
   std::lock_guard lock(mutex_);
-  auto& per_state = allowed_[&trie];
+  auto& per_state = masks_[&trie];
   if (per_state.empty()) per_state.resize(states());
   auto& slot = per_state[static_cast<size_t>(state)];
   if (slot) return *slot;
-  auto list = std::make_unique<std::vector<Allowed>>();
+  auto m = std::make_unique<Mask>();
+  std::vector<Allowed>* list = &m->allowed;
   // Depth-first over the trie, carrying the automaton state; a dead state prunes the subtree.
   const auto& nodes = trie.nodes();
   std::vector<std::pair<int32_t, int32_t>> stack{{0, state}};
@@ -656,7 +656,20 @@ const std::vector<Constraint::Allowed>& Constraint::allowed(const TokenTrie& tri
   }
   std::sort(list->begin(), list->end(),
             [](const Allowed& a, const Allowed& b) { return a.token < b.token; });
-  slot = std::move(list);
+  for (const Allowed& a : *list) m->max_distance = std::max(m->max_distance, distance(a.next));
+  const size_t vocab = trie.vocab_size();
+  if (list->size() * 2 > vocab) {
+    m->has_excluded = true;
+    size_t k = 0;
+    for (size_t id = 0; id < vocab; ++id) {
+      if (k < list->size() && static_cast<size_t>((*list)[k].token) == id) {
+        ++k;
+      } else {
+        m->excluded.push_back(static_cast<TokenId>(id));
+      }
+    }
+  }
+  slot = std::move(m);
   return *slot;
 }
 

@@ -99,7 +99,20 @@ class Constraint {
     TokenId token;
     int32_t next;
   };
-  const std::vector<Allowed>& allowed(const TokenTrie& trie, int32_t state) const;
+  const std::vector<Allowed>& allowed(const TokenTrie& trie, int32_t state) const {
+    return mask(trie, state).allowed;
+  }
+  // The same with what makes masking a row of logits cheap: the largest distance() after an
+  // allowed token (a budget at least that large filters nothing), and, when more than half the
+  // vocabulary is allowed (inside a JSON string), the ids that are not (special tokens included)
+  // so that the row can be copied and the few excluded ones cleared.
+  struct Mask {
+    std::vector<Allowed> allowed;
+    int32_t max_distance = 0;
+    bool has_excluded = false;
+    std::vector<TokenId> excluded;
+  };
+  const Mask& mask(const TokenTrie& trie, int32_t state) const;
 
  private:
   Constraint() = default;
@@ -110,8 +123,7 @@ class Constraint {
   std::vector<uint8_t> accepting_;
   std::vector<int32_t> distance_;
   mutable std::mutex mutex_;
-  mutable std::unordered_map<const TokenTrie*, std::vector<std::unique_ptr<std::vector<Allowed>>>>
-      allowed_;
+  mutable std::unordered_map<const TokenTrie*, std::vector<std::unique_ptr<Mask>>> masks_;
 };
 
 // JSON schema -> the regular expression json_schema() compiles (exposed for tests and docs).

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -267,25 +268,39 @@ std::vector<StepEvent> Engine::step() {
 
 std::optional<TokenId> Engine::sample_constrained(Sequence& s, std::span<const float> row,
                                                   int32_t* next_state) {
+  const auto t0 = std::chrono::steady_clock::now();
   const Constraint& c = *s.request.constraint;
   const int32_t state = s.constraint_state;
-  const auto& allowed = c.allowed(*trie_, state);
+  const Constraint::Mask& mask = c.mask(*trie_, state);
+  const auto& allowed = mask.allowed;
   // Tokens this one may still use, itself included: the budget and the context both bound it.
   const int64_t left =
       std::min(s.request.stop.max_new_tokens - static_cast<int64_t>(s.result.tokens.size()),
                s.cache.max_length() - static_cast<int64_t>(s.tokens.size()));
-  masked_.assign(row.size(), -std::numeric_limits<float>::infinity());
+  constexpr float kNone = -std::numeric_limits<float>::infinity();
   // Keep tokens after which the rest still fits (one byte per token at worst); when none does,
   // those that come closest.
-  int64_t fit = left - 1;
-  int32_t nearest = std::numeric_limits<int32_t>::max();
-  for (const auto& a : allowed) nearest = std::min(nearest, c.distance(a.next));
-  if (nearest > fit) fit = nearest;
-  bool any = false;
-  for (const auto& a : allowed) {
-    if (c.distance(a.next) > fit) continue;
-    masked_[static_cast<size_t>(a.token)] = row[static_cast<size_t>(a.token)];
-    any = true;
+  const int64_t fit = left - 1;
+  bool any = !allowed.empty();
+  if (fit >= mask.max_distance) {
+    // The budget filters nothing: the cached mask as it is (the common case).
+    if (mask.has_excluded) {
+      masked_.assign(row.begin(), row.end());
+      for (TokenId e : mask.excluded) masked_[static_cast<size_t>(e)] = kNone;
+    } else {
+      masked_.assign(row.size(), kNone);
+      for (const auto& a : allowed)
+        masked_[static_cast<size_t>(a.token)] = row[static_cast<size_t>(a.token)];
+    }
+  } else {
+    int32_t nearest = std::numeric_limits<int32_t>::max();
+    for (const auto& a : allowed) nearest = std::min(nearest, c.distance(a.next));
+    const int64_t keep = std::max<int64_t>(fit, nearest);
+    masked_.assign(row.size(), kNone);
+    for (const auto& a : allowed) {
+      if (c.distance(a.next) <= keep)
+        masked_[static_cast<size_t>(a.token)] = row[static_cast<size_t>(a.token)];
+    }
   }
   if (c.accepting(state)) {
     for (TokenId e : eos_ids_)
@@ -293,6 +308,8 @@ std::optional<TokenId> Engine::sample_constrained(Sequence& s, std::span<const f
     for (TokenId e : s.request.stop.stop_tokens)
       masked_[static_cast<size_t>(e)] = row[static_cast<size_t>(e)], any = true;
   }
+  constraint_seconds_ +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!any) return std::nullopt;
   const TokenId next = s.sampler.sample(masked_, s.tokens);
   auto it = std::lower_bound(allowed.begin(), allowed.end(), next,

@@ -126,6 +126,9 @@ class Engine {
   std::vector<GenerationResult> generate(std::vector<GenerationRequest> requests);
 
   const model::LlamaModel& model() const { return model_; }
+  // Time spent building constrained rows (token masks, first computations of a state's mask
+  // included) since the engine was made: the cost of constrained decoding beyond sampling.
+  double constraint_seconds() const { return constraint_seconds_; }
 
  private:
   struct Sequence;
@@ -138,6 +141,7 @@ class Engine {
   const tokenizer::Tokenizer* tokenizer_;
   std::unique_ptr<TokenTrie> trie_;  // built for the first constrained request
   std::vector<float> masked_;        // a constrained row's logits
+  double constraint_seconds_ = 0;
   EngineOptions options_;
   std::vector<TokenId> eos_ids_;
   RequestId next_id_ = 1;
