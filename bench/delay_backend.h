@@ -54,7 +54,7 @@ class DelayBackend final : public llm::Backend {
  private:
   static llm::Response answer(std::string text) {
     llm::Response r;
-    r.choices = {{std::move(text), "stop"}};
+    r.choices = {{std::move(text), "stop", {}}};
     r.usage = {5, 1};
     return r;
   }

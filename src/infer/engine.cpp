@@ -93,6 +93,8 @@ RequestId Engine::add(GenerationRequest request) {
   if (!tokenizer_ && !request.stop.stop_strings.empty())
     throw Error("stop strings need a tokenizer");
   if (request.stop.max_new_tokens < 1) throw Error("max new tokens must be at least 1");
+  if (request.top_logprobs < 0 || request.top_logprobs > 20)
+    throw Error("top_logprobs must be from 0 to 20");
   if (request.constraint) {
     if (!tokenizer_) throw Error("constrained decoding needs a tokenizer");
     if (!trie_) trie_ = std::make_unique<TokenTrie>(*tokenizer_);
@@ -229,9 +231,33 @@ std::vector<StepEvent> Engine::step() {
       // log softmax(row)[next], in double for a stable log-sum-exp over the vocabulary.
       double max = *std::max_element(row.begin(), row.end()), sum = 0;
       for (float x : row) sum += std::exp(static_cast<double>(x) - max);
-      auto lp = static_cast<float>(row[next] - max - std::log(sum));
+      const double log_z = max + std::log(sum);
+      auto lp = static_cast<float>(row[next] - log_z);
       s.result.token_logprobs.push_back(lp);
       event.logprobs.push_back(lp);
+      if (s.request.top_logprobs > 0) {
+        // The k largest logits (ties to the lower id), most likely first.
+        const auto k = std::min<size_t>(static_cast<size_t>(s.request.top_logprobs), row.size());
+        std::vector<std::pair<TokenId, float>> top;
+        auto better = [](const std::pair<TokenId, float>& a, const std::pair<TokenId, float>& b) {
+          return a.second > b.second || (a.second == b.second && a.first < b.first);
+        };
+        for (size_t i = 0; i < row.size(); ++i) {
+          const std::pair<TokenId, float> c{static_cast<TokenId>(i), row[i]};
+          if (top.size() < k) {
+            top.push_back(c);
+            std::push_heap(top.begin(), top.end(), better);
+          } else if (better(c, top.front())) {
+            std::pop_heap(top.begin(), top.end(), better);
+            top.back() = c;
+            std::push_heap(top.begin(), top.end(), better);
+          }
+        }
+        std::sort_heap(top.begin(), top.end(), better);
+        for (auto& [id, v] : top) v = static_cast<float>(v - log_z);
+        s.result.top_logprobs.push_back(top);
+        event.top_logprobs.push_back(std::move(top));
+      }
     }
     if (s.stream) {
       std::string piece = s.stream->push(next);

@@ -64,6 +64,9 @@ struct GenerationRequest {
   // Report log p(token) of each generated token under the model's unmodified distribution (before
   // temperature, penalties and filters), as OpenAI's logprobs do.
   bool logprobs = false;
+  // With logprobs: also the `top_logprobs` (0..20) most likely tokens of each step under the same
+  // distribution, most likely first.
+  int top_logprobs = 0;
   // Constrained decoding: the generated text stays inside this language (infer/constraint.h) and
   // the request finishes (reason stop) as soon as it is complete; the end tokens are allowed only
   // where the text is in the language. Tokens that would leave no room to finish within
@@ -77,7 +80,9 @@ struct GenerationResult {
   RequestId id = 0;
   std::vector<TokenId> tokens;        // generated tokens (a final stop token is not included)
   std::vector<float> token_logprobs;  // one per token when the request asked for logprobs
-  std::string text;                   // their text, cut before a stop string
+  // With top_logprobs: per token, the most likely tokens of that step and their log-probabilities.
+  std::vector<std::vector<std::pair<TokenId, float>>> top_logprobs;
+  std::string text;  // their text, cut before a stop string
   FinishReason finish = FinishReason::none;
   int64_t prompt_tokens = 0;
   std::string stop_string;  // the stop string that ended it, if any
@@ -88,7 +93,8 @@ struct StepEvent {
   RequestId id = 0;
   std::vector<TokenId> tokens;  // sampled this step (at most one today)
   std::vector<float> logprobs;  // their log-probabilities, when the request asked for them
-  std::string text;             // text released this step
+  std::vector<std::vector<std::pair<TokenId, float>>> top_logprobs;  // with top_logprobs
+  std::string text;                                                  // text released this step
   bool finished = false;
   GenerationResult result;  // complete when finished
 };

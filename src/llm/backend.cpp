@@ -144,6 +144,11 @@ std::optional<LlmError> validate_request(const Request& request) {
     if (p.top_k < 0) return invalid(fmt::format("'top_k' must be >= 0, got {}", p.top_k));
     for (const auto& s : p.stop)
       if (s.empty()) return invalid("'stop' strings must not be empty");
+    if (request.top_logprobs < 0 || request.top_logprobs > 20)
+      return invalid(
+          fmt::format("'top_logprobs' must be from 0 to 20, got {}", request.top_logprobs));
+    if (request.top_logprobs > 0 && !request.logprobs)
+      return invalid("'top_logprobs' needs 'logprobs' to be true");
   }
   return std::nullopt;
 }

@@ -66,6 +66,10 @@ struct Request {
   std::vector<std::string> continuations;  // score: each is scored as prompt + continuation
   SamplingParams params;                   // chat and completion
   ResponseFormat response_format;          // chat and completion
+  // chat and completion: return every generated token's log-probability (Choice::logprobs), and
+  // the top_logprobs (0..20) most likely tokens of each step.
+  bool logprobs = false;
+  int top_logprobs = 0;
   // score: also return every token of prompt + continuation with its log-probability
   // (Response::token_logprobs), as an OpenAI echo + logprobs completion does.
   bool token_logprobs = false;
@@ -85,9 +89,20 @@ struct Usage {
   int64_t total() const { return prompt_tokens + completion_tokens; }
 };
 
+// One generated token with its log-probability (Request::logprobs), as OpenAI's chat logprobs
+// give it: the token's bytes, natural-log probability under the model's distribution (before
+// temperature and filters), and the most likely alternatives of that step.
+struct GeneratedToken {
+  std::string token;  // the token's output bytes
+  double logprob = 0;
+  std::vector<std::pair<std::string, double>> top;  // Request::top_logprobs of them, best first
+  bool operator==(const GeneratedToken&) const = default;
+};
+
 struct Choice {
   std::string text;
   std::string finish_reason;  // "stop" (end of sequence or a stop string) or "length" (max_tokens)
+  std::vector<GeneratedToken> logprobs;  // with Request::logprobs: every generated token
 };
 
 // One token of a scored text.

@@ -239,7 +239,7 @@ struct LocalBackend::Impl {
       const SamplingParams& p = r.params;
       job->response.model = options.model_name;
       job->response.usage.prompt_tokens = prompt_tokens;
-      job->response.choices.assign(static_cast<size_t>(p.n), Choice{"", "length"});
+      job->response.choices.assign(static_cast<size_t>(p.n), Choice{"", "length", {}});
       if (p.max_tokens == 0) {
         Response empty = std::move(job->response);
         finish(std::move(job), std::move(empty));
@@ -264,6 +264,8 @@ struct LocalBackend::Impl {
         g.stop.stop_tokens = prompt.stop_tokens;
         g.text_standalone = r.kind == RequestKind::chat;
         g.constraint = constraint;
+        g.logprobs = r.logprobs;
+        g.top_logprobs = r.top_logprobs;
         if (r.on_delta) {
           g.on_text = [raw, choice](std::string_view text) {
             if (!text.empty()) raw->request.on_delta(choice, text);
@@ -300,8 +302,18 @@ struct LocalBackend::Impl {
     by_sequence.erase(it);
     const infer::GenerationResult& result = event.result;
     if (result.finish == infer::FinishReason::cancelled) job->cancelled = true;
-    job->response.choices[choice] = {result.text,
-                                     std::string(infer::finish_reason_name(result.finish))};
+    job->response.choices[choice] = {
+        result.text, std::string(infer::finish_reason_name(result.finish)), {}};
+    if (job->request.logprobs) {
+      auto& out = job->response.choices[choice].logprobs;
+      for (size_t t = 0; t < result.tokens.size(); ++t) {
+        GeneratedToken g{tok->token_bytes(result.tokens[t]), result.token_logprobs[t], {}};
+        if (t < result.top_logprobs.size())
+          for (const auto& [id, lp] : result.top_logprobs[t])
+            g.top.push_back({tok->token_bytes(id), lp});
+        out.push_back(std::move(g));
+      }
+    }
     job->response.usage.completion_tokens += static_cast<int64_t>(result.tokens.size());
     if (--job->remaining > 0) return;
     // An init-capture, not [job]: clang before 16 cannot capture a structured binding.

@@ -417,6 +417,10 @@ json to_openai_request(const Request& request, const std::string& model) {
       break;
     }
   }
+  if (request.logprobs && request.kind == RequestKind::chat) {
+    body["logprobs"] = true;
+    if (request.top_logprobs > 0) body["top_logprobs"] = request.top_logprobs;
+  }
   put_response_format(body, request.response_format);
   return body;
 }
@@ -451,6 +455,17 @@ Result<Response> parse_openai_response(const Request& request, const json& body)
       out.choices[i].text = choice_text(request.kind, choices[pos], where);
       if (auto f = choices[pos].find("finish_reason"); f != choices[pos].end() && f->is_string())
         out.choices[i].finish_reason = f->get<std::string>();
+      if (request.logprobs && request.kind == RequestKind::chat) {
+        const json& lp = need(choices[pos], "logprobs", where);
+        if (!lp.is_object())
+          bad_response(fmt::format("'{}.logprobs' is {}: the server returned no log-probabilities",
+                                   where, type_name(lp)));
+        const json& content = need(lp, "content", where + ".logprobs");
+        if (!content.is_array())
+          bad_response(fmt::format("'{}.logprobs.content' must be an array", where));
+        for (const json& t : content)
+          out.choices[i].logprobs.push_back(generated_token_from_json(t));
+      }
     }
     return out;
   } catch (const FieldProblem& p) {
@@ -503,7 +518,11 @@ json canonical_request(const Request& request, const std::string& model) {
   c["stop"] = p.stop;
   c["seed"] = p.seed ? json(*p.seed) : json(nullptr);
   c["n"] = p.n;
-  // Only when set, so that plain requests keep the keys they had before formats existed.
+  // Only when set, so that plain requests keep the keys they had before these fields existed.
+  if (request.logprobs) {
+    c["logprobs"] = true;
+    c["top_logprobs"] = request.top_logprobs;
+  }
   const ResponseFormat& f = request.response_format;
   if (f.kind != ResponseFormat::Kind::text) {
     c["response_format"] = {{"type", to_string(f.kind)},
@@ -557,8 +576,14 @@ Result<ServerRequest> parse_openai_server_request(RequestKind endpoint, const js
         req.messages.push_back(
             {role->get<std::string>(), message_content(*content, where + ".content")});
       }
-      if (r.boolean("logprobs", false))
-        invalid("'logprobs' is not supported for chat completions by seqit serve");
+      req.logprobs = r.boolean("logprobs", false);
+      if (const json* top = r.find("top_logprobs")) {
+        const int64_t k = r.integer("top_logprobs", 0);
+        if (k < 0 || k > 20) invalid(fmt::format("'top_logprobs' must be from 0 to 20, got {}", k));
+        if (!req.logprobs) invalid("'top_logprobs' needs 'logprobs': true");
+        req.top_logprobs = static_cast<int>(k);
+        (void)top;
+      }
       out.requests.push_back(std::move(req));
       return out;
     }
@@ -629,14 +654,69 @@ json usage_json(const Usage& u) {
 }
 }  // namespace
 
+namespace {
+json bytes_json(const std::string& s) {
+  json b = json::array();
+  for (char c : s) b.push_back(static_cast<unsigned char>(c));
+  return b;
+}
+std::string bytes_or_token(const json& j, const std::string& where) {
+  if (auto b = j.find("bytes"); b != j.end() && b->is_array()) {
+    std::string s;
+    for (const json& v : *b) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 255)
+        bad_response(fmt::format("'{}.bytes' must hold byte values", where));
+      s += static_cast<char>(v.get<int>());
+    }
+    return s;
+  }
+  const json& t = need(j, "token", where);
+  if (!t.is_string()) bad_response(fmt::format("'{}.token' must be a string", where));
+  return t.get<std::string>();
+}
+double logprob_of(const json& j, const std::string& where) {
+  const json& v = need(j, "logprob", where);
+  if (!v.is_number()) bad_response(fmt::format("'{}.logprob' must be a number", where));
+  return v.get<double>();
+}
+}  // namespace
+
+json generated_token_json(const GeneratedToken& t) {
+  json top = json::array();
+  for (const auto& [text, lp] : t.top)
+    top.push_back({{"token", utf8::sanitize(text)}, {"logprob", lp}, {"bytes", bytes_json(text)}});
+  return {{"token", utf8::sanitize(t.token)},
+          {"logprob", t.logprob},
+          {"bytes", bytes_json(t.token)},
+          {"top_logprobs", std::move(top)}};
+}
+
+GeneratedToken generated_token_from_json(const json& j) {
+  if (!j.is_object()) bad_response("a logprobs entry must be an object");
+  GeneratedToken t;
+  t.token = bytes_or_token(j, "logprobs.content[]");
+  t.logprob = logprob_of(j, "logprobs.content[]");
+  if (auto top = j.find("top_logprobs"); top != j.end() && top->is_array()) {
+    for (const json& e : *top)
+      t.top.push_back({bytes_or_token(e, "top_logprobs[]"), logprob_of(e, "top_logprobs[]")});
+  }
+  return t;
+}
+
 json to_openai_chat_response(const Response& response, const std::string& id, int64_t created,
                              const std::string& model) {
   json choices = json::array();
   for (size_t i = 0; i < response.choices.size(); ++i) {
     const Choice& c = response.choices[i];
+    json logprobs = nullptr;
+    if (!c.logprobs.empty()) {
+      json content = json::array();
+      for (const auto& t : c.logprobs) content.push_back(generated_token_json(t));
+      logprobs = {{"content", std::move(content)}, {"refusal", nullptr}};
+    }
     choices.push_back({{"index", i},
                        {"message", {{"role", "assistant"}, {"content", c.text}}},
-                       {"logprobs", nullptr},
+                       {"logprobs", std::move(logprobs)},
                        {"finish_reason", c.finish_reason}});
   }
   return {{"id", id},       {"object", "chat.completion"},   {"created", created},

@@ -31,6 +31,12 @@ Result<Response> parse_openai_response(const Request& request, const nlohmann::j
 // {"detail": ...}); empty when there is none.
 std::string openai_error_message(const nlohmann::json& body);
 
+// A generated token as OpenAI's chat logprobs write it: {"token" (its text, invalid UTF-8 shown as
+// U+FFFD), "logprob", "bytes" (exact), "top_logprobs": [{"token", "logprob", "bytes"}]}; reading
+// prefers "bytes" when present.
+nlohmann::json generated_token_json(const GeneratedToken& t);
+GeneratedToken generated_token_from_json(const nlohmann::json& j);
+
 // --- the request's identity (for the response cache) ---
 
 // Every field that decides the answer, in a fixed key order: kind, model, messages / prompt /

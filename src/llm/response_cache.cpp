@@ -36,8 +36,25 @@ std::string sha256_hex(std::string_view data) {
 
 json response_to_json(const Response& r) {
   json choices = json::array();
-  for (const auto& c : r.choices)
-    choices.push_back({{"text", c.text}, {"finish_reason", c.finish_reason}});
+  // Token bytes as byte arrays: a token may hold part of a UTF-8 character.
+  auto bytes = [](const std::string& s) {
+    json b = json::array();
+    for (char ch : s) b.push_back(static_cast<unsigned char>(ch));
+    return b;
+  };
+  for (const auto& c : r.choices) {
+    json choice = {{"text", c.text}, {"finish_reason", c.finish_reason}};
+    if (!c.logprobs.empty()) {
+      json tokens = json::array();
+      for (const auto& t : c.logprobs) {
+        json top = json::array();
+        for (const auto& [text, lp] : t.top) top.push_back({bytes(text), lp});
+        tokens.push_back({bytes(t.token), t.logprob, std::move(top)});
+      }
+      choice["logprobs"] = std::move(tokens);
+    }
+    choices.push_back(std::move(choice));
+  }
   json tokens = json::array();
   for (const auto& per : r.token_logprobs) {
     json list = json::array();
@@ -55,9 +72,22 @@ json response_to_json(const Response& r) {
 
 Response response_from_json(const json& j) {
   Response r;
-  for (const auto& c : j.at("choices"))
-    r.choices.push_back(
-        {c.at("text").get<std::string>(), c.at("finish_reason").get<std::string>()});
+  auto text_of = [](const json& b) {
+    std::string s;
+    for (const json& v : b) s += static_cast<char>(v.get<int>());
+    return s;
+  };
+  for (const auto& c : j.at("choices")) {
+    Choice choice{c.at("text").get<std::string>(), c.at("finish_reason").get<std::string>(), {}};
+    if (auto lp = c.find("logprobs"); lp != c.end()) {
+      for (const auto& t : *lp) {
+        GeneratedToken g{text_of(t.at(0)), t.at(1).get<double>(), {}};
+        for (const auto& e : t.at(2)) g.top.push_back({text_of(e.at(0)), e.at(1).get<double>()});
+        choice.logprobs.push_back(std::move(g));
+      }
+    }
+    r.choices.push_back(std::move(choice));
+  }
   r.logprobs = j.at("logprobs").get<std::vector<double>>();
   r.token_counts = j.at("token_counts").get<std::vector<int64_t>>();
   for (const auto& per : j.at("token_logprobs")) {

@@ -335,9 +335,19 @@ struct OpenAiServer::Impl {
                 const std::string reason = i < static_cast<int>(response.choices.size())
                                                ? response.choices[i].finish_reason
                                                : "stop";
+                // Chat logprobs of the whole choice ride on its last chunk: clients that
+                // accumulate a stream concatenate the chunks' logprobs.content arrays.
+                json logprobs = nullptr;
+                if (chat && i < static_cast<int>(response.choices.size()) &&
+                    !response.choices[i].logprobs.empty()) {
+                  json content = json::array();
+                  for (const auto& t : response.choices[i].logprobs)
+                    content.push_back(generated_token_json(t));
+                  logprobs = {{"content", std::move(content)}, {"refusal", nullptr}};
+                }
                 json c = chat ? json{{"index", i},
                                      {"delta", json::object()},
-                                     {"logprobs", nullptr},
+                                     {"logprobs", std::move(logprobs)},
                                      {"finish_reason", reason}}
                               : json{{"index", i},
                                      {"text", ""},

@@ -30,7 +30,7 @@ std::string shortened(std::string_view text) {
 
 llm::Response reply(std::string text) {
   llm::Response r;
-  r.choices.push_back({std::move(text), "stop"});
+  r.choices.push_back({std::move(text), "stop", {}});
   r.model = "synth-teacher";
   return r;
 }

@@ -87,4 +87,19 @@ size_t count_code_points(std::string_view s) {
   return count;
 }
 
+std::string sanitize(std::string_view s) {
+  std::string out;
+  while (!s.empty()) {
+    const size_t bad = first_invalid(s);
+    if (bad == std::string_view::npos) {
+      out += s;
+      break;
+    }
+    out += s.substr(0, bad);
+    append(out, U'\uFFFD');
+    s.remove_prefix(bad + 1);
+  }
+  return out;
+}
+
 }  // namespace seqit::utf8

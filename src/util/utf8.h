@@ -27,4 +27,8 @@ void append(std::string& out, char32_t cp);
 // Number of code points (invalid bytes count as one each).
 size_t count_code_points(std::string_view s);
 
+// `s` with every byte that does not belong to a valid sequence replaced by U+FFFD (a token that
+// holds part of a character, shown as text).
+std::string sanitize(std::string_view s);
+
 }  // namespace seqit::utf8

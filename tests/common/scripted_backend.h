@@ -48,7 +48,7 @@ class ScriptedBackend final : public llm::Backend {
 
   static llm::Response reply(std::string text) {
     llm::Response r;
-    r.choices.push_back({std::move(text), "stop"});
+    r.choices.push_back({std::move(text), "stop", {}});
     r.model = "scripted";
     return r;
   }

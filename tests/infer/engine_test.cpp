@@ -53,6 +53,49 @@ TEST(Generate, Stories260KGreedyFromBosTellsTheKnownStory) {
   EXPECT_EQ(r.text, stories().tok->decode(r.tokens));
 }
 
+// Logprobs of generated tokens are the log-softmax of the model's logits at that step, computed
+// here independently (a full forward pass of prompt + tokens so far, log-sum-exp in double); the
+// top alternatives are the k largest of the same distribution, most likely first, and under greedy
+// decoding the chosen token is the first of them.
+TEST(Generate, LogprobsAndTopLogprobsAreTheModelsLogSoftmax) {
+  GenerationRequest r = request(stories().encode("Once upon a time"), 12);
+  r.logprobs = true;
+  r.top_logprobs = 5;
+  const GenerationResult got = alone(r);
+  ASSERT_EQ(got.token_logprobs.size(), got.tokens.size());
+  ASSERT_EQ(got.top_logprobs.size(), got.tokens.size());
+  std::vector<int32_t> seq = r.prompt;
+  for (size_t t = 0; t < got.tokens.size(); ++t) {
+    const Tensor logits = stories().model->forward_sequence(seq);
+    const auto V = logits.size(1);
+    const float* row = logits.data<float>() + (logits.size(0) - 1) * V;
+    double max = row[0], sum = 0;
+    for (int64_t i = 0; i < V; ++i) max = std::max(max, static_cast<double>(row[i]));
+    for (int64_t i = 0; i < V; ++i) sum += std::exp(row[i] - max);
+    auto lsm = [&](TokenId id) { return row[id] - max - std::log(sum); };
+    EXPECT_NEAR(got.token_logprobs[t], lsm(got.tokens[t]), 1e-4) << t;
+    const auto& top = got.top_logprobs[t];
+    ASSERT_EQ(top.size(), 5u);
+    EXPECT_EQ(top[0].first, got.tokens[t]);  // greedy
+    for (size_t k = 0; k < top.size(); ++k) {
+      EXPECT_NEAR(top[k].second, lsm(top[k].first), 1e-4);
+      if (k) {
+        EXPECT_GE(top[k - 1].second, top[k].second);
+      }
+    }
+    // Nothing outside the top 5 is more likely than the fifth.
+    int64_t above = 0;
+    for (int64_t i = 0; i < V; ++i)
+      above += lsm(static_cast<TokenId>(i)) > top[4].second + 1e-4;  // the tolerance above
+    EXPECT_LE(above, 4);
+    seq.push_back(got.tokens[t]);
+  }
+  GenerationRequest bad = request({1}, 4);
+  bad.top_logprobs = 21;
+  Engine engine(*stories().model, stories().tok.get());
+  EXPECT_THROW(engine.add(bad), seqit::Error);
+}
+
 TEST(Generate, RaggedContinuousBatchEqualsEachPromptAlone) {
   std::vector<std::string> texts = {"Once upon a time", "The dog",
                                     "Tom and Sue went to the big park to play with a ball", "Lily"};

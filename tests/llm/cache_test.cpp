@@ -98,7 +98,10 @@ TEST(ResponseCache, KeyCoversEveryFieldThatDecidesTheAnswer) {
 TEST(ResponseCache, StoresAndReadsBackEveryField) {
   TempDir dir;
   Response stored;
-  stored.choices = {{"first", "stop"}, {"second \u00e9\n", "length"}};
+  stored.choices = {{"first", "stop", {}}, {"second \u00e9\n", "length", {}}};
+  // Generated-token logprobs, one token holding half a UTF-8 character.
+  stored.choices[0].logprobs = {{"fir", -0.5, {{"fir", -0.5}, {"\xe2\x82", -2.0}}},
+                                {"\xe2\x82", -1.5, {}}};
   stored.logprobs = {-1.25, -3.5};
   stored.token_counts = {2, 3};
   stored.token_logprobs = {{{"a", std::nullopt, 0}, {"b", -0.75, 1}}};
@@ -117,6 +120,8 @@ TEST(ResponseCache, StoresAndReadsBackEveryField) {
   ASSERT_EQ(got->choices.size(), 2u);
   EXPECT_EQ(got->choices[1].text, "second \u00e9\n");
   EXPECT_EQ(got->choices[1].finish_reason, "length");
+  EXPECT_EQ(got->choices[0].logprobs, stored.choices[0].logprobs);
+  EXPECT_TRUE(got->choices[1].logprobs.empty());
   EXPECT_EQ(got->logprobs, stored.logprobs);
   EXPECT_EQ(got->token_counts, stored.token_counts);
   ASSERT_EQ(got->token_logprobs.size(), 1u);

@@ -37,7 +37,7 @@ class SlowEchoBackend final : public Backend {
     threads_.emplace_back([this, request = std::move(request), done = std::move(done)] {
       std::this_thread::sleep_for(delay_);
       Response r;
-      r.choices.push_back({"echo " + request.prompt, "stop"});
+      r.choices.push_back({"echo " + request.prompt, "stop", {}});
       r.usage.completion_tokens = 1;
       done(std::move(r));
     });

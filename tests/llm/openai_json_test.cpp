@@ -176,7 +176,7 @@ TEST(OpenAiJson, ScoreResponsesRefuseServersWithoutPromptLogprobs) {
 
 TEST(OpenAiJson, ServerResponseBodies) {
   Response r;
-  r.choices = {{"Hi there", "stop"}};
+  r.choices = {{"Hi there", "stop", {}}};
   r.usage = {5, 2};
   json chat = to_openai_chat_response(r, "chatcmpl-1", 1700000000, "stories");
   EXPECT_EQ(chat["object"], "chat.completion");

@@ -328,6 +328,66 @@ TEST_F(Serve, ResponseFormatsGiveAnswersThatParse) {
   EXPECT_NE(kind->body.find("response_format.type"), std::string::npos) << kind->body;
 }
 
+// Chat logprobs: the answer's tokens with their log-probabilities and top alternatives, in the
+// OpenAI shape, streamed (on each choice's last chunk) and not, equal to the in-process backend's
+// and through the HTTP backend; under greedy decoding each token is its own most likely
+// alternative and the tokens' bytes spell the answer.
+TEST_F(Serve, ChatLogprobsAndTopLogprobs) {
+  const std::string body =
+      R"({"messages": [{"role": "user", "content": "Tell a story"}], "max_tokens": 12,
+          "temperature": 0, "logprobs": true, "top_logprobs": 3)";
+  auto res = post("/v1/chat/completions", body + "}");
+  ASSERT_EQ(res->status, 200) << res->body;
+  const json choice = json::parse(res->body)["choices"][0];
+  const json& content = choice["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 12u) << res->body;
+  std::string spelled;
+  for (const json& t : content) {
+    ASSERT_EQ(t["top_logprobs"].size(), 3u);
+    EXPECT_EQ(t["top_logprobs"][0]["token"], t["token"]);
+    EXPECT_DOUBLE_EQ(t["top_logprobs"][0]["logprob"].get<double>(), t["logprob"].get<double>());
+    EXPECT_GE(t["top_logprobs"][1]["logprob"].get<double>(),
+              t["top_logprobs"][2]["logprob"].get<double>());
+    EXPECT_LE(t["logprob"].get<double>(), 0.0);
+    for (const json& b : t["bytes"]) spelled += static_cast<char>(b.get<int>());
+  }
+  // The chat answer drops a SentencePiece leading space of its first token.
+  EXPECT_EQ(spelled.substr(spelled.size() - choice["message"]["content"].get<std::string>().size()),
+            choice["message"]["content"].get<std::string>());
+  auto streamed = post("/v1/chat/completions", body + R"(, "stream": true})");
+  ASSERT_EQ(streamed->status, 200);
+  json stream_content = json::array();
+  for (const json& e : sse_events(streamed->body))
+    for (const json& c : e["choices"])
+      if (c.contains("logprobs") && c["logprobs"].is_object())
+        for (const json& t : c["logprobs"]["content"]) stream_content.push_back(t);
+  EXPECT_EQ(stream_content, content);
+  // The HTTP backend reads them back; the in-process backend gives the same numbers.
+  Request r;
+  r.kind = RequestKind::chat;
+  r.messages = {{"user", "Tell a story"}};
+  r.params = greedy(12);
+  r.logprobs = true;
+  r.top_logprobs = 3;
+  auto remote = client()->submit_async(r).get();
+  auto here = local_->submit_async(r).get();
+  ASSERT_TRUE(remote.ok()) << remote.error().describe();
+  ASSERT_TRUE(here.ok());
+  ASSERT_EQ(remote.value().choices[0].logprobs.size(), 12u);
+  for (size_t t = 0; t < 12; ++t) {
+    const GeneratedToken &a = remote.value().choices[0].logprobs[t],
+                         &b = here.value().choices[0].logprobs[t];
+    EXPECT_EQ(a.token, b.token);
+    EXPECT_NEAR(a.logprob, b.logprob, 1e-6);
+    ASSERT_EQ(a.top.size(), 3u);
+    EXPECT_EQ(a.top[2].first, b.top[2].first);
+  }
+  auto bad = post("/v1/chat/completions",
+                  R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 3})");
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("needs 'logprobs'"), std::string::npos) << bad->body;
+}
+
 // Issue 17: client mistakes that were 500s (or wrapped numbers) are 400s whose message shows the
 // value sent.
 TEST_F(Serve, OutOfRangeNumbersAndInvalidUtf8Are400) {
