@@ -180,6 +180,7 @@ struct SeqEvalOptions {
   std::vector<std::string> judge_urls;
   std::string judge_local, judge_tokenizer, judge_chat_template, judge_model, reference;
   int judge_concurrency = 16, judge_max_tokens = 1024;
+  std::string judge_format = "auto";
 };
 
 void run_seqeval(SeqEvalOptions& s) {
@@ -217,11 +218,14 @@ void run_seqeval(SeqEvalOptions& s) {
   jo.judge_model = s.judge_model;
   jo.max_tokens = s.judge_max_tokens;
   jo.judge_backend = judge.backend->describe();
+  jo.constrained =
+      s.judge_format == "constrained" || (s.judge_format == "auto" && !s.judge_local.empty());
   const auto judging = eval::make_seqeval_judge(t, texts, jo);
   const auto judged =
       run_into(*judging, o, *judge.backend, s.judge_concurrency, dir / "results.jsonl",
-               fmt::format("{} reference={} judge_model={} judge_max_tokens={}", config_of(t),
-                           s.reference, s.judge_model, s.judge_max_tokens),
+               fmt::format("{} reference={} judge_model={} judge_max_tokens={}{}", config_of(t),
+                           s.reference, s.judge_model, s.judge_max_tokens,
+                           jo.constrained ? " judge_format=constrained" : ""),
                guard);
   if (!judged) return;
   report_run(*judging, t, *judged, model.backend->describe(), dir);
@@ -243,6 +247,12 @@ void setup_seqeval(CLI::App& cmd) {
   cmd.add_option("--judge-model", s->judge_model, "Model name sent with judge requests");
   cmd.add_option("--judge-concurrency", s->judge_concurrency, "Judge requests in flight")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("--judge-format", s->judge_format,
+                 "auto | constrained | free: constrained sends each judgement's answer format as a "
+                 "regex the judge must follow (no unparsable replies); auto = constrained with "
+                 "--judge-local, free with --judge-url (only vLLM-style servers take guided_regex)")
+      ->check(CLI::IsMember({"auto", "constrained", "free"}))
       ->capture_default_str();
   cmd.add_option("--judge-max-tokens", s->judge_max_tokens, "Tokens per judge reply")
       ->check(CLI::PositiveNumber)

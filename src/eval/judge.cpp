@@ -321,4 +321,24 @@ std::string_view to_string(PairVerdict v) {
   return "?";
 }
 
+std::string following_reply_pattern() {
+  auto line = [](const std::string& status) {
+    return "SUBTASK [1-9]: [^\\n:>-]{1,60} -> " + status + "\\n";
+  };
+  const std::string any = "(?:" + line("(?:DONE|NOT DONE)") + ")";
+  // All DONE: YES or NO (done, but perhaps not in order); a first NOT DONE after 0-5 DONE lines:
+  // only NO. (Written around the *first* NOT DONE so that the automaton need not remember which
+  // of several NOT DONE lines a match hinges on: the other way it passed 60,000 states.)
+  return "(?:" + line("DONE") + "){1,6}FOLLOWED: (?:YES|NO)|(?:" + line("DONE") + "){0,5}" +
+         line("NOT DONE") + any + "{0,5}FOLLOWED: NO";
+}
+
+std::string quality_reply_pattern() {
+  return "(?:[^\\n:]{1,200}\\n){1,4}SCORE: [1-5]";
+}
+
+std::string pairwise_reply_pattern() {
+  return "(?:[^\\n:]{1,200}\\n){1,4}PREFERRED: (?:1|2|TIE)";
+}
+
 }  // namespace seqit::eval

@@ -43,6 +43,17 @@ std::string quality_judge_prompt(std::string_view instruction, std::string_view 
 std::string pairwise_judge_prompt(std::string_view instruction, std::string_view first,
                                   std::string_view second);
 
+// ---- Constrained replies
+// The answer formats above as regular expressions (infer/constraint.h syntax), each matched only by
+// replies the parsers below read: a few lines of reasoning without ':' (so no prose line can pass
+// for an answer line), then the answer line; for following, 1-6 SUBTASK lines (descriptions of up
+// to 60 characters without ':', '-' or '>') and a FOLLOWED line that cannot contradict them. Sent
+// as a response format, they make an unparsable judge reply impossible where the backend enforces
+// it (the local engine; vLLM's guided_regex).
+std::string following_reply_pattern();
+std::string quality_reply_pattern();
+std::string pairwise_reply_pattern();
+
 // ---- Replies
 // --------------------------------------------------------------------------------------------
 

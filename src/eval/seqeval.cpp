@@ -277,6 +277,12 @@ class SeqEvalJudge final : public Task {
         break;
     }
     r.messages = {{"user", std::move(prompt)}};
+    if (judge_.constrained) {
+      r.response_format.kind = llm::ResponseFormat::Kind::regex;
+      r.response_format.pattern = k == kFollowing ? following_reply_pattern()
+                                  : k == kQuality ? quality_reply_pattern()
+                                                  : pairwise_reply_pattern();
+    }
     r.params.temperature = attempt == 0 ? 0.0 : 0.7;
     r.params.top_p = 1;
     r.params.max_tokens = judge_.max_tokens;

@@ -33,6 +33,10 @@ struct SeqEvalJudgeOptions {
   std::string judge_model;                      // sent with judge requests ("": the default)
   int max_tokens = 1024;                        // per judge reply
   std::string judge_backend;                    // for the report
+  // Send each judgement's answer format as a regex response format (eval/judge.h): the backend
+  // then cannot return an unparsable reply (the local engine enforces it; over HTTP only servers
+  // with vLLM's guided_regex accept it).
+  bool constrained = false;
 };
 
 // The judging step over the responses of step 1, in seqEval.json order (responses[i] answers

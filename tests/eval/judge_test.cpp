@@ -4,6 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <random>
+
+#include "infer/constraint.h"
+#include "llm/local_backend.h"
+#include "testing.h"
+
 namespace seqit::eval {
 namespace {
 
@@ -137,5 +144,104 @@ TEST(FollowingReply, RefusesContradictionsAndMalformedLines) {
   EXPECT_FALSE(parse_following_reply("The response followed the instruction.").ok());
 }
 
+// ---- constrained replies
+// --------------------------------------------------------------------------------------------
+
+// Random texts of each answer-format language (random byte walks through its automaton, steered
+// to the end after a while) are all read by the strict parsers: a constrained judge cannot return
+// an unparsable reply.
+TEST(ConstrainedJudge, EveryTextOfTheAnswerFormatsParses) {
+  std::mt19937 rng(5);
+  struct Format {
+    std::string pattern;
+    std::function<bool(const std::string&, std::string*)> parses;
+  };
+  const std::vector<Format> formats = {
+      {following_reply_pattern(),
+       [](const std::string& t, std::string* why) {
+         auto r = parse_following_reply(t);
+         *why = r.problem;
+         return r.ok();
+       }},
+      {quality_reply_pattern(),
+       [](const std::string& t, std::string* why) {
+         auto r = parse_quality_reply(t);
+         *why = r.problem;
+         return r.ok();
+       }},
+      {pairwise_reply_pattern(), [](const std::string& t, std::string* why) {
+         auto r = parse_pairwise_reply(t);
+         *why = r.problem;
+         return r.ok();
+       }}};
+  for (const Format& f : formats) {
+    const auto c = infer::Constraint::regex(f.pattern);
+    for (int walk = 0; walk < 400; ++walk) {
+      int32_t state = c->start();
+      std::string text;
+      for (int step = 0; !c->complete(state); ++step) {
+        ASSERT_LT(step, 5000);
+        if (c->accepting(state) && rng() % 8 == 0) break;
+        // Bytes that keep the text alive; printable ASCII mostly, so lines look like prose.
+        std::vector<int> next;
+        for (int b = 0; b < 256; ++b) {
+          if (c->next(state, static_cast<uint8_t>(b)) == infer::Constraint::kDead) continue;
+          if (step > 150 &&
+              c->distance(c->next(state, static_cast<uint8_t>(b))) >= c->distance(state))
+            continue;  // head for the end
+          next.push_back(b);
+        }
+        ASSERT_FALSE(next.empty()) << "'" << text << "'";
+        // Mostly ASCII, so that lines look like prose (inside a character, its continuation).
+        std::vector<int> ascii;
+        for (int b : next)
+          if (b < 0x80) ascii.push_back(b);
+        if (!ascii.empty() && rng() % 4) next = ascii;
+        const int b = next[rng() % next.size()];
+        text += static_cast<char>(b);
+        state = c->next(state, static_cast<uint8_t>(b));
+      }
+      ASSERT_TRUE(c->accepting(state));
+      std::string why;
+      EXPECT_TRUE(f.parses(text, &why)) << "'" << text << "': " << why;
+    }
+  }
+}
+
+// stories260K as a (hopeless) judge: constrained, every quality and pairwise reply parses; free,
+// almost none do.
+TEST(ConstrainedJudge, ATinyLocalJudgeAlwaysAnswersInFormat) {
+  auto judge =
+      llm::LocalBackend::open(testing::shared_data("models/stories260K/stories260K.bin").string(),
+                              testing::shared_data("models/stories260K/tok512.bin").string());
+  int parsed_constrained = 0, parsed_free = 0, total = 0;
+  for (int i = 0; i < 8; ++i) {
+    for (bool pairwise : {false, true}) {
+      llm::Request r;
+      r.kind = llm::RequestKind::chat;
+      r.messages = {{"user", pairwise ? pairwise_judge_prompt("Tell a story.", "Once", "Lily")
+                                      : quality_judge_prompt("Tell a story.", "Once upon a time")}};
+      r.params.temperature = 1.0;
+      r.params.seed = static_cast<uint64_t>(i);
+      r.params.max_tokens = 300;
+      auto parses = [&](const std::string& t) {
+        return pairwise ? parse_pairwise_reply(t).ok() : parse_quality_reply(t).ok();
+      };
+      auto free = judge->submit_async(r).get();
+      ASSERT_TRUE(free.ok());
+      parsed_free += parses(free.value().text());
+      r.response_format.kind = llm::ResponseFormat::Kind::regex;
+      r.response_format.pattern = pairwise ? pairwise_reply_pattern() : quality_reply_pattern();
+      auto constrained = judge->submit_async(r).get();
+      ASSERT_TRUE(constrained.ok()) << constrained.error().describe();
+      const std::string text = constrained.value().text();
+      EXPECT_TRUE(parses(text)) << text;
+      parsed_constrained += parses(text);
+      ++total;
+    }
+  }
+  EXPECT_EQ(parsed_constrained, total);
+  EXPECT_LE(parsed_free, total / 4);
+}
 }  // namespace
 }  // namespace seqit::eval
