@@ -32,6 +32,7 @@ struct RunOptions {
   BackendOptions backend;
   std::string prompts = "default";
   std::string from, to, on_error = "stop";
+  std::string answer_format = "auto";
   int iterations = 2;
   bool direct = false, extract = false, fresh = false, dry_run = false, decontaminate = false;
   int64_t limit = -1;
@@ -106,6 +107,8 @@ void run(const RunOptions& o) {
   // decoding step instead of after a round trip through the pipeline.
   p.max_in_flight = std::max(1, o.backend.concurrency) * (o.backend.local_model.empty() ? 1 : 2);
   p.stop_on_error = o.on_error == "stop";
+  p.constrained = o.answer_format == "constrained" ||
+                  (o.answer_format == "auto" && !o.backend.local_model.empty());
   if (o.dry_run) return dry_run(prompts, items, p);
 
   fs::create_directories(o.output);
@@ -247,6 +250,12 @@ void setup_run(CLI::App& cmd) {
   cmd.add_option("--on-error", o->on_error,
                  "stop: stop at the first bad record or failed request; skip: go on and count")
       ->check(CLI::IsMember({"stop", "skip"}))
+      ->capture_default_str();
+  cmd.add_option("--answer-format", o->answer_format,
+                 "auto | constrained | free: constrained holds the classifier to its answer line "
+                 "(\"Option: <A-D>\") while decoding, so no classification fails to parse; auto = "
+                 "constrained with --local, free with --url")
+      ->check(CLI::IsMember({"auto", "constrained", "free"}))
       ->capture_default_str();
   cmd.add_flag("--fresh", o->fresh, "Start the trace anew instead of resuming it");
   cmd.add_flag("--dry-run", o->dry_run,

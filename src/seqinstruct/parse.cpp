@@ -264,4 +264,8 @@ bool input_in_instruction(std::string_view instruction, std::string_view input) 
   return 2 * precision * recall / (precision + recall) > 0.3;
 }
 
+std::string option_reply_pattern() {
+  return "(?:[^\\n]*\\n){0,40}Option: [ABCD]";
+}
+
 }  // namespace seqit::seqinstruct

@@ -30,6 +30,10 @@ struct Parsed {
 //     when exactly one of them occurs;
 //  otherwise a failure.
 Parsed<Option> parse_option(std::string_view reply);
+// A regular expression (infer/constraint.h syntax) of classification replies that rule 1 always
+// reads: up to 40 lines of anything, then the answer line "Option: <A-D>". Sent as the classify
+// stage's response format when the pipeline is constrained.
+std::string option_reply_pattern();
 
 // The new instruction of a generation reply: the text after the last "#New Instruction#" marker
 // (case-insensitive; else after the last "new instruction:"), cut at the first "###", with

@@ -130,15 +130,18 @@ json params_json(const llm::SamplingParams& p) {
 // What identifies a run's configuration: a trace written under another one cannot be resumed.
 // The iteration count is left out on purpose: raising it continues a finished run.
 json config_json(const PromptSet& prompts, const PipelineOptions& o) {
-  return {{"mode", o.mode == Mode::sit ? "sit" : "direct"},
-          {"seed", o.seed},
-          {"extract_input", o.extract_input},
-          {"max_attempts", o.max_attempts},
-          {"model", o.model},
-          {"prompts", prompts.name},
-          {"rewrite", params_json(o.rewrite)},
-          {"respond", params_json(o.respond)},
-          {"extract", params_json(o.extract)}};
+  json c = {{"mode", o.mode == Mode::sit ? "sit" : "direct"},
+            {"seed", o.seed},
+            {"extract_input", o.extract_input},
+            {"max_attempts", o.max_attempts},
+            {"model", o.model},
+            {"prompts", prompts.name},
+            {"rewrite", params_json(o.rewrite)},
+            {"respond", params_json(o.respond)},
+            {"extract", params_json(o.extract)}};
+  // Only when on, so that traces written before the option existed still resume.
+  if (o.constrained) c["answer_format"] = "constrained";
+  return c;
 }
 
 // Adds a finished item-iteration's calls to `totals`.
@@ -287,6 +290,10 @@ class Runner {
       case Stage::classify:
         request.messages = classify_messages(prompts_, task.full_prompt, seed);
         request.params = o_.rewrite;
+        if (o_.constrained) {
+          request.response_format.kind = llm::ResponseFormat::Kind::regex;
+          request.response_format.pattern = option_reply_pattern();
+        }
         break;
       case Stage::generate:
         request.messages =

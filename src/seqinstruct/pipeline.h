@@ -79,6 +79,9 @@ struct PipelineOptions {
   llm::SamplingParams respond{1.0, 0.9, 50, 2048, {}, std::nullopt, 1};
   llm::SamplingParams extract{0.0, 1.0, 50, 1024, {}, std::nullopt, 1};
   int max_in_flight = 64;
+  // Send the classify stage's answer format (option_reply_pattern) as a regex response format: a
+  // backend that enforces it (the local engine) cannot return an unparsable classification.
+  bool constrained = false;
   bool stop_on_error = true;  // a backend error stops the run (after requests in flight finish)
   // Polled between replies: true stops starting new work; requests in flight finish and are
   // written (e.g. InterruptGuard::requested for Ctrl-C / SIGTERM).

@@ -2,12 +2,58 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
+#include "infer/constraint.h"
+
 namespace seqit::seqinstruct {
 namespace {
 
 char opt(std::string_view reply) {
   auto p = parse_option(reply);
   return p.ok() ? option_letter(*p.value) : '-';
+}
+
+// Random texts of the constrained classification language (byte walks through its automaton,
+// mostly printable ASCII, steered to the end after a while; prose lines may say "option A" or
+// "Option: C") are always read, by rule 1, as the letter of their last line.
+TEST(ParseOption, EveryTextOfTheConstrainedFormatParses) {
+  const auto c = seqit::infer::Constraint::regex(option_reply_pattern());
+  std::mt19937 rng(3);
+  const std::vector<std::string> pieces = {
+      "option A", "Option: C", "The option is B", "(D)", "Let's think", "\n", "x", " ", ":"};
+  for (int walk = 0; walk < 500; ++walk) {
+    int32_t state = c->start();
+    std::string text;
+    for (int step = 0; !c->complete(state); ++step) {
+      ASSERT_LT(step, 20000);
+      if (step >= 60 && c->accepting(state)) break;  // where generation would take EOS
+      // A whole piece when it fits the language, else one byte that does.
+      const std::string& piece = pieces[rng() % pieces.size()];
+      const int32_t after = c->advance(state, piece);
+      if (step < 60 && after != seqit::infer::Constraint::kDead) {
+        text += piece;
+        state = after;
+        continue;
+      }
+      std::vector<int> next;
+      for (int b = 0x0a; b < 0x7f; ++b) {
+        if (b > 0x0a && b < 0x20) continue;  // newline and printable ASCII
+        const int32_t t = c->next(state, static_cast<uint8_t>(b));
+        if (t != seqit::infer::Constraint::kDead &&
+            (step < 60 || c->distance(t) < c->distance(state)))
+          next.push_back(b);
+      }
+      ASSERT_FALSE(next.empty()) << text;
+      const int b = next[rng() % next.size()];
+      text += static_cast<char>(b);
+      state = c->next(state, static_cast<uint8_t>(b));
+    }
+    const auto got = parse_option(text);
+    ASSERT_TRUE(got.ok()) << "'" << text << "': " << got.how;
+    EXPECT_EQ(option_letter(*got.value), text.back()) << text;
+    EXPECT_EQ(got.how, "answer line") << text;
+  }
 }
 
 TEST(ParseOption, AnswerLineForms) {

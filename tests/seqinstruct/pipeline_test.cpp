@@ -11,6 +11,7 @@
 #include <set>
 
 #include "scripted_backend.h"
+#include "seqinstruct/parse.h"
 #include "testing.h"
 #include "util/error.h"
 
@@ -166,6 +167,34 @@ TEST_F(PipelineTest, EveryOptionAndFreezing) {
   EXPECT_TRUE(ids.count("a@1") && ids.count("a@2") && !ids.count("a@3"));
   EXPECT_TRUE(ids.count("d@1") && !ids.count("d@2"));
   EXPECT_TRUE(ids.count("bb@3"));
+}
+
+// Constrained: classification requests (only they) carry the answer line's regex as their response
+// format, and the trace's config line says so (an unconstrained run's config has no such key, so
+// traces from before the option still resume).
+TEST_F(PipelineTest, ConstrainedClassificationSendsTheAnswerFormat) {
+  World world;
+  ScriptedBackend backend(std::ref(world));
+  auto items = indexed({item("a", "Explain atoms [A]."), item("d", "Add 2 and 3 [D].")});
+  PipelineOptions o;
+  o.constrained = true;
+  run_pipeline(backend, prompts_, items, dir_ / "trace.jsonl", o);
+  int classify = 0;
+  for (const auto& r : backend.requests()) {
+    if (stage_of(r) == "classify") {
+      ++classify;
+      EXPECT_EQ(r.response_format.kind, llm::ResponseFormat::Kind::regex);
+      EXPECT_EQ(r.response_format.pattern, option_reply_pattern());
+    } else {
+      EXPECT_EQ(r.response_format.kind, llm::ResponseFormat::Kind::text) << stage_of(r);
+    }
+  }
+  EXPECT_EQ(classify, 3);  // a: A then D; d: D
+  EXPECT_EQ(read_trace(dir_ / "trace.jsonl").front().at("config").value("answer_format", ""),
+            "constrained");
+  PipelineOptions free;
+  run_pipeline(backend, prompts_, items, dir_ / "free.jsonl", free);
+  EXPECT_FALSE(read_trace(dir_ / "free.jsonl").front().at("config").contains("answer_format"));
 }
 
 TEST_F(PipelineTest, ParseFailuresRetryThenKeepAsD) {
