@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "infer/text_stream.h"
 #include "util/error.h"
 
 namespace seqit::infer {
@@ -44,6 +45,7 @@ TokenTrie::TokenTrie(const tokenizer::Tokenizer& tokenizer) {
       }
     }
     nodes_[static_cast<size_t>(node)].tokens.push_back(id);
+    if (drops_leading_space(tokenizer, id)) space_dropping_.push_back(id);
     bytes_[i] = std::move(b);
   }
   every_byte_ = singles.all();

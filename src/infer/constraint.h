@@ -50,10 +50,14 @@ class TokenTrie {
   size_t vocab_size() const { return bytes_.size(); }
   // Whether every byte value is some token's whole output (then byte budgets are token budgets).
   bool has_every_byte() const { return every_byte_; }
+  // Tokens whose leading space a text that starts with them does not show (SentencePiece "▁"
+  // words: infer/text_stream.h drops_leading_space), in id order.
+  const std::vector<TokenId>& space_dropping() const { return space_dropping_; }
 
  private:
   std::vector<Node> nodes_;
   std::vector<std::string> bytes_;
+  std::vector<TokenId> space_dropping_;
   bool every_byte_ = false;
 };
 

@@ -43,6 +43,7 @@ struct Engine::Sequence {
   GenerationResult result;
   bool cancelled = false;
   int32_t constraint_state = 0;  // the constraint automaton's state after the generated text
+  bool at_text_start = false;  // the reply starts a text: a first token's leading space is dropped
 
   Sequence(RequestId id_, GenerationRequest req, model::KvCache cache_)
       : id(id_),
@@ -109,6 +110,7 @@ RequestId Engine::add(GenerationRequest request) {
                              [&](TokenId t) { return tokenizer_->is_special(t); });
     }
     seq->stream.emplace(*tokenizer_, seq->request.stop.stop_strings, at_start);
+    seq->at_text_start = at_start;
   }
   waiting_.push_back(std::move(seq));
   return id;
@@ -297,7 +299,27 @@ std::optional<TokenId> Engine::sample_constrained(Sequence& s, std::span<const f
   const auto t0 = std::chrono::steady_clock::now();
   const Constraint& c = *s.request.constraint;
   const int32_t state = s.constraint_state;
-  const Constraint::Mask& mask = c.mask(*trie_, state);
+  // The first token of a reply that starts a text shows without its leading space (TextStream):
+  // tokens that drop one are judged by what shows. Computed per request (one step).
+  std::vector<Constraint::Allowed> first;
+  Constraint::Mask first_mask;
+  const bool stripped =
+      s.at_text_start && s.result.tokens.empty() && !trie_->space_dropping().empty();
+  if (stripped) {
+    const auto& drops = trie_->space_dropping();
+    for (const auto& a : c.allowed(*trie_, state))
+      if (!std::binary_search(drops.begin(), drops.end(), a.token)) first.push_back(a);
+    for (TokenId t : drops) {
+      const int32_t next = c.advance(state, std::string_view(trie_->bytes(t)).substr(1));
+      if (next != Constraint::kDead) first.push_back({t, next});
+    }
+    std::sort(first.begin(), first.end(),
+              [](const auto& a, const auto& b) { return a.token < b.token; });
+    first_mask.allowed = std::move(first);
+    for (const auto& a : first_mask.allowed)
+      first_mask.max_distance = std::max(first_mask.max_distance, c.distance(a.next));
+  }
+  const Constraint::Mask& mask = stripped ? first_mask : c.mask(*trie_, state);
   const auto& allowed = mask.allowed;
   // Tokens this one may still use, itself included: the budget and the context both bound it.
   const int64_t left =

@@ -342,3 +342,27 @@ TEST(ConstrainedGeneration, Stories260KAlwaysProducesValidOutput) {
                 results.size(), plain_valid);
   }
 }
+
+// A reply that starts a text (a chat answer) shows its first token without the SentencePiece space:
+// the constraint judges that token by what shows, so the model may open with its usual "▁Once"
+// and the text still matches exactly.
+TEST(ConstrainedGeneration, FirstTokenOfAReplyIsJudgedWithoutItsDroppedSpace) {
+  Stories& s = stories();
+  GenerationRequest r;
+  r.prompt = {1};
+  r.text_standalone = true;
+  r.stop.max_new_tokens = 24;  // >= 16 bytes: the budget filter assumes a byte per token
+  r.constraint = Constraint::choice({"Once upon a time", "Lily"});
+  Engine engine(*s.model, s.tok.get());
+  const GenerationResult got = engine.generate({r})[0];
+  EXPECT_EQ(got.text, "Once upon a time");
+  ASSERT_FALSE(got.tokens.empty());
+  EXPECT_EQ(s.tok->token_bytes(got.tokens[0]).substr(0, 1), " ");  // "▁Once", shown as "Once"
+  EXPECT_EQ(got.finish, FinishReason::stop_token);
+  // Not at a text start, the same token would show its space, which the choice does not allow.
+  r.text_standalone = false;
+  r.prompt = s.tok->encode("The story:");
+  const GenerationResult mid = engine.generate({r})[0];
+  EXPECT_TRUE(mid.text == "Once upon a time" || mid.text == "Lily") << mid.text;
+  EXPECT_NE(s.tok->token_bytes(mid.tokens[0]).substr(0, 1), " ");
+}
