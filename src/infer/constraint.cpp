@@ -58,6 +58,15 @@ namespace {
 
 using ByteSet = std::bitset<256>;
 
+// Limits that keep a hostile pattern or schema (a server compiles what clients send) to well under
+// a second and a few hundred MB: NFA states, DFA states, the NFA states summed over the DFA's
+// subsets (the work of the subset construction), group nesting, and a schema's regex length.
+constexpr size_t kMaxNfaStates = 250'000;
+constexpr size_t kMaxDfaStates = 60'000;
+constexpr size_t kMaxSubsetWork = 20'000'000;
+constexpr int kMaxNesting = 200;
+constexpr size_t kMaxSchemaRegex = 1 << 20;
+
 struct Node {
   enum Kind { kSet, kConcat, kAlt, kRepeat } kind = kConcat;
   ByteSet set;
@@ -385,6 +394,7 @@ class Parser {
     const char c = p_[i_];
     switch (c) {
       case '(': {
+        if (++depth_ > kMaxNesting) fail("groups nested deeper than 200");
         ++i_;
         if (peek('?')) {
           if (i_ + 1 < p_.size() && p_[i_ + 1] == ':') {
@@ -396,6 +406,7 @@ class Parser {
         Node inner = alternation();
         if (!peek(')')) fail("missing ')'");
         ++i_;
+        --depth_;
         return inner;
       }
       case '[':
@@ -434,13 +445,11 @@ class Parser {
 
   std::string_view p_;
   size_t i_ = 0;
+  int depth_ = 0;
 };
 
 // ---- tree -> NFA (Thompson) -> DFA (subset construction)
 // ------------------------------------------
-
-constexpr size_t kMaxNfaStates = 2'000'000;
-constexpr size_t kMaxDfaStates = 60'000;
 
 struct Nfa {
   struct State {
@@ -568,24 +577,52 @@ std::shared_ptr<const Constraint> Constraint::compile(std::string pattern,
     }
     return it->second;
   };
+  size_t work = 0;
   intern(closure({whole.start}));
-  std::vector<std::vector<int32_t>> moves(256);
+  // Bytes that every class of the pattern treats alike form one group: the subset construction
+  // works per group (a few dozen, not 256) and copies the result to the group's bytes.
+  std::vector<int32_t> group_of(256);
+  std::vector<int32_t> group_byte;  // a representative byte of each group
+  {
+    std::vector<ByteSet> distinct;
+    for (const ByteSet& cls : nfa.classes)
+      if (std::find(distinct.begin(), distinct.end(), cls) == distinct.end())
+        distinct.push_back(cls);
+    std::map<std::vector<bool>, int32_t> ids;
+    for (size_t b = 0; b < 256; ++b) {
+      std::vector<bool> signature(distinct.size());
+      for (size_t k = 0; k < distinct.size(); ++k) signature[k] = distinct[k].test(b);
+      auto [it, inserted] =
+          ids.emplace(std::move(signature), static_cast<int32_t>(group_byte.size()));
+      if (inserted) group_byte.push_back(static_cast<int32_t>(b));
+      group_of[b] = it->second;
+    }
+  }
+  const size_t groups = group_byte.size();
+  std::vector<std::vector<int32_t>> moves(groups);
+  std::vector<int32_t> group_target(groups);
   for (size_t d = 0; d < sets.size(); ++d) {
+    work += sets[d].size();
+    if (work > kMaxSubsetWork) {
+      throw Error(fmt::format(
+          "constraint: '{}{}' is too complex to compile (its automaton's subsets pass {} NFA "
+          "states); simplify it",
+          c->pattern_.substr(0, 80), c->pattern_.size() > 80 ? "..." : "", kMaxSubsetWork));
+    }
     for (auto& m : moves) m.clear();
     for (int32_t s : sets[d]) {
       const auto& st = nfa.states[static_cast<size_t>(s)];
       if (st.cls < 0) continue;
       const ByteSet& cls = nfa.classes[static_cast<size_t>(st.cls)];
-      for (size_t b = 0; b < 256; ++b)
-        if (cls.test(b)) moves[b].push_back(st.next);
+      for (size_t g = 0; g < groups; ++g)
+        if (cls.test(static_cast<size_t>(group_byte[g]))) moves[g].push_back(st.next);
     }
     c->transitions_.resize((d + 1) * 256, kDead);
     c->accepting_.push_back(std::binary_search(sets[d].begin(), sets[d].end(), whole.end));
-    for (size_t b = 0; b < 256; ++b) {
-      if (moves[b].empty()) continue;
-      const int32_t target = intern(closure(moves[b]));
-      c->transitions_[d * 256 + b] = target;
-    }
+    for (size_t g = 0; g < groups; ++g)
+      group_target[g] = moves[g].empty() ? kDead : intern(closure(moves[g]));
+    for (size_t b = 0; b < 256; ++b)
+      c->transitions_[d * 256 + b] = group_target[static_cast<size_t>(group_of[b])];
   }
   const size_t n = sets.size();
   c->transitions_.resize(n * 256, kDead);
@@ -733,6 +770,13 @@ class SchemaCompiler {
   explicit SchemaCompiler(const nlohmann::ordered_json& root) : root_(root) {}
 
   std::string value(const nlohmann::ordered_json& s, const std::string& path, int depth) {
+    std::string out = value_unchecked(s, path, depth);
+    if (out.size() > kMaxSchemaRegex) fail(path, "the schema is too large to compile");
+    return out;
+  }
+
+ private:
+  std::string value_unchecked(const nlohmann::ordered_json& s, const std::string& path, int depth) {
     if (depth > 32) fail(path, "nesting deeper than 32 (a recursive $ref?)");
     if (s.is_boolean()) {
       if (!s.get<bool>()) fail(path, "the schema false admits nothing");
@@ -781,7 +825,6 @@ class SchemaCompiler {
     return typed(s, type_it->get<std::string>(), path, depth);
   }
 
- private:
   [[noreturn]] static void fail(const std::string& path, const std::string& what) {
     throw Error(fmt::format("JSON schema at {}: {}", path.empty() ? "/" : path, what));
   }
@@ -881,8 +924,12 @@ class SchemaCompiler {
   std::string members(const Props& list, size_t i, bool comma) {
     if (i == list.size()) return "";
     const std::string here = (comma ? "," : "") + list[i].regex + members(list, i + 1, true);
+    if (here.size() > kMaxSchemaRegex) fail("", "the schema is too large to compile");
     if (list[i].required) return here;
-    return "(?:" + here + "|" + members(list, i + 1, comma) + ")";
+    std::string out = "(?:" + here + "|" + members(list, i + 1, comma) + ")";
+    if (out.size() > kMaxSchemaRegex)
+      fail("", "the schema is too large to compile (many optional properties?)");
+    return out;
   }
 
   const nlohmann::ordered_json& root_;

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <regex>
@@ -155,6 +156,22 @@ TEST(ConstraintRegex, BadPatternsNameTheProblemAndOffset) {
   EXPECT_NE(message("a{3,2}").find("n < m"), std::string::npos);
   EXPECT_NE(message("[é]").find("non-ASCII"), std::string::npos);
   EXPECT_NE(message("a{5000}").find("above 1000"), std::string::npos);
+  // Hostile inputs (a server compiles what clients send) are refused quickly, not compiled.
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_NE(message("(?:a{1000}){1000}").find("too large"), std::string::npos);
+  EXPECT_NE(message(std::string(300, '(').c_str()).find("nested deeper than 200"),
+            std::string::npos);
+  EXPECT_NE(message("(?:.{0,40}x){0,40}").find("simplify it"), std::string::npos);
+  nlohmann::ordered_json many = {{"type", "object"},
+                                 {"properties", nlohmann::ordered_json::object()}};
+  for (int i = 0; i < 40; ++i) many["properties"]["p" + std::to_string(i)] = {{"type", "integer"}};
+  try {
+    Constraint::json_schema(many);
+    ADD_FAILURE() << "40 optional properties compiled";
+  } catch (const seqit::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("too large"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 20.0);
 }
 
 TEST(ConstraintJson, SchemaAcceptsExactlyTheValidDocuments) {
