@@ -322,6 +322,11 @@ TEST_F(Serve, ResponseFormatsGiveAnswersThatParse) {
                 "/properties/when: 'format' is not supported"),
             std::string::npos)
       << bad->body;
+  // A pattern too large to compile is the client's fault, refused before any decoding.
+  auto hostile = post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}],
+                                                 "guided_regex": "(?:a{1000}){1000}"})");
+  EXPECT_EQ(hostile->status, 400);
+  EXPECT_NE(hostile->body.find("too large"), std::string::npos) << hostile->body;
   auto kind = post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}],
                                               "response_format": {"type": "xml"}})");
   EXPECT_EQ(kind->status, 400);
