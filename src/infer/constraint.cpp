@@ -268,6 +268,14 @@ class Parser {
     if (i_ >= p_.size()) fail("trailing backslash");
     const char c = p_[i_++];
     Escape e;
+    static constexpr std::pair<char, char> kControls[] = {
+        {'n', '\n'}, {'t', '\t'}, {'r', '\r'}, {'f', '\f'}, {'v', '\v'}};
+    for (const auto& [letter, byte] : kControls) {
+      if (c == letter) {
+        e.bytes = std::string(1, byte);
+        return e;
+      }
+    }
     switch (c) {
       case 'd':
       case 'w':
@@ -278,21 +286,6 @@ class Parser {
         e.is_class = true;
         e.negated = c < 'a';
         e.set = named_class(static_cast<char>(c | 0x20));
-        return e;
-      case 'n':
-        e.bytes = "\n";
-        return e;
-      case 't':
-        e.bytes = "\t";
-        return e;
-      case 'r':
-        e.bytes = "\r";
-        return e;
-      case 'f':
-        e.bytes = "\f";
-        return e;
-      case 'v':
-        e.bytes = "\v";
         return e;
       case 'x': {
         const int hi = hex_digit(), lo = hex_digit();
