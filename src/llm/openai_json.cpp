@@ -681,6 +681,15 @@ double logprob_of(const json& j, const std::string& where) {
 }
 }  // namespace
 
+Result<ResponseFormat> parse_response_format(const json& body) {
+  try {
+    if (!body.is_object()) invalid("the request must be a JSON object");
+    return read_response_format(FieldReader{body});
+  } catch (const FieldProblem& p) {
+    return LlmError{p.kind, p.message, 400, 0, {}};
+  }
+}
+
 json generated_token_json(const GeneratedToken& t) {
   json top = json::array();
   for (const auto& [text, lp] : t.top)

@@ -51,6 +51,12 @@ nlohmann::json canonical_request(const Request& request, const std::string& mode
 Result<SamplingParams> parse_sampling_params(const nlohmann::json& body,
                                              const SamplingParams& defaults);
 
+// The structured-output fields of a request body: response_format ({"type": "text" |
+// "json_object" | "json_schema", "json_schema": {"name", "schema"}}) or vLLM's guided_regex /
+// guided_choice (at most one of them). The schema keeps the key order of `body` (parse it as
+// ordered text first where that order matters).
+Result<ResponseFormat> parse_response_format(const nlohmann::json& body);
+
 // One parsed HTTP request: the backend requests it fans out to (one per prompt for a completion
 // with a prompt array) and how to answer.
 struct ServerRequest {

@@ -65,6 +65,19 @@ Request request_from_record(const json& record, const RequestJobOptions& options
   Result<SamplingParams> params = parse_sampling_params(record, options.defaults);
   if (!params.ok()) throw Error(params.error().message);
   r.params = params.value();
+  if (r.kind != RequestKind::score) {
+    Result<ResponseFormat> format = parse_response_format(record);
+    if (!format.ok()) throw Error(format.error().message);
+    r.response_format = format.value();
+    if (auto lp = record.find("logprobs"); lp != record.end()) {
+      if (!lp->is_boolean()) throw Error("must be true or false").in_field("logprobs");
+      r.logprobs = lp->get<bool>();
+    }
+    if (auto top = record.find("top_logprobs"); top != record.end()) {
+      if (!top->is_number_integer()) throw Error("must be an integer").in_field("top_logprobs");
+      r.top_logprobs = top->get<int>();
+    }
+  }
   if (auto problem = validate_request(r)) throw Error(problem->message);
   return r;
 }
@@ -81,6 +94,13 @@ json record_from_response(const json& id, const Request& request, const Response
       json choices = json::array();
       for (const auto& c : response.choices) choices.push_back(c.text);
       out["choices"] = std::move(choices);
+    }
+    if (request.logprobs && !response.choices.empty()) {
+      // The first choice's tokens, in OpenAI's chat shape.
+      json content = json::array();
+      for (const auto& t : response.choices.front().logprobs)
+        content.push_back(generated_token_json(t));
+      out["logprobs"] = {{"content", std::move(content)}};
     }
   }
   out["usage"] = {{"prompt_tokens", response.usage.prompt_tokens},

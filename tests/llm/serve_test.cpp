@@ -559,6 +559,8 @@ TEST_F(Serve, QueryCommandRunsTheLocalEngineToo) {
   seqit::testing::spit(dir / "in.jsonl", R"({"id": 1, "prompt": "The dog"}
 {"id": 2, "messages": [{"role": "user", "content": "Once upon a time"}]}
 {"id": 3, "prompt": "The dog", "continuations": [" ran", " sat"]}
+{"id": 4, "messages": [{"role": "user", "content": "Yes?"}], "guided_choice": ["yes", "no"], "logprobs": true, "top_logprobs": 2}
+{"id": 5, "messages": [{"role": "user", "content": "Rate"}], "max_tokens": 40, "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object", "properties": {"score": {"type": "integer"}}, "required": ["score"], "additionalProperties": false}}}}
 )");
   const std::string cmd = seqit::testing::shell_quote(seqit::testing::seqit_binary().string()) +
                           " query " + seqit::testing::shell_quote((dir / "in.jsonl").string()) +
@@ -572,7 +574,7 @@ TEST_F(Serve, QueryCommandRunsTheLocalEngineToo) {
   std::istringstream in(seqit::testing::slurp(dir / "out.jsonl"));
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) rows[json::parse(line)["id"].get<int>()] = json::parse(line);
-  ASSERT_EQ(rows.size(), 3u);
+  ASSERT_EQ(rows.size(), 5u);
   EXPECT_EQ(rows[1]["text"], local_->complete("The dog", greedy(20)).value().text());
   EXPECT_EQ(rows[2]["text"],
             local_->chat({{"user", "Once upon a time"}}, greedy(20)).value().text());
@@ -580,6 +582,12 @@ TEST_F(Serve, QueryCommandRunsTheLocalEngineToo) {
   auto scores = local_->score("The dog", {" ran", " sat"}).value();
   EXPECT_NEAR(rows[3]["logprobs"][0].get<double>(), scores.logprobs[0], 1e-4);
   EXPECT_NEAR(rows[3]["logprobs"][1].get<double>(), scores.logprobs[1], 1e-4);
+  // Request files carry structured outputs and logprobs as OpenAI bodies do.
+  EXPECT_TRUE(rows[4]["text"] == "yes" || rows[4]["text"] == "no") << rows[4];
+  ASSERT_TRUE(rows[4]["logprobs"]["content"].is_array()) << rows[4];
+  EXPECT_EQ(rows[4]["logprobs"]["content"][0]["top_logprobs"].size(), 2u);
+  EXPECT_TRUE(json::parse(rows[5]["text"].get<std::string>())["score"].is_number_integer())
+      << rows[5];
 }
 
 // SIGTERM the moment the server has started (before any request): it exits 0 at once, every time.
