@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bitset>
 #include <cctype>
 #include <deque>
@@ -19,6 +20,8 @@ namespace seqit::infer {
 // -----------------------------------------------------------------------------------
 
 TokenTrie::TokenTrie(const tokenizer::Tokenizer& tokenizer) {
+  static std::atomic<uint64_t> next_id{1};
+  id_ = next_id++;
   const size_t vocab = tokenizer.vocab_size();
   bytes_.resize(vocab);
   nodes_.emplace_back();
@@ -667,7 +670,9 @@ bool Constraint::matches(std::string_view text) const {
 
 const Constraint::Mask& Constraint::mask(const TokenTrie& trie, int32_t state) const {
   std::lock_guard lock(mutex_);
-  auto& per_state = masks_[&trie];
+  // Tries come and go with engines: keep the masks of the 8 most recent (highest ids).
+  if (!masks_.count(trie.id()) && masks_.size() >= 8) masks_.erase(masks_.begin());
+  auto& per_state = masks_[trie.id()];
   if (per_state.empty()) per_state.resize(states());
   auto& slot = per_state[static_cast<size_t>(state)];
   if (slot) return *slot;

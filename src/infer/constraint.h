@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json_fwd.hpp>
@@ -53,8 +54,11 @@ class TokenTrie {
   // Tokens whose leading space a text that starts with them does not show (SentencePiece "▁"
   // words: infer/text_stream.h drops_leading_space), in id order.
   const std::vector<TokenId>& space_dropping() const { return space_dropping_; }
+  // Unique in the process (never reused, unlike an address): what cached masks are keyed by.
+  uint64_t id() const { return id_; }
 
  private:
+  uint64_t id_;
   std::vector<Node> nodes_;
   std::vector<std::string> bytes_;
   std::vector<TokenId> space_dropping_;
@@ -98,7 +102,7 @@ class Constraint {
   bool matches(std::string_view text) const;
 
   // The tokens allowed in `state`, each with the state it leads to (sorted by token id). Cached
-  // per (trie, state); thread-safe.
+  // per (trie, state) for the 8 most recent tries; thread-safe.
   struct Allowed {
     TokenId token;
     int32_t next;
@@ -127,7 +131,7 @@ class Constraint {
   std::vector<uint8_t> accepting_;
   std::vector<int32_t> distance_;
   mutable std::mutex mutex_;
-  mutable std::unordered_map<const TokenTrie*, std::vector<std::unique_ptr<Mask>>> masks_;
+  mutable std::map<uint64_t, std::vector<std::unique_ptr<Mask>>> masks_;  // by TokenTrie::id
 };
 
 // JSON schema -> the regular expression json_schema() compiles (exposed for tests and docs).

@@ -383,3 +383,28 @@ TEST(ConstrainedGeneration, FirstTokenOfAReplyIsJudgedWithoutItsDroppedSpace) {
   EXPECT_TRUE(mid.text == "Once upon a time" || mid.text == "Lily") << mid.text;
   EXPECT_NE(s.tok->token_bytes(mid.tokens[0]).substr(0, 1), " ");
 }
+
+// Masks are cached per trie by a process-unique id, not its address: tries of two vocabularies made
+// and destroyed in turn (the allocator may hand out the same address) each get their own masks,
+// equal to a brute-force walk of every token's bytes.
+TEST(ConstraintMask, CachedMasksBelongToTheirTrie) {
+  const auto llama2 =
+      seqit::tokenizer::load_tokenizer(shared_data("tokenizers/llama2/llama2c_tokenizer.bin"));
+  const auto c = Constraint::regex(R"(\{"a": [0-9]+\})");
+  for (int round = 0; round < 3; ++round) {
+    for (const seqit::tokenizer::Tokenizer* tok : {stories().tok.get(), llama2.get()}) {
+      auto trie = std::make_unique<TokenTrie>(*tok);
+      for (int32_t state : {c->start(), c->advance(c->start(), "{\"a\": 1")}) {
+        std::vector<TokenId> want;
+        for (size_t id = 0; id < trie->vocab_size(); ++id) {
+          const std::string& b = trie->bytes(static_cast<TokenId>(id));
+          if (!b.empty() && c->advance(state, b) != Constraint::kDead)
+            want.push_back(static_cast<TokenId>(id));
+        }
+        std::vector<TokenId> got;
+        for (const auto& a : c->allowed(*trie, state)) got.push_back(a.token);
+        EXPECT_EQ(got, want) << tok->describe() << " state " << state;
+      }
+    }
+  }
+}
