@@ -195,16 +195,22 @@ void attend_rows(const float* qs, int64_t nq, int64_t dp, const int64_t* limit, 
 // pad (the tile path ran at ~1/5 of the read bandwidth on long contexts). Scores for 8 keys at a
 // time, one accumulator per key, reduced together; then softmax per row; then O = P·V one row at
 // a time with the output in registers. `scores` holds nq·kend floats; o gets nq rows of dp.
+// KT: the cache's element type (K and V alike); 16-bit rows are widened 8 values at a time in the
+// vector loops and into `row` (d floats) for the scalar tails.
+template <typename KT>
 void decode_one_token(const float* qs, int64_t nq, int64_t dp, int64_t d, const HeadRows& K,
-                      const HeadRows& V, int64_t g, int64_t kend, float* scores, float* o) {
-  auto key = [&](int64_t j) { return static_cast<const float*>(K.row(0, j, g)); };
-  auto value = [&](int64_t j) { return static_cast<const float*>(V.row(0, j, g)); };
+                      const HeadRows& V, int64_t g, int64_t kend, float* scores, float* o,
+                      float* row) {
+  [[maybe_unused]] auto key16 = [&](int64_t j) { return static_cast<const KT*>(K.row(0, j, g)); };
+  [[maybe_unused]] auto val16 = [&](int64_t j) { return static_cast<const KT*>(V.row(0, j, g)); };
+  auto key = [&](int64_t j) { return load_f32(K.row(0, j, g), K.dtype, row, d); };
+  auto value = [&](int64_t j) { return load_f32(V.row(0, j, g), V.dtype, row, d); };
   int64_t j = 0;
 #ifdef SEQIT_AVX2
   if (d % 8 == 0) {
     for (; j + 8 <= kend; j += 8) {
-      const float* k[8];
-      for (int u = 0; u < 8; ++u) k[u] = key(j + u);
+      const KT* k[8];
+      for (int u = 0; u < 8; ++u) k[u] = key16(j + u);
       for (int64_t r = 0; r < nq; ++r) {
         const float* q = qs + r * dp;
         __m256 acc[8];
@@ -213,8 +219,7 @@ void decode_one_token(const float* qs, int64_t nq, int64_t dp, int64_t d, const 
         for (int64_t x = 0; x < d; x += 8) {
           const __m256 qv = _mm256_loadu_ps(q + x);
 #pragma GCC unroll 8
-          for (int u = 0; u < 8; ++u)
-            acc[u] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k[u] + x), acc[u]);
+          for (int u = 0; u < 8; ++u) acc[u] = _mm256_fmadd_ps(qv, load8_f32(k[u] + x), acc[u]);
         }
         // Eight horizontal sums at once: pairwise hadds leave [s0 s1 s2 s3 | s0' s1' s2' s3'] and
         // [s4 .. s7 | s4' .. s7'] (low and high 128-bit halves); adding the halves gives s0..s7.
@@ -228,8 +233,10 @@ void decode_one_token(const float* qs, int64_t nq, int64_t dp, int64_t d, const 
     }
   }
 #endif
-  for (; j < kend; ++j)
-    for (int64_t r = 0; r < nq; ++r) scores[r * kend + j] = dot(qs + r * dp, key(j), d);
+  for (; j < kend; ++j) {
+    const float* kr = key(j);
+    for (int64_t r = 0; r < nq; ++r) scores[r * kend + j] = dot(qs + r * dp, kr, d);
+  }
   for (int64_t r = 0; r < nq; ++r) {
     float* p = scores + r * kend;
     const float sum = exp_shift_sum(p, max_of(p, kend), p, kend);
@@ -242,10 +249,9 @@ void decode_one_token(const float* qs, int64_t nq, int64_t dp, int64_t d, const 
       for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
       for (int64_t jj = 0; jj < kend; ++jj) {
         const __m256 pj = _mm256_broadcast_ss(p + jj);
-        const float* vr = value(jj) + x;
+        const KT* vr = val16(jj) + x;
 #pragma GCC unroll 8
-        for (int v = 0; v < 8; ++v)
-          acc[v] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8 * v), acc[v]);
+        for (int v = 0; v < 8; ++v) acc[v] = _mm256_fmadd_ps(pj, load8_f32(vr + 8 * v), acc[v]);
       }
 #pragma GCC unroll 8
       for (int v = 0; v < 8; ++v) _mm256_storeu_ps(out + x + 8 * v, acc[v]);
@@ -620,8 +626,19 @@ void CpuBackend::attention_decode(const Tensor& out, const Tensor& q,
     const HeadRows& V = vc[static_cast<size_t>(sq)];
     const int64_t kend = pos[sq] + (t1 - starts[sq]);
     float* key_row = arena.take(dp);
-    if (nt == 1 && K.dtype == DType::f32 && V.dtype == DType::f32) {
-      decode_one_token(qs, nq, dp, d, K, V, g, kend, arena.take(nq * kend), o);
+    if (nt == 1 && K.dtype == V.dtype) {
+      float* scores = arena.take(nq * kend);
+      switch (K.dtype) {
+        case DType::f32:
+          decode_one_token<float>(qs, nq, dp, d, K, V, g, kend, scores, o, key_row);
+          break;
+        case DType::bf16:
+          decode_one_token<bf16>(qs, nq, dp, d, K, V, g, kend, scores, o, key_row);
+          break;
+        default:
+          decode_one_token<f16>(qs, nq, dp, d, K, V, g, kend, scores, o, key_row);
+          break;
+      }
     } else {
       attend_rows(
           qs, nq, dp, limit, nullptr, nullptr, 0, kend,

@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "tensor/dtype.h"
+
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define SEQIT_AVX2 1
@@ -40,6 +42,24 @@ inline float exp_scalar(float x) {
 }
 
 #ifdef SEQIT_AVX2
+// Eight consecutive values as f32: f32 as is, bf16 widened by a shift, f16 through F16C.
+inline __m256 load8_f32(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+inline __m256 load8_f32(const bf16* p) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+inline __m256 load8_f32(const f16* p) {
+#ifdef __F16C__
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+#else
+  alignas(32) float f[8];
+  for (int i = 0; i < 8; ++i) f[i] = f16_to_f32(p[i]);
+  return _mm256_load_ps(f);
+#endif
+}
+
 inline __m256 exp8(__m256 x) {
   const __m256 too_low = _mm256_cmp_ps(x, _mm256_set1_ps(kExpLow), _CMP_LT_OQ);
   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(kExpLow)), _mm256_set1_ps(kExpHigh));
