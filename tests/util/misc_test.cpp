@@ -21,6 +21,18 @@ TEST(Utf8, FindsFirstInvalidByte) {
   EXPECT_EQ(seqit::utf8::first_invalid("\xF4\x90\x80\x80"), 0u);  // above U+10FFFF
 }
 
+TEST(Utf8, SanitizeReplacesEachInvalidByte) {
+  EXPECT_EQ(seqit::utf8::sanitize("caf\xc3\xa9"), "caf\xc3\xa9");            // valid: unchanged
+  EXPECT_EQ(seqit::utf8::sanitize("\xe2\x82"), "\xef\xbf\xbd\xef\xbf\xbd");  // half a character
+  EXPECT_EQ(seqit::utf8::sanitize("a\xff"
+                                  "b"),
+            "a\xef\xbf\xbd"
+            "b");
+  EXPECT_EQ(seqit::utf8::sanitize(""), "");
+  EXPECT_TRUE(seqit::utf8::is_valid(
+      seqit::utf8::sanitize("\xed\xa0\x80x\xc0")));  // surrogate, overlong lead
+}
+
 TEST(Utf8, CompletePrefixHoldsBackUnfinishedSequences) {
   std::string s = "a🎉";  // 1 + 4 bytes
   EXPECT_EQ(seqit::utf8::complete_prefix(s), 5u);
