@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 #include "util/error.h"
 
@@ -43,7 +44,6 @@ struct Engine::Sequence {
   GenerationResult result;
   bool cancelled = false;
   int32_t constraint_state = 0;  // the constraint automaton's state after the generated text
-  bool at_text_start = false;  // the reply starts a text: a first token's leading space is dropped
 
   Sequence(RequestId id_, GenerationRequest req, model::KvCache cache_)
       : id(id_),
@@ -110,7 +110,6 @@ RequestId Engine::add(GenerationRequest request) {
                              [&](TokenId t) { return tokenizer_->is_special(t); });
     }
     seq->stream.emplace(*tokenizer_, seq->request.stop.stop_strings, at_start);
-    seq->at_text_start = at_start;
   }
   waiting_.push_back(std::move(seq));
   return id;
@@ -240,23 +239,14 @@ std::vector<StepEvent> Engine::step() {
       if (s.request.top_logprobs > 0) {
         // The k largest logits (ties to the lower id), most likely first.
         const auto k = std::min<size_t>(static_cast<size_t>(s.request.top_logprobs), row.size());
+        std::vector<TokenId> ids(row.size());
+        std::iota(ids.begin(), ids.end(), 0);
+        std::partial_sort(
+            ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(),
+            [&](TokenId a, TokenId b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
         std::vector<std::pair<TokenId, float>> top;
-        auto better = [](const std::pair<TokenId, float>& a, const std::pair<TokenId, float>& b) {
-          return a.second > b.second || (a.second == b.second && a.first < b.first);
-        };
-        for (size_t i = 0; i < row.size(); ++i) {
-          const std::pair<TokenId, float> c{static_cast<TokenId>(i), row[i]};
-          if (top.size() < k) {
-            top.push_back(c);
-            std::push_heap(top.begin(), top.end(), better);
-          } else if (better(c, top.front())) {
-            std::pop_heap(top.begin(), top.end(), better);
-            top.back() = c;
-            std::push_heap(top.begin(), top.end(), better);
-          }
-        }
-        std::sort_heap(top.begin(), top.end(), better);
-        for (auto& [id, v] : top) v = static_cast<float>(v - log_z);
+        for (size_t i = 0; i < k; ++i)
+          top.push_back({ids[i], static_cast<float>(row[ids[i]] - log_z)});
         s.result.top_logprobs.push_back(top);
         event.top_logprobs.push_back(std::move(top));
       }
@@ -299,14 +289,13 @@ std::optional<TokenId> Engine::sample_constrained(Sequence& s, std::span<const f
   const auto t0 = std::chrono::steady_clock::now();
   const Constraint& c = *s.request.constraint;
   const int32_t state = s.constraint_state;
-  // The first token of a reply that starts a text shows without its leading space (TextStream):
-  // tokens that drop one are judged by what shows. Computed per request (one step).
-  std::vector<Constraint::Allowed> first;
+  // The token that starts a text shows without its leading space (TextStream): tokens that drop
+  // one are judged by what shows. Computed per request (one step).
   Constraint::Mask first_mask;
-  const bool stripped =
-      s.at_text_start && s.result.tokens.empty() && !trie_->space_dropping().empty();
+  const bool stripped = s.stream && s.stream->at_text_start() && !trie_->space_dropping().empty();
   if (stripped) {
     const auto& drops = trie_->space_dropping();
+    auto& first = first_mask.allowed;
     for (const auto& a : c.allowed(*trie_, state))
       if (!std::binary_search(drops.begin(), drops.end(), a.token)) first.push_back(a);
     for (TokenId t : drops) {
@@ -315,8 +304,7 @@ std::optional<TokenId> Engine::sample_constrained(Sequence& s, std::span<const f
     }
     std::sort(first.begin(), first.end(),
               [](const auto& a, const auto& b) { return a.token < b.token; });
-    first_mask.allowed = std::move(first);
-    for (const auto& a : first_mask.allowed)
+    for (const auto& a : first)
       first_mask.max_distance = std::max(first_mask.max_distance, c.distance(a.next));
   }
   const Constraint::Mask& mask = stripped ? first_mask : c.mask(*trie_, state);

@@ -30,6 +30,8 @@ class TextStream {
   const std::string& stop_string() const { return matched_stop_; }
   // Everything returned so far.
   const std::string& text() const { return text_; }
+  // Whether the next token with output starts the text (its SentencePiece space is then dropped).
+  bool at_text_start() const { return at_text_start_; }
 
  private:
   std::string release(bool final);
