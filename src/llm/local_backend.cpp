@@ -44,6 +44,7 @@ struct Job {
   int remaining = 0;  // choices still generating
   bool cancelled = false;
   std::vector<infer::RequestId> ids;
+  std::shared_ptr<const infer::Constraint> constraint;  // of request.response_format, or null
 };
 
 LlmError invalid(std::string message) {
@@ -71,15 +72,20 @@ struct LocalBackend::Impl {
       by_sequence;  // engine id -> (job, choice)
   std::mt19937_64 seeds{std::random_device{}()};
   std::thread thread;
+  std::mutex constraints_mutex;
   std::map<std::string, std::shared_ptr<const infer::Constraint>> constraints;  // by format
 
   // The decoding constraint of a response format (null for text); compile errors throw
-  // seqit::Error (the request's fault: a 400 from the server).
+  // seqit::Error (the request's fault: a 400 from the server). Called by submit(), on the caller's
+  // thread, so that compiling a new schema never holds up the decoding of the others.
   std::shared_ptr<const infer::Constraint> constraint_for(const ResponseFormat& f) {
     if (f.kind == ResponseFormat::Kind::text) return nullptr;
     const std::string key = fmt::format("{}\n{}\n{}\n{}", to_string(f.kind), f.schema, f.pattern,
                                         fmt::join(f.choices, "\x1f"));
-    if (auto it = constraints.find(key); it != constraints.end()) return it->second;
+    {
+      std::lock_guard lock(constraints_mutex);
+      if (auto it = constraints.find(key); it != constraints.end()) return it->second;
+    }
     std::shared_ptr<const infer::Constraint> c;
     switch (f.kind) {
       case ResponseFormat::Kind::json_object:
@@ -97,6 +103,7 @@ struct LocalBackend::Impl {
       case ResponseFormat::Kind::text:
         break;
     }
+    std::lock_guard lock(constraints_mutex);
     if (constraints.size() >= 64) constraints.clear();  // a bound, not an LRU: formats are few
     constraints.emplace(key, c);
     return c;
@@ -246,8 +253,6 @@ struct LocalBackend::Impl {
         return;
       }
       const uint64_t base_seed = p.seed ? *p.seed : seeds();
-      // Compiled once per distinct format (a pipeline sends the same schema many times).
-      const std::shared_ptr<const infer::Constraint> constraint = constraint_for(r.response_format);
       std::vector<std::string> stops = p.stop;
       stops.insert(stops.end(), prompt.stop_strings.begin(), prompt.stop_strings.end());
       Job* raw = job.get();
@@ -263,7 +268,7 @@ struct LocalBackend::Impl {
         g.stop.stop_strings = stops;
         g.stop.stop_tokens = prompt.stop_tokens;
         g.text_standalone = r.kind == RequestKind::chat;
-        g.constraint = constraint;
+        g.constraint = job->constraint;
         g.logprobs = r.logprobs;
         g.top_logprobs = r.top_logprobs;
         if (r.on_delta) {
@@ -477,6 +482,13 @@ void LocalBackend::submit(Request request, ResponseCallback done) {
     return;
   }
   auto job = std::make_unique<Job>();
+  try {
+    // Compiled once per distinct format (a pipeline sends the same schema many times).
+    job->constraint = impl_->constraint_for(request.response_format);
+  } catch (const Error& e) {
+    done(invalid(e.what()));
+    return;
+  }
   job->request = std::move(request);
   job->done = std::move(done);
   {
