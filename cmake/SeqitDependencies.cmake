@@ -24,3 +24,14 @@ endif()
 if(SEQIT_BUILD_BENCH)
   find_package(benchmark REQUIRED)
 endif()
+# Open MPI (libopenmpi-dev; mpirun from openmpi-bin): data-parallel training and sharded jobs
+# (src/dist/, the only module that includes mpi.h). Without it seqit builds and runs as one process.
+option(SEQIT_MPI "Build with MPI (data-parallel training under mpirun)" ON)
+if(SEQIT_MPI)
+  set(MPI_CXX_SKIP_MPICXX ON)  # the C API from C++ (not the deprecated C++ bindings)
+  find_package(MPI COMPONENTS CXX)
+  if(NOT MPI_CXX_FOUND)
+    message(WARNING "MPI not found (apt install libopenmpi-dev openmpi-bin): seqit is built without "
+                    "data-parallel training; under mpirun it refuses to start")
+  endif()
+endif()

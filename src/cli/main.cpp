@@ -1,11 +1,14 @@
 // seqit: the command-line entry point. Parses global options, dispatches to the registered
 // subcommand, and prints any error exactly once.
+#include <sched.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
 
 #include "cli/command.h"
+#include "dist/communicator.h"
 #include "tensor/threading.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -38,12 +41,34 @@ const std::vector<Command>& registered_commands() {
   return registry();
 }
 
+// Under mpirun without --threads: the CPUs this rank may use. mpirun binds each rank to its own
+// core(s) by default (the affinity mask says how many); where it does not (--bind-to none), the
+// ranks of one machine share its CPUs evenly instead of each starting a thread per CPU.
+int rank_threads() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+  const int allowed = CPU_COUNT(&set);
+  const int online = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const int ranks_here = local ? std::max(1, std::atoi(local)) : 1;
+  if (allowed < online || ranks_here <= 1) return 0;  // bound by the launcher, or alone
+  return std::max(1, allowed / ranks_here);
+}
+
 }  // namespace seqit::cli
 
 int main(int argc, char** argv) {
   using namespace seqit;
   tensor::establish_openmp_wait_policy(
       argv);  // may re-execute this process once; see docs/engine.md
+  try {
+    dist::init_world(&argc, &argv);  // MPI when mpirun/srun started this process
+  } catch (const Error& e) {
+    std::fprintf(stderr, "seqit: error: %s\n", e.what());
+    return 1;
+  }
+  dist::Communicator& world = dist::world();
   CLI::App app{
       "seqit: sequential instruction tuning of LLMs — data, tokenizers, training, evaluation",
       "seqit"};
@@ -67,22 +92,40 @@ int main(int argc, char** argv) {
     c.setup(*sub);
   }
   app.parse_complete_callback([&] {
-    log::set_level(g.quiet && log::parse_level(g.log_level) < log::Level::warn
-                       ? log::Level::warn
-                       : log::parse_level(g.log_level));
-    Progress::set_enabled(!g.quiet);
+    // Several ranks: rank 0 speaks for the job (every rank reads the same data and would repeat
+    // its warnings); the others print errors only, prefixed with their rank.
+    log::Level level = log::parse_level(g.log_level);
+    if (g.quiet) level = std::max(level, log::Level::warn);
+    if (world.rank() != 0) level = std::max(level, log::Level::error);
+    log::set_level(level);
+    Progress::set_enabled(!g.quiet && world.rank() == 0);
+    if (world.size() > 1) {
+      log::set_prefix(fmt::format("rank {}: ", world.rank()));
+      if (g.threads == 0) g.threads = cli::rank_threads();
+    }
   });
 
+  // An error on one rank of several ends the whole job: the other ranks would otherwise wait in
+  // their next collective for ever. mpirun then names the rank that aborted.
+  auto fail = [&](const char* kind, const char* what, int code) {
+    if (world.size() > 1) {
+      std::fprintf(stderr, "seqit: rank %d of %d: %s: %s\n", world.rank(), world.size(), kind,
+                   what);
+      std::fflush(stderr);
+      world.abort(code);
+    }
+    std::fprintf(stderr, "seqit: %s: %s\n", kind, what);
+    return code;
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const Error& e) {
-    std::fprintf(stderr, "seqit: error: %s\n", e.what());
-    return 1;
+    return fail("error", e.what(), 1);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "seqit: internal error: %s\n", e.what());
-    return 2;
+    return fail("internal error", e.what(), 2);
   }
+  dist::finalize_world();
   return 0;
 }

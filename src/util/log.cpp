@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdio>
 #include <mutex>
+#include <string>
 
 #include "util/error.h"
 #include "util/progress.h"
@@ -11,7 +12,13 @@ namespace seqit::log {
 namespace {
 std::atomic<Level> g_level{Level::info};
 std::mutex g_mutex;
+std::string g_prefix;  // set once at start-up (before any thread logs)
 }  // namespace
+
+void set_prefix(std::string prefix) {
+  std::lock_guard lock(g_mutex);
+  g_prefix = std::move(prefix);
+}
 
 void set_level(Level l) {
   g_level.store(l);
@@ -35,7 +42,7 @@ void write(Level l, std::string_view message) {
   std::lock_guard lock(g_mutex);
   // A progress bar may own the current terminal line; clear it so the message starts clean.
   progress_detail::clear_line_for_log();
-  std::fprintf(stderr, "seqit %s: %.*s\n", kNames[static_cast<int>(l)],
+  std::fprintf(stderr, "seqit %s: %s%.*s\n", kNames[static_cast<int>(l)], g_prefix.c_str(),
                static_cast<int>(message.size()), message.data());
   std::fflush(stderr);
 }

@@ -3,6 +3,7 @@
 
 #include <fmt/core.h>
 
+#include <string>
 #include <string_view>
 
 namespace seqit::log {
@@ -14,6 +15,8 @@ Level level();
 // Parses "debug|info|warn|error|off"; throws seqit::Error on anything else.
 Level parse_level(std::string_view name);
 void write(Level level, std::string_view message);
+// Text put before every message ("rank 1: " in a job of several processes).
+void set_prefix(std::string prefix);
 
 template <typename... Args>
 void debug(fmt::format_string<Args...> f, Args&&... args) {
