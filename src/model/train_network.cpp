@@ -185,14 +185,18 @@ void TrainNetwork::build_parameters() {
   const ModelConfig& c = model_.config();
   LlamaWeights& w = model_.mutable_weights();
   parameters_.clear();
+  int stage = 0;  // of the parameters added next
   auto add = [&](std::string name, const Tensor& value, const Tensor& grad, bool decay) {
-    parameters_.push_back(Parameter{std::move(name), value, grad, decay});
+    parameters_.push_back(Parameter{std::move(name), value, grad, decay, stage});
   };
+  const auto layers = static_cast<int>(w.layers.size());
+  auto layer_stage = [&](size_t l) { return 1 + (layers - 1 - static_cast<int>(l)); };
   if (options_.lora) {
     for (size_t l = 0; l < adapters_.size(); ++l) {
       for (int m = 0; m < kModules; ++m) {
         const Adapter& ad = adapters_[l][static_cast<size_t>(m)];
         if (!ad.a.defined()) continue;
+        stage = layer_stage(l);
         const std::string p = fmt::format("model.layers.{}.{}.", l, kModuleNames[m]);
         add(p + "lora_A.weight", ad.a, ad.da, true);
         add(p + "lora_B.weight", ad.b, ad.db, true);
@@ -202,8 +206,10 @@ void TrainNetwork::build_parameters() {
   }
   // Full fine-tuning: the HF weights as row blocks of the fused matrices (contiguous views).
   const int64_t qd = c.q_dim(), kvd = c.kv_dim(), F = c.intermediate_size;
+  stage = layers + 1;
   add("model.embed_tokens.weight", w.embed, d_embed_, true);
   for (size_t l = 0; l < w.layers.size(); ++l) {
+    stage = layer_stage(l);
     const LayerWeights& L = w.layers[l];
     const LayerGrads& g = grads_[l];
     const std::string p = fmt::format("model.layers.{}.", l);
@@ -225,8 +231,13 @@ void TrainNetwork::build_parameters() {
     add(p + "mlp.up_proj.weight", L.w_gate_up.narrow(0, F, F), g.w_gate_up.narrow(0, F, F), true);
     add(p + "mlp.down_proj.weight", L.w_down, g.w_down, true);
   }
+  stage = 0;
   add("model.norm.weight", w.final_norm, d_final_norm_, false);
   if (d_lm_head_.defined()) add("lm_head.weight", w.lm_head, d_lm_head_, true);
+}
+
+int TrainNetwork::backward_stages() const {
+  return static_cast<int>(model_.config().num_layers) + 2;
 }
 
 void TrainNetwork::zero_grads() {
@@ -630,6 +641,10 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
   dx.zero();
   tensor::rmsnorm_backward(dx, options_.lora ? Tensor() : d_final_norm_, dhN, xL, w.final_norm,
                            rstdN);
+  auto stage_done = [&](int stage) {
+    if (gradient_hook_) gradient_hook_(stage);
+  };
+  stage_done(0);
   for (size_t l = layers; l-- > 0;) {
     const Saved s = saved(l);
     if (checkpoint) {  // refill the shared buffers: the same ops on the same input, the same bits
@@ -638,8 +653,10 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
     // The top layer's x_mid is still in place from the forward, as is every layer's after its
     // recomputed forward.
     block_backward(static_cast<int64_t>(l), dx, residual(l), s, bv, checkpoint || l + 1 == layers);
+    stage_done(1 + static_cast<int>(layers - 1 - l));
   }
   if (!options_.lora) tensor::embedding_backward(d_embed_, dx, bv.ids);
+  stage_done(static_cast<int>(layers) + 1);
   return result;
 }
 

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,9 @@ struct Parameter {
   std::string name;
   tensor::Tensor value, grad;  // same shape, contiguous; grad f32
   bool decay = true;           // false for norm weights and biases (weight decay skips them)
+  // The backward stage after which this gradient is complete (TrainNetwork::backward_stages()):
+  // 0 the output head and final norm, 1 + (layers - 1 - l) layer l, layers + 1 the embedding.
+  int stage = 0;
 };
 
 class TrainNetwork {
@@ -98,6 +102,11 @@ class TrainNetwork {
   // Seeds the LoRA dropout masks of the following passes (the trainer sets one per step; each
   // layer and projection derives its own mask seed from it).
   void set_step_seed(uint64_t seed) { step_seed_ = seed; }
+  // Called during forward_backward's backward pass each time a stage's gradients are complete for
+  // the pass, stage 0 first (Parameter::stage): data-parallel training starts summing them across
+  // processes while the backward goes on. Empty: no calls.
+  void set_gradient_hook(std::function<void(int stage)> hook) { gradient_hook_ = std::move(hook); }
+  int backward_stages() const;
   // W += scale · B·A for every adapter (for export of merged weights). The adapters are then
   // switched off: later passes compute with the merged base alone. Throws when called twice.
   void merge_lora_into_base();
@@ -177,6 +186,7 @@ class TrainNetwork {
   bool merged_ = false;
   bool training_pass_ = false;  // forward_backward (LoRA dropout on) or forward_loss (off)
   uint64_t step_seed_ = 0;
+  std::function<void(int)> gradient_hook_;
   // [layer][module]; an untargeted projection's adapter is undefined.
   std::vector<std::array<Adapter, kModules>> adapters_;
   std::vector<LayerGrads> grads_;                      // full fine-tuning only

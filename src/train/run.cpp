@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "chat/model_template.h"
+#include "dist/communicator.h"
 #include "model/checkpoint.h"
 #include "model/convert.h"
 #include "model/llama.h"
@@ -13,6 +16,7 @@
 #include "tensor/calibrate.h"
 #include "tensor/threading.h"
 #include "tokenizer/tokenizer.h"
+#include "train/data_parallel.h"
 #include "train/export.h"
 #include "train/loss_chart.h"
 #include "train/metrics.h"
@@ -41,7 +45,7 @@ struct Setup {
   std::unique_ptr<model::LlamaModel> model;
   std::unique_ptr<Trainer> trainer;
   LrSchedule schedule;
-  int64_t grad_accum = 1;
+  int64_t grad_accum = 1;  // micro-batches per optimiser step, all processes together
   int64_t batches_per_epoch = 0;
   double flops_per_token = 0;  // forward + backward, for MFU
   std::string compute_note;    // why the compute dtype is what it is (printed at start)
@@ -107,7 +111,7 @@ double flops_per_token(const model::ModelConfig& c, bool lora, int64_t mean_len)
   return (lora ? 4.0 : 6.0) * matmul + attention;
 }
 
-Setup prepare(const TrainRecipe& r) {
+Setup prepare(const TrainRecipe& r, dist::Communicator& world) {
   Setup s;
   // The starting weights: a checkpoint, or (init: random) weights drawn for a config.json.
   std::unique_ptr<model::Checkpoint> checkpoint;
@@ -165,7 +169,7 @@ Setup prepare(const TrainRecipe& r) {
   log::info("train: {} training examples, {} held out; per epoch: {}", s.train_examples.size(),
             s.eval_examples.size(), acc.describe());
 
-  s.grad_accum = r.gradient_accumulation.value_or(1);
+  s.grad_accum = r.gradient_accumulation.value_or(1) * world.size();
   const int64_t total =
       total_optimizer_steps(s.batches_per_epoch, s.grad_accum, r.epochs, r.max_steps);
   s.schedule = {r.schedule, r.lr, warmup_steps_for(total, r.warmup_ratio, r.warmup_steps), total};
@@ -191,7 +195,7 @@ Setup prepare(const TrainRecipe& r) {
   oc.eps = static_cast<float>(r.adam_epsilon);
   oc.weight_decay = static_cast<float>(r.weight_decay);
   oc.max_grad_norm = r.max_grad_norm;
-  s.trainer = std::make_unique<Trainer>(*s.model, to, oc, r.seed);
+  s.trainer = std::make_unique<Trainer>(*s.model, to, oc, r.seed, world);
   const int64_t mean_len =
       acc.rows > 0 ? acc.tokens_kept / std::max<int64_t>(1, acc.examples) : r.max_len;
   s.flops_per_token = flops_per_token(s.model->config(), lora, mean_len);
@@ -208,12 +212,66 @@ std::vector<MicroBatch> next_step_batches(BatchStream& stream, int64_t grad_accu
   return out;
 }
 
-EvalStats evaluate(Setup& s) {
+// This rank's share of `batches` (all of them for one process), in their order.
+std::vector<Batch> my_share(const BatchPlan& plan, const std::vector<MicroBatch>& batches,
+                            const dist::Communicator& world) {
+  std::vector<int64_t> costs;
+  for (const MicroBatch& mb : batches) costs.push_back(plan.padded_size(mb));
+  const std::vector<int> rank_of = assign_to_ranks(costs, world.size());
+  std::vector<Batch> mine;
+  for (size_t i = 0; i < batches.size(); ++i)
+    if (rank_of[i] == world.rank()) mine.push_back(plan.materialize(batches[i]));
+  return mine;
+}
+
+EvalStats evaluate(Setup& s, const dist::Communicator& world) {
   if (!s.eval_plan) return {};
-  std::vector<Batch> batches;
-  for (const MicroBatch& mb : s.eval_plan->epoch_batches(0))
-    batches.push_back(s.eval_plan->materialize(mb));
-  return s.trainer->evaluate(batches);
+  return s.trainer->evaluate(my_share(*s.eval_plan, s.eval_plan->epoch_batches(0), world));
+}
+
+// Every rank must run the same model on the same data with the same recipe: compare each rank's
+// fingerprints with rank 0's before the first step, and refuse (on every rank, naming the ranks and
+// the fields) when any differs.
+void check_ranks_agree(dist::Communicator& world, const Fingerprint& model,
+                       const Fingerprint& recipe, const Setup& s) {
+  if (world.size() == 1) return;
+  Fingerprint mine;
+  for (const auto& [k, v] : model) mine["model." + k] = v;
+  for (const auto& [k, v] : recipe) mine["recipe." + k] = v;
+  int64_t tokens = 0;
+  for (const Example& e : s.train_examples) tokens += static_cast<int64_t>(e.tokens.size());
+  mine["data.examples"] = std::to_string(s.train_examples.size());
+  mine["data.tokens"] = std::to_string(tokens);
+  mine["data.held_out"] = std::to_string(s.eval_examples.size());
+  std::string text;
+  for (const auto& [k, v] : mine) text += k + "\t" + v + "\n";
+  const std::vector<std::string> all = world.allgather(text);
+  auto parse = [](const std::string& t) {
+    Fingerprint f;
+    size_t at = 0;
+    while (at < t.size()) {
+      const size_t tab = t.find('\t', at), end = t.find('\n', at);
+      f[t.substr(at, tab - at)] = t.substr(tab + 1, end - tab - 1);
+      at = end + 1;
+    }
+    return f;
+  };
+  const Fingerprint first = parse(all[0]);
+  std::vector<std::string> problems;
+  for (size_t r = 1; r < all.size(); ++r) {
+    if (all[r] == all[0]) continue;
+    for (const std::string& d : fingerprint_differences(first, parse(all[r])))
+      problems.push_back(fmt::format("rank {}: {}", r, d));
+  }
+  if (!problems.empty()) {
+    std::string list;
+    for (const std::string& p : problems) list += "\n  " + p;
+    // fingerprint_differences says "checkpoint X, now Y": here X is rank 0's value.
+    throw Error(
+        fmt::format("the {} processes do not run the same job (the model, the data or the "
+                    "recipe differs from rank 0's; \"checkpoint\" below is rank 0's value):{}",
+                    world.size(), list));
+  }
 }
 
 void write_final(const TrainRecipe& r, Setup& s, const fs::path& dir) {
@@ -260,7 +318,9 @@ std::vector<TensorSlot> checkpoint_slots(Trainer& trainer) {
 }  // namespace
 
 RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) {
-  const TrainRecipe r = recipe_in.resolved();
+  dist::Communicator& world = options.world ? *options.world : dist::world();
+  const bool lead = world.rank() == 0;  // rank 0 writes the run folder; every rank computes
+  const TrainRecipe r = recipe_in.resolved(world.size());
   if (r.threads > 0) tensor::set_num_threads(static_cast<int>(r.threads));
   RunResult result;
   result.output = r.output_dir;
@@ -272,7 +332,7 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
         "output_dir",
         out.string()));
   log::info("train: recipe\n{}", to_yaml(r));
-  Setup s = prepare(r);
+  Setup s = prepare(r, world);
   log::info(
       "train: compute {}; master weights, gradients and AdamW f32 ({} trainable tensors{}); {} "
       "optimiser "
@@ -282,10 +342,22 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
       (s.batches_per_epoch + s.grad_accum - 1) / s.grad_accum, s.grad_accum,
       s.schedule.warmup_steps);
   result.total_steps = s.schedule.total_steps;
+  if (world.size() > 1) {
+    log::info(
+        "train: data-parallel, {}: each step's {} micro-batches split between the processes by "
+        "tokens; {:.1f} MB of gradients summed per step, overlapped with the backward pass",
+        world.describe(), s.grad_accum, double(s.trainer->sync_bytes_per_step()) / 1e6);
+    if (s.grad_accum < world.size())
+      log::warn(
+          "train: {} micro-batches per step for {} processes: {} of them idle each step; "
+          "raise effective_batch (or gradient_accumulation)",
+          s.grad_accum, world.size(), world.size() - s.grad_accum);
+  }
 
   // Resume: weights, optimiser moments, step and data position from the newest checkpoint.
   const Fingerprint model_fp = model_fingerprint(s.model->config()),
                     recipe_fp = recipe_fingerprint(r);
+  check_ranks_agree(world, model_fp, recipe_fp, s);
   BatchPosition position;
   int64_t tokens_done = 0;
   double elapsed_before = 0;
@@ -306,14 +378,26 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
                 out.string());
     }
   }
-  run.create();
-  write_file_atomic(run.recipe_file(), to_yaml(r));
-  MetricsLog metrics(run.metrics_file(), resumed_at);
+  std::optional<MetricsLog> metrics;
+  if (lead) {
+    run.create();
+    // The recipe as it resumes: the global batch (effective_batch) fixed, gradient_accumulation
+    // left to follow from it, so that the run can go on with another number of processes.
+    TrainRecipe saved = r;
+    saved.gradient_accumulation.reset();
+    write_file_atomic(run.recipe_file(), to_yaml(saved));
+    metrics.emplace(run.metrics_file(), resumed_at);
+  }
 
   // MFU against the peak of the dtype computed (bf16: the dot-product peak, where the CPU has one).
   const bool bf16 = s.trainer->network().options().compute == tensor::DType::bf16;
   double peak_gflops = bf16 ? tensor::measure_bf16_dot_peak(tensor::num_threads(), 0.2).gflops : 0;
   if (peak_gflops <= 0) peak_gflops = tensor::measure_fma_peak(tensor::num_threads(), 0.2).gflops;
+  if (world.size() > 1) {  // the job's peak: every process's, measured at the same time
+    std::array<double, 1> sum{peak_gflops};
+    world.allreduce_sum(sum);
+    peak_gflops = sum[0];
+  }
   BatchStream stream(*s.plan, position);
   InterruptGuard interrupt;
   Progress progress("train", s.schedule.total_steps, "step");
@@ -321,13 +405,13 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
   progress.set(s.trainer->steps());
   const auto t_start = Clock::now();
   int64_t steps_this_run = 0;
+  int interrupt_signal = 0;  // a signal another process received
   double smoothed = -1;
   while (s.trainer->steps() < s.schedule.total_steps) {
     const int64_t step = s.trainer->steps();
     const int64_t epoch = stream.position().epoch;
-    std::vector<Batch> micro;
-    for (const MicroBatch& mb : next_step_batches(stream, s.grad_accum))
-      micro.push_back(s.plan->materialize(mb));
+    const std::vector<Batch> micro =
+        my_share(*s.plan, next_step_batches(stream, s.grad_accum), world);
     const auto t0 = Clock::now();
     const StepStats st = s.trainer->step(micro, static_cast<float>(s.schedule.lr(step)));
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -352,24 +436,36 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
     row.tokens = tokens_done;
     row.tokens_per_s = tokens_per_s;
     if (peak_gflops > 0) row.mfu = tokens_per_s * s.flops_per_token / (peak_gflops * 1e9);
-    row.rss_mb = current_rss_mb();
+    row.rss_mb = current_rss_mb();  // the largest of any process (below)
     row.elapsed_s = elapsed_before + std::chrono::duration<double>(Clock::now() - t_start).count();
     const bool last = done >= s.schedule.total_steps;
     if (s.eval_plan && ((r.eval_every > 0 && done % r.eval_every == 0) || last)) {
-      row.eval_loss = evaluate(s).loss;
+      row.eval_loss = evaluate(s, world).loss;
       result.eval_loss = *row.eval_loss;
     }
-    if (done % std::max<int64_t>(1, r.log_every) == 0 || last || row.eval_loss) metrics.append(row);
+    bool interrupted = interrupt.requested();
+    bool stop_now = interrupted || (options.stop_requested && options.stop_requested()) ||
+                    (options.stop_after > 0 && steps_this_run >= options.stop_after);
+    if (world.size() > 1) {
+      // The processes stop together (a signal may reach one before another) and report the
+      // largest memory of any.
+      std::array<double, 3> agree{stop_now ? 1.0 : 0.0,
+                                  interrupted ? double(interrupt.signal()) : 0.0, row.rss_mb};
+      world.allreduce_max(agree);
+      stop_now = agree[0] > 0;
+      interrupted = agree[1] > 0;
+      if (interrupted && !interrupt.requested()) interrupt_signal = static_cast<int>(agree[1]);
+      row.rss_mb = agree[2];
+    }
+    if (metrics && (done % std::max<int64_t>(1, r.log_every) == 0 || last || row.eval_loss))
+      metrics->append(row);
     progress.set(done);
     if (options.on_step) options.on_step(done, s.schedule.total_steps);
     progress.set_note(
         fmt::format("loss {:.4f}{} lr {:.2e} {:.0f} tok/s", smoothed,
                     row.eval_loss ? fmt::format(" eval {:.4f}", *row.eval_loss) : std::string(),
                     st.lr, tokens_per_s));
-    const bool stop_now = interrupt.requested() ||
-                          (options.stop_requested && options.stop_requested()) ||
-                          (options.stop_after > 0 && steps_this_run >= options.stop_after);
-    if ((r.save_every > 0 && done % r.save_every == 0 && !last) || (stop_now && !last)) {
+    if (lead && ((r.save_every > 0 && done % r.save_every == 0 && !last) || (stop_now && !last))) {
       CheckpointState state;
       state.step = done;
       state.epoch = row.epoch;
@@ -382,18 +478,20 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
       save_run_checkpoint(run, state, checkpoint_tensors(*s.trainer), r.keep_last);
     }
     if (stop_now && !last) {
-      result.interrupted = interrupt.requested();
+      result.interrupted = interrupted;
+      const int signal = interrupt.requested() ? interrupt.signal() : interrupt_signal;
       if (result.interrupted)
         log::info(
             "train: {} received: checkpoint written at step {}; rerun with --resume to continue",
-            interrupt.signal() == 2 ? "SIGINT" : "SIGTERM", done);
+            signal == 2 ? "SIGINT" : "SIGTERM", done);
       break;
     }
   }
   progress.finish();
   result.steps = s.trainer->steps();
+  if (world.size() > 1) world.barrier();  // the last checkpoint is written before anyone returns
   if (result.steps >= s.schedule.total_steps) {
-    write_final(r, s, run.final_dir());
+    if (lead) write_final(r, s, run.final_dir());
     result.finished = true;
     log::info("train: done: {} steps, last loss {:.4f}{}; model in {}", result.steps,
               result.last_loss,
@@ -401,7 +499,8 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
                                     : std::string(),
               (out / "final").string());
   }
-  write_loss_chart(run.chart_file(), metrics.rows());
+  if (lead) write_loss_chart(run.chart_file(), metrics->rows());
+  if (world.size() > 1) world.barrier();  // final/ and loss.png are there when any process returns
   return result;
 }
 

@@ -11,6 +11,10 @@
 
 #include "train/recipe.h"
 
+namespace seqit::dist {
+class Communicator;
+}
+
 namespace seqit::train {
 
 struct RunOptions {
@@ -26,6 +30,8 @@ struct RunOptions {
   // Polled between steps like Ctrl-C: when it returns true the run writes a checkpoint and returns
   // unfinished (a study stops its other jobs this way when one fails).
   std::function<bool()> stop_requested;
+  // The processes of a data-parallel run; null: dist::world() (MPI under mpirun, else one).
+  dist::Communicator* world = nullptr;
 };
 
 struct RunResult {

@@ -182,7 +182,12 @@ Fingerprint recipe_fingerprint(const TrainRecipe& r) {
   f["default_system"] = optional_text(r.default_system);
   f["batch_mode"] = std::string(batch_mode_name(r.batch_mode));
   f["micro_batch_size"] = std::to_string(r.micro_batch_size);
-  f["gradient_accumulation"] = optional_text(r.gradient_accumulation);
+  // Micro-batches per optimiser step over all processes (effective_batch / micro_batch_size): a run
+  // checkpointed with N processes resumes with M. (With one process this is gradient_accumulation,
+  // the key's name from before data-parallel training.)
+  f["gradient_accumulation"] = r.effective_batch
+                                   ? std::to_string(*r.effective_batch / r.micro_batch_size)
+                                   : optional_text(r.gradient_accumulation);
   f["seed"] = std::to_string(r.seed);
   f["method"] = std::string(method_name(r.method));
   if (r.method == TrainMethod::lora) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/communicator.h"
 #include "model/train_network.h"
 #include "tensor/tensor.h"
 #include "train/batcher.h"
@@ -39,6 +40,9 @@ struct StepStats {
   double grad_norm = 0;       // global norm before clipping
   bool clipped = false;
   float lr = 0;
+  // Several processes: seconds spent waiting for gradient sums after this rank's backward pass
+  // (what the overlap with the backward did not hide).
+  double sync_wait_s = 0;
 };
 
 struct EvalStats {
@@ -46,21 +50,30 @@ struct EvalStats {
   int64_t target_tokens = 0;
 };
 
+class GradientSync;  // train/data_parallel.h
+
 // The batcher's arrays as the network takes them.
 model::TrainBatch to_train_batch(const Batch& batch);
 
 class Trainer {
  public:
-  // `model` must outlive the trainer. The network (gradients, adapters) is created here.
+  // `model` and `comm` must outlive the trainer. The network (gradients, adapters) is created here.
+  // With a communicator of several ranks the trainer is data-parallel: each rank passes its own
+  // share of every step's micro-batches, and every rank takes the same step.
   Trainer(model::LlamaModel& model, const model::TrainOptions& network, OptimizerConfig optimizer,
-          uint64_t seed);
+          uint64_t seed, dist::Communicator& comm = dist::single_process());
   ~Trainer();
 
-  // One optimiser step over `micro_batches` at learning rate `lr`. A step whose micro-batches hold
-  // no trainable token changes nothing and returns target_tokens = 0.
+  // One optimiser step over `micro_batches` (this rank's share of the step) at learning rate `lr`.
+  // The loss and its gradient are the mean over the trainable tokens of the whole step, all ranks
+  // together; the returned counts are the whole step's. A step whose micro-batches hold no
+  // trainable token (on any rank) changes nothing and returns target_tokens = 0.
   StepStats step(std::span<const Batch> micro_batches, float lr);
-  // Loss over held-out batches, no gradients (LoRA dropout off).
+  // Loss over held-out batches (this rank's share), no gradients (LoRA dropout off); the result is
+  // over every rank's.
   EvalStats evaluate(std::span<const Batch> batches);
+  // Bytes of gradients summed across ranks per step (0 for one process).
+  int64_t sync_bytes_per_step() const;
 
   // Optimiser steps taken so far (AdamW's bias correction counts from here).
   int64_t steps() const { return steps_; }
@@ -81,6 +94,8 @@ class Trainer {
   std::unique_ptr<model::TrainNetwork> network_;
   OptimizerConfig optimizer_;
   uint64_t seed_;
+  dist::Communicator& comm_;
+  std::unique_ptr<GradientSync> sync_;  // several ranks only
   int64_t steps_ = 0;
   std::vector<tensor::Tensor> exp_avg_, exp_avg_sq_;  // one pair per parameter
 };
