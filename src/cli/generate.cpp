@@ -81,7 +81,8 @@ void setup(CLI::App& cmd) {
       "FILE.jsonl generates "
       "for every record ({\"id\", \"prompt\"} or, with --chat, {\"id\", \"messages\"}) in batches "
       "and appends "
-      "results to --out, resuming where a previous run stopped.");
+      "results to --out, resuming where a previous run stopped. Under mpirun the records are "
+      "split between the processes (each its own engine) and merged into --out.");
   add_model_options(cmd, o->model);
   auto* prompt = cmd.add_option("--prompt", o->prompt,
                                 "The prompt text (the tokenizer adds BOS where the model uses it)");

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/command.h"
+#include "dist/communicator.h"
 
 namespace seqit::cli {
 namespace {
@@ -17,6 +18,9 @@ void setup(CLI::App& cmd) {
 #else
     std::printf("cpu features compiled in: baseline x86-64\n");
 #endif
+    std::printf("mpi: %s\n", dist::built_with_mpi()
+                                 ? "yes (mpirun -np N seqit train|generate: docs/training.md)"
+                                 : "no (built without libopenmpi-dev: one process only)");
   });
 }
 }  // namespace

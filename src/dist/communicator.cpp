@@ -55,9 +55,15 @@ class Mpi final : public Communicator {
   std::string describe() const override {
     return fmt::format("MPI: {} processes ({})", size_, library_);
   }
-  void allreduce_sum(std::span<float> data) override { reduce(data.data(), data.size(), MPI_FLOAT, MPI_SUM); }
-  void allreduce_sum(std::span<double> data) override { reduce(data.data(), data.size(), MPI_DOUBLE, MPI_SUM); }
-  void allreduce_max(std::span<double> data) override { reduce(data.data(), data.size(), MPI_DOUBLE, MPI_MAX); }
+  void allreduce_sum(std::span<float> data) override {
+    reduce(data.data(), data.size(), MPI_FLOAT, MPI_SUM);
+  }
+  void allreduce_sum(std::span<double> data) override {
+    reduce(data.data(), data.size(), MPI_DOUBLE, MPI_SUM);
+  }
+  void allreduce_max(std::span<double> data) override {
+    reduce(data.data(), data.size(), MPI_DOUBLE, MPI_MAX);
+  }
 
   int start_allreduce_sum(std::span<float> data) override {
     Pending p;

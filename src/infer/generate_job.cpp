@@ -2,9 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <array>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <unordered_set>
 
+#include "dist/communicator.h"
 #include "util/error.h"
 #include "util/json_io.h"
 #include "util/jsonl_writer.h"
@@ -60,7 +64,30 @@ GenerateJobStats run_generate_job(const model::LlamaModel& model,
                                   const tokenizer::Tokenizer& tokenizer,
                                   const GenerateJobOptions& options,
                                   const PromptBuilder& build_prompt) {
-  ResumableJsonlWriter out(options.out, "id", options.fresh);
+  dist::Communicator& world = options.world ? *options.world : dist::world();
+  const bool shared = world.size() > 1;
+  if (world.rank() == 0) {  // a stopped run's parts first (or, fresh, away with them)
+    if (options.fresh) {
+      remove_jsonl_parts(options.out);
+    } else if (const int64_t moved = merge_jsonl_parts(options.out); moved > 0) {
+      log::info("{}: {} outputs of a stopped run merged from its part files", options.out.string(),
+                moved);
+    }
+  }
+  if (shared) world.barrier();
+  // One process appends to the output itself; several each to a part of their own, knowing what
+  // the output already holds (only rank 0 ever writes the output).
+  ResumableJsonlWriter out(shared ? jsonl_part_path(options.out, world.rank()) : options.out, "id",
+                           options.fresh || shared);
+  std::unordered_set<std::string> done;
+  if (shared && !options.fresh && std::filesystem::exists(options.out)) {
+    JsonlReader previous(options.out);
+    json row;
+    while (previous.next(row)) done.insert(out.id_of(row));
+  }
+  auto already_done = [&](const json& id) {
+    return shared ? done.count(out.id_of(json{{"id", id}})) != 0 : out.has_id_value(id);
+  };
   JsonlReader in(options.prompts);
   GenerateJobStats stats;
   stats.skipped = 0;
@@ -82,10 +109,11 @@ GenerateJobStats run_generate_job(const model::LlamaModel& model,
       where.file = in.path();
       where.line = in.line();
       where.record = in.record();
+      if (shared && in.record() % world.size() != world.rank()) continue;  // another rank's
       try {
         if (!record.is_object()) throw Error("a prompt record must be a JSON object");
         json id = record.contains("id") ? record["id"] : json(in.record());
-        if (out.has_id_value(id)) {
+        if (already_done(id)) {
           ++stats.skipped;
           continue;
         }
@@ -118,6 +146,16 @@ GenerateJobStats run_generate_job(const model::LlamaModel& model,
     }
   }
   progress.finish();
+  if (shared) {
+    std::array<double, 3> sums{double(stats.written), double(stats.skipped), double(stats.tokens)};
+    world.allreduce_sum(sums);
+    stats = {static_cast<int64_t>(sums[0]), static_cast<int64_t>(sums[1]),
+             static_cast<int64_t>(sums[2])};
+    out.sync();
+    world.barrier();  // every part complete
+    if (world.rank() == 0) merge_jsonl_parts(options.out);
+    world.barrier();  // the output whole before any process returns
+  }
   if (stats.skipped > 0)
     log::info("{}: {} prompts were already done (resumed)", options.out.string(), stats.skipped);
   return stats;

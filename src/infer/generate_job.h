@@ -6,7 +6,7 @@
 // chat template, {"id": ..., "messages": [{"role": ..., "content": ...}, ...]}; optional per-record
 // overrides: "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop" (string or
 // list). Output records: {"id", "output", "finish_reason", "prompt_tokens", "completion_tokens"}
-// plus "token_ids" when asked; in the order requests finish.
+// plus "token_ids" when asked; in the order requests finish (several processes: rank by rank).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,10 @@
 #include <string>
 
 #include "infer/engine.h"
+
+namespace seqit::dist {
+class Communicator;
+}
 
 namespace seqit::infer {
 
@@ -35,6 +39,11 @@ struct GenerateJobOptions {
   SamplingParams sampling;   // defaults for every record
   StopParams stop;
   EngineOptions engine;
+  // The processes sharing the job (null: dist::world(), several under mpirun): record i goes to
+  // rank i mod N, each rank appends to "<out>.part-<rank>", and rank 0 merges the parts into `out`
+  // when all are done — and, before starting, any parts a stopped run left, so a rerun (with any
+  // number of processes) loses nothing and duplicates nothing.
+  dist::Communicator* world = nullptr;
 };
 
 struct GenerateJobStats {

@@ -19,7 +19,8 @@ std::vector<int> assign_to_ranks(const std::vector<int64_t>& costs, int ranks) {
   std::vector<int64_t> load(static_cast<size_t>(ranks), 0);
   std::vector<int> rank_of(costs.size(), 0);
   for (const size_t item : order) {
-    const auto least = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    const auto least =
+        static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
     rank_of[item] = static_cast<int>(least);
     load[least] += costs[item];
   }
@@ -31,7 +32,8 @@ GradientSync::GradientSync(dist::Communicator& comm, std::vector<model::Paramete
     : comm_(comm), by_stage_(static_cast<size_t>(stages)), started_(static_cast<size_t>(stages)) {
   for (model::Parameter& p : parameters) {
     if (p.stage < 0 || p.stage >= stages)
-      throw Error(fmt::format("GradientSync: parameter {} has stage {} of {}", p.name, p.stage, stages));
+      throw Error(
+          fmt::format("GradientSync: parameter {} has stage {} of {}", p.name, p.stage, stages));
     if (!p.grad.is_contiguous())
       throw Error(fmt::format("GradientSync: the gradient of {} is not contiguous", p.name));
     by_stage_[static_cast<size_t>(p.stage)].push_back(&p);
@@ -48,7 +50,8 @@ void GradientSync::arm() {
 
 void GradientSync::start(int stage) {
   for (model::Parameter* p : by_stage_[static_cast<size_t>(stage)])
-    handles_.push_back(comm_.start_allreduce_sum({p->grad.data<float>(), static_cast<size_t>(p->grad.numel())}));
+    handles_.push_back(
+        comm_.start_allreduce_sum({p->grad.data<float>(), static_cast<size_t>(p->grad.numel())}));
   started_[static_cast<size_t>(stage)] = true;
 }
 

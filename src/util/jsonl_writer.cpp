@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -118,6 +119,57 @@ void ResumableJsonlWriter::sync() {
   if (fd_ >= 0 && ::fsync(fd_) != 0) {
     throw Error(fmt::format("cannot fsync: {}", std::strerror(errno))).in_file(path_.string());
   }
+}
+
+namespace {
+std::vector<std::filesystem::path> part_files(const std::filesystem::path& out) {
+  namespace fs = std::filesystem;
+  const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+  const std::string prefix = out.filename().string() + ".part-";
+  std::vector<fs::path> parts;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.starts_with(prefix) && name.size() > prefix.size() &&
+        name.find_first_not_of("0123456789", prefix.size()) == std::string::npos)
+      parts.push_back(out.parent_path() / name);
+  }
+  std::sort(parts.begin(), parts.end());
+  return parts;
+}
+}  // namespace
+
+std::filesystem::path jsonl_part_path(const std::filesystem::path& out, int rank) {
+  return out.parent_path() / fmt::format("{}.part-{}", out.filename().string(), rank);
+}
+
+int64_t merge_jsonl_parts(const std::filesystem::path& out, const std::string& id_field) {
+  const std::vector<std::filesystem::path> parts = part_files(out);
+  if (parts.empty()) return 0;
+  int64_t moved = 0;
+  {
+    ResumableJsonlWriter writer(out, id_field);
+    for (const std::filesystem::path& part : parts) {
+      { ResumableJsonlWriter clean(part, id_field); }  // drops a torn last line
+      JsonlReader reader(part);
+      json record;
+      while (reader.next(record)) {
+        std::string id = writer.id_of(record);
+        if (!id.empty() && writer.has_id(id)) continue;
+        writer.append_line(reader.raw_line(), std::move(id));
+        ++moved;
+      }
+    }
+    writer.sync();  // on disk before the parts go
+  }
+  for (const std::filesystem::path& part : parts) std::filesystem::remove(part);
+  return moved;
+}
+
+int64_t remove_jsonl_parts(const std::filesystem::path& out) {
+  const std::vector<std::filesystem::path> parts = part_files(out);
+  for (const std::filesystem::path& part : parts) std::filesystem::remove(part);
+  return static_cast<int64_t>(parts.size());
 }
 
 }  // namespace seqit

@@ -52,4 +52,15 @@ class ResumableJsonlWriter {
   std::unordered_set<std::string> ids_;
 };
 
+// A job split between processes (several ranks under mpirun) writes one part per rank beside its
+// output: "<out>.part-<rank>". The part file of `rank`:
+std::filesystem::path jsonl_part_path(const std::filesystem::path& out, int rank);
+// Appends to `out` (resuming it: a torn last line is dropped) every record of the part files beside
+// it (any rank count: a stopped run's leftovers too) whose id `out` does not hold yet, then removes
+// the parts. A torn last line of a part is dropped. Safe to repeat after a crash midway: a record
+// is never written twice. Returns the records moved.
+int64_t merge_jsonl_parts(const std::filesystem::path& out, const std::string& id_field = "id");
+// Removes the part files beside `out`; returns how many there were.
+int64_t remove_jsonl_parts(const std::filesystem::path& out);
+
 }  // namespace seqit

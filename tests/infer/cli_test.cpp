@@ -1,10 +1,16 @@
-// `seqit generate` end to end: one prompt as JSON, a JSONL job that resumes without duplicates, and
-// bad input reported once with file, line and field.
+// `seqit generate` end to end: one prompt as JSON, a JSONL job that resumes without duplicates,
+// bad input reported once with file, line and field, and a job sharded over 2 ranks (mpirun) that
+// loses nothing and duplicates nothing when a rank is killed.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 
+#include <chrono>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "testing.h"
 
@@ -173,4 +179,85 @@ TEST(ChatCli, RepliesMatchGenerateAndKeepTheConversation) {
             0)
       << out;
   EXPECT_EQ(out, first + "\n" + second + "\n" + first + "\n");
+}
+
+// ---- several processes (mpirun -np 2 seqit generate) -----------------------------------------
+
+namespace {
+// Why mpirun cannot run here ("" when it can).
+std::string mpi_missing() {
+  if (run_command(shell_quote(seqit_binary().string()) + " version | grep -q '^mpi: yes'") != 0)
+    return "seqit was built without MPI (libopenmpi-dev)";
+  if (run_command("command -v mpirun >/dev/null 2>&1") != 0)
+    return "mpirun is not installed (openmpi-bin)";
+  return "";
+}
+// Open MPI refuses root unless told (CI runs as root), and may see fewer slots than ranks.
+std::string mpirun(int ranks) {
+  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+         "OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np " +
+         std::to_string(ranks) + " ";
+}
+int64_t lines_in(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  int64_t n = 0;
+  for (std::string line; std::getline(in, line);) n += line.empty() ? 0 : 1;
+  return n;
+}
+}  // namespace
+
+TEST(GenerateCli, ShardedOverTwoRanksAKilledRankLosesNothingAndDuplicatesNothing) {
+  if (const std::string why = mpi_missing(); !why.empty())
+    GTEST_SKIP() << "no sharded test here: " << why;
+  seqit::testing::allow_seconds(120);
+  TempDir dir;
+  std::string prompts;
+  for (int i = 0; i < 40; ++i)
+    prompts +=
+        json({{"id", "p" + std::to_string(i)}, {"prompt", "Once " + std::to_string(i)}}).dump() +
+        "\n";
+  spit(dir / "p.jsonl", prompts);
+  const std::filesystem::path out = dir / "o.jsonl";
+  const std::string generate =
+      shell_quote(seqit_binary().string()) + " --threads 1 generate --model " +
+      shell_quote(shared_data("models/stories260K/stories260K.bin").string()) + " --prompts " +
+      shell_quote((dir / "p.jsonl").string()) + " --out " + shell_quote(out.string()) +
+      " --max-tokens 256 --batch 2";
+  // Start on 2 ranks; once rank 1 has written a few outputs, kill it with -9.
+  const int launcher = seqit::testing::start_in_background(
+      {"/bin/sh", "-c", "exec " + mpirun(2) + generate + " >/dev/null 2>&1"});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (lines_in(out.string() + ".part-1") < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::string pids;
+  run_command("for p in $(pgrep -P " + std::to_string(launcher) +
+                  "); do tr '\\0' '\\n' < /proc/$p/environ | grep -qx OMPI_COMM_WORLD_RANK=1 && "
+                  "echo $p; done",
+              &pids, false);
+  ASSERT_FALSE(pids.empty()) << "rank 1 not found (finished already?)";
+  ASSERT_EQ(kill(std::stoi(pids), SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(launcher, &status, 0), launcher);
+  EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const int64_t before =
+      lines_in(out) + lines_in(out.string() + ".part-0") + lines_in(out.string() + ".part-1");
+  EXPECT_GE(before, 3);
+  EXPECT_LT(before, 40) << "the job had finished before the kill";
+
+  // Rerun on 2 ranks: the parts are merged first, only the rest is generated.
+  std::string log;
+  ASSERT_EQ(run_command(mpirun(2) + generate, &log), 0) << log;
+  const std::vector<json> rows = read_jsonl(out);
+  std::set<std::string> ids;
+  for (const json& r : rows) {
+    ids.insert(r["id"].get<std::string>());
+    EXPECT_GT(r["completion_tokens"].get<int>(), 0) << r;
+  }
+  EXPECT_EQ(rows.size(), 40u) << "a row lost or duplicated";
+  EXPECT_EQ(ids.size(), 40u);
+  EXPECT_FALSE(std::filesystem::exists(out.string() + ".part-0"));
+  EXPECT_FALSE(std::filesystem::exists(out.string() + ".part-1"));
+  // A rerun with one process finds everything done.
+  ASSERT_EQ(run_command(generate, &log), 0) << log;
+  EXPECT_EQ(read_jsonl(out).size(), 40u);
 }

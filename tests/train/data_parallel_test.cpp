@@ -50,7 +50,8 @@ TEST(AssignToRanks, BalancesCostLongestFirstAndIsTheSameOnEveryCall) {
   EXPECT_THROW(assign_to_ranks(costs, 0), Error);
 }
 
-// ---- whole runs under mpirun ----------------------------------------------------------------------
+// ---- whole runs under mpirun
+// ----------------------------------------------------------------------
 
 // Why the mpirun tests cannot run here ("" when they can).
 std::string mpi_missing() {
@@ -60,10 +61,10 @@ std::string mpi_missing() {
   return "";
 }
 
-#define SKIP_WITHOUT_MPI()                                        \
-  do {                                                            \
-    if (const std::string why = mpi_missing(); !why.empty())      \
-      GTEST_SKIP() << "no data-parallel test here: " << why;      \
+#define SKIP_WITHOUT_MPI()                                   \
+  do {                                                       \
+    if (const std::string why = mpi_missing(); !why.empty()) \
+      GTEST_SKIP() << "no data-parallel test here: " << why; \
   } while (0)
 
 // Open MPI refuses root unless told (CI and the Debian chroot run as root), and may see fewer
@@ -75,7 +76,9 @@ std::string mpirun(int ranks) {
       ranks);
 }
 
-std::string seqit() { return shell_quote(seqit::testing::seqit_binary().string()); }
+std::string seqit() {
+  return shell_quote(seqit::testing::seqit_binary().string());
+}
 
 // 24 short Alpaca records.
 fs::path small_data(const seqit::testing::TempDir& dir) {
@@ -93,8 +96,9 @@ fs::path small_data(const seqit::testing::TempDir& dir) {
 }
 
 // stories260K, micro-batches of 2, 4 examples per step (2 micro-batches: one per rank on 2 ranks),
-// 5 steps per epoch (20 examples after the 4 held out); epsilon 1 makes AdamW's first steps nearly linear in the gradient, so that
-// summation-order differences stay at their own size in the weights.
+// 5 steps per epoch (20 examples after the 4 held out); epsilon 1 makes AdamW's first steps nearly
+// linear in the gradient, so that summation-order differences stay at their own size in the
+// weights.
 std::string train_args(const fs::path& data, const fs::path& out, int64_t steps,
                        const std::string& extra = "") {
   return fmt::format(
@@ -158,9 +162,9 @@ TEST(DataParallel, TwoRanksTakeTheSingleProcessStepsOverTheSameGlobalBatch) {
   std::string output;
   ASSERT_EQ(seqit::testing::run_command(seqit() + train_args(data, dir / "one", 3), &output), 0)
       << output;
-  ASSERT_EQ(seqit::testing::run_command(mpirun(2) + seqit() + train_args(data, dir / "two", 3),
-                                        &output),
-            0)
+  ASSERT_EQ(
+      seqit::testing::run_command(mpirun(2) + seqit() + train_args(data, dir / "two", 3), &output),
+      0)
       << output;
   expect_same_run(dir / "one", dir / "two", 1e-6);
   // Rank 0 alone wrote the run folder: one metrics row per step, the chart, the recipe.
@@ -185,8 +189,8 @@ TEST(DataParallel, LoraOnTwoRanksMatchesOneProcess) {
   const fs::path data = small_data(dir);
   const std::string lora = "method=lora lora.rank=4 lora.alpha=8 lora.dropout=0.1";
   std::string output;
-  ASSERT_EQ(
-      seqit::testing::run_command(seqit() + train_args(data, dir / "one", 2, lora), &output), 0)
+  ASSERT_EQ(seqit::testing::run_command(seqit() + train_args(data, dir / "one", 2, lora), &output),
+            0)
       << output;
   ASSERT_EQ(seqit::testing::run_command(
                 mpirun(2) + seqit() + train_args(data, dir / "two", 2, lora), &output),
@@ -211,10 +215,11 @@ TEST(DataParallel, ACheckpointOfTwoRanksResumesOnOneAndTheReverse) {
             0)
       << output;
   EXPECT_FALSE(fs::exists(dir / "a/final"));
-  ASSERT_EQ(seqit::testing::run_command(
-                seqit() + " -q train " + shell_quote((dir / "a/recipe.yaml").string()) + " --resume",
-                &output),
-            0)
+  ASSERT_EQ(
+      seqit::testing::run_command(
+          seqit() + " -q train " + shell_quote((dir / "a/recipe.yaml").string()) + " --resume",
+          &output),
+      0)
       << output;
   expect_same_run(dir / "straight", dir / "a", 1e-5);
   // ... and 1 process for 5 steps, then 2 ranks to the end.
@@ -222,11 +227,11 @@ TEST(DataParallel, ACheckpointOfTwoRanksResumesOnOneAndTheReverse) {
                 seqit() + train_args(data, dir / "b", 8) + " --stop-after 5", &output),
             0)
       << output;
-  ASSERT_EQ(seqit::testing::run_command(mpirun(2) + seqit() + " -q train " +
-                                            shell_quote((dir / "b/recipe.yaml").string()) +
-                                            " --resume",
-                                        &output),
-            0)
+  ASSERT_EQ(
+      seqit::testing::run_command(mpirun(2) + seqit() + " -q train " +
+                                      shell_quote((dir / "b/recipe.yaml").string()) + " --resume",
+                                  &output),
+      0)
       << output;
   expect_same_run(dir / "straight", dir / "b", 1e-5);
 }

@@ -115,3 +115,26 @@ TEST(ResumableJsonl, AppendLineWritesPreEncodedLinesAndTracksIds) {
   EXPECT_EQ(again.resumed_records(), 2);
   EXPECT_TRUE(again.has_id("a"));
 }
+
+TEST(JsonlParts, MergeMovesEachIdOnceDropsTornLinesAndRemovesTheParts) {
+  TempDir dir;
+  const fs::path out = dir / "o.jsonl";
+  spit(out, "{\"id\":\"a\",\"v\":1}\n");
+  EXPECT_EQ(seqit::jsonl_part_path(out, 3), dir / "o.jsonl.part-3");
+  // Two ranks' parts of a killed run: rank 1's torn mid-line; "a" is already in the output.
+  spit(dir / "o.jsonl.part-0", "{\"id\":\"b\",\"v\":2}\n{\"id\":\"a\",\"v\":9}\n");
+  spit(dir / "o.jsonl.part-1", "{\"id\":\"c\",\"v\":3}\n{\"id\":\"d\",\"v");
+  spit(dir / "o.jsonl.part-x", "not a part\n");  // only numbered parts are merged
+  EXPECT_EQ(seqit::merge_jsonl_parts(out), 2);
+  EXPECT_EQ(slurp(out), "{\"id\":\"a\",\"v\":1}\n{\"id\":\"b\",\"v\":2}\n{\"id\":\"c\",\"v\":3}\n");
+  EXPECT_FALSE(fs::exists(dir / "o.jsonl.part-0"));
+  EXPECT_FALSE(fs::exists(dir / "o.jsonl.part-1"));
+  EXPECT_TRUE(fs::exists(dir / "o.jsonl.part-x"));
+  // Nothing left to merge; a merge repeated after a crash midway writes nothing twice.
+  EXPECT_EQ(seqit::merge_jsonl_parts(out), 0);
+  spit(dir / "o.jsonl.part-0", "{\"id\":\"b\",\"v\":2}\n{\"id\":\"e\",\"v\":5}\n");
+  EXPECT_EQ(seqit::merge_jsonl_parts(out), 1);
+  EXPECT_EQ(seqit::remove_jsonl_parts(out), 0);
+  spit(dir / "o.jsonl.part-7", "{}\n");
+  EXPECT_EQ(seqit::remove_jsonl_parts(out), 1);
+}
