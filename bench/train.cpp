@@ -16,7 +16,12 @@
 // pair, T(T+1)/2 pairs per layer, times 3 for forward + backward (the flash-style backward's
 // recomputation of QKᵀ is not counted: MFU counts the model's FLOPs, not the implementation's).
 //
-// Usage: bench_train [--threads N] [--steps N] [--quick] [--no-torch] [--help]
+// --mpi (issue 21): data-parallel training, the same global batch of 2 sequences of 1024 tokens
+// per step as 1 process x 2 threads (2 micro-batches) and as 2 MPI ranks x 1 thread (one each,
+// gradients summed during the backward pass; and with that overlap switched off), with each
+// process's peak RSS and the gradient-sum time the backward pass did not hide.
+//
+// Usage: bench_train [--threads N] [--steps N] [--quick] [--no-torch] [--mpi] [--help]
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -33,6 +38,7 @@
 
 #include "bench_models.h"
 #include "bench_util.h"
+#include "dist/communicator.h"
 #include "model/llama.h"
 #include "model/random_weights.h"
 #include "model/train_network.h"
@@ -85,6 +91,27 @@ bool cpu_flag(const std::string& flag) {
 // ---- child: one configuration in its own process
 // --------------------------------------------------
 
+// One sequence of `seq` random tokens (a generator seeded by `seed`), every position trained on
+// the next.
+train::Batch random_batch(const model::ModelConfig& config, int64_t seq, uint32_t seed) {
+  train::Batch batch;
+  batch.rows = 1;
+  batch.length = seq;
+  uint32_t x = seed;
+  for (int64_t t = 0; t <= seq; ++t) {
+    x = x * 1664525u + 1013904223u;
+    const auto id = static_cast<int32_t>((x >> 8) % static_cast<uint32_t>(config.vocab_size));
+    if (t < seq) batch.tokens.push_back(id);
+    if (t > 0) batch.targets.push_back(id);
+  }
+  batch.positions.resize(static_cast<size_t>(seq));
+  for (int64_t t = 0; t < seq; ++t)
+    batch.positions[static_cast<size_t>(t)] = static_cast<int32_t>(t);
+  batch.segment_ids.assign(static_cast<size_t>(seq), 1);
+  batch.real_tokens = seq;
+  return batch;
+}
+
 int run_child(const Mode& mode, int steps, int threads) {
   const model::ModelConfig config = bench::llama_155m_config();
   const bool lora = mode.name.starts_with("lora");
@@ -115,22 +142,7 @@ int run_child(const Mode& mode, int steps, int threads) {
     trainable += static_cast<double>(p.value.numel());
   const double state_bytes = weight_bytes + 3 * 4 * trainable;  // grads, exp_avg, exp_avg_sq (f32)
 
-  // One sequence of random tokens, every position trained on the next.
-  train::Batch batch;
-  batch.rows = 1;
-  batch.length = mode.seq;
-  uint32_t x = 12345;
-  for (int64_t t = 0; t <= mode.seq; ++t) {
-    x = x * 1664525u + 1013904223u;
-    const auto id = static_cast<int32_t>((x >> 8) % static_cast<uint32_t>(config.vocab_size));
-    if (t < mode.seq) batch.tokens.push_back(id);
-    if (t > 0) batch.targets.push_back(id);
-  }
-  batch.positions.resize(static_cast<size_t>(mode.seq));
-  for (int64_t t = 0; t < mode.seq; ++t)
-    batch.positions[static_cast<size_t>(t)] = static_cast<int32_t>(t);
-  batch.segment_ids.assign(static_cast<size_t>(mode.seq), 1);
-  batch.real_tokens = mode.seq;
+  const train::Batch batch = random_batch(config, mode.seq, 12345);
 
   std::vector<double> wall, cpu;
   double loss_first = 0, loss_last = 0;
@@ -168,6 +180,47 @@ int run_child(const Mode& mode, int steps, int threads) {
          {"loss_first", loss_first},
          {"loss_last", loss_last}};
   std::printf("RESULT %s\n", r.dump().c_str());
+  return 0;
+}
+
+// Data-parallel: one step over a global batch of 2 sequences of `seq` tokens, by this process alone
+// (both sequences as micro-batches) or, under mpirun, by each rank over its share. Rank 0 prints
+// the result with every rank's peak RSS.
+int run_child_dp(int64_t seq, int steps) {
+  dist::Communicator& world = dist::world();
+  const model::ModelConfig config = bench::llama_155m_config();
+  auto m = model::LlamaModel::load(model::RandomWeights(config, 1, 0.02f), {});
+  train::Trainer trainer(*m, model::TrainOptions{}, train::OptimizerConfig{}, 7, world);
+  std::vector<train::Batch> mine;
+  for (int i = 0; i < 2; ++i)
+    if (i % world.size() == world.rank())
+      mine.push_back(random_batch(config, seq, 12345u + static_cast<uint32_t>(i)));
+  std::vector<double> wall, wait;
+  for (int i = 0; i < 1 + steps; ++i) {
+    const double t0 = bench::now_seconds();
+    const train::StepStats s = trainer.step(mine, 1e-5f);
+    if (i > 0) wall.push_back(bench::now_seconds() - t0), wait.push_back(s.sync_wait_s);
+  }
+  std::sort(wall.begin(), wall.end());
+  std::sort(wait.begin(), wait.end());
+  const std::vector<std::string> rss = world.allgather(fmt::format("{:.0f}", bench::peak_rss_mb()));
+  if (world.rank() == 0) {
+    json per_rank = json::array();
+    for (const std::string& r : rss) per_rank.push_back(std::stod(r));
+    json r{{"seq", seq},
+           {"tokens", 2 * seq},
+           {"ranks", world.size()},
+           {"threads", tensor::num_threads()},
+           {"step_s_best", wall.front()},
+           {"step_s_median", wall[wall.size() / 2]},
+           {"sync_wait_s_median", wait[wait.size() / 2]},
+           {"sync_mb", static_cast<double>(trainer.sync_bytes_per_step()) / 1e6},
+           {"rss_mb", per_rank},
+           {"world", world.describe()}};
+    std::printf("RESULT %s\n", r.dump().c_str());
+  }
+  std::fflush(stdout);
+  dist::finalize_world();
   return 0;
 }
 
@@ -221,12 +274,86 @@ Rate rate_of(const json& r) {
           T / r.at("step_cpu_s_median").get<double>(), r.at("peak_rss_mb").get<double>()};
 }
 
+// The --mpi table (see the header comment).
+int run_mpi_comparison(int steps) {
+  const std::string self = self_path();
+  if (!dist::built_with_mpi() || std::system("command -v mpirun >/dev/null 2>&1") != 0) {
+    std::printf("bench_train --mpi: %s; nothing measured\n",
+                dist::built_with_mpi() ? "mpirun is not installed (openmpi-bin)"
+                                       : "built without MPI (libopenmpi-dev)");
+    return 1;
+  }
+  std::printf(
+      "data-parallel: one optimiser step of full fine-tuning (f32) over a global batch of 2 x 1024 "
+      "tokens, 1 warm-up + %d timed steps\n\n",
+      steps);
+  std::fflush(stdout);
+  const std::string mpirun =
+      "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+      "OMPI_MCA_rmaps_base_oversubscribe=1 ";
+  const auto one =
+      run_json(fmt::format("'{}' --child-dp 1024 --threads 2 --steps {}", self, steps), "RESULT ");
+  const auto two =
+      run_json(fmt::format("{} mpirun -np 2 '{}' --child-dp 1024 --threads 1 --steps {}", mpirun,
+                           self, steps),
+               "RESULT ");
+  const auto serial = run_json(
+      fmt::format("{} SEQIT_DP_OVERLAP=0 mpirun -np 2 '{}' --child-dp 1024 --threads 1 --steps {}",
+                  mpirun, self, steps),
+      "RESULT ");
+  std::printf(
+      "| configuration | tok/s (best step) | tok/s (median) | peak RSS MB per process | gradient "
+      "sum not hidden (s/step) | vs 1 process x 2 threads (best, median) "
+      "|\n|---|---|---|---|---|---|\n");
+  auto row = [&](const char* name, const std::optional<json>& r) {
+    if (!r) {
+      std::printf("| %s | failed | | | | |\n", name);
+      return;
+    }
+    const double tokens = r->at("tokens").get<double>();
+    const double best = tokens / r->at("step_s_best").get<double>(),
+                 median = tokens / r->at("step_s_median").get<double>();
+    std::string rss;
+    for (const json& v : r->at("rss_mb"))
+      rss += (rss.empty() ? "" : ", ") + fmt::format("{:.0f}", v.get<double>());
+    std::string vs = "-";
+    if (one && &r != &one) {
+      const double t = one->at("tokens").get<double>();
+      vs = fmt::format("{:.2f}x, {:.2f}x", best / (t / one->at("step_s_best").get<double>()),
+                       median / (t / one->at("step_s_median").get<double>()));
+    }
+    std::printf("| %s | %.0f | %.0f | %s | %.3f | %s |\n", name, best, median, rss.c_str(),
+                r->at("sync_wait_s_median").get<double>(), vs.c_str());
+  };
+  row("1 process x 2 threads (2 micro-batches)", one);
+  row("2 ranks x 1 thread, sums overlapped with the backward", two);
+  row("2 ranks x 1 thread, sums after the backward (SEQIT_DP_OVERLAP=0)", serial);
+  if (one && two) {
+    const double a = one->at("step_s_best").get<double>(), b = two->at("step_s_best").get<double>();
+    std::printf(
+        "\n2 ranks x 1 thread vs 1 process x 2 threads (target >= 0.9x tokens/s): %.2fx (best "
+        "steps); %.0f MB of gradients summed per step (%s)\n",
+        a / b, two->at("sync_mb").get<double>(), two->at("world").get<std::string>().c_str());
+  }
+  if (two && serial) {
+    std::printf(
+        "overlap: the gradient sums left %.3f s per step after the backward pass, %.3f s when "
+        "they all start after it\n",
+        two->at("sync_wait_s_median").get<double>(),
+        serial->at("sync_wait_s_median").get<double>());
+  }
+  std::printf("load average at end: %s\n", bench::load_average().c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  tensor::establish_openmp_wait_policy(argv);  // as the seqit executable does
+  tensor::establish_openmp_wait_policy(argv);                   // as the seqit executable does
+  if (dist::launched_by_mpi()) dist::init_world(&argc, &argv);  // a --child-dp rank
   int threads = 2, steps = 3;
-  bool torch = true, quick = false;
+  int64_t child_dp = 0;
+  bool torch = true, quick = false, mpi = false;
   std::string only;  // ",full,torch," (--only): the configurations to run; empty: all
   std::optional<Mode> child;
   for (int i = 1; i < argc; ++i) {
@@ -241,6 +368,10 @@ int main(int argc, char** argv) {
       only = "," + std::string(argv[++i]) + ",";
     else if (a == "--no-torch")
       torch = false;
+    else if (a == "--mpi")
+      mpi = true;
+    else if (a == "--child-dp" && i + 1 < argc)
+      child_dp = std::atoll(argv[++i]);
     else if (a == "--child" && i + 3 < argc) {
       child = Mode{argv[i + 1], std::atoll(argv[i + 2]), std::string(argv[i + 3]) == "1"};
       i += 3;
@@ -264,7 +395,10 @@ int main(int argc, char** argv) {
           "                lora+bf16, lora-bf16+bf16 (T=1024), full-ckpt, full-2k, full-2k-ckpt, "
           "torch\n"
           "  --no-torch    skip the PyTorch reference (bench/torch_train_reference.py, "
-          "/usr/bin/python3)\n");
+          "/usr/bin/python3)\n"
+          "  --mpi         data-parallel instead: 2 MPI ranks x 1 thread against 1 process x 2 "
+          "threads\n"
+          "                on the same global batch (needs mpirun)\n");
       return 0;
     } else {
       std::fprintf(stderr, "bench_train: unknown argument %s (see --help)\n", a.c_str());
@@ -274,6 +408,7 @@ int main(int argc, char** argv) {
   if (quick) steps = 1;
   tensor::set_num_threads(threads);
   if (child) return run_child(*child, steps, threads);
+  if (child_dp > 0) return run_child_dp(child_dp, steps);
 
   const model::ModelConfig config = bench::llama_155m_config();
   std::printf(
@@ -306,6 +441,7 @@ int main(int argc, char** argv) {
       "+ head)\n\n",
       fpt1k / 1e9, (fpt1k - 6.0 * 8 * 1024 * 1025) / 6 / 1e6);
   std::fflush(stdout);
+  if (mpi) return run_mpi_comparison(steps);
 
   const std::string self = self_path();
   auto wanted = [&](const std::string& key) {

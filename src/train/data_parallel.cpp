@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <numeric>
+#include <string>
 
 #include "util/error.h"
 
@@ -30,6 +32,7 @@ std::vector<int> assign_to_ranks(const std::vector<int64_t>& costs, int ranks) {
 GradientSync::GradientSync(dist::Communicator& comm, std::vector<model::Parameter>& parameters,
                            int stages)
     : comm_(comm), by_stage_(static_cast<size_t>(stages)), started_(static_cast<size_t>(stages)) {
+  if (const char* env = std::getenv("SEQIT_DP_OVERLAP")) overlap_ = std::string(env) != "0";
   for (model::Parameter& p : parameters) {
     if (p.stage < 0 || p.stage >= stages)
       throw Error(
@@ -56,6 +59,7 @@ void GradientSync::start(int stage) {
 }
 
 void GradientSync::stage_ready(int stage) {
+  if (!overlap_) return;  // everything starts in finish()
   // Stages complete in order; start every stage up to this one that has not started.
   while (next_ <= stage && next_ < static_cast<int>(by_stage_.size())) start(next_++);
   // Progress for the sums in flight (MPI moves non-blocking collectives along inside its calls).

@@ -24,6 +24,8 @@ std::vector<int> assign_to_ranks(const std::vector<int64_t>& costs, int ranks);
 // stage's sums (non-blocking, in place) and lets the earlier ones progress; finish() starts
 // whatever is left (a rank with no micro-batch starts every stage there) and waits for all.
 // Every rank starts the same sums in the same order (stage 0 first), as MPI requires.
+// SEQIT_DP_OVERLAP=0 (for measuring what the overlap gains: bench_train --mpi) starts every sum in
+// finish() instead.
 class GradientSync {
  public:
   GradientSync(dist::Communicator& comm, std::vector<model::Parameter>& parameters, int stages);
@@ -44,6 +46,7 @@ class GradientSync {
   std::vector<bool> started_;
   std::vector<int> handles_;  // started sums, in order
   int next_ = 0;              // the next stage to start (stages start in order)
+  bool overlap_ = true;
   double last_wait_s_ = 0;
   int64_t bytes_per_step_ = 0;
 };
