@@ -102,6 +102,16 @@ int main(int argc, char** argv) {
     if (world.size() > 1) {
       log::set_prefix(fmt::format("rank {}: ", world.rank()));
       if (g.threads == 0) g.threads = cli::rank_threads();
+      // Commands that split their work between processes; any other would run whole on every rank
+      // (each writing the same outputs).
+      for (const CLI::App* sub : app.get_subcommands()) {
+        const std::string name = sub->get_name();
+        if (name != "train" && name != "generate" && name != "version")
+          throw Error(fmt::format(
+              "seqit {} does not split its work between processes: run it without mpirun (under "
+              "mpirun: train and generate)",
+              name));
+      }
     }
   });
 
