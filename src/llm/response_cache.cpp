@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "llm/openai_json.h"
 #include "util/error.h"
@@ -131,7 +132,15 @@ ResponseCache::ResponseCache(const fs::path& path) : path_(path) {
   };
   // WAL: readers never block the writer, and a commit survives the process being killed.
   // synchronous=NORMAL: a commit is durable against a crash of this process (not of the machine).
-  exec("PRAGMA journal_mode=WAL", "not a seqit response cache (cannot set WAL mode)");
+  // Switching a new file to WAL takes an exclusive lock without calling the busy handler: when
+  // several processes open a new cache at once (ranks of one job), the losers retry.
+  for (const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);;) {
+    const int rc = sqlite3_exec(db_, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) break;
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || std::chrono::steady_clock::now() > until)
+      fail("not a seqit response cache (cannot set WAL mode)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   exec("PRAGMA synchronous=NORMAL", "cannot set synchronous mode");
   int version = 0;
   {

@@ -145,6 +145,37 @@ TEST(ResponseCache, UsesWriteAheadLogging) {
   sqlite3_close(db);
 }
 
+TEST(ResponseCache, SeveralProcessesOpenANewCacheAtOnce) {
+  // The ranks of an mpirun job open one new cache file at the same moment: each must get it (the
+  // switch to WAL mode is retried while another process holds the lock).
+  TempDir dir;
+  for (int round = 0; round < 10; ++round) {
+    const auto path = dir / ("c" + std::to_string(round) + ".sqlite");
+    const auto start = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+    std::vector<pid_t> children;
+    for (int k = 0; k < 4; ++k) {
+      const pid_t pid = fork();
+      ASSERT_GE(pid, 0);
+      if (pid == 0) {
+        std::this_thread::sleep_until(start);
+        try {
+          ResponseCache cache(path);
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "child %d: %s\n", k, e.what());
+          _exit(1);
+        }
+        _exit(0);
+      }
+      children.push_back(pid);
+    }
+    for (const pid_t pid : children) {
+      int status = 0;
+      ASSERT_EQ(waitpid(pid, &status, 0), pid);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round;
+    }
+  }
+}
+
 TEST(ResponseCache, RefusesAFileThatIsNotACache) {
   TempDir dir;
   seqit::testing::spit(dir / "notes.txt", std::string(4096, 'x'));
