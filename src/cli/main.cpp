@@ -106,10 +106,10 @@ int main(int argc, char** argv) {
       // (each writing the same outputs).
       for (const CLI::App* sub : app.get_subcommands()) {
         const std::string name = sub->get_name();
-        if (name != "train" && name != "generate" && name != "version")
+        if (name != "train" && name != "generate" && name != "eval" && name != "version")
           throw Error(fmt::format(
               "seqit {} does not split its work between processes: run it without mpirun (under "
-              "mpirun: train and generate)",
+              "mpirun: train, generate and eval)",
               name));
       }
     }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <condition_variable>
 #include <deque>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "dist/communicator.h"
 #include "util/error.h"
 #include "util/jsonl_writer.h"
 #include "util/log.h"
@@ -65,10 +67,27 @@ class Runner {
       : backend_(backend), task_(task), o_(o) {}
 
   RunResult run(const fs::path& path) {
-    if (!path.parent_path().empty()) fs::create_directories(path.parent_path());
-    // A config mismatch is checked before the writer may touch the file.
-    if (!o_.fresh && fs::exists(path) && fs::file_size(path) > 0) check_config(path);
-    ResumableJsonlWriter writer(path, "id", o_.fresh);
+    dist::Communicator& world = o_.world ? *o_.world : dist::world();
+    const bool shared = world.size() > 1;
+    if (world.rank() == 0) {
+      if (!path.parent_path().empty()) fs::create_directories(path.parent_path());
+      // A config mismatch is checked before the writer may touch the file.
+      if (!o_.fresh && fs::exists(path) && fs::file_size(path) > 0) check_config(path);
+      if (o_.fresh) {
+        remove_jsonl_parts(path);
+      } else if (const int64_t moved = merge_jsonl_parts(path); moved > 0) {
+        log::info("{}: {} items of a stopped run merged from its part files", path.string(), moved);
+      }
+      if (shared) {  // the results file with its #config line, before any rank reads it
+        ResumableJsonlWriter first(path, "id", o_.fresh);
+        if (!first.has_id("#config"))
+          first.append({{"id", "#config"}, {"task", task_.name()}, {"config", o_.config}});
+      }
+    }
+    if (shared) world.barrier();
+    // Several processes: each appends to its own part; results.jsonl says what is done.
+    ResumableJsonlWriter writer(shared ? jsonl_part_path(path, world.rank()) : path, "id",
+                                o_.fresh || shared);
     const size_t n = task_.size();
     std::unordered_map<std::string, size_t> index;
     for (size_t i = 0; i < n; ++i) {
@@ -77,17 +96,24 @@ class Runner {
             fmt::format("task {}: item id '{}' appears twice", task_.name(), task_.item_id(i)));
     }
     std::vector<std::optional<ItemResult>> results(n);
-    if (writer.resumed_records() > 0) {
+    auto read_back = [&] {
+      int64_t found = 0;
       for (const ItemResult& r : read_results(path).items) {
         auto it = index.find(r.id);
         if (it != index.end() && !results[it->second]) {
           results[it->second] = r;
-          ++counts_.resumed;
+          ++found;
         }
       }
-    }
-    if (!writer.has_id("#config"))
+      return found;
+    };
+    if (shared || writer.resumed_records() > 0) counts_.resumed = read_back();
+    if (!shared && !writer.has_id("#config"))
       writer.append({{"id", "#config"}, {"task", task_.name()}, {"config", o_.config}});
+    if (shared) {  // this rank's items: i mod N
+      for (size_t i = 0; i < n; ++i)
+        mine_.push_back(static_cast<int>(i % static_cast<size_t>(world.size())) == world.rank());
+    }
     counts_.items = static_cast<int64_t>(n);
     counts_.done = counts_.resumed;
     if (o_.progress) o_.progress(counts_);
@@ -106,6 +132,21 @@ class Runner {
       throw;
     }
     if (first_error) throw *first_error;
+    if (shared) {
+      // Every part complete, then merged by rank 0; every rank returns the whole result.
+      writer.sync();
+      std::array<double, 4> sums{double(counts_.requests), double(counts_.cached),
+                                 double(counts_.failed), double(counts_.done - counts_.resumed)};
+      world.allreduce_sum(sums);
+      world.barrier();
+      if (world.rank() == 0) merge_jsonl_parts(path);
+      world.barrier();
+      read_back();
+      counts_.requests = static_cast<int64_t>(sums[0]);
+      counts_.cached = static_cast<int64_t>(sums[1]);
+      counts_.failed = static_cast<int64_t>(sums[2]);
+      counts_.done = counts_.resumed + static_cast<int64_t>(sums[3]);
+    }
 
     RunResult out;
     out.counts = counts_;
@@ -128,7 +169,7 @@ class Runner {
       const bool stopping = first_error || (o_.interrupted && o_.interrupted());
       while (!stopping && in_flight_ < o_.max_in_flight && next < n) {
         const size_t i = next++;
-        if (results[i]) continue;
+        if (results[i] || (!mine_.empty() && !mine_[i])) continue;
         start(i);
       }
       if (slots_.empty()) break;
@@ -251,6 +292,7 @@ class Runner {
   const Task& task_;
   const RunOptions& o_;
   RunCounts counts_;
+  std::vector<bool> mine_;  // several processes: the items this rank runs (empty: all)
   int in_flight_ = 0;
   std::unordered_map<size_t, Slot> slots_;
   std::mutex mutex_;

@@ -7,6 +7,10 @@
 //   {"id", "group", "scores": {...}, "answer_found", "fields": {...}, "replies": [...]}
 // A killed run (Ctrl-C, kill -9) resumes: items already written are read back and not asked again,
 // and nothing is written twice. A backend error leaves its item unwritten, so a rerun retries it.
+//
+// Several processes (mpirun): item i is run by rank i mod N, each rank appends to
+// results.jsonl.part-<rank>, and rank 0 merges the parts into results.jsonl when every rank is done
+// (and, before starting, any parts a stopped run left); every rank then returns the whole result.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +21,10 @@
 
 #include "eval/task.h"
 #include "llm/backend.h"
+
+namespace seqit::dist {
+class Communicator;
+}
 
 namespace seqit::eval {
 
@@ -39,6 +47,8 @@ struct RunOptions {
   // the #config line and compared on resume.
   std::string config;
   std::function<void(const RunCounts&)> progress;  // after each reply, on the runner's thread
+  // The processes sharing the task (null: dist::world()).
+  dist::Communicator* world = nullptr;
 };
 
 struct RunResult {

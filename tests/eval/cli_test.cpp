@@ -265,3 +265,49 @@ TEST(EvalCli, HelpAndErrorsNameWhatIsWrong) {
 
 }  // namespace
 }  // namespace seqit::testing
+
+namespace seqit::testing {
+namespace {
+
+// Why mpirun cannot run here ("" when it can).
+std::string mpi_missing() {
+  if (run_command(shell_quote(seqit_binary().string()) + " version | grep -q '^mpi: yes'") != 0)
+    return "seqit was built without MPI (libopenmpi-dev)";
+  if (run_command("command -v mpirun >/dev/null 2>&1") != 0)
+    return "mpirun is not installed (openmpi-bin)";
+  return "";
+}
+
+TEST(EvalCli, ShardedOverTwoRanksEveryItemOnceThenAWholeResume) {
+  if (const std::string why = mpi_missing(); !why.empty())
+    GTEST_SKIP() << "no sharded test here: " << why;
+  allow_seconds(120);
+  ServeProcess server({"--model", shared_data("models/stories260K/stories260K.bin").string(),
+                       "--tokenizer", shared_data("models/stories260K/tok512.bin").string()});
+  TempDir tmp;
+  const std::string mpirun =
+      "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+      "OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np 2 ";
+  const std::vector<std::string> extra = {"--limit",      "7",  "--shots",  "1",
+                                          "--max-tokens", "16", "--no-chat"};
+  std::string output;
+  ASSERT_EQ(
+      run_command(mpirun + command_line(eval_args("gsm8k", server.base_url(), tmp / "g", extra)),
+                  &output),
+      0)
+      << output;
+  check_run(tmp / "g", 7, "strict_em");  // 7 items from 2 ranks: each once, the report whole
+  EXPECT_FALSE(fs::exists(tmp / "g" / "results.jsonl.part-0"));
+  EXPECT_FALSE(fs::exists(tmp / "g" / "results.jsonl.part-1"));
+  EXPECT_NE(output.find("eval gsm8k: 7 items (0 resumed, 7 requests"), std::string::npos) << output;
+  // One process finds every item done.
+  ASSERT_EQ(
+      run_command(command_line(eval_args("gsm8k", server.base_url(), tmp / "g", extra)), &output),
+      0)
+      << output;
+  EXPECT_NE(output.find("eval gsm8k: 7 items (7 resumed, 0 requests"), std::string::npos) << output;
+  check_run(tmp / "g", 7, "strict_em");
+}
+
+}  // namespace
+}  // namespace seqit::testing
