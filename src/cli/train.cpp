@@ -34,7 +34,10 @@ void setup(CLI::App& cmd) {
       "output_dir=runs/sit\n"
       "  seqit train configs/sit-lora.yaml model=base/ data=[it.jsonl] lora.rank=16 lr=2e-4 "
       "output_dir=runs/lora\n"
-      "  seqit train runs/tiny/recipe.yaml --resume");
+      "  seqit train runs/tiny/recipe.yaml --resume\n"
+      "  mpirun -np 2 seqit train configs/tiny-stories.yaml output_dir=runs/dp threads=0   "
+      "(data-parallel: "
+      "each step's micro-batches split between the processes; resumes on any number)");
   cmd.add_option("args", o->args,
                  "RECIPE.yaml, then key=value overrides (dotted keys: lora.rank=8)")
       ->required();
