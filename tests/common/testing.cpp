@@ -46,6 +46,20 @@ fs::path build_dir() {
   return fs::path(SEQIT_BINARY_DIR);
 }
 
+std::string mpi_missing() {
+  if (run_command(shell_quote(seqit_binary().string()) + " version | grep -q '^mpi: yes'") != 0)
+    return "seqit was built without MPI (libopenmpi-dev)";
+  if (run_command("command -v mpirun >/dev/null 2>&1") != 0)
+    return "mpirun is not installed (openmpi-bin)";
+  return "";
+}
+
+std::string mpirun_command(int ranks) {
+  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+         "OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np " +
+         std::to_string(ranks) + " ";
+}
+
 int start_in_background(const std::vector<std::string>& args) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));

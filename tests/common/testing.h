@@ -29,6 +29,13 @@ std::string shell_quote(std::string_view s);
 // the kill -9 tests). The caller waits for it.
 int start_in_background(const std::vector<std::string>& args);
 
+// Several processes (mpirun): why they cannot run here ("" when they can: the built seqit has MPI
+// and mpirun is installed), and the start of an mpirun command line for `ranks` processes (Open MPI
+// refuses root unless told — CI and the Debian chroot run as root — and may see fewer slots than
+// ranks in a container).
+std::string mpi_missing();
+std::string mpirun_command(int ranks);
+
 // A fresh temporary folder, removed with everything in it when the object goes away.
 class TempDir {
  public:

@@ -269,15 +269,6 @@ TEST(EvalCli, HelpAndErrorsNameWhatIsWrong) {
 namespace seqit::testing {
 namespace {
 
-// Why mpirun cannot run here ("" when it can).
-std::string mpi_missing() {
-  if (run_command(shell_quote(seqit_binary().string()) + " version | grep -q '^mpi: yes'") != 0)
-    return "seqit was built without MPI (libopenmpi-dev)";
-  if (run_command("command -v mpirun >/dev/null 2>&1") != 0)
-    return "mpirun is not installed (openmpi-bin)";
-  return "";
-}
-
 TEST(EvalCli, ShardedOverTwoRanksEveryItemOnceThenAWholeResume) {
   if (const std::string why = mpi_missing(); !why.empty())
     GTEST_SKIP() << "no sharded test here: " << why;
@@ -285,9 +276,7 @@ TEST(EvalCli, ShardedOverTwoRanksEveryItemOnceThenAWholeResume) {
   ServeProcess server({"--model", shared_data("models/stories260K/stories260K.bin").string(),
                        "--tokenizer", shared_data("models/stories260K/tok512.bin").string()});
   TempDir tmp;
-  const std::string mpirun =
-      "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-      "OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np 2 ";
+  const std::string mpirun = mpirun_command(2);
   const std::vector<std::string> extra = {"--limit",      "7",  "--shots",  "1",
                                           "--max-tokens", "16", "--no-chat"};
   std::string output;

@@ -184,20 +184,6 @@ TEST(ChatCli, RepliesMatchGenerateAndKeepTheConversation) {
 // ---- several processes (mpirun -np 2 seqit generate) -----------------------------------------
 
 namespace {
-// Why mpirun cannot run here ("" when it can).
-std::string mpi_missing() {
-  if (run_command(shell_quote(seqit_binary().string()) + " version | grep -q '^mpi: yes'") != 0)
-    return "seqit was built without MPI (libopenmpi-dev)";
-  if (run_command("command -v mpirun >/dev/null 2>&1") != 0)
-    return "mpirun is not installed (openmpi-bin)";
-  return "";
-}
-// Open MPI refuses root unless told (CI runs as root), and may see fewer slots than ranks.
-std::string mpirun(int ranks) {
-  return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-         "OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np " +
-         std::to_string(ranks) + " ";
-}
 int64_t lines_in(const std::filesystem::path& path) {
   std::ifstream in(path);
   int64_t n = 0;
@@ -207,7 +193,7 @@ int64_t lines_in(const std::filesystem::path& path) {
 }  // namespace
 
 TEST(GenerateCli, ShardedOverTwoRanksAKilledRankLosesNothingAndDuplicatesNothing) {
-  if (const std::string why = mpi_missing(); !why.empty())
+  if (const std::string why = seqit::testing::mpi_missing(); !why.empty())
     GTEST_SKIP() << "no sharded test here: " << why;
   seqit::testing::allow_seconds(120);
   TempDir dir;
@@ -225,7 +211,8 @@ TEST(GenerateCli, ShardedOverTwoRanksAKilledRankLosesNothingAndDuplicatesNothing
       " --max-tokens 256 --batch 2";
   // Start on 2 ranks; once rank 1 has written a few outputs, kill it with -9.
   const int launcher = seqit::testing::start_in_background(
-      {"/bin/sh", "-c", "exec " + mpirun(2) + generate + " >/dev/null 2>&1"});
+      {"/bin/sh", "-c",
+       "exec " + seqit::testing::mpirun_command(2) + generate + " >/dev/null 2>&1"});
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (lines_in(out.string() + ".part-1") < 3 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -246,7 +233,7 @@ TEST(GenerateCli, ShardedOverTwoRanksAKilledRankLosesNothingAndDuplicatesNothing
 
   // Rerun on 2 ranks: the parts are merged first, only the rest is generated.
   std::string log;
-  ASSERT_EQ(run_command(mpirun(2) + generate, &log), 0) << log;
+  ASSERT_EQ(run_command(seqit::testing::mpirun_command(2) + generate, &log), 0) << log;
   const std::vector<json> rows = read_jsonl(out);
   std::set<std::string> ids;
   for (const json& r : rows) {

@@ -23,6 +23,7 @@
 #include "model/safetensors.h"
 #include "testing.h"
 #include "train/metrics.h"
+#include "train_testing.h"
 
 namespace seqit::train {
 namespace {
@@ -53,27 +54,14 @@ TEST(AssignToRanks, BalancesCostLongestFirstAndIsTheSameOnEveryCall) {
 // ---- whole runs under mpirun
 // ----------------------------------------------------------------------
 
-// Why the mpirun tests cannot run here ("" when they can).
-std::string mpi_missing() {
-  if (!dist::built_with_mpi()) return "seqit was built without MPI (libopenmpi-dev)";
-  if (seqit::testing::run_command("command -v mpirun >/dev/null 2>&1") != 0)
-    return "mpirun is not installed (openmpi-bin)";
-  return "";
-}
-
-#define SKIP_WITHOUT_MPI()                                   \
-  do {                                                       \
-    if (const std::string why = mpi_missing(); !why.empty()) \
-      GTEST_SKIP() << "no data-parallel test here: " << why; \
+#define SKIP_WITHOUT_MPI()                                                   \
+  do {                                                                       \
+    if (const std::string why = seqit::testing::mpi_missing(); !why.empty()) \
+      GTEST_SKIP() << "no data-parallel test here: " << why;                 \
   } while (0)
 
-// Open MPI refuses root unless told (CI and the Debian chroot run as root), and may see fewer
-// slots than ranks in a container.
 std::string mpirun(int ranks) {
-  return fmt::format(
-      "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-      "OMPI_MCA_rmaps_base_oversubscribe=1 mpirun -np {} ",
-      ranks);
+  return seqit::testing::mpirun_command(ranks);
 }
 
 std::string seqit() {
@@ -82,17 +70,7 @@ std::string seqit() {
 
 // 24 short Alpaca records.
 fs::path small_data(const seqit::testing::TempDir& dir) {
-  const json all = json::parse(seqit::testing::slurp(shared_data("train/alpaca/alpaca_5000.json")));
-  json picked = json::array();
-  for (const json& r : all) {
-    if (r["output"].get<std::string>().size() < 200 &&
-        r["instruction"].get<std::string>().size() < 120)
-      picked.push_back(r);
-    if (picked.size() == 24) break;
-  }
-  const fs::path path = dir / "data.json";
-  seqit::testing::spit(path, picked.dump());
-  return path;
+  return short_alpaca(dir, 24);
 }
 
 // stories260K, micro-batches of 2, 4 examples per step (2 micro-batches: one per rank on 2 ranks),

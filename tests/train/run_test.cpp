@@ -24,6 +24,7 @@
 #include "train/metrics.h"
 #include "train/recipe.h"
 #include "train/run_dir.h"
+#include "train_testing.h"
 
 namespace seqit::train {
 namespace {
@@ -33,17 +34,7 @@ using seqit::testing::shared_data;
 
 // 40 short Alpaca records in a file of their own.
 fs::path small_data(const seqit::testing::TempDir& dir) {
-  const json all = json::parse(seqit::testing::slurp(shared_data("train/alpaca/alpaca_5000.json")));
-  json picked = json::array();
-  for (const json& r : all) {
-    if (r["output"].get<std::string>().size() < 200 &&
-        r["instruction"].get<std::string>().size() < 120)
-      picked.push_back(r);
-    if (picked.size() == 40) break;
-  }
-  const fs::path path = dir / "data.json";
-  seqit::testing::spit(path, picked.dump());
-  return path;
+  return short_alpaca(dir, 40);
 }
 
 // stories260K, 40 examples, micro-batches of 2, 2 per step: 10 steps per epoch; 14 steps cross an

@@ -3,8 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
+#include "testing.h"
 #include "util/error.h"
 
 namespace seqit::train {
@@ -19,6 +22,23 @@ std::string error_of(F f) {
   }
   ADD_FAILURE() << "no error";
   return "";
+}
+
+// `count` short Alpaca records (output < 200 characters, instruction < 120) in DIR/data.json.
+inline std::filesystem::path short_alpaca(const seqit::testing::TempDir& dir, size_t count) {
+  using nlohmann::json;
+  const json all = json::parse(
+      seqit::testing::slurp(seqit::testing::shared_data("train/alpaca/alpaca_5000.json")));
+  json picked = json::array();
+  for (const json& r : all) {
+    if (r["output"].get<std::string>().size() < 200 &&
+        r["instruction"].get<std::string>().size() < 120)
+      picked.push_back(r);
+    if (picked.size() == count) break;
+  }
+  const std::filesystem::path path = dir / "data.json";
+  seqit::testing::spit(path, picked.dump());
+  return path;
 }
 
 }  // namespace seqit::train
