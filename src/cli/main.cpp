@@ -105,11 +105,14 @@ int main(int argc, char** argv) {
       // Commands that split their work between processes; any other would run whole on every rank
       // (each writing the same outputs).
       for (const CLI::App* sub : app.get_subcommands()) {
-        const std::string name = sub->get_name();
-        if (name != "train" && name != "generate" && name != "eval" && name != "version")
+        std::string name = sub->get_name();
+        for (const CLI::App* leaf : sub->get_subcommands()) name += " " + leaf->get_name();
+        const bool sharded = name == "train" || name == "generate" || name.starts_with("eval ") ||
+                             name == "seqinstruct run" || name == "version";
+        if (!sharded)
           throw Error(fmt::format(
               "seqit {} does not split its work between processes: run it without mpirun (under "
-              "mpirun: train, generate and eval)",
+              "mpirun: train, generate, eval and seqinstruct run)",
               name));
       }
     }

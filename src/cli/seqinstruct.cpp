@@ -11,6 +11,7 @@
 #include "cli/backend_options.h"
 #include "cli/command.h"
 #include "data/writer.h"
+#include "dist/communicator.h"
 #include "llm/http_backend.h"
 #include "seqinstruct/baselines.h"
 #include "seqinstruct/pipeline.h"
@@ -140,6 +141,8 @@ void run(const RunOptions& o) {
     throw;
   }
   progress.finish();
+  // Several processes: every rank holds the whole result; rank 0 writes the files.
+  if (dist::world().rank() != 0) return;
   if (guard.requested()) {
     log::warn(
         "seqinstruct: stopped by signal; {} items finished, the trace keeps them: rerun the "

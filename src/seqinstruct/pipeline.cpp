@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
+#include "dist/communicator.h"
 #include "seqinstruct/parse.h"
 #include "util/error.h"
 #include "util/jsonl_writer.h"
@@ -223,6 +225,7 @@ class Runner {
       stopping_ = first_error.has_value() || (o_.interrupted && o_.interrupted());
       while (!stopping_ && active_ < o_.max_in_flight && next < items_.size()) {
         const size_t i = next++;
+        if (!mine_.empty() && !mine_[i]) continue;  // another rank's
         if (!start_next(i)) finish_item(i);
       }
       if (active_ == 0) break;
@@ -495,6 +498,8 @@ class Runner {
   }
 
  public:
+  // Several processes: the items this rank runs (empty: all).
+  void set_mine(std::vector<bool> mine) { mine_ = std::move(mine); }
   // Applies a finished item-iteration (from this run or read back from the trace) to the state.
   static void apply(ItemState& st, const json& record) {
     const int iteration = record.at("iteration").get<int>();
@@ -533,6 +538,7 @@ class Runner {
   std::vector<size_t> free_;
   int active_ = 0;
   bool stopping_ = false;
+  std::vector<bool> mine_;
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Completion> queue_;
@@ -549,9 +555,9 @@ PipelineResult run_pipeline(llm::Backend& backend, const PromptSet& prompts,
   if (options.max_in_flight < 1) throw Error("max_in_flight must be at least 1");
   const json config = config_json(prompts, options);
 
-  // Read back an earlier run's trace: its config line must match, its records are replayed.
-  std::vector<json> earlier;
-  if (!fresh && std::filesystem::exists(trace_path)) {
+  // An earlier run's trace: its config line must match, its records are replayed.
+  auto read_trace = [&] {
+    std::vector<json> earlier;
     std::ifstream in(trace_path, std::ios::binary);
     std::string line;
     int64_t line_no = 0;
@@ -577,14 +583,42 @@ PipelineResult run_pipeline(llm::Backend& backend, const PromptSet& prompts,
       }
       earlier.push_back(std::move(record));
     }
+    return earlier;
+  };
+  // Several processes (mpirun): item i is run by rank i mod N, which appends to
+  // trace.jsonl.part-<rank>; rank 0 merges the parts into the trace when all are done and, before
+  // starting, whatever parts a stopped run left. Every rank then holds every item's result.
+  dist::Communicator& world = options.world ? *options.world : dist::world();
+  const bool shared = world.size() > 1;
+  const std::string config_line = json{{"id", "#config"}, {"config", config}}.dump();
+  if (world.rank() == 0) {
+    if (fresh) {
+      remove_jsonl_parts(trace_path);
+    } else if (!jsonl_parts(trace_path).empty()) {
+      if (std::filesystem::exists(trace_path)) read_trace();  // the config check, before merging
+      merge_jsonl_parts(trace_path);
+    }
+    if (shared) {
+      ResumableJsonlWriter first(trace_path, "id", fresh);
+      if (!first.has_id("#config")) first.append_line(config_line, "#config");
+    }
   }
-  ResumableJsonlWriter trace(trace_path, "id", fresh);
-  if (!trace.has_id("#config"))
-    trace.append_line(json{{"id", "#config"}, {"config", config}}.dump(), "#config");
+  if (shared) world.barrier();
+  std::vector<json> earlier;
+  if ((shared || !fresh) && std::filesystem::exists(trace_path)) earlier = read_trace();
+  ResumableJsonlWriter trace(shared ? jsonl_part_path(trace_path, world.rank()) : trace_path, "id",
+                             fresh || shared);
+  if (!shared && !trace.has_id("#config")) trace.append_line(config_line, "#config");
 
   PipelineResult result;
   result.counts.items = static_cast<int64_t>(items.size());
   Runner runner(backend, prompts, items, options, trace, result.counts, result.totals, progress);
+  if (shared) {
+    std::vector<bool> mine(items.size());
+    for (size_t i = 0; i < items.size(); ++i)
+      mine[i] = static_cast<int>(i % static_cast<size_t>(world.size())) == world.rank();
+    runner.set_mine(std::move(mine));
+  }
   auto& states = runner.states();
   std::unordered_map<std::string, size_t> by_id;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -595,18 +629,57 @@ PipelineResult run_pipeline(llm::Backend& backend, const PromptSet& prompts,
     by_id.emplace(items[i].id, i);
   }
   // Replay in iteration order per item (the trace holds them in finishing order).
-  std::stable_sort(earlier.begin(), earlier.end(), [](const json& a, const json& b) {
-    return a.at("iteration").get<int>() < b.at("iteration").get<int>();
-  });
-  for (const json& record : earlier) {
-    auto it = by_id.find(record.at("item").get<std::string>());
-    if (it == by_id.end()) continue;  // an item outside this run's --limit
-    if (!trace.has_id(record.at("id").get<std::string>())) continue;
-    Runner::apply(states[it->second], record);
-    tally(record, result.totals);
-    ++result.counts.resumed;
-  }
+  std::unordered_set<std::string> replayed;
+  auto replay = [&](std::vector<json>& records, bool resumed) {
+    std::stable_sort(records.begin(), records.end(), [](const json& a, const json& b) {
+      return a.at("iteration").get<int>() < b.at("iteration").get<int>();
+    });
+    for (const json& record : records) {
+      auto it = by_id.find(record.at("item").get<std::string>());
+      if (it == by_id.end()) continue;  // an item outside this run's --limit
+      const std::string id = record.at("id").get<std::string>();
+      if (!shared && !trace.has_id(id)) continue;
+      if (!replayed.insert(id).second) continue;
+      Runner::apply(states[it->second], record);
+      tally(record, result.totals);
+      if (resumed) ++result.counts.resumed;
+    }
+  };
+  replay(earlier, true);
   runner.run();
+  if (shared) {
+    // Every part complete and merged; then the other ranks' new records, and the counts summed.
+    trace.sync();
+    for (const std::string& id : trace.ids()) replayed.insert(id);
+    const PipelineCounts& c = result.counts;
+    json mine = {{"items_done", c.items_done},
+                 {"requests", c.requests},
+                 {"cached", c.cached},
+                 {"parse_retries", c.parse_retries},
+                 {"parse_failures", c.parse_failures},
+                 {"backend_errors", c.backend_errors},
+                 {"stage_requests", c.stage_requests}};
+    PipelineCounts sum;
+    sum.items = c.items;
+    sum.resumed = c.resumed;  // every rank read the same trace
+    for (const std::string& text : world.allgather(mine.dump())) {
+      const json r = json::parse(text);
+      sum.items_done += r.at("items_done").get<int64_t>();
+      sum.requests += r.at("requests").get<int64_t>();
+      sum.cached += r.at("cached").get<int64_t>();
+      sum.parse_retries += r.at("parse_retries").get<int64_t>();
+      sum.parse_failures += r.at("parse_failures").get<int64_t>();
+      sum.backend_errors += r.at("backend_errors").get<int64_t>();
+      for (const auto& [stage, n] : r.at("stage_requests").items())
+        sum.stage_requests[stage] += n.get<int64_t>();
+    }
+    result.counts = sum;
+    world.barrier();
+    if (world.rank() == 0) merge_jsonl_parts(trace_path);
+    world.barrier();
+    std::vector<json> all = read_trace();
+    replay(all, false);
+  }
 
   const int last = options.mode == Mode::direct ? 1 : options.iterations;
   for (size_t i = 0; i < items.size(); ++i) {

@@ -37,6 +37,10 @@
 #include "llm/backend.h"
 #include "seqinstruct/prompts.h"
 
+namespace seqit::dist {
+class Communicator;
+}
+
 namespace seqit::seqinstruct {
 
 // One item of the source dataset, normalised (SIT_SPEC §1.1: {idx, instruction, input, output,
@@ -86,6 +90,10 @@ struct PipelineOptions {
   // Polled between replies: true stops starting new work; requests in flight finish and are
   // written (e.g. InterruptGuard::requested for Ctrl-C / SIGTERM).
   std::function<bool()> interrupted;
+  // The processes sharing the run (null: dist::world(), several under mpirun): item i goes to rank
+  // i mod N (trace.jsonl.part-<rank>, merged into the trace by rank 0); every rank returns every
+  // item's result.
+  dist::Communicator* world = nullptr;
 };
 
 // Counters, per stage and in all, for the progress bar and the report.

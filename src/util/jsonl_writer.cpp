@@ -121,8 +121,7 @@ void ResumableJsonlWriter::sync() {
   }
 }
 
-namespace {
-std::vector<std::filesystem::path> part_files(const std::filesystem::path& out) {
+std::vector<std::filesystem::path> jsonl_parts(const std::filesystem::path& out) {
   namespace fs = std::filesystem;
   const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
   const std::string prefix = out.filename().string() + ".part-";
@@ -137,14 +136,13 @@ std::vector<std::filesystem::path> part_files(const std::filesystem::path& out) 
   std::sort(parts.begin(), parts.end());
   return parts;
 }
-}  // namespace
 
 std::filesystem::path jsonl_part_path(const std::filesystem::path& out, int rank) {
   return out.parent_path() / fmt::format("{}.part-{}", out.filename().string(), rank);
 }
 
 int64_t merge_jsonl_parts(const std::filesystem::path& out, const std::string& id_field) {
-  const std::vector<std::filesystem::path> parts = part_files(out);
+  const std::vector<std::filesystem::path> parts = jsonl_parts(out);
   if (parts.empty()) return 0;
   int64_t moved = 0;
   {
@@ -167,7 +165,7 @@ int64_t merge_jsonl_parts(const std::filesystem::path& out, const std::string& i
 }
 
 int64_t remove_jsonl_parts(const std::filesystem::path& out) {
-  const std::vector<std::filesystem::path> parts = part_files(out);
+  const std::vector<std::filesystem::path> parts = jsonl_parts(out);
   for (const std::filesystem::path& part : parts) std::filesystem::remove(part);
   return static_cast<int64_t>(parts.size());
 }

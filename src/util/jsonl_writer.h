@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <vector>
 
 namespace seqit {
 
@@ -60,6 +61,8 @@ std::filesystem::path jsonl_part_path(const std::filesystem::path& out, int rank
 // the parts. A torn last line of a part is dropped. Safe to repeat after a crash midway: a record
 // is never written twice. Returns the records moved.
 int64_t merge_jsonl_parts(const std::filesystem::path& out, const std::string& id_field = "id");
+// The part files beside `out` (any rank count), sorted.
+std::vector<std::filesystem::path> jsonl_parts(const std::filesystem::path& out);
 // Removes the part files beside `out`; returns how many there were.
 int64_t remove_jsonl_parts(const std::filesystem::path& out);
 

@@ -1,7 +1,7 @@
 // `seqit seqinstruct run` end to end against a real `seqit serve` (stories260K on 127.0.0.1): the
 // model writes nonsense, so nearly every reply fails to parse, but every stage, file, trace line
 // and report number must still be right — and a run killed with SIGKILL must resume with nothing
-// lost and nothing written twice.
+// lost and nothing written twice; split over 2 ranks (mpirun), every item is written once.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -62,6 +62,13 @@ std::vector<json> lines(const fs::path& path) {
   while (std::getline(in, line))
     if (!line.empty()) out.push_back(json::parse(line));
   return out;
+}
+
+std::vector<fs::path> jsonl_parts_left(const fs::path& out) {
+  std::vector<fs::path> parts;
+  for (const auto& e : fs::directory_iterator(out))
+    if (e.path().filename().string().find(".part-") != std::string::npos) parts.push_back(e.path());
+  return parts;
 }
 
 void check_run(const fs::path& out) {
@@ -141,6 +148,36 @@ TEST(SeqinstructCli, RunsAgainstServeAndResumesAfterKill9) {
   EXPECT_EQ(report.at("requests").at("resumed_item_iterations").get<size_t>(), before - 1);
   // The rerun asked only for the rest; what was answered before the kill came from the cache.
   EXPECT_NE(output.find("10 of 10 items written"), std::string::npos) << output;
+}
+
+TEST(SeqinstructCli, ShardedOverTwoRanksWritesEveryItemOnce) {
+  if (const std::string why = mpi_missing(); !why.empty())
+    GTEST_SKIP() << "no sharded test here: " << why;
+  allow_seconds(180);
+  ServeProcess server({"--model", shared_data("models/stories260K/stories260K.bin").string(),
+                       "--tokenizer", shared_data("models/stories260K/tok512.bin").string()});
+  TempDir tmp;
+  std::string output;
+  const auto args = run_args(server.base_url(), tmp / "two");
+  ASSERT_EQ(run_command(mpirun_command(2) + command_line(args), &output), 0) << output;
+  check_run(tmp / "two");  // items from both ranks, each trace line once, the report whole
+  EXPECT_NE(output.find("10 of 10 items written"), std::string::npos) << output;
+  EXPECT_TRUE(jsonl_parts_left(tmp / "two").empty());
+  // The requests the ranks sent (summed) are those behind the trace: no item was run twice.
+  const size_t at = output.find(" requests (");
+  ASSERT_NE(at, std::string::npos) << output;
+  const size_t from = output.rfind("; ", at);
+  const int64_t sent = std::stoll(output.substr(from + 2, at - from - 2));
+  EXPECT_EQ(
+      sent,
+      json::parse(slurp(tmp / "two" / "report.json")).at("requests").at("answered").get<int64_t>());
+  // One process finds every item-iteration done.
+  const size_t lines_before = lines(tmp / "two" / "trace.jsonl").size();
+  ASSERT_EQ(run_command(command_line(args), &output), 0) << output;
+  check_run(tmp / "two");
+  const json report = json::parse(slurp(tmp / "two" / "report.json"));
+  EXPECT_EQ(report.at("requests").at("resumed_item_iterations").get<size_t>(), lines_before - 1);
+  EXPECT_EQ(lines(tmp / "two" / "trace.jsonl").size(), lines_before);
 }
 
 TEST(SeqinstructCli, DryRunPrintsEveryStagesPromptAndCallsNothing) {
