@@ -69,6 +69,9 @@ GenerateJobStats run_generate_job(const model::LlamaModel& model,
   if (world.rank() == 0) {  // a stopped run's parts first (or, fresh, away with them)
     if (options.fresh) {
       remove_jsonl_parts(options.out);
+      if (shared) {  // the ranks append to parts: the output starts empty here
+        ResumableJsonlWriter truncate(options.out, "id", true);
+      }
     } else if (const int64_t moved = merge_jsonl_parts(options.out); moved > 0) {
       log::info("{}: {} outputs of a stopped run merged from its part files", options.out.string(),
                 moved);

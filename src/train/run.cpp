@@ -378,6 +378,19 @@ RunResult run_training(const TrainRecipe& recipe_in, const RunOptions& options) 
                 out.string());
     }
   }
+  if (world.size() > 1) {
+    // Every rank must have resumed from the same checkpoint (the run folder on a file system they
+    // all see).
+    const std::string mine = fmt::format("step {}, epoch {}, batch {}", s.trainer->steps(),
+                                         position.epoch, position.index);
+    const std::vector<std::string> all = world.allgather(mine);
+    for (size_t k = 1; k < all.size(); ++k)
+      if (all[k] != all[0])
+        throw Error(fmt::format(
+            "rank {} resumes at {} but rank 0 at {}: every process must see the same run folder "
+            "{} (a shared file system)",
+            k, all[k], all[0], out.string()));
+  }
   std::optional<MetricsLog> metrics;
   if (lead) {
     run.create();

@@ -258,4 +258,15 @@ TEST(GenerateCli, ShardedOverTwoRanksAKilledRankLosesNothingAndDuplicatesNothing
   // A rerun with one process finds everything done.
   ASSERT_EQ(run_command(generate, &log), 0) << log;
   EXPECT_EQ(read_jsonl(out).size(), 40u);
+  // --fresh on 2 ranks starts the output over: 40 new rows (4 tokens each now), each id once.
+  std::string fresh = generate;
+  fresh.replace(fresh.find("--max-tokens 256"), 16, "--max-tokens 4 --fresh");
+  ASSERT_EQ(run_command(seqit::testing::mpirun_command(2) + fresh, &log), 0) << log;
+  ids.clear();
+  for (const json& r : read_jsonl(out)) {
+    EXPECT_TRUE(ids.insert(r["id"].get<std::string>()).second);
+    EXPECT_LE(r["completion_tokens"].get<int>(), 4) << "an old row kept: " << r;
+  }
+  EXPECT_EQ(ids.size(), 40u);
+  EXPECT_NE(log.find("40 outputs written"), std::string::npos) << log;
 }
