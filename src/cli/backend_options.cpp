@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "llm/format_check.h"
 #include "llm/http_backend.h"
 #include "llm/local_backend.h"
 #include "llm/response_cache.h"
@@ -69,7 +70,8 @@ OpenedBackend open_backend(const BackendOptions& o, const std::string& default_c
     http.requests_per_minute = o.rpm;
     http.tokens_per_minute = o.tpm;
     out.http = std::make_shared<llm::HttpBackend>(http);
-    out.backend = out.http;
+    // A response_format the server refuses or ignores is checked (and asked again) here.
+    out.backend = std::make_shared<llm::FormatCheckedBackend>(out.http);
   } else {
     llm::LocalBackendOptions local;
     local.model_name = o.model;

@@ -16,6 +16,7 @@
 #include "chat/model_template.h"
 #include "infer/engine.h"
 #include "infer/scoring.h"
+#include "llm/format_check.h"
 #include "model/llama.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -80,29 +81,12 @@ struct LocalBackend::Impl {
   // thread, so that compiling a new schema never holds up the decoding of the others.
   std::shared_ptr<const infer::Constraint> constraint_for(const ResponseFormat& f) {
     if (f.kind == ResponseFormat::Kind::text) return nullptr;
-    const std::string key = fmt::format("{}\n{}\n{}\n{}", to_string(f.kind), f.schema, f.pattern,
-                                        fmt::join(f.choices, "\x1f"));
+    const std::string key = response_format_key(f);
     {
       std::lock_guard lock(constraints_mutex);
       if (auto it = constraints.find(key); it != constraints.end()) return it->second;
     }
-    std::shared_ptr<const infer::Constraint> c;
-    switch (f.kind) {
-      case ResponseFormat::Kind::json_object:
-        c = infer::Constraint::json_object();
-        break;
-      case ResponseFormat::Kind::json_schema:
-        c = infer::Constraint::json_schema(nlohmann::ordered_json::parse(f.schema));
-        break;
-      case ResponseFormat::Kind::regex:
-        c = infer::Constraint::regex(f.pattern);
-        break;
-      case ResponseFormat::Kind::choice:
-        c = infer::Constraint::choice(f.choices);
-        break;
-      case ResponseFormat::Kind::text:
-        break;
-    }
+    std::shared_ptr<const infer::Constraint> c = compile_response_format(f);
     std::lock_guard lock(constraints_mutex);
     if (constraints.size() >= 64) constraints.clear();  // a bound, not an LRU: formats are few
     constraints.emplace(key, c);

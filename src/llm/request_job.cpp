@@ -107,6 +107,8 @@ json record_from_response(const json& id, const Request& request, const Response
                   {"completion_tokens", response.usage.completion_tokens}};
   out["model"] = response.model;
   out["cached"] = response.cached;
+  if (!response.format_check.empty())  // who held the response_format: "server" or "seqit"
+    out["format_check"] = {{"by", response.format_check}, {"attempts", response.format_attempts}};
   return out;
 }
 

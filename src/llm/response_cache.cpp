@@ -68,7 +68,8 @@ json response_to_json(const Response& r) {
           {"token_counts", r.token_counts},
           {"token_logprobs", std::move(tokens)},
           {"usage", {r.usage.prompt_tokens, r.usage.completion_tokens}},
-          {"model", r.model}};
+          {"model", r.model},
+          {"format_check", {r.format_check, r.format_attempts}}};
 }
 
 Response response_from_json(const json& j) {
@@ -105,6 +106,10 @@ Response response_from_json(const json& j) {
   r.usage.prompt_tokens = j.at("usage").at(0).get<int64_t>();
   r.usage.completion_tokens = j.at("usage").at(1).get<int64_t>();
   r.model = j.at("model").get<std::string>();
+  if (auto fc = j.find("format_check"); fc != j.end()) {  // absent in entries of older versions
+    r.format_check = fc->at(0).get<std::string>();
+    r.format_attempts = fc->at(1).get<int>();
+  }
   return r;
 }
 

@@ -107,6 +107,8 @@ TEST(ResponseCache, StoresAndReadsBackEveryField) {
   stored.token_logprobs = {{{"a", std::nullopt, 0}, {"b", -0.75, 1}}};
   stored.usage = {11, 22};
   stored.model = "m";
+  stored.format_check = "seqit";
+  stored.format_attempts = 2;
   {
     ResponseCache cache(dir / "sub" / "cache.sqlite");
     EXPECT_EQ(cache.get("k"), std::nullopt);
@@ -130,6 +132,8 @@ TEST(ResponseCache, StoresAndReadsBackEveryField) {
   EXPECT_EQ(got->token_logprobs[0][1].offset, 1u);
   EXPECT_EQ(got->usage.completion_tokens, 22);
   EXPECT_EQ(got->model, "m");
+  EXPECT_EQ(got->format_check, "seqit");
+  EXPECT_EQ(got->format_attempts, 2);
 }
 
 TEST(ResponseCache, UsesWriteAheadLogging) {

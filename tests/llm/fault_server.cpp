@@ -174,6 +174,14 @@ void FaultServer::handle(const std::string& path, const std::string& body,
         json{{"error", {{"message", "malformed JSON"}, {"type", "invalid_request_error"}}}}.dump();
     return;
   }
+  if (!plan.refuse_field.empty() && request.contains(plan.refuse_field)) {
+    status = 400;
+    reply = json{{"error",
+                  {{"message", "Unrecognized request argument supplied: " + plan.refuse_field},
+                   {"type", "invalid_request_error"}}}}
+                .dump();
+    return;
+  }
   const int n = request.value("n", 1);
   json choices = json::array();
   int64_t prompt_tokens = 0, completion_tokens = 0;

@@ -34,6 +34,9 @@ struct FaultPlan {
   double delay_s = 0;
   std::string
       api_key;  // when set, requests must carry "Authorization: Bearer <api_key>" (else 401)
+  // When set, a request body with this top-level key gets 400 "Unrecognized request argument
+  // supplied: <key>" (as OpenAI answers vLLM's guided_regex).
+  std::string refuse_field;
 };
 
 class FaultServer {

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "llm/format_check.h"
 #include "llm/http_backend.h"
 #include "llm/local_backend.h"
 #include "serve_process.h"
@@ -311,6 +312,15 @@ TEST_F(Serve, ResponseFormatsGiveAnswersThatParse) {
   ASSERT_TRUE(d.ok()) << d.error().describe();
   EXPECT_TRUE(std::regex_match(d.value().text(), std::regex(R"(score: [1-5]/5)")))
       << d.value().text();
+  // What the CLI puts over HTTP checks the reply too (llm/format_check.h): seqit serve took the
+  // format and held it, on the first attempt.
+  FormatCheckedBackend checked{std::shared_ptr<HttpBackend>(client())};
+  auto held = checked.submit_async(digits).get();
+  ASSERT_TRUE(held.ok()) << held.error().describe();
+  EXPECT_EQ(held.value().text(), d.value().text());
+  EXPECT_EQ(held.value().format_check, "server");
+  EXPECT_EQ(held.value().format_attempts, 1);
+  EXPECT_TRUE(checked.refused_formats().empty());
 
   auto bad = post("/v1/chat/completions",
                   R"({"messages": [{"role": "user", "content": "x"}], "response_format":
