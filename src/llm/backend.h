@@ -122,8 +122,9 @@ struct Response {
   std::string model;    // the model that answered, as the backend names it
   bool cached = false;  // answered from the response cache, no request sent
   // A request with a response_format through FormatCheckedBackend (llm/format_check.h): "server"
-  // (the server took the format; the reply was checked) or "seqit" (the server refused the field;
-  // the reply was checked and asked again as needed), and the attempts it took. Empty otherwise.
+  // (the server took the format; the reply was checked), "seqit" (the server refused the field;
+  // the reply was checked and asked again as needed) or "failed" (no reply matched within the
+  // attempts: the last one), and the attempts it took. Empty otherwise.
   std::string format_check;
   int format_attempts = 0;
 

@@ -8,9 +8,10 @@
 //   - a server that refuses the format once is remembered (per format kind): the request is sent
 //     without it from then on, and the reply checked here;
 //   - a reply that does not match is asked again with another seed, up to `max_attempts` in all;
-//     then the request fails with bad_response (naming the format and the last reply).
+//     then the last reply is returned marked "failed" (callers that parse replies already count
+//     unparsable ones; an error would stop their runs).
 // Response::format_check says which held the format: "server" (sent and accepted; the reply
-// matched) or "seqit" (checked here after the server refused the field), with
+// matched), "seqit" (checked here after the server refused the field) or "failed", with
 // Response::format_attempts. A streaming request (on_delta) is not asked again: its deltas are
 // already out.
 #pragma once
