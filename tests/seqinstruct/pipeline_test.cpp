@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "scripted_backend.h"
 #include "seqinstruct/parse.h"
@@ -329,9 +331,15 @@ TEST_F(PipelineTest, InterruptedRunResumesWithNothingLostOrRepeated) {
   PipelineOptions o;
   o.iterations = 3;
   o.max_in_flight = 8;
-  // A straight run.
+  // A straight run. Its first reply waits a moment, so that the requests the pipeline keeps in
+  // flight are seen queued however the threads are scheduled (a loaded machine could otherwise
+  // answer each before the next is sent).
   World w1;
-  ScriptedBackend straight_backend(std::ref(w1));
+  std::atomic<bool> first_reply{true};
+  ScriptedBackend straight_backend([&](const llm::Request& r) {
+    if (first_reply.exchange(false)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return w1(r);
+  });
   const auto straight = run_pipeline(straight_backend, prompts_, items, dir_ / "straight.jsonl", o);
   const size_t straight_requests = straight_backend.requests().size();
   EXPECT_GT(straight_backend.max_outstanding(), 1u);
