@@ -31,7 +31,7 @@ std::vector<int> assign_to_ranks(const std::vector<int64_t>& costs, int ranks) {
 
 GradientSync::GradientSync(dist::Communicator& comm, std::vector<model::Parameter>& parameters,
                            int stages)
-    : comm_(comm), by_stage_(static_cast<size_t>(stages)), started_(static_cast<size_t>(stages)) {
+    : comm_(comm), by_stage_(static_cast<size_t>(stages)) {
   if (const char* env = std::getenv("SEQIT_DP_OVERLAP")) overlap_ = std::string(env) != "0";
   for (model::Parameter& p : parameters) {
     if (p.stage < 0 || p.stage >= stages)
@@ -45,7 +45,6 @@ GradientSync::GradientSync(dist::Communicator& comm, std::vector<model::Paramete
 }
 
 void GradientSync::arm() {
-  std::fill(started_.begin(), started_.end(), false);
   handles_.clear();
   next_ = 0;
   last_wait_s_ = 0;
@@ -55,7 +54,6 @@ void GradientSync::start(int stage) {
   for (model::Parameter* p : by_stage_[static_cast<size_t>(stage)])
     handles_.push_back(
         comm_.start_allreduce_sum({p->grad.data<float>(), static_cast<size_t>(p->grad.numel())}));
-  started_[static_cast<size_t>(stage)] = true;
 }
 
 void GradientSync::stage_ready(int stage) {

@@ -43,7 +43,6 @@ class GradientSync {
   void start(int stage);
   dist::Communicator& comm_;
   std::vector<std::vector<model::Parameter*>> by_stage_;
-  std::vector<bool> started_;
   std::vector<int> handles_;  // started sums, in order
   int next_ = 0;              // the next stage to start (stages start in order)
   bool overlap_ = true;
