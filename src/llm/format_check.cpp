@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "infer/constraint.h"
@@ -13,7 +15,8 @@
 
 namespace seqit::llm {
 
-std::shared_ptr<const infer::Constraint> compile_response_format(const ResponseFormat& f) {
+namespace {
+std::shared_ptr<const infer::Constraint> compile(const ResponseFormat& f) {
   switch (f.kind) {
     case ResponseFormat::Kind::json_object:
       return infer::Constraint::json_object();
@@ -28,10 +31,24 @@ std::shared_ptr<const infer::Constraint> compile_response_format(const ResponseF
   }
   return nullptr;
 }
+}  // namespace
 
-std::string response_format_key(const ResponseFormat& f) {
-  return fmt::format("{}\n{}\n{}\n{}", to_string(f.kind), f.schema, f.pattern,
-                     fmt::join(f.choices, "\x1f"));
+std::shared_ptr<const infer::Constraint> compile_response_format(const ResponseFormat& f) {
+  if (f.kind == ResponseFormat::Kind::text) return nullptr;
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const infer::Constraint>> cache;
+  const std::string key = fmt::format("{}\n{}\n{}\n{}", to_string(f.kind), f.schema, f.pattern,
+                                      fmt::join(f.choices, "\x1f"));
+  {
+    std::lock_guard lock(mutex);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  // Compiled outside the lock: a new schema does not hold up requests with known formats.
+  std::shared_ptr<const infer::Constraint> c = compile(f);
+  std::lock_guard lock(mutex);
+  if (cache.size() >= 64) cache.clear();  // a bound, not an LRU: formats are few
+  cache.emplace(key, c);
+  return c;
 }
 
 namespace {
@@ -86,18 +103,7 @@ void FormatCheckedBackend::submit(Request request, ResponseCallback done) {
   }
   auto call = std::make_shared<Call>();
   try {
-    const ResponseFormat& f = request.response_format;
-    const std::string key = response_format_key(f);
-    std::lock_guard lock(mutex_);
-    auto it = std::find(compiled_keys_.begin(), compiled_keys_.end(), key);
-    if (it != compiled_keys_.end()) {
-      call->constraint = compiled_[static_cast<size_t>(it - compiled_keys_.begin())];
-    } else {
-      call->constraint = compile_response_format(f);
-      if (compiled_keys_.size() >= 32) compiled_keys_.clear(), compiled_.clear();
-      compiled_keys_.push_back(key);
-      compiled_.push_back(call->constraint);
-    }
+    call->constraint = compile_response_format(request.response_format);
   } catch (const std::exception& e) {
     done(LlmError{
         ErrorKind::invalid_request, fmt::format("response_format: {}", e.what()), 0, 0, {}});

@@ -33,10 +33,10 @@ class Constraint;
 namespace seqit::llm {
 
 // The constraint of a response format (null for text); throws seqit::Error for a format it cannot
-// compile (an unsupported schema keyword, a bad regex).
+// compile (an unsupported schema keyword, a bad regex). Compiled once per format and process (a
+// small cache shared by the local engine and the checks here: formats are few, a schema costs
+// tens of milliseconds); thread-safe.
 std::shared_ptr<const infer::Constraint> compile_response_format(const ResponseFormat& format);
-// A text that tells formats apart (for caches of compiled constraints).
-std::string response_format_key(const ResponseFormat& format);
 
 class FormatCheckedBackend final : public Backend {
  public:
@@ -63,8 +63,6 @@ class FormatCheckedBackend final : public Backend {
   mutable std::mutex mutex_;
   std::condition_variable idle_;
   int64_t sent_ = 0;
-  std::vector<std::shared_ptr<const infer::Constraint>> compiled_;  // a small cache, by key
-  std::vector<std::string> compiled_keys_;
 };
 
 }  // namespace seqit::llm

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
-#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -73,25 +72,6 @@ struct LocalBackend::Impl {
       by_sequence;  // engine id -> (job, choice)
   std::mt19937_64 seeds{std::random_device{}()};
   std::thread thread;
-  std::mutex constraints_mutex;
-  std::map<std::string, std::shared_ptr<const infer::Constraint>> constraints;  // by format
-
-  // The decoding constraint of a response format (null for text); compile errors throw
-  // seqit::Error (the request's fault: a 400 from the server). Called by submit(), on the caller's
-  // thread, so that compiling a new schema never holds up the decoding of the others.
-  std::shared_ptr<const infer::Constraint> constraint_for(const ResponseFormat& f) {
-    if (f.kind == ResponseFormat::Kind::text) return nullptr;
-    const std::string key = response_format_key(f);
-    {
-      std::lock_guard lock(constraints_mutex);
-      if (auto it = constraints.find(key); it != constraints.end()) return it->second;
-    }
-    std::shared_ptr<const infer::Constraint> c = compile_response_format(f);
-    std::lock_guard lock(constraints_mutex);
-    if (constraints.size() >= 64) constraints.clear();  // a bound, not an LRU: formats are few
-    constraints.emplace(key, c);
-    return c;
-  }
 
   void finish(std::unique_ptr<Job> job, Result<Response> result) {
     try {
@@ -467,8 +447,10 @@ void LocalBackend::submit(Request request, ResponseCallback done) {
   }
   auto job = std::make_unique<Job>();
   try {
-    // Compiled once per distinct format (a pipeline sends the same schema many times).
-    job->constraint = impl_->constraint_for(request.response_format);
+    // Compiled here, on the caller's thread, once per distinct format (compile_response_format
+    // caches it: a pipeline sends the same schema many times), so that a new schema never holds up
+    // the decoding of the others; a compile error is the request's fault.
+    job->constraint = compile_response_format(request.response_format);
   } catch (const Error& e) {
     done(invalid(e.what()));
     return;
