@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "chat/model_template.h"
@@ -243,24 +244,13 @@ void check_ranks_agree(dist::Communicator& world, const Fingerprint& model,
   mine["data.examples"] = std::to_string(s.train_examples.size());
   mine["data.tokens"] = std::to_string(tokens);
   mine["data.held_out"] = std::to_string(s.eval_examples.size());
-  std::string text;
-  for (const auto& [k, v] : mine) text += k + "\t" + v + "\n";
-  const std::vector<std::string> all = world.allgather(text);
-  auto parse = [](const std::string& t) {
-    Fingerprint f;
-    size_t at = 0;
-    while (at < t.size()) {
-      const size_t tab = t.find('\t', at), end = t.find('\n', at);
-      f[t.substr(at, tab - at)] = t.substr(tab + 1, end - tab - 1);
-      at = end + 1;
-    }
-    return f;
-  };
-  const Fingerprint first = parse(all[0]);
+  const std::vector<std::string> all = world.allgather(nlohmann::json(mine).dump());
+  const auto first = nlohmann::json::parse(all[0]).get<Fingerprint>();
   std::vector<std::string> problems;
   for (size_t r = 1; r < all.size(); ++r) {
     if (all[r] == all[0]) continue;
-    for (const std::string& d : fingerprint_differences(first, parse(all[r])))
+    for (const std::string& d :
+         fingerprint_differences(first, nlohmann::json::parse(all[r]).get<Fingerprint>()))
       problems.push_back(fmt::format("rank {}: {}", r, d));
   }
   if (!problems.empty()) {
