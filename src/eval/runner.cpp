@@ -11,7 +11,7 @@
 #include <optional>
 #include <unordered_map>
 
-#include "dist/communicator.h"
+#include "dist/shards.h"
 #include "util/error.h"
 #include "util/jsonl_writer.h"
 #include "util/log.h"
@@ -112,7 +112,7 @@ class Runner {
       writer.append({{"id", "#config"}, {"task", task_.name()}, {"config", o_.config}});
     if (shared) {  // this rank's items: i mod N
       for (size_t i = 0; i < n; ++i)
-        mine_.push_back(static_cast<int>(i % static_cast<size_t>(world.size())) == world.rank());
+        mine_.push_back(dist::runs_item(world, static_cast<int64_t>(i)));
     }
     counts_.items = static_cast<int64_t>(n);
     counts_.done = counts_.resumed;
@@ -138,9 +138,7 @@ class Runner {
       std::array<double, 4> sums{double(counts_.requests), double(counts_.cached),
                                  double(counts_.failed), double(counts_.done - counts_.resumed)};
       world.allreduce_sum(sums);
-      world.barrier();
-      if (world.rank() == 0) merge_jsonl_parts(path);
-      world.barrier();
+      dist::merge_parts(world, path);
       read_back();
       counts_.requests = static_cast<int64_t>(sums[0]);
       counts_.cached = static_cast<int64_t>(sums[1]);

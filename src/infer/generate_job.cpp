@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
-#include "dist/communicator.h"
+#include "dist/shards.h"
 #include "util/error.h"
 #include "util/json_io.h"
 #include "util/jsonl_writer.h"
@@ -112,7 +112,7 @@ GenerateJobStats run_generate_job(const model::LlamaModel& model,
       where.file = in.path();
       where.line = in.line();
       where.record = in.record();
-      if (shared && in.record() % world.size() != world.rank()) continue;  // another rank's
+      if (shared && !dist::runs_item(world, in.record())) continue;  // another rank's
       try {
         if (!record.is_object()) throw Error("a prompt record must be a JSON object");
         json id = record.contains("id") ? record["id"] : json(in.record());
@@ -155,9 +155,7 @@ GenerateJobStats run_generate_job(const model::LlamaModel& model,
     stats = {static_cast<int64_t>(sums[0]), static_cast<int64_t>(sums[1]),
              static_cast<int64_t>(sums[2])};
     out.sync();
-    world.barrier();  // every part complete
-    if (world.rank() == 0) merge_jsonl_parts(options.out);
-    world.barrier();  // the output whole before any process returns
+    dist::merge_parts(world, options.out);
   }
   if (stats.skipped > 0)
     log::info("{}: {} prompts were already done (resumed)", options.out.string(), stats.skipped);

@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "dist/communicator.h"
+#include "dist/shards.h"
 #include "seqinstruct/parse.h"
 #include "util/error.h"
 #include "util/jsonl_writer.h"
@@ -616,7 +616,7 @@ PipelineResult run_pipeline(llm::Backend& backend, const PromptSet& prompts,
   if (shared) {
     std::vector<bool> mine(items.size());
     for (size_t i = 0; i < items.size(); ++i)
-      mine[i] = static_cast<int>(i % static_cast<size_t>(world.size())) == world.rank();
+      mine[i] = dist::runs_item(world, static_cast<int64_t>(i));
     runner.set_mine(std::move(mine));
   }
   auto& states = runner.states();
@@ -674,9 +674,7 @@ PipelineResult run_pipeline(llm::Backend& backend, const PromptSet& prompts,
         sum.stage_requests[stage] += n.get<int64_t>();
     }
     result.counts = sum;
-    world.barrier();
-    if (world.rank() == 0) merge_jsonl_parts(trace_path);
-    world.barrier();
+    dist::merge_parts(world, trace_path);
     std::vector<json> all = read_trace();
     replay(all, false);
   }
