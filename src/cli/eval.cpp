@@ -37,11 +37,12 @@ std::string default_data_dir() {
 
 // What changes the answers (so a resume must match it); the limit and the backend's address may
 // change between runs.
-std::string config_of(const eval::TaskOptions& t) {
+std::string config_of(const eval::TaskOptions& t, const std::string& task = "") {
   return fmt::format(
-      "shots={} chat={} turns={} seed={} max_tokens={} samples={} temperature={} model={}{}",
+      "shots={} chat={} turns={} seed={} max_tokens={} samples={} temperature={} model={}{}{}",
       t.shots, t.chat, t.shots_as_turns, t.seed, t.max_tokens, t.samples, t.temperature, t.model,
-      t.max_prompt_chars > 0 ? fmt::format(" max_prompt_chars={}", t.max_prompt_chars) : "");
+      t.max_prompt_chars > 0 ? fmt::format(" max_prompt_chars={}", t.max_prompt_chars) : "",
+      task.starts_with("mgsm") ? " mgsm_exemplars=" + t.mgsm_exemplars : "");
 }
 
 // Runs `task` into `results`; nullopt when interrupted (the results are kept for a rerun).
@@ -126,7 +127,7 @@ bool run_one(const std::string& name, const EvalOptions& o, llm::Backend& backen
   const auto task = eval::make_task(name, t);
   fs::create_directories(dir);
   const auto result = run_into(*task, o, backend, o.backend.concurrency, dir / "results.jsonl",
-                               config_of(t), guard);
+                               config_of(t, name), guard);
   if (!result) return false;
   report_run(*task, t, *result, backend.describe(), dir);
   return true;
@@ -147,6 +148,12 @@ void add_common(CLI::App& cmd, EvalOptions& o, bool with_limit) {
                  "languages, SIFo categories, coi2/coi3")
       ->delimiter(',');
   cmd.add_option("--shots", o.task.shots, "Exemplars per prompt (default: the task's)");
+  cmd.add_option("--mgsm-exemplars", o.task.mgsm_exemplars,
+                 "MGSM: translated (questions in the item's language, the last K test problems "
+                 "held out as exemplars, with their English worked answers) or english (GSM8K "
+                 "training problems in English for every language)")
+      ->check(CLI::IsMember({"translated", "english"}))
+      ->capture_default_str();
   cmd.add_option("--seed", o.task.seed, "Seed of sampling requests")->capture_default_str();
   cmd.add_option("--max-tokens", o.task.max_tokens, "New tokens per reply (default: the task's)");
   cmd.add_flag("--chat,!--no-chat", o.task.chat,

@@ -8,14 +8,18 @@
 // languages), 8-shot, two modes as two tasks (SIT_SPEC §5):
 //   mgsm_cot_en     think step by step in English, then answer;
 //   mgsm_trans_cot  first translate the question into English, then think, then answer.
-// The data holds no translated exemplars (the reference's exemplars.py is not shipped), so the
-// exemplars are the same GSM8K training problems in English for every language, each answer ending
-// "The Answer is: N" (trans-cot: after "Translation of the question into English:" and the
-// question). Exact match per language (strict and flexible) and the average over languages.
+// Exemplars (each answer ending "The Answer is: N"; trans-cot: after "Translation of the question
+// into English:" and the English question). The data holds no exemplar split (the reference's
+// exemplars.py is not shipped), so by default (`translated`) the last K problems of each language
+// are held out as its exemplars: the question in that language (as the reference's prompts have
+// it) and the English worked answer of the same problem from gsm8k/test.jsonl, 250 - K problems
+// scored. `english`: the first K GSM8K training problems in English for every language, all 250
+// scored. Exact match per language (strict and flexible) and the average over languages.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 
 #include "eval/metrics.h"
 #include "eval/prompting.h"
@@ -160,8 +164,23 @@ class Mgsm final : public Task {
   Mgsm(const TaskOptions& o, bool translate) : o_(o), translate_(translate) {
     const fs::path gsm = task_dir(o, "gsm8k"), dir = task_dir(o, "mgsm");
     shots_ = o.shots >= 0 ? o.shots : 8;
-    for (const auto& row : read_jsonl(gsm / "train.jsonl", shots_))
-      exemplars_.push_back(parse_problem(row, gsm / "train.jsonl"));
+    if (o.mgsm_exemplars != "translated" && o.mgsm_exemplars != "english")
+      throw Error(
+          fmt::format("MGSM exemplars '{}': expected translated or english", o.mgsm_exemplars));
+    translated_ = o.mgsm_exemplars == "translated";
+    // Translated exemplars: MGSM's problems are GSM8K's first 250 test problems in order, so
+    // the English question and worked answer of MGSM line n are line n of gsm8k/test.jsonl.
+    std::vector<Problem> english;
+    if (translated_) {
+      for (const auto& row : read_jsonl(gsm / "test.jsonl", kMgsmProblems))
+        english.push_back(parse_problem(row, gsm / "test.jsonl"));
+    } else {
+      for (const auto& row : read_jsonl(gsm / "train.jsonl", shots_))
+        english.push_back(parse_problem(row, gsm / "train.jsonl"));
+      if (static_cast<int>(english.size()) < shots_)
+        throw Error(fmt::format("{} exemplars asked for, {} found", shots_, english.size()))
+            .in_file((gsm / "train.jsonl").string());
+    }
     for (const auto& g : o.groups)
       if (std::find(std::begin(kMgsmLanguages), std::end(kMgsmLanguages), g) ==
           std::end(kMgsmLanguages))
@@ -169,35 +188,47 @@ class Mgsm final : public Task {
     for (const char* lang : kMgsmLanguages) {
       if (!group_selected(o, lang)) continue;
       const fs::path path = dir / fmt::format("mgsm_{}.tsv", lang);
-      std::ifstream in(path);
-      if (!in) throw Error("cannot read the data file").in_file(path.string());
-      std::string line;
-      int64_t number = 0, count = 0;
-      while ((o.limit < 0 || count < o.limit) && std::getline(in, line)) {
-        ++number;
-        if (line.empty()) continue;
-        const size_t tab = line.rfind('\t');
-        std::string gold = tab == std::string::npos ? "" : line.substr(tab + 1);
-        while (!gold.empty() && (gold.back() == '\r' || gold.back() == ' ')) gold.pop_back();
-        std::string digits;
-        for (char c : gold)
-          if (c != ',') digits += c;
-        const auto value = parse_number(digits);
-        if (!value)
-          throw Error(fmt::format("expected 'question<TAB>number', the answer is '{}'", gold))
-              .in_file(path.string())
-              .at_line(number);
-        items_.push_back({lang, std::to_string(count), line.substr(0, tab), *value, digits});
-        ++count;
+      const std::vector<Item> rows = read_language(path, lang);
+      size_t scored = rows.size();
+      std::vector<Exemplar>& shots = exemplars_[lang];
+      if (translated_) {
+        if (rows.size() <= static_cast<size_t>(shots_))
+          throw Error(
+              fmt::format("{} exemplars asked for, the file has {} problems", shots_, rows.size()))
+              .in_file(path.string());
+        scored = rows.size() - shots_;
+        for (size_t k = scored; k < rows.size(); ++k) {
+          if (k >= english.size() || !numbers_equal(english[k].gold, rows[k].gold))
+            throw Error(fmt::format("problem {} does not match line {} of gsm8k/test.jsonl (answer "
+                                    "{} vs {}): translated exemplars need MGSM's problems in "
+                                    "GSM8K's test order (or --mgsm-exemplars english)",
+                                    k + 1, k + 1, rows[k].gold_text,
+                                    k < english.size() ? english[k].gold_text : "none"))
+                .in_file(path.string())
+                .at_line(rows[k].line);
+          shots.push_back(
+              {rows[k].question, english[k].question, english[k].rationale, rows[k].gold_text});
+        }
+      } else {
+        for (const Problem& e : english)
+          shots.push_back({e.question, e.question, e.rationale, e.gold_text});
       }
+      const size_t keep = o.limit < 0 ? scored : std::min(scored, static_cast<size_t>(o.limit));
+      items_.insert(items_.end(), rows.begin(), rows.begin() + static_cast<ptrdiff_t>(keep));
     }
   }
 
   std::string name() const override { return translate_ ? "mgsm_trans_cot" : "mgsm_cot_en"; }
   std::map<std::string, std::string> settings() const override {
-    return {{"shots", fmt::format("{} (the first {} GSM8K training problems, in English for every "
-                                  "language: the data has no translated exemplars)",
-                                  shots_, shots_)},
+    return {{"shots",
+             translated_
+                 ? fmt::format("{} (the last {} MGSM problems of each language, held out from "
+                               "scoring: the question in the item's language, the worked answer "
+                               "in English from the same GSM8K test problem)",
+                               shots_, shots_)
+                 : fmt::format("{} (the first {} GSM8K training problems, in English for every "
+                               "language)",
+                               shots_, shots_)},
             {"mode", translate_ ? "trans-cot: translate into English, think, answer"
                                 : "cot-en: think step by step in English, answer"},
             {"prompt", prompt_layout(o_)},
@@ -223,12 +254,12 @@ class Mgsm final : public Task {
                      "it in English. Finally, answer it, ending with 'The Answer is: <number>'."
                    : "First, think step by step about the question in English. Then answer it, "
                      "ending with 'The Answer is: <number>'.";
-    for (const Problem& e : exemplars_) {
+    for (const Exemplar& e : exemplars_.at(items_[i].lang)) {
       std::string rationale = e.rationale.substr(0, e.rationale.rfind("The answer is"));
       while (!rationale.empty() && rationale.back() == ' ') rationale.pop_back();
-      std::string answer =
-          translate_ ? "Translation of the question into English:\n" + e.question + "\n" + rationale
-                     : rationale;
+      std::string answer = translate_ ? "Translation of the question into English:\n" +
+                                            e.english_question + "\n" + rationale
+                                      : rationale;
       answer += "\nThe Answer is: " + e.gold_text;
       p.shots.push_back({"Question: " + e.question, std::move(answer)});
     }
@@ -254,13 +285,49 @@ class Mgsm final : public Task {
     std::string lang, index, question;
     double gold = 0;
     std::string gold_text;
+    int64_t line = 0;
   };
+  struct Exemplar {
+    std::string question;          // in the item's language (english: in English)
+    std::string english_question;  // the trans-cot exemplar's translation
+    std::string rationale;         // English, ending "The answer is N."
+    std::string gold_text;
+  };
+  static constexpr int64_t kMgsmProblems = 250;
+
+  // Every problem of one language's file, in order ("question<TAB>number" per line).
+  static std::vector<Item> read_language(const fs::path& path, const std::string& lang) {
+    std::ifstream in(path);
+    if (!in) throw Error("cannot read the data file").in_file(path.string());
+    std::vector<Item> rows;
+    std::string line;
+    int64_t number = 0;
+    while (std::getline(in, line)) {
+      ++number;
+      if (line.empty()) continue;
+      const size_t tab = line.rfind('\t');
+      std::string gold = tab == std::string::npos ? "" : line.substr(tab + 1);
+      while (!gold.empty() && (gold.back() == '\r' || gold.back() == ' ')) gold.pop_back();
+      std::string digits;
+      for (char c : gold)
+        if (c != ',') digits += c;
+      const auto value = parse_number(digits);
+      if (!value)
+        throw Error(fmt::format("expected 'question<TAB>number', the answer is '{}'", gold))
+            .in_file(path.string())
+            .at_line(number);
+      rows.push_back(
+          {lang, std::to_string(rows.size()), line.substr(0, tab), *value, digits, number});
+    }
+    return rows;
+  }
   // Exemplars end with a blank line in completion prompts; the next "Question:" stops a reply.
   llm::SamplingParams params() const { return greedy(o_, 1024, {"\n\n", "Question:"}); }
   TaskOptions o_;
   bool translate_ = false;
   int shots_ = 8;
-  std::vector<Problem> exemplars_;
+  bool translated_ = true;
+  std::map<std::string, std::vector<Exemplar>> exemplars_;  // per language
   std::vector<Item> items_;
 };
 

@@ -36,6 +36,10 @@ struct TaskOptions {
   int samples = -1;         // HumanEval: samples per problem (-1: 20)
   double temperature = -1;  // sampling tasks (HumanEval): -1 = the task's default
   std::string model;        // sent with every request (empty: the backend's default)
+  // MGSM's exemplars: "translated" (the default; questions in the item's language, held out from
+  // the end of the test set, with the English worked answers of the same GSM8K problems) or
+  // "english" (GSM8K training problems in English for every language).
+  std::string mgsm_exemplars = "translated";
 };
 
 // Whether `group` is selected by options.groups (every group when that is empty).

@@ -205,6 +205,7 @@ TEST(MgsmTask, BothModesPerLanguage) {
   o.limit = 1;
   o.shots = 1;
   o.groups = {"de", "en"};
+  o.mgsm_exemplars = "english";
   const auto cot = eval::make_task("mgsm_cot_en", o);
   const auto trans = eval::make_task("mgsm_trans_cot", o);
   ASSERT_EQ(cot->size(), 2u);
@@ -226,6 +227,48 @@ TEST(MgsmTask, BothModesPerLanguage) {
   EXPECT_EQ(s.scores.at("strict_em"), 1);
   EXPECT_EQ(s.scores.at("flexible_em"), 1);
   o.groups = {"xx"};
+  EXPECT_THROW(eval::make_task("mgsm_cot_en", o), Error);
+}
+
+TEST(MgsmTask, TranslatedExemplarsAreHeldOutProblemsInTheItemsLanguage) {
+  auto o = options_for(shared_data("eval"));
+  o.shots = 2;
+  o.groups = {"de", "ja"};
+  ASSERT_EQ(o.mgsm_exemplars, "translated");  // the default
+  const auto cot = eval::make_task("mgsm_cot_en", o);
+  const auto trans = eval::make_task("mgsm_trans_cot", o);
+  // The last two problems of each language are the exemplars, the other 248 are scored.
+  ASSERT_EQ(cot->size(), 2u * 248u);
+  EXPECT_EQ(cot->item_id(247), "de/247");
+  EXPECT_EQ(cot->item_id(248), "ja/0");
+  const std::string de = cot->requests(0).at(0).messages.at(0).content;
+  const std::string ja = cot->requests(248).at(0).messages.at(0).content;
+  const std::string de_trans = trans->requests(0).at(0).messages.at(0).content;
+  // Problem 250 (Sue's cookies): German question, English worked answer of GSM8K test line 250
+  // (calculator annotations removed), then the answer; it comes after problem 249.
+  const std::string sue_de = "Question: Am Montag aß Sue 4 Mal so viele Kekse wie ihre Schwester.";
+  const std::string sue_en = "Sue’s Monday cookie intake is 4*5 = 20. Sue’s Tuesday cookie";
+  const size_t q = de.find(sue_de);
+  ASSERT_NE(q, std::string::npos) << de;
+  EXPECT_NE(de.find(sue_en, q), std::string::npos) << de;
+  EXPECT_NE(de.find("Sue consumed 28*200=5,600 more calories.\nThe Answer is: 5600\n", q),
+            std::string::npos)
+      << de;
+  EXPECT_NE(de.find("Question: Ein Koch kaufte 4 Säcke Zwiebeln."), std::string::npos);
+  EXPECT_LT(de.find("Question: Ein Koch kaufte 4 Säcke Zwiebeln."), q);
+  EXPECT_EQ(de.find("On Monday, Sue ate"), std::string::npos);  // no English question in cot-en
+  EXPECT_EQ(ja.find(sue_de), std::string::npos);
+  EXPECT_NE(ja.find(sue_en), std::string::npos);  // the same English answer, Japanese question
+  // trans-cot: the exemplar's answer starts with the English question.
+  EXPECT_NE(de_trans.find("Answer: Translation of the question into English:\nOn Monday, Sue ate "
+                          "4 times as many cookies as her sister."),
+            std::string::npos)
+      << de_trans;
+  // The scored item is the first German problem and the exemplar is never scored.
+  EXPECT_NE(de.rfind("Question: Janets Enten legen 16 Eier"), std::string::npos);
+  o.limit = 300;  // the limit cannot reach the held-out problems
+  EXPECT_EQ(eval::make_task("mgsm_cot_en", o)->size(), 2u * 248u);
+  o.mgsm_exemplars = "native";
   EXPECT_THROW(eval::make_task("mgsm_cot_en", o), Error);
 }
 
