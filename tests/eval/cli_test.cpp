@@ -235,6 +235,113 @@ TEST(EvalCli, Gsm8kMmluSifoAgainstServeAndResumeAfterKill9) {
   EXPECT_EQ(m.requests, kItems - kept);
 }
 
+// "eval TASK: N items (R resumed, Q requests" of a run's final line.
+Summary summary_of_task(const std::string& output, const std::string& task) {
+  Summary s;
+  const std::string head = "eval " + task + ": ";
+  for (size_t p = output.find(head); p != std::string::npos && !s.found;
+       p = output.find(head, p + 1))
+    s.found = std::sscanf(output.c_str() + p + head.size(), "%zu items (%zu resumed, %zu requests",
+                          &s.items, &s.resumed, &s.requests) == 3;
+  return s;
+}
+
+// The tasks the test above leaves out, and SeqEval with its judge on a second `seqit serve` (a
+// tiny random Llama 2: 4,096 positions hold the judge prompts that stories260K's 512 cannot).
+TEST(EvalCli, SeqEvalJudgedByASecondServerAndTheOtherTasksThroughServe) {
+  allow_seconds(300);
+  ServeProcess model({"--model", shared_data("models/stories260K/stories260K.bin").string(),
+                      "--tokenizer", shared_data("models/stories260K/tok512.bin").string()});
+  ServeProcess judge({"--model",
+                      shared_data("models/gguf-fixtures/llama-2-tiny-random.gguf").string(),
+                      "--chat-template", "tulu"});
+  TempDir tmp;
+  const std::string url = model.base_url();
+  std::string output;
+
+  // SeqEval, the judge held to each answer format (response_format over HTTP): every verdict
+  // parses although the judge's weights are random.
+  const auto seqeval = [&](const fs::path& out, const std::string& format) {
+    return eval_args("seqeval", url, out,
+                     {"--judge-url", judge.base_url(), "--judge-format", format,
+                      "--judge-max-tokens", "64", "--limit", "3", "--max-tokens", "32"});
+  };
+  ASSERT_EQ(run_command(command_line(seqeval(tmp / "seqeval", "constrained")), &output), 0)
+      << output;
+  check_run(tmp / "seqeval", 3, "following_unparsable");
+  EXPECT_EQ(lines(tmp / "seqeval" / "responses.jsonl").size(), 4u);  // #config + 3 responses
+  Summary s = summary_of_task(output, "seqeval");
+  ASSERT_TRUE(s.found) << output;
+  EXPECT_EQ(s.requests, 12u);  // following, quality, both pairwise orders; no retry needed
+  json report = json::parse(slurp(tmp / "seqeval" / "report.json"));
+  for (const char* k : {"following_unparsable", "quality_unparsable", "pairwise_unparsable"})
+    EXPECT_EQ(report.at("metrics").at(k).at("mean").get<double>(), 0.0) << k;
+  const double quality = report.at("metrics").at("quality").at("mean");
+  EXPECT_GE(quality, 1.0);
+  EXPECT_LE(quality, 5.0);
+  for (const char* k : {"raw_win_rate", "lc_win_rate", "pairs_judged"})
+    EXPECT_TRUE(report.at("aggregates").contains(k)) << k << "\n" << report.dump();
+  EXPECT_EQ(report.at("aggregates").at("pairs_judged").get<double>(), 3.0);
+  for (size_t k = 1; k < 4; ++k) {
+    const json row = lines(tmp / "seqeval" / "results.jsonl").at(k);
+    ASSERT_EQ(row.at("replies").size(), 4u) << row.dump();
+    EXPECT_NE(row.at("replies")[1].get<std::string>().find("SCORE: "), std::string::npos);
+    EXPECT_TRUE(row.at("fields").contains("verdict")) << row.dump();
+  }
+  // A rerun resumes every item: nothing asked again of either server.
+  ASSERT_EQ(run_command(command_line(seqeval(tmp / "seqeval", "constrained")), &output), 0)
+      << output;
+  s = summary_of_task(output, "seqeval");
+  ASSERT_TRUE(s.found) << output;
+  EXPECT_EQ(s.resumed, 3u);
+  EXPECT_EQ(s.requests, 0u);
+  // Free replies of a random judge do not parse: each is asked once more, then counted.
+  ASSERT_EQ(run_command(command_line(seqeval(tmp / "free", "free")), &output), 0) << output;
+  s = summary_of_task(output, "seqeval");
+  ASSERT_TRUE(s.found) << output;
+  EXPECT_EQ(s.requests, 24u);
+  report = json::parse(slurp(tmp / "free" / "report.json"));
+  EXPECT_EQ(report.at("metrics").at("following_unparsable").at("mean").get<double>(), 1.0);
+  EXPECT_EQ(report.at("no_answer_rate").get<double>(), 1.0);
+
+  // MGSM (both modes), BBH, ARC and HumanEval through the same server.
+  const std::vector<std::string> mgsm = {
+      "--groups", "de,en", "--limit", "1", "--max-tokens", "16", "--max-prompt-chars", "900"};
+  for (const char* task : {"mgsm_cot_en", "mgsm_trans_cot"}) {
+    ASSERT_EQ(run_command(command_line(eval_args(task, url, tmp / task, mgsm)), &output), 0)
+        << output;
+    check_run(tmp / task, 2, "flexible_em");
+    report = json::parse(slurp(tmp / task / "report.json"));
+    EXPECT_EQ(report.at("groups").size(), 2u);
+    EXPECT_NE(report.at("settings").at("shots").get<std::string>().find("held out"),
+              std::string::npos);
+  }
+  ASSERT_EQ(
+      run_command(command_line(eval_args("bbh", url, tmp / "bbh",
+                                         {"--groups", "boolean_expressions", "--limit", "2",
+                                          "--max-tokens", "16", "--max-prompt-chars", "1000"})),
+                  &output),
+      0)
+      << output;
+  check_run(tmp / "bbh", 2, "em");
+  ASSERT_EQ(run_command(command_line(eval_args("arc_challenge", url, tmp / "arc",
+                                               {"--limit", "3", "--shots", "0"})),
+                        &output),
+            0)
+      << output;
+  check_run(tmp / "arc", 3, "acc_norm");
+  ASSERT_EQ(
+      run_command(command_line(eval_args("humaneval", url, tmp / "humaneval",
+                                         {"--limit", "1", "--samples", "2", "--max-tokens", "32"})),
+                  &output),
+      0)
+      << output;
+  check_run(tmp / "humaneval", 1, "pass@1");
+  const json he = lines(tmp / "humaneval" / "results.jsonl").at(1);
+  EXPECT_EQ(he.at("replies").size(), 2u);
+  EXPECT_EQ(he.at("fields").at("passed"), "0 of 2");  // stories, not code: run, and failed
+}
+
 TEST(EvalCli, HelpAndErrorsNameWhatIsWrong) {
   std::string output;
   ASSERT_EQ(run_command(shell_quote(seqit_binary().string()) + " eval --help", &output), 0);
