@@ -33,4 +33,20 @@ std::vector<ScoreResult> score_continuations(const model::LlamaModel& model,
                                              std::span<const ScoreRequest> requests,
                                              const ScoreOptions& options = {});
 
+// Requests that follow one shared context (a multiple-choice question's prompt): the shared
+// tokens run once and each request continues from their cache, so a question with four answers
+// costs one prompt, not four. Each request's `context` holds the tokens after the shared ones, at
+// least one (the position whose logits predict its first continuation token).
+struct ScoreGroup {
+  std::vector<tokenizer::TokenId> shared;  // may be empty
+  std::vector<ScoreRequest> requests;
+};
+
+// Scores several groups together: forward passes are filled to max_step_tokens with the shared
+// prompts of several groups, then with one request of every group at a time (each group's cache
+// cut back to its shared prompt between them). results[g][i] answers groups[g].requests[i].
+std::vector<std::vector<ScoreResult>> score_groups(const model::LlamaModel& model,
+                                                   std::span<const ScoreGroup> groups,
+                                                   const ScoreOptions& options = {});
+
 }  // namespace seqit::infer

@@ -8,7 +8,9 @@
 #include <deque>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
+#include <span>
 #include <thread>
 #include <unordered_map>
 
@@ -99,13 +101,20 @@ struct LocalBackend::Impl {
 
   // ------------------------------------------------------------ scoring
 
-  Result<Response> score(const Request& r) {
-    Response out;
-    out.model = options.model_name;
-    std::vector<infer::ScoreRequest> batch;
-    std::vector<std::vector<TokenId>> all_ids;
-    std::vector<std::vector<tokenizer::Span>> all_spans;
-    std::vector<size_t> first_continuation;  // index of the first continuation token in all_ids
+  // A score request tokenized: per continuation the ids of prompt + continuation, their spans and
+  // the index of the continuation's first token.
+  struct Scoring {
+    std::unique_ptr<Job> job;
+    std::vector<std::vector<TokenId>> ids;
+    std::vector<std::vector<tokenizer::Span>> spans;
+    std::vector<size_t> first_continuation;
+    infer::ScoreGroup group;
+  };
+  std::vector<std::unique_ptr<Job>> pending_scores;  // admitted, scored after the arrivals
+
+  // Tokenizes and checks a score request; the error is the request's fault.
+  std::optional<LlmError> prepare_score(Scoring& s) {
+    const Request& r = s.job->request;
     for (size_t c = 0; c < r.continuations.size(); ++c) {
       const std::string full = r.prompt + r.continuations[c];
       std::vector<tokenizer::Span> spans;
@@ -134,20 +143,48 @@ struct LocalBackend::Impl {
             "continuation {}: no token starts inside it (the tokenizer merges it with the end "
             "of the prompt; move separating spaces into the continuation)",
             c));
-      // Every token after the first is scored, so that echo (token_logprobs) sees the prompt's too.
-      batch.push_back({{ids[0]}, std::vector<TokenId>(ids.begin() + 1, ids.end())});
-      first_continuation.push_back(std::max<size_t>(k, 1));
-      all_ids.push_back(std::move(ids));
-      all_spans.push_back(std::move(spans));
+      s.first_continuation.push_back(std::max<size_t>(k, 1));
+      s.ids.push_back(std::move(ids));
+      s.spans.push_back(std::move(spans));
     }
-    std::vector<infer::ScoreResult> scored =
-        infer::score_continuations(*model, batch, {options.max_step_tokens});
+    if (r.token_logprobs) {
+      // Echo: every token after the first is scored, so that the prompt's are seen too.
+      for (const auto& ids : s.ids)
+        s.group.requests.push_back({{ids[0]}, std::vector<TokenId>(ids.begin() + 1, ids.end())});
+      return std::nullopt;
+    }
+    // Only the continuations' tokens are scored, and the tokens every continuation shares (the
+    // prompt, up to the position that predicts the first continuation token) run once.
+    size_t shared = s.ids.empty() ? 0 : s.ids[0].size();
+    for (size_t c = 0; c < s.ids.size(); ++c) {
+      size_t common = 0;
+      while (common < shared && common < s.ids[c].size() && s.ids[c][common] == s.ids[0][common])
+        ++common;
+      shared = std::min({shared, common, s.first_continuation[c] - 1});
+    }
+    if (!s.ids.empty()) s.group.shared.assign(s.ids[0].begin(), s.ids[0].begin() + shared);
+    for (size_t c = 0; c < s.ids.size(); ++c) {
+      const auto k = static_cast<ptrdiff_t>(s.first_continuation[c]);
+      s.group.requests.push_back(
+          {std::vector<TokenId>(s.ids[c].begin() + static_cast<ptrdiff_t>(shared),
+                                s.ids[c].begin() + k),
+           std::vector<TokenId>(s.ids[c].begin() + k, s.ids[c].end())});
+    }
+    return std::nullopt;
+  }
+
+  Response score_response(const Scoring& s, const std::vector<infer::ScoreResult>& scored) {
+    const Request& r = s.job->request;
+    Response out;
+    out.model = options.model_name;
     for (size_t c = 0; c < scored.size(); ++c) {
-      const auto& ids = all_ids[c];
+      const auto& ids = s.ids[c];
+      // Echo scores every token after the first; otherwise the continuation's only.
+      const size_t base = r.token_logprobs ? 1 : s.first_continuation[c];
       double sum = 0;
       int64_t n = 0;
-      for (size_t i = first_continuation[c]; i < ids.size(); ++i) {
-        sum += scored[c].token_logprobs[i - 1];
+      for (size_t i = s.first_continuation[c]; i < ids.size(); ++i) {
+        sum += scored[c].token_logprobs[i - base];
         ++n;
       }
       out.logprobs.push_back(sum);
@@ -159,7 +196,7 @@ struct LocalBackend::Impl {
           TokenLogprob t;
           t.text = tok->is_special(ids[i]) ? tok->token_text(ids[i]) : tok->token_bytes(ids[i]);
           if (i > 0) t.logprob = scored[c].token_logprobs[i - 1];
-          t.offset = all_spans[c][i].begin;
+          t.offset = s.spans[c][i].begin;
           tokens.push_back(std::move(t));
         }
         out.token_logprobs.push_back(std::move(tokens));
@@ -168,9 +205,63 @@ struct LocalBackend::Impl {
     return out;
   }
 
+  // Scores the pending score requests together: forward passes are filled with several
+  // questions' prompts (up to max_step_tokens), in waves of about 4 passes' worth of tokens to
+  // bound the caches' memory. A wave that fails is scored request by request, so that only the
+  // request at fault gets the error.
+  void score_pending() {
+    std::vector<Scoring> wave;
+    int64_t wave_tokens = 0;
+    const int64_t wave_limit = 4 * std::max<int64_t>(options.max_step_tokens, 1);
+    auto run_wave = [&](std::vector<Scoring>& batch) {
+      std::vector<infer::ScoreGroup> groups;
+      for (auto& s : batch) groups.push_back(std::move(s.group));
+      const infer::ScoreOptions so{options.max_step_tokens};
+      try {
+        const auto results = infer::score_groups(*model, groups, so);
+        for (size_t i = 0; i < batch.size(); ++i)
+          finish(std::move(batch[i].job), score_response(batch[i], results[i]));
+      } catch (const Error& e) {
+        if (batch.size() == 1) {
+          finish(std::move(batch[0].job), invalid(e.what()));
+          return;
+        }
+        for (size_t i = 0; i < batch.size(); ++i) {
+          try {
+            const auto one = infer::score_groups(*model, std::span(&groups[i], 1), so);
+            finish(std::move(batch[i].job), score_response(batch[i], one[0]));
+          } catch (const Error& e1) {
+            finish(std::move(batch[i].job), invalid(e1.what()));
+          }
+        }
+      }
+    };
+    for (auto& job : pending_scores) {
+      Scoring s;
+      s.job = std::move(job);
+      if (auto error = prepare_score(s)) {
+        finish(std::move(s.job), std::move(*error));
+        continue;
+      }
+      int64_t tokens = static_cast<int64_t>(s.group.shared.size());
+      for (const auto& q : s.group.requests)
+        tokens += static_cast<int64_t>(q.context.size() + q.continuation.size());
+      wave.push_back(std::move(s));
+      wave_tokens += tokens;
+      if (wave_tokens >= wave_limit) {
+        run_wave(wave);
+        wave.clear();
+        wave_tokens = 0;
+      }
+    }
+    pending_scores.clear();
+    if (!wave.empty()) run_wave(wave);
+  }
+
   // ------------------------------------------------------------ generation
 
-  // Adds the job's sequences to the engine, or answers it at once (errors, max_tokens = 0, scores).
+  // Adds the job's sequences to the engine, or answers it at once (errors, max_tokens = 0), or
+  // queues a score request for score_pending().
   void admit(std::unique_ptr<Job> job) {
     Request& r = job->request;
     try {
@@ -180,8 +271,7 @@ struct LocalBackend::Impl {
         return;
       }
       if (r.kind == RequestKind::score) {
-        Result<Response> result = score(r);
-        finish(std::move(job), std::move(result));
+        pending_scores.push_back(std::move(job));  // scored with the others that arrived
         return;
       }
       ChatPrompt prompt;
@@ -318,6 +408,7 @@ struct LocalBackend::Impl {
         if (stopping && arrived.empty() && engine->idle() && active.empty()) return;
       }
       for (auto& job : arrived) admit(std::move(job));
+      if (!pending_scores.empty()) score_pending();
       cancel_if_asked();
       if (engine->idle()) continue;
       try {

@@ -252,3 +252,53 @@ TEST(Score, LogLikelihoodsEqualTheFullForwardAndBatchingChangesNothing) {
   EXPECT_GT(two[0].logprob, two[1].logprob);
   EXPECT_THROW(score_continuations(m, std::vector<ScoreRequest>{{{}, {1}}}), seqit::Error);
 }
+
+// A shared context runs once and each request continues from its cache (cut back between them);
+// several groups share forward passes: the same log-likelihoods as each request scored whole, in
+// passes of any size.
+TEST(Score, GroupsWithASharedContextScoreAsWholeRequests) {
+  const LlamaModel& m = *stories().model;
+  const std::vector<std::string> prompts = {"Once upon a time, there was a little",
+                                            "The cat sat on the", "Lily"};
+  const std::vector<std::vector<std::string>> answers = {
+      {" girl", " dog who liked to run", " zebra"}, {" mat", " big red chair"}, {" smiled"}};
+  std::vector<ScoreGroup> groups;
+  std::vector<ScoreRequest> whole;
+  for (size_t g = 0; g < prompts.size(); ++g) {
+    const std::vector<int32_t> prompt = stories().encode(prompts[g]);
+    ScoreGroup group;
+    // The last prompt token is each request's own context: its logits predict the answer.
+    group.shared.assign(prompt.begin(), prompt.end() - 1);
+    for (const auto& a : answers[g]) {
+      const auto tail = stories().tok->encode(a, {false, true});
+      group.requests.push_back({{prompt.back()}, tail});
+      whole.push_back({prompt, tail});
+    }
+    groups.push_back(std::move(group));
+  }
+  groups.push_back({});  // an empty group is allowed
+  const auto want = score_continuations(m, whole);
+  ScoreOptions tiny;
+  tiny.max_step_tokens = 3;
+  for (const auto& options : {ScoreOptions{}, tiny}) {
+    const auto got = score_groups(m, groups, options);
+    ASSERT_EQ(got.size(), groups.size());
+    EXPECT_TRUE(got.back().empty());
+    size_t w = 0;
+    for (size_t g = 0; g < prompts.size(); ++g) {
+      ASSERT_EQ(got[g].size(), answers[g].size());
+      for (size_t i = 0; i < got[g].size(); ++i, ++w) {
+        EXPECT_NEAR(got[g][i].logprob, want[w].logprob, 1e-4) << g << " " << i;
+        EXPECT_EQ(got[g][i].is_greedy, want[w].is_greedy) << g << " " << i;
+        EXPECT_EQ(got[g][i].token_logprobs.size(), whole[w].continuation.size());
+      }
+    }
+  }
+  EXPECT_GT(want[0].logprob, want[2].logprob);  // girls before zebras
+  // Shared tokens are checked like the others, and so is the context.
+  groups[0].shared.push_back(99999);
+  EXPECT_THROW(score_groups(m, groups), seqit::Error);
+  groups[0].shared.pop_back();
+  groups[1].shared.assign(600, 1);
+  EXPECT_THROW(score_groups(m, groups), seqit::Error);
+}
