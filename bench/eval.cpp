@@ -52,12 +52,12 @@ fs::path shared_data() {
 struct Settings {
   int threads = 2;
   int rounds = 2;
-  int items = 32;          // GSM8K prompts
-  int tokens = 48;         // new tokens per prompt
+  int items = 32;            // GSM8K prompts
+  int tokens = 48;           // new tokens per prompt
   int mmlu_per_subject = 4;  // MMLU questions per subject (8 subjects)
 };
 
-const char* const kMmluSubjects[] = {"abstract_algebra", "anatomy",   "astronomy",
+const char* const kMmluSubjects[] = {"abstract_algebra", "anatomy",      "astronomy",
                                      "college_biology",  "econometrics", "marketing",
                                      "philosophy",       "virology"};
 
@@ -149,9 +149,9 @@ int64_t question_tokens(const tokenizer::Tokenizer& tok, const llm::Request& r) 
 }
 
 void run_dtype(tensor::DType dtype, const Settings& s, const fs::path& tmp) {
-  const auto m = std::shared_ptr<const model::LlamaModel>(model::LlamaModel::load(
-      model::RandomWeights(bench::llama_155m_config(), 1, 0.02f),
-      {.dtype = dtype, .pack_for_inference = true}));
+  const auto m = std::shared_ptr<const model::LlamaModel>(
+      model::LlamaModel::load(model::RandomWeights(bench::llama_155m_config(), 1, 0.02f),
+                              {.dtype = dtype, .pack_for_inference = true}));
   const auto tok = std::shared_ptr<const tokenizer::Tokenizer>(
       tokenizer::load_tokenizer(shared_data() / "tokenizers/llama2/tokenizer.json"));
   const std::string name(tensor::dtype_name(dtype));
@@ -176,11 +176,11 @@ void run_dtype(tensor::DType dtype, const Settings& s, const fs::path& tmp) {
   }
   const double gen_tps = gen_best.tokens / gen_best.seconds;
   const double eval_tps = eval_best.tokens / eval_best.seconds;
-  std::printf("%-46s %10.1f %10.1f %10.2fx %12s\n",
-              fmt::format("{} generation, {} GSM8K prompts x {} tokens", name, gsm->size(),
-                          s.tokens)
-                  .c_str(),
-              eval_tps, gen_tps, eval_tps / gen_tps, eval_tps / gen_tps >= 0.8 ? ">= 0.8 ok" : "< 0.8");
+  std::printf(
+      "%-46s %10.1f %10.1f %10.2fx %12s\n",
+      fmt::format("{} generation, {} GSM8K prompts x {} tokens", name, gsm->size(), s.tokens)
+          .c_str(),
+      eval_tps, gen_tps, eval_tps / gen_tps, eval_tps / gen_tps >= 0.8 ? ">= 0.8 ok" : "< 0.8");
   if (gen_tokens != eval_tokens)
     std::printf("  (tokens differ: generate %lld, eval %lld: not the same greedy answers!)\n",
                 static_cast<long long>(gen_tokens), static_cast<long long>(eval_tokens));
@@ -213,11 +213,11 @@ void run_dtype(tensor::DType dtype, const Settings& s, const fs::path& tmp) {
               fmt::format("{} MMLU scoring, {} questions (5-shot)", name, mmlu->size()).c_str(),
               score_tps, prefill_best, score_tps / prefill_best,
               score_tps / prefill_best >= 0.8 ? ">= 0.8 ok" : "< 0.8");
-  std::printf("  (%lld question tokens, mean %.0f per question, longest %lld; %.2f questions/s; "
-              "counted per continuation as lm-eval does: %.1f tokens/s)\n",
-              static_cast<long long>(work), static_cast<double>(work) / mmlu->size(),
-              static_cast<long long>(longest), mmlu->size() / score_best,
-              request_tokens / score_best);
+  std::printf(
+      "  (%lld question tokens, mean %.0f per question, longest %lld; %.2f questions/s; "
+      "counted per continuation as lm-eval does: %.1f tokens/s)\n",
+      static_cast<long long>(work), static_cast<double>(work) / mmlu->size(),
+      static_cast<long long>(longest), mmlu->size() / score_best, request_tokens / score_best);
 }
 
 }  // namespace
@@ -227,11 +227,16 @@ int main(int argc, char** argv) {
   std::string dtypes = "both";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--threads" && i + 1 < argc) s.threads = std::atoi(argv[++i]);
-    else if (a == "--quick") s.rounds = 1, s.items = 16, s.tokens = 24, s.mmlu_per_subject = 1;
-    else if (a == "--dtype" && i + 1 < argc) dtypes = argv[++i];
-    else if (a == "--items" && i + 1 < argc) s.items = std::atoi(argv[++i]);
-    else if (a == "--tokens" && i + 1 < argc) s.tokens = std::atoi(argv[++i]);
+    if (a == "--threads" && i + 1 < argc)
+      s.threads = std::atoi(argv[++i]);
+    else if (a == "--quick")
+      s.rounds = 1, s.items = 16, s.tokens = 24, s.mmlu_per_subject = 1;
+    else if (a == "--dtype" && i + 1 < argc)
+      dtypes = argv[++i];
+    else if (a == "--items" && i + 1 < argc)
+      s.items = std::atoi(argv[++i]);
+    else if (a == "--tokens" && i + 1 < argc)
+      s.tokens = std::atoi(argv[++i]);
     else {
       std::printf(
           "usage: bench_eval [--threads N] [--quick] [--dtype f32|bf16|both] [--items N] "

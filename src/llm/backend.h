@@ -23,10 +23,32 @@
 
 namespace seqit::llm {
 
+// A function call the model made (OpenAI's tool_calls[]: {id, type: "function", function: {name,
+// arguments}}); `arguments` is JSON text, as OpenAI sends it.
+struct ToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;
+  bool operator==(const ToolCall&) const = default;
+};
+
 struct Message {
-  std::string role;  // "system", "user", "assistant" (any string is passed through)
+  std::string role;  // "system", "user", "assistant", "tool" (any string is passed through)
   std::string content;
+  // Default-initialised so that {role, content} stays a complete initialiser.
+  std::vector<ToolCall> tool_calls = {};  // assistant: the calls it made
+  std::string tool_call_id = {};          // tool: the call this message answers
+  std::string name = {};                  // tool: the function's name (optional)
   bool operator==(const Message&) const = default;
+};
+
+// Which tools the model may call (OpenAI's tool_choice): auto (it decides), none (text only),
+// required (at least one call), or the named function.
+struct ToolChoice {
+  enum class Mode { automatic, none, required, function };
+  Mode mode = Mode::automatic;
+  std::string function;  // Mode::function
+  bool operator==(const ToolChoice&) const = default;
 };
 
 // Sampling parameters, with OpenAI's meaning. temperature 0 is greedy decoding.
@@ -66,6 +88,12 @@ struct Request {
   std::vector<std::string> continuations;  // score: each is scored as prompt + continuation
   SamplingParams params;                   // chat and completion
   ResponseFormat response_format;          // chat and completion
+  // chat: the functions the model may call, as the JSON text of OpenAI's `tools` array ([{"type":
+  // "function", "function": {"name", "description", "parameters"}}], key order kept: the chat
+  // template prints it); empty: none. Rendered through the model's chat template; calls come back
+  // in Choice::tool_calls.
+  std::string tools;
+  ToolChoice tool_choice;
   // chat and completion: return every generated token's log-probability (Choice::logprobs), and
   // the top_logprobs (0..20) most likely tokens of each step.
   bool logprobs = false;
@@ -101,8 +129,10 @@ struct GeneratedToken {
 
 struct Choice {
   std::string text;
-  std::string finish_reason;  // "stop" (end of sequence or a stop string) or "length" (max_tokens)
-  std::vector<GeneratedToken> logprobs;  // with Request::logprobs: every generated token
+  // "stop" (end of sequence or a stop string), "length" (max_tokens) or "tool_calls"
+  std::string finish_reason;
+  std::vector<GeneratedToken> logprobs;   // with Request::logprobs: every generated token
+  std::vector<ToolCall> tool_calls = {};  // chat with tools: the calls read from the reply
 };
 
 // One token of a scored text.

@@ -14,6 +14,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "chat/chat_template.h"
+#include "chat/jinja.h"
 #include "chat/model_template.h"
 #include "infer/engine.h"
 #include "infer/scoring.h"
@@ -47,13 +49,79 @@ struct Job {
   bool cancelled = false;
   std::vector<infer::RequestId> ids;
   std::shared_ptr<const infer::Constraint> constraint;  // of request.response_format, or null
+  ToolFormat tool_format = ToolFormat::none;  // chat with tools: the template's call format
 };
 
 LlmError invalid(std::string message) {
   return LlmError{ErrorKind::invalid_request, std::move(message), 0, 0, {}};
 }
 
+bool has_tool_fields(const std::vector<Message>& messages) {
+  return std::any_of(messages.begin(), messages.end(), [](const Message& m) {
+    return !m.tool_calls.empty() || !m.tool_call_id.empty() || !m.name.empty();
+  });
+}
+
+// The messages as a template sees them in transformers / vLLM: a call's arguments as an object,
+// the content of a message that only calls tools as None.
+std::string messages_json(const std::vector<Message>& messages) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const Message& m : messages) {
+    nlohmann::ordered_json j = {{"role", m.role}};
+    j["content"] = m.content.empty() && !m.tool_calls.empty() ? nlohmann::ordered_json(nullptr)
+                                                              : nlohmann::ordered_json(m.content);
+    if (!m.tool_calls.empty()) {
+      nlohmann::ordered_json calls = nlohmann::ordered_json::array();
+      for (const ToolCall& c : m.tool_calls) {
+        nlohmann::ordered_json args = nlohmann::ordered_json::parse(c.arguments, nullptr, false);
+        if (args.is_discarded()) args = c.arguments;
+        calls.push_back({{"id", c.id},
+                         {"type", "function"},
+                         {"function", {{"name", c.name}, {"arguments", std::move(args)}}}});
+      }
+      j["tool_calls"] = std::move(calls);
+    }
+    if (!m.tool_call_id.empty()) j["tool_call_id"] = m.tool_call_id;
+    if (!m.name.empty()) j["name"] = m.name;
+    out.push_back(std::move(j));
+  }
+  return out.dump();
+}
+
 }  // namespace
+
+ChatFormatter template_chat_formatter(std::shared_ptr<const chat::ChatTemplate> shared,
+                                      std::vector<int32_t> end_tokens) {
+  const ToolFormat tool_format = detect_tool_format(shared->source());
+  return [shared, end_tokens, tool_format](const std::vector<Message>& messages,
+                                           const std::string& tools) {
+    if (!tools.empty() && tool_format == ToolFormat::none)
+      throw Error(fmt::format(
+          "the chat template '{}' does not render tools (it never uses the 'tools' variable): "
+          "give the model a template with a tool format, or send no tools",
+          shared->name()));
+    ChatPrompt prompt;
+    if (!has_tool_fields(messages) && tools.empty()) {
+      std::vector<chat::Message> converted;
+      converted.reserve(messages.size());
+      for (const Message& m : messages) converted.push_back({m.role, m.content});
+      chat::ChatPromptText text = chat::render_chat_prompt(*shared, converted);
+      prompt.text = std::move(text.text);
+      prompt.add_special_tokens = text.add_special_tokens;
+    } else {
+      chat::RenderOptions ro;
+      ro.add_generation_prompt = true;
+      if (!tools.empty()) ro.tools = chat::jinja::parse_json_value(tools, "tools");
+      prompt.text =
+          shared->render(chat::jinja::parse_json_value(messages_json(messages), "messages"), ro)
+              .text;
+      prompt.add_special_tokens = shared->tokenizer_adds_special_tokens();
+      if (!tools.empty()) prompt.tool_format = tool_format;
+    }
+    prompt.stop_tokens = end_tokens;
+    return prompt;
+  };
+}
 
 struct LocalBackend::Impl {
   std::shared_ptr<const model::LlamaModel> model;
@@ -276,8 +344,24 @@ struct LocalBackend::Impl {
       }
       ChatPrompt prompt;
       if (r.kind == RequestKind::chat) {
-        prompt = options.chat_formatter ? options.chat_formatter(r.messages)
-                                        : plain_chat_prompt(r.messages);
+        const bool with_tools = !r.tools.empty() && r.tool_choice.mode != ToolChoice::Mode::none;
+        if (with_tools && !options.chat_formatter)
+          throw Error(
+              "tools need a chat template that renders them; this model has none (plain "
+              "format): give one with --chat-template");
+        prompt = options.chat_formatter
+                     ? options.chat_formatter(r.messages, with_tools ? r.tools : std::string())
+                     : plain_chat_prompt(r.messages);
+        job->tool_format = prompt.tool_format;
+        const ToolChoice::Mode mode = r.tool_choice.mode;
+        if (with_tools &&
+            (mode == ToolChoice::Mode::required || mode == ToolChoice::Mode::function)) {
+          // Held to one call in the template's format (compiled once per tool set: cached).
+          ResponseFormat call;
+          call.kind = ResponseFormat::Kind::regex;
+          call.pattern = tool_call_pattern(prompt.tool_format, r.tools, r.tool_choice.function);
+          job->constraint = compile_response_format(call);
+        }
       } else {
         prompt.text = r.prompt;
       }
@@ -363,6 +447,17 @@ struct LocalBackend::Impl {
     if (result.finish == infer::FinishReason::cancelled) job->cancelled = true;
     job->response.choices[choice] = {
         result.text, std::string(infer::finish_reason_name(result.finish)), {}};
+    if (job->tool_format != ToolFormat::none && result.finish != infer::FinishReason::cancelled) {
+      ParsedReply parsed = parse_tool_calls(job->tool_format, result.text);
+      if (!parsed.calls.empty()) {
+        Choice& c = job->response.choices[choice];
+        for (ToolCall& call : parsed.calls)
+          if (call.id.empty()) call.id = new_call_id(job->tool_format);
+        c.text = std::move(parsed.content);
+        c.tool_calls = std::move(parsed.calls);
+        c.finish_reason = "tool_calls";
+      }
+    }
     if (job->request.logprobs) {
       auto& out = job->response.choices[choice].logprobs;
       for (size_t t = 0; t < result.tokens.size(); ++t) {
@@ -386,6 +481,16 @@ struct LocalBackend::Impl {
       Response response = std::move(done->response);
       finish(std::move(done), std::move(response));
     }
+  }
+
+  // OpenAI-style call ids; Mistral's templates insist on 9 letters and digits.
+  std::string new_call_id(ToolFormat format) {
+    static constexpr char kAlphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    std::string id = format == ToolFormat::mistral ? "" : "call_";
+    const size_t n = format == ToolFormat::mistral ? 9 : 24;
+    for (size_t i = 0; i < n; ++i) id += kAlphabet[seeds() % 62];
+    return id;
   }
 
   void cancel_if_asked() {
@@ -473,17 +578,7 @@ std::unique_ptr<LocalBackend> LocalBackend::open(const fs::path& model_path,
       auto shared = std::make_shared<const chat::ChatTemplate>(std::move(*tmpl));
       std::vector<int32_t> end_tokens = chat::end_of_turn_tokens(*shared, *tok);
       options.chat_format_name = shared->name();
-      options.chat_formatter = [shared, end_tokens](const std::vector<Message>& messages) {
-        std::vector<chat::Message> converted;
-        converted.reserve(messages.size());
-        for (const Message& m : messages) converted.push_back({m.role, m.content});
-        chat::ChatPromptText text = chat::render_chat_prompt(*shared, converted);
-        ChatPrompt prompt;
-        prompt.text = std::move(text.text);
-        prompt.add_special_tokens = text.add_special_tokens;
-        prompt.stop_tokens = end_tokens;
-        return prompt;
-      };
+      options.chat_formatter = template_chat_formatter(shared, std::move(end_tokens));
     }
   }
   if (options.model_name.empty()) {
@@ -542,6 +637,15 @@ void LocalBackend::submit(Request request, ResponseCallback done) {
     // caches it: a pipeline sends the same schema many times), so that a new schema never holds up
     // the decoding of the others; a compile error is the request's fault.
     job->constraint = compile_response_format(request.response_format);
+    if (!request.tools.empty()) {
+      const auto tools = nlohmann::json::parse(request.tools, nullptr, false);
+      if (!tools.is_array())
+        throw Error("'tools' must be the JSON text of an array of {\"type\": \"function\", ...}");
+      for (const auto& t : tools)
+        if (!t.is_object() || !t.contains("function") || !t["function"].is_object() ||
+            !t["function"].contains("name") || !t["function"]["name"].is_string())
+          throw Error("each tool needs \"function\": {\"name\": ...}");
+    }
   } catch (const Error& e) {
     done(invalid(e.what()));
     return;

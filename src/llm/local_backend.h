@@ -19,12 +19,16 @@
 #include <vector>
 
 #include "llm/backend.h"
+#include "llm/tool_calls.h"
 
 namespace seqit::model {
 class LlamaModel;
 }
 namespace seqit::tokenizer {
 class Tokenizer;
+}
+namespace seqit::chat {
+class ChatTemplate;
 }
 
 namespace seqit::llm {
@@ -35,8 +39,19 @@ struct ChatPrompt {
   std::vector<std::string>
       stop_strings;                  // end-of-turn markers to stop at, besides the request's own
   std::vector<int32_t> stop_tokens;  // end-of-turn token ids (<|eot_id|>, <|im_end|>), besides EOS
+  // With tools: how the template's model writes a call; the reply is read back in it.
+  ToolFormat tool_format = ToolFormat::none;
 };
-using ChatFormatter = std::function<ChatPrompt(const std::vector<Message>& messages)>;
+// Renders a conversation; `tools` is the JSON text of OpenAI's tools array (empty: none). Throws
+// seqit::Error when it cannot render what was asked (tools for a template without them).
+using ChatFormatter =
+    std::function<ChatPrompt(const std::vector<Message>& messages, const std::string& tools)>;
+
+// A chat template as a ChatFormatter: messages (tool calls and results included, as transformers
+// and vLLM hand them to templates) and tools rendered with add_generation_prompt; `end_tokens`
+// become the prompt's stop tokens.
+ChatFormatter template_chat_formatter(std::shared_ptr<const chat::ChatTemplate> tmpl,
+                                      std::vector<int32_t> end_tokens);
 
 // The "plain" chat format: contents joined by "\n\n"; BOS added by the tokenizer.
 ChatPrompt plain_chat_prompt(const std::vector<Message>& messages);

@@ -272,8 +272,7 @@ SamplingParams read_sampling(const FieldReader& r, const SamplingParams& default
 
 // Fields whose meaning seqit serve cannot honour: rejected rather than silently ignored.
 void reject_unsupported(const FieldReader& r) {
-  for (const char* key :
-       {"tools", "functions", "tool_choice", "function_call", "logit_bias", "suffix"}) {
+  for (const char* key : {"functions", "function_call", "logit_bias", "suffix"}) {
     if (r.find(key)) invalid(fmt::format("'{}' is not supported by seqit serve", key));
   }
   for (const char* key : {"presence_penalty", "frequency_penalty"}) {
@@ -357,9 +356,124 @@ std::string message_content(const json& content, const std::string& where) {
                       type_name(content)));
 }
 
+// An assistant message's tool_calls: [{"id", "type": "function", "function": {"name",
+// "arguments": JSON text}}].
+std::vector<ToolCall> read_tool_calls(const json& calls, const std::string& where) {
+  if (!calls.is_array()) invalid(fmt::format("'{}' must be an array", where));
+  std::vector<ToolCall> out;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const std::string at = fmt::format("{}[{}]", where, i);
+    const json& c = calls[i];
+    if (!c.is_object()) invalid(fmt::format("'{}' must be an object", at));
+    FieldReader cr{c};
+    const std::string type = cr.string("type");
+    if (!type.empty() && type != "function")
+      invalid(fmt::format("'{}.type' must be \"function\", got \"{}\"", at, type));
+    const json* f = cr.find("function");
+    if (!f || !f->is_object()) invalid(fmt::format("'{}.function' must be an object", at));
+    FieldReader fr{*f};
+    ToolCall call;
+    call.id = cr.string("id");
+    call.name = fr.string("name");
+    if (call.name.empty()) invalid(fmt::format("'{}.function.name' is required", at));
+    const json* args = fr.find("arguments");
+    // OpenAI sends the arguments as JSON text; an object is taken as it is.
+    if (!args || args->is_null()) {
+      call.arguments = "{}";
+    } else if (args->is_string()) {
+      call.arguments = args->get<std::string>();
+      if (!json::accept(call.arguments))
+        invalid(fmt::format("'{}.function.arguments' is not JSON text", at));
+    } else if (args->is_object()) {
+      call.arguments = args->dump();
+    } else {
+      invalid(fmt::format("'{}.function.arguments' must be a JSON string", at));
+    }
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
+// `tools` ([{"type": "function", "function": {"name", "description", "parameters"}}]) and
+// `tool_choice` ("none", "auto", "required" or {"type": "function", "function": {"name"}}).
+void read_tools(const FieldReader& r, Request& req) {
+  std::vector<std::string> names;
+  if (const json* tools = r.find("tools")) {
+    if (!tools->is_array()) invalid("'tools' must be an array");
+    for (size_t i = 0; i < tools->size(); ++i) {
+      const std::string at = fmt::format("tools[{}]", i);
+      const json& t = (*tools)[i];
+      if (!t.is_object()) invalid(fmt::format("'{}' must be an object", at));
+      FieldReader tr{t};
+      if (tr.string("type") != "function")
+        invalid(fmt::format("'{}.type' must be \"function\"", at));
+      const json* f = tr.find("function");
+      if (!f || !f->is_object()) invalid(fmt::format("'{}.function' must be an object", at));
+      FieldReader fr{*f};
+      const std::string name = fr.string("name");
+      if (name.empty()) invalid(fmt::format("'{}.function.name' is required", at));
+      if (std::find(names.begin(), names.end(), name) != names.end())
+        invalid(fmt::format("'{}.function.name': \"{}\" is given twice", at, name));
+      if (const json* p = fr.find("parameters"); p && !p->is_object())
+        invalid(fmt::format("'{}.function.parameters' must be a JSON schema object", at));
+      names.push_back(name);
+    }
+    if (!tools->empty()) req.tools = tools->dump();
+  }
+  if (const json* choice = r.find("tool_choice")) {
+    if (choice->is_string()) {
+      const std::string c = choice->get<std::string>();
+      if (c == "auto")
+        req.tool_choice.mode = ToolChoice::Mode::automatic;
+      else if (c == "none")
+        req.tool_choice.mode = ToolChoice::Mode::none;
+      else if (c == "required")
+        req.tool_choice.mode = ToolChoice::Mode::required;
+      else
+        invalid(
+            fmt::format("'tool_choice' must be \"none\", \"auto\", \"required\" or a "
+                        "function, got \"{}\"",
+                        c));
+    } else if (choice->is_object()) {
+      FieldReader cr{*choice};
+      const json* f = cr.find("function");
+      if (cr.string("type") != "function" || !f || !f->is_object())
+        invalid("'tool_choice' must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
+      req.tool_choice.mode = ToolChoice::Mode::function;
+      req.tool_choice.function = FieldReader{*f}.string("name");
+      if (std::find(names.begin(), names.end(), req.tool_choice.function) == names.end())
+        invalid(fmt::format("'tool_choice.function.name': no tool is named \"{}\"",
+                            req.tool_choice.function));
+    } else {
+      invalid("'tool_choice' must be a string or an object");
+    }
+    if (req.tool_choice.mode != ToolChoice::Mode::none &&
+        req.tool_choice.mode != ToolChoice::Mode::automatic && names.empty())
+      invalid("'tool_choice' asks for a tool call, but no 'tools' are given");
+  }
+  if (!req.tools.empty() && req.tool_choice.mode != ToolChoice::Mode::none &&
+      req.response_format.kind != ResponseFormat::Kind::text &&
+      req.tool_choice.mode != ToolChoice::Mode::automatic)
+    invalid("'tool_choice' that forces a call cannot be combined with 'response_format'");
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- client side
+
+json tool_choice_json(const ToolChoice& choice) {
+  switch (choice.mode) {
+    case ToolChoice::Mode::automatic:
+      return "auto";
+    case ToolChoice::Mode::none:
+      return "none";
+    case ToolChoice::Mode::required:
+      return "required";
+    case ToolChoice::Mode::function:
+      return {{"type", "function"}, {"function", {{"name", choice.function}}}};
+  }
+  return "auto";
+}
 
 const char* endpoint_path(RequestKind kind) {
   return kind == RequestKind::chat ? "/chat/completions" : "/completions";
@@ -396,10 +510,22 @@ json to_openai_request(const Request& request, const std::string& model) {
   switch (request.kind) {
     case RequestKind::chat: {
       json messages = json::array();
-      for (const auto& m : request.messages)
-        messages.push_back({{"role", m.role}, {"content", m.content}});
+      for (const auto& m : request.messages) {
+        json j = {{"role", m.role}, {"content", m.content}};
+        if (!m.tool_calls.empty()) {
+          if (m.content.empty()) j["content"] = nullptr;
+          j["tool_calls"] = tool_calls_json(m.tool_calls);
+        }
+        if (!m.tool_call_id.empty()) j["tool_call_id"] = m.tool_call_id;
+        if (!m.name.empty()) j["name"] = m.name;
+        messages.push_back(std::move(j));
+      }
       body["messages"] = std::move(messages);
       put_sampling(body, request.params);
+      if (!request.tools.empty()) {
+        body["tools"] = json::parse(request.tools);
+        body["tool_choice"] = tool_choice_json(request.tool_choice);
+      }
       break;
     }
     case RequestKind::completion:
@@ -452,7 +578,20 @@ Result<Response> parse_openai_response(const Request& request, const json& body)
       if (i >= n || seen[i])
         bad_response(fmt::format("'{}.index' is {}, out of range or repeated", where, i));
       seen[i] = true;
-      out.choices[i].text = choice_text(request.kind, choices[pos], where);
+      if (request.kind == RequestKind::chat && choices[pos].contains("message") &&
+          choices[pos]["message"].is_object() && choices[pos]["message"].contains("tool_calls") &&
+          !choices[pos]["message"]["tool_calls"].is_null()) {
+        try {
+          out.choices[i].tool_calls =
+              read_tool_calls(choices[pos]["message"]["tool_calls"], where + ".message.tool_calls");
+        } catch (const FieldProblem& p) {
+          bad_response(p.message);
+        }
+        const json& content = choices[pos]["message"]["content"];
+        out.choices[i].text = content.is_string() ? content.get<std::string>() : std::string();
+      } else {
+        out.choices[i].text = choice_text(request.kind, choices[pos], where);
+      }
       if (auto f = choices[pos].find("finish_reason"); f != choices[pos].end() && f->is_string())
         out.choices[i].finish_reason = f->get<std::string>();
       if (request.logprobs && request.kind == RequestKind::chat) {
@@ -497,8 +636,20 @@ json canonical_request(const Request& request, const std::string& model) {
   switch (request.kind) {
     case RequestKind::chat: {
       json messages = json::array();
-      for (const auto& m : request.messages) messages.push_back(json::array({m.role, m.content}));
+      for (const auto& m : request.messages) {
+        json entry = json::array({m.role, m.content});
+        // Tool fields only when present, so that other requests keep their keys.
+        if (!m.tool_calls.empty() || !m.tool_call_id.empty() || !m.name.empty())
+          entry.push_back({{"tool_calls", tool_calls_json(m.tool_calls)},
+                           {"tool_call_id", m.tool_call_id},
+                           {"name", m.name}});
+        messages.push_back(std::move(entry));
+      }
       c["messages"] = std::move(messages);
+      if (!request.tools.empty()) {
+        c["tools"] = request.tools;  // the text: its key order reaches the prompt
+        c["tool_choice"] = tool_choice_json(request.tool_choice);
+      }
       break;
     }
     case RequestKind::completion:
@@ -572,10 +723,19 @@ Result<ServerRequest> parse_openai_server_request(RequestKind endpoint, const js
         if (role == m.end() || !role->is_string())
           invalid(fmt::format("'{}.role' must be a string", where));
         auto content = m.find("content");
-        if (content == m.end()) invalid(fmt::format("'{}.content' is required", where));
-        req.messages.push_back(
-            {role->get<std::string>(), message_content(*content, where + ".content")});
+        const bool has_calls = m.contains("tool_calls") && !m["tool_calls"].is_null();
+        if (content == m.end() && !has_calls)
+          invalid(fmt::format("'{}.content' is required", where));
+        Message msg{role->get<std::string>(), content == m.end()
+                                                  ? std::string()
+                                                  : message_content(*content, where + ".content")};
+        if (has_calls) msg.tool_calls = read_tool_calls(m["tool_calls"], where + ".tool_calls");
+        FieldReader mr{m};
+        msg.tool_call_id = mr.string("tool_call_id");
+        msg.name = mr.string("name");
+        req.messages.push_back(std::move(msg));
       }
+      read_tools(r, req);
       req.logprobs = r.boolean("logprobs", false);
       if (const json* top = r.find("top_logprobs")) {
         const int64_t k = r.integer("top_logprobs", 0);
@@ -681,6 +841,18 @@ double logprob_of(const json& j, const std::string& where) {
 }
 }  // namespace
 
+std::optional<LlmError> parse_tools(const json& body, Request& request) {
+  try {
+    if (!body.is_object()) invalid("the request must be a JSON object");
+    read_tools(FieldReader{body}, request);
+    // The text's key order (the template prints the tools as given).
+    if (!request.tools.empty()) request.tools = nlohmann::ordered_json(body.at("tools")).dump();
+    return std::nullopt;
+  } catch (const FieldProblem& p) {
+    return LlmError{p.kind, p.message, 400, 0, {}};
+  }
+}
+
 Result<ResponseFormat> parse_response_format(const json& body) {
   try {
     if (!body.is_object()) invalid("the request must be a JSON object");
@@ -712,6 +884,18 @@ GeneratedToken generated_token_from_json(const json& j) {
   return t;
 }
 
+json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
+  json out = json::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    json c = {{"id", calls[k].id},
+              {"type", "function"},
+              {"function", {{"name", calls[k].name}, {"arguments", calls[k].arguments}}}};
+    if (with_index) c["index"] = k;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 json to_openai_chat_response(const Response& response, const std::string& id, int64_t created,
                              const std::string& model) {
   json choices = json::array();
@@ -723,8 +907,13 @@ json to_openai_chat_response(const Response& response, const std::string& id, in
       for (const auto& t : c.logprobs) content.push_back(generated_token_json(t));
       logprobs = {{"content", std::move(content)}, {"refusal", nullptr}};
     }
+    json message = {{"role", "assistant"}, {"content", c.text}};
+    if (!c.tool_calls.empty()) {
+      if (c.text.empty()) message["content"] = nullptr;
+      message["tool_calls"] = tool_calls_json(c.tool_calls);
+    }
     choices.push_back({{"index", i},
-                       {"message", {{"role", "assistant"}, {"content", c.text}}},
+                       {"message", std::move(message)},
                        {"logprobs", std::move(logprobs)},
                        {"finish_reason", c.finish_reason}});
   }
@@ -814,6 +1003,8 @@ Result<ServerRequest> parse_openai_request_body(RequestKind endpoint, std::strin
   // body above sorts keys).
   if (out.ok()) {
     for (Request& req : out.value().requests) {
+      // The tools' key order is how the template prints them: the text's, too.
+      if (!req.tools.empty()) req.tools = nlohmann::ordered_json::parse(body).at("tools").dump();
       if (req.response_format.kind != ResponseFormat::Kind::json_schema) continue;
       req.response_format.schema = nlohmann::ordered_json::parse(body)
                                        .at("response_format")

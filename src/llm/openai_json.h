@@ -56,6 +56,8 @@ Result<SamplingParams> parse_sampling_params(const nlohmann::json& body,
 // guided_choice (at most one of them). The schema keeps the key order of `body` (parse it as
 // ordered text first where that order matters).
 Result<ResponseFormat> parse_response_format(const nlohmann::json& body);
+// `tools` and `tool_choice` of a chat request body into `request` (an error names the field).
+std::optional<LlmError> parse_tools(const nlohmann::json& body, Request& request);
 
 // One parsed HTTP request: the backend requests it fans out to (one per prompt for a completion
 // with a prompt array) and how to answer.
@@ -75,6 +77,11 @@ Result<ServerRequest> parse_openai_server_request(RequestKind endpoint, const nl
 // nested deeper than kMaxJsonDepth or holding a number no double can hold is an invalid_request
 // error too (the server's 400), never an exception.
 Result<ServerRequest> parse_openai_request_body(RequestKind endpoint, std::string_view body);
+
+// OpenAI's tool_calls array ({"id", "type": "function", "function": {"name", "arguments"}}),
+// with "index" per call as stream deltas carry it; and tool_choice.
+nlohmann::json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index = false);
+nlohmann::json tool_choice_json(const ToolChoice& choice);
 
 // Response bodies. `id` is e.g. "chatcmpl-12", `created` Unix seconds.
 nlohmann::json to_openai_chat_response(const Response& response, const std::string& id,

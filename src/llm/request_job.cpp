@@ -69,6 +69,8 @@ Request request_from_record(const json& record, const RequestJobOptions& options
     Result<ResponseFormat> format = parse_response_format(record);
     if (!format.ok()) throw Error(format.error().message);
     r.response_format = format.value();
+    if (r.kind == RequestKind::chat)
+      if (auto problem = parse_tools(record, r)) throw Error(problem->message);
     if (auto lp = record.find("logprobs"); lp != record.end()) {
       if (!lp->is_boolean()) throw Error("must be true or false").in_field("logprobs");
       r.logprobs = lp->get<bool>();
@@ -90,6 +92,8 @@ json record_from_response(const json& id, const Request& request, const Response
   } else {
     out["text"] = response.text();
     out["finish_reason"] = response.choices.empty() ? "" : response.choices.front().finish_reason;
+    if (!response.choices.empty() && !response.choices.front().tool_calls.empty())
+      out["tool_calls"] = tool_calls_json(response.choices.front().tool_calls);
     if (response.choices.size() > 1) {
       json choices = json::array();
       for (const auto& c : response.choices) choices.push_back(c.text);

@@ -241,13 +241,17 @@ struct OpenAiServer::Impl {
     auto state = std::make_shared<StreamState>();
     Request r = request.requests.front();
     r.cancelled = state->cancelled;
-    r.on_delta = [state](int choice, std::string_view text) {
-      {
-        std::lock_guard lock(state->mutex);
-        state->deltas.emplace_back(choice, std::string(text));
-      }
-      state->changed.notify_all();
-    };
+    // With tools the reply is read as a whole (a call is not text): the choice comes in one delta
+    // at the end, its calls in `tool_calls`.
+    const bool whole = !r.tools.empty() && r.tool_choice.mode != ToolChoice::Mode::none;
+    if (!whole)
+      r.on_delta = [state](int choice, std::string_view text) {
+        {
+          std::lock_guard lock(state->mutex);
+          state->deltas.emplace_back(choice, std::string(text));
+        }
+        state->changed.notify_all();
+      };
     running->fetch_add(1);
     backend.submit(std::move(r), [running = running, state](Result<Response> result) {
       {
@@ -329,6 +333,19 @@ struct OpenAiServer::Impl {
             if (finished->ok()) {
               const Response& response = finished->value();
               for (int i = 0; i < n; ++i) {
+                if (whole && i < static_cast<int>(response.choices.size())) {
+                  const Choice& c = response.choices[i];
+                  json delta = {{"role", "assistant"}, {"content", c.text}};
+                  if (!c.tool_calls.empty()) {
+                    if (c.text.empty()) delta["content"] = nullptr;
+                    delta["tool_calls"] = tool_calls_json(c.tool_calls, /*with_index=*/true);
+                  }
+                  out += chunk(json::array({json{{"index", i},
+                                                 {"delta", std::move(delta)},
+                                                 {"logprobs", nullptr},
+                                                 {"finish_reason", nullptr}}}));
+                  (*started)[i] = true;
+                }
                 // A choice that produced no text still opens (chat: role) before it finishes.
                 if (!(*started)[i] && (chat || !echo_prefix.empty()))
                   out += chunk(json::array({delta_choice(i, echo_prefix, true)}));

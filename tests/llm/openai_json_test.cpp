@@ -84,8 +84,17 @@ TEST(OpenAiJson, RejectsBadRequestsNamingTheField) {
       error_of(parse_chat(R"({"messages": [{"role": "user", "content": "x"}], "stop": [1]})")),
       "'stop[0]' must be a string");
   EXPECT_EQ(
-      error_of(parse_chat(R"({"messages": [{"role": "user", "content": "x"}], "tools": []})")),
-      "'tools' is not supported by seqit serve");
+      error_of(parse_chat(R"({"messages": [{"role": "user", "content": "x"}], "tools": {}})")),
+      "'tools' must be an array");
+  EXPECT_EQ(
+      error_of(parse_chat(R"({"messages": [{"role": "user", "content": "x"}], "functions": []})")),
+      "'functions' is not supported by seqit serve");
+  EXPECT_EQ(error_of(parse_chat(
+                R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"})")),
+            "'tool_choice' asks for a tool call, but no 'tools' are given");
+  EXPECT_EQ(error_of(parse_chat(R"({"messages": [{"role": "assistant", "tool_calls": [{"type":
+                "function", "function": {"name": "f", "arguments": "{bad"}}]}]})")),
+            "'messages[0].tool_calls[0].function.arguments' is not JSON text");
   EXPECT_EQ(error_of(parse_chat(
                 R"({"messages": [{"role": "user", "content": "x"}], "frequency_penalty": 0.5})")),
             "'frequency_penalty' is not supported by seqit serve (only 0)");
