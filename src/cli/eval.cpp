@@ -188,6 +188,7 @@ struct SeqEvalOptions {
   std::string judge_local, judge_tokenizer, judge_chat_template, judge_model, reference;
   int judge_concurrency = 16, judge_max_tokens = 1024;
   std::string judge_format = "auto";
+  bool judge_logprobs = false;
 };
 
 void run_seqeval(SeqEvalOptions& s) {
@@ -227,12 +228,14 @@ void run_seqeval(SeqEvalOptions& s) {
   jo.judge_backend = judge.backend->describe();
   jo.constrained =
       s.judge_format == "constrained" || (s.judge_format == "auto" && !s.judge_local.empty());
+  jo.logprobs = s.judge_logprobs;
   const auto judging = eval::make_seqeval_judge(t, texts, jo);
   const auto judged =
       run_into(*judging, o, *judge.backend, s.judge_concurrency, dir / "results.jsonl",
                fmt::format("{} reference={} judge_model={} judge_max_tokens={}{}", config_of(t),
                            s.reference, s.judge_model, s.judge_max_tokens,
-                           jo.constrained ? " judge_format=constrained" : ""),
+                           std::string(jo.constrained ? " judge_format=constrained" : "") +
+                               (jo.logprobs ? " judge_logprobs=true" : "")),
                guard);
   if (!judged) return;
   report_run(*judging, t, *judged, model.backend->describe(), dir);
@@ -255,6 +258,10 @@ void setup_seqeval(CLI::App& cmd) {
   cmd.add_option("--judge-concurrency", s->judge_concurrency, "Judge requests in flight")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd.add_flag("--judge-logprobs", s->judge_logprobs,
+               "Ask the pairwise judgements for log-probabilities and report AlpacaEval 2's "
+               "weighted win rate (the judge's probability of each verdict) beside the counted one "
+               "(the judge must return chat logprobs)");
   cmd.add_option("--judge-format", s->judge_format,
                  "auto | constrained | free: constrained sends each judgement's answer format as a "
                  "regex the judge must follow (no unparsable replies); auto = constrained with "

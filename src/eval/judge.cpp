@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdlib>
 
 namespace seqit::eval {
@@ -281,6 +282,49 @@ JudgeReading<Preference> parse_pairwise_reply(std::string_view reply) {
                                    *why = "PREFERRED must be 1, 2 or TIE";
                                    return std::optional<Preference>();
                                  });
+}
+
+std::optional<std::array<double, 3>> pairwise_probabilities(
+    const std::vector<llm::GeneratedToken>& tokens) {
+  std::string text;
+  std::vector<size_t> starts;
+  for (const auto& t : tokens) {
+    starts.push_back(text.size());
+    text += t.token;
+  }
+  const std::string low = lower(text);
+  const size_t cue = low.rfind("preferred:");
+  if (cue == std::string::npos) return std::nullopt;
+  size_t v = cue + 10;
+  while (v < text.size() && (text[v] == ' ' || text[v] == '*' || text[v] == '\t')) ++v;
+  if (v >= text.size()) return std::nullopt;
+  // The token holding the value's first byte; its text before that byte is what every counted
+  // alternative must also start with.
+  size_t k = tokens.size() - 1;
+  while (k > 0 && starts[k] > v) --k;
+  const std::string prefix = text.substr(starts[k], v - starts[k]);
+  std::array<double, 3> p = {0, 0, 0};
+  auto count = [&](const std::string& alternative, double logprob) {
+    if (alternative.compare(0, prefix.size(), prefix) != 0) return;
+    size_t i = prefix.size();
+    while (i < alternative.size() && (alternative[i] == ' ' || alternative[i] == '*')) ++i;
+    if (i >= alternative.size()) return;
+    const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(alternative[i])));
+    const int slot = c == '1' ? 0 : c == '2' ? 1 : c == 't' ? 2 : -1;
+    if (slot >= 0) p[slot] += std::exp(logprob);
+  };
+  // The alternatives, and the chosen token itself where they leave it out (sampled, or held to a
+  // format by constrained decoding).
+  bool chosen_listed = false;
+  for (const auto& [alternative, logprob] : tokens[k].top) {
+    count(alternative, logprob);
+    chosen_listed |= alternative == tokens[k].token;
+  }
+  if (!chosen_listed) count(tokens[k].token, tokens[k].logprob);
+  const double total = p[0] + p[1] + p[2];
+  if (!(total > 0)) return std::nullopt;
+  for (double& x : p) x /= total;
+  return p;
 }
 
 PairVerdict combine_pairwise_orders(Preference a_shown_first, Preference b_shown_first) {

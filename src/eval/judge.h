@@ -19,10 +19,13 @@
 // first response"). An invalid answer line before a valid last one is passed over.
 #pragma once
 
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "llm/backend.h"
 
 namespace seqit::eval {
 
@@ -88,6 +91,15 @@ PairVerdict combine_pairwise_orders(Preference a_shown_first, Preference b_shown
 // The same over readings: std::nullopt when either order was unparsable.
 std::optional<PairVerdict> combine_pairwise_orders(const JudgeReading<Preference>& a_shown_first,
                                                    const JudgeReading<Preference>& b_shown_first);
+
+// The judge's probabilities of PREFERRED 1, 2 and TIE (in that order) at the token where its
+// answer value starts, from the reply's token log-probabilities (Request::top_logprobs): the
+// step's top alternatives (and the chosen token) whose text goes on to the value "1", "2" or
+// "TIE", renormalised over the three. AlpacaEval 2 weights each verdict by such probabilities
+// instead of counting it whole. nullopt when the reply has no PREFERRED line, no log-probabilities,
+// or none of the three among the alternatives.
+std::optional<std::array<double, 3>> pairwise_probabilities(
+    const std::vector<llm::GeneratedToken>& tokens);
 
 std::string_view to_string(Preference p);
 std::string_view to_string(PairVerdict v);

@@ -134,6 +134,11 @@ class SeqEvalJudge final : public Task {
             {"pairwise",
              "judged in both orders; a win needs both orders, anything else that "
              "parses is a tie"},
+            {"weighted win rate",
+             judge_.logprobs ? "AlpacaEval 2's: per order the judge's probabilities of 1, 2 and "
+                               "TIE at its answer token (top 5 log-probabilities, renormalised), "
+                               "the model's chance averaged over both orders"
+                             : "off (--judge-logprobs)"},
             {"length control",
              "AlpacaEval-2-style logistic fit on tanh(characters of response "
              "- reference / sd); LC win rate at zero difference"}};
@@ -142,6 +147,8 @@ class SeqEvalJudge final : public Task {
     return {{"followed", "following rate"},
             {"quality", "quality (1-5)"},
             {"preference", "win rate vs reference (ties half)"},
+            {"preference_weighted",
+             "win rate weighted by the judge's probabilities (AlpacaEval 2; with logprobs)"},
             {"following_unparsable", "following: unparsable"},
             {"quality_unparsable", "quality: unparsable"},
             {"pairwise_unparsable", "pairwise: unparsable"}};
@@ -190,6 +197,24 @@ class SeqEvalJudge final : public Task {
                                : *verdict == PairVerdict::kBWins ? 0.0
                                                                  : 0.5;
     r.answer_found = following.ok() && quality.ok() && verdict.has_value();
+    if (judge_.logprobs) {
+      // The reply that counts for each order: the retry's when the first was retried.
+      auto reply_of = [&](size_t k) -> const llm::Response& {
+        for (size_t j = 0; j < retried.size(); ++j)
+          if (retried[j] == k) return responses.at(4 + j);
+        return responses.at(k);
+      };
+      const auto first = reply_of(kModelFirst), second = reply_of(kReferenceFirst);
+      const auto a =
+          first.choices.empty() ? std::nullopt : pairwise_probabilities(first.choices[0].logprobs);
+      const auto b = second.choices.empty() ? std::nullopt
+                                            : pairwise_probabilities(second.choices[0].logprobs);
+      if (a && b) {
+        // The model's chance of winning in each order (a tie counts half), averaged.
+        r.scores["preference_weighted"] =
+            0.5 * (((*a)[0] + 0.5 * (*a)[2]) + ((*b)[1] + 0.5 * (*b)[2]));
+      }
+    }
     r.fields["retried"] = std::to_string(retried.size());
     if (!following.ok()) r.fields["following_problem"] = following.problem;
     if (!quality.ok()) r.fields["quality_problem"] = quality.problem;
@@ -282,6 +307,10 @@ class SeqEvalJudge final : public Task {
       r.response_format.pattern = k == kFollowing ? following_reply_pattern()
                                   : k == kQuality ? quality_reply_pattern()
                                                   : pairwise_reply_pattern();
+    }
+    if (judge_.logprobs && (k == kModelFirst || k == kReferenceFirst)) {
+      r.logprobs = true;
+      r.top_logprobs = 5;
     }
     r.params.temperature = attempt == 0 ? 0.0 : 0.7;
     r.params.top_p = 1;

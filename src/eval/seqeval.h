@@ -37,6 +37,9 @@ struct SeqEvalJudgeOptions {
   // then cannot return an unparsable reply (the local engine enforces it; over HTTP only servers
   // with vLLM's guided_regex accept it).
   bool constrained = false;
+  // Ask the pairwise judgements for their top token log-probabilities and report AlpacaEval 2's
+  // weighted win rate next to the counted one (needs a judge that returns chat logprobs).
+  bool logprobs = false;
 };
 
 // The judging step over the responses of step 1, in seqEval.json order (responses[i] answers

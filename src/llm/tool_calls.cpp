@@ -51,11 +51,16 @@ std::string regex_escape(std::string_view text) {
 
 const char* to_string(ToolFormat format) {
   switch (format) {
-    case ToolFormat::none: return "none";
-    case ToolFormat::unknown: return "unknown";
-    case ToolFormat::hermes: return "hermes";
-    case ToolFormat::mistral: return "mistral";
-    case ToolFormat::llama3_json: return "llama3_json";
+    case ToolFormat::none:
+      return "none";
+    case ToolFormat::unknown:
+      return "unknown";
+    case ToolFormat::hermes:
+      return "hermes";
+    case ToolFormat::mistral:
+      return "mistral";
+    case ToolFormat::llama3_json:
+      return "llama3_json";
   }
   return "?";
 }
@@ -164,8 +169,7 @@ std::string tool_call_pattern(ToolFormat format, const std::string& tools_json,
     alternatives.push_back(regex_escape("{\"name\":" + json(name).dump() + ",\"" + key + "\":") +
                            "(?:" + arguments + ")" + regex_escape("}"));
   }
-  if (alternatives.empty())
-    throw Error(fmt::format("no tool is named \"{}\"", function));
+  if (alternatives.empty()) throw Error(fmt::format("no tool is named \"{}\"", function));
   std::string call;
   for (size_t i = 0; i < alternatives.size(); ++i)
     call += (i ? "|" : "") + std::string("(?:") + alternatives[i] + ")";

@@ -26,8 +26,8 @@ const char* to_string(ToolFormat format);
 ToolFormat detect_tool_format(std::string_view template_source);
 
 struct ParsedReply {
-  std::string content;           // the text outside the calls (trimmed); the whole reply if none
-  std::vector<ToolCall> calls;   // ids left empty
+  std::string content;          // the text outside the calls (trimmed); the whole reply if none
+  std::vector<ToolCall> calls;  // ids left empty
 };
 // The calls in a reply of the given format; a block that is not a well-formed call (JSON with a
 // string "name" and an object of arguments) leaves the reply as text.

@@ -288,6 +288,20 @@ TEST(EvalCli, SeqEvalJudgedByASecondServerAndTheOtherTasksThroughServe) {
     EXPECT_NE(row.at("replies")[1].get<std::string>().find("SCORE: "), std::string::npos);
     EXPECT_TRUE(row.at("fields").contains("verdict")) << row.dump();
   }
+  // With the judge's log-probabilities: AlpacaEval 2's weighted win rate beside the counted one.
+  auto weighted_args = seqeval(tmp / "weighted", "constrained");
+  weighted_args.push_back("--judge-logprobs");
+  ASSERT_EQ(run_command(command_line(weighted_args), &output), 0) << output;
+  report = json::parse(slurp(tmp / "weighted" / "report.json"));
+  ASSERT_TRUE(report.at("metrics").contains("preference_weighted")) << report.dump();
+  const double weighted = report.at("metrics").at("preference_weighted").at("mean");
+  EXPECT_GE(weighted, 0.0);
+  EXPECT_LE(weighted, 1.0);
+  for (const json& row : lines(tmp / "weighted" / "results.jsonl")) {
+    if (row.at("id") != "#config") {
+      EXPECT_TRUE(row.at("scores").contains("preference_weighted")) << row.dump();
+    }
+  }
   // A rerun resumes every item: nothing asked again of either server.
   ASSERT_EQ(run_command(command_line(seqeval(tmp / "seqeval", "constrained")), &output), 0)
       << output;

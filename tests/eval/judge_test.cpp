@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <functional>
 #include <random>
 
@@ -243,5 +245,43 @@ TEST(ConstrainedJudge, ATinyLocalJudgeAlwaysAnswersInFormat) {
   EXPECT_EQ(parsed_constrained, total);
   EXPECT_LE(parsed_free, total / 4);
 }
+
+// AlpacaEval 2's weighting: the probabilities of 1, 2 and TIE at the token that starts the value.
+TEST(PairwiseProbabilities, ReadFromTheAnswerTokensAlternatives) {
+  using llm::GeneratedToken;
+  auto tok = [](std::string text, std::vector<std::pair<std::string, double>> top = {}) {
+    GeneratedToken t;
+    t.token = std::move(text);
+    t.logprob = top.empty() ? 0.0 : std::log(top[0].second);
+    for (auto& [alt, p] : top) t.top.push_back({alt, std::log(p)});
+    return t;
+  };
+  // The value's token carries its leading space: alternatives must too.
+  auto p = pairwise_probabilities(
+      {tok("Both are fine, the first is clearer.\n"), tok("PREF"), tok("ERRED"), tok(":"),
+       tok(" 1", {{" 1", 0.5}, {" 2", 0.25}, {" TIE", 0.125}, {"\n", 0.1}, {"1", 0.025}})});
+  ASSERT_TRUE(p);
+  EXPECT_NEAR((*p)[0], 0.5 / 0.875, 1e-9);
+  EXPECT_NEAR((*p)[1], 0.25 / 0.875, 1e-9);
+  EXPECT_NEAR((*p)[2], 0.125 / 0.875, 1e-9);
+  // The space in its own token; lower case; the last PREFERRED line counts.
+  p = pairwise_probabilities({tok("preferred: 1\nPreferred:"), tok(" "),
+                              tok("tie", {{"tie", 0.6}, {"2", 0.3}, {"1", 0.1}})});
+  ASSERT_TRUE(p);
+  EXPECT_NEAR((*p)[2], 0.6, 1e-9);
+  EXPECT_NEAR((*p)[1], 0.3, 1e-9);
+  // Without alternatives the chosen token alone decides.
+  p = pairwise_probabilities({tok("PREFERRED: "), tok("2")});
+  ASSERT_TRUE(p);
+  EXPECT_EQ((*p)[1], 1.0);
+  // A chosen token outside the alternatives (held by a constraint) still counts.
+  p = pairwise_probabilities({tok("PREFERRED: "), tok("1", {{"x", 0.5}, {"y", 0.25}})});
+  ASSERT_TRUE(p);
+  EXPECT_EQ((*p)[0], 1.0);
+  EXPECT_FALSE(pairwise_probabilities({tok("I cannot decide.")}));
+  EXPECT_FALSE(pairwise_probabilities({}));
+  EXPECT_FALSE(pairwise_probabilities({tok("PREFERRED: "), tok("x", {{"x", 0.9}, {"y", 0.1}})}));
+}
+
 }  // namespace
 }  // namespace seqit::eval

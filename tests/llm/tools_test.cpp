@@ -66,10 +66,10 @@ TEST(ToolCalls, ReadBackInEachFormat) {
   EXPECT_EQ(json::parse(h.calls[0].arguments), json::parse(R"({"city":"Paris","unit":"c"})"));
   EXPECT_EQ(h.calls[1].name, "get_time");
   // A block cut off before its closing tag is still a call; a malformed one leaves text.
-  EXPECT_EQ(parse_tool_calls(ToolFormat::hermes,
-                             "<tool_call>{\"name\": \"get_time\", \"arguments\": {}}")
-                .calls.size(),
-            1u);
+  EXPECT_EQ(
+      parse_tool_calls(ToolFormat::hermes, "<tool_call>{\"name\": \"get_time\", \"arguments\": {}}")
+          .calls.size(),
+      1u);
   const ParsedReply bad =
       parse_tool_calls(ToolFormat::hermes, "<tool_call>{\"name\": 3}</tool_call>");
   EXPECT_TRUE(bad.calls.empty());
@@ -115,8 +115,8 @@ TEST(ToolCalls, PatternHoldsAReplyToOneCallOfTheGivenTools) {
     EXPECT_FALSE(named->matches(weather)) << to_string(f);
     EXPECT_TRUE(named->matches(time)) << to_string(f);
     // The schema holds: an unknown unit, a missing argument, an unknown tool.
-    EXPECT_FALSE(
-        any->matches(wrap(R"({"name":"get_weather",")" + key + R"(":{"city":"Paris","unit":"k"}})")));
+    EXPECT_FALSE(any->matches(
+        wrap(R"({"name":"get_weather",")" + key + R"(":{"city":"Paris","unit":"k"}})")));
     EXPECT_FALSE(any->matches(wrap(R"({"name":"get_weather",")" + key + R"(":{"city":"Paris"}})")));
     EXPECT_FALSE(any->matches(wrap(R"({"name":"get_date",")" + key + R"(":{"zone":"UTC"}})")));
     // Every reply the pattern admits reads back as the call.
