@@ -77,6 +77,16 @@ struct ResponseFormat {
 };
 const char* to_string(ResponseFormat::Kind kind);  // "text", "json_object", ...
 
+// One generated token with its log-probability (Request::logprobs), as OpenAI's chat logprobs
+// give it: the token's bytes, natural-log probability under the model's distribution (before
+// temperature and filters), and the most likely alternatives of that step.
+struct GeneratedToken {
+  std::string token;  // the token's output bytes
+  double logprob = 0;
+  std::vector<std::pair<std::string, double>> top;  // Request::top_logprobs of them, best first
+  bool operator==(const GeneratedToken&) const = default;
+};
+
 enum class RequestKind { chat, completion, score };
 const char* to_string(RequestKind kind);
 
@@ -103,9 +113,13 @@ struct Request {
   bool token_logprobs = false;
 
   // Not part of the request's identity (the cache ignores them):
-  // Called with each piece of text as it is generated (choice index, text delta), where the backend
-  // streams (the local backend does; the HTTP backend delivers the whole text at the end).
-  std::function<void(int choice, std::string_view delta)> on_delta;
+  // Called with each piece of text as it is generated (choice index, text delta) and, with
+  // `logprobs`, the tokens generated since the previous call (their text is in this delta or still
+  // held back: the concatenation of every call's tokens is Choice::logprobs), where the backend
+  // streams (the local backend does, once per decoding step; the HTTP backend delivers the whole
+  // text at the end). A call may bring tokens and no text.
+  std::function<void(int choice, std::string_view delta, const std::vector<GeneratedToken>& tokens)>
+      on_delta;
   // Set to true to abandon the request (e.g. the client of a streaming server disconnected); the
   // backend then finishes it early with ErrorKind::cancelled.
   std::shared_ptr<std::atomic<bool>> cancelled;
@@ -115,16 +129,6 @@ struct Usage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   int64_t total() const { return prompt_tokens + completion_tokens; }
-};
-
-// One generated token with its log-probability (Request::logprobs), as OpenAI's chat logprobs
-// give it: the token's bytes, natural-log probability under the model's distribution (before
-// temperature and filters), and the most likely alternatives of that step.
-struct GeneratedToken {
-  std::string token;  // the token's output bytes
-  double logprob = 0;
-  std::vector<std::pair<std::string, double>> top;  // Request::top_logprobs of them, best first
-  bool operator==(const GeneratedToken&) const = default;
 };
 
 struct Choice {

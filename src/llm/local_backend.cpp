@@ -409,11 +409,6 @@ struct LocalBackend::Impl {
         g.constraint = job->constraint;
         g.logprobs = r.logprobs;
         g.top_logprobs = r.top_logprobs;
-        if (r.on_delta) {
-          g.on_text = [raw, choice](std::string_view text) {
-            if (!text.empty()) raw->request.on_delta(choice, text);
-          };
-        }
         const infer::RequestId id = engine->add(std::move(g));
         raw->ids.push_back(id);
         by_sequence[id] = {raw, choice};
@@ -433,6 +428,13 @@ struct LocalBackend::Impl {
     }
   }
 
+  GeneratedToken generated_token(TokenId id, float logprob,
+                                 const std::vector<std::pair<TokenId, float>>& top) const {
+    GeneratedToken g{tok->token_bytes(id), logprob, {}};
+    for (const auto& [alt, lp] : top) g.top.push_back({tok->token_bytes(alt), lp});
+    return g;
+  }
+
   void on_event(infer::StepEvent& event) {
     auto it = by_sequence.find(event.id);
     if (it == by_sequence.end()) return;
@@ -440,6 +442,17 @@ struct LocalBackend::Impl {
     {
       std::lock_guard lock(mutex);
       stats.generated_tokens += static_cast<int64_t>(event.tokens.size());
+    }
+    // Streaming: this step's text and, with logprobs, its tokens, in one delta.
+    if (job->request.on_delta) {
+      std::vector<GeneratedToken> tokens;
+      if (job->request.logprobs)
+        for (size_t t = 0; t < event.tokens.size() && t < event.logprobs.size(); ++t)
+          tokens.push_back(generated_token(event.tokens[t], event.logprobs[t],
+                                           t < event.top_logprobs.size()
+                                               ? event.top_logprobs[t]
+                                               : std::vector<std::pair<TokenId, float>>{}));
+      if (!event.text.empty() || !tokens.empty()) job->request.on_delta(choice, event.text, tokens);
     }
     if (!event.finished) return;
     by_sequence.erase(it);
@@ -460,13 +473,11 @@ struct LocalBackend::Impl {
     }
     if (job->request.logprobs) {
       auto& out = job->response.choices[choice].logprobs;
-      for (size_t t = 0; t < result.tokens.size(); ++t) {
-        GeneratedToken g{tok->token_bytes(result.tokens[t]), result.token_logprobs[t], {}};
-        if (t < result.top_logprobs.size())
-          for (const auto& [id, lp] : result.top_logprobs[t])
-            g.top.push_back({tok->token_bytes(id), lp});
-        out.push_back(std::move(g));
-      }
+      for (size_t t = 0; t < result.tokens.size(); ++t)
+        out.push_back(generated_token(result.tokens[t], result.token_logprobs[t],
+                                      t < result.top_logprobs.size()
+                                          ? result.top_logprobs[t]
+                                          : std::vector<std::pair<TokenId, float>>{}));
     }
     job->response.usage.completion_tokens += static_cast<int64_t>(result.tokens.size());
     if (--job->remaining > 0) return;

@@ -274,12 +274,13 @@ CacheStats CachedBackend::stats() const {
 }
 
 namespace {
-// A cached answer delivered to a streaming caller: the whole text of each choice as one delta.
+// A cached answer delivered to a streaming caller: the whole text of each choice as one delta,
+// with all its tokens.
 void replay_deltas(const Request& request, const Response& response) {
   if (!request.on_delta) return;
   for (size_t i = 0; i < response.choices.size(); ++i)
     if (!response.choices[i].text.empty())
-      request.on_delta(static_cast<int>(i), response.choices[i].text);
+      request.on_delta(static_cast<int>(i), response.choices[i].text, response.choices[i].logprobs);
 }
 }  // namespace
 

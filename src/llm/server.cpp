@@ -83,7 +83,12 @@ void send_error(httplib::Response& res, int status, const std::string& message,
 struct StreamState {
   std::mutex mutex;
   std::condition_variable changed;
-  std::deque<std::pair<int, std::string>> deltas;  // (choice, text) not yet sent
+  struct Delta {
+    int choice;
+    std::string text;
+    std::vector<GeneratedToken> tokens;  // with logprobs: the tokens since the previous delta
+  };
+  std::deque<Delta> deltas;  // not yet sent
   std::optional<Result<Response>> done;
   std::shared_ptr<std::atomic<bool>> cancelled = std::make_shared<std::atomic<bool>>(false);
 };
@@ -245,10 +250,11 @@ struct OpenAiServer::Impl {
     // at the end, its calls in `tool_calls`.
     const bool whole = !r.tools.empty() && r.tool_choice.mode != ToolChoice::Mode::none;
     if (!whole)
-      r.on_delta = [state](int choice, std::string_view text) {
+      r.on_delta = [state](int choice, std::string_view text,
+                           const std::vector<GeneratedToken>& tokens) {
         {
           std::lock_guard lock(state->mutex);
-          state->deltas.emplace_back(choice, std::string(text));
+          state->deltas.push_back({choice, std::string(text), tokens});
         }
         state->changed.notify_all();
       };
@@ -294,25 +300,36 @@ struct OpenAiServer::Impl {
       if (include_usage) c["usage"] = nullptr;
       return "data: " + c.dump() + "\n\n";
     };
-    auto delta_choice = [chat](int index, const std::string& text, bool first) {
+    auto logprobs_json = [](const std::vector<GeneratedToken>& tokens) {
+      if (tokens.empty()) return json(nullptr);
+      json content = json::array();
+      for (const auto& t : tokens) content.push_back(generated_token_json(t));
+      return json{{"content", std::move(content)}, {"refusal", nullptr}};
+    };
+    auto delta_choice = [chat, logprobs_json](int index, const std::string& text, bool first,
+                                              const std::vector<GeneratedToken>& tokens = {}) {
       if (chat) {
         json delta = {{"content", text}};
         if (first) delta["role"] = "assistant";
         return json{{"index", index},
                     {"delta", std::move(delta)},
-                    {"logprobs", nullptr},
+                    {"logprobs", logprobs_json(tokens)},
                     {"finish_reason", nullptr}};
       }
       return json{
           {"index", index}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
     };
     auto started = std::make_shared<std::vector<bool>>(n, false);
+    // Tokens whose text is still held back (a delta with tokens and no text): they ride on the
+    // choice's next text delta, or on its last chunk.
+    auto carried = std::make_shared<std::vector<std::vector<GeneratedToken>>>(n);
+    const std::vector<GeneratedToken> no_tokens;
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
     res.set_chunked_content_provider(
         "text/event-stream",
         [=, this](size_t, httplib::DataSink& sink) mutable {
-          std::deque<std::pair<int, std::string>> pending;
+          std::deque<StreamState::Delta> pending;
           std::optional<Result<Response>> finished;
           {
             std::unique_lock lock(state->mutex);
@@ -322,12 +339,16 @@ struct OpenAiServer::Impl {
             if (state->done) finished = *state->done;
           }
           std::string out;
-          for (auto& [choice, text] : pending) {
+          for (auto& [choice, text, tokens] : pending) {
             if (choice < 0 || choice >= n) continue;
+            auto& held = (*carried)[static_cast<size_t>(choice)];
+            held.insert(held.end(), tokens.begin(), tokens.end());
+            if (text.empty()) continue;
             const bool first = !(*started)[choice];
             (*started)[choice] = true;
             if (first && !echo_prefix.empty()) text = echo_prefix + text;
-            out += chunk(json::array({delta_choice(choice, text, first)}));
+            out += chunk(json::array({delta_choice(choice, text, first, chat ? held : no_tokens)}));
+            held.clear();
           }
           if (finished) {
             if (finished->ok()) {
@@ -352,15 +373,17 @@ struct OpenAiServer::Impl {
                 const std::string reason = i < static_cast<int>(response.choices.size())
                                                ? response.choices[i].finish_reason
                                                : "stop";
-                // Chat logprobs of the whole choice ride on its last chunk: clients that
-                // accumulate a stream concatenate the chunks' logprobs.content arrays.
+                // Chat logprobs came with the text deltas; the tokens still held (a stop
+                // string's, say) ride on the last chunk, and a choice answered whole (tools)
+                // brings its own: clients that accumulate a stream concatenate the chunks'
+                // logprobs.content arrays and get the non-streamed list.
                 json logprobs = nullptr;
-                if (chat && i < static_cast<int>(response.choices.size()) &&
-                    !response.choices[i].logprobs.empty()) {
-                  json content = json::array();
-                  for (const auto& t : response.choices[i].logprobs)
-                    content.push_back(generated_token_json(t));
-                  logprobs = {{"content", std::move(content)}, {"refusal", nullptr}};
+                if (chat) {
+                  std::vector<GeneratedToken>& held = (*carried)[static_cast<size_t>(i)];
+                  if (whole && i < static_cast<int>(response.choices.size()))
+                    held = response.choices[i].logprobs;
+                  logprobs = logprobs_json(held);
+                  held.clear();
                 }
                 json c = chat ? json{{"index", i},
                                      {"delta", json::object()},

@@ -51,7 +51,7 @@ TEST(ResponseCache, KeyCoversEveryFieldThatDecidesTheAnswer) {
   const std::string key = ResponseCache::key_for(base, "m");
   EXPECT_EQ(key.size(), 64u);  // hex SHA-256
   Request same = base;
-  same.on_delta = [](int, std::string_view) {};
+  same.on_delta = [](int, std::string_view, const std::vector<GeneratedToken>&) {};
   same.cancelled = std::make_shared<std::atomic<bool>>(false);
   EXPECT_EQ(ResponseCache::key_for(same, "m"), key);
   std::set<std::string> keys{key};
@@ -265,7 +265,7 @@ TEST(CachedBackend, CachedAnswersStillReachStreamingCallers) {
   ASSERT_TRUE(backend.submit_async(completion("x")).get().ok());
   std::string streamed;
   Request r = completion("x");
-  r.on_delta = [&](int choice, std::string_view delta) {
+  r.on_delta = [&](int choice, std::string_view delta, const std::vector<GeneratedToken>&) {
     EXPECT_EQ(choice, 0);
     streamed += delta;
   };

@@ -372,11 +372,20 @@ TEST_F(Serve, ChatLogprobsAndTopLogprobs) {
   auto streamed = post("/v1/chat/completions", body + R"(, "stream": true})");
   ASSERT_EQ(streamed->status, 200);
   json stream_content = json::array();
-  for (const json& e : sse_events(streamed->body))
-    for (const json& c : e["choices"])
-      if (c.contains("logprobs") && c["logprobs"].is_object())
-        for (const json& t : c["logprobs"]["content"]) stream_content.push_back(t);
+  int chunks_with_logprobs = 0;
+  for (const json& e : sse_events(streamed->body)) {
+    for (const json& c : e["choices"]) {
+      if (!c.contains("logprobs") || !c["logprobs"].is_object()) continue;
+      ++chunks_with_logprobs;
+      // A text delta carries the tokens generated since the previous one.
+      if (c.contains("delta") && c["delta"].contains("content")) {
+        EXPECT_FALSE(c["logprobs"]["content"].empty()) << c.dump();
+      }
+      for (const json& t : c["logprobs"]["content"]) stream_content.push_back(t);
+    }
+  }
   EXPECT_EQ(stream_content, content);
+  EXPECT_GT(chunks_with_logprobs, 4);  // per delta, as OpenAI streams them, not all at the end
   // The HTTP backend reads them back; the in-process backend gives the same numbers.
   Request r;
   r.kind = RequestKind::chat;
@@ -537,7 +546,7 @@ TEST_F(Serve, NewRequestsJoinTheRunningBatch) {
   long_request.params.temperature = 0.9;
   long_request.params.seed = 3;
   long_request.params.max_tokens = 150;
-  long_request.on_delta = [&](int, std::string_view) {
+  long_request.on_delta = [&](int, std::string_view, const std::vector<GeneratedToken>&) {
     if (!signalled.exchange(true)) long_started.set_value();
   };
   std::atomic<int> order{0};
