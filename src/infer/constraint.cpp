@@ -935,6 +935,10 @@ class SchemaCompiler {
 
 }  // namespace
 
+std::string any_json_object_regex(int depth) {
+  return json_object_regex(depth);
+}
+
 std::string json_schema_regex(const nlohmann::ordered_json& schema) {
   SchemaCompiler compiler(schema);
   return compiler.value(schema, "", 0);

@@ -136,6 +136,9 @@ class Constraint {
 
 // JSON schema -> the regular expression json_schema() compiles (exposed for tests and docs).
 std::string json_schema_regex(const nlohmann::ordered_json& schema);
+// Any JSON object (JSON mode), nested up to `depth` levels -> the regular expression
+// json_object() compiles.
+std::string any_json_object_regex(int depth = 3);
 // A regular expression matching exactly `text` (metacharacters escaped).
 std::string regex_escape(std::string_view text);
 

@@ -38,15 +38,6 @@ bool read_call(const json& j, const char* arguments_key, ToolCall& out) {
   return true;
 }
 
-std::string regex_escape(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) out += '\\';
-    out += c;
-  }
-  return out;
-}
-
 }  // namespace
 
 const char* to_string(ToolFormat format) {
@@ -158,16 +149,17 @@ std::string tool_call_pattern(ToolFormat format, const std::string& tools_json,
     auto params = f.find("parameters");
     if (params != f.end() && params->is_object() && !params->empty()) {
       try {
-        arguments = infer::Constraint::json_schema(*params)->pattern();
+        arguments = infer::json_schema_regex(*params);
       } catch (const Error&) {
         arguments.clear();  // a keyword the constraint cannot enforce: any object
       }
     } else if (params != f.end() && params->is_object()) {
       arguments = "\\{\\}";
     }
-    if (arguments.empty()) arguments = infer::Constraint::json_object()->pattern();
-    alternatives.push_back(regex_escape("{\"name\":" + json(name).dump() + ",\"" + key + "\":") +
-                           "(?:" + arguments + ")" + regex_escape("}"));
+    if (arguments.empty()) arguments = infer::any_json_object_regex();
+    alternatives.push_back(
+        infer::regex_escape("{\"name\":" + json(name).dump() + ",\"" + key + "\":") +
+        "(?:" + arguments + ")" + infer::regex_escape("}"));
   }
   if (alternatives.empty()) throw Error(fmt::format("no tool is named \"{}\"", function));
   std::string call;
@@ -175,9 +167,10 @@ std::string tool_call_pattern(ToolFormat format, const std::string& tools_json,
     call += (i ? "|" : "") + std::string("(?:") + alternatives[i] + ")";
   switch (format) {
     case ToolFormat::hermes:
-      return regex_escape("<tool_call>\n") + "(?:" + call + ")" + regex_escape("\n</tool_call>");
+      return infer::regex_escape("<tool_call>\n") + "(?:" + call + ")" +
+             infer::regex_escape("\n</tool_call>");
     case ToolFormat::mistral:
-      return regex_escape("[") + "(?:" + call + ")" + regex_escape("]");
+      return infer::regex_escape("[") + "(?:" + call + ")" + infer::regex_escape("]");
     default:
       return "(?:" + call + ")";
   }

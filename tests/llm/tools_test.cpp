@@ -124,6 +124,13 @@ TEST(ToolCalls, PatternHoldsAReplyToOneCallOfTheGivenTools) {
     ASSERT_EQ(back.calls.size(), 1u) << to_string(f);
     EXPECT_EQ(back.calls[0].name, "get_weather");
   }
+  // A parameters schema with a keyword the constraint cannot enforce: any JSON object instead.
+  const std::string loose = R"([{"type": "function", "function": {"name": "when", "parameters":
+    {"type": "object", "properties": {"day": {"type": "string", "format": "date"}}}}}])";
+  const auto any_args = infer::Constraint::regex(tool_call_pattern(ToolFormat::llama3_json, loose));
+  EXPECT_TRUE(any_args->matches(R"({"name":"when","parameters":{"day":"2026-12-07"}})"));
+  EXPECT_TRUE(any_args->matches(R"({"name":"when","parameters":{"other":[1,2]}})"));
+  EXPECT_FALSE(any_args->matches(R"({"name":"when","parameters":[1]})"));
   EXPECT_THROW(tool_call_pattern(ToolFormat::unknown, kTools), Error);
   EXPECT_THROW(tool_call_pattern(ToolFormat::hermes, kTools, "get_date"), Error);
 }
