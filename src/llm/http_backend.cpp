@@ -539,8 +539,17 @@ std::string HttpBackend::default_model() const {
 }
 
 std::string HttpBackend::describe() const {
-  return fmt::format("http ({} url{}, {} in flight, {} retries)", impl_->urls.size(),
-                     impl_->urls.size() == 1 ? "" : "s", impl_->options.max_in_flight,
+  // The servers by address (any user:password@ left out: reports are shared).
+  std::string where;
+  for (const auto& u : impl_->urls) {
+    std::string shown = u.base;
+    const size_t scheme = shown.find("://"), at = shown.find('@');
+    if (scheme != std::string::npos && at != std::string::npos && at > scheme &&
+        at < shown.find('/', scheme + 3))
+      shown.erase(scheme + 3, at + 1 - (scheme + 3));
+    where += (where.empty() ? "" : ", ") + shown;
+  }
+  return fmt::format("http {} ({} in flight, {} retries)", where, impl_->options.max_in_flight,
                      impl_->options.retry.max_retries);
 }
 

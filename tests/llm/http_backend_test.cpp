@@ -83,6 +83,11 @@ TEST(HttpBackend, BaseUrlWithoutPathGetsV1) {
   EXPECT_EQ(backend.base_urls()[0], server.base_url());
   EXPECT_TRUE(backend.complete("x").ok());
   EXPECT_THROW(HttpBackend(options_for({"ftp://example"})), Error);
+  // Reports name the servers, never a user:password in their URL.
+  HttpBackend two(options_for({server.base_url(), "http://user:secret@example.com:8000/v1"}));
+  EXPECT_EQ(two.describe(),
+            "http " + server.base_url() + ", http://example.com:8000/v1 (16 in flight, 5 retries)")
+      << two.describe();
   EXPECT_THROW(HttpBackend(options_for({})), Error);
 }
 
