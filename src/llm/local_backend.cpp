@@ -56,12 +56,6 @@ LlmError invalid(std::string message) {
   return LlmError{ErrorKind::invalid_request, std::move(message), 0, 0, {}};
 }
 
-bool has_tool_fields(const std::vector<Message>& messages) {
-  return std::any_of(messages.begin(), messages.end(), [](const Message& m) {
-    return !m.tool_calls.empty() || !m.tool_call_id.empty() || !m.name.empty();
-  });
-}
-
 // The messages as a template sees them in transformers / vLLM: a call's arguments as an object,
 // the content of a message that only calls tools as None.
 std::string messages_json(const std::vector<Message>& messages) {
@@ -101,23 +95,13 @@ ChatFormatter template_chat_formatter(std::shared_ptr<const chat::ChatTemplate> 
           "give the model a template with a tool format, or send no tools",
           shared->name()));
     ChatPrompt prompt;
-    if (!has_tool_fields(messages) && tools.empty()) {
-      std::vector<chat::Message> converted;
-      converted.reserve(messages.size());
-      for (const Message& m : messages) converted.push_back({m.role, m.content});
-      chat::ChatPromptText text = chat::render_chat_prompt(*shared, converted);
-      prompt.text = std::move(text.text);
-      prompt.add_special_tokens = text.add_special_tokens;
-    } else {
-      chat::RenderOptions ro;
-      ro.add_generation_prompt = true;
-      if (!tools.empty()) ro.tools = chat::jinja::parse_json_value(tools, "tools");
-      prompt.text =
-          shared->render(chat::jinja::parse_json_value(messages_json(messages), "messages"), ro)
-              .text;
-      prompt.add_special_tokens = shared->tokenizer_adds_special_tokens();
-      if (!tools.empty()) prompt.tool_format = tool_format;
-    }
+    chat::RenderOptions ro;
+    ro.add_generation_prompt = true;
+    if (!tools.empty()) ro.tools = chat::jinja::parse_json_value(tools, "tools");
+    prompt.text =
+        shared->render(chat::jinja::parse_json_value(messages_json(messages), "messages"), ro).text;
+    prompt.add_special_tokens = shared->tokenizer_adds_special_tokens();
+    if (!tools.empty()) prompt.tool_format = tool_format;
     prompt.stop_tokens = end_tokens;
     return prompt;
   };
