@@ -862,6 +862,13 @@ Result<ResponseFormat> parse_response_format(const json& body) {
   }
 }
 
+json chat_logprobs_json(const std::vector<GeneratedToken>& tokens) {
+  if (tokens.empty()) return nullptr;
+  json content = json::array();
+  for (const auto& t : tokens) content.push_back(generated_token_json(t));
+  return {{"content", std::move(content)}, {"refusal", nullptr}};
+}
+
 json generated_token_json(const GeneratedToken& t) {
   json top = json::array();
   for (const auto& [text, lp] : t.top)
@@ -901,12 +908,7 @@ json to_openai_chat_response(const Response& response, const std::string& id, in
   json choices = json::array();
   for (size_t i = 0; i < response.choices.size(); ++i) {
     const Choice& c = response.choices[i];
-    json logprobs = nullptr;
-    if (!c.logprobs.empty()) {
-      json content = json::array();
-      for (const auto& t : c.logprobs) content.push_back(generated_token_json(t));
-      logprobs = {{"content", std::move(content)}, {"refusal", nullptr}};
-    }
+    json logprobs = chat_logprobs_json(c.logprobs);
     json message = {{"role", "assistant"}, {"content", c.text}};
     if (!c.tool_calls.empty()) {
       if (c.text.empty()) message["content"] = nullptr;

@@ -35,6 +35,8 @@ std::string openai_error_message(const nlohmann::json& body);
 // U+FFFD), "logprob", "bytes" (exact), "top_logprobs": [{"token", "logprob", "bytes"}]}; reading
 // prefers "bytes" when present.
 nlohmann::json generated_token_json(const GeneratedToken& t);
+// A chat choice's `logprobs` object ({"content": [tokens], "refusal": null}); null for no tokens.
+nlohmann::json chat_logprobs_json(const std::vector<GeneratedToken>& tokens);
 GeneratedToken generated_token_from_json(const nlohmann::json& j);
 
 // --- the request's identity (for the response cache) ---

@@ -300,20 +300,14 @@ struct OpenAiServer::Impl {
       if (include_usage) c["usage"] = nullptr;
       return "data: " + c.dump() + "\n\n";
     };
-    auto logprobs_json = [](const std::vector<GeneratedToken>& tokens) {
-      if (tokens.empty()) return json(nullptr);
-      json content = json::array();
-      for (const auto& t : tokens) content.push_back(generated_token_json(t));
-      return json{{"content", std::move(content)}, {"refusal", nullptr}};
-    };
-    auto delta_choice = [chat, logprobs_json](int index, const std::string& text, bool first,
-                                              const std::vector<GeneratedToken>& tokens = {}) {
+    auto delta_choice = [chat](int index, const std::string& text, bool first,
+                               const std::vector<GeneratedToken>& tokens = {}) {
       if (chat) {
         json delta = {{"content", text}};
         if (first) delta["role"] = "assistant";
         return json{{"index", index},
                     {"delta", std::move(delta)},
-                    {"logprobs", logprobs_json(tokens)},
+                    {"logprobs", chat_logprobs_json(tokens)},
                     {"finish_reason", nullptr}};
       }
       return json{
@@ -382,7 +376,7 @@ struct OpenAiServer::Impl {
                   std::vector<GeneratedToken>& held = (*carried)[static_cast<size_t>(i)];
                   if (whole && i < static_cast<int>(response.choices.size()))
                     held = response.choices[i].logprobs;
-                  logprobs = logprobs_json(held);
+                  logprobs = chat_logprobs_json(held);
                   held.clear();
                 }
                 json c = chat ? json{{"index", i},
