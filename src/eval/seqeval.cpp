@@ -175,10 +175,12 @@ class SeqEvalJudge final : public Task {
   ItemResult score(size_t i, const std::vector<llm::Response>& responses) const override {
     const Item& item = items_[i];
     // The reply that counts for each judgement: the retry when the first did not parse.
-    std::vector<std::string> replies(4);
-    for (size_t k = 0; k < 4; ++k) replies[k] = responses.at(k).text();
+    std::vector<const llm::Response*> counted(4);
+    for (size_t k = 0; k < 4; ++k) counted[k] = &responses.at(k);
     const auto retried = unparsable_first(responses);
-    for (size_t j = 0; j < retried.size(); ++j) replies[retried[j]] = responses.at(4 + j).text();
+    for (size_t j = 0; j < retried.size(); ++j) counted[retried[j]] = &responses.at(4 + j);
+    std::vector<std::string> replies(4);
+    for (size_t k = 0; k < 4; ++k) replies[k] = counted[k]->text();
     ItemResult r;
     r.group = std::to_string(item.iteration);
     r.replies = replies;
@@ -198,17 +200,12 @@ class SeqEvalJudge final : public Task {
                                                                  : 0.5;
     r.answer_found = following.ok() && quality.ok() && verdict.has_value();
     if (judge_.logprobs) {
-      // The reply that counts for each order: the retry's when the first was retried.
-      auto reply_of = [&](size_t k) -> const llm::Response& {
-        for (size_t j = 0; j < retried.size(); ++j)
-          if (retried[j] == k) return responses.at(4 + j);
-        return responses.at(k);
+      // Per order, from the reply that counts (the retry's when the first was retried).
+      auto probabilities = [&](size_t k) {
+        const auto& choices = counted[k]->choices;
+        return choices.empty() ? std::nullopt : pairwise_probabilities(choices[0].logprobs);
       };
-      const auto first = reply_of(kModelFirst), second = reply_of(kReferenceFirst);
-      const auto a =
-          first.choices.empty() ? std::nullopt : pairwise_probabilities(first.choices[0].logprobs);
-      const auto b = second.choices.empty() ? std::nullopt
-                                            : pairwise_probabilities(second.choices[0].logprobs);
+      const auto a = probabilities(kModelFirst), b = probabilities(kReferenceFirst);
       if (a && b) {
         // The model's chance of winning in each order (a tie counts half), averaged.
         r.scores["preference_weighted"] =
