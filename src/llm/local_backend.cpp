@@ -412,10 +412,14 @@ struct LocalBackend::Impl {
     }
   }
 
-  GeneratedToken generated_token(TokenId id, float logprob,
-                                 const std::vector<std::pair<TokenId, float>>& top) const {
-    GeneratedToken g{tok->token_bytes(id), logprob, {}};
-    for (const auto& [alt, lp] : top) g.top.push_back({tok->token_bytes(alt), lp});
+  // Token t of a step's (or a whole result's) tokens, with its log-probability and alternatives.
+  GeneratedToken generated_token(const std::vector<TokenId>& ids,
+                                 const std::vector<float>& logprobs,
+                                 const std::vector<std::vector<std::pair<TokenId, float>>>& top,
+                                 size_t t) const {
+    GeneratedToken g{tok->token_bytes(ids[t]), logprobs[t], {}};
+    if (t < top.size())
+      for (const auto& [alt, lp] : top[t]) g.top.push_back({tok->token_bytes(alt), lp});
     return g;
   }
 
@@ -432,10 +436,7 @@ struct LocalBackend::Impl {
       std::vector<GeneratedToken> tokens;
       if (job->request.logprobs)
         for (size_t t = 0; t < event.tokens.size() && t < event.logprobs.size(); ++t)
-          tokens.push_back(generated_token(event.tokens[t], event.logprobs[t],
-                                           t < event.top_logprobs.size()
-                                               ? event.top_logprobs[t]
-                                               : std::vector<std::pair<TokenId, float>>{}));
+          tokens.push_back(generated_token(event.tokens, event.logprobs, event.top_logprobs, t));
       if (!event.text.empty() || !tokens.empty()) job->request.on_delta(choice, event.text, tokens);
     }
     if (!event.finished) return;
@@ -458,10 +459,8 @@ struct LocalBackend::Impl {
     if (job->request.logprobs) {
       auto& out = job->response.choices[choice].logprobs;
       for (size_t t = 0; t < result.tokens.size(); ++t)
-        out.push_back(generated_token(result.tokens[t], result.token_logprobs[t],
-                                      t < result.top_logprobs.size()
-                                          ? result.top_logprobs[t]
-                                          : std::vector<std::pair<TokenId, float>>{}));
+        out.push_back(
+            generated_token(result.tokens, result.token_logprobs, result.top_logprobs, t));
     }
     job->response.usage.completion_tokens += static_cast<int64_t>(result.tokens.size());
     if (--job->remaining > 0) return;
