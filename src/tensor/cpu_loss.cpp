@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -245,6 +246,41 @@ CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tenso
     dW = rows_of(op, "dw", dw, true);
   }
   if (chunk_rows <= 0) fail(op, "chunk_rows must be positive");
+  // A row whose target is ignored adds nothing to the loss or to either gradient, so the head's
+  // GEMMs run over the other rows only, gathered into one block (fine-tuning masks the prompt's
+  // rows: three quarters of them in `seqit study`'s data). dh's ignored rows are left as they are.
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i) kept += t[i] != ignore_index;
+  if (kept == 0) return {};
+  if (kept < n) {
+    const auto width = static_cast<size_t>(c) * dtype_size(H.dtype);
+    Tensor hk = Tensor::empty({kept, c}, H.dtype), tk = Tensor::empty({kept}, DType::i32);
+    std::vector<int64_t> source(static_cast<size_t>(kept));
+    auto* hk_data = static_cast<std::byte*>(hk.raw_data());
+    auto* tk_data = tk.mutable_data<int32_t>();
+    for (int64_t i = 0, j = 0; i < n; ++i) {
+      if (t[i] == ignore_index) continue;
+      std::memcpy(hk_data + static_cast<size_t>(j) * width, H.row(i), width);
+      tk_data[j] = t[i];
+      source[static_cast<size_t>(j++)] = i;
+    }
+    Tensor dhk = dH.base ? Tensor::zeros({kept, c}, dH.dtype) : Tensor();
+    const CrossEntropyResult result =
+        linear_cross_entropy(hk, w, tk, ignore_index, dhk, dw, grad_scale, chunk_rows);
+    if (dH.base) {  // dh's kept rows += their gradient
+      const auto* g = static_cast<const std::byte*>(dhk.raw_data());
+      const size_t g_width = static_cast<size_t>(c) * dtype_size(dH.dtype);
+      std::vector<float> sum(static_cast<size_t>(c)), add(static_cast<size_t>(c));
+      for (int64_t j = 0; j < kept; ++j) {
+        void* dst = dH.row(source[static_cast<size_t>(j)]);
+        const float* a = load_f32(dst, dH.dtype, sum.data(), c);
+        const float* b = load_f32(g + static_cast<size_t>(j) * g_width, dH.dtype, add.data(), c);
+        for (int64_t k = 0; k < c; ++k) sum[static_cast<size_t>(k)] = a[k] + b[k];
+        store_f32(sum.data(), dst, dH.dtype, c);
+      }
+    }
+    return result;
+  }
   if (H.dtype == DType::bf16 && W.dtype == DType::f32)
     return blocked_bf16_head(H, W, t, ignore_index, dH, dW, grad_scale);
   const int64_t chunk = std::min(chunk_rows, std::max<int64_t>(n, 1));

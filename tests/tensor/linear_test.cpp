@@ -435,6 +435,58 @@ TEST(LinearCrossEntropy, ChunkedEqualsFullLogitsPathWithGradients) {
       h, dh, "dh");
 }
 
+// Rows whose target is ignored are left out of the head's GEMMs: the loss and gradients equal those
+// of the kept rows alone (bit for bit: the same op on the gathered rows), dh's ignored rows keep
+// what they held, and a batch with no target at all costs nothing and changes nothing.
+TEST(LinearCrossEntropy, IgnoredRowsAreSkippedAndTheirGradientRowsLeftAsTheyWere) {
+  const int64_t n = 40, c = 16, vocab = 500;
+  const Vec h = reference::random_vec(static_cast<size_t>(n * c), 64);
+  const Vec w = reference::random_vec(static_cast<size_t>(vocab * c), 65, 0.3);
+  std::vector<int32_t> targets(static_cast<size_t>(n), -100), kept_targets;
+  Vec kept_h;
+  std::vector<int64_t> kept_rows;
+  for (int64_t i = 0; i < n; ++i) {
+    if (i % 4 != 3 && i != 17) continue;  // a quarter of the rows (a prompt-masked batch)
+    targets[static_cast<size_t>(i)] = static_cast<int32_t>((i * 131) % vocab);
+    kept_targets.push_back(targets[static_cast<size_t>(i)]);
+    kept_h.insert(kept_h.end(), h.begin() + i * c, h.begin() + (i + 1) * c);
+    kept_rows.push_back(i);
+  }
+  const auto m = static_cast<int64_t>(kept_rows.size());
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    Tensor dh = Tensor::full({n, c}, 1.0, dtype), dw = Tensor::zeros({vocab, c}, DType::f32);
+    const CrossEntropyResult r =
+        linear_cross_entropy(to_tensor(h, {n, c}, dtype), to_tensor(w, {vocab, c}),
+                             Tensor::from_ints(targets, {n}), -100, dh, dw, 0.5f);
+    Tensor kdh = Tensor::zeros({m, c}, dtype), kdw = Tensor::zeros({vocab, c}, DType::f32);
+    const CrossEntropyResult k =
+        linear_cross_entropy(to_tensor(kept_h, {m, c}, dtype), to_tensor(w, {vocab, c}),
+                             Tensor::from_ints(kept_targets, {m}), -100, kdh, kdw, 0.5f);
+    EXPECT_EQ(r.tokens, m);
+    EXPECT_EQ(r.loss_sum, k.loss_sum);
+    EXPECT_EQ(to_vec(dw), to_vec(kdw));
+    const Vec got = to_vec(dh), kept = to_vec(kdh);
+    for (int64_t i = 0, j = 0; i < n; ++i) {
+      const bool is_kept = j < m && kept_rows[static_cast<size_t>(j)] == i;
+      for (int64_t x = 0; x < c; ++x) {
+        const double want = is_kept ? reference::rounded({1.0 + kept[j * c + x]}, dtype)[0] : 1.0;
+        ASSERT_EQ(got[i * c + x], want) << "row " << i << " col " << x;
+      }
+      j += is_kept;
+    }
+  }
+  // No target at all: no loss, no tokens, nothing written.
+  std::vector<int32_t> none(static_cast<size_t>(n), -100);
+  Tensor dh = Tensor::full({n, c}, 2.0, DType::f32), dw = Tensor::full({vocab, c}, 3.0, DType::f32);
+  const CrossEntropyResult r =
+      linear_cross_entropy(to_tensor(h, {n, c}), to_tensor(w, {vocab, c}),
+                           Tensor::from_ints(none, {n}), -100, dh, dw, 1.0f);
+  EXPECT_EQ(r.tokens, 0);
+  EXPECT_EQ(r.loss_sum, 0.0);
+  EXPECT_EQ(to_vec(dh), Vec(static_cast<size_t>(n * c), 2.0));
+  EXPECT_EQ(to_vec(dw), Vec(static_cast<size_t>(vocab * c), 3.0));
+}
+
 // bf16 compute over f32 master weights: bf16 h against an f32 head. The op rounds w to bf16 block
 // by block (3000 rows: two blocks of 1024 and one of 952) with an online softmax; the reference is
 // the fp64 loss of the bf16-rounded h and w. The gradients differ from it by the bf16 rounding of
