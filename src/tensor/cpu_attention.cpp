@@ -94,25 +94,45 @@ struct KeyTiles {
 };
 void load_key_tiles(const HeadRows& K, const HeadRows& V, int64_t b, int64_t g, int64_t j0,
                     int64_t j1, int64_t d, int64_t dp, const KeyTiles& tiles, float* row_buffer) {
-  const int64_t nk = j1 - j0;
-  if (tiles.kt) std::fill(tiles.kt, tiles.kt + dp * kBk, 0.0f);
-  if (tiles.vt) std::fill(tiles.vt, tiles.vt + dp * kBk, 0.0f);
-  if (tiles.kr) std::fill(tiles.kr, tiles.kr + kBk * dp, 0.0f);
-  if (tiles.v) std::fill(tiles.v, tiles.v + kBk * dp, 0.0f);
+  const int64_t nk = j1 - j0, w = round_up8(nk);
+  // Zero only what the tile products read besides the keys themselves: the transposed tiles'
+  // columns [nk, w) and rows [d, dp), the row tiles' columns [d, dp).
+  for (float* t : {tiles.kt, tiles.vt}) {
+    if (!t) continue;
+    if (w > nk)
+      for (int64_t x = 0; x < d; ++x) zero_f32(t + x * kBk + nk, w - nk);
+    for (int64_t x = d; x < dp; ++x) zero_f32(t + x * kBk, w);
+  }
+  if (dp > d) {
+    for (float* t : {tiles.kr, tiles.v}) {
+      if (t)
+        for (int64_t j = 0; j < nk; ++j) zero_f32(t + j * dp + d, dp - d);
+    }
+  }
   for (int64_t j = 0; j < nk; ++j) {
     if (tiles.kt || tiles.kr) {
       const float* kr = load_f32(K.row(b, j0 + j, g), K.dtype, row_buffer, d);
       if (tiles.kt)
         for (int64_t x = 0; x < d; ++x) tiles.kt[x * kBk + j] = kr[x];
-      if (tiles.kr) std::copy(kr, kr + d, tiles.kr + j * dp);
+      if (tiles.kr) copy_f32(tiles.kr + j * dp, kr, d);
     }
     if (tiles.v || tiles.vt) {
       const float* vr = load_f32(V.row(b, j0 + j, g), V.dtype, row_buffer, d);
       if (tiles.vt)
         for (int64_t x = 0; x < d; ++x) tiles.vt[x * kBk + j] = vr[x];
-      if (tiles.v) std::copy(vr, vr + d, tiles.v + j * dp);
+      if (tiles.v) copy_f32(tiles.v + j * dp, vr, d);
     }
   }
+}
+
+// target[0, d) += alpha · acc[0, d): in place for f32 (no round trip through a buffer, whose
+// just-written values the next loads would wait for), through `buffer` for 16-bit targets.
+inline void accumulate_row(void* target, DType dtype, float alpha, const float* acc, int64_t d,
+                           float* buffer) {
+  if (dtype == DType::f32) return axpy(alpha, acc, static_cast<float*>(target), d);
+  load_f32(target, dtype, buffer, d);
+  axpy(alpha, acc, buffer, d);
+  store_f32(buffer, target, dtype, d);
 }
 
 // Whether key j (absolute) is visible to a query row with causal limit `limit` and segment `seg`.
@@ -125,8 +145,10 @@ inline bool visible(int64_t j, int64_t limit, const int32_t* kseg, int32_t seg) 
 inline bool mask_row(float* s, int64_t j0, int64_t nk, int64_t w, int64_t limit,
                      const int32_t* kseg, int32_t seg) {
   bool any = false;
-  if (!kseg && limit >= j0 + nk - 1) {
-    any = nk > 0;
+  if (!kseg) {  // causal only: keys [0, end) of the tile are visible, the rest masked in one go
+    const int64_t end = std::clamp<int64_t>(limit - j0 + 1, 0, nk);
+    for (int64_t j = end; j < w; ++j) s[j] = -INFINITY;
+    return end > 0;
   } else {
     for (int64_t j = 0; j < nk; ++j) {
       if (visible(j0 + j, limit, kseg, seg))
@@ -153,9 +175,9 @@ void attend_rows(const float* qs, int64_t nq, int64_t dp, const int64_t* limit, 
   float* s = arena.take(nq * kBk);
   float* m = arena.take(nq);
   float* l = arena.take(nq);
-  std::fill(o, o + nq * dp, 0.0f);
+  zero_f32(o, nq * dp);
   std::fill(m, m + nq, -INFINITY);
-  std::fill(l, l + nq, 0.0f);
+  zero_f32(l, nq);
   for (int64_t j0 = kbegin; j0 < kend; j0 += kBk) {
     const int64_t j1 = std::min(kend, j0 + kBk), nk = j1 - j0;
     // Only the tile's first w = round_up8(nk) columns are computed (short sequences: a 40-token
@@ -166,7 +188,7 @@ void attend_rows(const float* qs, int64_t nq, int64_t dp, const int64_t* limit, 
     for (int64_t i = 0; i < nq; ++i) {
       float* row = s + i * kBk;
       if (limit[i] < j0 || !mask_row(row, j0, nk, w, limit[i], kseg, qseg ? qseg[i] : 0)) {
-        std::fill(row, row + w, 0.0f);  // contributes nothing to P·V
+        zero_f32(row, w);  // contributes nothing to P·V
         continue;
       }
       const float mx = max_of(row, w);
@@ -433,8 +455,8 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
     arena.reset(arena_floats);
     float* dk_acc = arena.take(s.tokens * s.dp);
     float* dv_acc = arena.take(s.tokens * s.dp);
-    std::fill(dk_acc, dk_acc + s.tokens * s.dp, 0.0f);
-    std::fill(dv_acc, dv_acc + s.tokens * s.dp, 0.0f);
+    zero_f32(dk_acc, s.tokens * s.dp);
+    zero_f32(dv_acc, s.tokens * s.dp);
     float* qs = arena.take(nq_max * s.dp);
     float* go = arena.take(nq_max * s.dp);
     float* dq_acc = arena.take(nq_max * s.dp);
@@ -463,7 +485,7 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
           std::fill(qrow + s.d, qrow + s.dp, 0.0f);
           const float* gsrc = load_f32(dO.row(b, t, h), dO.dtype, row_buffer, s.d);
           float* grow = go + r * s.dp;
-          std::copy(gsrc, gsrc + s.d, grow);
+          copy_f32(grow, gsrc, s.d);
           std::fill(grow + s.d, grow + s.dp, 0.0f);
           // Δ = Σ dO·O: the softmax backward's row term (dS = P ∘ (dP - Δ)).
           const float* orow = load_f32(O.row(b, t, h), O.dtype, row_buffer2, s.d);
@@ -473,7 +495,7 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
           qseg[r] = seg ? seg[b * s.tokens + t] : 0;
         }
       }
-      std::fill(dq_acc, dq_acc + nq * s.dp, 0.0f);
+      zero_f32(dq_acc, nq * s.dp);
       const int64_t kbegin =
           run_start.empty() ? 0 : run_start[static_cast<size_t>(b * s.tokens + t0)];
       for (int64_t j0 = kbegin; j0 < t1; j0 += kBk) {
@@ -486,8 +508,8 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
           float* prow = p + i * kBk;
           float* dsrow = dp_tile + i * kBk;
           if (limit[i] < j0 || !mask_row(prow, j0, nk, w, limit[i], kseg, qseg[i])) {
-            std::fill(prow, prow + w, 0.0f);
-            std::fill(dsrow, dsrow + w, 0.0f);
+            zero_f32(prow, w);
+            zero_f32(dsrow, w);
             continue;
           }
           exp_shift_sum(prow, row_lse[i], prow, w);  // P = exp(S - lse); masked -> 0
@@ -502,30 +524,16 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
         for (int64_t hr = 0; hr < s.group; ++hr)
           for (int64_t t = t0; t < t1; ++t) {
             const int64_t r = hr * nt + (t - t0);
-            void* target = dQ.row(b, t, g * s.group + hr);
-            float* acc = row_buffer;
-            const float* cur = load_f32(target, dQ.dtype, row_buffer, s.d);
-            if (cur != acc) std::copy(cur, cur + s.d, acc);
-            axpy(s.scale, dq_acc + r * s.dp, acc, s.d);
-            store_f32(acc, target, dQ.dtype, s.d);
+            accumulate_row(dQ.row(b, t, g * s.group + hr), dQ.dtype, s.scale, dq_acc + r * s.dp,
+                           s.d, row_buffer);
           }
       }
     }
     for (int64_t t = 0; t < s.tokens; ++t) {
-      if (dK.base) {
-        void* target = dK.row(b, t, g);
-        const float* cur = load_f32(target, dK.dtype, row_buffer, s.d);
-        if (cur != row_buffer) std::copy(cur, cur + s.d, row_buffer);
-        axpy(1.0f, dk_acc + t * s.dp, row_buffer, s.d);
-        store_f32(row_buffer, target, dK.dtype, s.d);
-      }
-      if (dV.base) {
-        void* target = dV.row(b, t, g);
-        const float* cur = load_f32(target, dV.dtype, row_buffer, s.d);
-        if (cur != row_buffer) std::copy(cur, cur + s.d, row_buffer);
-        axpy(1.0f, dv_acc + t * s.dp, row_buffer, s.d);
-        store_f32(row_buffer, target, dV.dtype, s.d);
-      }
+      if (dK.base)
+        accumulate_row(dK.row(b, t, g), dK.dtype, 1.0f, dk_acc + t * s.dp, s.d, row_buffer);
+      if (dV.base)
+        accumulate_row(dV.row(b, t, g), dV.dtype, 1.0f, dv_acc + t * s.dp, s.d, row_buffer);
     }
   }
 }

@@ -142,9 +142,10 @@ void CpuBackend::rmsnorm_forward(const Tensor& out, const Tensor& rstd, const Te
     const float* xr = load_f32(X.row(r), X.dtype, buf[0], c);
     const float inv =
         static_cast<float>(1.0 / std::sqrt(sum_squares(xr, c) / static_cast<double>(c) + eps));
-    float* y = buf[1];
+    // f32 out: written directly (a copy from a buffer would wait on its just-written values).
+    float* y = O.dtype == DType::f32 ? static_cast<float*>(O.row(r)) : buf[1];
     for (int64_t i = 0; i < c; ++i) y[i] = xr[i] * inv * w[i];
-    store_f32(y, O.row(r), O.dtype, c);
+    if (y == buf[1]) store_f32(y, O.row(r), O.dtype, c);
     if (rs) rs[r] = inv;
   });
 }
@@ -241,10 +242,13 @@ void CpuBackend::swiglu_forward(const Tensor& out, const Tensor& gate, const Ten
   for_rows(G.rows, c, 3, [&](int64_t r, float** buf) {
     const float* g = load_f32(G.row(r), G.dtype, buf[0], c);
     const float* u = load_f32(U.row(r), U.dtype, buf[1], c);
-    float* y = buf[2];
+    // f32 out that is neither input: written directly, else through a buffer.
+    void* o = O.row(r);
+    float* y =
+        O.dtype == DType::f32 && o != G.row(r) && o != U.row(r) ? static_cast<float*>(o) : buf[2];
     sigmoid_row(g, y, c);
     for (int64_t i = 0; i < c; ++i) y[i] = g[i] * y[i] * u[i];
-    store_f32(y, O.row(r), O.dtype, c);
+    if (y == buf[2]) store_f32(y, o, O.dtype, c);
   });
 }
 
@@ -446,18 +450,46 @@ void CpuBackend::rope_forward(const Tensor& out, const Tensor& x, const Tensor& 
   const size_t xes = x.element_size(), oes = out.element_size();
   const bool interleaved = config.layout == RopeLayout::interleaved;
   const float sign = inverse ? -1.0f : 1.0f;
-  for_rows(tokens, heads * d, 3, [&](int64_t t, float** buf) {
-    float* cs = buf[0];  // cos[half] then sin[half]
-    float* sn = buf[0] + half;
+  auto angles = [&](int32_t position, float* cs, float* sn) {
     for (int64_t i = 0; i < half; ++i) {
-      const double angle = static_cast<double>(pos[t]) * inv_freq[static_cast<size_t>(i)];
+      const double angle = static_cast<double>(position) * inv_freq[static_cast<size_t>(i)];
       cs[i] = static_cast<float>(std::cos(angle));
       sn[i] = sign * static_cast<float>(std::sin(angle));
+    }
+  };
+  // A batch repeats its positions (every row counts from 0): when they span no more values than
+  // there are tokens, cos and sin are computed once per position into a table (the same values).
+  int32_t first = 0, last = -1;
+  if (tokens > 0) first = last = pos[0];
+  for (int64_t t = 1; t < tokens; ++t)
+    first = std::min(first, pos[t]), last = std::max(last, pos[t]);
+  const int64_t span = int64_t(last) - first + 1;
+  std::vector<float> table;
+  if (tokens > 1 && span <= tokens) {
+    table.resize(static_cast<size_t>(span * 2 * half));
+    apply_threads();
+#pragma omp parallel for if (span * half >= 4096)
+    for (int64_t p = 0; p < span; ++p) {
+      float* row = table.data() + p * 2 * half;
+      angles(static_cast<int32_t>(first + p), row, row + half);
+    }
+  }
+  for_rows(tokens, heads * d, 3, [&](int64_t t, float** buf) {
+    const float* cs = buf[0];  // cos[half] then sin[half]
+    const float* sn = buf[0] + half;
+    if (table.empty()) {
+      angles(pos[t], buf[0], buf[0] + half);
+    } else {
+      cs = table.data() + (pos[t] - first) * 2 * half;
+      sn = cs + half;
     }
     for (int64_t h = 0; h < heads; ++h) {
       const float* v =
           load_f32(xbase + (t * xs0 + h * xs1) * static_cast<int64_t>(xes), x.dtype(), buf[1], d);
-      float* y = buf[2];
+      void* dst = obase + (t * os0 + h * os1) * static_cast<int64_t>(oes);
+      // f32 out: written in place (each pair is read before it is written, so out may alias x);
+      // through a buffer, a wide copy would wait on the buffer's just-written scalars.
+      float* y = out.dtype() == DType::f32 ? static_cast<float*>(dst) : buf[2];
       if (interleaved) {
         for (int64_t i = 0; i < half; ++i) {
           const float a = v[2 * i], b = v[2 * i + 1];
@@ -471,8 +503,9 @@ void CpuBackend::rope_forward(const Tensor& out, const Tensor& x, const Tensor& 
           y[i + half] = a * sn[i] + b * cs[i];
         }
       }
-      for (int64_t i = 2 * half; i < d; ++i) y[i] = v[i];
-      store_f32(y, obase + (t * os0 + h * os1) * static_cast<int64_t>(oes), out.dtype(), d);
+      if (y != v)
+        for (int64_t i = 2 * half; i < d; ++i) y[i] = v[i];
+      if (y == buf[2]) store_f32(y, dst, out.dtype(), d);
     }
   });
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "tensor/cpu_math.h"
 #include "tensor/tensor.h"
 #include "tensor/threading.h"
 
@@ -50,8 +51,17 @@ void check_last_dim_unit_stride(const char* op, const char* arg, const Tensor& t
 
 // Serial (call from inside parallel regions) conversions of n contiguous elements to/from f32.
 // load_f32 returns src itself when it already holds f32, else converts into `buffer`.
-const float* load_f32(const void* src, DType dtype, float* buffer, int64_t n);
-void store_f32(const float* src, void* dst, DType dtype, int64_t n);
+// f32 takes the inline path; 16-bit types the converting ones.
+const float* load_f32_converted(const void* src, DType dtype, float* buffer, int64_t n);
+void store_f32_converted(const float* src, void* dst, DType dtype, int64_t n);
+inline const float* load_f32(const void* src, DType dtype, float* buffer, int64_t n) {
+  if (dtype == DType::f32) return static_cast<const float*>(src);
+  return load_f32_converted(src, dtype, buffer, n);
+}
+inline void store_f32(const float* src, void* dst, DType dtype, int64_t n) {
+  if (dtype != DType::f32) return store_f32_converted(src, dst, dtype, n);
+  if (src != dst) copy_f32(static_cast<float*>(dst), src, n);
+}
 
 // A 2-D [rows, cols] view of a float tensor (leading dims folded), unit stride in cols.
 struct RowsRef {

@@ -17,7 +17,7 @@ template <int R, int NV>
 inline void tile_gemm_block(const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb,
                             float* C, int64_t ldc, int64_t k, int64_t j, bool accumulate) {
   __m256 acc[R][NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v)
@@ -26,14 +26,14 @@ inline void tile_gemm_block(const float* A, int64_t a_rs, int64_t a_cs, const fl
     __m256 b[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) b[v] = _mm256_loadu_ps(B + kk * ldb + j + 8 * v);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m256 a = _mm256_broadcast_ss(A + r * a_rs + kk * a_cs);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
     }
   }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) _mm256_storeu_ps(C + r * ldc + j + 8 * v, acc[r][v]);

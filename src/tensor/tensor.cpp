@@ -663,7 +663,7 @@ void parallel_chunks(size_t n, F&& body) {
 }  // namespace
 
 namespace detail {
-const float* load_f32(const void* src, DType dtype, float* buffer, int64_t n) {
+const float* load_f32_converted(const void* src, DType dtype, float* buffer, int64_t n) {
   const size_t count = static_cast<size_t>(n);
   switch (dtype) {
     case DType::f32:
@@ -686,7 +686,7 @@ const float* load_f32(const void* src, DType dtype, float* buffer, int64_t n) {
   }
 }
 
-void store_f32(const float* src, void* dst, DType dtype, int64_t n) {
+void store_f32_converted(const float* src, void* dst, DType dtype, int64_t n) {
   const size_t count = static_cast<size_t>(n);
   switch (dtype) {
     case DType::f32:

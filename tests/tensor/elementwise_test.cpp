@@ -229,6 +229,35 @@ TEST(Rope, BothLayoutsPerTokenPositionsStridedAndInverse) {
   EXPECT_THROW(rope_forward(x, x, Tensor::from_ints(std::vector<int32_t>{0, 1}, {2}), cfg), Error);
 }
 
+// A batch of rows that each count from 0 takes cos/sin from a table of its positions: the same bits
+// as computing them token by token (a single token, positions far apart), and the reference's
+// values.
+TEST(Rope, RepeatedPositionsShareOneTableWithTheSameValues) {
+  const int64_t rows = 4, tokens = 7, heads = 2, d = 8;
+  RopeConfig cfg;
+  cfg.head_dim = d;
+  std::vector<int32_t> pos;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t t = 0; t < tokens; ++t) pos.push_back(static_cast<int32_t>(t + (r == 3 ? 2 : 0)));
+  const Vec x = reference::random_vec(static_cast<size_t>(rows * tokens * heads * d), 42);
+  for (bool inverse : {false, true}) {
+    Tensor out = Tensor::empty({rows, tokens, heads, d}, DType::f32);
+    const Tensor in = to_tensor(x, {rows, tokens, heads, d});
+    const Tensor positions = Tensor::from_ints(pos, {rows, tokens});
+    inverse ? rope_backward(out, in, positions, cfg) : rope_forward(out, in, positions, cfg);
+    EXPECT_LT(rel_error(to_vec(out), reference::rope(x, pos, heads, d, cfg, inverse)), kF32Tol);
+    const Tensor flat = in.view({rows * tokens, heads, d});
+    for (int64_t i = 0; i < rows * tokens; ++i) {
+      Tensor one = Tensor::empty({1, heads, d}, DType::f32);
+      const Tensor p = Tensor::from_ints(std::vector<int32_t>{pos[static_cast<size_t>(i)]}, {1});
+      const Tensor xi = flat.narrow(0, i, 1).contiguous();
+      inverse ? rope_backward(one, xi, p, cfg) : rope_forward(one, xi, p, cfg);
+      const Vec got = to_vec(out.view({rows * tokens, heads, d}).narrow(0, i, 1).contiguous());
+      ASSERT_EQ(got, to_vec(one)) << "token " << i << (inverse ? " (inverse)" : "");
+    }
+  }
+}
+
 TEST(GradNorm, GlobalNormAndClipping) {
   const Vec a = reference::random_vec(1000, 50), b = reference::random_vec(70001, 51);
   Tensor ta = to_tensor(a, {1000}), tb = to_tensor(b, {70001}, DType::bf16);
