@@ -140,25 +140,51 @@ inline bool visible(int64_t j, int64_t limit, const int32_t* kseg, int32_t seg) 
   return j <= limit && (!kseg || kseg[j] == seg);
 }
 
-// Sets the invisible entries of one score row (keys j0 + [0, w), of which the first nk exist) to
-// -inf. Returns false when no key in the tile is visible to the row.
-inline bool mask_row(float* s, int64_t j0, int64_t nk, int64_t w, int64_t limit,
-                     const int32_t* kseg, int32_t seg) {
-  bool any = false;
-  if (!kseg) {  // causal only: keys [0, end) of the tile are visible, the rest masked in one go
-    const int64_t end = std::clamp<int64_t>(limit - j0 + 1, 0, nk);
-    for (int64_t j = end; j < w; ++j) s[j] = -INFINITY;
-    return end > 0;
-  } else {
-    for (int64_t j = 0; j < nk; ++j) {
+// Keys of the tile j0 + [0, nk) that a row with causal limit `limit` can see at most: [0, end).
+inline int64_t causal_end(int64_t j0, int64_t nk, int64_t limit) {
+  return std::clamp<int64_t>(limit - j0 + 1, 0, nk);
+}
+
+// Masks one score row (keys j0 + [0, w), of which the first nk exist) and returns its extent e (a
+// multiple of 8, <= w): entries [0, e) hold the scores with the invisible ones set to -inf, entries
+// [e, w) are 0 and need no softmax (a causal row's later keys: exp would only give 0 there).
+// Returns 0 when no key in the tile is visible to the row.
+inline int64_t mask_row(float* s, int64_t j0, int64_t nk, int64_t w, int64_t limit,
+                        const int32_t* kseg, int32_t seg) {
+  const int64_t end = causal_end(j0, nk, limit), e = round_up8(end);
+  bool any = end > 0;
+  if (kseg) {
+    any = false;
+    for (int64_t j = 0; j < end; ++j) {
       if (visible(j0 + j, limit, kseg, seg))
         any = true;
       else
         s[j] = -INFINITY;
     }
   }
-  for (int64_t j = nk; j < w; ++j) s[j] = -INFINITY;
-  return any;
+  for (int64_t j = end; j < e; ++j) s[j] = -INFINITY;
+  if (!any) return 0;
+  zero_f32(s + e, w - e);
+  return e;
+}
+
+// C (= or +=) A·B over blocks of 4 rows, each block computing only the columns (kColumns) or the
+// reduction (otherwise) its rows need: extent(i) for row i, the block taking its rows' largest.
+// Causal attention's early rows see only the first keys of a tile, so S = Q·Kᵀ needs only their
+// columns and P·V only their keys; what is left out is 0 in the full product (columns beyond every
+// row's extent are masked, keys beyond it have probability 0), so the results are the same.
+template <bool kColumns, typename Extent>
+void tile_gemm_causal(const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb,
+                      float* C, int64_t ldc, int64_t m, int64_t k, int64_t n, bool accumulate,
+                      Extent&& extent) {
+  for (int64_t i0 = 0; i0 < m; i0 += 4) {
+    const int64_t rows = std::min<int64_t>(4, m - i0);
+    int64_t ext = 0;
+    for (int64_t i = i0; i < i0 + rows; ++i) ext = std::max(ext, extent(i));
+    if (ext <= 0) continue;
+    tile_gemm(A + i0 * a_rs, a_rs, a_cs, B, ldb, C + i0 * ldc, ldc, rows, kColumns ? k : ext,
+              kColumns ? ext : n, accumulate);
+  }
 }
 
 // The online-softmax forward over one stack of query rows.
@@ -184,22 +210,28 @@ void attend_rows(const float* qs, int64_t nq, int64_t dp, const int64_t* limit, 
     // row used to pay for 64); the rest of the row stride is never read.
     const int64_t w = round_up8(nk);
     load(j0, j1, kt, v);
-    tile_gemm(qs, dp, 1, kt, kBk, s, kBk, nq, dp, w, false);
+    // S = Q·Kᵀ, each block of rows over the keys it can see (the rest of its w columns is masked).
+    tile_gemm_causal<true>(qs, dp, 1, kt, kBk, s, kBk, nq, dp, w, false,
+                           [&](int64_t i) { return round_up8(causal_end(j0, nk, limit[i])); });
     for (int64_t i = 0; i < nq; ++i) {
       float* row = s + i * kBk;
-      if (limit[i] < j0 || !mask_row(row, j0, nk, w, limit[i], kseg, qseg ? qseg[i] : 0)) {
+      const int64_t e =
+          limit[i] < j0 ? 0 : mask_row(row, j0, nk, w, limit[i], kseg, qseg ? qseg[i] : 0);
+      if (e == 0) {
         zero_f32(row, w);  // contributes nothing to P·V
         continue;
       }
-      const float mx = max_of(row, w);
+      const float mx = max_of(row, e);
       const float m_new = std::max(m[i], mx);
       const float alpha = m[i] == -INFINITY ? 0.0f : exp_scalar(m[i] - m_new);
-      const float sum = exp_shift_sum(row, m_new, row, w);
+      const float sum = exp_shift_sum(row, m_new, row, e);
       l[i] = l[i] * alpha + sum;
       if (alpha != 1.0f) scale(o + i * dp, alpha, dp);
       m[i] = m_new;
     }
-    tile_gemm(s, kBk, 1, v, dp, o, dp, nq, nk, dp, true);
+    // O += P·V, each block of rows over the keys it can see (P is 0 beyond).
+    tile_gemm_causal<false>(s, kBk, 1, v, dp, o, dp, nq, nk, dp, true,
+                            [&](int64_t i) { return causal_end(j0, nk, limit[i]); });
   }
   for (int64_t i = 0; i < nq; ++i) {
     if (l[i] > 0) {
@@ -502,20 +534,26 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
         const int64_t j1 = std::min(t1, j0 + kBk), nk = j1 - j0;
         const int64_t w = round_up8(nk);  // columns computed (as in the forward)
         load_key_tiles(K, V, b, g, j0, j1, s.d, s.dp, KeyTiles{kt, kr, nullptr, vt}, row_buffer);
-        tile_gemm(qs, s.dp, 1, kt, kBk, p, kBk, nq, s.dp, w, false);        // S
-        tile_gemm(go, s.dp, 1, vt, kBk, dp_tile, kBk, nq, s.dp, w, false);  // dP = dO·Vᵀ
+        // S and dP = dO·Vᵀ, each block of rows over the keys it can see (as in the forward).
+        auto columns = [&](int64_t i) { return round_up8(causal_end(j0, nk, limit[i])); };
+        tile_gemm_causal<true>(qs, s.dp, 1, kt, kBk, p, kBk, nq, s.dp, w, false, columns);
+        tile_gemm_causal<true>(go, s.dp, 1, vt, kBk, dp_tile, kBk, nq, s.dp, w, false, columns);
         for (int64_t i = 0; i < nq; ++i) {
           float* prow = p + i * kBk;
           float* dsrow = dp_tile + i * kBk;
-          if (limit[i] < j0 || !mask_row(prow, j0, nk, w, limit[i], kseg, qseg[i])) {
+          const int64_t e = limit[i] < j0 ? 0 : mask_row(prow, j0, nk, w, limit[i], kseg, qseg[i]);
+          if (e == 0) {
             zero_f32(prow, w);
             zero_f32(dsrow, w);
             continue;
           }
-          exp_shift_sum(prow, row_lse[i], prow, w);  // P = exp(S - lse); masked -> 0
-          for (int64_t j = 0; j < w; ++j) dsrow[j] = prow[j] * (dsrow[j] - delta[i]);
+          exp_shift_sum(prow, row_lse[i], prow, e);  // P = exp(S - lse); masked -> 0
+          for (int64_t j = 0; j < e; ++j) dsrow[j] = prow[j] * (dsrow[j] - delta[i]);
+          zero_f32(dsrow + e, w - e);
         }
-        tile_gemm(dp_tile, kBk, 1, kr, s.dp, dq_acc, s.dp, nq, nk, s.dp, true);  // dQ += dS·K
+        // dQ += dS·K over the keys each block of rows can see (dS is 0 beyond).
+        tile_gemm_causal<false>(dp_tile, kBk, 1, kr, s.dp, dq_acc, s.dp, nq, nk, s.dp, true,
+                                [&](int64_t i) { return causal_end(j0, nk, limit[i]); });
         // dV += Pᵀ·dO and dK += dSᵀ·(scale·Q): the tiles are read transposed through A's strides.
         tile_gemm(p, 1, kBk, go, s.dp, dv_acc + j0 * s.dp, s.dp, nk, nq, s.dp, true);
         tile_gemm(dp_tile, 1, kBk, qs, s.dp, dk_acc + j0 * s.dp, s.dp, nk, nq, s.dp, true);
