@@ -194,14 +194,13 @@ void CpuBackend::rmsnorm_backward(const Tensor& dx, const Tensor& dweight, const
       }
       if (dX.base) {
         // y = x·inv·w;  dx = inv·(g·w) - x·inv³/C · Σ(g·w·x)
-        double dot_gwx = 0;
-        for (int64_t i = 0; i < c; ++i) dot_gwx += static_cast<double>(g[i]) * w[i] * xr[i];
+        const double dot_gwx = dot3(g, w, xr, c);
         const float k = static_cast<float>(dot_gwx * inv * inv * inv / static_cast<double>(c));
-        float* d = b2;
-        const float* cur = load_f32(dX.row(r), dX.dtype, b2, c);
-        if (cur != d) std::copy(cur, cur + c, d);
+        // f32 dx accumulates in place; a 16-bit one through the buffer.
+        float* d = dX.dtype == DType::f32 ? static_cast<float*>(dX.row(r)) : b2;
+        if (d == b2) load_f32(dX.row(r), dX.dtype, b2, c);
         for (int64_t i = 0; i < c; ++i) d[i] += inv * g[i] * w[i] - k * xr[i];
-        store_f32(d, dX.row(r), dX.dtype, c);
+        if (d == b2) store_f32(d, dX.row(r), dX.dtype, c);
       }
     }
   }
@@ -222,9 +221,18 @@ void sigmoid_row(const float* g, float* sig, int64_t n) {
 #ifdef SEQIT_AVX2
   const __m256 one = _mm256_set1_ps(1.0f);
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  for (; i + 8 <= n; i += 8) {
-    const __m256 e = exp8(_mm256_xor_ps(_mm256_loadu_ps(g + i), sign));  // e^-g
-    _mm256_storeu_ps(sig + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+  // σ(g) = 1 / (1 + e^-g); 0 where e^-g overflows (exp8 saturates there: exp_scalar's infinity).
+  const __m256 low = _mm256_set1_ps(-kExpHigh);
+  auto sigmoid8 = [&](__m256 gv) {
+    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_xor_ps(gv, sign))));
+    return _mm256_andnot_ps(_mm256_cmp_ps(gv, low, _CMP_LT_OQ), s);
+  };
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(sig + i, sigmoid8(_mm256_loadu_ps(g + i)));
+  if (i < n) {  // the last 1-7 values through masked loads and stores (not 1-7 scalar exp calls)
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)), lanes);
+    _mm256_maskstore_ps(sig + i, mask, sigmoid8(_mm256_maskload_ps(g + i, mask)));
+    i = n;
   }
 #endif
   for (; i < n; ++i) sig[i] = sigmoid_scalar(g[i]);
@@ -295,8 +303,8 @@ void CpuBackend::swiglu_backward(const Tensor& dgate, const Tensor& dup, const T
       const float* d = load_f32(dO.row(r), dO.dtype, bd, c);
       sigmoid_row(g, bs, c);
       if (in_place) {
-        if (g != bg) std::copy(g, g + c, bg), g = bg;
-        if (u != bu) std::copy(u, u + c, bu), u = bu;
+        if (g != bg) copy_f32(bg, g, c), g = bg;
+        if (u != bu) copy_f32(bu, u, c), u = bu;
         for (int64_t i = 0; i < c; ++i) bgrad[i] = d[i] * g[i] * bs[i];
         store_f32(bgrad, dU.row(r), dU.dtype, c);  // dup = dout · silu(g)
         for (int64_t i = 0; i < c; ++i)

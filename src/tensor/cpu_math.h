@@ -10,6 +10,7 @@
 // below -87.3 the result is 0 (exp(-inf) = 0 exactly, which masked softmax needs).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -24,22 +25,22 @@ namespace seqit::tensor::detail {
 
 // Copies / zeroes n floats in line. The attention tiles and per-row ops move rows of a few dozen
 // floats, where a call to libc's memmove / memset cost more than the move (15% of a small model's
-// attention time). Larger ranges go to libc.
+// attention time). 8 floats at a time, like the kernels that write the rows: a wider load of
+// values just stored by narrower stores would wait for them instead of forwarding. Larger ranges
+// go to libc.
 inline void copy_f32(float* dst, const float* src, int64_t n) {
   if (n > 256) {
     __builtin_memmove(dst, src, static_cast<size_t>(n) * sizeof(float));
     return;
   }
   int64_t i = 0;
-#if defined(SEQIT_AVX2) && defined(__AVX512F__)
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
-  if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
-  }
-#elif defined(SEQIT_AVX2)
+#ifdef SEQIT_AVX2
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
-  for (; i < n; ++i) dst[i] = src[i];
+  if (i < n) {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - i)),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    _mm256_maskstore_ps(dst + i, mask, _mm256_maskload_ps(src + i, mask));
+  }
 #else
   for (; i < n; ++i) dst[i] = src[i];
 #endif
@@ -50,17 +51,10 @@ inline void zero_f32(float* dst, int64_t n) {
     return;
   }
   int64_t i = 0;
-#if defined(SEQIT_AVX2) && defined(__AVX512F__)
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_setzero_ps());
-  if (i < n)
-    _mm512_mask_storeu_ps(dst + i, static_cast<__mmask16>((1u << (n - i)) - 1),
-                          _mm512_setzero_ps());
-#elif defined(SEQIT_AVX2)
+#ifdef SEQIT_AVX2
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_setzero_ps());
-  for (; i < n; ++i) dst[i] = 0.0f;
-#else
-  for (; i < n; ++i) dst[i] = 0.0f;
 #endif
+  for (; i < n; ++i) dst[i] = 0.0f;
 }
 
 constexpr float kExpLow = -87.3f;
@@ -234,8 +228,40 @@ inline double sum_squares(const float* x, int64_t n) {
     }
     total += hsum(_mm256_add_ps(acc0, acc1));
   }
+  // The rest too (a short row, e.g. a norm over 64 values): one f64 add after another waits ~4
+  // cycles each, which made rmsnorm over small widths latency-bound.
+  if (n - i >= 16) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+      const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+      acc0 = _mm256_fmadd_ps(v0, v0, acc0);
+      acc1 = _mm256_fmadd_ps(v1, v1, acc1);
+    }
+    total += hsum(_mm256_add_ps(acc0, acc1));
+  }
 #endif
   for (; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
+  return total;
+}
+
+// Σ a·b·c over n values, summed like sum_squares (f32 lanes over blocks of 1024 folded into f64).
+inline double dot3(const float* a, const float* b, const float* c, int64_t n) {
+  double total = 0;
+  int64_t i = 0;
+#ifdef SEQIT_AVX2
+  while (n - i >= 16) {
+    const int64_t end = std::min(n, i + 1024);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= end; i += 16) {
+      acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)),
+                             _mm256_loadu_ps(c + i), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8)),
+                             _mm256_loadu_ps(c + i + 8), acc1);
+    }
+    total += hsum(_mm256_add_ps(acc0, acc1));
+  }
+#endif
+  for (; i < n; ++i) total += static_cast<double>(a[i]) * b[i] * c[i];
   return total;
 }
 
