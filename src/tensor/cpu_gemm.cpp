@@ -854,7 +854,8 @@ __attribute__((target("avx2,fma,f16c"))) void panel_kernel_avx2(int64_t kc, cons
         acc[0][m][q][v] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(cp);
         if constexpr (S == 2) acc[S - 1][m][q][v] = _mm256_setzero_ps();
       }
-  auto step = [&](auto prefetch, int64_t i, __m256(&a)[MR][NP][NV]) __attribute__((always_inline)) {
+  auto step = [&](auto prefetch, int64_t i, __m256(&a)[MR][NP][NV])
+      __attribute__((always_inline, target("avx2,fma,f16c"))) {
     if constexpr (decltype(prefetch)::value) _mm_prefetch(pf + i * pf_step, _MM_HINT_T0);
     // Live registers: the accumulators plus either NV weight vectors and one broadcast (one panel:
     // load the panel's weights, then broadcast row by row) or MR broadcasts and one weight vector
@@ -888,7 +889,7 @@ __attribute__((target("avx2,fma,f16c"))) void panel_kernel_avx2(int64_t kc, cons
   // The loop is written twice, with and without the prefetch, rather than testing pf on every
   // step: with 4 rows the step is ~25 instructions for 12 FMAs, near the 6-per-cycle dispatch
   // limit, and a compare and branch more per step showed.
-  auto steps = [&](auto prefetch) __attribute__((always_inline)) {
+  auto steps = [&](auto prefetch) __attribute__((always_inline, target("avx2,fma,f16c"))) {
     int64_t i = 0;
     for (; i + S <= kc; i += S) {
 #pragma GCC unroll 2
@@ -995,12 +996,14 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void panel_kerne
       lo[m][q] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(cp);
       hi[m][q] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(cp + 16);
     }
-  auto step = [&](auto prefetch, int64_t j) __attribute__((always_inline)) {
+  auto step = [&](auto prefetch, int64_t j)
+      __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16"))) {
     if constexpr (decltype(prefetch)::value) _mm_prefetch(pf + j * pf_step, _MM_HINT_T0);
     // Live registers: the accumulators, the pair vectors of the panels and the broadcasts. One
     // panel: its two pair vectors, then one broadcast per row (12 rows: 24 + 2 + 1). Several
     // panels (1-2 rows): every row's broadcast first, reused across the panels.
-    auto pair_vectors = [&](int q, __m512bh& wl, __m256bh& wh) __attribute__((always_inline)) {
+    auto pair_vectors = [&](int q, __m512bh& wl, __m256bh& wh)
+        __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16"))) {
       const uint16_t* w = wp + q * pstride + j * 2 * kPanel;
       const __m512i a = _mm512_loadu_si512(w);
       const __m512i b =
@@ -1010,7 +1013,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void panel_kerne
           _mm512_castsi512_si256(_mm512_permutex2var_epi16(a, idx_hi, b)));
     };
     auto dot = [&](int m, int q, __m512i xb, __m512bh wl, __m256bh wh)
-        __attribute__((always_inline)) {
+        __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16"))) {
       lo[m][q] = _mm512_dpbf16_ps(lo[m][q], wl, reinterpret_cast<__m512bh>(xb));
       hi[m][q] =
           _mm256_dpbf16_ps(hi[m][q], wh, reinterpret_cast<__m256bh>(_mm512_castsi512_si256(xb)));
