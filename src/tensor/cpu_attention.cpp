@@ -85,7 +85,8 @@ Arena& thread_arena() {
 }
 
 // Loads keys [j0, j1) into Kt [dp][kBk] (transposed) and/or Kr [kBk][dp], and V into V [kBk][dp]
-// and/or Vt [dp][kBk], converting to f32; padding (columns/rows beyond the keys and head_dim) is 0.
+// and/or Vt [dp][kBk], converting to f32; the padding the tile products read (columns up to the
+// next multiple of 8 keys, rows/columns beyond head_dim) is 0.
 struct KeyTiles {
   float* kt = nullptr;  // [dp][kBk]
   float* kr = nullptr;  // [kBk][dp]
