@@ -98,24 +98,38 @@ dnnl::memory::desc matrix_desc(int64_t batch, DType dtype, int64_t rows, int64_t
   return dnnl::memory::desc({batch, rows, cols}, onednn_type(dtype), {bs, rs, cs});
 }
 
-std::string cache_key(const GemmShape& s) {
-  std::string key;
-  key.reserve(160);
-  for (int64_t v :
-       {s.batch, s.m, s.n, s.k, s.a.row_stride, s.a.col_stride, s.a.batch_stride, s.b.row_stride,
-        s.b.col_stride, s.b.batch_stride, s.c.row_stride, s.c.col_stride, s.c.batch_stride}) {
-    key += std::to_string(v);
-    key += ',';
-  }
-  key += static_cast<char>('0' + static_cast<int>(s.a.dtype));
-  key += static_cast<char>('0' + static_cast<int>(s.b.dtype));
-  key += static_cast<char>('0' + static_cast<int>(s.c.dtype));
-  key += s.bias ? 'b' : '-';
-  key += s.accumulate ? 'a' : '-';
-  key += std::to_string(s.alpha);
-  key += 't' + std::to_string(s.threads);
-  return key;
+// Everything a primitive depends on (not the data pointers).
+using CacheKey = std::array<int64_t, 19>;
+CacheKey cache_key(const GemmShape& s) {
+  uint32_t alpha_bits = 0;
+  std::memcpy(&alpha_bits, &s.alpha, sizeof alpha_bits);
+  return {s.batch,
+          s.m,
+          s.n,
+          s.k,
+          s.a.row_stride,
+          s.a.col_stride,
+          s.a.batch_stride,
+          s.b.row_stride,
+          s.b.col_stride,
+          s.b.batch_stride,
+          s.c.row_stride,
+          s.c.col_stride,
+          s.c.batch_stride,
+          static_cast<int64_t>(s.a.dtype),
+          static_cast<int64_t>(s.b.dtype),
+          static_cast<int64_t>(s.c.dtype),
+          (s.bias ? 1 : 0) | (s.accumulate ? 2 : 0),
+          static_cast<int64_t>(alpha_bits),
+          s.threads};
 }
+struct CacheKeyHash {
+  size_t operator()(const CacheKey& key) const {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the values
+    for (int64_t v : key) h = (h ^ static_cast<uint64_t>(v)) * 1099511628211ull;
+    return static_cast<size_t>(h);
+  }
+};
 
 dnnl::matmul::primitive_desc make_primitive_desc(const GemmShape& s) {
   const auto a =
@@ -140,33 +154,67 @@ dnnl::matmul::primitive_desc make_primitive_desc(const GemmShape& s) {
   return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, cpu_engine());
 }
 
+dnnl::memory::desc bias_desc(int64_t batch, int64_t n) {
+  return batch == 1 ? dnnl::memory::desc({1, n}, dnnl::memory::data_type::f32, {n, 1})
+                    : dnnl::memory::desc({1, 1, n}, dnnl::memory::data_type::f32, {n, n, 1});
+}
+
+// A primitive with its operands' memory objects and argument map, made once per shape: a call
+// only points the memories at its data (building descriptors, memories and the map on every call
+// cost a few microseconds of allocation per GEMM, a training step of a small model runs ~40).
+struct CachedMatmul {
+  dnnl::matmul primitive;
+  dnnl::memory a, b, c, bias;
+  std::unordered_map<int, dnnl::memory> args;
+
+  explicit CachedMatmul(const GemmShape& s) : primitive(make_primitive_desc(s)) {
+    const dnnl::engine& engine = cpu_engine();
+    a = dnnl::memory(
+        matrix_desc(s.batch, s.a.dtype, s.m, s.k, s.a.row_stride, s.a.col_stride, s.a.batch_stride),
+        engine, DNNL_MEMORY_NONE);
+    b = dnnl::memory(
+        matrix_desc(s.batch, s.b.dtype, s.k, s.n, s.b.row_stride, s.b.col_stride, s.b.batch_stride),
+        engine, DNNL_MEMORY_NONE);
+    c = dnnl::memory(
+        matrix_desc(s.batch, s.c.dtype, s.m, s.n, s.c.row_stride, s.c.col_stride, s.c.batch_stride),
+        engine, DNNL_MEMORY_NONE);
+    args = {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
+    if (s.bias) {
+      bias = dnnl::memory(bias_desc(s.batch, s.n), engine, DNNL_MEMORY_NONE);
+      args.emplace(DNNL_ARG_BIAS, bias);
+    }
+  }
+};
+
 // Creating a primitive costs 0.2-1.4 ms (ENGINE_NOTES.md); a training step reuses a handful of
 // shapes thousands of times. Bounded LRU so that decoding with ever-growing lengths cannot grow it
 // forever.
 class PrimitiveCache {
  public:
   // One cache per thread (primitive_cache()): no locking.
-  std::shared_ptr<dnnl::matmul> get(const GemmShape& shape) {
-    const std::string key = cache_key(shape);
+  CachedMatmul& get(const GemmShape& shape) {
+    const CacheKey key = cache_key(shape);
     if (auto it = map_.find(key); it != map_.end()) {
       order_.splice(order_.begin(), order_, it->second.second);
-      return it->second.first;
+      return *it->second.first;
     }
-    auto primitive = std::make_shared<dnnl::matmul>(make_primitive_desc(shape));
+    auto entry = std::make_unique<CachedMatmul>(shape);
+    CachedMatmul& result = *entry;
     order_.push_front(key);
-    map_.emplace(key, std::make_pair(primitive, order_.begin()));
+    map_.emplace(key, std::make_pair(std::move(entry), order_.begin()));
     if (map_.size() > kCapacity) {
       map_.erase(order_.back());
       order_.pop_back();
     }
-    return primitive;
+    return result;
   }
 
  private:
   static constexpr size_t kCapacity = 256;
-  std::list<std::string> order_;
-  std::unordered_map<std::string,
-                     std::pair<std::shared_ptr<dnnl::matmul>, std::list<std::string>::iterator>>
+  std::list<CacheKey> order_;
+  std::unordered_map<CacheKey,
+                     std::pair<std::unique_ptr<CachedMatmul>, std::list<CacheKey>::iterator>,
+                     CacheKeyHash>
       map_;
 };
 
@@ -193,29 +241,17 @@ void run_onednn(GemmShape s, const float* bias) {
       if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
     }
   } restore_threads{restore};
-  std::shared_ptr<dnnl::matmul> primitive;
+  CachedMatmul* entry = nullptr;
   try {
-    primitive = primitive_cache().get(s);
+    entry = &primitive_cache().get(s);
   } catch (const dnnl::error& e) {
     fail("matmul", std::string("oneDNN has no matmul for this layout: ") + e.what());
   }
-  const auto a =
-      matrix_desc(s.batch, s.a.dtype, s.m, s.k, s.a.row_stride, s.a.col_stride, s.a.batch_stride);
-  const auto b =
-      matrix_desc(s.batch, s.b.dtype, s.k, s.n, s.b.row_stride, s.b.col_stride, s.b.batch_stride);
-  const auto c =
-      matrix_desc(s.batch, s.c.dtype, s.m, s.n, s.c.row_stride, s.c.col_stride, s.c.batch_stride);
-  std::unordered_map<int, dnnl::memory> args{
-      {DNNL_ARG_SRC, dnnl::memory(a, cpu_engine(), const_cast<void*>(s.a.data))},
-      {DNNL_ARG_WEIGHTS, dnnl::memory(b, cpu_engine(), const_cast<void*>(s.b.data))},
-      {DNNL_ARG_DST, dnnl::memory(c, cpu_engine(), s.c.data)}};
-  if (bias) {
-    const auto bd =
-        s.batch == 1 ? dnnl::memory::desc({1, s.n}, dnnl::memory::data_type::f32, {s.n, 1})
-                     : dnnl::memory::desc({1, 1, s.n}, dnnl::memory::data_type::f32, {s.n, s.n, 1});
-    args.emplace(DNNL_ARG_BIAS, dnnl::memory(bd, cpu_engine(), const_cast<float*>(bias)));
-  }
-  primitive->execute(cpu_stream(), args);
+  entry->a.set_data_handle(const_cast<void*>(s.a.data));
+  entry->b.set_data_handle(const_cast<void*>(s.b.data));
+  entry->c.set_data_handle(s.c.data);
+  if (s.bias) entry->bias.set_data_handle(const_cast<float*>(bias));
+  entry->primitive.execute(cpu_stream(), entry->args);
   cpu_stream().wait();
 }
 
