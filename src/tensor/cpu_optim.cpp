@@ -48,8 +48,9 @@ MatrixRef dropped_input(const RowsRef& X, const LoraConfig& config, Tensor& hold
     const float* src = load_f32(X.row(r), X.dtype, row, X.cols);
     if (src != row) std::copy(src, src + X.cols, row);
     if (config.dropout > 0.0f) {
+      const int64_t mask_row = config.rows != nullptr ? config.rows[r] : r;
       for (int64_t i = 0; i < X.cols; ++i) {
-        row[i] = dropped(config.seed, static_cast<uint64_t>(r * X.cols + i), threshold)
+        row[i] = dropped(config.seed, static_cast<uint64_t>(mask_row * X.cols + i), threshold)
                      ? 0.0f
                      : row[i] * keep_scale;
       }
@@ -165,8 +166,9 @@ void CpuBackend::lora_backward(const Tensor& dx, const Tensor& da, const Tensor&
 #pragma omp parallel for schedule(static) if (s.n * s.in >= kParallelThreshold)
     for (int64_t r = 0; r < s.n; ++r) {
       float* row = t + r * s.in;
+      const int64_t mask_row = config.rows != nullptr ? config.rows[r] : r;
       for (int64_t i = 0; i < s.in; ++i) {
-        row[i] = dropped(config.seed, static_cast<uint64_t>(r * s.in + i), threshold)
+        row[i] = dropped(config.seed, static_cast<uint64_t>(mask_row * s.in + i), threshold)
                      ? 0.0f
                      : row[i] * keep_scale;
       }

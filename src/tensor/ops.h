@@ -216,6 +216,10 @@ struct LoraConfig {
   // Dropout mask = hash(seed, element index): reproducible and recomputed in backward, never
   // stored. Vary the seed per step and per layer.
   uint64_t seed = 0;
+  // Row r of x takes the mask of row rows[r] (null: of row r), so that a pass over some rows of a
+  // batch (the trainer's top layer on the trained rows) drops what the whole batch would. Not
+  // owned; as many entries as x has rows.
+  const int32_t* rows = nullptr;
 };
 // y[N, O] += scale · (dropout(x)[N, I] · a[r, I]ᵀ) · b[O, r]ᵀ. xa [N, r] f32 receives dropout(x)·aᵀ
 // for the backward pass (PEFT layout: a = lora_A.weight [r, in], b = lora_B.weight [out, r]).
