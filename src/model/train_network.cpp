@@ -87,12 +87,20 @@ Tensor f32_like(const Tensor& t) {
 }
 }  // namespace
 
+// The top layer's rows are padded to a multiple of this (BatchViews::R).
+constexpr int64_t kTopRows = 16;
+
 // The batch as tensors (views of the workspace's i32 buffers) and its dims.
 struct TrainNetwork::BatchViews {
   int64_t B = 0, T = 0, N = 0;
   Tensor ids, targets;                 // [N]
   Tensor positions;                    // [B, T]
   tensor::AttentionOptions attention;  // segment_ids [B, T] when packed
+  // The rows whose target is not ignored (in order) and a few ignored ones after them (padding to
+  // a multiple of kTopRows), when that is fewer than N (else R = 0): the top layer's o projection
+  // and MLP, the final norm and the head run on these rows alone.
+  int64_t R = 0;
+  Tensor top_rows, top_targets;  // [R] i32: row indices and their targets
 };
 
 // One layer's saved activations for this batch: [N, ...] views of a LayerBuffers, plus views of
@@ -109,6 +117,9 @@ struct TrainNetwork::Saved {
   std::array<Tensor, kModules> xa;  // [N, r] dropout(x)·Aᵀ per adapter
   Tensor h;                         // [N, C] shared: rmsnorm(x_in), then rmsnorm(x_mid)
   Tensor act;                       // [N, F] shared: silu(gate)·up
+  // The top layer on the trained rows (top_views): the batch row of each row, whose LoRA dropout
+  // masks it takes. Null: row r is batch row r.
+  const int32_t* rows = nullptr;
 };
 
 TrainNetwork::TrainNetwork(LlamaModel& model, const TrainOptions& options)
@@ -286,6 +297,8 @@ void TrainNetwork::reserve(int64_t rows, size_t residuals, size_t layer_sets, bo
     ws_.targets = Tensor::empty({rows}, DType::i32);
     ws_.positions = Tensor::empty({rows}, DType::i32);
     ws_.segments = Tensor::empty({rows}, DType::i32);
+    ws_.top_rows = Tensor::empty({rows}, DType::i32);
+    ws_.top_targets = Tensor::empty({rows}, DType::i32);
     ws_.final_h = Tensor::empty({rows, C}, options_.compute);
     ws_.final_rstd = Tensor::empty({rows}, DType::f32);
     ws_.h = Tensor::empty({rows, C}, options_.compute);
@@ -302,6 +315,9 @@ void TrainNetwork::reserve(int64_t rows, size_t residuals, size_t layer_sets, bo
     ws_.dqkv = Tensor::empty({ws_.rows, W}, DType::f32);
     ws_.dattn = Tensor::empty({ws_.rows, qd}, DType::f32);
     ws_.dact = Tensor::empty({ws_.rows, F}, DType::f32);
+    ws_.top_attn = Tensor::empty({ws_.rows, qd}, options_.compute);
+    ws_.top_dx = Tensor::empty({ws_.rows, C}, DType::f32);
+    ws_.top_dattn = Tensor::empty({ws_.rows, qd}, DType::f32);
     if (bf16_compute()) ws_.dy16 = Tensor::empty({ws_.rows * std::max(C, W)}, DType::bf16);
   }
 }
@@ -316,9 +332,11 @@ int64_t TrainNetwork::workspace_bytes() const {
     for (const Tensor* t : {&b.rstd1, &b.qkv, &b.attn, &b.lse, &b.rstd2, &b.gate_up}) add(*t);
     for (const Tensor& t : b.xa) add(t);
   }
-  for (const Tensor* t : {&ws_.ids, &ws_.targets, &ws_.positions, &ws_.segments, &ws_.final_h,
-                          &ws_.final_rstd, &ws_.h, &ws_.act, &ws_.x_mid, &ws_.dx, &ws_.dh,
-                          &ws_.dqkv, &ws_.dattn, &ws_.dact, &ws_.dy16})
+  for (const Tensor* t :
+       {&ws_.ids,         &ws_.targets,  &ws_.positions,  &ws_.segments,  &ws_.top_rows,
+        &ws_.top_targets, &ws_.final_h,  &ws_.final_rstd, &ws_.h,         &ws_.act,
+        &ws_.x_mid,       &ws_.dx,       &ws_.dh,         &ws_.dqkv,      &ws_.dattn,
+        &ws_.dact,        &ws_.top_attn, &ws_.top_dx,     &ws_.top_dattn, &ws_.dy16})
     add(*t);
   return bytes;
 }
@@ -372,6 +390,26 @@ TrainNetwork::BatchViews TrainNetwork::prepare(const TrainBatch& batch) {
     std::memcpy(ws_.segments.data<int32_t>(), batch.segment_ids.data(), N * sizeof(int32_t));
     bv.attention.segment_ids = ws_.segments.narrow(0, 0, bv.N).view({bv.B, bv.T});
   }
+  // The top rows: the trained ones in order, then ignored ones up to a multiple of kTopRows (a
+  // few GEMM shapes over a training instead of one per count of trained tokens: oneDNN creates a
+  // primitive for each new shape).
+  int32_t* rows = ws_.top_rows.data<int32_t>();
+  int32_t* top_targets = ws_.top_targets.data<int32_t>();
+  int64_t kept = 0;
+  for (size_t i = 0; i < N; ++i) kept += batch.targets[i] != kIgnore;
+  const int64_t R = (kept + kTopRows - 1) / kTopRows * kTopRows;
+  if (kept > 0 && R < bv.N) {
+    for (int64_t i = 0, j = 0, pad = kept; i < bv.N; ++i) {
+      const int32_t target = batch.targets[static_cast<size_t>(i)];
+      if (target == kIgnore && pad == R) continue;
+      const int64_t to = target != kIgnore ? j++ : pad++;
+      rows[to] = static_cast<int32_t>(i);
+      top_targets[to] = target;
+    }
+    bv.R = R;
+    bv.top_rows = ws_.top_rows.narrow(0, 0, R);
+    bv.top_targets = ws_.top_targets.narrow(0, 0, R);
+  }
   return bv;
 }
 
@@ -403,6 +441,25 @@ TrainNetwork::Saved TrainNetwork::saved_views(const LayerBuffers& b, const Batch
   return s;
 }
 
+TrainNetwork::Saved TrainNetwork::top_views(const Saved& s, const BatchViews& bv) const {
+  const int64_t R = bv.R;
+  Saved t = s;
+  t.x_mid = s.x_mid.narrow(0, 0, R);
+  t.attn = ws_.top_attn.narrow(0, 0, R);
+  t.rstd2 = s.rstd2.narrow(0, 0, R);
+  t.gate_up = s.gate_up.narrow(0, 0, R);
+  t.gate = s.gate.narrow(0, 0, R);
+  t.up = s.up.narrow(0, 0, R);
+  t.h = s.h.narrow(0, 0, R);
+  t.act = s.act.narrow(0, 0, R);
+  t.rows = bv.top_rows.data<int32_t>();
+  for (int m : {kO, kGate, kUp, kDown}) {
+    if (s.xa[static_cast<size_t>(m)].defined())
+      t.xa[static_cast<size_t>(m)] = s.xa[static_cast<size_t>(m)].narrow(0, 0, R);
+  }
+  return t;
+}
+
 // ---- LoRA on one projection ---------------------------------------------------------------------
 
 tensor::LoraConfig TrainNetwork::lora_config(int64_t layer, int module) const {
@@ -423,8 +480,9 @@ void TrainNetwork::adapter_forward(int64_t layer, int module, const Tensor& y, c
   if (!options_.lora || merged_) return;
   const Adapter& ad = adapters_[static_cast<size_t>(layer)][static_cast<size_t>(module)];
   if (!ad.a.defined()) return;
-  tensor::lora_forward(y, s.xa[static_cast<size_t>(module)], x, ad.a, ad.b,
-                       lora_config(layer, module));
+  tensor::LoraConfig cfg = lora_config(layer, module);
+  cfg.rows = s.rows;
+  tensor::lora_forward(y, s.xa[static_cast<size_t>(module)], x, ad.a, ad.b, cfg);
 }
 
 // dA, dB accumulate; dx[N, in] += the adapter's part of the input gradient.
@@ -433,8 +491,10 @@ void TrainNetwork::adapter_backward(int64_t layer, int module, const Tensor& dx,
   if (!options_.lora || merged_) return;
   const Adapter& ad = adapters_[static_cast<size_t>(layer)][static_cast<size_t>(module)];
   if (!ad.a.defined()) return;
+  tensor::LoraConfig cfg = lora_config(layer, module);
+  cfg.rows = s.rows;
   tensor::lora_backward(dx, ad.da, ad.db, dy, x, s.xa[static_cast<size_t>(module)], ad.a, ad.b,
-                        lora_config(layer, module));
+                        cfg);
 }
 
 // ---- weights in the compute dtype ---------------------------------------------------------------
@@ -485,7 +545,7 @@ void TrainNetwork::gate_up_backward(const LayerWeights& L, const LayerGrads& g, 
 // compute dtype: with bf16, h, attn, act and the weights are bf16 and the products accumulate in
 // f32 (into f32 x_mid / x_out, rounded once into bf16 qkv / gate_up).
 void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor& x_out,
-                                 const Saved& s, const BatchViews& bv) const {
+                                 const Saved& s, const BatchViews& bv, const Saved* top) const {
   using namespace tensor;
   const ModelConfig& c = model_.config();
   const LayerWeights& L = model_.weights().layers[static_cast<size_t>(layer)];
@@ -503,26 +563,40 @@ void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor
   rope_forward(s.k, s.k, bv.positions, model_.rope());  // k [B, T, Hkv, D]
   // attn [B, T, Hq, D], lse [B, Hq, T]; segment ids keep packed examples apart.
   attention_forward(s.attn4, s.lse, s.q, s.k, s.v, bv.attention);
-  linear_forward(s.x_mid, s.attn, compute_weight(L.wo), L.bo);  // o [N, C]
-  adapter_forward(layer, kO, s.x_mid, s.attn, s);
-  add_inplace(s.x_mid, x_in);  // x_mid = x_in + o
+  if (top == nullptr) {
+    linear_forward(s.x_mid, s.attn, compute_weight(L.wo), L.bo);  // o [N, C]
+    adapter_forward(layer, kO, s.x_mid, s.attn, s);
+    add_inplace(s.x_mid, x_in);  // x_mid = x_in + o
+  } else {
+    // The top layer's outputs feed only the loss: the rest of it runs on the trained rows, the
+    // others' keys and values having been used above. x_mid = x_in + o row by row, as below.
+    const Tensor o = x_out.narrow(0, 0, bv.R);          // [R, C] scratch until the MLP's output
+    embedding_forward(top->attn, bv.top_rows, s.attn);  // attn [R, qd] gathered
+    embedding_forward(top->x_mid, bv.top_rows, x_in);   // x_mid [R, C] = x_in, gathered
+    linear_forward(o, top->attn, compute_weight(L.wo), L.bo);
+    adapter_forward(layer, kO, o, top->attn, *top);
+    add_inplace(top->x_mid, o);  // x_in + o: the same bits as o + x_in
+  }
+  const Saved& m = top != nullptr ? *top : s;  // the rows the MLP runs on
+  const Tensor y = top != nullptr ? x_out.narrow(0, 0, bv.R) : x_out;
 
   // MLP: x_out = x_mid + w_down · (silu(gate) · up), gate|up = w_gate_up · rmsnorm(x_mid).
-  rmsnorm_forward(s.h, s.rstd2, s.x_mid, L.ffn_norm, eps);  // h = h2 [N, C], rstd2 [N]
-  gate_up_forward(L, s);                                    // gate_up [N, 2F]
-  adapter_forward(layer, kGate, s.gate, s.h, s);
-  adapter_forward(layer, kUp, s.up, s.h, s);
-  swiglu_forward(s.act, s.gate, s.up);                     // act [N, F]
-  linear_forward(x_out, s.act, compute_weight(L.w_down));  // mlp [N, C]
-  adapter_forward(layer, kDown, x_out, s.act, s);
-  add_inplace(x_out, s.x_mid);  // x_out = x_mid + mlp
+  rmsnorm_forward(m.h, m.rstd2, m.x_mid, L.ffn_norm, eps);  // h = h2 [N, C], rstd2 [N]
+  gate_up_forward(L, m);                                    // gate_up [N, 2F]
+  adapter_forward(layer, kGate, m.gate, m.h, m);
+  adapter_forward(layer, kUp, m.up, m.h, m);
+  swiglu_forward(m.act, m.gate, m.up);                 // act [N, F]
+  linear_forward(y, m.act, compute_weight(L.w_down));  // mlp [N, C]
+  adapter_forward(layer, kDown, y, m.act, m);
+  add_inplace(y, m.x_mid);  // x_out = x_mid + mlp
 }
 
 // The block's backward, in reverse. dx [N, C] holds d(x_out) on entry and d(x_in) on exit (each
 // rmsnorm_backward adds its input gradient onto the residual gradient that passes through). h1, h2
 // and act are recomputed from the saved inputs by the same ops as in the forward: the same bits.
 void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor& x_in,
-                                  const Saved& s, const BatchViews& bv, bool x_mid_current) {
+                                  const Saved& s, const BatchViews& bv, bool x_mid_current,
+                                  const Saved* top) {
   using namespace tensor;
   const ModelConfig& c = model_.config();
   const LayerWeights& L = model_.weights().layers[static_cast<size_t>(layer)];
@@ -548,35 +622,50 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   };
 
   if (!x_mid_current) {  // x_mid = x_in + wo · attn (+ bias, adapter), recomputed
+    if (top != nullptr) throw Error("train: the top layer's x_mid is never recomputed");
     linear_forward(s.x_mid, s.attn, compute_weight(L.wo), L.bo);
     adapter_forward(layer, kO, s.x_mid, s.attn, s);
     add_inplace(s.x_mid, x_in);
   }
 
+  // The MLP and the o projection run on the rows of the forward: all N, or (top) the R trained
+  // ones, whose d(x_out) is in top_dx.
+  const int64_t M = top != nullptr ? bv.R : N;
+  const Saved& m = top != nullptr ? *top : s;
+  Tensor dxm = top != nullptr ? ws_.top_dx.narrow(0, 0, M) : dx;            // [M, C]
+  Tensor dattn_m = top != nullptr ? ws_.top_dattn.narrow(0, 0, M) : dattn;  // [M, qd]
+  Tensor dh_m = dh.narrow(0, 0, M), dact_m = dact.narrow(0, 0, M);
+
   // MLP: x_out = x_mid + down(act), act = swiglu(gate_up), gate_up = w_gate_up · h2,
   // h2 = rmsnorm(x_mid).
-  swiglu_forward(s.act, s.gate, s.up);  // act [N, F], recomputed
-  dact.zero();
-  linear_backward(dact, g.w_down, {}, gemm_operand(dx), s.act,
+  swiglu_forward(m.act, m.gate, m.up);  // act [M, F], recomputed
+  dact_m.zero();
+  linear_backward(dact_m, g.w_down, {}, gemm_operand(dxm), m.act,
                   compute_weight(L.w_down));  // dact, dw_down [C, F]
-  adapter_backward(layer, kDown, dact, dx, s.act, s);
-  const Tensor dgate = s.gate, dup = s.up;
-  swiglu_backward(dgate, dup, dact, s.gate, s.up);     // dgate, dup [N, F], in place
-  rmsnorm_forward(s.h, {}, s.x_mid, L.ffn_norm, eps);  // h = h2 [N, C], recomputed
-  dh.zero();
-  // dh2 [N, C], dw_gate_up [2F, C]
-  gate_up_backward(L, g, dh, s);
-  adapter_backward(layer, kGate, dh, dgate, s.h, s);
-  adapter_backward(layer, kUp, dh, dup, s.h, s);
-  rmsnorm_backward(dx, g.ffn_norm, dh, s.x_mid, L.ffn_norm, s.rstd2);  // dx = d(x_mid)
+  adapter_backward(layer, kDown, dact_m, dxm, m.act, m);
+  const Tensor dgate = m.gate, dup = m.up;
+  swiglu_backward(dgate, dup, dact_m, m.gate, m.up);   // dgate, dup [M, F], in place
+  rmsnorm_forward(m.h, {}, m.x_mid, L.ffn_norm, eps);  // h = h2 [M, C], recomputed
+  dh_m.zero();
+  // dh2 [M, C], dw_gate_up [2F, C]
+  gate_up_backward(L, g, dh_m, m);
+  adapter_backward(layer, kGate, dh_m, dgate, m.h, m);
+  adapter_backward(layer, kUp, dh_m, dup, m.h, m);
+  rmsnorm_backward(dxm, g.ffn_norm, dh_m, m.x_mid, L.ffn_norm, m.rstd2);  // dxm = d(x_mid)
 
   // Attention: x_mid = x_in + wo · attn, attn = attend(rope(q), rope(k), v), q|k|v = wqkv · h1.
-  dattn.zero();
-  // dattn [N, qd], dwo [C, qd]
-  linear_backward(dattn, g.wo, b16 ? Tensor() : g.bo, gemm_operand(dx), s.attn,
+  dattn_m.zero();
+  // dattn [M, qd], dwo [C, qd]
+  linear_backward(dattn_m, g.wo, b16 ? Tensor() : g.bo, gemm_operand(dxm), m.attn,
                   compute_weight(L.wo));
-  bias_grad(g.bo, dx, L.wo);
-  adapter_backward(layer, kO, dattn, dx, s.attn, s);
+  bias_grad(g.bo, dxm, L.wo);
+  adapter_backward(layer, kO, dattn_m, dxm, m.attn, m);
+  if (top != nullptr) {  // back to all rows: the others' d(x_mid) and d(attn) are zero
+    Tensor(dx).zero();
+    embedding_backward(dx, dxm, bv.top_rows);  // scatter (each row once)
+    dattn.zero();
+    embedding_backward(dattn, dattn_m, bv.top_rows);
+  }
   dqkv.zero();
   const Tensor dq = dqkv.narrow(1, 0, qd).view(s.q.shape());    // [B, T, Hq, D]
   const Tensor dk = dqkv.narrow(1, qd, kvd).view(s.k.shape());  // [B, T, Hkv, D]
@@ -616,30 +705,43 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
   auto residual = [&](size_t l) { return ws_.residual[l].narrow(0, 0, N); };  // [N, C]
   auto saved = [&](size_t l) { return saved_views(ws_.layers[checkpoint ? 0 : l], bv); };
 
+  // When some rows' targets are ignored (the prompt's, with prompt masking), the top layer's o
+  // projection and MLP, the final norm and the head run on the other R rows alone: the ignored
+  // rows' top outputs reach nothing but the loss, which skips them. Below the top, all rows.
+  const bool top_only = bv.R > 0;
+  const Saved top_saved = top_only ? top_views(saved(layers - 1), bv) : Saved{};
+  const Saved* top = top_only ? &top_saved : nullptr;
+  const int64_t M = top_only ? bv.R : N;  // rows of the final norm and head
+
   // forward
   tensor::embedding_forward(residual(0), bv.ids, w.embed);  // x0 [N, C]
-  for (size_t l = 0; l < layers; ++l)
-    block_forward(static_cast<int64_t>(l), residual(l), residual(l + 1), saved(l), bv);
-  const Tensor xL = residual(layers);
-  const Tensor hN = ws_.final_h.narrow(0, 0, N), rstdN = ws_.final_rstd.narrow(0, 0, N);
+  for (size_t l = 0; l < layers; ++l) {
+    block_forward(static_cast<int64_t>(l), residual(l), residual(l + 1), saved(l), bv,
+                  l + 1 == layers ? top : nullptr);
+  }
+  const Tensor xL = residual(layers).narrow(0, 0, M);
+  const Tensor hN = ws_.final_h.narrow(0, 0, M), rstdN = ws_.final_rstd.narrow(0, 0, M);
   const auto eps = static_cast<float>(c.rms_norm_eps);
-  tensor::rmsnorm_forward(hN, rstdN, xL, w.final_norm, eps);  // hN [N, C], rstdN [N]
+  tensor::rmsnorm_forward(hN, rstdN, xL, w.final_norm, eps);  // hN [M, C], rstdN [M]
 
-  // loss and the head's backward: logits = hN · lm_headᵀ, chunk by chunk, never [N, V] at once.
-  Tensor dhN = ws_.dh.narrow(0, 0, N);
+  // loss and the head's backward: logits = hN · lm_headᵀ, chunk by chunk, never [M, V] at once.
+  Tensor dhN = ws_.dh.narrow(0, 0, M);
   dhN.zero();
   // A tied head's gradient goes into the embedding's (embedding_backward adds the lookup's later).
   const Tensor d_head = options_.lora ? Tensor() : (d_lm_head_.defined() ? d_lm_head_ : d_embed_);
   // bf16 compute: hN is bf16; an f32 head is rounded to bf16 block by block inside the op, a bf16
   // head (a bf16 LoRA base) taken as it is, half the rows per chunk then, as the chunk's logit
   // gradient is held in bf16 too.
-  const tensor::CrossEntropyResult result = tensor::linear_cross_entropy(
-      hN, w.lm_head, bv.targets, kIgnore, dhN, d_head, grad_scale, bf16_compute() ? 128 : 256);
+  const tensor::CrossEntropyResult result =
+      tensor::linear_cross_entropy(hN, w.lm_head, top_only ? bv.top_targets : bv.targets, kIgnore,
+                                   dhN, d_head, grad_scale, bf16_compute() ? 128 : 256);
 
   // backward
   Tensor dx = ws_.dx.narrow(0, 0, N);  // [N, C] gradient of the residual stream
-  dx.zero();
-  tensor::rmsnorm_backward(dx, options_.lora ? Tensor() : d_final_norm_, dhN, xL, w.final_norm,
+  // d(x_L): of all rows, or of the R rows (block_backward's top path takes it from top_dx)
+  Tensor dxL = top_only ? ws_.top_dx.narrow(0, 0, M) : dx;
+  dxL.zero();
+  tensor::rmsnorm_backward(dxL, options_.lora ? Tensor() : d_final_norm_, dhN, xL, w.final_norm,
                            rstdN);
   auto stage_done = [&](int stage) {
     if (gradient_hook_) gradient_hook_(stage);
@@ -647,12 +749,14 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
   stage_done(0);
   for (size_t l = layers; l-- > 0;) {
     const Saved s = saved(l);
+    const Saved* layer_top = l + 1 == layers ? top : nullptr;
     if (checkpoint) {  // refill the shared buffers: the same ops on the same input, the same bits
-      block_forward(static_cast<int64_t>(l), residual(l), residual(l + 1), s, bv);
+      block_forward(static_cast<int64_t>(l), residual(l), residual(l + 1), s, bv, layer_top);
     }
     // The top layer's x_mid is still in place from the forward, as is every layer's after its
     // recomputed forward.
-    block_backward(static_cast<int64_t>(l), dx, residual(l), s, bv, checkpoint || l + 1 == layers);
+    block_backward(static_cast<int64_t>(l), dx, residual(l), s, bv, checkpoint || l + 1 == layers,
+                   layer_top);
     stage_done(1 + static_cast<int>(layers - 1 - l));
   }
   if (!options_.lora) tensor::embedding_backward(d_embed_, dx, bv.ids);

@@ -143,6 +143,7 @@ class TrainNetwork {
     std::vector<tensor::Tensor> residual;  // [cap, C] layer inputs (and the final residual)
     std::vector<LayerBuffers> layers;
     tensor::Tensor ids, targets, positions, segments;  // [cap] i32
+    tensor::Tensor top_rows, top_targets;              // [cap] i32 (BatchViews::top_rows)
     tensor::Tensor final_h, final_rstd;                // [cap, C] (compute dtype), [cap]
     // [cap, C] and [cap, F] in the compute dtype: rmsnorm(x) and silu(gate)·up of the layer being
     // computed, forward or backward (one pair for the whole network).
@@ -151,6 +152,9 @@ class TrainNetwork {
         x_mid;  // [cap, C] f32: the residual after attention, of the layer being computed
     // Backward scratch at capacity (d(gate|up) overwrites the layer's saved gate|up).
     tensor::Tensor dx, dh, dqkv, dattn, dact;
+    // The top layer on the trained rows alone: their attention output (compute dtype), then the
+    // gradients of their residual and attention output (f32), each [cap, qd | C | qd].
+    tensor::Tensor top_attn, top_dx, top_dattn;
     // bf16 compute: [cap, max(C, W)] bf16, the residual or q|k|v gradient rounded for the GEMMs.
     tensor::Tensor dy16;
   };
@@ -164,11 +168,19 @@ class TrainNetwork {
                        const Saved& s) const;
   void adapter_backward(int64_t layer, int module, const tensor::Tensor& dx,
                         const tensor::Tensor& dy, const tensor::Tensor& x, const Saved& s);
+  // The views of `s` that the top layer's o projection and MLP use when they run on the trained
+  // rows alone (bv.R rows: rows 0..R-1 of the shared buffers, the gathered attention output).
+  Saved top_views(const Saved& s, const BatchViews& bv) const;
+  // top: the layer is the top one and runs its o projection and MLP on the trained rows alone
+  // (their views); x_out then receives those R rows, in order, in its first R rows.
   void block_forward(int64_t layer, const tensor::Tensor& x_in, const tensor::Tensor& x_out,
-                     const Saved& s, const BatchViews& bv) const;
-  // x_mid_current: s.x_mid already holds this layer's x_mid (its forward just ran again).
+                     const Saved& s, const BatchViews& bv, const Saved* top = nullptr) const;
+  // x_mid_current: s.x_mid already holds this layer's x_mid (its forward just ran again). top: as
+  // in block_forward; d(x_out) of the R rows is then in the workspace's top_dx, and dx receives
+  // d(x_in) of all rows.
   void block_backward(int64_t layer, const tensor::Tensor& dx, const tensor::Tensor& x_in,
-                      const Saved& s, const BatchViews& bv, bool x_mid_current);
+                      const Saved& s, const BatchViews& bv, bool x_mid_current,
+                      const Saved* top = nullptr);
   void build_parameters();
   bool bf16_compute() const { return options_.compute == tensor::DType::bf16; }
   // A weight matrix (or row block) in the compute dtype: itself, or (bf16 compute from f32 masters)

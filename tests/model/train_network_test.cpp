@@ -594,6 +594,52 @@ TEST(TrainNetwork, IgnoredTargetsContributeNothing) {
   EXPECT_GT(ra.loss_sum, r.loss_sum + 1.0);  // the three terms are not nothing
 }
 
+// When some targets are ignored, the top layer's o projection and MLP, the final norm and the head
+// run on the trained rows alone (padded to a multiple of 16 with ignored ones). Against the path
+// over all rows: one row with 27 of its 32 targets trained takes all rows (32 rows, no fewer); the
+// same row beside a row of padding takes the top path (32 of 64). Same loss and gradients up to
+// summation order, and with LoRA dropout the same masks (each row keeps its batch row's mask: the
+// trained rows start at row 4, not 0).
+TEST(TrainNetwork, TopLayerOnTheTrainedRowsEqualsAllRows) {
+  for (bool lora : {false, true}) {
+    for (DType compute : {DType::f32, DType::bf16}) {
+      SCOPED_TRACE(std::string(lora ? "LoRA, " : "full, ") +
+                   (compute == DType::bf16 ? "bf16" : "f32"));
+      auto model = tiny_model(tiny_config(true, lora));
+      TrainOptions options;
+      options.compute = compute;
+      options.lora = lora;
+      options.lora_spec.rank = 4;
+      options.lora_spec.dropout = 0.2f;
+      TrainNetwork all_rows(*model, options), top_rows(*model, options);
+      if (lora) {
+        randomise_lora_b(all_rows, 3);
+        randomise_lora_b(top_rows, 3);
+      }
+      all_rows.set_step_seed(9);
+      top_rows.set_step_seed(9);
+      std::mt19937 rng(4);
+      const Example e = random_example(rng, 32, 5, 128);
+      const TrainBatch one = pack({{e}}, 32), two = pack({{e}, {}}, 32);
+      ASSERT_EQ(std::count(one.targets.begin(), one.targets.end(), -100), 5);
+      const auto a = all_rows.forward_backward(one, 0.5f), b = top_rows.forward_backward(two, 0.5f);
+      EXPECT_EQ(a.tokens, 27);
+      EXPECT_EQ(b.tokens, 27);
+      // f32: summation order; bf16: its roundings of operands that differ in their last f32 bits
+      const bool f32 = compute == DType::f32;
+      EXPECT_NEAR(b.loss_sum, a.loss_sum, (f32 ? 1e-6 : 1e-4) * a.loss_sum);
+      const double tolerance = f32 ? 1e-5 : 3e-3;
+      for (size_t i = 0; i < all_rows.parameters().size(); ++i) {
+        const std::vector<float> want = values(all_rows.parameters()[i].grad);
+        const double e = rel_error(values(top_rows.parameters()[i].grad), want);
+        EXPECT_LT(e, tolerance) << all_rows.parameters()[i].name;
+        EXPECT_GT(*std::max_element(want.begin(), want.end()), 0.0f)
+            << all_rows.parameters()[i].name;  // every gradient carries signal
+      }
+    }
+  }
+}
+
 // ---- 5. checkpointing, LoRA invariants ----------------------------------------------------------
 
 TEST(TrainNetwork, CheckpointedActivationsGiveTheSameLossAndGradients) {

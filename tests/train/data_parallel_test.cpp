@@ -82,7 +82,7 @@ std::string train_args(const fs::path& data, const fs::path& out, int64_t steps,
   return fmt::format(
       " -q train model={} data=[{}] output_dir={} template=tulu max_len=160 micro_batch_size=2 "
       "effective_batch=4 max_steps={} lr=1e-2 adam_epsilon=1 warmup_ratio=0 schedule=constant "
-      "eval_count=4 eval_every=2 save_every=2 threads=1 seed=3 {}",
+      "eval_count=4 eval_every=2 save_every=2 threads=1 compute_dtype=f32 seed=3 {}",
       shell_quote(shared_data("models/stories260K/stories260K.bin").string()),
       shell_quote(data.string()), shell_quote(out.string()), steps, extra);
 }
