@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <future>
 
 #include "seqinstruct/pipeline.h"
 #include "synth/grade.h"
@@ -118,19 +119,24 @@ Arms build_arms(const ArmOptions& o, const tokenizer::Tokenizer& tok) {
   const std::vector<seqinstruct::SourceItem> pool = sources(pool_items);
   const std::vector<seqinstruct::SourceItem> items(pool.begin(), pool.begin() + o.items);
 
-  Arms arms;
-  synth::Teacher teacher;
-  const seqinstruct::PipelineResult direct =
-      run(teacher, "synth-teacher", pool, Mode::direct, o.work_dir / "it-pool.trace.jsonl", o);
-  const seqinstruct::PipelineResult sit =
-      run(teacher, "synth-teacher", items, Mode::sit, o.work_dir / "sit.trace.jsonl", o);
-
+  // The three pipeline runs share nothing (each its own teacher, items and trace): they run at
+  // once, on the cores the trainings will use next (each result is the same as run alone).
   synth::TeacherOptions corrupting;
   corrupting.corrupt = o.corrupt;
-  synth::Teacher corrupt_teacher(corrupting);
-  const seqinstruct::PipelineResult corrupted =
-      run(corrupt_teacher, fmt::format("synth-teacher-corrupt-{}", o.corrupt), items, Mode::sit,
-          o.work_dir / "sit-corrupted.trace.jsonl", o);
+  synth::Teacher teacher, sit_teacher, corrupt_teacher(corrupting);
+  auto sit_run = std::async(std::launch::async, [&] {
+    return run(sit_teacher, "synth-teacher", items, Mode::sit, o.work_dir / "sit.trace.jsonl", o);
+  });
+  auto corrupted_run = std::async(std::launch::async, [&] {
+    return run(corrupt_teacher, fmt::format("synth-teacher-corrupt-{}", o.corrupt), items,
+               Mode::sit, o.work_dir / "sit-corrupted.trace.jsonl", o);
+  });
+  const seqinstruct::PipelineResult direct =
+      run(teacher, "synth-teacher", pool, Mode::direct, o.work_dir / "it-pool.trace.jsonl", o);
+  const seqinstruct::PipelineResult sit = sit_run.get();
+  const seqinstruct::PipelineResult corrupted = corrupted_run.get();
+
+  Arms arms;
 
   arms.it.name = "it";
   for (int64_t i = 0; i < o.items; ++i)
