@@ -594,6 +594,19 @@ TEST(TrainNetwork, IgnoredTargetsContributeNothing) {
   EXPECT_GT(ra.loss_sum, r.loss_sum + 1.0);  // the three terms are not nothing
 }
 
+// Full fine-tuning or LoRA (rank 4 on every projection, with dropout) in a compute dtype.
+TrainOptions rank4_options(bool lora, DType compute, float dropout) {
+  TrainOptions options;
+  options.compute = compute;
+  options.lora = lora;
+  options.lora_spec.rank = 4;
+  options.lora_spec.dropout = dropout;
+  return options;
+}
+std::string variant(bool lora, DType compute) {
+  return std::string(lora ? "LoRA, " : "full, ") + (compute == DType::bf16 ? "bf16" : "f32");
+}
+
 // When some targets are ignored, the top layer's o projection and MLP, the final norm and the head
 // run on the trained rows alone (padded to a multiple of 16 with ignored ones). Against the path
 // over all rows: one row with 27 of its 32 targets trained takes all rows (32 rows, no fewer); the
@@ -603,14 +616,9 @@ TEST(TrainNetwork, IgnoredTargetsContributeNothing) {
 TEST(TrainNetwork, TopLayerOnTheTrainedRowsEqualsAllRows) {
   for (bool lora : {false, true}) {
     for (DType compute : {DType::f32, DType::bf16}) {
-      SCOPED_TRACE(std::string(lora ? "LoRA, " : "full, ") +
-                   (compute == DType::bf16 ? "bf16" : "f32"));
+      SCOPED_TRACE(variant(lora, compute));
       auto model = tiny_model(tiny_config(true, lora));
-      TrainOptions options;
-      options.compute = compute;
-      options.lora = lora;
-      options.lora_spec.rank = 4;
-      options.lora_spec.dropout = 0.2f;
+      const TrainOptions options = rank4_options(lora, compute, 0.2f);
       TrainNetwork all_rows(*model, options), top_rows(*model, options);
       if (lora) {
         randomise_lora_b(all_rows, 3);
@@ -645,14 +653,10 @@ TEST(TrainNetwork, TopLayerOnTheTrainedRowsEqualsAllRows) {
 TEST(TrainNetwork, CheckpointedActivationsGiveTheSameLossAndGradients) {
   for (bool lora : {false, true}) {
     for (DType compute : {DType::f32, DType::bf16}) {
-      SCOPED_TRACE(std::string(lora ? "LoRA, " : "full, ") +
-                   (compute == DType::bf16 ? "bf16" : "f32"));
+      SCOPED_TRACE(variant(lora, compute));
       auto model = tiny_model(tiny_config(lora, lora));
-      TrainOptions options;
-      options.compute = compute;
-      options.lora = lora;
-      options.lora_spec.rank = 4;
-      options.lora_spec.dropout = 0.1f;  // the masks must be recomputed identically too
+      // dropout: the masks must be recomputed identically too
+      TrainOptions options = rank4_options(lora, compute, 0.1f);
       TrainNetwork stored(*model, options);
       options.checkpoint_activations = true;
       TrainNetwork recomputed(*model, options);
