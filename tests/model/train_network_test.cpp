@@ -603,6 +603,15 @@ TrainOptions rank4_options(bool lora, DType compute, float dropout) {
   options.lora_spec.dropout = dropout;
   return options;
 }
+// Two networks compared pass for pass: the same nonzero B (LoRA) and the same dropout masks.
+void same_start(TrainNetwork& a, TrainNetwork& b, bool lora, uint64_t step_seed) {
+  if (lora) {
+    randomise_lora_b(a, 3);
+    randomise_lora_b(b, 3);
+  }
+  a.set_step_seed(step_seed);
+  b.set_step_seed(step_seed);
+}
 std::string variant(bool lora, DType compute) {
   return std::string(lora ? "LoRA, " : "full, ") + (compute == DType::bf16 ? "bf16" : "f32");
 }
@@ -620,12 +629,7 @@ TEST(TrainNetwork, TopLayerOnTheTrainedRowsEqualsAllRows) {
       auto model = tiny_model(tiny_config(true, lora));
       const TrainOptions options = rank4_options(lora, compute, 0.2f);
       TrainNetwork all_rows(*model, options), top_rows(*model, options);
-      if (lora) {
-        randomise_lora_b(all_rows, 3);
-        randomise_lora_b(top_rows, 3);
-      }
-      all_rows.set_step_seed(9);
-      top_rows.set_step_seed(9);
+      same_start(all_rows, top_rows, lora, 9);
       std::mt19937 rng(4);
       const Example e = random_example(rng, 32, 5, 128);
       const TrainBatch one = pack({{e}}, 32), two = pack({{e}, {}}, 32);
@@ -660,12 +664,7 @@ TEST(TrainNetwork, CheckpointedActivationsGiveTheSameLossAndGradients) {
       TrainNetwork stored(*model, options);
       options.checkpoint_activations = true;
       TrainNetwork recomputed(*model, options);
-      if (lora) {
-        randomise_lora_b(stored, 3);
-        randomise_lora_b(recomputed, 3);
-      }
-      stored.set_step_seed(42);
-      recomputed.set_step_seed(42);
+      same_start(stored, recomputed, lora, 42);
       // A smaller batch first: the workspace then grows for the real one and must not carry
       // anything over.
       std::mt19937 rng(1);
