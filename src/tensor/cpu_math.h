@@ -213,48 +213,58 @@ inline float sigmoid_scalar(float x) {
   return 1.0f / (1.0f + exp_scalar(-x));
 }
 
-// Σ x² in f64 (norms: gradients of a billion elements must not lose their small entries).
-inline double sum_squares(const float* x, int64_t n) {
+// Σ of per-element terms in f64, summed in f32 lanes over blocks of 1024 (the last one shorter)
+// and folded into f64: error stays ~1e-7 relative per block. `fma8(i, acc)` adds the terms of
+// elements i..i+7 onto an 8-lane accumulator; `term(i)` is element i's term in f64 (the tail).
+template <class Fma8, class Term>
+inline double blocked_sum(int64_t n, [[maybe_unused]] Fma8 fma8, Term term) {
   double total = 0;
   int64_t i = 0;
 #ifdef SEQIT_AVX2
-  // f32 lanes over blocks of 1024 (the last one shorter), folded into f64: error stays ~1e-7
-  // relative per block. A short row (e.g. a norm over 64 values) goes through the lanes too: one
-  // f64 add after another waits ~4 cycles each, which made rmsnorm over small widths latency-bound.
   while (n - i >= 16) {
     const int64_t end = std::min(n, i + 1024);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (; i + 16 <= end; i += 16) {
-      const __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-      acc0 = _mm256_fmadd_ps(v0, v0, acc0);
-      acc1 = _mm256_fmadd_ps(v1, v1, acc1);
+      acc0 = fma8(i, acc0);
+      acc1 = fma8(i + 8, acc1);
     }
     total += hsum(_mm256_add_ps(acc0, acc1));
   }
 #endif
-  for (; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
+  for (; i < n; ++i) total += term(i);
   return total;
 }
 
-// Σ a·b·c over n values, summed like sum_squares (f32 lanes over blocks of 1024 folded into f64).
-inline double dot3(const float* a, const float* b, const float* c, int64_t n) {
-  double total = 0;
-  int64_t i = 0;
+// Σ x² in f64 (norms: gradients of a billion elements must not lose their small entries). A short
+// row (e.g. a norm over 64 values) goes through the lanes too: one f64 add after another waits ~4
+// cycles each, which made rmsnorm over small widths latency-bound.
+inline double sum_squares(const float* x, int64_t n) {
+  return blocked_sum(
+      n,
+      [x](int64_t i, auto acc) {
 #ifdef SEQIT_AVX2
-  while (n - i >= 16) {
-    const int64_t end = std::min(n, i + 1024);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (; i + 16 <= end; i += 16) {
-      acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)),
-                             _mm256_loadu_ps(c + i), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8)),
-                             _mm256_loadu_ps(c + i + 8), acc1);
-    }
-    total += hsum(_mm256_add_ps(acc0, acc1));
-  }
+        const __m256 v = _mm256_loadu_ps(x + i);
+        return _mm256_fmadd_ps(v, v, acc);
+#else
+        return acc;
 #endif
-  for (; i < n; ++i) total += static_cast<double>(a[i]) * b[i] * c[i];
-  return total;
+      },
+      [x](int64_t i) { return static_cast<double>(x[i]) * x[i]; });
+}
+
+// Σ a·b·c over n values, summed like sum_squares.
+inline double dot3(const float* a, const float* b, const float* c, int64_t n) {
+  return blocked_sum(
+      n,
+      [a, b, c](int64_t i, auto acc) {
+#ifdef SEQIT_AVX2
+        return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)),
+                               _mm256_loadu_ps(c + i), acc);
+#else
+        return acc;
+#endif
+      },
+      [a, b, c](int64_t i) { return static_cast<double>(a[i]) * b[i] * c[i]; });
 }
 
 }  // namespace seqit::tensor::detail
