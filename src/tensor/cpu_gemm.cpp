@@ -131,13 +131,26 @@ struct CacheKeyHash {
   }
 };
 
+// The descriptors of a product's operands: a [m, k], b [k, n], c [m, n] (batched when batch > 1)
+// and the f32 bias [n] broadcast over the rows.
+struct OperandDescs {
+  dnnl::memory::desc a, b, c, bias;
+};
+OperandDescs operand_descs(const GemmShape& s) {
+  OperandDescs d;
+  d.a = matrix_desc(s.batch, s.a.dtype, s.m, s.k, s.a.row_stride, s.a.col_stride, s.a.batch_stride);
+  d.b = matrix_desc(s.batch, s.b.dtype, s.k, s.n, s.b.row_stride, s.b.col_stride, s.b.batch_stride);
+  d.c = matrix_desc(s.batch, s.c.dtype, s.m, s.n, s.c.row_stride, s.c.col_stride, s.c.batch_stride);
+  if (s.bias) {
+    d.bias = s.batch == 1
+                 ? dnnl::memory::desc({1, s.n}, dnnl::memory::data_type::f32, {s.n, 1})
+                 : dnnl::memory::desc({1, 1, s.n}, dnnl::memory::data_type::f32, {s.n, s.n, 1});
+  }
+  return d;
+}
+
 dnnl::matmul::primitive_desc make_primitive_desc(const GemmShape& s) {
-  const auto a =
-      matrix_desc(s.batch, s.a.dtype, s.m, s.k, s.a.row_stride, s.a.col_stride, s.a.batch_stride);
-  const auto b =
-      matrix_desc(s.batch, s.b.dtype, s.k, s.n, s.b.row_stride, s.b.col_stride, s.b.batch_stride);
-  const auto c =
-      matrix_desc(s.batch, s.c.dtype, s.m, s.n, s.c.row_stride, s.c.col_stride, s.c.batch_stride);
+  const OperandDescs d = operand_descs(s);
   dnnl::primitive_attr attr;
   if (s.alpha != 1.0f) attr.set_output_scales(0, {s.alpha});
   if (s.accumulate) {
@@ -146,17 +159,10 @@ dnnl::matmul::primitive_desc make_primitive_desc(const GemmShape& s) {
     attr.set_post_ops(ops);
   }
   if (s.bias) {
-    const auto bias =
-        s.batch == 1 ? dnnl::memory::desc({1, s.n}, dnnl::memory::data_type::f32, {s.n, 1})
-                     : dnnl::memory::desc({1, 1, s.n}, dnnl::memory::data_type::f32, {s.n, s.n, 1});
-    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, bias, c), attr, cpu_engine());
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(d.a, d.b, d.bias, d.c), attr,
+                                        cpu_engine());
   }
-  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, cpu_engine());
-}
-
-dnnl::memory::desc bias_desc(int64_t batch, int64_t n) {
-  return batch == 1 ? dnnl::memory::desc({1, n}, dnnl::memory::data_type::f32, {n, 1})
-                    : dnnl::memory::desc({1, 1, n}, dnnl::memory::data_type::f32, {n, n, 1});
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(d.a, d.b, d.c), attr, cpu_engine());
 }
 
 // A primitive with its operands' memory objects and argument map, made once per shape: a call
@@ -169,18 +175,13 @@ struct CachedMatmul {
 
   explicit CachedMatmul(const GemmShape& s) : primitive(make_primitive_desc(s)) {
     const dnnl::engine& engine = cpu_engine();
-    a = dnnl::memory(
-        matrix_desc(s.batch, s.a.dtype, s.m, s.k, s.a.row_stride, s.a.col_stride, s.a.batch_stride),
-        engine, DNNL_MEMORY_NONE);
-    b = dnnl::memory(
-        matrix_desc(s.batch, s.b.dtype, s.k, s.n, s.b.row_stride, s.b.col_stride, s.b.batch_stride),
-        engine, DNNL_MEMORY_NONE);
-    c = dnnl::memory(
-        matrix_desc(s.batch, s.c.dtype, s.m, s.n, s.c.row_stride, s.c.col_stride, s.c.batch_stride),
-        engine, DNNL_MEMORY_NONE);
+    const OperandDescs d = operand_descs(s);
+    a = dnnl::memory(d.a, engine, DNNL_MEMORY_NONE);
+    b = dnnl::memory(d.b, engine, DNNL_MEMORY_NONE);
+    c = dnnl::memory(d.c, engine, DNNL_MEMORY_NONE);
     args = {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
     if (s.bias) {
-      bias = dnnl::memory(bias_desc(s.batch, s.n), engine, DNNL_MEMORY_NONE);
+      bias = dnnl::memory(d.bias, engine, DNNL_MEMORY_NONE);
       args.emplace(DNNL_ARG_BIAS, bias);
     }
   }
