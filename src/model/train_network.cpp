@@ -87,7 +87,7 @@ Tensor f32_like(const Tensor& t) {
 }
 }  // namespace
 
-// The top layer's rows are padded to a multiple of this (BatchViews::R).
+// The top layer's rows are padded to a multiple of this (tensor::padded_trained_rows).
 constexpr int64_t kTopRows = 16;
 
 // The batch as tensors (views of the workspace's i32 buffers) and its dims.
@@ -97,8 +97,8 @@ struct TrainNetwork::BatchViews {
   Tensor positions;                    // [B, T]
   tensor::AttentionOptions attention;  // segment_ids [B, T] when packed
   // The rows whose target is not ignored (in order) and a few ignored ones after them (padding to
-  // a multiple of kTopRows), when that is fewer than N (else R = 0): the top layer's o projection
-  // and MLP, the final norm and the head run on these rows alone.
+  // a multiple of kTopRows), when that is fewer than N (else R = 0; set by forward_backward): the
+  // top layer's o projection and MLP, the final norm and the head run on these rows alone.
   int64_t R = 0;
   Tensor top_rows, top_targets;  // [R] i32: row indices and their targets
 };
@@ -390,27 +390,22 @@ TrainNetwork::BatchViews TrainNetwork::prepare(const TrainBatch& batch) {
     std::memcpy(ws_.segments.data<int32_t>(), batch.segment_ids.data(), N * sizeof(int32_t));
     bv.attention.segment_ids = ws_.segments.narrow(0, 0, bv.N).view({bv.B, bv.T});
   }
-  // The top rows: the trained ones in order, then ignored ones up to a multiple of kTopRows (a
-  // few GEMM shapes over a training instead of one per count of trained tokens: oneDNN creates a
-  // primitive for each new shape).
-  int32_t* rows = ws_.top_rows.data<int32_t>();
-  int32_t* top_targets = ws_.top_targets.data<int32_t>();
-  int64_t kept = 0;
-  for (size_t i = 0; i < N; ++i) kept += batch.targets[i] != kIgnore;
-  const int64_t R = (kept + kTopRows - 1) / kTopRows * kTopRows;
-  if (kept > 0 && R < bv.N) {
-    for (int64_t i = 0, j = 0, pad = kept; i < bv.N; ++i) {
-      const int32_t target = batch.targets[static_cast<size_t>(i)];
-      if (target == kIgnore && pad == R) continue;
-      const int64_t to = target != kIgnore ? j++ : pad++;
-      rows[to] = static_cast<int32_t>(i);
-      top_targets[to] = target;
-    }
-    bv.R = R;
-    bv.top_rows = ws_.top_rows.narrow(0, 0, R);
-    bv.top_targets = ws_.top_targets.narrow(0, 0, R);
-  }
   return bv;
+}
+
+// The top layer's rows (BatchViews::R) into the workspace, when fewer than all.
+void TrainNetwork::select_top_rows(BatchViews& bv, const TrainBatch& batch) {
+  const tensor::TrainedRows top = tensor::padded_trained_rows(batch.targets, kIgnore, kTopRows);
+  if (top.rows.empty()) return;
+  bv.R = static_cast<int64_t>(top.rows.size());
+  int32_t* rows = ws_.top_rows.data<int32_t>();
+  int32_t* targets = ws_.top_targets.data<int32_t>();
+  for (int64_t j = 0; j < bv.R; ++j) {
+    rows[j] = top.rows[static_cast<size_t>(j)];
+    targets[j] = batch.targets[static_cast<size_t>(rows[j])];
+  }
+  bv.top_rows = ws_.top_rows.narrow(0, 0, bv.R);
+  bv.top_targets = ws_.top_targets.narrow(0, 0, bv.R);
 }
 
 TrainNetwork::Saved TrainNetwork::saved_views(const LayerBuffers& b, const BatchViews& bv) const {
@@ -700,7 +695,8 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
   // Residual stream at every layer boundary; layer activations for every layer, or (checkpointing)
   // one set that each layer's backward refills by recomputing its forward.
   reserve(N, layers + 1, checkpoint ? 1 : layers, true);
-  const BatchViews bv = prepare(batch);
+  BatchViews bv = prepare(batch);
+  select_top_rows(bv, batch);
   weight16_source_ = nullptr;  // the weights may have changed since the last pass
   auto residual = [&](size_t l) { return ws_.residual[l].narrow(0, 0, N); };  // [N, C]
   auto saved = [&](size_t l) { return saved_views(ws_.layers[checkpoint ? 0 : l], bv); };

@@ -162,6 +162,7 @@ class TrainNetwork {
   void reserve(int64_t rows, size_t residuals, size_t layer_sets, bool backward);
   LayerBuffers allocate_layer_buffers(int64_t rows) const;
   BatchViews prepare(const TrainBatch& batch);
+  void select_top_rows(BatchViews& bv, const TrainBatch& batch);
   Saved saved_views(const LayerBuffers& buffers, const BatchViews& bv) const;
   tensor::LoraConfig lora_config(int64_t layer, int module) const;
   void adapter_forward(int64_t layer, int module, const tensor::Tensor& y, const tensor::Tensor& x,

@@ -253,27 +253,21 @@ CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tenso
   // A row whose target is ignored adds nothing to the loss or to either gradient, so the head's
   // GEMMs run over the other rows only, gathered into one block (fine-tuning masks the prompt's
   // rows: three quarters of them in `seqit study`'s data). dh's ignored rows are left as they are.
-  // The block is padded with ignored rows to a multiple of kGatherRows (their gradients are zero):
-  // a GEMM's shape then takes a few values over a training instead of one per count of trained
-  // tokens, and each new shape costs oneDNN a primitive (0.2-1.4 ms).
-  int64_t kept = 0;
-  for (int64_t i = 0; i < n; ++i) kept += t[i] != ignore_index;
+  // The block is padded with ignored rows (their gradients are zero) to a multiple of kGatherRows.
+  const TrainedRows picked =
+      padded_trained_rows({t, static_cast<size_t>(n)}, ignore_index, kGatherRows);
+  const int64_t kept = picked.trained;
   if (kept == 0) return {};
-  const int64_t block = std::min(n, (kept + kGatherRows - 1) / kGatherRows * kGatherRows);
-  if (block < n) {
+  if (!picked.rows.empty()) {
+    const auto block = static_cast<int64_t>(picked.rows.size());
     const auto width = static_cast<size_t>(c) * dtype_size(H.dtype);
     Tensor hk = Tensor::empty({block, c}, H.dtype), tk = Tensor::empty({block}, DType::i32);
-    std::vector<int64_t> source(static_cast<size_t>(kept));
     auto* hk_data = static_cast<std::byte*>(hk.raw_data());
     auto* tk_data = tk.mutable_data<int32_t>();
-    // The kept rows in order, then the first ignored rows as padding.
-    for (int64_t i = 0, j = 0, pad = kept; i < n; ++i) {
-      const bool keep = t[i] != ignore_index;
-      if (!keep && pad == block) continue;
-      const int64_t to = keep ? j++ : pad++;
-      std::memcpy(hk_data + static_cast<size_t>(to) * width, H.row(i), width);
-      tk_data[to] = t[i];
-      if (keep) source[static_cast<size_t>(to)] = i;
+    for (int64_t j = 0; j < block; ++j) {
+      const int32_t i = picked.rows[static_cast<size_t>(j)];
+      std::memcpy(hk_data + static_cast<size_t>(j) * width, H.row(i), width);
+      tk_data[j] = t[i];
     }
     Tensor dhk = dH.base ? Tensor::zeros({block, c}, dH.dtype) : Tensor();
     const CrossEntropyResult result =
@@ -283,7 +277,7 @@ CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tenso
       const size_t g_width = static_cast<size_t>(c) * dtype_size(dH.dtype);
       std::vector<float> sum(static_cast<size_t>(c)), add(static_cast<size_t>(c));
       for (int64_t j = 0; j < kept; ++j) {
-        void* dst = dH.row(source[static_cast<size_t>(j)]);
+        void* dst = dH.row(picked.rows[static_cast<size_t>(j)]);
         const float* a = load_f32(dst, dH.dtype, sum.data(), c);
         const float* b = load_f32(g + static_cast<size_t>(j) * g_width, dH.dtype, add.data(), c);
         for (int64_t k = 0; k < c; ++k) sum[static_cast<size_t>(k)] = a[k] + b[k];

@@ -205,6 +205,22 @@ int64_t count_targets(const Tensor& targets, int32_t ignore_index) {
   return dispatch("count_targets", {&targets}).count_targets(targets, ignore_index);
 }
 
+TrainedRows padded_trained_rows(std::span<const int32_t> targets, int32_t ignore_index,
+                                int64_t multiple) {
+  TrainedRows out;
+  const auto n = static_cast<int64_t>(targets.size());
+  for (int32_t t : targets) out.trained += t != ignore_index;
+  const int64_t block = (out.trained + multiple - 1) / multiple * multiple;
+  if (out.trained == 0 || block >= n) return out;
+  out.rows.resize(static_cast<size_t>(block));
+  for (int64_t i = 0, j = 0, pad = out.trained; i < n; ++i) {
+    const bool trained = targets[static_cast<size_t>(i)] != ignore_index;
+    if (!trained && pad == block) continue;
+    out.rows[static_cast<size_t>(trained ? j++ : pad++)] = static_cast<int32_t>(i);
+  }
+  return out;
+}
+
 void lora_forward(const Tensor& y, const Tensor& xa, const Tensor& x, const Tensor& a,
                   const Tensor& b, const LoraConfig& config) {
   dispatch("lora_forward", {&y, &xa, &x, &a, &b}).lora_forward(y, xa, x, a, b, config);

@@ -206,6 +206,16 @@ void token_logprobs(const Tensor& logprobs, const Tensor& logits, const Tensor& 
                     int32_t ignore_index = -100);
 // Counts targets != ignore_index (to set grad_scale = 1/tokens before a backward pass).
 int64_t count_targets(const Tensor& targets, int32_t ignore_index);
+// The rows that a pass over trained rows only takes: those whose target is not ignore_index, in
+// order, then the first ignored rows up to a multiple of `multiple` (so that the GEMMs of a
+// training see a few row counts, not one per count of trained tokens: each new shape costs oneDNN a
+// primitive). `rows` is empty when that block would hold all n rows, or none is trained.
+struct TrainedRows {
+  int64_t trained = 0;        // rows whose target is not ignore_index
+  std::vector<int32_t> rows;  // the block: trained rows first, then the padding
+};
+TrainedRows padded_trained_rows(std::span<const int32_t> targets, int32_t ignore_index,
+                                int64_t multiple);
 
 // ---- LoRA
 // ------------------------------------------------------------------------------------------
