@@ -2,6 +2,8 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -128,9 +130,36 @@ namespace {
 constexpr size_t kAlignment = 64;
 }
 
+namespace {
+// Host buffers of at least this size are mapped from the system directly and returned to it when
+// freed. Through malloc, glibc raises its mmap threshold after freeing a large block (up to 32 MiB)
+// and then serves blocks below it from the heap; a temporary freed there was not reused by the next
+// aligned allocation of the same size (the alignment asks a little more), so the heap grew by one
+// such block per use: a trainer's 31 MiB logits chunk added 31 MiB of resident memory every step.
+constexpr size_t kMapBytes = size_t{4} << 20;
+
+void* map_pages(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+size_t whole_pages(size_t nbytes) {
+  const auto page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return std::max<size_t>(page, (nbytes + page - 1) / page * page);
+}
+}  // namespace
+
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   if (device != Device::cpu) return backend_for(device).allocate(nbytes);
   auto storage = std::shared_ptr<Storage>(new Storage());
+  if (nbytes >= kMapBytes) {
+    const size_t mapped = whole_pages(nbytes);
+    void* p = map_pages(mapped);
+    if (!p) throw Error("tensor: out of memory allocating " + std::to_string(nbytes) + " bytes");
+    storage->data_ = static_cast<std::byte*>(p);
+    storage->nbytes_ = nbytes;
+    storage->mapped_ = mapped;
+    return storage;
+  }
   const size_t rounded =
       std::max<size_t>(kAlignment, (nbytes + kAlignment - 1) / kAlignment * kAlignment);
   void* p = std::aligned_alloc(kAlignment, rounded);
@@ -154,8 +183,25 @@ std::shared_ptr<Storage> Storage::borrow(void* data, size_t nbytes,
   return storage;
 }
 
+std::shared_ptr<Storage> Storage::allocate_on_demand(size_t nbytes) {
+  auto storage = std::shared_ptr<Storage>(new Storage());
+  const size_t mapped = whole_pages(nbytes);
+  void* p = map_pages(mapped);
+  if (!p) throw Error("tensor: out of memory mapping " + std::to_string(nbytes) + " bytes");
+  // A huge page would make one written row take 2 MiB; the point is to take only what is written.
+  madvise(p, mapped, MADV_NOHUGEPAGE);
+  storage->data_ = static_cast<std::byte*>(p);
+  storage->nbytes_ = nbytes;
+  storage->on_demand_ = true;
+  storage->mapped_ = mapped;
+  return storage;
+}
+
 Storage::~Storage() {
-  if (owned_) std::free(data_);
+  if (mapped_ > 0)
+    munmap(data_, mapped_);
+  else if (owned_)
+    std::free(data_);
 }
 
 // ---- creation
@@ -192,7 +238,19 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  std::memset(t.storage_->data(), 0, t.nbytes());
+  // Freshly mapped pages read as zeros already (and take memory only when written).
+  if (!t.storage_->mapped()) std::memset(t.storage_->data(), 0, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::zeros_on_demand(const Shape& shape, DType dtype) {
+  check_shape_valid(shape);
+  Tensor t;
+  t.storage_ =
+      Storage::allocate_on_demand(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype));
+  t.shape_ = shape;
+  t.strides_ = contiguous_strides(shape);
+  t.dtype_ = dtype;
   return t;
 }
 
@@ -903,7 +961,26 @@ void Tensor::fill(double value) {
 }
 
 void Tensor::zero() {
-  fill(0.0);
+  if (!storage_ || !storage_->on_demand() || !is_contiguous()) {
+    fill(0.0);
+    return;
+  }
+  check_access(dtype_, true);
+  // Whole pages are dropped (they read as zeros again and take no memory until written); the
+  // partial pages at either end are written.
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  std::byte* begin = storage_->data() + offset_;
+  std::byte* end = begin + nbytes();
+  const auto first = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page;
+  const auto last = reinterpret_cast<uintptr_t>(end) / page * page;
+  if (first >= last) {
+    std::memset(begin, 0, nbytes());
+    return;
+  }
+  std::memset(begin, 0, first - reinterpret_cast<uintptr_t>(begin));
+  std::memset(reinterpret_cast<std::byte*>(last), 0, reinterpret_cast<uintptr_t>(end) - last);
+  if (madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0)
+    std::memset(reinterpret_cast<std::byte*>(first), 0, last - first);
 }
 
 std::vector<float> to_float_vector(const Tensor& t) {

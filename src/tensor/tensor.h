@@ -30,8 +30,15 @@ int64_t shape_numel(const Shape& shape);
 // Bytes plus whoever keeps them alive. Shared by every view of them.
 class Storage {
  public:
-  // Fresh, uninitialised, 64-byte aligned bytes on `device`.
+  // Fresh, uninitialised, 64-byte aligned bytes on `device`. Host buffers of 4 MiB and more are
+  // pages mapped for them (zeros, returned to the system when freed); smaller ones come from
+  // malloc.
   static std::shared_ptr<Storage> allocate(size_t nbytes, Device device = Device::cpu);
+  // Zeroed host bytes that become memory only where written (an anonymous mapping, page by page,
+  // huge pages off): for a large buffer of which a pass writes a few rows, such as an embedding's
+  // gradient. Reading an unwritten page costs a page fault and no memory. Tensor::zero() over it
+  // hands the written pages back instead of writing zeros.
+  static std::shared_ptr<Storage> allocate_on_demand(size_t nbytes);
   // Bytes owned elsewhere; `owner` (may be null for static memory) is held until the last view
   // dies.
   static std::shared_ptr<Storage> borrow(void* data, size_t nbytes,
@@ -46,6 +53,8 @@ class Storage {
   Device device() const { return device_; }
   bool writable() const { return writable_; }
   bool owned() const { return owned_; }
+  bool on_demand() const { return on_demand_; }
+  bool mapped() const { return mapped_ > 0; }  // pages of its own (zeros when fresh)
 
  private:
   Storage() = default;
@@ -54,6 +63,8 @@ class Storage {
   Device device_ = Device::cpu;
   bool writable_ = true;
   bool owned_ = true;
+  bool on_demand_ = false;  // allocate_on_demand: zero() hands pages back
+  size_t mapped_ = 0;       // > 0: data_ is an anonymous mapping of this many bytes
   std::shared_ptr<const void> owner_;
 };
 
@@ -64,6 +75,10 @@ class Tensor {
   // ---- creation ----
   static Tensor empty(const Shape& shape, DType dtype, Device device = Device::cpu);
   static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::cpu);
+  // Zeros on the host whose memory is taken only where written (Storage::allocate_on_demand): the
+  // gradient of a large embedding, of which a step touches the rows of the tokens it saw. zero()
+  // on the whole tensor gives the written pages back.
+  static Tensor zeros_on_demand(const Shape& shape, DType dtype);
   static Tensor full(const Shape& shape, double value, DType dtype);
   // Copies of host values (tests, small tables). The value count must equal the shape's numel.
   static Tensor from_floats(std::span<const float> values, const Shape& shape,
@@ -147,6 +162,7 @@ class Tensor {
   // Element-wise copy from `src` of the same shape, converting dtype, any strides on either side.
   void copy_from(const Tensor& src);
   void fill(double value);
+  // fill(0); on on-demand storage (zeros_on_demand) the whole pages it covers are handed back.
   void zero();
 
  private:
