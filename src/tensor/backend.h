@@ -72,7 +72,8 @@ class Backend {
   virtual CrossEntropyResult linear_cross_entropy(const Tensor& h, const Tensor& w,
                                                   const Tensor& targets, int32_t ignore_index,
                                                   const Tensor& dh, const Tensor& dw,
-                                                  float grad_scale, int64_t chunk_rows) = 0;
+                                                  float grad_scale, int64_t chunk_rows,
+                                                  const Tensor& scratch) = 0;
   virtual void token_logprobs(const Tensor& logprobs, const Tensor& logits, const Tensor& targets,
                               int32_t ignore_index) = 0;
   virtual int64_t count_targets(const Tensor& targets, int32_t ignore_index) = 0;

@@ -48,7 +48,8 @@ class CpuBackend final : public Backend {
                                    float grad_scale) override;
   CrossEntropyResult linear_cross_entropy(const Tensor& h, const Tensor& w, const Tensor& targets,
                                           int32_t ignore_index, const Tensor& dh, const Tensor& dw,
-                                          float grad_scale, int64_t chunk_rows) override;
+                                          float grad_scale, int64_t chunk_rows,
+                                          const Tensor& scratch) override;
   void token_logprobs(const Tensor& logprobs, const Tensor& logits, const Tensor& targets,
                       int32_t ignore_index) override;
   int64_t count_targets(const Tensor& targets, int32_t ignore_index) override;

@@ -231,7 +231,8 @@ constexpr int64_t kGatherRows = 16;
 CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tensor& w,
                                                     const Tensor& targets, int32_t ignore_index,
                                                     const Tensor& dh, const Tensor& dw,
-                                                    float grad_scale, int64_t chunk_rows) {
+                                                    float grad_scale, int64_t chunk_rows,
+                                                    const Tensor& scratch) {
   const char* op = "linear_cross_entropy";
   const RowsRef H = rows_of(op, "h", h, false);
   check_dim(op, "w", w, 2);
@@ -250,6 +251,11 @@ CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tenso
     dW = rows_of(op, "dw", dw, true);
   }
   if (chunk_rows <= 0) fail(op, "chunk_rows must be positive");
+  if (scratch.defined()) {
+    check_dtype(op, "scratch", scratch, DType::f32);
+    check_contiguous(op, "scratch", scratch);
+    if (!scratch.is_writable()) fail(op, "scratch is read-only");
+  }
   // A row whose target is ignored adds nothing to the loss or to either gradient, so the head's
   // GEMMs run over the other rows only, gathered into one block (fine-tuning masks the prompt's
   // rows: three quarters of them in `seqit study`'s data). dh's ignored rows are left as they are.
@@ -271,7 +277,7 @@ CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tenso
     }
     Tensor dhk = dH.base ? Tensor::zeros({block, c}, dH.dtype) : Tensor();
     const CrossEntropyResult result =
-        linear_cross_entropy(hk, w, tk, ignore_index, dhk, dw, grad_scale, chunk_rows);
+        linear_cross_entropy(hk, w, tk, ignore_index, dhk, dw, grad_scale, chunk_rows, scratch);
     if (dH.base) {  // dh's kept rows += their gradient
       const auto* g = static_cast<const std::byte*>(dhk.raw_data());
       const size_t g_width = static_cast<size_t>(c) * dtype_size(dH.dtype);
@@ -288,15 +294,32 @@ CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tenso
   }
   if (H.dtype == DType::bf16 && W.dtype == DType::f32)
     return blocked_bf16_head(H, W, t, ignore_index, dH, dW, grad_scale);
-  const int64_t chunk = std::min(chunk_rows, std::max<int64_t>(n, 1));
-  // One chunk of logits, reused: chunk × vocab f32 (e.g. 256 × 32000 × 4 = 33 MB), never N × vocab.
-  Tensor logits = Tensor::empty({chunk, vocab}, DType::f32);
-  float* lg = logits.mutable_data<float>();
+  int64_t chunk = std::min(chunk_rows, std::max<int64_t>(n, 1));
   // bf16 h and w (bf16 compute): the logits' gradient is rounded to bf16 too, so the two backward
   // GEMMs take bf16 operands like the forward one (f32 accumulation into dh and dw).
   const bool bf16_grads =
       H.dtype == DType::bf16 && W.dtype == DType::bf16 && (dh.defined() || dw.defined());
-  Tensor glogits16 = bf16_grads ? Tensor::empty({chunk, vocab}, DType::bf16) : Tensor();
+  // One chunk of logits, reused: chunk × vocab f32 (e.g. 256 × 32000 × 4 = 33 MB), never N × vocab;
+  // in the caller's scratch when it holds enough rows, else allocated.
+  const int64_t row_bytes = vocab * static_cast<int64_t>(sizeof(float) + (bf16_grads ? 2 : 0));
+  const int64_t scratch_rows =
+      scratch.defined() ? static_cast<int64_t>(scratch.nbytes()) / std::max<int64_t>(row_bytes, 1)
+                        : 0;
+  Tensor logits, glogits16;
+  float* lg = nullptr;
+  bf16* g16 = nullptr;
+  if (scratch_rows >= std::min<int64_t>(chunk, 64)) {
+    chunk = std::min(chunk, scratch_rows);
+    lg = scratch.mutable_data<float>();
+    g16 = reinterpret_cast<bf16*>(lg + chunk * vocab);
+  } else {
+    logits = Tensor::empty({chunk, vocab}, DType::f32);
+    lg = logits.mutable_data<float>();
+    if (bf16_grads) {
+      glogits16 = Tensor::empty({chunk, vocab}, DType::bf16);
+      g16 = glogits16.mutable_data<bf16>();
+    }
+  }
   const MatrixRef wt{W.base, W.dtype, c, vocab, 1, W.row_stride, 0};  // wᵀ [c, vocab]
   const MatrixRef wm{W.base, W.dtype, vocab, c, W.row_stride, 1, 0};
   CrossEntropyResult total;
@@ -315,8 +338,8 @@ CrossEntropyResult CpuBackend::linear_cross_entropy(const Tensor& h, const Tenso
     const void* gdata = lg;
     const DType gtype = bf16_grads ? DType::bf16 : DType::f32;
     if (bf16_grads) {
-      convert_f32_to_bf16(lg, glogits16.mutable_data<bf16>(), static_cast<size_t>(rows * vocab));
-      gdata = glogits16.data<bf16>();
+      convert_f32_to_bf16(lg, g16, static_cast<size_t>(rows * vocab));
+      gdata = g16;
     }
     const MatrixRef g{gdata, gtype, rows, vocab, vocab, 1, 0};
     if (dH.base) {

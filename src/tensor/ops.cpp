@@ -192,9 +192,10 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& targets, in
 }
 CrossEntropyResult linear_cross_entropy(const Tensor& h, const Tensor& w, const Tensor& targets,
                                         int32_t ignore_index, const Tensor& dh, const Tensor& dw,
-                                        float grad_scale, int64_t chunk_rows) {
-  return dispatch("linear_cross_entropy", {&h, &w, &targets, &dh, &dw})
-      .linear_cross_entropy(h, w, targets, ignore_index, dh, dw, grad_scale, chunk_rows);
+                                        float grad_scale, int64_t chunk_rows,
+                                        const Tensor& scratch) {
+  return dispatch("linear_cross_entropy", {&h, &w, &targets, &dh, &dw, &scratch})
+      .linear_cross_entropy(h, w, targets, ignore_index, dh, dw, grad_scale, chunk_rows, scratch);
 }
 void token_logprobs(const Tensor& logprobs, const Tensor& logits, const Tensor& targets,
                     int32_t ignore_index) {

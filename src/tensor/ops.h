@@ -195,11 +195,14 @@ CrossEntropyResult cross_entropy(const Tensor& logits, const Tensor& targets, in
 // chunk_rows × V bf16 buffer more). With bf16 h and an f32 w (bf16 compute over f32 masters), w is
 // rounded to bf16 one block of vocabulary rows at a time and the softmax runs online over the
 // blocks: no bf16 copy of w and no V-wide logits, for a second logits GEMM (chunk_rows unused). The
-// loss and its softmax are f32 throughout.
+// loss and its softmax are f32 throughout. scratch (optional, f32, contiguous): memory the caller
+// has idle, used for the chunk's logits (and bf16 gradient) instead of allocating them when it
+// holds at least min(chunk_rows, 64) rows of them; chunks are then at most as many rows as it
+// holds.
 CrossEntropyResult linear_cross_entropy(const Tensor& h, const Tensor& w, const Tensor& targets,
                                         int32_t ignore_index, const Tensor& dh = {},
                                         const Tensor& dw = {}, float grad_scale = 1.0f,
-                                        int64_t chunk_rows = 256);
+                                        int64_t chunk_rows = 256, const Tensor& scratch = {});
 // logprobs [N] f32 = log softmax(logits[n])[targets[n]] (0 for ignored rows): scoring /
 // log-likelihood.
 void token_logprobs(const Tensor& logprobs, const Tensor& logits, const Tensor& targets,

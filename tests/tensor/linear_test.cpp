@@ -435,6 +435,42 @@ TEST(LinearCrossEntropy, ChunkedEqualsFullLogitsPathWithGradients) {
       h, dh, "dh");
 }
 
+// The caller's idle memory as the logits chunk: the same results as the op's own buffer with as
+// many rows per chunk (bit for bit), in f32 and with bf16 h and w (whose chunk also holds the bf16
+// logit gradient); a scratch smaller than min(chunk_rows, 64) rows is not used; a wrong one is an
+// error.
+TEST(LinearCrossEntropy, ScratchHoldsTheLogitsChunk) {
+  const int64_t n = 150, c = 16, vocab = 300;
+  const Vec h = reference::random_vec(static_cast<size_t>(n * c), 66);
+  const Vec w = reference::random_vec(static_cast<size_t>(vocab * c), 67, 0.3);
+  std::vector<int32_t> targets(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    targets[static_cast<size_t>(i)] = static_cast<int32_t>((i * 53) % vocab);
+  const Tensor t = Tensor::from_ints(targets, {n});
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    const Tensor th = to_tensor(h, {n, c}, dtype), tw = to_tensor(w, {vocab, c}, dtype);
+    const int64_t row_floats = dtype == DType::f32 ? vocab : vocab + vocab / 2;
+    auto run = [&](int64_t chunk_rows, const Tensor& scratch) {
+      Tensor dh = Tensor::zeros({n, c}, DType::f32), dw = Tensor::zeros({vocab, c}, DType::f32);
+      const CrossEntropyResult r =
+          linear_cross_entropy(th, tw, t, -100, dh, dw, 1.0f / 150, chunk_rows, scratch);
+      return std::make_tuple(r.loss_sum, to_vec(dh), to_vec(dw));
+    };
+    // 100 rows of room: chunks of 100 rows whatever chunk_rows asks above that.
+    Tensor scratch = Tensor::full({100 * row_floats}, std::nan(""), DType::f32);
+    EXPECT_EQ(run(256, scratch), run(100, Tensor{})) << dtype_name(dtype);
+    EXPECT_FALSE(std::isnan(to_vec(scratch)[0])) << "the scratch was used";
+    EXPECT_EQ(run(64, scratch), run(64, Tensor{})) << dtype_name(dtype);
+    // 40 rows of room < 64: the op's own buffer, chunks of 256.
+    Tensor small = Tensor::full({40 * row_floats}, std::nan(""), DType::f32);
+    EXPECT_EQ(run(256, small), run(256, Tensor{})) << dtype_name(dtype);
+    EXPECT_TRUE(std::isnan(to_vec(small)[0])) << "too small a scratch is left alone";
+  }
+  EXPECT_THROW(linear_cross_entropy(to_tensor(h, {n, c}), to_tensor(w, {vocab, c}), t, -100, {}, {},
+                                    1.0f, 256, Tensor::zeros({100 * vocab}, DType::bf16)),
+               Error);
+}
+
 // Rows whose target is ignored are left out of the head's GEMMs: the loss and gradients equal those
 // of the kept rows alone (bit for bit: the same op on the gathered rows), dh's ignored rows keep
 // what they held, and a batch with no target at all costs nothing and changes nothing.
