@@ -161,6 +161,9 @@ int run_child(const Mode& mode, int steps, int threads) {
       cpu.push_back((bench::process_cpu_seconds() - c0) / threads);
     }
     (i == 0 ? loss_first : loss_last) = s.loss;
+    if (verbose)
+      std::fprintf(stderr, "[step %d] resident %.1f MiB, peak %.1f MiB\n", i,
+                   bench::current_rss_mb(), bench::peak_rss_mb());
   }
   std::sort(wall.begin(), wall.end());
   std::sort(cpu.begin(), cpu.end());

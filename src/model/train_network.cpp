@@ -139,7 +139,12 @@ TrainNetwork::TrainNetwork(LlamaModel& model, const TrainOptions& options)
                       "f32, or use LoRA)",
                       tensor::dtype_name(model.dtype())));
     }
-    d_embed_ = f32_zeros(w.embed.shape());
+    // An untied embedding's gradient has rows only for the tokens a step saw: its memory is taken
+    // where written and handed back by zero_grads (125 MiB at a 32k vocabulary and hidden 1024,
+    // ~4 MiB of it used by a step of 1,024 tokens). A tied one also takes the head's dense
+    // gradient.
+    d_embed_ = c.tie_word_embeddings ? f32_zeros(w.embed.shape())
+                                     : Tensor::zeros_on_demand(w.embed.shape(), DType::f32);
     grads_.resize(w.layers.size());
     for (size_t l = 0; l < w.layers.size(); ++l) {
       const LayerWeights& L = w.layers[l];
@@ -299,7 +304,6 @@ void TrainNetwork::reserve(int64_t rows, size_t residuals, size_t layer_sets, bo
     ws_.segments = Tensor::empty({rows}, DType::i32);
     ws_.top_rows = Tensor::empty({rows}, DType::i32);
     ws_.top_targets = Tensor::empty({rows}, DType::i32);
-    ws_.final_h = Tensor::empty({rows, C}, options_.compute);
     ws_.final_rstd = Tensor::empty({rows}, DType::f32);
     ws_.h = Tensor::empty({rows, C}, options_.compute);
     ws_.act = Tensor::empty({rows, F}, options_.compute);
@@ -310,14 +314,20 @@ void TrainNetwork::reserve(int64_t rows, size_t residuals, size_t layer_sets, bo
     ws_.residual.push_back(Tensor::empty({ws_.rows, C}, DType::f32));
   while (ws_.layers.size() < layer_sets) ws_.layers.push_back(allocate_layer_buffers(ws_.rows));
   if (backward && !ws_.dx.defined()) {
-    ws_.dx = Tensor::empty({ws_.rows, C}, DType::f32);
     ws_.dh = Tensor::empty({ws_.rows, C}, DType::f32);
-    ws_.dqkv = Tensor::empty({ws_.rows, W}, DType::f32);
-    ws_.dattn = Tensor::empty({ws_.rows, qd}, DType::f32);
-    ws_.dact = Tensor::empty({ws_.rows, F}, DType::f32);
-    ws_.top_attn = Tensor::empty({ws_.rows, qd}, options_.compute);
-    ws_.top_dx = Tensor::empty({ws_.rows, C}, DType::f32);
-    ws_.top_dattn = Tensor::empty({ws_.rows, qd}, DType::f32);
+    // dx, dqkv, dattn and dact in one block: between the forward and the backward it holds the
+    // loss's logits chunk (linear_cross_entropy's scratch), which then takes no memory of its own.
+    ws_.dscratch = Tensor::empty({ws_.rows * (C + W + qd + F)}, DType::f32);
+    int64_t offset = 0;
+    auto part = [&](int64_t width) {
+      Tensor t = ws_.dscratch.narrow(0, offset, ws_.rows * width).view({ws_.rows, width});
+      offset += ws_.rows * width;
+      return t;
+    };
+    ws_.dx = part(C);
+    ws_.dqkv = part(W);
+    ws_.dattn = part(qd);
+    ws_.dact = part(F);
     if (bf16_compute()) ws_.dy16 = Tensor::empty({ws_.rows * std::max(C, W)}, DType::bf16);
   }
 }
@@ -333,10 +343,9 @@ int64_t TrainNetwork::workspace_bytes() const {
     for (const Tensor& t : b.xa) add(t);
   }
   for (const Tensor* t :
-       {&ws_.ids,         &ws_.targets,  &ws_.positions,  &ws_.segments,  &ws_.top_rows,
-        &ws_.top_targets, &ws_.final_h,  &ws_.final_rstd, &ws_.h,         &ws_.act,
-        &ws_.x_mid,       &ws_.dx,       &ws_.dh,         &ws_.dqkv,      &ws_.dattn,
-        &ws_.dact,        &ws_.top_attn, &ws_.top_dx,     &ws_.top_dattn, &ws_.dy16})
+       {&ws_.ids, &ws_.targets, &ws_.positions, &ws_.segments, &ws_.top_rows, &ws_.top_targets,
+        &ws_.final_rstd, &ws_.h, &ws_.act, &ws_.x_mid, &ws_.dscratch, &ws_.dh, &ws_.top_attn,
+        &ws_.top_dx, &ws_.top_dattn, &ws_.dy16})
     add(*t);
   return bytes;
 }
@@ -398,6 +407,12 @@ void TrainNetwork::select_top_rows(BatchViews& bv, const TrainBatch& batch) {
   const tensor::TrainedRows top = tensor::padded_trained_rows(batch.targets, kIgnore, kTopRows);
   if (top.rows.empty()) return;
   bv.R = static_cast<int64_t>(top.rows.size());
+  if (!ws_.top_dx.defined() || ws_.top_dx.size(0) < bv.R) {  // grown to the most rows seen
+    const ModelConfig& c = model_.config();
+    ws_.top_attn = Tensor::empty({bv.R, c.q_dim()}, options_.compute);
+    ws_.top_dx = Tensor::empty({bv.R, c.hidden_size}, DType::f32);
+    ws_.top_dattn = Tensor::empty({bv.R, c.q_dim()}, DType::f32);
+  }
   int32_t* rows = ws_.top_rows.data<int32_t>();
   int32_t* targets = ws_.top_targets.data<int32_t>();
   for (int64_t j = 0; j < bv.R; ++j) {
@@ -716,7 +731,9 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
                   l + 1 == layers ? top : nullptr);
   }
   const Tensor xL = residual(layers).narrow(0, 0, M);
-  const Tensor hN = ws_.final_h.narrow(0, 0, M), rstdN = ws_.final_rstd.narrow(0, 0, M);
+  // The final norm's output lives only through the loss: in h, which every layer's backward
+  // refills.
+  const Tensor hN = ws_.h.narrow(0, 0, M), rstdN = ws_.final_rstd.narrow(0, 0, M);
   const auto eps = static_cast<float>(c.rms_norm_eps);
   tensor::rmsnorm_forward(hN, rstdN, xL, w.final_norm, eps);  // hN [M, C], rstdN [M]
 
@@ -728,9 +745,9 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
   // bf16 compute: hN is bf16; an f32 head is rounded to bf16 block by block inside the op, a bf16
   // head (a bf16 LoRA base) taken as it is, half the rows per chunk then, as the chunk's logit
   // gradient is held in bf16 too.
-  const tensor::CrossEntropyResult result =
-      tensor::linear_cross_entropy(hN, w.lm_head, top_only ? bv.top_targets : bv.targets, kIgnore,
-                                   dhN, d_head, grad_scale, bf16_compute() ? 128 : 256);
+  const tensor::CrossEntropyResult result = tensor::linear_cross_entropy(
+      hN, w.lm_head, top_only ? bv.top_targets : bv.targets, kIgnore, dhN, d_head, grad_scale,
+      bf16_compute() ? 128 : 256, ws_.dscratch);
 
   // backward
   Tensor dx = ws_.dx.narrow(0, 0, N);  // [N, C] gradient of the residual stream
@@ -772,7 +789,7 @@ tensor::CrossEntropyResult TrainNetwork::forward_loss(const TrainBatch& batch) {
   const Saved s = saved_views(ws_.layers[0], bv);
   tensor::embedding_forward(x, bv.ids, w.embed);
   for (int64_t l = 0; l < c.num_layers; ++l) block_forward(l, x, x, s, bv);
-  const Tensor hN = ws_.final_h.narrow(0, 0, N);
+  const Tensor hN = ws_.h.narrow(0, 0, N);
   tensor::rmsnorm_forward(hN, {}, x, w.final_norm, static_cast<float>(c.rms_norm_eps));
   return tensor::linear_cross_entropy(hN, w.lm_head, bv.targets, kIgnore);
 }

@@ -144,16 +144,19 @@ class TrainNetwork {
     std::vector<LayerBuffers> layers;
     tensor::Tensor ids, targets, positions, segments;  // [cap] i32
     tensor::Tensor top_rows, top_targets;              // [cap] i32 (BatchViews::top_rows)
-    tensor::Tensor final_h, final_rstd;                // [cap, C] (compute dtype), [cap]
+    tensor::Tensor final_rstd;                         // [cap] (the final norm's output is in h)
     // [cap, C] and [cap, F] in the compute dtype: rmsnorm(x) and silu(gate)·up of the layer being
-    // computed, forward or backward (one pair for the whole network).
+    // computed, forward or backward (one pair for the whole network); h also holds the final
+    // norm's output through the loss.
     tensor::Tensor h, act;
     tensor::Tensor
         x_mid;  // [cap, C] f32: the residual after attention, of the layer being computed
-    // Backward scratch at capacity (d(gate|up) overwrites the layer's saved gate|up).
-    tensor::Tensor dx, dh, dqkv, dattn, dact;
+    // Backward scratch at capacity (d(gate|up) overwrites the layer's saved gate|up); dx, dqkv,
+    // dattn and dact are views of dscratch (the loss's scratch before the backward).
+    tensor::Tensor dx, dh, dqkv, dattn, dact, dscratch;
     // The top layer on the trained rows alone: their attention output (compute dtype), then the
-    // gradients of their residual and attention output (f32), each [cap, qd | C | qd].
+    // gradients of their residual and attention output (f32), each [R, qd | C | qd] for the most
+    // trained rows R a batch has had (none until a batch leaves rows untrained).
     tensor::Tensor top_attn, top_dx, top_dattn;
     // bf16 compute: [cap, max(C, W)] bf16, the residual or q|k|v gradient rounded for the GEMMs.
     tensor::Tensor dy16;
