@@ -104,10 +104,10 @@ struct TrainNetwork::BatchViews {
 };
 
 // One layer's saved activations for this batch: [N, ...] views of a LayerBuffers, plus views of
-// the workspace's shared h, act and x_mid (recomputed, never saved per layer). x_mid, the rstds and
-// lse are f32; the rest is in the compute dtype.
+// the workspace's shared h, act and x_mid (recomputed, never saved per layer; x_mid is saved per
+// layer when saves_x_mid()). x_mid, the rstds and lse are f32; the rest is in the compute dtype.
 struct TrainNetwork::Saved {
-  Tensor x_mid;                     // [N, C] shared: residual after attention
+  Tensor x_mid;                     // [N, C] residual after attention (shared, or the layer's)
   Tensor rstd1, rstd2;              // [N] of rmsnorm(x_in), rmsnorm(x_mid)
   Tensor qkv;                       // [N, W] q|k after RoPE, v
   Tensor q, k, v;                   // [B, T, Hq|Hkv, D] views of qkv
@@ -273,6 +273,7 @@ TrainNetwork::LayerBuffers TrainNetwork::allocate_layer_buffers(int64_t rows) co
   b.lse = Tensor::empty({rows * c.num_heads}, DType::f32);
   b.rstd2 = Tensor::empty({rows}, DType::f32);
   b.gate_up = Tensor::empty({rows, 2 * F}, cd);
+  if (saves_x_mid()) b.x_mid = Tensor::empty({rows, c.hidden_size}, DType::f32);
   if (options_.lora) {
     for (int m = 0; m < kModules; ++m) {
       if (adapters_[0][static_cast<size_t>(m)].a.defined()) {
@@ -339,7 +340,8 @@ int64_t TrainNetwork::workspace_bytes() const {
   };
   for (const Tensor& r : ws_.residual) add(r);
   for (const LayerBuffers& b : ws_.layers) {
-    for (const Tensor* t : {&b.rstd1, &b.qkv, &b.attn, &b.lse, &b.rstd2, &b.gate_up}) add(*t);
+    for (const Tensor* t : {&b.rstd1, &b.qkv, &b.attn, &b.lse, &b.rstd2, &b.gate_up, &b.x_mid})
+      add(*t);
     for (const Tensor& t : b.xa) add(t);
   }
   for (const Tensor* t :
@@ -429,7 +431,7 @@ TrainNetwork::Saved TrainNetwork::saved_views(const LayerBuffers& b, const Batch
                 kvd = c.kv_dim();
   const int64_t Hq = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim;
   Saved s;
-  s.x_mid = ws_.x_mid.narrow(0, 0, N);
+  s.x_mid = (b.x_mid.defined() ? b.x_mid : ws_.x_mid).narrow(0, 0, N);
   s.rstd1 = b.rstd1.narrow(0, 0, N);
   s.qkv = b.qkv.narrow(0, 0, N);
   s.q = s.qkv.narrow(1, 0, qd).view({B, T, Hq, D});
@@ -602,7 +604,8 @@ void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor
 }
 
 // The block's backward, in reverse. dx [N, C] holds d(x_out) on entry and d(x_in) on exit (each
-// rmsnorm_backward adds its input gradient onto the residual gradient that passes through). h1, h2
+// rmsnorm_backward adds its input gradient onto the residual gradient that passes through; LoRA's
+// first layer leaves d(x_in) incomplete, as nothing below it trains). h1, h2
 // and act are recomputed from the saved inputs by the same ops as in the forward: the same bits.
 void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor& x_in,
                                   const Saved& s, const BatchViews& bv, bool x_mid_current,
@@ -685,15 +688,21 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   rope_backward(dq, dq, bv.positions, model_.rope());  // d(q before RoPE)
   rope_backward(dk, dk, bv.positions, model_.rope());
   rmsnorm_forward(s.h, {}, x_in, L.attn_norm, eps);  // h = h1 [N, C], recomputed
-  dh.zero();
-  // dh1 [N, C], dwqkv [W, C], dbqkv [W]
-  linear_backward(dh, g.wqkv, b16 ? Tensor() : g.bqkv, gemm_operand(dqkv), s.h,
-                  compute_weight(L.wqkv));
-  bias_grad(g.bqkv, dqkv, L.wqkv);
-  adapter_backward(layer, kQ, dh, dqkv.narrow(1, 0, qd), s.h, s);
-  adapter_backward(layer, kK, dh, dqkv.narrow(1, qd, kvd), s.h, s);
-  adapter_backward(layer, kV, dh, dqkv.narrow(1, qd + kvd, kvd), s.h, s);
-  rmsnorm_backward(dx, g.attn_norm, dh, x_in, L.attn_norm, s.rstd1);  // dx = d(x_in)
+  // d(x_in) of the first layer reaches only the embedding, which LoRA does not train: its q|k|v
+  // adapters then take their own gradients alone.
+  const bool input_grad = !(options_.lora && layer == 0);
+  if (input_grad) {
+    dh.zero();
+    // dh1 [N, C], dwqkv [W, C], dbqkv [W]
+    linear_backward(dh, g.wqkv, b16 ? Tensor() : g.bqkv, gemm_operand(dqkv), s.h,
+                    compute_weight(L.wqkv));
+    bias_grad(g.bqkv, dqkv, L.wqkv);
+  }
+  const Tensor dh1 = input_grad ? dh : Tensor();
+  adapter_backward(layer, kQ, dh1, dqkv.narrow(1, 0, qd), s.h, s);
+  adapter_backward(layer, kK, dh1, dqkv.narrow(1, qd, kvd), s.h, s);
+  adapter_backward(layer, kV, dh1, dqkv.narrow(1, qd + kvd, kvd), s.h, s);
+  if (input_grad) rmsnorm_backward(dx, g.attn_norm, dh, x_in, L.attn_norm, s.rstd1);  // d(x_in)
 }
 
 // ---- the whole network --------------------------------------------------------------------------
@@ -768,8 +777,8 @@ tensor::CrossEntropyResult TrainNetwork::forward_backward(const TrainBatch& batc
     }
     // The top layer's x_mid is still in place from the forward, as is every layer's after its
     // recomputed forward.
-    block_backward(static_cast<int64_t>(l), dx, residual(l), s, bv, checkpoint || l + 1 == layers,
-                   layer_top);
+    block_backward(static_cast<int64_t>(l), dx, residual(l), s, bv,
+                   checkpoint || saves_x_mid() || l + 1 == layers, layer_top);
     stage_done(1 + static_cast<int>(layers - 1 - l));
   }
   if (!options_.lora) tensor::embedding_backward(d_embed_, dx, bv.ids);

@@ -134,6 +134,7 @@ class TrainNetwork {
   // shared h, act and x_mid.
   struct LayerBuffers {
     tensor::Tensor rstd1, qkv, attn, lse, rstd2, gate_up;
+    tensor::Tensor x_mid;  // [cap, C] f32, when saves_x_mid() (else the shared one, recomputed)
     std::array<tensor::Tensor, kModules> xa;  // [cap · r] each, for targeted projections
   };
   struct Saved;       // the [N, ...] views of one LayerBuffers for the current batch
@@ -187,6 +188,9 @@ class TrainNetwork {
                       const Saved* top = nullptr);
   void build_parameters();
   bool bf16_compute() const { return options_.compute == tensor::DType::bf16; }
+  // LoRA without checkpointing keeps each layer's x_mid (its memory is small next to a LoRA run's)
+  // rather than recomputing the o projection in the backward, as full fine-tuning does.
+  bool saves_x_mid() const { return options_.lora && !options_.checkpoint_activations; }
   // A weight matrix (or row block) in the compute dtype: itself, or (bf16 compute from f32 masters)
   // its bf16 rounding in weight16_, one matrix at a time (the previous one's copy is replaced).
   tensor::Tensor compute_weight(const tensor::Tensor& w) const;
