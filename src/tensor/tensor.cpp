@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <numeric>
+#include <vector>
 
 #include "tensor/backend.h"
 #include "tensor/cpu_internal.h"
@@ -146,14 +148,66 @@ size_t whole_pages(size_t nbytes) {
   const auto page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   return std::max<size_t>(page, (nbytes + page - 1) / page * page);
 }
+
+// Freed mapped blocks kept for the next allocation of about their size: an op's temporary of the
+// same shape in its next call gets pages already faulted in (a fresh mapping costs a page fault and
+// a cleared page per 4 KiB, and unmapping one a TLB shootdown: 2-3 ms per 8 MiB here). At most
+// kKeepBytes are kept, the oldest unmapped first; a block is reused for a request of at least 3/4
+// of its size.
+class FreedBlocks {
+ public:
+  static constexpr size_t kKeepBytes = size_t{64} << 20;
+  // A kept block of `bytes` to 4/3·bytes (its size in *mapped), or null.
+  void* take(size_t bytes, size_t* mapped) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_t best = blocks_.size();
+    for (size_t i = 0; i < blocks_.size(); ++i) {
+      const size_t size = blocks_[i].second;
+      if (size >= bytes && size <= bytes / 3 * 4 &&
+          (best == blocks_.size() || size < blocks_[best].second))
+        best = i;
+    }
+    if (best == blocks_.size()) return nullptr;
+    void* p = blocks_[best].first;
+    *mapped = blocks_[best].second;
+    kept_ -= *mapped;
+    blocks_.erase(blocks_.begin() + static_cast<std::ptrdiff_t>(best));
+    return p;
+  }
+  void give(void* p, size_t mapped) {
+    if (mapped > kKeepBytes) {
+      munmap(p, mapped);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    blocks_.emplace_back(p, mapped);
+    kept_ += mapped;
+    while (kept_ > kKeepBytes) {
+      munmap(blocks_.front().first, blocks_.front().second);
+      kept_ -= blocks_.front().second;
+      blocks_.erase(blocks_.begin());
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<void*, size_t>> blocks_;  // oldest first
+  size_t kept_ = 0;
+};
+FreedBlocks& freed_blocks() {
+  static auto* blocks = new FreedBlocks();  // never destroyed: storages may outlive statics
+  return *blocks;
+}
 }  // namespace
 
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   if (device != Device::cpu) return backend_for(device).allocate(nbytes);
   auto storage = std::shared_ptr<Storage>(new Storage());
   if (nbytes >= kMapBytes) {
-    const size_t mapped = whole_pages(nbytes);
-    void* p = map_pages(mapped);
+    size_t mapped = whole_pages(nbytes);
+    void* p = freed_blocks().take(mapped, &mapped);
+    storage->fresh_ = p == nullptr;
+    if (p == nullptr) p = map_pages(mapped);
     if (!p) throw Error("tensor: out of memory allocating " + std::to_string(nbytes) + " bytes");
     storage->data_ = static_cast<std::byte*>(p);
     storage->nbytes_ = nbytes;
@@ -193,13 +247,16 @@ std::shared_ptr<Storage> Storage::allocate_on_demand(size_t nbytes) {
   storage->data_ = static_cast<std::byte*>(p);
   storage->nbytes_ = nbytes;
   storage->on_demand_ = true;
+  storage->fresh_ = true;
   storage->mapped_ = mapped;
   return storage;
 }
 
 Storage::~Storage() {
-  if (mapped_ > 0)
+  if (on_demand_)
     munmap(data_, mapped_);
+  else if (mapped_ > 0)
+    freed_blocks().give(data_, mapped_);
   else if (owned_)
     std::free(data_);
 }
@@ -239,7 +296,7 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
   // Freshly mapped pages read as zeros already (and take memory only when written).
-  if (!t.storage_->mapped()) std::memset(t.storage_->data(), 0, t.nbytes());
+  if (!t.storage_->fresh()) std::memset(t.storage_->data(), 0, t.nbytes());
   return t;
 }
 

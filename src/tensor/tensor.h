@@ -31,8 +31,8 @@ int64_t shape_numel(const Shape& shape);
 class Storage {
  public:
   // Fresh, uninitialised, 64-byte aligned bytes on `device`. Host buffers of 4 MiB and more are
-  // pages mapped for them (zeros, returned to the system when freed); smaller ones come from
-  // malloc.
+  // pages mapped for them, or a freed such block of about their size kept for reuse (at most 64 MiB
+  // of them are kept; the rest go back to the system); smaller ones come from malloc.
   static std::shared_ptr<Storage> allocate(size_t nbytes, Device device = Device::cpu);
   // Zeroed host bytes that become memory only where written (an anonymous mapping, page by page,
   // huge pages off): for a large buffer of which a pass writes a few rows, such as an embedding's
@@ -54,7 +54,8 @@ class Storage {
   bool writable() const { return writable_; }
   bool owned() const { return owned_; }
   bool on_demand() const { return on_demand_; }
-  bool mapped() const { return mapped_ > 0; }  // pages of its own (zeros when fresh)
+  bool mapped() const { return mapped_ > 0; }  // pages of its own
+  bool fresh() const { return fresh_; }        // newly mapped: reads as zeros
 
  private:
   Storage() = default;
@@ -65,6 +66,7 @@ class Storage {
   bool owned_ = true;
   bool on_demand_ = false;  // allocate_on_demand: zero() hands pages back
   size_t mapped_ = 0;       // > 0: data_ is an anonymous mapping of this many bytes
+  bool fresh_ = false;
   std::shared_ptr<const void> owner_;
 };
 

@@ -237,32 +237,68 @@ TEST(Tensor, OnDemandZerosTakeMemoryOnlyWhereWritten) {
   }
 }
 
-// Large buffers are pages of their own: Tensor::zeros of one reads zeros without writing them (no
-// memory until written), and allocating and freeing one over and over next to small allocations
-// does not grow the process (through malloc, glibc served such blocks from a heap that grew by one
-// block per round: a trainer gained 31 MiB per step).
-TEST(Tensor, LargeBuffersAreMappedAndReturnedWhenFreed) {
-  const int64_t n = (int64_t{31} << 20) / 4;  // 31 MiB of f32
+// Large buffers are pages of their own. A fresh one reads as zeros without being written (no memory
+// until written); freed, it is kept for the next allocation of about its size (an op's temporary
+// reuses its pages, already faulted in), at most 64 MiB of such blocks; zeros() of a reused block
+// is written. Allocating and freeing one over and over next to small allocations does not grow the
+// process (through malloc, glibc served such blocks from a heap that grew by one block per round: a
+// trainer gained 31 MiB per step).
+TEST(Tensor, LargeBuffersAreMappedKeptForReuseAndBounded) {
+  const int64_t big = (int64_t{80} << 20) / 4;  // above what is kept: always fresh
   const double start = resident_mib();
   {
-    Tensor z = Tensor::zeros({n}, DType::f32);
-    EXPECT_TRUE(z.storage()->mapped());
+    Tensor z = Tensor::zeros({big}, DType::f32);
+    ASSERT_TRUE(z.storage()->mapped());
+    ASSERT_TRUE(z.storage()->fresh());
     const float* p = z.data<float>();
     double sum = 0;
-    for (int64_t i = 0; i < n; i += 997) sum += p[i];
+    for (int64_t i = 0; i < big; i += 997) sum += p[i];
     EXPECT_EQ(sum, 0.0);
     EXPECT_LT(resident_mib() - start, 8.0);
   }
+
+  const int64_t n = (int64_t{31} << 20) / 4;  // 31 MiB of f32
+  const void* first = nullptr;
+  {
+    Tensor t = Tensor::full({n}, 3.0, DType::f32);
+    first = t.raw_data();
+  }
+  {
+    Tensor again = Tensor::empty({n - 1000}, DType::f32);  // about the same size: the same block
+    EXPECT_EQ(again.raw_data(), first);
+    EXPECT_FALSE(again.storage()->fresh());
+    EXPECT_EQ(again.data<float>()[5], 3.0f);  // not cleared: empty() is uninitialised
+  }
+  {
+    Tensor z = Tensor::zeros({n}, DType::f32);  // reused, so written with zeros
+    EXPECT_EQ(z.raw_data(), first);
+    double sum = 0;
+    for (int64_t i = 0; i < n; i += 997) sum += z.data<float>()[i];
+    EXPECT_EQ(sum, 0.0);
+  }
+  EXPECT_NE(Tensor::empty({n / 2}, DType::f32).raw_data(), first);  // too small a request for it
+
   std::vector<std::unique_ptr<char[]>> small;
   double after_first = 0;
   for (int round = 0; round < 12; ++round) {
-    Tensor big = Tensor::empty({n}, DType::f32);
-    big.fill(1.0);
+    Tensor t = Tensor::empty({n}, DType::f32);
+    t.fill(1.0);
     small.push_back(std::make_unique<char[]>(1000));
     small.back()[0] = 1;
     if (round == 0) after_first = resident_mib();
   }
   EXPECT_LT(resident_mib() - after_first, 16.0);
+
+  {  // four at once, then freed: at most 64 MiB of them stay
+    std::vector<Tensor> four;
+    for (int k = 0; k < 4; ++k) {
+      four.push_back(Tensor::empty({n}, DType::f32));
+      four.back().fill(1.0);
+    }
+    const double all = resident_mib();
+    four.clear();
+    EXPECT_LT(resident_mib(), all - 2 * 31 + 8);
+  }
   EXPECT_FALSE(Tensor::empty({1000}, DType::f32).storage()->mapped());  // small: malloc
 }
 
