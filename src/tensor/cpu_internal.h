@@ -49,6 +49,15 @@ void check_cpu(const char* op, const char* arg, const Tensor& t);
 void check_contiguous(const char* op, const char* arg, const Tensor& t);
 void check_last_dim_unit_stride(const char* op, const char* arg, const Tensor& t);
 
+// LoRA dropout over one row of n values, serial (call from inside parallel regions):
+// dst[i] = (accumulate ? dst[i] : 0) + (kept ? src[i] · keep_scale : 0), where value i is dropped
+// when the high 32 bits of mix64(seed ^ mix64(first + i)) are below threshold (mix64: splitmix64's
+// finaliser, a pure function of the index, so a backward recomputes the forward's mask). src may be
+// dst. Hashes 16 values per step with AVX-512 where the CPU has AVX512DQ, else one at a time: the
+// same bits. `vector` false forces the scalar loop (tests).
+void dropout_row(const float* src, float* dst, int64_t n, uint64_t seed, uint64_t first,
+                 uint32_t threshold, float keep_scale, bool accumulate, bool vector = true);
+
 // Serial (call from inside parallel regions) conversions of n contiguous elements to/from f32.
 // load_f32 returns src itself when it already holds f32, else converts into `buffer`.
 // f32 takes the inline path; 16-bit types the converting ones.

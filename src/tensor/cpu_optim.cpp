@@ -31,6 +31,57 @@ inline bool dropped(uint64_t seed, uint64_t index, uint32_t threshold) {
   return static_cast<uint32_t>(mix64(seed ^ mix64(index)) >> 32) < threshold;
 }
 
+#ifdef __AVX512F__
+__attribute__((target("avx512f,avx512dq"))) inline __m512i mix64_x8(__m512i x) {
+  x = _mm512_add_epi64(x, _mm512_set1_epi64(static_cast<int64_t>(0x9e3779b97f4a7c15ull)));
+  x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 30)),
+                         _mm512_set1_epi64(static_cast<int64_t>(0xbf58476d1ce4e5b9ull)));
+  x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 27)),
+                         _mm512_set1_epi64(static_cast<int64_t>(0x94d049bb133111ebull)));
+  return _mm512_xor_si512(x, _mm512_srli_epi64(x, 31));
+}
+
+// 16 values per step: two vectors of 8 indices hashed in 64-bit lanes, their keep bits joined into
+// one 16-bit mask for the f32 multiply (masked loads and stores for the last < 16).
+__attribute__((target("avx512f,avx512dq"))) void dropout_row_avx512(
+    const float* src, float* dst, int64_t n, uint64_t seed, uint64_t first, uint32_t threshold,
+    float keep_scale, bool accumulate) {
+  const __m512i vseed = _mm512_set1_epi64(static_cast<int64_t>(seed));
+  const __m512i vthreshold = _mm512_set1_epi64(threshold);
+  const __m512 vscale = _mm512_set1_ps(keep_scale);
+  __m512i lo = _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(first)),
+                                _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+  __m512i hi = _mm512_add_epi64(lo, _mm512_set1_epi64(8));
+  const __m512i step = _mm512_set1_epi64(16);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __m512i hash_lo = mix64_x8(_mm512_xor_si512(vseed, mix64_x8(lo)));
+    const __m512i hash_hi = mix64_x8(_mm512_xor_si512(vseed, mix64_x8(hi)));
+    const __mmask8 keep_lo = _mm512_cmpge_epu64_mask(_mm512_srli_epi64(hash_lo, 32), vthreshold);
+    const __mmask8 keep_hi = _mm512_cmpge_epu64_mask(_mm512_srli_epi64(hash_hi, 32), vthreshold);
+    const auto keep = static_cast<__mmask16>(keep_lo | (static_cast<unsigned>(keep_hi) << 8));
+    const auto valid = static_cast<__mmask16>(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
+    __m512 v = _mm512_maskz_mul_ps(keep, _mm512_maskz_loadu_ps(valid, src + i), vscale);
+    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(valid, dst + i), v);
+    _mm512_mask_storeu_ps(dst + i, valid, v);
+    lo = _mm512_add_epi64(lo, step);
+    hi = _mm512_add_epi64(hi, step);
+  }
+}
+#endif
+
+bool cpu_has_avx512dq() {
+#ifdef __AVX512F__
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  return has;
+#else
+  return false;
+#endif
+}
+
+uint32_t dropout_threshold(float p) {
+  return static_cast<uint32_t>(std::min(1.0, static_cast<double>(p)) * 4294967295.0);
+}
+
 // dropout(x) as a dense f32 [n, in] matrix (scaled by 1/(1-p)), or x itself (f32 rows) when p = 0.
 MatrixRef dropped_input(const RowsRef& X, const LoraConfig& config, Tensor& holder) {
   if (config.dropout <= 0.0f && X.dtype == DType::f32) {
@@ -38,22 +89,19 @@ MatrixRef dropped_input(const RowsRef& X, const LoraConfig& config, Tensor& hold
   }
   holder = Tensor::empty({X.rows, X.cols}, DType::f32);
   float* dst = holder.mutable_data<float>();
-  const uint32_t threshold =
-      static_cast<uint32_t>(std::min(1.0, static_cast<double>(config.dropout)) * 4294967295.0);
+  const uint32_t threshold = dropout_threshold(config.dropout);
   const float keep_scale = config.dropout > 0.0f ? 1.0f / (1.0f - config.dropout) : 1.0f;
   apply_threads();
 #pragma omp parallel for schedule(static) if (X.rows * X.cols >= kParallelThreshold)
   for (int64_t r = 0; r < X.rows; ++r) {
     float* row = dst + r * X.cols;
     const float* src = load_f32(X.row(r), X.dtype, row, X.cols);
-    if (src != row) std::copy(src, src + X.cols, row);
     if (config.dropout > 0.0f) {
       const int64_t mask_row = config.rows != nullptr ? config.rows[r] : r;
-      for (int64_t i = 0; i < X.cols; ++i) {
-        row[i] = dropped(config.seed, static_cast<uint64_t>(mask_row * X.cols + i), threshold)
-                     ? 0.0f
-                     : row[i] * keep_scale;
-      }
+      dropout_row(src, row, X.cols, config.seed, static_cast<uint64_t>(mask_row * X.cols),
+                  threshold, keep_scale, false);
+    } else if (src != row) {
+      std::copy(src, src + X.cols, row);
     }
   }
   return MatrixRef{dst, DType::f32, X.rows, X.cols, X.cols, 1, 0};
@@ -97,6 +145,24 @@ MutableMatrixRef mutable_rows(const RowsRef& r) {
 }
 
 }  // namespace
+
+void dropout_row(const float* src, float* dst, int64_t n, uint64_t seed, uint64_t first,
+                 uint32_t threshold, float keep_scale, bool accumulate, bool vector) {
+#ifdef __AVX512F__
+  if (vector && cpu_has_avx512dq()) {
+    dropout_row_avx512(src, dst, n, seed, first, threshold, keep_scale, accumulate);
+    return;
+  }
+#else
+  (void)vector;
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    float kept =
+        dropped(seed, first + static_cast<uint64_t>(i), threshold) ? 0.0f : src[i] * keep_scale;
+    asm("" : "+x"(kept));  // rounded on its own, as the vector path does: no fused multiply-add
+    dst[i] = accumulate ? dst[i] + kept : kept;
+  }
+}
 
 void CpuBackend::lora_forward(const Tensor& y, const Tensor& xa, const Tensor& x, const Tensor& a,
                               const Tensor& b, const LoraConfig& config) {
@@ -159,23 +225,23 @@ void CpuBackend::lora_backward(const Tensor& dx, const Tensor& da, const Tensor&
     float* t = tmp.mutable_data<float>();
     gemm_any(1, dxam, plain(a), MutableMatrixRef{t, DType::f32, s.n, s.in, s.in, 1, 0}, nullptr,
              1.0f, false);
-    const uint32_t threshold =
-        static_cast<uint32_t>(static_cast<double>(config.dropout) * 4294967295.0);
+    const uint32_t threshold = dropout_threshold(config.dropout);
     const float keep_scale = 1.0f / (1.0f - config.dropout);
     apply_threads();
 #pragma omp parallel for schedule(static) if (s.n * s.in >= kParallelThreshold)
     for (int64_t r = 0; r < s.n; ++r) {
-      float* row = t + r * s.in;
-      const int64_t mask_row = config.rows != nullptr ? config.rows[r] : r;
-      for (int64_t i = 0; i < s.in; ++i) {
-        row[i] = dropped(config.seed, static_cast<uint64_t>(mask_row * s.in + i), threshold)
-                     ? 0.0f
-                     : row[i] * keep_scale;
+      const float* row = t + r * s.in;
+      const auto first =
+          static_cast<uint64_t>((config.rows != nullptr ? config.rows[r] : r) * s.in);
+      if (dX.dtype == DType::f32) {
+        dropout_row(row, static_cast<float*>(dX.row(r)), s.in, config.seed, first, threshold,
+                    keep_scale, true);
+        continue;
       }
       float* acc = scratch_f32(5, static_cast<size_t>(s.in));
       const float* cur = load_f32(dX.row(r), dX.dtype, acc, s.in);
       if (cur != acc) std::copy(cur, cur + s.in, acc);
-      axpy(1.0f, row, acc, s.in);
+      dropout_row(row, acc, s.in, config.seed, first, threshold, keep_scale, true);
       store_f32(acc, dX.row(r), dX.dtype, s.in);
     }
   }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "reference.h"
+#include "tensor/cpu_internal.h"
 #include "tensor/ops.h"
 
 namespace seqit::tensor {
@@ -154,6 +155,58 @@ TEST(Lora, ForwardBackwardWithSeededDropout) {
     EXPECT_LT(rel_error(to_vec(tdx), dxv), 1e-5) << "p=" << p;
     EXPECT_LT(rel_error(to_vec(tda), dav), 1e-5) << "p=" << p;
     EXPECT_LT(rel_error(to_vec(tdb), dbv), 1e-5) << "p=" << p;
+  }
+}
+
+// The dropout mask is a pure function of (seed, element index): value i of a row starting at index
+// `first` is dropped when the high 32 bits of f(seed ^ f(first + i)) are below p · (2^32 - 1), f
+// being splitmix64's finaliser (written out here). The vectorised and scalar paths give the same
+// bits (masks must not depend on the CPU a run resumes on), in place and accumulating.
+TEST(Lora, DropoutMaskIsTheDocumentedHashOnEveryPath) {
+  auto f = [](uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  const float p = 0.1f, keep_scale = 1.0f / (1.0f - p);
+  const auto threshold = static_cast<uint32_t>(static_cast<double>(p) * 4294967295.0);
+  for (int64_t n : {1, 7, 16, 37, 1000}) {
+    for (uint64_t first : {uint64_t{0}, uint64_t{123456789012}}) {
+      const uint64_t seed = 0x5eed0000 + static_cast<uint64_t>(n);
+      const Vec x = reference::random_vec(static_cast<size_t>(n), 40 + static_cast<uint64_t>(n));
+      std::vector<float> src(x.begin(), x.end()), want(static_cast<size_t>(n)), base(want);
+      int64_t dropped = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const bool drop =
+            static_cast<uint32_t>(f(seed ^ f(first + static_cast<uint64_t>(i))) >> 32) < threshold;
+        dropped += drop;
+        base[static_cast<size_t>(i)] = static_cast<float>(i);
+        want[static_cast<size_t>(i)] = drop ? 0.0f : src[static_cast<size_t>(i)] * keep_scale;
+      }
+      if (n == 1000) {  // ~10% dropped
+        EXPECT_GT(dropped, 60);
+        EXPECT_LT(dropped, 140);
+      }
+      for (bool vector : {false, true}) {
+        std::vector<float> out(static_cast<size_t>(n), -1.0f);
+        detail::dropout_row(src.data(), out.data(), n, seed, first, threshold, keep_scale, false,
+                            vector);
+        EXPECT_EQ(out, want) << "n " << n << " vector " << vector;
+        std::vector<float> in_place = src;
+        detail::dropout_row(in_place.data(), in_place.data(), n, seed, first, threshold, keep_scale,
+                            false, vector);
+        EXPECT_EQ(in_place, want);
+        std::vector<float> acc = base;
+        detail::dropout_row(src.data(), acc.data(), n, seed, first, threshold, keep_scale, true,
+                            vector);
+        for (int64_t i = 0; i < n; ++i) {
+          ASSERT_EQ(acc[static_cast<size_t>(i)],
+                    base[static_cast<size_t>(i)] + want[static_cast<size_t>(i)])
+              << i;
+        }
+      }
+    }
   }
 }
 
