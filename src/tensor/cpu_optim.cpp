@@ -67,16 +67,12 @@ __attribute__((target("avx512f,avx512dq"))) void dropout_row_avx512(
     hi = _mm512_add_epi64(hi, step);
   }
 }
-#endif
 
 bool cpu_has_avx512dq() {
-#ifdef __AVX512F__
   static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
   return has;
-#else
-  return false;
-#endif
 }
+#endif
 
 uint32_t dropout_threshold(float p) {
   return static_cast<uint32_t>(std::min(1.0, static_cast<double>(p)) * 4294967295.0);
