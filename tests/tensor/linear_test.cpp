@@ -397,13 +397,24 @@ TEST(Matmul, SixteenBitOperandsAreConvertedInBlocksAlongEitherDimension) {
   }
 }
 
+// A loss head's inputs: h [n, c] and w [vocab, c] random (seeds `seed`, `seed` + 1; w scaled by
+// 0.3), target i = (i · stride) % vocab.
+struct HeadCase {
+  Vec h, w;
+  std::vector<int32_t> targets;
+};
+HeadCase head_case(int64_t n, int64_t c, int64_t vocab, uint64_t seed, int64_t stride) {
+  HeadCase hc{reference::random_vec(static_cast<size_t>(n * c), seed),
+              reference::random_vec(static_cast<size_t>(vocab * c), seed + 1, 0.3),
+              std::vector<int32_t>(static_cast<size_t>(n))};
+  for (int64_t i = 0; i < n; ++i)
+    hc.targets[static_cast<size_t>(i)] = static_cast<int32_t>((i * stride) % vocab);
+  return hc;
+}
+
 TEST(LinearCrossEntropy, ChunkedEqualsFullLogitsPathWithGradients) {
   const int64_t n = 37, c = 24, vocab = 300;
-  const Vec h = reference::random_vec(static_cast<size_t>(n * c), 60);
-  const Vec w = reference::random_vec(static_cast<size_t>(vocab * c), 61, 0.3);
-  std::vector<int32_t> targets(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i)
-    targets[static_cast<size_t>(i)] = static_cast<int32_t>((i * 37) % vocab);
+  auto [h, w, targets] = head_case(n, c, vocab, 60, 37);
   targets[3] = -100;
   targets[20] = -100;
   const float grad_scale = 1.0f / 35.0f;
@@ -441,11 +452,7 @@ TEST(LinearCrossEntropy, ChunkedEqualsFullLogitsPathWithGradients) {
 // error.
 TEST(LinearCrossEntropy, ScratchHoldsTheLogitsChunk) {
   const int64_t n = 150, c = 16, vocab = 300;
-  const Vec h = reference::random_vec(static_cast<size_t>(n * c), 66);
-  const Vec w = reference::random_vec(static_cast<size_t>(vocab * c), 67, 0.3);
-  std::vector<int32_t> targets(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i)
-    targets[static_cast<size_t>(i)] = static_cast<int32_t>((i * 53) % vocab);
+  const auto [h, w, targets] = head_case(n, c, vocab, 66, 53);
   const Tensor t = Tensor::from_ints(targets, {n});
   for (DType dtype : {DType::f32, DType::bf16}) {
     const Tensor th = to_tensor(h, {n, c}, dtype), tw = to_tensor(w, {vocab, c}, dtype);
@@ -529,11 +536,7 @@ TEST(LinearCrossEntropy, IgnoredRowsAreSkippedAndTheirGradientRowsLeftAsTheyWere
 // the logit gradient (relative 2^-9 per element), hence 5e-3; the loss only by f32 summation.
 TEST(LinearCrossEntropy, Bf16HiddenAgainstF32WeightsRoundsTheWeightsBlockByBlock) {
   const int64_t n = 37, c = 24, vocab = 3000;
-  const Vec h = reference::random_vec(static_cast<size_t>(n * c), 62);
-  const Vec w = reference::random_vec(static_cast<size_t>(vocab * c), 63, 0.3);
-  std::vector<int32_t> targets(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i)
-    targets[static_cast<size_t>(i)] = static_cast<int32_t>((i * 911) % vocab);
+  auto [h, w, targets] = head_case(n, c, vocab, 62, 911);
   targets[5] = -100;
   targets[36] = -100;
   const float grad_scale = 1.0f / 35.0f;
