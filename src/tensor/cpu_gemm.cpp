@@ -839,18 +839,31 @@ void pack_panels_typed(const WT* w, int64_t out, int64_t in, int64_t ldw, WT* pa
   }
 }
 
+// Panels to rows, a tile of kTile inputs of one panel at a time: the tile (kTile x 24 values,
+// 3 KiB of bf16) stays in L1 while each of the panel's rows takes its run of kTile. Walking a
+// whole row first read the panel (48 KiB of bf16 at I = 1024) at a 24-value stride once per row,
+// from L2: 3.2-3.6 GB/s of weights, 12% of a bf16 prefill.
 template <typename WT, typename DT>
 void unpack_panels_typed(const WT* panels, int64_t in, int64_t o0, int64_t o1, DT* dst) {
+  constexpr int64_t kTile = 64;
+  const int64_t p0 = o0 / kPanel, p1 = (o1 + kPanel - 1) / kPanel;
   apply_threads();
 #pragma omp parallel for schedule(static) if ((o1 - o0) * in > kParallelThreshold)
-  for (int64_t o = o0; o < o1; ++o) {
-    const WT* src = panels + (o / kPanel) * in * kPanel + o % kPanel;
-    DT* row = dst + (o - o0) * in;
-    for (int64_t i = 0; i < in; ++i) {
-      if constexpr (std::is_same_v<DT, float>)
-        row[i] = load_scalar(src + i * kPanel);
-      else
-        row[i] = src[i * kPanel];
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t r0 = std::max(o0, p * kPanel), r1 = std::min(o1, (p + 1) * kPanel);
+    const WT* panel = panels + p * in * kPanel;
+    for (int64_t i0 = 0; i0 < in; i0 += kTile) {
+      const int64_t n = std::min(kTile, in - i0);
+      for (int64_t o = r0; o < r1; ++o) {
+        const WT* src = panel + i0 * kPanel + o % kPanel;
+        DT* row = dst + (o - o0) * in + i0;
+        for (int64_t i = 0; i < n; ++i) {
+          if constexpr (std::is_same_v<DT, float>)
+            row[i] = load_scalar(src + i * kPanel);
+          else
+            row[i] = src[i * kPanel];
+        }
+      }
     }
   }
 }
