@@ -839,13 +839,48 @@ void pack_panels_typed(const WT* w, int64_t out, int64_t in, int64_t ldw, WT* pa
   }
 }
 
+// Rows r and r + 1 (r even) of one panel, 32 inputs from `src` (the panel at the tile's first
+// input), into two rows of 16-bit values: each 32-bit gather at byte 48·i + 2r takes input i's pair
+// (row r, row r + 1) — never past the panel row, as r + 1 <= 23 — and two word permutes split the
+// pairs into the rows.
+__attribute__((target("avx512f,avx512bw"))) inline void unpack_pair_x32_avx512(const uint16_t* src,
+                                                                               int r,
+                                                                               uint16_t* row_r,
+                                                                               uint16_t* row_r1) {
+  const __m512i offsets =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(static_cast<int>(kPanel * sizeof(uint16_t))));
+  const uint16_t* base = src + r;
+  const __m512i lo = _mm512_i32gather_epi32(offsets, base, 1);                // inputs 0-15
+  const __m512i hi = _mm512_i32gather_epi32(offsets, base + 16 * kPanel, 1);  // inputs 16-31
+  alignas(64) static constexpr std::array<uint16_t, 32> kEven = [] {
+    std::array<uint16_t, 32> a{};
+    for (size_t k = 0; k < a.size(); ++k) a[k] = static_cast<uint16_t>(2 * k);
+    return a;
+  }();
+  const __m512i even = _mm512_load_si512(kEven.data());
+  const __m512i odd = _mm512_add_epi16(even, _mm512_set1_epi16(1));
+  _mm512_storeu_si512(row_r, _mm512_permutex2var_epi16(lo, even, hi));
+  _mm512_storeu_si512(row_r1, _mm512_permutex2var_epi16(lo, odd, hi));
+}
+
+bool cpu_has_avx512bw() {
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  return has;
+}
+
 // Panels to rows, a tile of kTile inputs of one panel at a time: the tile (kTile x 24 values,
 // 3 KiB of bf16) stays in L1 while each of the panel's rows takes its run of kTile. Walking a
 // whole row first read the panel (48 KiB of bf16 at I = 1024) at a 24-value stride once per row,
-// from L2: 3.2-3.6 GB/s of weights, 12% of a bf16 prefill.
+// from L2. 16-bit panels into 16-bit rows (a bf16 prefill's blocks) take two rows per step where
+// the CPU has AVX-512BW (unpack_pair_x32_avx512); other rows and a tile's last < 32 inputs are
+// copied one value at a time.
 template <typename WT, typename DT>
-void unpack_panels_typed(const WT* panels, int64_t in, int64_t o0, int64_t o1, DT* dst) {
+void unpack_panels_typed(const WT* panels, int64_t in, int64_t o0, int64_t o1, DT* dst,
+                         bool vector = true) {
   constexpr int64_t kTile = 64;
+  constexpr bool k16 = sizeof(WT) == 2 && std::is_same_v<WT, DT>;
+  const bool pairs = k16 && vector && cpu_has_avx512bw();
   const int64_t p0 = o0 / kPanel, p1 = (o1 + kPanel - 1) / kPanel;
   apply_threads();
 #pragma omp parallel for schedule(static) if ((o1 - o0) * in > kParallelThreshold)
@@ -854,7 +889,34 @@ void unpack_panels_typed(const WT* panels, int64_t in, int64_t o0, int64_t o1, D
     const WT* panel = panels + p * in * kPanel;
     for (int64_t i0 = 0; i0 < in; i0 += kTile) {
       const int64_t n = std::min(kTile, in - i0);
-      for (int64_t o = r0; o < r1; ++o) {
+      int64_t o = r0;
+      if constexpr (k16) {
+        if (pairs) {
+          const int64_t vec_n = n / 32 * 32;
+          if (o % 2 == 1) ++o;  // an odd first row goes with the scalar rest below
+          for (; o + 1 < r1; o += 2) {
+            for (int64_t i = 0; i < vec_n; i += 32) {
+              unpack_pair_x32_avx512(reinterpret_cast<const uint16_t*>(panel + (i0 + i) * kPanel),
+                                     static_cast<int>(o % kPanel),
+                                     reinterpret_cast<uint16_t*>(dst + (o - o0) * in + i0 + i),
+                                     reinterpret_cast<uint16_t*>(dst + (o + 1 - o0) * in + i0 + i));
+            }
+            for (int64_t i = vec_n; i < n; ++i) {
+              dst[(o - o0) * in + i0 + i] = panel[(i0 + i) * kPanel + o % kPanel];
+              dst[(o + 1 - o0) * in + i0 + i] = panel[(i0 + i) * kPanel + (o + 1) % kPanel];
+            }
+          }
+          // The rows the pairs left: an odd first one, and an unpaired last one (o).
+          auto copy_row = [&](int64_t row) {
+            for (int64_t i = 0; i < n; ++i)
+              dst[(row - o0) * in + i0 + i] = panel[(i0 + i) * kPanel + row % kPanel];
+          };
+          if (r0 % 2 == 1) copy_row(r0);
+          if (o < r1) copy_row(o);
+          continue;
+        }
+      }
+      for (; o < r1; ++o) {
         const WT* src = panel + i0 * kPanel + o % kPanel;
         DT* row = dst + (o - o0) * in + i0;
         for (int64_t i = 0; i < n; ++i) {
@@ -1216,17 +1278,18 @@ void unpack_panels_f32(const void* panels, DType dtype, int64_t in, int64_t o0, 
   }
 }
 
-void unpack_panels(const void* panels, DType dtype, int64_t in, int64_t o0, int64_t o1, void* dst) {
+void unpack_panels(const void* panels, DType dtype, int64_t in, int64_t o0, int64_t o1, void* dst,
+                   bool vector) {
   switch (dtype) {
     case DType::f32:
       return unpack_panels_typed(static_cast<const float*>(panels), in, o0, o1,
-                                 static_cast<float*>(dst));
+                                 static_cast<float*>(dst), vector);
     case DType::bf16:
       return unpack_panels_typed(static_cast<const bf16*>(panels), in, o0, o1,
-                                 static_cast<bf16*>(dst));
+                                 static_cast<bf16*>(dst), vector);
     case DType::f16:
       return unpack_panels_typed(static_cast<const f16*>(panels), in, o0, o1,
-                                 static_cast<f16*>(dst));
+                                 static_cast<f16*>(dst), vector);
     default:
       fail("unpack_weight", "weights must be f32, bf16 or f16");
   }

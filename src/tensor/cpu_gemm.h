@@ -68,8 +68,10 @@ void pack_panels(const void* w, DType dtype, int64_t out, int64_t in, int64_t ld
 // Output rows [o0, o1) of packed panels as f32 rows: dst[(o - o0)·in + i] = w[o, i].
 void unpack_panels_f32(const void* panels, DType dtype, int64_t in, int64_t o0, int64_t o1,
                        float* dst);
-// The same rows in the panels' own dtype (unpack_weight: all of them).
-void unpack_panels(const void* panels, DType dtype, int64_t in, int64_t o0, int64_t o1, void* dst);
+// The same rows in the panels' own dtype (unpack_weight: all of them). 16-bit panels go two rows
+// at a time with AVX-512BW where the CPU has it; `vector` false forces the scalar copy (tests).
+void unpack_panels(const void* panels, DType dtype, int64_t in, int64_t o0, int64_t o1, void* dst,
+                   bool vector = true);
 // y[m, o] = Σ_i x[m, i] · w[o, i] (+ bias[o]) for m < rows <= kPackedMaxRows, w packed; x, y f32.
 // Multithreaded over panels. `isa` kScalar forces the portable kernel (tests); otherwise AVX2 when
 // this CPU has it.

@@ -3,6 +3,8 @@
 
 #include <cstring>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "reference.h"
 #include "tensor/cpu_gemm.h"
@@ -183,6 +185,36 @@ TEST(Gemv, LargeMatrixUsesEveryThreadAndStaysExact) {
   EXPECT_LT(
       rel_error(to_vec(y), reference::linear(x, rounded(w, DType::bf16), nullptr, 1, in, out)),
       kF32Tol);
+}
+
+// Any row range of 16-bit panels unpacks to the plain rows, bit for bit, on the AVX-512 path (two
+// rows per step, 32 inputs per step; odd first and last rows, partial panels and inputs past a
+// multiple of 32 by the scalar copy) and on the scalar one.
+TEST(PackedWeight, RowRangesOf16BitPanelsUnpackExactly) {
+  const int64_t out = 53;
+  for (int64_t in : {19, 64, 100, 1024}) {
+    const Vec w = reference::random_vec(static_cast<size_t>(out * in), 51);
+    for (DType wd : {DType::bf16, DType::f16}) {
+      const Tensor wt = to_tensor(w, {out, in}, wd);
+      const PackedWeight p = pack_weight(wt);
+      const auto* plain = static_cast<const uint16_t*>(wt.raw_data());
+      for (auto [o0, o1] : {std::pair<int64_t, int64_t>{0, 53},
+                            {1, 52},
+                            {5, 6},
+                            {24, 25},
+                            {23, 49},
+                            {7, 8},
+                            {2, 4}}) {
+        for (bool vector : {true, false}) {
+          std::vector<uint16_t> got(static_cast<size_t>((o1 - o0) * in), 0xffff);
+          detail::unpack_panels(p.panels.raw_data(), wd, in, o0, o1, got.data(), vector);
+          ASSERT_EQ(std::memcmp(got.data(), plain + o0 * in, got.size() * 2), 0)
+              << "in " << in << " rows " << o0 << ".." << o1 << " vector " << vector << " "
+              << dtype_name(wd);
+        }
+      }
+    }
+  }
 }
 
 TEST(PackedWeight, UnpacksToTheSameBitsForEveryDtype) {
