@@ -889,11 +889,22 @@ void unpack_panels_typed(const WT* panels, int64_t in, int64_t o0, int64_t o1, D
     const WT* panel = panels + p * in * kPanel;
     for (int64_t i0 = 0; i0 < in; i0 += kTile) {
       const int64_t n = std::min(kTile, in - i0);
+      // Row o's values for inputs [i0 + from, i0 + n), one at a time.
+      auto copy_run = [&](int64_t o, int64_t from) {
+        const WT* src = panel + i0 * kPanel + o % kPanel;
+        DT* row = dst + (o - o0) * in + i0;
+        for (int64_t i = from; i < n; ++i) {
+          if constexpr (std::is_same_v<DT, float>)
+            row[i] = load_scalar(src + i * kPanel);
+          else
+            row[i] = src[i * kPanel];
+        }
+      };
       int64_t o = r0;
       if constexpr (k16) {
         if (pairs) {
           const int64_t vec_n = n / 32 * 32;
-          if (o % 2 == 1) ++o;  // an odd first row goes with the scalar rest below
+          if (o % 2 == 1) copy_run(o++, 0);  // pairs start at an even row
           for (; o + 1 < r1; o += 2) {
             for (int64_t i = 0; i < vec_n; i += 32) {
               unpack_pair_x32_avx512(reinterpret_cast<const uint16_t*>(panel + (i0 + i) * kPanel),
@@ -901,31 +912,12 @@ void unpack_panels_typed(const WT* panels, int64_t in, int64_t o0, int64_t o1, D
                                      reinterpret_cast<uint16_t*>(dst + (o - o0) * in + i0 + i),
                                      reinterpret_cast<uint16_t*>(dst + (o + 1 - o0) * in + i0 + i));
             }
-            for (int64_t i = vec_n; i < n; ++i) {
-              dst[(o - o0) * in + i0 + i] = panel[(i0 + i) * kPanel + o % kPanel];
-              dst[(o + 1 - o0) * in + i0 + i] = panel[(i0 + i) * kPanel + (o + 1) % kPanel];
-            }
+            copy_run(o, vec_n);
+            copy_run(o + 1, vec_n);
           }
-          // The rows the pairs left: an odd first one, and an unpaired last one (o).
-          auto copy_row = [&](int64_t row) {
-            for (int64_t i = 0; i < n; ++i)
-              dst[(row - o0) * in + i0 + i] = panel[(i0 + i) * kPanel + row % kPanel];
-          };
-          if (r0 % 2 == 1) copy_row(r0);
-          if (o < r1) copy_row(o);
-          continue;
         }
       }
-      for (; o < r1; ++o) {
-        const WT* src = panel + i0 * kPanel + o % kPanel;
-        DT* row = dst + (o - o0) * in + i0;
-        for (int64_t i = 0; i < n; ++i) {
-          if constexpr (std::is_same_v<DT, float>)
-            row[i] = load_scalar(src + i * kPanel);
-          else
-            row[i] = src[i * kPanel];
-        }
-      }
+      for (; o < r1; ++o) copy_run(o, 0);  // every row, or an unpaired last one
     }
   }
 }

@@ -282,15 +282,19 @@ void check_shape_valid(const Shape& shape) {
 }
 }  // namespace
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+Tensor Tensor::contiguous_on(const Shape& shape, DType dtype,
+                             std::shared_ptr<Storage> (*allocate)(size_t, Device), Device device) {
   check_shape_valid(shape);
   Tensor t;
-  t.storage_ =
-      Storage::allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
+  t.storage_ = allocate(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
   t.shape_ = shape;
   t.strides_ = contiguous_strides(shape);
   t.dtype_ = dtype;
   return t;
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  return contiguous_on(shape, dtype, &Storage::allocate, device);
 }
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
@@ -301,14 +305,9 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
 }
 
 Tensor Tensor::zeros_on_demand(const Shape& shape, DType dtype) {
-  check_shape_valid(shape);
-  Tensor t;
-  t.storage_ =
-      Storage::allocate_on_demand(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype));
-  t.shape_ = shape;
-  t.strides_ = contiguous_strides(shape);
-  t.dtype_ = dtype;
-  return t;
+  return contiguous_on(
+      shape, dtype, [](size_t nbytes, Device) { return Storage::allocate_on_demand(nbytes); },
+      Device::cpu);
 }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype) {

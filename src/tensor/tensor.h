@@ -169,6 +169,9 @@ class Tensor {
 
  private:
   void check_access(DType want, bool mutate) const;
+  // A fresh contiguous tensor of `shape` on storage from `allocate` (empty, zeros_on_demand).
+  static Tensor contiguous_on(const Shape& shape, DType dtype,
+                              std::shared_ptr<Storage> (*allocate)(size_t, Device), Device device);
   int normalize_dim(int d, int extra = 0) const;
 
   std::shared_ptr<Storage> storage_;
