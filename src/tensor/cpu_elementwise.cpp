@@ -392,6 +392,11 @@ double CpuBackend::sum_of_squares(const Tensor& x) {
   // Treat the contiguous data as one flat array split evenly over threads.
   const std::byte* base = X.base;
   const size_t es = dtype_size(X.dtype);
+  // On-demand storage (an embedding's gradient): unwritten pages are zeros; skipping them keeps
+  // the read from taking memory for them (and gives the same sum: their squares add nothing).
+  const bool on_demand = c.storage()->on_demand();
+  const Storage::WrittenPages written =
+      on_demand ? c.storage()->written_pages() : Storage::WrittenPages{};
   apply_threads();
   const int threads = total >= kParallelThreshold ? num_threads() : 1;
   std::vector<double> partial(static_cast<size_t>(threads), 0.0);
@@ -401,10 +406,13 @@ double CpuBackend::sum_of_squares(const Tensor& x) {
     const int64_t b = total * t / nt, e = total * (t + 1) / nt;
     constexpr int64_t kChunk = 4096;
     float* buffer = scratch_f32(0, kChunk);
+    auto* raw = reinterpret_cast<std::byte*>(scratch_f32(1, kChunk));
     double s = 0;
     for (int64_t i = b; i < e; i += kChunk) {
       const int64_t n = std::min(kChunk, e - i);
-      s += sum_squares(load_f32(base + i * static_cast<int64_t>(es), X.dtype, buffer, n), n);
+      const std::byte* src = base + i * static_cast<int64_t>(es);
+      if (on_demand && !(src = written.read(src, static_cast<size_t>(n) * es, raw))) continue;
+      s += sum_squares(load_f32(src, X.dtype, buffer, n), n);
     }
     partial[static_cast<size_t>(t)] = s;
   }

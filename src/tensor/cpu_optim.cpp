@@ -284,6 +284,11 @@ void CpuBackend::adamw_step(const Tensor& param, const Tensor& master, const Ten
   const float decay = 1.0f - config.lr * config.weight_decay;
   const float b1 = config.beta1, b2 = config.beta2, eps = config.eps;
   const size_t ges = grad.element_size(), pes = param.element_size();
+  // An on-demand gradient (an embedding's): its unwritten pages are zeros, not read (see
+  // sum_of_squares).
+  const bool on_demand = grad.storage()->on_demand();
+  const Storage::WrittenPages written =
+      on_demand ? grad.storage()->written_pages() : Storage::WrittenPages{};
   apply_threads();
   constexpr int64_t kChunk = 2048;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -291,7 +296,15 @@ void CpuBackend::adamw_step(const Tensor& param, const Tensor& master, const Ten
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
     float* gbuf = scratch_f32(0, kChunk);
-    const float* g = load_f32(gbase + i0 * static_cast<int64_t>(ges), grad.dtype(), gbuf, len);
+    const std::byte* graw = gbase + i0 * static_cast<int64_t>(ges);
+    if (on_demand)
+      graw = written.read(graw, static_cast<size_t>(len) * ges,
+                          reinterpret_cast<std::byte*>(scratch_f32(1, kChunk)));
+    const float* g = gbuf;
+    if (graw)
+      g = load_f32(graw, grad.dtype(), gbuf, len);
+    else
+      zero_f32(gbuf, len);  // no page of the chunk written: a zero gradient
     float* p = p32 + i0;
     float* mm = mp + i0;
     float* vv = vp + i0;

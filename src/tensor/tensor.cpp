@@ -1,5 +1,6 @@
 #include "tensor/tensor.h"
 
+#include <fcntl.h>
 #include <immintrin.h>
 #include <omp.h>
 #include <sys/mman.h>
@@ -250,6 +251,58 @@ std::shared_ptr<Storage> Storage::allocate_on_demand(size_t nbytes) {
   storage->fresh_ = true;
   storage->mapped_ = mapped;
   return storage;
+}
+
+Storage::WrittenPages Storage::written_pages() const {
+  WrittenPages pages;
+  if (!on_demand_) return pages;
+  const auto page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t count = mapped_ / page;
+  // One 64-bit entry per virtual page: bit 63 present, bit 62 swapped out (a written page either
+  // way). Readable by the process itself without privileges (only the frame numbers are hidden).
+  const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return pages;
+  std::vector<uint64_t> entries(count);
+  const auto first = static_cast<off_t>(reinterpret_cast<uintptr_t>(data_) / page * 8);
+  size_t done = 0;
+  const size_t want = count * 8;
+  while (done < want) {
+    const ssize_t got = pread(fd, reinterpret_cast<char*>(entries.data()) + done, want - done,
+                              first + static_cast<off_t>(done));
+    if (got <= 0) break;
+    done += static_cast<size_t>(got);
+  }
+  close(fd);
+  if (done < want) return pages;
+  pages.base_ = data_;
+  pages.page_ = page;
+  pages.written_.resize(count);
+  for (size_t i = 0; i < count; ++i) pages.written_[i] = (entries[i] >> 62) != 0;
+  return pages;
+}
+
+const std::byte* Storage::WrittenPages::read(const std::byte* p, size_t n,
+                                             std::byte* buffer) const {
+  if (written_.empty() || n == 0) return p;
+  const size_t begin = static_cast<size_t>(p - base_), end = begin + n;
+  const size_t first = begin / page_, last = (end - 1) / page_;
+  bool all = true, any = false;
+  for (size_t i = first; i <= last; ++i) {
+    if (written_[i])
+      any = true;
+    else
+      all = false;
+  }
+  if (all) return p;
+  if (!any) return nullptr;
+  for (size_t i = first; i <= last; ++i) {
+    const size_t lo = std::max(begin, i * page_), hi = std::min(end, (i + 1) * page_);
+    if (written_[i])
+      std::memcpy(buffer + (lo - begin), base_ + lo, hi - lo);
+    else
+      std::memset(buffer + (lo - begin), 0, hi - lo);
+  }
+  return buffer;
 }
 
 Storage::~Storage() {

@@ -36,8 +36,10 @@ class Storage {
   static std::shared_ptr<Storage> allocate(size_t nbytes, Device device = Device::cpu);
   // Zeroed host bytes that become memory only where written (an anonymous mapping, page by page,
   // huge pages off): for a large buffer of which a pass writes a few rows, such as an embedding's
-  // gradient. Reading an unwritten page costs a page fault and no memory. Tensor::zero() over it
-  // hands the written pages back instead of writing zeros.
+  // gradient. An unwritten page reads as zeros, but reading it may take memory (kernels differ:
+  // some map the shared zero page on a read fault, others a fresh page), so readers that only want
+  // its values ask written_pages() and skip the rest. Tensor::zero() over it hands the written
+  // pages back instead of writing zeros.
   static std::shared_ptr<Storage> allocate_on_demand(size_t nbytes);
   // Bytes owned elsewhere; `owner` (may be null for static memory) is held until the last view
   // dies.
@@ -56,6 +58,25 @@ class Storage {
   bool on_demand() const { return on_demand_; }
   bool mapped() const { return mapped_ > 0; }  // pages of its own
   bool fresh() const { return fresh_; }        // newly mapped: reads as zeros
+
+  // Which pages of on-demand storage may hold something other than zeros: those written since it
+  // was made or last zeroed (present or swapped out, per /proc/self/pagemap; a page only read
+  // counts where the kernel mapped the zero page for it, which costs nothing). For other storage,
+  // or where the page map cannot be read, every page counts as written.
+  class WrittenPages {
+   public:
+    // The bytes [p, p + n) (inside the storage) as they read: `p` itself when every page under
+    // them may hold data, null when none does (they are all zeros), otherwise `buffer` (n bytes)
+    // holding the written pages' bytes and zeros for the rest. Never touches an unwritten page.
+    const std::byte* read(const std::byte* p, size_t n, std::byte* buffer) const;
+
+   private:
+    friend class Storage;
+    const std::byte* base_ = nullptr;
+    size_t page_ = 0;
+    std::vector<uint8_t> written_;  // per page from base_; empty: all written
+  };
+  WrittenPages written_pages() const;
 
  private:
   Storage() = default;
