@@ -14,8 +14,9 @@ inline int64_t round_up8(int64_t n) {
 #ifdef SEQIT_AVX2
 // R rows of C, NV vectors (8 floats) of columns starting at column j.
 template <int R, int NV>
-inline void tile_gemm_block(const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb,
-                            float* C, int64_t ldc, int64_t k, int64_t j, bool accumulate) {
+[[gnu::noinline]] void tile_gemm_block(const float* A, int64_t a_rs, int64_t a_cs, const float* B,
+                                       int64_t ldb, float* C, int64_t ldc, int64_t k, int64_t j,
+                                       bool accumulate) {
   __m256 acc[R][NV];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
@@ -25,7 +26,10 @@ inline void tile_gemm_block(const float* A, int64_t a_rs, int64_t a_cs, const fl
   for (int64_t kk = 0; kk < k; ++kk) {
     __m256 b[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) b[v] = _mm256_loadu_ps(B + kk * ldb + j + 8 * v);
+    for (int v = 0; v < NV; ++v) {
+      b[v] = _mm256_loadu_ps(B + kk * ldb + j + 8 * v);
+      asm("" : "+x"(b[v]));  // in a register, not folded into each row's FMA (see the 16-wide form)
+    }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m256 a = _mm256_broadcast_ss(A + r * a_rs + kk * a_cs);
@@ -66,10 +70,12 @@ inline void tile_gemm_rows(const float* A, int64_t a_rs, int64_t a_cs, const flo
 // R = 4, NV = 4 it keeps 16 accumulators in registers (of 32) and issues 4 loads and 4 broadcasts
 // per 16 FMAs: on a CPU with full-width 512-bit FMA units (Zen 5, Intel server cores) this runs at
 // twice the 8-wide block's FLOP rate, which is bounded by its 256-bit vectors.
+// Not inlined: inside the attention kernels GCC kept b[] on the stack (a store and a reload per
+// step).
 template <int R, int NV>
-inline void tile_gemm_block16(const float* A, int64_t a_rs, int64_t a_cs, const float* B,
-                              int64_t ldb, float* C, int64_t ldc, int64_t k, int64_t j,
-                              bool accumulate) {
+[[gnu::noinline]] void tile_gemm_block16(const float* A, int64_t a_rs, int64_t a_cs, const float* B,
+                                         int64_t ldb, float* C, int64_t ldc, int64_t k, int64_t j,
+                                         bool accumulate) {
   __m512 acc[R][NV];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
@@ -79,7 +85,12 @@ inline void tile_gemm_block16(const float* A, int64_t a_rs, int64_t a_cs, const 
   for (int64_t kk = 0; kk < k; ++kk) {
     __m512 b[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_ps(B + kk * ldb + j + 16 * v);
+    for (int v = 0; v < NV; ++v) {
+      b[v] = _mm512_loadu_ps(B + kk * ldb + j + 16 * v);
+      // Keep b in a register: GCC otherwise folds the load into each row's FMA, R loads of it per
+      // step, and with 2 loads per cycle a CPU with full-width FMA units (Zen 5) waited on loads.
+      asm("" : "+v"(b[v]));
+    }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m512 a = _mm512_set1_ps(A[r * a_rs + kk * a_cs]);

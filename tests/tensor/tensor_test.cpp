@@ -206,8 +206,8 @@ double resident_mib() {
 // zeros_on_demand: zeros that take memory only where written. The ops that read a whole gradient
 // (its norm, AdamW) skip the pages never written: the same results as over dense zeros, and no
 // memory for those pages (reading one directly takes a page on kernels that do not map the shared
-// zero page on a read fault: Linux 6.18 on some of our VMs). zero() hands the pages back (a narrowed view's
-// zero() clears exactly its elements, partial pages included).
+// zero page on a read fault: Linux 6.18 on some of our VMs). zero() hands the pages back (a
+// narrowed view's zero() clears exactly its elements, partial pages included).
 TEST(Tensor, OnDemandZerosTakeMemoryOnlyWhereWritten) {
   const int64_t rows = 1024, cols = 4096;  // 16 MiB of f32, 16 KiB rows
   Tensor t = Tensor::zeros_on_demand({rows, cols}, DType::f32);
