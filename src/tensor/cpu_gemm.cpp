@@ -1081,80 +1081,134 @@ static_assert(kPanel == 24, "the pair permutes assume 24-output panels");
 
 // MR rows x NP panels over inputs [0, kc) (kc even): xq[j·MR + m] holds row m's bf16 pair for
 // inputs (2j, 2j + 1), low half first; otherwise as panel_kernel_avx2.
+// A panel's 24 outputs per pair step are 16 + 8 lanes. The 8 (outputs 16-23) of two consecutive
+// pair steps share one 16-lane accumulator — step j in its low half, j + 1 in its high half, the
+// halves added at the end — so a two-step round issues 3 dot products per row and panel where an
+// 8-lane one per step cost a whole 16-lane slot for half the work (4 per round): the kernel is
+// bound by the dot-product rate once the weights are in L1 (16 rows). With 1-2 rows the kernel
+// streams weights and the extra shuffles of a round cost more than the saved products (~10% with
+// the weights in cache): those keep one 8-lane product per step.
 template <int MR, int NP>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void panel_kernel_dp(
     int64_t kc, const void* xpv, const void* wpv, int64_t pstride, float* c, int64_t ldc,
     bool first, const char* pf, int64_t pf_step) {
   static_assert(2 * MR * NP <= 26, "accumulators and operands must fit the 32 zmm registers");
+  constexpr bool kShareHigh = MR >= 3;
   const auto* xq = static_cast<const uint32_t*>(xpv);
   const auto* wp = static_cast<const uint16_t*>(wpv);
+  // Step j's 48 values are positions [0, 48) of A:B; step j + 1's are [48, 96), that is [16, 64)
+  // of B:C, so its indexes are step j's plus 16.
   const __m512i idx_lo = _mm512_load_si512(kPairLow);
   const __m512i idx_hi = _mm512_load_si512(kPairHigh);
+  const __m512i idx_lo1 = _mm512_add_epi16(idx_lo, _mm512_set1_epi16(16));
+  const __m512i idx_hi1 = _mm512_add_epi16(idx_hi, _mm512_set1_epi16(16));
   __m512 lo[MR][NP];
-  __m256 hi[MR][NP];
+  __m512 hi[MR][NP];
 #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 4
     for (int q = 0; q < NP; ++q) {
       float* cp = c + m * ldc + q * kPanel;
       lo[m][q] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(cp);
-      hi[m][q] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(cp + 16);
+      hi[m][q] = first ? _mm512_setzero_ps() : _mm512_zextps256_ps512(_mm256_loadu_ps(cp + 16));
     }
-  auto step = [&](auto prefetch, int64_t j)
+  // One round: pair steps j and j + 1, or only j (`two` false: the block's odd last step, whose
+  // high half gets zero weights).
+  auto round = [&](auto prefetch, int64_t j, bool two)
       __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16"))) {
-    if constexpr (decltype(prefetch)::value) _mm_prefetch(pf + j * pf_step, _MM_HINT_T0);
-    // Live registers: the accumulators, the pair vectors of the panels and the broadcasts. One
-    // panel: its two pair vectors, then one broadcast per row (12 rows: 24 + 2 + 1). Several
-    // panels (1-2 rows): every row's broadcast first, reused across the panels.
-    auto pair_vectors = [&](int q, __m512bh& wl, __m256bh& wh)
+    if constexpr (decltype(prefetch)::value) {
+      _mm_prefetch(pf + j * pf_step, _MM_HINT_T0);
+      if (two) _mm_prefetch(pf + (j + 1) * pf_step, _MM_HINT_T0);
+    }
+    // Live registers (16 rows in groups of 8, one panel): 16 accumulators, the 4 indexes, the
+    // panel's 3 weight vectors and 2 broadcasts plus their blend per row. Several panels (1-2
+    // rows): every row's broadcasts first, reused across the panels.
+    struct Weights {
+      __m512bh l0, l1, h;
+    };
+    auto weights = [&](int q)
         __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16"))) {
       const uint16_t* w = wp + q * pstride + j * 2 * kPanel;
       const __m512i a = _mm512_loadu_si512(w);
-      const __m512i b =
-          _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32)));
-      wl = reinterpret_cast<__m512bh>(_mm512_permutex2var_epi16(a, idx_lo, b));
-      wh = reinterpret_cast<__m256bh>(
-          _mm512_castsi512_si256(_mm512_permutex2var_epi16(a, idx_hi, b)));
+      Weights r;
+      if (two) {
+        const __m512i b = _mm512_loadu_si512(w + 32);
+        const __m512i cc = _mm512_loadu_si512(w + 64);
+        r.l0 = reinterpret_cast<__m512bh>(_mm512_permutex2var_epi16(a, idx_lo, b));
+        r.l1 = reinterpret_cast<__m512bh>(_mm512_permutex2var_epi16(b, idx_lo1, cc));
+        r.h = reinterpret_cast<__m512bh>(
+            _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_permutex2var_epi16(a, idx_hi, b),
+                                    _mm512_permutex2var_epi16(b, idx_hi1, cc)));
+      } else {  // 48 values: no read past them (the panel may end here)
+        const __m512i b =
+            _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32)));
+        r.l0 = reinterpret_cast<__m512bh>(_mm512_permutex2var_epi16(a, idx_lo, b));
+        const __m512i h = _mm512_permutex2var_epi16(a, idx_hi, b);
+        r.h = reinterpret_cast<__m512bh>(kShareHigh ? _mm512_maskz_mov_epi16(0x0000FFFFu, h) : h);
+      }
+      return r;
     };
-    auto dot = [&](int m, int q, __m512i xb, __m512bh wl, __m256bh wh)
+    auto dots = [&](int m, int q, __m512i x0, __m512i x1, const Weights& w)
         __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512bf16"))) {
-      lo[m][q] = _mm512_dpbf16_ps(lo[m][q], wl, reinterpret_cast<__m512bh>(xb));
-      hi[m][q] =
-          _mm256_dpbf16_ps(hi[m][q], wh, reinterpret_cast<__m256bh>(_mm512_castsi512_si256(xb)));
+      lo[m][q] = _mm512_dpbf16_ps(lo[m][q], w.l0, reinterpret_cast<__m512bh>(x0));
+      if (two) {
+        lo[m][q] = _mm512_dpbf16_ps(lo[m][q], w.l1, reinterpret_cast<__m512bh>(x1));
+        hi[m][q] = _mm512_dpbf16_ps(
+            hi[m][q], w.h, reinterpret_cast<__m512bh>(_mm512_mask_blend_epi32(0xFF00, x0, x1)));
+      } else if constexpr (kShareHigh) {
+        hi[m][q] = _mm512_dpbf16_ps(hi[m][q], w.h, reinterpret_cast<__m512bh>(x0));
+      } else {  // the low 8 lanes only (the high ones stay 0)
+        hi[m][q] = _mm512_zextps256_ps512(_mm256_dpbf16_ps(
+            _mm512_castps512_ps256(hi[m][q]),
+            reinterpret_cast<__m256bh>(_mm512_castsi512_si256(reinterpret_cast<__m512i>(w.h))),
+            reinterpret_cast<__m256bh>(_mm512_castsi512_si256(x0))));
+      }
+    };
+    auto broadcast = [&](int64_t step, int m) __attribute__((always_inline, target("avx512f"))) {
+      return _mm512_set1_epi32(static_cast<int>(xq[step * MR + m]));
     };
     if constexpr (NP == 1) {
-      __m512bh wl;
-      __m256bh wh;
-      pair_vectors(0, wl, wh);
+      const Weights w = weights(0);
 #pragma GCC unroll 16
       for (int m = 0; m < MR; ++m)
-        dot(m, 0, _mm512_set1_epi32(static_cast<int>(xq[j * MR + m])), wl, wh);
+        dots(m, 0, broadcast(j, m), two ? broadcast(j + 1, m) : _mm512_setzero_si512(), w);
     } else {
-      __m512i xb[MR];
+      __m512i x0[MR], x1[MR];
 #pragma GCC unroll 8
-      for (int m = 0; m < MR; ++m) xb[m] = _mm512_set1_epi32(static_cast<int>(xq[j * MR + m]));
+      for (int m = 0; m < MR; ++m) {
+        x0[m] = broadcast(j, m);
+        x1[m] = two ? broadcast(j + 1, m) : _mm512_setzero_si512();
+      }
 #pragma GCC unroll 4
       for (int q = 0; q < NP; ++q) {
-        __m512bh wl;
-        __m256bh wh;
-        pair_vectors(q, wl, wh);
+        const Weights w = weights(q);
 #pragma GCC unroll 8
-        for (int m = 0; m < MR; ++m) dot(m, q, xb[m], wl, wh);
+        for (int m = 0; m < MR; ++m) dots(m, q, x0[m], x1[m], w);
       }
     }
   };
   const int64_t pairs = kc / 2;
+  int64_t j = 0;
+  if constexpr (kShareHigh) {
+    if (pf)
+      for (; j + 2 <= pairs; j += 2) round(std::true_type{}, j, true);
+    else
+      for (; j + 2 <= pairs; j += 2) round(std::false_type{}, j, true);
+  }
   if (pf)
-    for (int64_t j = 0; j < pairs; ++j) step(std::true_type{}, j);
+    for (; j < pairs; ++j) round(std::true_type{}, j, false);
   else
-    for (int64_t j = 0; j < pairs; ++j) step(std::false_type{}, j);
+    for (; j < pairs; ++j) round(std::false_type{}, j, false);
 #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 4
     for (int q = 0; q < NP; ++q) {
       float* cp = c + m * ldc + q * kPanel;
       _mm512_storeu_ps(cp, lo[m][q]);
-      _mm256_storeu_ps(cp + 16, hi[m][q]);
+      const __m512 h = hi[m][q];
+      _mm256_storeu_ps(
+          cp + 16, _mm256_add_ps(_mm512_castps512_ps256(h),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(h), 1))));
     }
 }
 
