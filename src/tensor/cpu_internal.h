@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tensor/cpu_math.h"
 #include "tensor/tensor.h"
@@ -57,6 +58,14 @@ void check_last_dim_unit_stride(const char* op, const char* arg, const Tensor& t
 // same bits. `vector` false forces the scalar loop (tests).
 void dropout_row(const float* src, float* dst, int64_t n, uint64_t seed, uint64_t first,
                  uint32_t threshold, float keep_scale, bool accumulate, bool vector = true);
+
+// The bf16 <-> f32 bulk conversions on one instruction set: the ops use the best the CPU has
+// (AVX-512 with AVX512_BF16's vcvtneps2bf16, 16 values per instruction; else AVX2; else scalar),
+// tests run every one the CPU has. All give the bits of the scalar f32_to_bf16 / bf16_to_f32.
+enum class ConvertIsa { scalar, avx2, avx512 };
+std::vector<ConvertIsa> available_convert_isas();
+void f32_to_bf16_on(ConvertIsa isa, const float* src, bf16* dst, size_t n);
+void bf16_to_f32_on(ConvertIsa isa, const bf16* src, float* dst, size_t n);
 
 // Serial (call from inside parallel regions) conversions of n contiguous elements to/from f32.
 // load_f32 returns src itself when it already holds f32, else converts into `buffer`.

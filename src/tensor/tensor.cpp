@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tensor/backend.h"
+#include "tensor/cpu_gemm.h"
 #include "tensor/cpu_internal.h"
 
 namespace seqit::tensor {
@@ -788,6 +789,45 @@ __attribute__((target("avx2,fma,f16c"))) void bf16_to_f32_avx2(const bf16* src, 
   for (; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
 }
 
+// See cpu_gemm.cpp: GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// vcvtneps2bf16 rounds to nearest even and quiets NaNs exactly as f32_to_bf16 does, but flushes
+// denormal inputs to zero: a vector holding one (fpclass) takes the scalar conversion.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))) void f32_to_bf16_avx512(
+    const float* src, bf16* dst, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 f = _mm512_loadu_ps(src + i);
+    if (_mm512_fpclass_ps_mask(f, 0x20) != 0) {  // 0x20: denormal
+      for (size_t k = i; k < i + 16; ++k) dst[k] = f32_to_bf16(src[k]);
+      continue;
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                        reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(f)));
+  }
+  for (; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
+}
+
+__attribute__((target("avx512f,avx512bw"))) void bf16_to_f32_avx512(const bf16* src, float* dst,
+                                                                    size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+    _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+  }
+  for (; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+}
+#pragma GCC diagnostic pop
+
+detail::ConvertIsa best_convert_isa() {
+  static const detail::ConvertIsa isa =
+      detail::cpu_has_avx512_bf16() && __builtin_cpu_supports("avx512dq")
+          ? detail::ConvertIsa::avx512
+          : (cpu_has_avx2_f16c() ? detail::ConvertIsa::avx2 : detail::ConvertIsa::scalar);
+  return isa;
+}
+
 __attribute__((target("avx2,fma,f16c"))) void f32_to_f16_avx2(const float* src, f16* dst,
                                                               size_t n) {
   size_t i = 0;
@@ -830,17 +870,42 @@ void parallel_chunks(size_t n, F&& body) {
 }  // namespace
 
 namespace detail {
+std::vector<ConvertIsa> available_convert_isas() {
+  std::vector<ConvertIsa> isas{ConvertIsa::scalar};
+  if (cpu_has_avx2_f16c()) isas.push_back(ConvertIsa::avx2);
+  if (best_convert_isa() == ConvertIsa::avx512) isas.push_back(ConvertIsa::avx512);
+  return isas;
+}
+void f32_to_bf16_on(ConvertIsa isa, const float* src, bf16* dst, size_t n) {
+  switch (isa) {
+    case ConvertIsa::avx512:
+      return f32_to_bf16_avx512(src, dst, n);
+    case ConvertIsa::avx2:
+      return f32_to_bf16_avx2(src, dst, n);
+    case ConvertIsa::scalar:
+      break;
+  }
+  for (size_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
+}
+void bf16_to_f32_on(ConvertIsa isa, const bf16* src, float* dst, size_t n) {
+  switch (isa) {
+    case ConvertIsa::avx512:
+      return bf16_to_f32_avx512(src, dst, n);
+    case ConvertIsa::avx2:
+      return bf16_to_f32_avx2(src, dst, n);
+    case ConvertIsa::scalar:
+      break;
+  }
+  for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+}
+
 const float* load_f32_converted(const void* src, DType dtype, float* buffer, int64_t n) {
   const size_t count = static_cast<size_t>(n);
   switch (dtype) {
     case DType::f32:
       return static_cast<const float*>(src);
     case DType::bf16:
-      if (cpu_has_avx2_f16c())
-        bf16_to_f32_avx2(static_cast<const bf16*>(src), buffer, count);
-      else
-        for (size_t i = 0; i < count; ++i)
-          buffer[i] = bf16_to_f32(static_cast<const bf16*>(src)[i]);
+      bf16_to_f32_on(best_convert_isa(), static_cast<const bf16*>(src), buffer, count);
       return buffer;
     case DType::f16:
       if (cpu_has_avx2_f16c())
@@ -860,10 +925,7 @@ void store_f32_converted(const float* src, void* dst, DType dtype, int64_t n) {
       if (src != dst) std::memcpy(dst, src, count * sizeof(float));
       return;
     case DType::bf16:
-      if (cpu_has_avx2_f16c())
-        f32_to_bf16_avx2(src, static_cast<bf16*>(dst), count);
-      else
-        for (size_t i = 0; i < count; ++i) static_cast<bf16*>(dst)[i] = f32_to_bf16(src[i]);
+      f32_to_bf16_on(best_convert_isa(), src, static_cast<bf16*>(dst), count);
       return;
     case DType::f16:
       if (cpu_has_avx2_f16c())
@@ -901,14 +963,12 @@ RowsRef rows_of(const char* op, const char* arg, const Tensor& t, bool mutate) {
 
 void convert_f32_to_bf16(const float* src, bf16* dst, size_t n) {
   parallel_chunks(n, [&](size_t b, size_t e) {
-    if (cpu_has_avx2_f16c()) return f32_to_bf16_avx2(src + b, dst + b, e - b);
-    for (size_t i = b; i < e; ++i) dst[i] = f32_to_bf16(src[i]);
+    detail::f32_to_bf16_on(best_convert_isa(), src + b, dst + b, e - b);
   });
 }
 void convert_bf16_to_f32(const bf16* src, float* dst, size_t n) {
   parallel_chunks(n, [&](size_t b, size_t e) {
-    if (cpu_has_avx2_f16c()) return bf16_to_f32_avx2(src + b, dst + b, e - b);
-    for (size_t i = b; i < e; ++i) dst[i] = bf16_to_f32(src[i]);
+    detail::bf16_to_f32_on(best_convert_isa(), src + b, dst + b, e - b);
   });
 }
 void convert_f32_to_f16(const float* src, f16* dst, size_t n) {

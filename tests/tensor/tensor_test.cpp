@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <random>
 #include <string>
 
+#include "tensor/cpu_internal.h"
 #include "tensor/ops.h"
 #include "tensor/threading.h"
 
@@ -145,6 +147,40 @@ TEST(Tensor, BulkConversionsMatchScalar) {
     ASSERT_EQ(h[i].bits, f32_to_f16(v[i]).bits) << i;
     ASSERT_EQ(back_b[i], bf16_to_f32(b[i]));
     ASSERT_EQ(back_h[i], f16_to_f32(h[i]));
+  }
+}
+
+// Every bf16 conversion path this CPU has gives the scalar conversion's bits, NaN payloads and
+// denormals included (vcvtneps2bf16 flushes denormal inputs: such vectors go the scalar way), at
+// every alignment of the 16-value vectors.
+TEST(Tensor, Bf16ConversionsOnEveryInstructionSetGiveTheScalarBits) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<uint32_t> bits;
+  std::vector<float> v(4099);
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint32_t u = bits(rng);
+    if (i % 5 == 0) u &= 0x807fffffu;                  // denormal (or zero)
+    if (i % 11 == 0) u |= 0x7f800000u;                 // NaN or infinity
+    if (i % 13 == 0) u = (u & 0xffff0000u) | 0x8000u;  // a tie: rounds to even
+    v[i] = std::bit_cast<float>(u);
+  }
+  for (size_t i = 600; i < 1400; ++i) v[i] = std::bit_cast<float>(bits(rng) & 0x3fffffffu);
+  std::vector<bf16> want(v.size());
+  for (size_t i = 0; i < v.size(); ++i) want[i] = f32_to_bf16(v[i]);
+  const std::vector<detail::ConvertIsa> isas = detail::available_convert_isas();
+  std::printf("conversion paths on this CPU: %zu\n", isas.size());
+  for (const detail::ConvertIsa isa : isas) {
+    for (const size_t offset : {size_t{0}, size_t{3}}) {
+      const size_t n = v.size() - offset;
+      std::vector<bf16> got(n);
+      detail::f32_to_bf16_on(isa, v.data() + offset, got.data(), n);
+      std::vector<float> back(n);
+      detail::bf16_to_f32_on(isa, want.data() + offset, back.data(), n);
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(got[i].bits, want[i + offset].bits) << static_cast<int>(isa) << " " << i;
+        ASSERT_EQ(std::bit_cast<uint32_t>(back[i]), uint32_t{want[i + offset].bits} << 16);
+      }
+    }
   }
 }
 
