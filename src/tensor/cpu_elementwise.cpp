@@ -394,9 +394,8 @@ double CpuBackend::sum_of_squares(const Tensor& x) {
   const size_t es = dtype_size(X.dtype);
   // On-demand storage (an embedding's gradient): unwritten pages are zeros; skipping them keeps
   // the read from taking memory for them (and gives the same sum: their squares add nothing).
-  const bool on_demand = c.storage()->on_demand();
-  const Storage::WrittenPages written =
-      on_demand ? c.storage()->written_pages() : Storage::WrittenPages{};
+  // Other storage counts as written throughout.
+  const Storage::WrittenPages written = c.storage()->written_pages();
   apply_threads();
   const int threads = total >= kParallelThreshold ? num_threads() : 1;
   std::vector<double> partial(static_cast<size_t>(threads), 0.0);
@@ -411,7 +410,7 @@ double CpuBackend::sum_of_squares(const Tensor& x) {
     for (int64_t i = b; i < e; i += kChunk) {
       const int64_t n = std::min(kChunk, e - i);
       const std::byte* src = base + i * static_cast<int64_t>(es);
-      if (on_demand && !(src = written.read(src, static_cast<size_t>(n) * es, raw))) continue;
+      if (!(src = written.read(src, static_cast<size_t>(n) * es, raw))) continue;  // all zeros
       s += sum_squares(load_f32(src, X.dtype, buffer, n), n);
     }
     partial[static_cast<size_t>(t)] = s;

@@ -286,9 +286,7 @@ void CpuBackend::adamw_step(const Tensor& param, const Tensor& master, const Ten
   const size_t ges = grad.element_size(), pes = param.element_size();
   // An on-demand gradient (an embedding's): its unwritten pages are zeros, not read (see
   // sum_of_squares).
-  const bool on_demand = grad.storage()->on_demand();
-  const Storage::WrittenPages written =
-      on_demand ? grad.storage()->written_pages() : Storage::WrittenPages{};
+  const Storage::WrittenPages written = grad.storage()->written_pages();
   apply_threads();
   constexpr int64_t kChunk = 2048;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -296,10 +294,9 @@ void CpuBackend::adamw_step(const Tensor& param, const Tensor& master, const Ten
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t i0 = c * kChunk, len = std::min(kChunk, n - i0);
     float* gbuf = scratch_f32(0, kChunk);
-    const std::byte* graw = gbase + i0 * static_cast<int64_t>(ges);
-    if (on_demand)
-      graw = written.read(graw, static_cast<size_t>(len) * ges,
-                          reinterpret_cast<std::byte*>(scratch_f32(1, kChunk)));
+    const std::byte* graw =
+        written.read(gbase + i0 * static_cast<int64_t>(ges), static_cast<size_t>(len) * ges,
+                     reinterpret_cast<std::byte*>(scratch_f32(1, kChunk)));
     const float* g = gbuf;
     if (graw)
       g = load_f32(graw, grad.dtype(), gbuf, len);
