@@ -866,22 +866,16 @@ std::vector<ConvertIsa> available_convert_isas() {
   if (best_convert_isa() == ConvertIsa::avx512) isas.push_back(ConvertIsa::avx512);
   return isas;
 }
-// One conversion on `isa`: its AVX-512 or AVX2 kernel, or `one` value at a time.
-template <typename S, typename D>
-void convert_on(ConvertIsa isa, const S* src, D* dst, size_t n,
-                void (*avx512)(const S*, D*, size_t), void (*avx2)(const S*, D*, size_t),
-                D (*one)(S)) {
-  if (isa == ConvertIsa::avx512) return avx512(src, dst, n);
-  if (isa == ConvertIsa::avx2) return avx2(src, dst, n);
-  for (size_t i = 0; i < n; ++i) dst[i] = one(src[i]);
-}
 void f32_to_bf16_on(ConvertIsa isa, const float* src, bf16* dst, size_t n) {
-  convert_on<float, bf16>(isa, src, dst, n, f32_to_bf16_avx512, f32_to_bf16_avx2, f32_to_bf16);
+  if (isa == ConvertIsa::avx512) return f32_to_bf16_avx512(src, dst, n);
+  if (isa == ConvertIsa::avx2) return f32_to_bf16_avx2(src, dst, n);
+  for (size_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(src[i]);
 }
 void bf16_to_f32_on(ConvertIsa isa, const bf16* src, float* dst, size_t n) {
   // Widening is a shift: a 16-lane form ran 1.25x the 8-lane one in cache and the same out of
   // cache on Zen 5; not kept (the f32 -> bf16 direction is the one the training step waited on).
-  convert_on<bf16, float>(isa, src, dst, n, bf16_to_f32_avx2, bf16_to_f32_avx2, bf16_to_f32);
+  if (isa != ConvertIsa::scalar) return bf16_to_f32_avx2(src, dst, n);
+  for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
 }
 
 const float* load_f32_converted(const void* src, DType dtype, float* buffer, int64_t n) {
