@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "tensor/cpu_backend.h"
 #include "tensor/cpu_gemm.h"
@@ -103,6 +104,46 @@ MatrixRef dropped_input(const RowsRef& X, const LoraConfig& config, Tensor& hold
   return MatrixRef{dst, DType::f32, X.rows, X.cols, X.cols, 1, 0};
 }
 
+// Under bf16 compute the adapter's products multiply in bf16 like the base projections, each
+// accumulated in f32 (oneDNN's native bf16 GEMM where the CPU has one, else the same roundings
+// through f32): the down projection when x comes as bf16 rows — dropout(x) as bf16 rows (x itself
+// when p = 0, no copy), A and dxa rounded to bf16 — and the up projection when y (forward) or dy
+// (backward) is bf16 — xa, B and dy as bf16. Widening them instead cost a dense f32 copy of every x
+// (twice per module and step) and of every bf16 dy, and mixed-dtype GEMMs.
+MatrixRef dropped_input_bf16(const RowsRef& X, const LoraConfig& config, Tensor& holder) {
+  if (config.dropout <= 0.0f)
+    return MatrixRef{X.base, DType::bf16, X.rows, X.cols, X.row_stride, 1, 0};
+  holder = Tensor::empty({X.rows, X.cols}, DType::bf16);
+  auto* dst = holder.mutable_data<bf16>();
+  const uint32_t threshold = dropout_threshold(config.dropout);
+  const float keep_scale = 1.0f / (1.0f - config.dropout);
+  apply_threads();
+#pragma omp parallel for schedule(static) if (X.rows * X.cols >= kParallelThreshold)
+  for (int64_t r = 0; r < X.rows; ++r) {
+    float* row = scratch_f32(6, static_cast<size_t>(X.cols));
+    const float* src = load_f32(X.row(r), X.dtype, row, X.cols);
+    const int64_t mask_row = config.rows != nullptr ? config.rows[r] : r;
+    dropout_row(src, row, X.cols, config.seed, static_cast<uint64_t>(mask_row * X.cols), threshold,
+                keep_scale, false);
+    store_f32(row, dst + r * X.cols, DType::bf16, X.cols);
+  }
+  return MatrixRef{dst, DType::bf16, X.rows, X.cols, X.cols, 1, 0};
+}
+// m [rows, cols] (unit column stride) rounded to bf16: m itself when it is bf16, else a dense copy
+// in `holder` (small: an adapter matrix or [n, r]).
+MatrixRef rounded_bf16(const MatrixRef& m, Tensor& holder) {
+  if (m.dtype == DType::bf16) return m;
+  holder = Tensor::empty({m.rows, m.cols}, DType::bf16);
+  auto* dst = holder.mutable_data<bf16>();
+  std::vector<float> buffer(static_cast<size_t>(m.cols));
+  const size_t es = dtype_size(m.dtype);
+  for (int64_t r = 0; r < m.rows; ++r) {
+    const void* src = static_cast<const std::byte*>(m.data) + r * m.row_stride * es;
+    store_f32(load_f32(src, m.dtype, buffer.data(), m.cols), dst + r * m.cols, DType::bf16, m.cols);
+  }
+  return MatrixRef{dst, DType::bf16, m.rows, m.cols, m.cols, 1, 0};
+}
+
 struct LoraShape {
   int64_t n, in, out, rank;
 };
@@ -167,14 +208,19 @@ void CpuBackend::lora_forward(const Tensor& y, const Tensor& xa, const Tensor& x
   const LoraShape s = check_lora(op, X, a, b, xa, config);
   const RowsRef Y = rows_of(op, "y", y, true);
   if (Y.rows != s.n || Y.cols != s.out) fail(op, "y " + y.describe() + " does not match x and b");
-  Tensor holder;
-  const MatrixRef xd = dropped_input(X, config, holder);
+  Tensor holder, a16, xa16, b16;
+  const bool down16 = X.dtype == DType::bf16, up16 = Y.dtype == DType::bf16;
+  const MatrixRef xd =
+      down16 ? dropped_input_bf16(X, config, holder) : dropped_input(X, config, holder);
+  const MatrixRef am = down16 ? rounded_bf16(plain(a), a16) : plain(a);
   // xa[n, r] = dropout(x) · aᵀ ; y += scale · xa · bᵀ
   float* xa_data = xa.mutable_data<float>();
-  gemm_any(1, xd, transpose(plain(a)),
-           MutableMatrixRef{xa_data, DType::f32, s.n, s.rank, s.rank, 1, 0}, nullptr, 1.0f, false);
-  gemm_any(1, MatrixRef{xa_data, DType::f32, s.n, s.rank, s.rank, 1, 0}, transpose(plain(b)),
-           mutable_rows(Y), nullptr, config.scale, true);
+  const MatrixRef xam{xa_data, DType::f32, s.n, s.rank, s.rank, 1, 0};
+  gemm_any(1, xd, transpose(am), MutableMatrixRef{xa_data, DType::f32, s.n, s.rank, s.rank, 1, 0},
+           nullptr, 1.0f, false);
+  gemm_any(1, up16 ? rounded_bf16(xam, xa16) : xam,
+           transpose(up16 ? rounded_bf16(plain(b), b16) : plain(b)), mutable_rows(Y), nullptr,
+           config.scale, true);
 }
 
 void CpuBackend::lora_backward(const Tensor& dx, const Tensor& da, const Tensor& db,
@@ -187,27 +233,28 @@ void CpuBackend::lora_backward(const Tensor& dx, const Tensor& da, const Tensor&
   if (dY.rows != s.n || dY.cols != s.out)
     fail(op, "dy " + dy.describe() + " does not match x and b");
   const MatrixRef dym{dY.base, dY.dtype, s.n, s.out, dY.row_stride, 1, 0};
+  const bool down16 = X.dtype == DType::bf16, up16 = dY.dtype == DType::bf16;
+  Tensor xa16, b16, dxa16, holder;
   const MatrixRef xam{xa.data<float>(), DType::f32, s.n, s.rank, s.rank, 1, 0};
   if (db.defined()) {
     check_shape(op, "db", db, b.shape());
     // db[out, r] += scale · dyᵀ · xa
-    gemm_any(1, transpose(dym), xam, mutable_rows(rows_of(op, "db", db, true)), nullptr,
-             config.scale, true);
+    gemm_any(1, transpose(dym), up16 ? rounded_bf16(xam, xa16) : xam,
+             mutable_rows(rows_of(op, "db", db, true)), nullptr, config.scale, true);
   }
   if (!da.defined() && !dx.defined()) return;
   // dxa[n, r] = scale · dy · b
   Tensor dxa = Tensor::empty({s.n, s.rank}, DType::f32);
-  gemm_any(1, dym, plain(b),
+  gemm_any(1, dym, up16 ? rounded_bf16(plain(b), b16) : plain(b),
            MutableMatrixRef{dxa.mutable_data<float>(), DType::f32, s.n, s.rank, s.rank, 1, 0},
            nullptr, config.scale, false);
   const MatrixRef dxam{dxa.data<float>(), DType::f32, s.n, s.rank, s.rank, 1, 0};
   if (da.defined()) {
     check_shape(op, "da", da, a.shape());
-    Tensor holder;
-    const MatrixRef xd = dropped_input(X, config, holder);
     // da[r, in] += dxaᵀ · dropout(x)
-    gemm_any(1, transpose(dxam), xd, mutable_rows(rows_of(op, "da", da, true)), nullptr, 1.0f,
-             true);
+    gemm_any(1, transpose(down16 ? rounded_bf16(dxam, dxa16) : dxam),
+             down16 ? dropped_input_bf16(X, config, holder) : dropped_input(X, config, holder),
+             mutable_rows(rows_of(op, "da", da, true)), nullptr, 1.0f, true);
   }
   if (dx.defined()) {
     const RowsRef dX = rows_of(op, "dx", dx, true);

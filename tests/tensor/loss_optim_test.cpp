@@ -1,7 +1,9 @@
 // Cross-entropy, token log-probs, LoRA, AdamW against fp64 references.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 
 #include "reference.h"
 #include "tensor/cpu_internal.h"
@@ -156,6 +158,56 @@ TEST(Lora, ForwardBackwardWithSeededDropout) {
     EXPECT_LT(rel_error(to_vec(tda), dav), 1e-5) << "p=" << p;
     EXPECT_LT(rel_error(to_vec(tdb), dbv), 1e-5) << "p=" << p;
   }
+}
+
+// Under bf16 compute (bf16 x, y and dy) the adapter multiplies in bf16 with f32 accumulation. On
+// operands whose products and sums are small integers (exact in bf16 and f32) it must give exactly
+// the f32 path's numbers — the same dropout masks, operands and transposes (p = 0.5 keeps a scale
+// of 2: still exact) — and it rounds A to bf16 where the f32 path does not.
+TEST(Lora, Bf16OperandsGiveTheF32NumbersWhereBf16IsExact) {
+  const int64_t n = 40, in = 64, out = 48, rank = 8;
+  std::mt19937_64 rng(5);
+  auto ternary = [&](int64_t count) {
+    Vec v(static_cast<size_t>(count));
+    for (double& x : v) x = static_cast<double>(rng() % 3) - 1.0;
+    return v;
+  };
+  const Vec x = ternary(n * in), a = ternary(rank * in), b = ternary(out * rank),
+            y0 = ternary(n * out), dy = ternary(n * out);
+  struct Run {
+    Vec y, xa, dx, da, db;
+  };
+  auto run = [&](DType act, const Vec& av, const LoraConfig& cfg) {
+    Tensor y = to_tensor(y0, {n, out}, act), xa = Tensor::empty({n, rank}, DType::f32);
+    const Tensor tx = to_tensor(x, {n, in}, act), ta = to_tensor(av, {rank, in}),
+                 tb = to_tensor(b, {out, rank});
+    lora_forward(y, xa, tx, ta, tb, cfg);
+    Tensor dx = Tensor::zeros({n, in}, DType::f32), da = Tensor::zeros({rank, in}, DType::f32),
+           db = Tensor::zeros({out, rank}, DType::f32);
+    lora_backward(dx, da, db, to_tensor(dy, {n, out}, act), tx, xa, ta, tb, cfg);
+    return Run{to_vec(y), to_vec(xa), to_vec(dx), to_vec(da), to_vec(db)};
+  };
+  for (float p : {0.0f, 0.5f}) {
+    SCOPED_TRACE(p);
+    LoraConfig cfg;
+    cfg.scale = 2.0f;
+    cfg.dropout = p;
+    cfg.seed = 99;
+    const Run f = run(DType::f32, a, cfg), h = run(DType::bf16, a, cfg);
+    EXPECT_EQ(h.xa, f.xa);
+    EXPECT_EQ(h.dx, f.dx);
+    EXPECT_EQ(h.da, f.da);
+    EXPECT_EQ(h.db, f.db);
+    EXPECT_EQ(h.y, rounded(f.y, DType::bf16));
+    for (const Vec* v : {&f.xa, &f.dx, &f.da, &f.db})
+      EXPECT_GT(*std::max_element(v->begin(), v->end()), 1.0);  // not all zero
+  }
+  // A = ±(1 + 2^-10) is ±1 in bf16: the bf16 path sees the integer A, the f32 path does not.
+  Vec fine = a;
+  for (double& v : fine) v *= 1.0 + 1.0 / 1024;
+  const LoraConfig plain;
+  EXPECT_EQ(run(DType::bf16, fine, plain).xa, run(DType::f32, a, plain).xa);
+  EXPECT_NE(run(DType::f32, fine, plain).xa, run(DType::f32, a, plain).xa);
 }
 
 // The dropout mask is a pure function of (seed, element index): value i of a row starting at index
