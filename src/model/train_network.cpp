@@ -523,8 +523,62 @@ Tensor TrainNetwork::compute_weight(const Tensor& w) const {
   return weight16_.narrow(0, 0, w.numel()).view(w.shape());
 }
 
-void TrainNetwork::gate_up_forward(const LayerWeights& L, const Saved& s) const {
+const TrainNetwork::PackedLayer* TrainNetwork::packed_base(int64_t layer) const {
+  if (!options_.lora || !options_.pack_frozen_base || merged_ || !bf16_compute() ||
+      packing_unavailable_)
+    return nullptr;
+  const LlamaWeights& w = model_.weights();
+  if (packed_.empty()) {
+    std::vector<PackedLayer> packed(w.layers.size());
+    for (size_t l = 0; l < w.layers.size(); ++l) {
+      const LayerWeights& L = w.layers[l];
+      const std::array<const Tensor*, kBaseMatrices> matrices{&L.wqkv, &L.wo, &L.w_gate_up,
+                                                              &L.w_down};
+      for (int m = 0; m < kBaseMatrices; ++m) {
+        Tensor w16 = *matrices[static_cast<size_t>(m)];
+        if (w16.dtype() != DType::bf16) {
+          w16 = Tensor::empty(w16.shape(), DType::bf16);
+          w16.copy_from(*matrices[static_cast<size_t>(m)]);
+        }
+        PackedLayer& p = packed[l];
+        p.forward[static_cast<size_t>(m)] = tensor::pack_gemm_weight(w16, tensor::GemmUse::forward);
+        p.input_gradient[static_cast<size_t>(m)] =
+            tensor::pack_gemm_weight(w16, tensor::GemmUse::input_gradient);
+        if (!p.forward[static_cast<size_t>(m)].defined() ||
+            !p.input_gradient[static_cast<size_t>(m)].defined()) {
+          packing_unavailable_ = true;  // no blocked layout here: plain weights throughout
+          return nullptr;
+        }
+      }
+    }
+    packed_ = std::move(packed);
+  }
+  return &packed_[static_cast<size_t>(layer)];
+}
+
+void TrainNetwork::project(const Tensor& y, const Tensor& x, int64_t layer, BaseMatrix m,
+                           const Tensor& w, const Tensor& bias) const {
+  if (const PackedLayer* p = packed_base(layer))
+    return tensor::linear_forward(y, x, p->forward[static_cast<size_t>(m)], bias);
+  tensor::linear_forward(y, x, compute_weight(w), bias);
+}
+
+void TrainNetwork::project_backward(const Tensor& dx, const Tensor& dw, const Tensor& dbias,
+                                    const Tensor& dy, const Tensor& x, int64_t layer, BaseMatrix m,
+                                    const Tensor& w) const {
+  const PackedLayer* p = packed_base(layer);
+  if (p && !dw.defined() && !dbias.defined()) {
+    if (dx.defined())
+      tensor::linear_backward_input(dx, dy, p->input_gradient[static_cast<size_t>(m)]);
+    return;
+  }
+  tensor::linear_backward(dx, dw, dbias, dy, x, compute_weight(w));
+}
+
+void TrainNetwork::gate_up_forward(int64_t layer, const LayerWeights& L, const Saved& s) const {
   const int64_t F = model_.config().intermediate_size;
+  if (packed_base(layer) != nullptr)
+    return project(s.gate_up, s.h, layer, kGateUpMatrix, L.w_gate_up);
   if (!bf16_compute() || L.w_gate_up.dtype() == DType::bf16) {
     tensor::linear_forward(s.gate_up, s.h, L.w_gate_up);  // gate_up [N, 2F]
     return;
@@ -535,9 +589,11 @@ void TrainNetwork::gate_up_forward(const LayerWeights& L, const Saved& s) const 
 
 // dh [N, C] += d(gate|up) · w_gate_up; dw_gate_up [2F, C] += d(gate|up)ᵀ · h. d(gate|up) is in
 // s.gate / s.up (written over them).
-void TrainNetwork::gate_up_backward(const LayerWeights& L, const LayerGrads& g, const Tensor& dh,
-                                    const Saved& s) {
+void TrainNetwork::gate_up_backward(int64_t layer, const LayerWeights& L, const LayerGrads& g,
+                                    const Tensor& dh, const Saved& s) {
   const int64_t F = model_.config().intermediate_size;
+  if (!g.w_gate_up.defined() && packed_base(layer) != nullptr)
+    return project_backward(dh, {}, {}, s.gate_up, s.h, layer, kGateUpMatrix, L.w_gate_up);
   if (!bf16_compute() || L.w_gate_up.dtype() == DType::bf16) {
     tensor::linear_backward(dh, g.w_gate_up, {}, s.gate_up, s.h, L.w_gate_up);
     return;
@@ -566,8 +622,8 @@ void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor
 
   // Attention: x_mid = x_in + wo · attend(rope(q), rope(k), v),
   // q|k|v = wqkv · rmsnorm(x_in) (+ bias).
-  rmsnorm_forward(s.h, s.rstd1, x_in, L.attn_norm, eps);       // h = h1 [N, C], rstd1 [N]
-  linear_forward(s.qkv, s.h, compute_weight(L.wqkv), L.bqkv);  // qkv [N, W]
+  rmsnorm_forward(s.h, s.rstd1, x_in, L.attn_norm, eps);   // h = h1 [N, C], rstd1 [N]
+  project(s.qkv, s.h, layer, kQkvMatrix, L.wqkv, L.bqkv);  // qkv [N, W]
   adapter_forward(layer, kQ, s.qkv.narrow(1, 0, qd), s.h, s);
   adapter_forward(layer, kK, s.qkv.narrow(1, qd, kvd), s.h, s);
   adapter_forward(layer, kV, s.qkv.narrow(1, qd + kvd, kvd), s.h, s);
@@ -576,7 +632,7 @@ void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor
   // attn [B, T, Hq, D], lse [B, Hq, T]; segment ids keep packed examples apart.
   attention_forward(s.attn4, s.lse, s.q, s.k, s.v, bv.attention);
   if (top == nullptr) {
-    linear_forward(s.x_mid, s.attn, compute_weight(L.wo), L.bo);  // o [N, C]
+    project(s.x_mid, s.attn, layer, kOMatrix, L.wo, L.bo);  // o [N, C]
     adapter_forward(layer, kO, s.x_mid, s.attn, s);
     add_inplace(s.x_mid, x_in);  // x_mid = x_in + o
   } else {
@@ -585,7 +641,7 @@ void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor
     const Tensor o = x_out.narrow(0, 0, bv.R);          // [R, C] scratch until the MLP's output
     embedding_forward(top->attn, bv.top_rows, s.attn);  // attn [R, qd] gathered
     embedding_forward(top->x_mid, bv.top_rows, x_in);   // x_mid [R, C] = x_in, gathered
-    linear_forward(o, top->attn, compute_weight(L.wo), L.bo);
+    project(o, top->attn, layer, kOMatrix, L.wo, L.bo);
     adapter_forward(layer, kO, o, top->attn, *top);
     add_inplace(top->x_mid, o);  // x_in + o: the same bits as o + x_in
   }
@@ -594,11 +650,11 @@ void TrainNetwork::block_forward(int64_t layer, const Tensor& x_in, const Tensor
 
   // MLP: x_out = x_mid + w_down · (silu(gate) · up), gate|up = w_gate_up · rmsnorm(x_mid).
   rmsnorm_forward(m.h, m.rstd2, m.x_mid, L.ffn_norm, eps);  // h = h2 [N, C], rstd2 [N]
-  gate_up_forward(L, m);                                    // gate_up [N, 2F]
+  gate_up_forward(layer, L, m);                             // gate_up [N, 2F]
   adapter_forward(layer, kGate, m.gate, m.h, m);
   adapter_forward(layer, kUp, m.up, m.h, m);
-  swiglu_forward(m.act, m.gate, m.up);                 // act [N, F]
-  linear_forward(y, m.act, compute_weight(L.w_down));  // mlp [N, C]
+  swiglu_forward(m.act, m.gate, m.up);              // act [N, F]
+  project(y, m.act, layer, kDownMatrix, L.w_down);  // mlp [N, C]
   adapter_forward(layer, kDown, y, m.act, m);
   add_inplace(y, m.x_mid);  // x_out = x_mid + mlp
 }
@@ -636,7 +692,7 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
 
   if (!x_mid_current) {  // x_mid = x_in + wo · attn (+ bias, adapter), recomputed
     if (top != nullptr) throw Error("train: the top layer's x_mid is never recomputed");
-    linear_forward(s.x_mid, s.attn, compute_weight(L.wo), L.bo);
+    project(s.x_mid, s.attn, layer, kOMatrix, L.wo, L.bo);
     adapter_forward(layer, kO, s.x_mid, s.attn, s);
     add_inplace(s.x_mid, x_in);
   }
@@ -653,15 +709,15 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   // h2 = rmsnorm(x_mid).
   swiglu_forward(m.act, m.gate, m.up);  // act [M, F], recomputed
   dact_m.zero();
-  linear_backward(dact_m, g.w_down, {}, gemm_operand(dxm), m.act,
-                  compute_weight(L.w_down));  // dact, dw_down [C, F]
+  project_backward(dact_m, g.w_down, {}, gemm_operand(dxm), m.act, layer, kDownMatrix,
+                   L.w_down);  // dact, dw_down [C, F]
   adapter_backward(layer, kDown, dact_m, dxm, m.act, m);
   const Tensor dgate = m.gate, dup = m.up;
   swiglu_backward(dgate, dup, dact_m, m.gate, m.up);   // dgate, dup [M, F], in place
   rmsnorm_forward(m.h, {}, m.x_mid, L.ffn_norm, eps);  // h = h2 [M, C], recomputed
   dh_m.zero();
   // dh2 [M, C], dw_gate_up [2F, C]
-  gate_up_backward(L, g, dh_m, m);
+  gate_up_backward(layer, L, g, dh_m, m);
   adapter_backward(layer, kGate, dh_m, dgate, m.h, m);
   adapter_backward(layer, kUp, dh_m, dup, m.h, m);
   rmsnorm_backward(dxm, g.ffn_norm, dh_m, m.x_mid, L.ffn_norm, m.rstd2);  // dxm = d(x_mid)
@@ -669,8 +725,8 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   // Attention: x_mid = x_in + wo · attn, attn = attend(rope(q), rope(k), v), q|k|v = wqkv · h1.
   dattn_m.zero();
   // dattn [M, qd], dwo [C, qd]
-  linear_backward(dattn_m, g.wo, b16 ? Tensor() : g.bo, gemm_operand(dxm), m.attn,
-                  compute_weight(L.wo));
+  project_backward(dattn_m, g.wo, b16 ? Tensor() : g.bo, gemm_operand(dxm), m.attn, layer, kOMatrix,
+                   L.wo);
   bias_grad(g.bo, dxm, L.wo);
   adapter_backward(layer, kO, dattn_m, dxm, m.attn, m);
   if (top != nullptr) {  // back to all rows: the others' d(x_mid) and d(attn) are zero
@@ -694,8 +750,8 @@ void TrainNetwork::block_backward(int64_t layer, const Tensor& dx, const Tensor&
   if (input_grad) {
     dh.zero();
     // dh1 [N, C], dwqkv [W, C], dbqkv [W]
-    linear_backward(dh, g.wqkv, b16 ? Tensor() : g.bqkv, gemm_operand(dqkv), s.h,
-                    compute_weight(L.wqkv));
+    project_backward(dh, g.wqkv, b16 ? Tensor() : g.bqkv, gemm_operand(dqkv), s.h, layer,
+                     kQkvMatrix, L.wqkv);
     bias_grad(g.bqkv, dqkv, L.wqkv);
   }
   const Tensor dh1 = input_grad ? dh : Tensor();
@@ -827,6 +883,7 @@ void TrainNetwork::merge_lora_into_base() {
   }
   merged_ = true;
   weight16_source_ = nullptr;
+  packed_.clear();  // the base changed: the packed copies are stale (and no longer used)
 }
 
 }  // namespace seqit::model

@@ -32,6 +32,11 @@ class Backend {
                                const Tensor& dy, const Tensor& x, const Tensor& w) = 0;
   virtual void matmul(const Tensor& c, const Tensor& a, const Tensor& b, float alpha,
                       bool accumulate) = 0;
+  // A frozen weight packed for the GEMM (GemmWeight in ops.h), and c [N, w.n] (= or +=) a [N, w.k]
+  // · B with it (+ bias).
+  virtual GemmWeight pack_gemm_weight(const Tensor& w, GemmUse use) = 0;
+  virtual void gemm_weight_product(const Tensor& c, const Tensor& a, const GemmWeight& w,
+                                   const Tensor& bias, bool accumulate) = 0;
   // Weights packed for few-row products (PackedWeight in ops.h): panels [P, I, kPackedPanel].
   virtual void pack_weight(const Tensor& panels, const Tensor& w) = 0;
   virtual void unpack_weight(const Tensor& w, const Tensor& panels) = 0;

@@ -17,6 +17,9 @@ class CpuBackend final : public Backend {
                        const Tensor& x, const Tensor& w) override;
   void matmul(const Tensor& c, const Tensor& a, const Tensor& b, float alpha,
               bool accumulate) override;
+  GemmWeight pack_gemm_weight(const Tensor& w, GemmUse use) override;
+  void gemm_weight_product(const Tensor& c, const Tensor& a, const GemmWeight& w,
+                           const Tensor& bias, bool accumulate) override;
   void pack_weight(const Tensor& panels, const Tensor& w) override;
   void unpack_weight(const Tensor& w, const Tensor& panels) override;
   void linear_forward_packed(const Tensor& y, const Tensor& x, const Tensor& panels, int64_t out,

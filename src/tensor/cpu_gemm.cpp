@@ -16,8 +16,11 @@
 #include <cstring>
 #include <dnnl.hpp>
 #include <list>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 
 #include "tensor/cpu_internal.h"
@@ -83,6 +86,7 @@ struct GemmShape {
   bool bias, accumulate;
   float alpha;
   int threads = 0;  // the OpenMP threads the primitive is created and run with (run_onednn sets it)
+  bool b_packed = false;  // b's data is in packed_b_desc's layout (pack_b), not b's strides
 };
 
 // A product below this many FLOPs (~0.1-0.2 ms on one core) runs on one thread: splitting it saves
@@ -99,7 +103,7 @@ dnnl::memory::desc matrix_desc(int64_t batch, DType dtype, int64_t rows, int64_t
 }
 
 // Everything a primitive depends on (not the data pointers).
-using CacheKey = std::array<int64_t, 19>;
+using CacheKey = std::array<int64_t, 20>;
 CacheKey cache_key(const GemmShape& s) {
   uint32_t alpha_bits = 0;
   std::memcpy(&alpha_bits, &s.alpha, sizeof alpha_bits);
@@ -121,7 +125,8 @@ CacheKey cache_key(const GemmShape& s) {
           static_cast<int64_t>(s.c.dtype),
           (s.bias ? 1 : 0) | (s.accumulate ? 2 : 0),
           static_cast<int64_t>(alpha_bits),
-          s.threads};
+          s.threads,
+          s.b_packed ? 1 : 0};
 }
 struct CacheKeyHash {
   size_t operator()(const CacheKey& key) const {
@@ -131,6 +136,33 @@ struct CacheKeyHash {
   }
 };
 
+// The blocked layout oneDNN's matmul reads its weights operand B [k, n] in without copying it: the
+// one it picks when left free to choose (format any), for a product of kPackRows rows. Its brgemm
+// kernels otherwise copy a plain B into such a layout inside every product. The layout depends on
+// k, n and the dtype, not on the rows (products of 16 rows take it as well, tested): one per shape,
+// shared by every thread. An empty desc (zero size) where the kernel oneDNN picks is not a brgemm
+// one (no copy to save).
+constexpr int64_t kPackRows = 512;
+dnnl::memory::desc packed_b_desc(int64_t k, int64_t n, DType dtype) {
+  static std::mutex mutex;
+  static std::map<std::tuple<int64_t, int64_t, int>, dnnl::memory::desc> descs;
+  const std::lock_guard lock(mutex);
+  const auto key = std::make_tuple(k, n, static_cast<int>(dtype));
+  if (auto it = descs.find(key); it != descs.end()) return it->second;
+  dnnl::memory::desc packed;
+  try {
+    const dnnl::memory::desc a({kPackRows, k}, onednn_type(dtype), {k, 1});
+    const dnnl::memory::desc b({k, n}, onednn_type(dtype), dnnl::memory::format_tag::any);
+    const dnnl::memory::desc c({kPackRows, n}, dnnl::memory::data_type::f32, {n, 1});
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), cpu_engine());
+    if (std::string(pd.impl_info_str()).rfind("brg", 0) == 0) packed = pd.weights_desc();
+  } catch (const dnnl::error&) {
+    // no matmul for this dtype here: nothing to pack for
+  }
+  descs.emplace(key, packed);
+  return packed;
+}
+
 // The descriptors of a product's operands: a [m, k], b [k, n], c [m, n] (batched when batch > 1)
 // and the f32 bias [n] broadcast over the rows.
 struct OperandDescs {
@@ -139,7 +171,9 @@ struct OperandDescs {
 OperandDescs operand_descs(const GemmShape& s) {
   OperandDescs d;
   d.a = matrix_desc(s.batch, s.a.dtype, s.m, s.k, s.a.row_stride, s.a.col_stride, s.a.batch_stride);
-  d.b = matrix_desc(s.batch, s.b.dtype, s.k, s.n, s.b.row_stride, s.b.col_stride, s.b.batch_stride);
+  d.b = s.b_packed ? packed_b_desc(s.k, s.n, s.b.dtype)
+                   : matrix_desc(s.batch, s.b.dtype, s.k, s.n, s.b.row_stride, s.b.col_stride,
+                                 s.b.batch_stride);
   d.c = matrix_desc(s.batch, s.c.dtype, s.m, s.n, s.c.row_stride, s.c.col_stride, s.c.batch_stride);
   if (s.bias) {
     d.bias = s.batch == 1
@@ -320,6 +354,55 @@ void gemm_f32(int64_t batch, const MatrixRef& a, const MatrixRef& b, const Mutab
   if (bias && alpha != 1.0f) fail("matmul", "alpha with a bias is not supported");
   GemmShape s{batch, a.rows, b.cols, a.cols, a, b, c, bias != nullptr, accumulate, alpha};
   run_onednn(s, bias);
+}
+
+size_t packed_b_bytes(int64_t k, int64_t n, DType dtype) {
+  if (k <= 0 || n <= 0 || (dtype != DType::f32 && dtype != DType::bf16)) return 0;
+  return packed_b_desc(k, n, dtype).get_size();
+}
+
+void pack_b(const MatrixRef& b, void* dst) {
+  check_operand("b", b);
+  const dnnl::memory::desc packed = packed_b_desc(b.rows, b.cols, b.dtype);
+  if (packed.get_size() == 0) fail("pack_b", "no packed layout for this product here");
+  apply_threads();
+  dnnl::memory src(matrix_desc(1, b.dtype, b.rows, b.cols, b.row_stride, b.col_stride, 0),
+                   cpu_engine(), const_cast<void*>(b.data));
+  dnnl::memory out(packed, cpu_engine(), dst);
+  dnnl::reorder(src, out).execute(cpu_stream(), src, out);
+  cpu_stream().wait();
+}
+
+void gemm_packed_b(const MatrixRef& a, const void* b, DType b_dtype, const MutableMatrixRef& c,
+                   const float* bias, float alpha, bool accumulate) {
+  if (a.rows == 0 || c.cols == 0) return;
+  if (a.dtype != b_dtype) fail("matmul", "a packed weight needs activations of its own dtype");
+  if (bias && alpha != 1.0f) fail("matmul", "alpha with a bias is not supported");
+  check_operand("a", a);
+  if (c.col_stride != 1) fail("matmul", "a packed product needs a unit column stride in c");
+  // oneDNN writes a 16-bit c itself from bf16 operands; from f32 ones, c goes through f32 scratch
+  // (slot 2, as in gemm_any) and is rounded once.
+  const bool direct = c.dtype == DType::f32 || a.dtype == DType::bf16;
+  const size_t c_es = dtype_size(c.dtype);
+  MutableMatrixRef c32 = c;
+  if (!direct) {
+    float* buffer = scratch_f32(2, static_cast<size_t>(c.rows * c.cols));
+    c32 = MutableMatrixRef{buffer, DType::f32, c.rows, c.cols, c.cols, 1, 0};
+    for (int64_t r = 0; accumulate && r < c.rows; ++r) {
+      const void* row = static_cast<const std::byte*>(c.data) + r * c.row_stride * c_es;
+      load_f32(row, c.dtype, buffer + r * c.cols, c.cols);  // c is 16-bit: converted into buffer
+    }
+  }
+  // b's strides are not read (b_packed): its layout is packed_b_desc(k, n).
+  GemmShape s{
+      1,   a.rows,          c.cols,     a.cols, a, MatrixRef{b, b_dtype, a.cols, c.cols, 0, 0, 0},
+      c32, bias != nullptr, accumulate, alpha};
+  s.b_packed = true;
+  run_onednn(s, bias);
+  for (int64_t r = 0; !direct && r < c.rows; ++r) {
+    store_f32(static_cast<const float*>(c32.data) + r * c.cols,
+              static_cast<std::byte*>(c.data) + r * c.row_stride * c_es, c.dtype, c.cols);
+  }
 }
 
 namespace {

@@ -86,6 +86,17 @@ void packed_gemv_bf16(int64_t rows, int64_t in, int64_t out, const void* x, DTyp
                       int64_t ldx, const void* panels, const float* bias, float* y, int64_t ldy);
 bool cpu_has_avx512_bf16();
 
+// B operands [k, n] (a frozen weight) packed once into the blocked layout oneDNN's matmul reads
+// without copying (its kernels copy a plain B into that layout inside every product). f32 or bf16.
+// packed_b_bytes is 0 where oneDNN has no such kernel for (k, n, dtype) here: nothing to gain.
+size_t packed_b_bytes(int64_t k, int64_t n, DType dtype);
+// b [k, n] (a unit stride in one dim) into dst (packed_b_bytes(b.rows, b.cols, b.dtype) bytes).
+void pack_b(const MatrixRef& b, void* dst);
+// c [m, n] (= or +=) alpha · a [m, k] · B (+ bias [n]), B packed by pack_b with dtype b_dtype, k =
+// a.cols, n = c.cols; a must have b's dtype.
+void gemm_packed_b(const MatrixRef& a, const void* b, DType b_dtype, const MutableMatrixRef& c,
+                   const float* bias, float alpha, bool accumulate);
+
 // Whether oneDNN runs bf16 matmul with an optimised kernel here (AVX-512 BF16 / AMX), and the name
 // of the implementation it picks for f32 (for benchmark tables).
 bool onednn_has_fast_bf16();

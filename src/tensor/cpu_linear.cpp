@@ -99,6 +99,46 @@ void CpuBackend::linear_forward(const Tensor& y, const Tensor& x, const Tensor& 
            false);
 }
 
+GemmWeight CpuBackend::pack_gemm_weight(const Tensor& w, GemmUse use) {
+  const char* op = "pack_gemm_weight";
+  check_weight(op, w);
+  if (w.dtype() != DType::f32 && w.dtype() != DType::bf16)
+    fail(op, "w must be f32 or bf16, got " + w.describe());
+  const int64_t out = w.size(0), in = w.size(1), ldw = out > 1 ? w.stride(0) : in;
+  const bool forward = use == GemmUse::forward;
+  // forward: B = wᵀ [in, out]; input gradient: B = w [out, in]
+  const MatrixRef b = forward ? MatrixRef{w.raw_data(), w.dtype(), in, out, 1, ldw, 0}
+                              : MatrixRef{w.raw_data(), w.dtype(), out, in, ldw, 1, 0};
+  const size_t bytes = packed_b_bytes(b.rows, b.cols, w.dtype());
+  if (bytes == 0) return {};
+  GemmWeight packed;
+  const size_t es = dtype_size(w.dtype());
+  packed.data = Tensor::empty({static_cast<int64_t>((bytes + es - 1) / es)}, w.dtype());
+  packed.k = b.rows, packed.n = b.cols, packed.use = use;
+  pack_b(b, const_cast<void*>(packed.data.raw_data()));
+  return packed;
+}
+
+void CpuBackend::gemm_weight_product(const Tensor& c, const Tensor& a, const GemmWeight& w,
+                                     const Tensor& bias, bool accumulate) {
+  const char* op = w.use == GemmUse::forward ? "linear_forward" : "linear_backward_input";
+  check_cpu(op, "packed weight", w.data);
+  const RowsRef A = rows_of(op, w.use == GemmUse::forward ? "x" : "dy", a, false);
+  const RowsRef C = rows_of(op, w.use == GemmUse::forward ? "y" : "dx", c, true);
+  if (A.cols != w.k || C.cols != w.n || C.rows != A.rows) {
+    fail(op, "operands " + a.describe() + " -> " + c.describe() + " do not match the packed [" +
+                 std::to_string(w.k) + " -> " + std::to_string(w.n) + "] weight");
+  }
+  if (A.dtype != w.dtype())
+    fail(op, a.describe() + " must have the packed weight's dtype " +
+                 std::string(dtype_name(w.dtype())));
+  std::vector<float> bias_holder;
+  const float* b = bias_f32(op, bias, w.n, bias_holder);
+  gemm_packed_b(matrix(A), w.data.raw_data(), w.dtype(),
+                MutableMatrixRef{C.base, C.dtype, C.rows, C.cols, C.row_stride, 1, 0}, b, 1.0f,
+                accumulate);
+}
+
 static_assert(kPanel == kPackedPanel, "ops.h and cpu_gemm.h agree on the panel width");
 
 namespace {

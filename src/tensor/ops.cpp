@@ -74,6 +74,21 @@ void linear_forward(const Tensor& y, const Tensor& x, const PackedWeight& w, con
   dispatch("linear_forward", {&y, &x, &w.panels, &bias})
       .linear_forward_packed(y, x, w.panels, w.out, bias);
 }
+GemmWeight pack_gemm_weight(const Tensor& w, GemmUse use) {
+  return dispatch("pack_gemm_weight", {&w}).pack_gemm_weight(w, use);
+}
+void linear_forward(const Tensor& y, const Tensor& x, const GemmWeight& w, const Tensor& bias) {
+  if (!w.defined()) throw Error("linear_forward: the packed weight is empty");
+  if (w.use != GemmUse::forward)
+    throw Error("linear_forward: the weight is packed for the input gradient, not the forward");
+  dispatch("linear_forward", {&y, &x, &w.data, &bias}).gemm_weight_product(y, x, w, bias, false);
+}
+void linear_backward_input(const Tensor& dx, const Tensor& dy, const GemmWeight& w) {
+  if (!w.defined()) throw Error("linear_backward_input: the packed weight is empty");
+  if (w.use != GemmUse::input_gradient)
+    throw Error("linear_backward_input: the weight is packed for the forward, not the gradient");
+  dispatch("linear_backward_input", {&dx, &dy, &w.data}).gemm_weight_product(dx, dy, w, {}, true);
+}
 void linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dbias, const Tensor& dy,
                      const Tensor& x, const Tensor& w) {
   dispatch("linear_backward", {&dy, &dx, &dw, &dbias, &x, &w})

@@ -39,6 +39,29 @@ void linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
 void linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dbias, const Tensor& dy,
                      const Tensor& x, const Tensor& w);
 
+// A frozen weight w [O, I] (f32 or bf16) packed once into the blocked layout the CPU GEMM reads its
+// weight operand in, for one of the two products a trainer runs with it:
+//   GemmUse::forward          y = x · wᵀ     (k = I, n = O)
+//   GemmUse::input_gradient   dx += dy · w   (k = O, n = I)
+// oneDNN's kernels otherwise copy a plain weight into that layout inside every product: ~10% of a
+// LoRA step whose base is frozen (the LoRA trainer packs its base once, under bf16 compute). `data`
+// is a copy in w's dtype (later changes to w do not reach it) that only the two ops below read;
+// their activations must have w's dtype. Undefined (defined() false) where this CPU's GEMM has no
+// such layout: callers then keep using the plain weight.
+enum class GemmUse { forward, input_gradient };
+struct GemmWeight {
+  Tensor data;
+  int64_t k = 0, n = 0;
+  GemmUse use = GemmUse::forward;
+  bool defined() const { return data.defined(); }
+  DType dtype() const { return data.dtype(); }
+};
+GemmWeight pack_gemm_weight(const Tensor& w, GemmUse use);
+// y[N, O] = x[N, I] · wᵀ (+ bias[O]), w packed for GemmUse::forward: linear_forward's numbers.
+void linear_forward(const Tensor& y, const Tensor& x, const GemmWeight& w, const Tensor& bias = {});
+// dx[N, I] += dy[N, O] · w, w packed for GemmUse::input_gradient: linear_backward's dx.
+void linear_backward_input(const Tensor& dx, const Tensor& dy, const GemmWeight& w);
+
 // A weight matrix w [O, I] repacked once for decoding (inference only: training keeps plain
 // weights). `panels` [ceil(O/kPackedPanel), I, kPackedPanel] holds kPackedPanel output rows per
 // panel stored input-major, zero-padded: element (o, i) at panels[o / P, i, o % P], same dtype as w

@@ -1,7 +1,9 @@
 // linear / matmul / GEMV / fused output-projection cross-entropy against fp64 references.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -382,6 +384,78 @@ TEST(PackedWeight, RejectsMismatchedShapes) {
       Error);
   EXPECT_THROW(linear_forward(y, Tensor::zeros({2, 16}, DType::f32), PackedWeight{}), Error);
   EXPECT_THROW(pack_weight(Tensor::zeros({30}, DType::f32)), Error);
+}
+
+// A weight packed once for the GEMM gives linear_forward's y and linear_backward's dx (the same
+// kernels read the same blocked layout they would copy a plain weight into), for any row count —
+// the layout is chosen for 512 rows, products of 16 and 1000 rows read it too — with a bias, into
+// a bf16 y and accumulating into dx. It is a copy: changing w afterwards does not reach it.
+TEST(GemmWeight, PackedWeightsGiveThePlainProducts) {
+  const int64_t out = 200, in = 96;  // 200: not a multiple of the layout's column blocks
+  const Vec w = reference::random_vec(static_cast<size_t>(out * in), 70, 0.2);
+  const Vec bias = reference::random_vec(static_cast<size_t>(out), 71);
+  int packed_dtypes = 0;
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Tensor tw = to_tensor(w, {out, in}, dtype);
+    const GemmWeight fwd = pack_gemm_weight(tw, GemmUse::forward);
+    const GemmWeight bwd = pack_gemm_weight(tw, GemmUse::input_gradient);
+    ASSERT_EQ(fwd.defined(), bwd.defined());
+    if (!fwd.defined()) {
+      std::printf("[ packed   ] %s: no blocked GEMM layout on this CPU (plain weights used)\n",
+                  std::string(dtype_name(dtype)).c_str());
+      continue;
+    }
+    ++packed_dtypes;
+    EXPECT_EQ(fwd.k, in);
+    EXPECT_EQ(fwd.n, out);
+    EXPECT_EQ(bwd.k, out);
+    EXPECT_EQ(bwd.n, in);
+    const Tensor tb = to_tensor(bias, {out});
+    const double tol = dtype == DType::f32 ? kF32Tol : 1e-5;  // bf16 operands: f32 sums
+    for (int64_t n : {16, 100, 1000}) {
+      SCOPED_TRACE(n);
+      const Vec x = reference::random_vec(static_cast<size_t>(n * in), 72 + n);
+      const Vec dy = reference::random_vec(static_cast<size_t>(n * out), 73 + n);
+      const Tensor tx = to_tensor(x, {n, in}, dtype), tdy = to_tensor(dy, {n, out}, dtype);
+      Tensor want = Tensor::empty({n, out}, DType::f32), got = Tensor::empty({n, out}, DType::f32);
+      linear_forward(want, tx, tw, tb);
+      linear_forward(got, tx, fwd, tb);
+      EXPECT_LT(rel_error(to_vec(got), to_vec(want)), tol);
+      Tensor want16 = Tensor::empty({n, out}, DType::bf16),
+             got16 = Tensor::empty({n, out}, DType::bf16);
+      linear_forward(want16, tx, tw);
+      linear_forward(got16, tx, fwd);
+      EXPECT_LT(rel_error(to_vec(got16), to_vec(want16)), kBf16OutTol);
+      const Vec start = reference::random_vec(static_cast<size_t>(n * in), 74 + n);
+      Tensor dx_want = to_tensor(start, {n, in}), dx_got = to_tensor(start, {n, in});
+      linear_backward(dx_want, {}, {}, tdy, {}, tw);
+      linear_backward_input(dx_got, tdy, bwd);
+      EXPECT_LT(rel_error(to_vec(dx_got), to_vec(dx_want)), tol);
+      EXPECT_GT(rel_error(to_vec(dx_got), start), 0.1);  // accumulated onto, not left as it was
+    }
+    // A copy: zeroing w leaves the packed products as they were.
+    const Tensor tx =
+        to_tensor(reference::random_vec(static_cast<size_t>(64 * in), 75), {64, in}, dtype);
+    Tensor before = Tensor::empty({64, out}, DType::f32),
+           after = Tensor::empty({64, out}, DType::f32);
+    linear_forward(before, tx, fwd);
+    tw.zero();
+    linear_forward(after, tx, fwd);
+    EXPECT_EQ(to_vec(after), to_vec(before));
+    // Misuse is an error naming the op: the other side's packing, another dtype, other widths.
+    Tensor y = Tensor::empty({64, out}, DType::f32);
+    EXPECT_THROW(linear_forward(y, tx, bwd), Error);
+    EXPECT_THROW(linear_backward_input(
+                     Tensor::zeros({64, in}, DType::f32),
+                     Tensor::zeros({64, out}, DType::f32 == dtype ? DType::f32 : DType::bf16), fwd),
+                 Error);
+    const DType other = dtype == DType::f32 ? DType::bf16 : DType::f32;
+    EXPECT_THROW(linear_forward(y, Tensor::zeros({64, in}, other), fwd), Error);
+    EXPECT_THROW(linear_forward(y, Tensor::zeros({64, in + 2}, dtype), fwd), Error);
+    EXPECT_THROW(linear_forward(y, tx, GemmWeight{}), Error);
+  }
+  if (packed_dtypes == 0) GTEST_SKIP() << "oneDNN has no blocked GEMM layout on this CPU";
 }
 
 TEST(Matmul, TransposedViewsBatchesAlphaAndAccumulate) {
