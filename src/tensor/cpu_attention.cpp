@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tensor/cpu_backend.h"
+#include "tensor/cpu_gemm.h"
 #include "tensor/cpu_internal.h"
 #include "tensor/cpu_math.h"
 #include "tensor/cpu_tile.h"
@@ -244,6 +245,140 @@ void attend_rows(const float* qs, int64_t nq, int64_t dp, const int64_t* limit, 
   }
 }
 
+#if defined(SEQIT_AVX2) && defined(__AVX512F__)
+// ---- the bf16 tile path
+// --------------------------------------------------------------------------- Where q, k and v are
+// bf16 (the trainer's bf16 compute), the head dim a multiple of 16 and the CPU has AVX512_BF16, the
+// tile products run on bf16 pairs (tile_dp): Q·Kᵀ and dO·Vᵀ exactly as the f32 tiles would on these
+// inputs up to summation order, and P·V, dS·K, Pᵀ·dO, dSᵀ·Q with P, dS (and an f32 dO) rounded to
+// bf16 first — what FlashAttention does on GPUs; softmax statistics, accumulators and outputs stay
+// f32. Twice the multiply-adds per instruction, and the bf16 rows are repacked instead of widened
+// to f32.
+inline uint32_t bf16_pair(uint16_t lo, uint16_t hi) {
+  return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
+}
+inline int64_t round_up16(int64_t n) {
+  return (n + 15) / 16 * 16;
+}
+bool bf16_tiles(const HeadRows& Q, const HeadRows& K, const HeadRows& V, int64_t d) {
+  return Q.dtype == DType::bf16 && K.dtype == DType::bf16 && V.dtype == DType::bf16 &&
+         d % 16 == 0 && cpu_has_avx512_bf16();
+}
+// Keys j0 + [0, nk) of kv head g as pairs along the head dim, transposed: dst[p][j] (row stride
+// kBk) = (k[j][2p], k[j][2p + 1]); columns [nk, round_up16(nk)) zero. For S = Q·Kᵀ and dO·Vᵀ.
+void pack_keys_transposed(const HeadRows& K, int64_t b, int64_t g, int64_t j0, int64_t nk,
+                          int64_t d, uint32_t* dst) {
+  const int64_t w = round_up16(nk);
+  for (int64_t j = 0; j < nk; ++j) {
+    const auto* row = static_cast<const uint32_t*>(K.row(b, j0 + j, g));
+    for (int64_t p = 0; p < d / 2; ++p) dst[p * kBk + j] = row[p];
+  }
+  for (int64_t p = 0; p < d / 2; ++p) std::fill(dst + p * kBk + nk, dst + p * kBk + w, 0u);
+}
+// Keys as pairs along the key index: dst[p][x] (row stride d) = (k[2p][x], k[2p + 1][x]), a zero
+// key after an odd last one. For P·V and dS·K.
+void pack_keys_interleaved(const HeadRows& K, int64_t b, int64_t g, int64_t j0, int64_t nk,
+                           int64_t d, uint32_t* dst) {
+  for (int64_t p = 0; p < (nk + 1) / 2; ++p) {
+    const auto* r0 = static_cast<const uint16_t*>(K.row(b, j0 + 2 * p, g));
+    const bool two = 2 * p + 1 < nk;
+    const auto* r1 = two ? static_cast<const uint16_t*>(K.row(b, j0 + 2 * p + 1, g)) : nullptr;
+    for (int64_t x = 0; x < d; ++x) dst[p * d + x] = bf16_pair(r0[x], two ? r1[x] : 0);
+  }
+}
+// rows [n][d] of bf16 bits as pairs along the row index: dst[p][x] = (rows[2p][x], rows[2p+1][x]),
+// a zero row after an odd last one. For Pᵀ·dO and dSᵀ·Q (their reduction runs over query rows).
+void interleave_rows(const uint16_t* rows, int64_t ld, int64_t n, int64_t d, uint32_t* dst) {
+  for (int64_t p = 0; p < (n + 1) / 2; ++p) {
+    const uint16_t* r0 = rows + 2 * p * ld;
+    const uint16_t* r1 = 2 * p + 1 < n ? r0 + ld : nullptr;
+    for (int64_t x = 0; x < d; ++x) dst[p * d + x] = bf16_pair(r0[x], r1 ? r1[x] : 0);
+  }
+}
+// The transpose of tile rows [n][w] (bf16 bits, row stride kBk) as pairs along the rows:
+// dst[j][p] (row stride ldd) = (t[2p][j], t[2p + 1][j]), for j < w. For Pᵀ and dSᵀ as A operands.
+void transpose_pairs(const uint16_t* t, int64_t n, int64_t w, uint32_t* dst, int64_t ldd) {
+  for (int64_t p = 0; p < (n + 1) / 2; ++p) {
+    const uint16_t* r0 = t + 2 * p * kBk;
+    const uint16_t* r1 = 2 * p + 1 < n ? r0 + kBk : nullptr;
+    for (int64_t j = 0; j < w; ++j) dst[j * ldd + p] = bf16_pair(r0[j], r1 ? r1[j] : 0);
+  }
+}
+// f32 tile rows [n][w] (row stride kBk) rounded to bf16 bits (row stride kBk).
+void round_tile(const float* t, int64_t n, int64_t w, uint16_t* dst) {
+  for (int64_t i = 0; i < n; ++i) store_f32(t + i * kBk, dst + i * kBk, DType::bf16, w);
+}
+// C (= or +=) A·B over blocks of 4 rows, each block's columns (kColumns) or reduction pairs
+// (otherwise) cut to its rows' extent, as tile_gemm_causal: columns round up to 16, reduction
+// elements to pairs.
+template <bool kColumns, typename Extent>
+void tile_dp_causal(const uint32_t* A, int64_t lda, const uint32_t* B, int64_t ldb, float* C,
+                    int64_t ldc, int64_t m, int64_t kp, int64_t n, bool accumulate,
+                    Extent&& extent) {
+  for (int64_t i0 = 0; i0 < m; i0 += 4) {
+    const int64_t rows = std::min<int64_t>(4, m - i0);
+    int64_t ext = 0;
+    for (int64_t i = i0; i < i0 + rows; ++i) ext = std::max(ext, extent(i));
+    if (ext <= 0) continue;
+    tile_dp(A + i0 * lda, lda, B, ldb, C + i0 * ldc, ldc, rows,
+            kColumns ? kp : std::min(kp, (ext + 1) / 2),
+            kColumns ? std::min(n, round_up16(ext)) : n, accumulate);
+  }
+}
+
+// attend_rows on the bf16 tile path: q2 [nq][d/2] the scaled queries as bf16 pairs; keys
+// [kbegin, kend) of kv head g read from K and V; o [nq][d] and lse as in attend_rows.
+void attend_rows_bf16(const uint32_t* q2, int64_t nq, int64_t d, const int64_t* limit,
+                      const int32_t* qseg, const int32_t* kseg, const HeadRows& K,
+                      const HeadRows& V, int64_t b, int64_t g, int64_t kbegin, int64_t kend,
+                      float* o, float* lse, Arena& arena) {
+  auto* kt = reinterpret_cast<uint32_t*>(arena.take(d / 2 * kBk));
+  auto* v2 = reinterpret_cast<uint32_t*>(arena.take(kBk / 2 * d));
+  float* s = arena.take(nq * kBk);
+  auto* p16 = reinterpret_cast<uint16_t*>(arena.take(nq * kBk / 2));
+  float* m = arena.take(nq);
+  float* l = arena.take(nq);
+  zero_f32(o, nq * d);
+  std::fill(m, m + nq, -INFINITY);
+  zero_f32(l, nq);
+  for (int64_t j0 = kbegin; j0 < kend; j0 += kBk) {
+    const int64_t j1 = std::min(kend, j0 + kBk), nk = j1 - j0, w = round_up16(nk);
+    pack_keys_transposed(K, b, g, j0, nk, d, kt);
+    pack_keys_interleaved(V, b, g, j0, nk, d, v2);
+    tile_dp_causal<true>(q2, d / 2, kt, kBk, s, kBk, nq, d / 2, w, false,
+                         [&](int64_t i) { return causal_end(j0, nk, limit[i]); });
+    for (int64_t i = 0; i < nq; ++i) {
+      float* row = s + i * kBk;
+      const int64_t e =
+          limit[i] < j0 ? 0 : mask_row(row, j0, nk, w, limit[i], kseg, qseg ? qseg[i] : 0);
+      if (e == 0) {
+        zero_f32(row, w);
+        continue;
+      }
+      const float mx = max_of(row, e);
+      const float m_new = std::max(m[i], mx);
+      const float alpha = m[i] == -INFINITY ? 0.0f : exp_scalar(m[i] - m_new);
+      const float sum = exp_shift_sum(row, m_new, row, e);
+      l[i] = l[i] * alpha + sum;
+      if (alpha != 1.0f) scale(o + i * d, alpha, d);
+      m[i] = m_new;
+    }
+    round_tile(s, nq, w, p16);
+    tile_dp_causal<false>(reinterpret_cast<const uint32_t*>(p16), kBk / 2, v2, d, o, d, nq,
+                          (nk + 1) / 2, d, true,
+                          [&](int64_t i) { return causal_end(j0, nk, limit[i]); });
+  }
+  for (int64_t i = 0; i < nq; ++i) {
+    if (l[i] > 0) {
+      scale(o + i * d, 1.0f / l[i], d);
+      lse[i] = m[i] + std::log(l[i]);
+    } else {
+      lse[i] = -INFINITY;
+    }
+  }
+}
+#endif
+
 // Decoding one new token over f32 caches: its nq query rows (the heads sharing kv head g, scaled
 // q in qs, row stride dp) see every cached key [0, kend), so there are no masks and no online
 // rescaling, and K and V are read in place from the cache rows — no tiles to fill, transpose and
@@ -400,8 +535,12 @@ void CpuBackend::attention_forward(const Tensor& out, const Tensor& lse, const T
       seg ? segment_run_starts(seg, s.batch, s.tokens) : std::vector<int64_t>{};
   const int64_t blocks = (s.tokens + kBq - 1) / kBq;
   const int64_t items = s.batch * s.hkv * blocks;
+  // (the bf16 tile path takes fewer: its tiles are pairs)
   const int64_t arena_floats =
       4 * s.group * kBq * s.dp + s.group * kBq * (kBk + 8) + 2 * kBk * s.dp + 16 * 64;
+#if defined(SEQIT_AVX2) && defined(__AVX512F__)
+  const bool bf16 = bf16_tiles(Q, K, V, s.d);
+#endif
   apply_threads();
 #pragma omp parallel for schedule(dynamic, \
                                   1) if (items > 1 && s.tokens * s.hq * s.d >= kParallelThreshold)
@@ -434,14 +573,25 @@ void CpuBackend::attention_forward(const Tensor& out, const Tensor& lse, const T
     const int64_t kbegin =
         run_start.empty() ? 0 : run_start[static_cast<size_t>(b * s.tokens + t0)];
     const int32_t* kseg = seg ? seg + b * s.tokens : nullptr;
-    float* key_row = arena.take(s.dp);
-    attend_rows(
-        qs, nq, s.dp, limit, seg ? qseg : nullptr, kseg, kbegin, t1,
-        [&](int64_t j0, int64_t j1, float* kt, float* vv) {
-          load_key_tiles(K, V, b, g, j0, j1, s.d, s.dp, KeyTiles{kt, nullptr, vv, nullptr},
-                         key_row);
-        },
-        o, lse_rows, arena);
+#if defined(SEQIT_AVX2) && defined(__AVX512F__)
+    if (bf16) {
+      // The scaled queries as bf16 pairs, written over the start of their f32 rows.
+      auto* q16 = reinterpret_cast<uint16_t*>(qs);
+      for (int64_t r = 0; r < nq; ++r) store_f32(qs + r * s.dp, q16 + r * s.d, DType::bf16, s.d);
+      attend_rows_bf16(reinterpret_cast<const uint32_t*>(q16), nq, s.d, limit, seg ? qseg : nullptr,
+                       kseg, K, V, b, g, kbegin, t1, o, lse_rows, arena);
+    } else
+#endif
+    {
+      float* key_row = arena.take(s.dp);
+      attend_rows(
+          qs, nq, s.dp, limit, seg ? qseg : nullptr, kseg, kbegin, t1,
+          [&](int64_t j0, int64_t j1, float* kt, float* vv) {
+            load_key_tiles(K, V, b, g, j0, j1, s.d, s.dp, KeyTiles{kt, nullptr, vv, nullptr},
+                           key_row);
+          },
+          o, lse_rows, arena);
+    }
     for (int64_t hr = 0; hr < s.group; ++hr) {
       const int64_t h = g * s.group + hr;
       for (int64_t t = t0; t < t1; ++t) {
@@ -477,8 +627,17 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
   const int64_t blocks = (s.tokens + kBq - 1) / kBq;
   const int64_t items = s.batch * s.hkv;
   const int64_t nq_max = s.group * kBq;
-  const int64_t arena_floats = 2 * s.tokens * s.dp + 4 * nq_max * s.dp + 2 * nq_max * kBk +
-                               2 * kBk * nq_max + 4 * kBk * s.dp + 8 * nq_max + 16 * 64;
+#if defined(SEQIT_AVX2) && defined(__AVX512F__)
+  const bool bf16 = bf16_tiles(Q, K, V, s.d);
+#else
+  const bool bf16 = false;
+#endif
+  // The bf16 tile path's pairs (queries, dO, their row-interleaved forms, three key tiles, P, dS
+  // and their transposes) on top.
+  const int64_t arena_floats =
+      2 * s.tokens * s.dp + 4 * nq_max * s.dp + 2 * nq_max * kBk + 2 * kBk * nq_max +
+      4 * kBk * s.dp + 8 * nq_max + 16 * 64 +
+      (bf16 ? 2 * nq_max * s.dp + 2 * kBk * s.dp + 2 * nq_max * kBk + 4 * kBk + 16 * 64 : 0);
   apply_threads();
 #pragma omp parallel for schedule(dynamic, \
                                   1) if (items > 1 && s.tokens * s.hq * s.d >= kParallelThreshold)
@@ -505,6 +664,26 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
     auto* limit = reinterpret_cast<int64_t*>(arena.take(2 * nq_max));
     auto* qseg = reinterpret_cast<int32_t*>(arena.take(nq_max));
     const int32_t* kseg = seg ? seg + b * s.tokens : nullptr;
+    // bf16 tile path: q16, go16 [nq][d] (bits: pairs along d), qi2, goi2 [nq/2][d] (pairs along
+    // the rows), kt2, vt2 [d/2][kBk], k2 [kBk/2][d], p16, ds16 [nq][kBk], pt2, dst2 [kBk][ldt].
+    uint16_t *q16 = nullptr, *go16 = nullptr, *p16 = nullptr, *ds16 = nullptr;
+    uint32_t *qi2 = nullptr, *goi2 = nullptr, *kt2 = nullptr, *vt2 = nullptr, *k2 = nullptr,
+             *pt2 = nullptr, *dst2 = nullptr;
+    const int64_t ldt = (nq_max + 1) / 2;
+    if (bf16) {
+      auto pairs = [&](int64_t n) { return reinterpret_cast<uint32_t*>(arena.take(n)); };
+      q16 = reinterpret_cast<uint16_t*>(pairs(nq_max * s.d / 2));
+      go16 = reinterpret_cast<uint16_t*>(pairs(nq_max * s.d / 2));
+      qi2 = pairs(ldt * s.d);
+      goi2 = pairs(ldt * s.d);
+      kt2 = pairs(s.d / 2 * kBk);
+      vt2 = pairs(s.d / 2 * kBk);
+      k2 = pairs(kBk / 2 * s.d);
+      p16 = reinterpret_cast<uint16_t*>(pairs(nq_max * kBk / 2));
+      ds16 = reinterpret_cast<uint16_t*>(pairs(nq_max * kBk / 2));
+      pt2 = pairs(kBk * ldt);
+      dst2 = pairs(kBk * ldt);
+    }
     for (int64_t qb = 0; qb < blocks; ++qb) {
       const int64_t t0 = qb * kBq, t1 = std::min(s.tokens, t0 + kBq), nt = t1 - t0;
       const int64_t nq = s.group * nt;
@@ -531,14 +710,40 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
       zero_f32(dq_acc, nq * s.dp);
       const int64_t kbegin =
           run_start.empty() ? 0 : run_start[static_cast<size_t>(b * s.tokens + t0)];
+#if defined(SEQIT_AVX2) && defined(__AVX512F__)
+      if (bf16) {
+        for (int64_t r = 0; r < nq; ++r) {
+          store_f32(qs + r * s.dp, q16 + r * s.d, DType::bf16, s.d);
+          store_f32(go + r * s.dp, go16 + r * s.d, DType::bf16, s.d);
+        }
+        interleave_rows(q16, s.d, nq, s.d, qi2);
+        interleave_rows(go16, s.d, nq, s.d, goi2);
+      }
+#endif
       for (int64_t j0 = kbegin; j0 < t1; j0 += kBk) {
         const int64_t j1 = std::min(t1, j0 + kBk), nk = j1 - j0;
-        const int64_t w = round_up8(nk);  // columns computed (as in the forward)
-        load_key_tiles(K, V, b, g, j0, j1, s.d, s.dp, KeyTiles{kt, kr, nullptr, vt}, row_buffer);
-        // S and dP = dO·Vᵀ, each block of rows over the keys it can see (as in the forward).
-        auto columns = [&](int64_t i) { return round_up8(causal_end(j0, nk, limit[i])); };
-        tile_gemm_causal<true>(qs, s.dp, 1, kt, kBk, p, kBk, nq, s.dp, w, false, columns);
-        tile_gemm_causal<true>(go, s.dp, 1, vt, kBk, dp_tile, kBk, nq, s.dp, w, false, columns);
+        // columns computed (as in the forward; the bf16 tiles' vectors are 16 wide)
+        const int64_t w = bf16 ? (nk + 15) / 16 * 16 : round_up8(nk);
+        auto visible_keys = [&](int64_t i) { return causal_end(j0, nk, limit[i]); };
+        if (!bf16) {
+          load_key_tiles(K, V, b, g, j0, j1, s.d, s.dp, KeyTiles{kt, kr, nullptr, vt}, row_buffer);
+          // S and dP = dO·Vᵀ, each block of rows over the keys it can see (as in the forward).
+          auto columns = [&](int64_t i) { return round_up8(visible_keys(i)); };
+          tile_gemm_causal<true>(qs, s.dp, 1, kt, kBk, p, kBk, nq, s.dp, w, false, columns);
+          tile_gemm_causal<true>(go, s.dp, 1, vt, kBk, dp_tile, kBk, nq, s.dp, w, false, columns);
+        }
+#if defined(SEQIT_AVX2) && defined(__AVX512F__)
+        if (bf16) {
+          pack_keys_transposed(K, b, g, j0, nk, s.d, kt2);
+          pack_keys_transposed(V, b, g, j0, nk, s.d, vt2);
+          pack_keys_interleaved(K, b, g, j0, nk, s.d, k2);
+          const auto* q2 = reinterpret_cast<const uint32_t*>(q16);
+          const auto* go2 = reinterpret_cast<const uint32_t*>(go16);
+          tile_dp_causal<true>(q2, s.d / 2, kt2, kBk, p, kBk, nq, s.d / 2, w, false, visible_keys);
+          tile_dp_causal<true>(go2, s.d / 2, vt2, kBk, dp_tile, kBk, nq, s.d / 2, w, false,
+                               visible_keys);
+        }
+#endif
         for (int64_t i = 0; i < nq; ++i) {
           float* prow = p + i * kBk;
           float* dsrow = dp_tile + i * kBk;
@@ -552,9 +757,24 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
           for (int64_t j = 0; j < e; ++j) dsrow[j] = prow[j] * (dsrow[j] - delta[i]);
           zero_f32(dsrow + e, w - e);
         }
+#if defined(SEQIT_AVX2) && defined(__AVX512F__)
+        if (bf16) {
+          // The same three products on P and dS rounded to bf16 (pairs along the keys for dS·K,
+          // transposed pairs along the query rows for Pᵀ·dO and dSᵀ·Q).
+          round_tile(p, nq, w, p16);
+          round_tile(dp_tile, nq, w, ds16);
+          tile_dp_causal<false>(reinterpret_cast<const uint32_t*>(ds16), kBk / 2, k2, s.d, dq_acc,
+                                s.d, nq, (nk + 1) / 2, s.d, true, visible_keys);
+          transpose_pairs(p16, nq, nk, pt2, ldt);
+          transpose_pairs(ds16, nq, nk, dst2, ldt);
+          tile_dp(pt2, ldt, goi2, s.d, dv_acc + j0 * s.d, s.d, nk, (nq + 1) / 2, s.d, true);
+          tile_dp(dst2, ldt, qi2, s.d, dk_acc + j0 * s.d, s.d, nk, (nq + 1) / 2, s.d, true);
+          continue;
+        }
+#endif
         // dQ += dS·K over the keys each block of rows can see (dS is 0 beyond).
         tile_gemm_causal<false>(dp_tile, kBk, 1, kr, s.dp, dq_acc, s.dp, nq, nk, s.dp, true,
-                                [&](int64_t i) { return causal_end(j0, nk, limit[i]); });
+                                visible_keys);
         // dV += Pᵀ·dO and dK += dSᵀ·(scale·Q): the tiles are read transposed through A's strides.
         tile_gemm(p, 1, kBk, go, s.dp, dv_acc + j0 * s.dp, s.dp, nk, nq, s.dp, true);
         tile_gemm(dp_tile, 1, kBk, qs, s.dp, dk_acc + j0 * s.dp, s.dp, nk, nq, s.dp, true);

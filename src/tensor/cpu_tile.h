@@ -162,4 +162,75 @@ inline void tile_gemm(const float* A, int64_t a_rs, int64_t a_cs, const float* B
 #endif
 }
 
+#if defined(SEQIT_AVX2) && defined(__AVX512F__)
+// The bf16 form of tile_gemm for CPUs with AVX512_BF16 (run-time checked by the caller): operands
+// are bf16 pairs, a uint32 holding elements 2p (low half) and 2p + 1 (high) of the reduction, and
+// each vdpbf16ps adds the products of both to 16 f32 accumulators — twice tile_gemm_block16's
+// multiply-adds per instruction, the same f32 accumulation. A2 [m][kp] (row stride lda), B2 [kp][n]
+// (row stride ldb), C [m][n] f32.
+#define SEQIT_BF16_TILE_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+template <int R, int NV>
+[[gnu::noinline]] SEQIT_BF16_TILE_TARGET void tile_dp_block(const uint32_t* A, int64_t lda,
+                                                            const uint32_t* B, int64_t ldb,
+                                                            float* C, int64_t ldc, int64_t kp,
+                                                            int64_t j, bool accumulate) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = accumulate ? _mm512_loadu_ps(C + r * ldc + j + 16 * v) : _mm512_setzero_ps();
+  for (int64_t p = 0; p < kp; ++p) {
+    __m512i b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      b[v] = _mm512_loadu_si512(B + p * ldb + j + 16 * v);
+      asm("" : "+v"(b[v]));  // in a register, not folded into each row's instruction
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512i a = _mm512_set1_epi32(static_cast<int>(A[r * lda + p]));
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        acc[r][v] = _mm512_dpbf16_ps(acc[r][v], reinterpret_cast<__m512bh>(a),
+                                     reinterpret_cast<__m512bh>(b[v]));
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_storeu_ps(C + r * ldc + j + 16 * v, acc[r][v]);
+}
+
+template <int R>
+inline void tile_dp_rows(const uint32_t* A, int64_t lda, const uint32_t* B, int64_t ldb, float* C,
+                         int64_t ldc, int64_t kp, int64_t n, bool accumulate) {
+  int64_t j = 0;
+  for (; j + 64 <= n; j += 64) tile_dp_block<R, 4>(A, lda, B, ldb, C, ldc, kp, j, accumulate);
+  switch ((n - j) / 16) {
+    case 3:
+      tile_dp_block<R, 3>(A, lda, B, ldb, C, ldc, kp, j, accumulate);
+      break;
+    case 2:
+      tile_dp_block<R, 2>(A, lda, B, ldb, C, ldc, kp, j, accumulate);
+      break;
+    case 1:
+      tile_dp_block<R, 1>(A, lda, B, ldb, C, ldc, kp, j, accumulate);
+      break;
+    default:
+      break;
+  }
+}
+
+// C[m][n] (= or +=) A2 · B2 over kp pairs; n must be a multiple of 16 (callers pad with zeros).
+inline void tile_dp(const uint32_t* A, int64_t lda, const uint32_t* B, int64_t ldb, float* C,
+                    int64_t ldc, int64_t m, int64_t kp, int64_t n, bool accumulate) {
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4)
+    tile_dp_rows<4>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, kp, n, accumulate);
+  for (; i < m; ++i) tile_dp_rows<1>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, kp, n, accumulate);
+}
+#endif
+
 }  // namespace seqit::tensor::detail
