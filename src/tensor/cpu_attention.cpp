@@ -262,7 +262,7 @@ inline int64_t round_up16(int64_t n) {
 }
 bool bf16_tiles(const HeadRows& Q, const HeadRows& K, const HeadRows& V, int64_t d) {
   return Q.dtype == DType::bf16 && K.dtype == DType::bf16 && V.dtype == DType::bf16 &&
-         d % 16 == 0 && cpu_has_avx512_bf16();
+         d % 16 == 0 && attention_has_bf16_tiles();
 }
 // Keys j0 + [0, nk) of kv head g as pairs along the head dim, transposed: dst[p][j] (row stride
 // kBk) = (k[j][2p], k[j][2p + 1]); columns [nk, round_up16(nk)) zero. For S = Q·Kᵀ and dO·Vᵀ.
@@ -520,6 +520,14 @@ float* lse_ptr(const char* op, const Tensor& lse, const AttentionShape& s, bool 
 
 }  // namespace
 
+bool attention_has_bf16_tiles() {
+#if defined(SEQIT_AVX2) && defined(__AVX512F__)
+  return cpu_has_avx512_bf16();
+#else
+  return false;  // built without AVX-512: the f32 tiles only
+#endif
+}
+
 void CpuBackend::attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q,
                                    const Tensor& k, const Tensor& v,
                                    const AttentionOptions& options) {
@@ -664,6 +672,7 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
     auto* limit = reinterpret_cast<int64_t*>(arena.take(2 * nq_max));
     auto* qseg = reinterpret_cast<int32_t*>(arena.take(nq_max));
     const int32_t* kseg = seg ? seg + b * s.tokens : nullptr;
+#if defined(SEQIT_AVX2) && defined(__AVX512F__)
     // bf16 tile path: q16, go16 [nq][d] (bits: pairs along d), qi2, goi2 [nq/2][d] (pairs along
     // the rows), kt2, vt2 [d/2][kBk], k2 [kBk/2][d], p16, ds16 [nq][kBk], pt2, dst2 [kBk][ldt].
     uint16_t *q16 = nullptr, *go16 = nullptr, *p16 = nullptr, *ds16 = nullptr;
@@ -684,6 +693,7 @@ void CpuBackend::attention_backward(const Tensor& dq, const Tensor& dk, const Te
       pt2 = pairs(kBk * ldt);
       dst2 = pairs(kBk * ldt);
     }
+#endif
     for (int64_t qb = 0; qb < blocks; ++qb) {
       const int64_t t0 = qb * kBq, t1 = std::min(s.tokens, t0 + kBq), nt = t1 - t0;
       const int64_t nq = s.group * nt;

@@ -59,6 +59,10 @@ void check_last_dim_unit_stride(const char* op, const char* arg, const Tensor& t
 void dropout_row(const float* src, float* dst, int64_t n, uint64_t seed, uint64_t first,
                  uint32_t threshold, float keep_scale, bool accumulate, bool vector = true);
 
+// Whether attention_forward/backward run bf16 q, k, v (head dim a multiple of 16) on the bf16 tile
+// path here: an AVX-512 build on a CPU with AVX512_BF16.
+bool attention_has_bf16_tiles();
+
 // The bf16 <-> f32 bulk conversions on one instruction set: the ops use the best the CPU has
 // (AVX-512 with AVX512_BF16's vcvtneps2bf16, 16 values per instruction; else AVX2; else scalar),
 // tests run every one the CPU has. All give the bits of the scalar f32_to_bf16 / bf16_to_f32.

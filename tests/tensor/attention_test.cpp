@@ -9,7 +9,7 @@
 #include <tuple>
 
 #include "reference.h"
-#include "tensor/calibrate.h"
+#include "tensor/cpu_internal.h"
 #include "tensor/ops.h"
 
 namespace seqit::tensor {
@@ -153,7 +153,7 @@ TEST(Attention, StridedFusedQkvBf16AndAccumulatingGradients) {
 // operand is off by O(1)). The f32 tile path on the same inputs agrees with the reference to
 // ~1e-6, so the errors printed show which path ran.
 TEST(Attention, Bf16TilesStayWithinBf16RoundingOfTheReference) {
-  const bool tiles16 = cpu_has_bf16_arithmetic();
+  const bool tiles16 = detail::attention_has_bf16_tiles();
   for (const auto& [d, t, packed] :
        {std::tuple<int64_t, int64_t, bool>{64, 150, false}, {64, 141, true}, {32, 97, false}}) {
     SCOPED_TRACE("d " + std::to_string(d) + (packed ? ", packed" : ""));
