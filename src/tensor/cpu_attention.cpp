@@ -189,6 +189,43 @@ void tile_gemm_causal(const float* A, int64_t a_rs, int64_t a_cs, const float* B
   }
 }
 
+// One key tile's online-softmax step over query rows [0, nq): each score row of s (row stride kBk,
+// w columns computed) is masked, its max joins the running max m, the row's output accumulator (o,
+// row stride ldo) and running sum l are rescaled to it, and s is left holding exp(s - m) — 0 where
+// masked and beyond the row's extent, so the tile's P·V needs no mask.
+void online_softmax_tile(float* s, int64_t nq, int64_t j0, int64_t nk, int64_t w,
+                         const int64_t* limit, const int32_t* qseg, const int32_t* kseg, float* m,
+                         float* l, float* o, int64_t ldo) {
+  for (int64_t i = 0; i < nq; ++i) {
+    float* row = s + i * kBk;
+    const int64_t e =
+        limit[i] < j0 ? 0 : mask_row(row, j0, nk, w, limit[i], kseg, qseg ? qseg[i] : 0);
+    if (e == 0) {
+      zero_f32(row, w);  // contributes nothing to P·V
+      continue;
+    }
+    const float mx = max_of(row, e);
+    const float m_new = std::max(m[i], mx);
+    const float alpha = m[i] == -INFINITY ? 0.0f : exp_scalar(m[i] - m_new);
+    const float sum = exp_shift_sum(row, m_new, row, e);
+    l[i] = l[i] * alpha + sum;
+    if (alpha != 1.0f) scale(o + i * ldo, alpha, ldo);
+    m[i] = m_new;
+  }
+}
+
+// After the last key tile: each output row divided by its softmax sum, and lse = m + log l.
+void finish_rows(int64_t nq, const float* m, const float* l, float* o, int64_t ldo, float* lse) {
+  for (int64_t i = 0; i < nq; ++i) {
+    if (l[i] > 0) {
+      scale(o + i * ldo, 1.0f / l[i], ldo);
+      lse[i] = m[i] + std::log(l[i]);
+    } else {
+      lse[i] = -INFINITY;  // no visible key (cannot happen for causal rows: a token sees itself)
+    }
+  }
+}
+
 // The online-softmax forward over one stack of query rows.
 //   qs [nq][dp]: queries already multiplied by the softmax scale, zero-padded.
 //   limit[i]: last visible key index of row i (causal); qseg/kseg: segment ids or null.
@@ -215,34 +252,12 @@ void attend_rows(const float* qs, int64_t nq, int64_t dp, const int64_t* limit, 
     // S = Q·Kᵀ, each block of rows over the keys it can see (the rest of its w columns is masked).
     tile_gemm_causal<true>(qs, dp, 1, kt, kBk, s, kBk, nq, dp, w, false,
                            [&](int64_t i) { return round_up8(causal_end(j0, nk, limit[i])); });
-    for (int64_t i = 0; i < nq; ++i) {
-      float* row = s + i * kBk;
-      const int64_t e =
-          limit[i] < j0 ? 0 : mask_row(row, j0, nk, w, limit[i], kseg, qseg ? qseg[i] : 0);
-      if (e == 0) {
-        zero_f32(row, w);  // contributes nothing to P·V
-        continue;
-      }
-      const float mx = max_of(row, e);
-      const float m_new = std::max(m[i], mx);
-      const float alpha = m[i] == -INFINITY ? 0.0f : exp_scalar(m[i] - m_new);
-      const float sum = exp_shift_sum(row, m_new, row, e);
-      l[i] = l[i] * alpha + sum;
-      if (alpha != 1.0f) scale(o + i * dp, alpha, dp);
-      m[i] = m_new;
-    }
+    online_softmax_tile(s, nq, j0, nk, w, limit, qseg, kseg, m, l, o, dp);
     // O += P·V, each block of rows over the keys it can see (P is 0 beyond).
     tile_gemm_causal<false>(s, kBk, 1, v, dp, o, dp, nq, nk, dp, true,
                             [&](int64_t i) { return causal_end(j0, nk, limit[i]); });
   }
-  for (int64_t i = 0; i < nq; ++i) {
-    if (l[i] > 0) {
-      scale(o + i * dp, 1.0f / l[i], dp);
-      lse[i] = m[i] + std::log(l[i]);
-    } else {
-      lse[i] = -INFINITY;  // no visible key (cannot happen for causal rows: a token sees itself)
-    }
-  }
+  finish_rows(nq, m, l, o, dp, lse);
 }
 
 #if defined(SEQIT_AVX2) && defined(__AVX512F__)
@@ -347,35 +362,13 @@ void attend_rows_bf16(const uint32_t* q2, int64_t nq, int64_t d, const int64_t* 
     pack_keys_interleaved(V, b, g, j0, nk, d, v2);
     tile_dp_causal<true>(q2, d / 2, kt, kBk, s, kBk, nq, d / 2, w, false,
                          [&](int64_t i) { return causal_end(j0, nk, limit[i]); });
-    for (int64_t i = 0; i < nq; ++i) {
-      float* row = s + i * kBk;
-      const int64_t e =
-          limit[i] < j0 ? 0 : mask_row(row, j0, nk, w, limit[i], kseg, qseg ? qseg[i] : 0);
-      if (e == 0) {
-        zero_f32(row, w);
-        continue;
-      }
-      const float mx = max_of(row, e);
-      const float m_new = std::max(m[i], mx);
-      const float alpha = m[i] == -INFINITY ? 0.0f : exp_scalar(m[i] - m_new);
-      const float sum = exp_shift_sum(row, m_new, row, e);
-      l[i] = l[i] * alpha + sum;
-      if (alpha != 1.0f) scale(o + i * d, alpha, d);
-      m[i] = m_new;
-    }
+    online_softmax_tile(s, nq, j0, nk, w, limit, qseg, kseg, m, l, o, d);
     round_tile(s, nq, w, p16);
     tile_dp_causal<false>(reinterpret_cast<const uint32_t*>(p16), kBk / 2, v2, d, o, d, nq,
                           (nk + 1) / 2, d, true,
                           [&](int64_t i) { return causal_end(j0, nk, limit[i]); });
   }
-  for (int64_t i = 0; i < nq; ++i) {
-    if (l[i] > 0) {
-      scale(o + i * d, 1.0f / l[i], d);
-      lse[i] = m[i] + std::log(l[i]);
-    } else {
-      lse[i] = -INFINITY;
-    }
-  }
+  finish_rows(nq, m, l, o, d, lse);
 }
 #endif
 
