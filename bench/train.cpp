@@ -592,6 +592,18 @@ int main(int argc, char** argv) {
         "%.2fx by CPU time; %.2fx peak RSS\n",
         a.wall / b.wall, a.cpu / b.cpu, a.rss / b.rss);
   }
+  // The same targets under bf16 compute, for both bases (a bf16 base is the natural choice there:
+  // the projections multiply its bf16 values either way).
+  if (full16) {
+    for (const auto& [run, base] : {std::pair{&lora_c16, "f32"}, std::pair{&lora16_c16, "bf16"}}) {
+      if (!*run) continue;
+      const Rate a = rate_of(**run), b = rate_of(*full16);
+      std::printf(
+          "LoRA (%s base) vs full FT, bf16 compute: %.2fx tokens/s (best steps), %.2fx by CPU "
+          "time; %.2fx peak RSS\n",
+          base, a.wall / b.wall, a.cpu / b.cpu, a.rss / b.rss);
+    }
+  }
   if (full2k && ckpt2k) {
     auto act = [](const json& r) {
       return r.at("peak_rss_mb").get<double>() - r.at("state_mb").get<double>() -
