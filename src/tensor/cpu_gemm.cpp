@@ -380,27 +380,46 @@ void gemm_packed_b(const MatrixRef& a, const void* b, DType b_dtype, const Mutab
   if (bias && alpha != 1.0f) fail("matmul", "alpha with a bias is not supported");
   check_operand("a", a);
   if (c.col_stride != 1) fail("matmul", "a packed product needs a unit column stride in c");
-  // oneDNN writes a 16-bit c itself from bf16 operands; from f32 ones, c goes through f32 scratch
-  // (slot 2, as in gemm_any) and is rounded once.
-  const bool direct = c.dtype == DType::f32 || a.dtype == DType::bf16;
-  const size_t c_es = dtype_size(c.dtype);
-  MutableMatrixRef c32 = c;
+  // oneDNN's brgemm takes packed weights only with dense a and c (with a column block of a wider
+  // buffer, as a gate or up half is, it fell back to its reference kernel, ~100x slower): strided
+  // operands go through dense scratch. a 16-bit c from f32 operands goes through f32 scratch too
+  // (rounded once, as gemm_any does); so does a strided one (rounded once, as oneDNN would).
+  const size_t a_es = dtype_size(a.dtype), c_es = dtype_size(c.dtype);
+  MatrixRef a_dense = a;
+  if (a.col_stride != 1 || a.row_stride != a.cols) {
+    auto* dst = reinterpret_cast<std::byte*>(
+        scratch_f32(1, (static_cast<size_t>(a.rows * a.cols) * a_es + 3) / 4));
+    for (int64_t r = 0; r < a.rows; ++r) {
+      const auto* row = static_cast<const std::byte*>(a.data) + r * a.row_stride * a_es;
+      if (a.col_stride == 1) {
+        std::memcpy(dst + r * a.cols * a_es, row, static_cast<size_t>(a.cols) * a_es);
+      } else {
+        for (int64_t x = 0; x < a.cols; ++x)
+          std::memcpy(dst + (r * a.cols + x) * a_es, row + x * a.col_stride * a_es, a_es);
+      }
+    }
+    a_dense = MatrixRef{dst, a.dtype, a.rows, a.cols, a.cols, 1, 0};
+  }
+  const bool direct = (c.dtype == DType::f32 || a.dtype == DType::bf16) && c.row_stride == c.cols;
+  MutableMatrixRef c_dense = c;
   if (!direct) {
     float* buffer = scratch_f32(2, static_cast<size_t>(c.rows * c.cols));
-    c32 = MutableMatrixRef{buffer, DType::f32, c.rows, c.cols, c.cols, 1, 0};
+    c_dense = MutableMatrixRef{buffer, DType::f32, c.rows, c.cols, c.cols, 1, 0};
     for (int64_t r = 0; accumulate && r < c.rows; ++r) {
       const void* row = static_cast<const std::byte*>(c.data) + r * c.row_stride * c_es;
-      load_f32(row, c.dtype, buffer + r * c.cols, c.cols);  // c is 16-bit: converted into buffer
+      store_f32(load_f32(row, c.dtype, buffer + r * c.cols, c.cols), buffer + r * c.cols,
+                DType::f32, c.cols);
     }
   }
   // b's strides are not read (b_packed): its layout is packed_b_desc(k, n).
-  GemmShape s{
-      1,   a.rows,          c.cols,     a.cols, a, MatrixRef{b, b_dtype, a.cols, c.cols, 0, 0, 0},
-      c32, bias != nullptr, accumulate, alpha};
+  GemmShape s{1,       a.rows,          c.cols,
+              a.cols,  a_dense,         MatrixRef{b, b_dtype, a.cols, c.cols, 0, 0, 0},
+              c_dense, bias != nullptr, accumulate,
+              alpha};
   s.b_packed = true;
   run_onednn(s, bias);
   for (int64_t r = 0; !direct && r < c.rows; ++r) {
-    store_f32(static_cast<const float*>(c32.data) + r * c.cols,
+    store_f32(static_cast<const float*>(c_dense.data) + r * c.cols,
               static_cast<std::byte*>(c.data) + r * c.row_stride * c_es, c.dtype, c.cols);
   }
 }

@@ -434,6 +434,28 @@ TEST(GemmWeight, PackedWeightsGiveThePlainProducts) {
       EXPECT_LT(rel_error(to_vec(dx_got), to_vec(dx_want)), tol);
       EXPECT_GT(rel_error(to_vec(dx_got), start), 0.1);  // accumulated onto, not left as it was
     }
+    // Column blocks of wider buffers (a gate or up half of gate|up): strided x, y, dy and dx go
+    // through dense scratch (oneDNN took its reference kernel for them with packed weights).
+    {
+      const int64_t n = 40;
+      Tensor wide_x =
+          to_tensor(reference::random_vec(static_cast<size_t>(n * 2 * in), 76), {n, 2 * in}, dtype);
+      Tensor wide_y = Tensor::zeros({n, 2 * out}, DType::f32);
+      const Tensor x = wide_x.narrow(1, in, in), y = wide_y.narrow(1, out, out);
+      Tensor want = Tensor::empty({n, out}, DType::f32);
+      linear_forward(want, x, tw, tb);
+      linear_forward(y, x, fwd, tb);
+      EXPECT_LT(rel_error(to_vec(y.contiguous()), to_vec(want)), tol);
+      EXPECT_EQ(to_vec(wide_y.narrow(1, 0, out).contiguous()), Vec(static_cast<size_t>(n * out)));
+      Tensor wide_dy = to_tensor(reference::random_vec(static_cast<size_t>(n * 2 * out), 77),
+                                 {n, 2 * out}, dtype);
+      Tensor wide_dx = Tensor::zeros({n, 2 * in}, DType::f32);
+      const Tensor dy = wide_dy.narrow(1, 0, out), dx = wide_dx.narrow(1, 0, in);
+      Tensor dx_want = Tensor::zeros({n, in}, DType::f32);
+      linear_backward(dx_want, {}, {}, dy, {}, tw);
+      linear_backward_input(dx, dy, bwd);
+      EXPECT_LT(rel_error(to_vec(dx.contiguous()), to_vec(dx_want)), tol);
+    }
     // A copy: zeroing w leaves the packed products as they were.
     const Tensor tx =
         to_tensor(reference::random_vec(static_cast<size_t>(64 * in), 75), {64, in}, dtype);
