@@ -79,19 +79,29 @@ uint32_t dropout_threshold(float p) {
   return static_cast<uint32_t>(std::min(1.0, static_cast<double>(p)) * 4294967295.0);
 }
 
-// dropout(x) as a dense f32 [n, in] matrix (scaled by 1/(1-p)), or x itself (f32 rows) when p = 0.
-MatrixRef dropped_input(const RowsRef& X, const LoraConfig& config, Tensor& holder) {
-  if (config.dropout <= 0.0f && X.dtype == DType::f32) {
-    return MatrixRef{X.base, DType::f32, X.rows, X.cols, X.row_stride, 1, 0};
-  }
-  holder = Tensor::empty({X.rows, X.cols}, DType::f32);
-  float* dst = holder.mutable_data<float>();
+// Under bf16 compute the adapter's products multiply in bf16 like the base projections, each
+// accumulated in f32 (oneDNN's native bf16 GEMM where the CPU has one, else the same roundings
+// through f32): the down projection when x comes as bf16 rows — dropout(x) as bf16 rows (x itself
+// when p = 0, no copy), A and dxa rounded to bf16 — and the up projection when y (forward) or dy
+// (backward) is bf16 — xa, B and dy as bf16. Widening them instead cost a dense f32 copy of every x
+// (twice per module and step) and of every bf16 dy, and mixed-dtype GEMMs.
+//
+// dropout(x) (scaled by 1/(1-p)) as a dense [n, in] matrix of `dtype` (f32, or bf16 when x is bf16
+// rows), or x itself when p = 0 and x already has that dtype.
+MatrixRef dropped_input(const RowsRef& X, const LoraConfig& config, DType dtype, Tensor& holder) {
+  if (config.dropout <= 0.0f && X.dtype == dtype)
+    return MatrixRef{X.base, dtype, X.rows, X.cols, X.row_stride, 1, 0};
+  holder = Tensor::empty({X.rows, X.cols}, dtype);
+  auto* dst = static_cast<std::byte*>(const_cast<void*>(holder.raw_data()));
+  const size_t es = dtype_size(dtype);
   const uint32_t threshold = dropout_threshold(config.dropout);
   const float keep_scale = config.dropout > 0.0f ? 1.0f / (1.0f - config.dropout) : 1.0f;
   apply_threads();
 #pragma omp parallel for schedule(static) if (X.rows * X.cols >= kParallelThreshold)
   for (int64_t r = 0; r < X.rows; ++r) {
-    float* row = dst + r * X.cols;
+    // f32 rows are formed in place; bf16 rows in f32 scratch, rounded once on the way out
+    float* row = dtype == DType::f32 ? reinterpret_cast<float*>(dst + r * X.cols * es)
+                                     : scratch_f32(6, static_cast<size_t>(X.cols));
     const float* src = load_f32(X.row(r), X.dtype, row, X.cols);
     if (config.dropout > 0.0f) {
       const int64_t mask_row = config.rows != nullptr ? config.rows[r] : r;
@@ -100,34 +110,9 @@ MatrixRef dropped_input(const RowsRef& X, const LoraConfig& config, Tensor& hold
     } else if (src != row) {
       std::copy(src, src + X.cols, row);
     }
+    store_f32(row, dst + r * X.cols * es, dtype, X.cols);  // f32: in place already, no copy
   }
-  return MatrixRef{dst, DType::f32, X.rows, X.cols, X.cols, 1, 0};
-}
-
-// Under bf16 compute the adapter's products multiply in bf16 like the base projections, each
-// accumulated in f32 (oneDNN's native bf16 GEMM where the CPU has one, else the same roundings
-// through f32): the down projection when x comes as bf16 rows — dropout(x) as bf16 rows (x itself
-// when p = 0, no copy), A and dxa rounded to bf16 — and the up projection when y (forward) or dy
-// (backward) is bf16 — xa, B and dy as bf16. Widening them instead cost a dense f32 copy of every x
-// (twice per module and step) and of every bf16 dy, and mixed-dtype GEMMs.
-MatrixRef dropped_input_bf16(const RowsRef& X, const LoraConfig& config, Tensor& holder) {
-  if (config.dropout <= 0.0f)
-    return MatrixRef{X.base, DType::bf16, X.rows, X.cols, X.row_stride, 1, 0};
-  holder = Tensor::empty({X.rows, X.cols}, DType::bf16);
-  auto* dst = holder.mutable_data<bf16>();
-  const uint32_t threshold = dropout_threshold(config.dropout);
-  const float keep_scale = 1.0f / (1.0f - config.dropout);
-  apply_threads();
-#pragma omp parallel for schedule(static) if (X.rows * X.cols >= kParallelThreshold)
-  for (int64_t r = 0; r < X.rows; ++r) {
-    float* row = scratch_f32(6, static_cast<size_t>(X.cols));
-    const float* src = load_f32(X.row(r), X.dtype, row, X.cols);
-    const int64_t mask_row = config.rows != nullptr ? config.rows[r] : r;
-    dropout_row(src, row, X.cols, config.seed, static_cast<uint64_t>(mask_row * X.cols), threshold,
-                keep_scale, false);
-    store_f32(row, dst + r * X.cols, DType::bf16, X.cols);
-  }
-  return MatrixRef{dst, DType::bf16, X.rows, X.cols, X.cols, 1, 0};
+  return MatrixRef{dst, dtype, X.rows, X.cols, X.cols, 1, 0};
 }
 // m [rows, cols] (unit column stride) rounded to bf16: m itself when it is bf16, else a dense copy
 // in `holder` (small: an adapter matrix or [n, r]).
@@ -210,8 +195,7 @@ void CpuBackend::lora_forward(const Tensor& y, const Tensor& xa, const Tensor& x
   if (Y.rows != s.n || Y.cols != s.out) fail(op, "y " + y.describe() + " does not match x and b");
   Tensor holder, a16, xa16, b16;
   const bool down16 = X.dtype == DType::bf16, up16 = Y.dtype == DType::bf16;
-  const MatrixRef xd =
-      down16 ? dropped_input_bf16(X, config, holder) : dropped_input(X, config, holder);
+  const MatrixRef xd = dropped_input(X, config, down16 ? DType::bf16 : DType::f32, holder);
   const MatrixRef am = down16 ? rounded_bf16(plain(a), a16) : plain(a);
   // xa[n, r] = dropout(x) · aᵀ ; y += scale · xa · bᵀ
   float* xa_data = xa.mutable_data<float>();
@@ -253,7 +237,7 @@ void CpuBackend::lora_backward(const Tensor& dx, const Tensor& da, const Tensor&
     check_shape(op, "da", da, a.shape());
     // da[r, in] += dxaᵀ · dropout(x)
     gemm_any(1, transpose(down16 ? rounded_bf16(dxam, dxa16) : dxam),
-             down16 ? dropped_input_bf16(X, config, holder) : dropped_input(X, config, holder),
+             dropped_input(X, config, down16 ? DType::bf16 : DType::f32, holder),
              mutable_rows(rows_of(op, "da", da, true)), nullptr, 1.0f, true);
   }
   if (dx.defined()) {
