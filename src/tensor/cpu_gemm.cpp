@@ -373,6 +373,48 @@ void pack_b(const MatrixRef& b, void* dst) {
   cpu_stream().wait();
 }
 
+namespace {
+
+// Converts n 16-bit (or f32) values at src into dst (serial: called per line inside parallel
+// loops).
+void load_f32_into(const void* src, DType dtype, float* dst, int64_t n) {
+  const float* p = load_f32(src, dtype, dst, n);
+  if (p != dst) std::memcpy(dst, p, static_cast<size_t>(n) * sizeof(float));
+}
+
+// A dense f32 accumulator for a product into c (a 16-bit c, or one oneDNN cannot write directly):
+// scratch slot 2, holding c's values when accumulating. store_accumulator writes it back into c,
+// rounded once.
+MutableMatrixRef f32_accumulator(int64_t batch, const MutableMatrixRef& c, bool accumulate) {
+  float* buffer = scratch_f32(2, static_cast<size_t>(batch * c.rows * c.cols));
+  const size_t c_es = dtype_size(c.dtype);
+  if (accumulate) {
+    const int64_t total = batch * c.rows;
+    apply_threads();
+#pragma omp parallel for schedule(static) if (total * c.cols >= kParallelThreshold)
+    for (int64_t idx = 0; idx < total; ++idx) {
+      const int64_t bi = idx / c.rows, r = idx % c.rows;
+      const auto* src =
+          static_cast<const std::byte*>(c.data) + (bi * c.batch_stride + r * c.row_stride) * c_es;
+      load_f32_into(src, c.dtype, buffer + idx * c.cols, c.cols);
+    }
+  }
+  return MutableMatrixRef{buffer, DType::f32, c.rows, c.cols, c.cols, 1, c.rows * c.cols};
+}
+void store_accumulator(int64_t batch, const MutableMatrixRef& acc, const MutableMatrixRef& c) {
+  const size_t c_es = dtype_size(c.dtype);
+  const int64_t total = batch * c.rows;
+  apply_threads();
+#pragma omp parallel for schedule(static) if (total * c.cols >= kParallelThreshold)
+  for (int64_t idx = 0; idx < total; ++idx) {
+    const int64_t bi = idx / c.rows, r = idx % c.rows;
+    auto* dst = static_cast<std::byte*>(c.data) + (bi * c.batch_stride + r * c.row_stride) * c_es;
+    store_f32(static_cast<const float*>(acc.data) + idx * c.cols, dst, c.dtype, c.cols);
+  }
+}
+
+}  // namespace
+
 void gemm_packed_b(const MatrixRef& a, const void* b, DType b_dtype, const MutableMatrixRef& c,
                    const float* bias, float alpha, bool accumulate) {
   if (a.rows == 0 || c.cols == 0) return;
@@ -384,7 +426,7 @@ void gemm_packed_b(const MatrixRef& a, const void* b, DType b_dtype, const Mutab
   // buffer, as a gate or up half is, it fell back to its reference kernel, ~100x slower): strided
   // operands go through dense scratch. a 16-bit c from f32 operands goes through f32 scratch too
   // (rounded once, as gemm_any does); so does a strided one (rounded once, as oneDNN would).
-  const size_t a_es = dtype_size(a.dtype), c_es = dtype_size(c.dtype);
+  const size_t a_es = dtype_size(a.dtype);
   MatrixRef a_dense = a;
   if (a.col_stride != 1 || a.row_stride != a.cols) {
     auto* dst = reinterpret_cast<std::byte*>(
@@ -401,16 +443,7 @@ void gemm_packed_b(const MatrixRef& a, const void* b, DType b_dtype, const Mutab
     a_dense = MatrixRef{dst, a.dtype, a.rows, a.cols, a.cols, 1, 0};
   }
   const bool direct = (c.dtype == DType::f32 || a.dtype == DType::bf16) && c.row_stride == c.cols;
-  MutableMatrixRef c_dense = c;
-  if (!direct) {
-    float* buffer = scratch_f32(2, static_cast<size_t>(c.rows * c.cols));
-    c_dense = MutableMatrixRef{buffer, DType::f32, c.rows, c.cols, c.cols, 1, 0};
-    for (int64_t r = 0; accumulate && r < c.rows; ++r) {
-      const void* row = static_cast<const std::byte*>(c.data) + r * c.row_stride * c_es;
-      store_f32(load_f32(row, c.dtype, buffer + r * c.cols, c.cols), buffer + r * c.cols,
-                DType::f32, c.cols);
-    }
-  }
+  const MutableMatrixRef c_dense = direct ? c : f32_accumulator(1, c, accumulate);
   // b's strides are not read (b_packed): its layout is packed_b_desc(k, n).
   GemmShape s{1,       a.rows,          c.cols,
               a.cols,  a_dense,         MatrixRef{b, b_dtype, a.cols, c.cols, 0, 0, 0},
@@ -418,20 +451,10 @@ void gemm_packed_b(const MatrixRef& a, const void* b, DType b_dtype, const Mutab
               alpha};
   s.b_packed = true;
   run_onednn(s, bias);
-  for (int64_t r = 0; !direct && r < c.rows; ++r) {
-    store_f32(static_cast<const float*>(c_dense.data) + r * c.cols,
-              static_cast<std::byte*>(c.data) + r * c.row_stride * c_es, c.dtype, c.cols);
-  }
+  if (!direct) store_accumulator(1, c_dense, c);
 }
 
 namespace {
-
-// Converts n 16-bit (or f32) values at src into dst (serial: called per line inside parallel
-// loops).
-void load_f32_into(const void* src, DType dtype, float* dst, int64_t n) {
-  const float* p = load_f32(src, dtype, dst, n);
-  if (p != dst) std::memcpy(dst, p, static_cast<size_t>(n) * sizeof(float));
-}
 
 // Converts a (possibly transposed) 16-bit or f32 matrix to f32, keeping its orientation: the result
 // has strides (cols, 1) when the source is row-major, (1, rows) when it is transposed.
@@ -492,23 +515,7 @@ void gemm_any(int64_t batch, const MatrixRef& a, const MatrixRef& b, const Mutab
   }
   if (c.col_stride != 1) fail("matmul", "a 16-bit output needs a unit column stride");
   // The f32 accumulator: c itself, or scratch holding c's values when accumulating into 16-bit c.
-  MutableMatrixRef c32 = c;
-  const size_t c_es = dtype_size(c.dtype);
-  if (c.dtype != DType::f32) {
-    float* buffer = scratch_f32(2, static_cast<size_t>(batch * c.rows * c.cols));
-    c32 = MutableMatrixRef{buffer, DType::f32, c.rows, c.cols, c.cols, 1, c.rows * c.cols};
-    if (accumulate) {
-      const int64_t total = batch * c.rows;
-      apply_threads();
-#pragma omp parallel for schedule(static) if (total * c.cols >= kParallelThreshold)
-      for (int64_t idx = 0; idx < total; ++idx) {
-        const int64_t bi = idx / c.rows, r = idx % c.rows;
-        const auto* src =
-            static_cast<const std::byte*>(c.data) + (bi * c.batch_stride + r * c.row_stride) * c_es;
-        load_f32_into(src, c.dtype, buffer + idx * c.cols, c.cols);
-      }
-    }
-  }
+  const MutableMatrixRef c32 = c.dtype == DType::f32 ? c : f32_accumulator(batch, c, accumulate);
   const MatrixRef a32 = to_f32(batch, a, 0);
   if (b.dtype == DType::f32 || batch != 1) {
     gemm_f32(batch, a32, to_f32(batch, b, 1), c32, bias, alpha, accumulate);
@@ -543,16 +550,7 @@ void gemm_any(int64_t batch, const MatrixRef& a, const MatrixRef& b, const Mutab
       }
     }
   }
-  if (c.dtype != DType::f32) {
-    const int64_t total = batch * c.rows;
-    apply_threads();
-#pragma omp parallel for schedule(static) if (total * c.cols >= kParallelThreshold)
-    for (int64_t idx = 0; idx < total; ++idx) {
-      const int64_t bi = idx / c.rows, r = idx % c.rows;
-      auto* dst = static_cast<std::byte*>(c.data) + (bi * c.batch_stride + r * c.row_stride) * c_es;
-      store_f32(static_cast<const float*>(c32.data) + idx * c.cols, dst, c.dtype, c.cols);
-    }
-  }
+  if (c.dtype != DType::f32) store_accumulator(batch, c32, c);
 }
 
 // ---- GEMV
