@@ -170,23 +170,31 @@ inline int64_t mask_row(float* s, int64_t j0, int64_t nk, int64_t w, int64_t lim
   return e;
 }
 
-// C (= or +=) A·B over blocks of 4 rows, each block computing only the columns (kColumns) or the
-// reduction (otherwise) its rows need: extent(i) for row i, the block taking its rows' largest.
 // Causal attention's early rows see only the first keys of a tile, so S = Q·Kᵀ needs only their
 // columns and P·V only their keys; what is left out is 0 in the full product (columns beyond every
-// row's extent are masked, keys beyond it have probability 0), so the results are the same.
-template <bool kColumns, typename Extent>
-void tile_gemm_causal(const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb,
-                      float* C, int64_t ldc, int64_t m, int64_t k, int64_t n, bool accumulate,
-                      Extent&& extent) {
+// row's extent are masked, keys beyond it have probability 0), so the results are the same. This
+// walks the m rows in blocks of 4 and calls product(i0, rows, ext) for each block with a visible
+// key, ext being the largest extent(i) of its rows.
+template <typename Extent, typename Product>
+void causal_row_blocks(int64_t m, Extent&& extent, Product&& product) {
   for (int64_t i0 = 0; i0 < m; i0 += 4) {
     const int64_t rows = std::min<int64_t>(4, m - i0);
     int64_t ext = 0;
     for (int64_t i = i0; i < i0 + rows; ++i) ext = std::max(ext, extent(i));
-    if (ext <= 0) continue;
+    if (ext > 0) product(i0, rows, ext);
+  }
+}
+
+// C (= or +=) A·B over blocks of 4 rows, each block computing only the columns (kColumns) or the
+// reduction (otherwise) its rows need: extent(i) for row i (causal_row_blocks).
+template <bool kColumns, typename Extent>
+void tile_gemm_causal(const float* A, int64_t a_rs, int64_t a_cs, const float* B, int64_t ldb,
+                      float* C, int64_t ldc, int64_t m, int64_t k, int64_t n, bool accumulate,
+                      Extent&& extent) {
+  causal_row_blocks(m, extent, [&](int64_t i0, int64_t rows, int64_t ext) {
     tile_gemm(A + i0 * a_rs, a_rs, a_cs, B, ldb, C + i0 * ldc, ldc, rows, kColumns ? k : ext,
               kColumns ? ext : n, accumulate);
-  }
+  });
 }
 
 // One key tile's online-softmax step over query rows [0, nq): each score row of s (row stride kBk,
@@ -330,15 +338,11 @@ template <bool kColumns, typename Extent>
 void tile_dp_causal(const uint32_t* A, int64_t lda, const uint32_t* B, int64_t ldb, float* C,
                     int64_t ldc, int64_t m, int64_t kp, int64_t n, bool accumulate,
                     Extent&& extent) {
-  for (int64_t i0 = 0; i0 < m; i0 += 4) {
-    const int64_t rows = std::min<int64_t>(4, m - i0);
-    int64_t ext = 0;
-    for (int64_t i = i0; i < i0 + rows; ++i) ext = std::max(ext, extent(i));
-    if (ext <= 0) continue;
+  causal_row_blocks(m, extent, [&](int64_t i0, int64_t rows, int64_t ext) {
     tile_dp(A + i0 * lda, lda, B, ldb, C + i0 * ldc, ldc, rows,
             kColumns ? kp : std::min(kp, (ext + 1) / 2),
             kColumns ? std::min(n, round_up16(ext)) : n, accumulate);
-  }
+  });
 }
 
 // attend_rows on the bf16 tile path: q2 [nq][d/2] the scaled queries as bf16 pairs; keys
